@@ -1,0 +1,73 @@
+"""Driftline's exception tree. Every error Driftline raises derives from one root::
+
+    DriftlineError
+    ├── ConfigError                  bad settings or arguments
+    ├── CodecError                   a value could not be encoded or decoded
+    │   ├── NotSingleObjectError     no 0xC3 0x01 marker, or too short for a header
+    │   ├── UnknownSchemaError       fingerprint of no published schema version
+    │   ├── CorruptBodyError         truncated or malformed Avro body
+    │   └── SchemaMismatchError      a record does not fit the schema it is written with
+    ├── ValidationError              a decoded event breaks its model's feature spec
+    └── KafkaError                   a Kafka operation failed (keeps the client's error code)
+
+Subsystems add their own subclasses next to their code; the root stays here.
+"""
+
+from __future__ import annotations
+
+
+class DriftlineError(Exception):
+    """Root of every error Driftline raises."""
+
+
+class ConfigError(DriftlineError):
+    """Settings or arguments are invalid."""
+
+
+class CodecError(DriftlineError):
+    """A value could not be encoded or decoded.
+
+    ``reason`` is the dead-letter reason code for this failure.
+    """
+
+    reason = "undecodable"
+
+
+class NotSingleObjectError(CodecError):
+    """The bytes do not start with the Avro single-object marker 0xC3 0x01."""
+
+
+class UnknownSchemaError(CodecError):
+    """The fingerprint names no published version of any known schema."""
+
+    reason = "unknown_schema"
+
+
+class CorruptBodyError(CodecError):
+    """The Avro body is truncated or malformed for the writer's schema."""
+
+
+class SchemaMismatchError(CodecError):
+    """A record does not fit the schema it is being written with."""
+
+    reason = "schema_mismatch"
+
+
+class ValidationError(DriftlineError):
+    """A decoded event breaks its model's feature spec.
+
+    ``reason`` is the dead-letter reason code (missing_feature, type_mismatch, ...).
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class KafkaError(DriftlineError):
+    """A Kafka operation failed. ``code`` keeps the client's error code name, if any."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message if code is None else f"{message} [{code}]")
+        self.code = code
