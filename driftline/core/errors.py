@@ -5,8 +5,9 @@
     ├── CodecError                   a value could not be encoded or decoded
     │   ├── NotSingleObjectError     no 0xC3 0x01 marker, or too short for a header
     │   ├── UnknownSchemaError       fingerprint of no published schema version
-    │   ├── CorruptBodyError         truncated or malformed Avro body
-    │   └── SchemaMismatchError      a record does not fit the schema it is written with
+    │   ├── CorruptBodyError         truncated or malformed Avro body, or bytes left over
+    │   ├── SchemaMismatchError      a record does not fit the schema it is written with
+    │   └── WrongRecordError         a known schema, but not the record the caller expected
     ├── ValidationError              a decoded event breaks its model's feature spec
     └── KafkaError                   a Kafka operation failed (keeps the client's error code)
 
@@ -51,6 +52,16 @@ class SchemaMismatchError(CodecError):
     """A record does not fit the schema it is being written with."""
 
     reason = "schema_mismatch"
+
+
+class WrongRecordError(CodecError):
+    """The bytes hold a published record, but not the one the caller expected.
+
+    Distinct from ``unknown_schema`` (a reader missing a schema version: upgrade the
+    reader) because the fix differs: a producer writes to the wrong topic.
+    """
+
+    reason = "wrong_record"
 
 
 class ValidationError(DriftlineError):

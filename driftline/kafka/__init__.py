@@ -1,0 +1,1 @@
+"""Every Kafka client Driftline makes is configured here (confluent-kafka and Faust)."""

@@ -1,0 +1,76 @@
+"""One settings object per process, read from ``DRIFTLINE_*`` environment variables.
+
+Every environment variable Driftline reads is a field here (prefix ``DRIFTLINE_``,
+upper case): ``DRIFTLINE_BOOTSTRAP_SERVERS``, ``DRIFTLINE_TOPIC_PREFIX``,
+``DRIFTLINE_SASL_PASSWORD``, ... Read once in ``main()`` and passed down.
+
+>>> s = Settings(bootstrap_servers="127.0.0.1:9999", topic_prefix="x.")
+>>> s.topic("features")
+'x.features'
+>>> "hunter2" in repr(Settings(sasl_password="hunter2"))
+False
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class Settings(BaseSettings):
+    """Driftline's settings. Secrets are ``SecretStr`` and never printed."""
+
+    model_config = SettingsConfigDict(env_prefix="DRIFTLINE_", extra="ignore", frozen=True)
+
+    # Kafka
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,host:port]."
+    )
+    topic_prefix: str = Field("driftline.", description="Prefix of every Driftline topic name.")
+    data_partitions: int = Field(
+        6, ge=1, description="Partitions of features, predictions, labels and outcomes."
+    )
+    replication_factor: int = Field(1, ge=1, description="Replication factor of every topic.")
+    client_id: str = Field("driftline", description="Kafka client.id prefix.")
+
+    # Security, passed alike to Faust (aiokafka) and confluent-kafka (librdkafka)
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    ssl_check_hostname: bool = True
+
+    # Metadata store and registry
+    sql_url: str = Field(
+        "sqlite:///driftline.db", description="SQLAlchemy URL of the metadata view."
+    )
+    signing_key: SecretStr = Field(
+        SecretStr("driftline-dev-signing-key"),
+        description="HMAC key that signs model artifacts; set a real secret in production.",
+    )
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix_is_legal(cls, v: str) -> str:
+        allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+        if not set(v) <= allowed:
+            raise ValueError(f"topic prefix {v!r} may hold only letters, digits, '.', '_' and '-'")
+        return v
+
+    def topic(self, name: str) -> str:
+        """Full name of the Driftline topic ``name`` (``features``, ``registry``, ...)."""
+        return f"{self.topic_prefix}{name}"
+
+    def sasl_password_value(self) -> str | None:
+        """The SASL password in clear, for client configuration only."""
+        return None if self.sasl_password is None else self.sasl_password.get_secret_value()

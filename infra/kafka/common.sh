@@ -1,0 +1,58 @@
+# shellcheck shell=bash
+# Shared settings of fetch.sh, broker.sh and kafka-tool.sh (sourced, not run).
+# Every environment variable these scripts read is named here.
+
+KAFKA_INFRA_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$KAFKA_INFRA_DIR/../.." && pwd)
+
+# Kafka version of the jars (Maven Central, org.apache.kafka:kafka_2.13).
+KAFKA_VERSION=${DRIFTLINE_KAFKA_VERSION:-3.9.1}
+# Where fetched jars go: $KAFKA_CACHE/<version>/libs.
+KAFKA_CACHE=${DRIFTLINE_KAFKA_CACHE:-$REPO_ROOT/.cache/kafka}
+# Default broker directory (config, data, pid, port, log).
+BROKER_DIR_DEFAULT=${DRIFTLINE_BROKER_DIR:-$REPO_ROOT/.cache/broker}
+
+kafka_libs() { printf '%s\n' "$KAFKA_CACHE/$KAFKA_VERSION/libs"; }
+
+# The Kafka major version decides the logging back end: 3.x reload4j, 4.x log4j2.
+kafka_major() { printf '%s\n' "${KAFKA_VERSION%%.*}"; }
+
+# JVM flags that point both logging back ends (reload4j for 3.x, log4j2 for 4.x)
+# at our config; each ignores the other's property. $1 is "" (broker) or "tools-".
+kafka_log_opts() {
+  printf '%s\n' \
+    "-Dlog4j.configuration=file:$KAFKA_INFRA_DIR/${1}log4j.properties" \
+    "-Dlog4j2.configurationFile=$KAFKA_INFRA_DIR/${1}log4j2.properties"
+}
+
+# Keep the cache out of git without touching the repo's .gitignore.
+mark_cache_ignored() {
+  local d=$REPO_ROOT/.cache
+  case "$1" in "$d"/*) ;; *) return 0 ;; esac
+  mkdir -p "$d"
+  [[ -e $d/.gitignore ]] || printf '*\n' >"$d/.gitignore"
+}
+
+# The first of the given main classes that this version's jars contain (see the
+# class index fetch.sh writes); several tools moved from kafka.* (Scala) to
+# org.apache.kafka.tools.* (Java) between 3.x and 4.x.
+kafka_main_class() {
+  local index c
+  index=$(kafka_libs)/classes.txt
+  for c in "$@"; do
+    if grep -qxF -- "$c" "$index"; then
+      printf '%s\n' "$c"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# Is process $1 alive (a zombie counts as dead)?
+pid_alive() {
+  local stat
+  [[ $1 =~ ^[0-9]+$ ]] || return 1
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [[ ${stat%% *} != Z ]]
+}
