@@ -1,0 +1,48 @@
+# Driftline: every set-up step lives here, so a fresh clone needs one command.
+#   make demo   - the closed-loop demo (starts a local Kafka broker for you)
+#   make test   - lint, type-check and the whole test suite against a real broker
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test lint unit integration demo broker-up broker-down clean
+
+$(STAMP): pyproject.toml
+	bash infra/bootstrap.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+	bash infra/kafka/fetch.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check driftline tests bench
+	$(BIN)/ruff format --check driftline tests bench
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit driftline/core
+
+integration: setup
+	$(BIN)/pytest tests/integration
+
+# The whole suite: the session fixture starts a broker in a temp dir and stops it.
+test: setup lint
+	$(BIN)/pytest
+
+demo: setup
+	$(BIN)/driftline demo
+
+broker-up: setup
+	$(BIN)/driftline broker up
+
+broker-down:
+	$(BIN)/driftline broker down
+
+clean:
+	-$(BIN)/driftline broker down --purge
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache
