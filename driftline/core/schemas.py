@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -70,7 +70,7 @@ class SchemaVersion:
     name: str
     version: int
     file_name: str
-    schema: Mapping[str, Any]
+    schema: dict[str, Any]
     canonical_form: str
     fingerprint: bytes
 
