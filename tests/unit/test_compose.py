@@ -1,0 +1,87 @@
+"""docker-compose.yml cannot run here (no Docker engine), so check what can be checked:
+valid YAML, only existing services, images pinned, paths present, env vars and
+commands that Driftline really has."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pytest
+import yaml
+
+from driftline.cli import cli
+from driftline.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_services_and_dependencies_exist(compose: dict) -> None:
+    services = compose["services"]
+    assert {"kafka", "worker", "trainer", "prometheus", "grafana"} <= set(services)
+    for name, svc in services.items():
+        for dep in svc.get("depends_on", []):
+            assert dep in services, f"{name} depends on unknown service {dep}"
+
+
+def test_images_are_pinned(compose: dict) -> None:
+    for name, svc in compose["services"].items():
+        image = svc.get("image")
+        assert image, f"{name} has no image"
+        assert ":" in image and not image.endswith(":latest"), f"{name}: unpinned {image}"
+
+
+def test_driftline_env_vars_are_settings_fields(compose: dict) -> None:
+    fields = {f"DRIFTLINE_{n.upper()}" for n in Settings.model_fields}
+    for name, svc in compose["services"].items():
+        for var in svc.get("environment", {}) or {}:
+            if var.startswith("DRIFTLINE_"):
+                assert var in fields, f"{name}: {var} is no Driftline setting"
+
+
+def test_mounted_paths_and_build_context_exist(compose: dict) -> None:
+    for name, svc in compose["services"].items():
+        for vol in svc.get("volumes", []):
+            src = vol.split(":")[0]
+            if src.startswith("."):
+                assert (ROOT / src).exists(), f"{name} mounts missing {src}"
+        if "build" in svc:
+            assert (ROOT / svc["build"] / "Dockerfile").is_file()
+
+
+def test_kafka_settings_match_the_dev_broker(compose: dict) -> None:
+    env = compose["services"]["kafka"]["environment"]
+    props = dict(
+        line.split("=", 1)
+        for line in (ROOT / "infra/kafka/server.properties").read_text().splitlines()
+        if "=" in line and not line.lstrip().startswith("#")
+    )
+    for key in (
+        "offsets.topic.replication.factor",
+        "transaction.state.log.replication.factor",
+        "transaction.state.log.min.isr",
+        "group.initial.rebalance.delay.ms",
+        "auto.create.topics.enable",
+    ):
+        env_key = "KAFKA_" + key.upper().replace(".", "_")
+        assert str(env[env_key]).lower() == props[key].strip().lower(), key
+
+
+def _command_exists(words: list[str]) -> bool:
+    group: click.Command = cli
+    for w in words:
+        if w.startswith("-"):
+            break
+        if not isinstance(group, click.Group) or w not in group.commands:
+            return False
+        group = group.commands[w]
+    return True
+
+
+def test_topics_command_exists(compose: dict) -> None:
+    assert _command_exists(compose["services"]["topics"]["command"])
