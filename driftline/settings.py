@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     ssl_key_password: SecretStr | None = None
     ssl_check_hostname: bool = True
 
+    # Models, join and workers
+    models_file: Path | None = Field(None, description="TOML file of per-model configuration.")
+    worker_web_port: int = Field(6066, description="Faust web server (status page, /metrics).")
+    metrics_port: int = Field(9108, description="Prometheus port of the trainer and projector.")
+
     # Metadata store and registry
     sql_url: str = Field(
         "sqlite:///driftline.db", description="SQLAlchemy URL of the metadata view."
