@@ -1,0 +1,236 @@
+# mypy: disable-error-code="no-untyped-call"
+# (river ships py.typed but leaves most of its estimators and metrics unannotated)
+"""Drift detection: concept drift on the error stream, feature and prediction drift.
+
+``ConceptDriftDetector`` feeds each outcome's error (0/1 for a classifier, absolute error
+for a regressor) to river's ``ADWIN`` and, for classifiers, to ``DDM`` or ``HDDM_A``. An
+alarm becomes a ``DriftEvent`` that says how many recent outcomes came after the estimated
+change (ADWIN's window width after the cut; for DDM/HDDM_A, the outcomes since their
+warning zone began), so the trainer can learn from post-change data only.
+
+Feature and prediction drift against a version's ``ReferenceProfile``
+(``driftline.core.profile``) is ``FeatureDriftMonitor`` in ``driftline.core.feature_drift``;
+it reports with the same ``DriftEvent``.
+
+>>> import random
+>>> rng = random.Random(7)
+>>> detector = ConceptDriftDetector("churn", "v1", warmup=100)
+>>> events = []
+>>> for i in range(6_000):
+...     error = rng.random() < (0.1 if i < 3_000 else 0.5)
+...     event = detector.update(error, event_time_ms=i)
+...     if event:
+...         events.append(event)
+>>> first = events[0]
+>>> first.detector, first.n > 3_000, 0 < first.since_change < 1_000
+('adwin', True, True)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from river import drift
+from river.drift import binary as binary_drift
+
+__all__ = ["ConceptDriftDetector", "DriftEvent", "outcome_error"]
+
+CONCEPT_DRIFT = "concept_drift"
+FEATURE_DRIFT = "feature_drift"
+PREDICTION_DRIFT = "prediction_drift"
+_BINARY = {"ddm": binary_drift.DDM, "hddm_a": binary_drift.HDDMA}
+
+
+@dataclass(frozen=True)
+class DriftEvent:
+    """One drift alarm: what fired, on which stream, and the numbers behind it.
+
+    ``kind`` is concept_drift, feature_drift or prediction_drift; ``detector`` is adwin,
+    ddm, hddm_a, psi, ks or chi2. ``statistic`` is the post-change error (concept) or the
+    test statistic; ``reference`` the error before the change. ``n`` is the number of
+    outcomes the detector has seen (concept) or the live window size (feature).
+    ``since_change``: outcomes after the estimated change point, newest last; with
+    ``change_time_ms``, the event time where that stretch starts, when known.
+    """
+
+    kind: str
+    model: str
+    version: str
+    detector: str
+    detected_at_ms: int
+    n: int
+    segment: str = "all"
+    feature: str | None = None
+    statistic: float | None = None
+    reference: float | None = None
+    threshold: float | None = None
+    p_value: float | None = None
+    since_change: int | None = None
+    change_time_ms: int | None = None
+
+    def evidence(self) -> dict[str, Any]:
+        """Flat evidence map for an Alert or RetrainTrigger (nulls left out)."""
+        skip = ("kind", "model", "version")
+        return {k: v for k, v in asdict(self).items() if v is not None and k not in skip}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DriftEvent:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def outcome_error(outcome: Mapping[str, Any], task: str = "classification") -> float | None:
+    """0/1 error (classification) or absolute error (regression); None when not computable."""
+    yp, y = outcome["prediction"], outcome["label"]
+    if yp is None or y is None:
+        return None
+    if task == "classification":
+        return float(yp != y)
+    if isinstance(yp, str) or isinstance(y, str):
+        return None
+    err = abs(float(yp) - float(y))
+    return err if math.isfinite(err) else None
+
+
+class ConceptDriftDetector:
+    """ADWIN (plus DDM or HDDM_A for 0/1 errors) on one model version's error stream.
+
+    Parameters
+    ----------
+    model, version
+        Copied into the events.
+    task
+        ``'classification'`` (0/1 errors) or ``'regression'`` (absolute errors, ADWIN only).
+    binary
+        ``'ddm'``, ``'hddm_a'`` or None; ``'auto'`` is ``'ddm'`` for classification, None
+        for regression.
+    delta
+        ADWIN's confidence.
+    warmup
+        Alarms in the first ``warmup`` outcomes (after creation or ``reset``, i.e. after a
+        version switch) are suppressed (counted in ``suppressed``).
+    checkpoint_every, history
+        Every ``checkpoint_every`` outcomes the oldest event time of the stretch is kept,
+        ``history`` stretches back, to turn a change point into an event time.
+
+    """
+
+    def __init__(
+        self,
+        model: str,
+        version: str,
+        task: str = "classification",
+        *,
+        binary: str | None = "auto",
+        delta: float = 0.002,
+        warmup: int = 1_000,
+        checkpoint_every: int = 64,
+        history: int = 4_096,
+    ) -> None:
+        if task not in ("classification", "regression"):
+            raise ValueError(f"task must be 'classification' or 'regression', not {task!r}")
+        if binary == "auto":
+            binary = "ddm" if task == "classification" else None
+        if binary is not None and binary not in _BINARY:
+            raise ValueError(f"binary must be one of {sorted(_BINARY)} or None, not {binary!r}")
+        if binary is not None and task == "regression":
+            raise ValueError("DDM and HDDM_A need 0/1 errors: use binary=None for regression")
+        if not 0 < delta < 1:
+            raise ValueError(f"delta must be in (0, 1), not {delta!r}")
+        if warmup < 0 or checkpoint_every < 1 or history < 1:
+            raise ValueError("warmup must be >= 0, checkpoint_every and history >= 1")
+        self.model = model
+        self.version = version
+        self.task = task
+        self.binary = binary
+        self.delta = delta
+        self.warmup = warmup
+        self.checkpoint_every = checkpoint_every
+        self.history = history
+        self.reset()
+
+    def reset(self, version: str | None = None) -> None:
+        """Start afresh, e.g. for a new version: new detectors, warm-up again."""
+        if version is not None:
+            self.version = version
+        self.adwin = drift.ADWIN(delta=self.delta)
+        self.detector = None if self.binary is None else _BINARY[self.binary]()
+        self.n = 0
+        self.suppressed = 0
+        self._warning_start: int | None = None
+        self._checkpoints: deque[int] = deque(maxlen=self.history)
+        self._stretch_min = math.inf
+
+    def update(self, error: float, event_time_ms: int) -> DriftEvent | None:
+        """Add one outcome's error; return a DriftEvent if a detector alarms."""
+        n = self.n = self.n + 1
+        if event_time_ms < self._stretch_min:
+            self._stretch_min = event_time_ms
+        if n % self.checkpoint_every == 0:
+            self._checkpoints.append(int(self._stretch_min))
+            self._stretch_min = math.inf
+        before = self.adwin.estimation
+        self.adwin.update(error)
+        event = None
+        if self.adwin.drift_detected:
+            event = self._event(
+                "adwin", event_time_ms, int(self.adwin.width), before, self.adwin.estimation
+            )
+        det = self.detector
+        if det is not None:
+            det.update(bool(error))
+            if det.drift_detected:
+                start, self._warning_start = self._warning_start, None
+                if event is None:
+                    since = None if start is None else n - start + 1
+                    event = self._event(self.binary or "", event_time_ms, since, before, None)
+            elif not det.warning_detected:
+                self._warning_start = None
+            elif self._warning_start is None:
+                self._warning_start = n
+        if event is not None and n <= self.warmup:
+            self.suppressed += 1
+            return None
+        return event
+
+    def update_outcome(self, outcome: Mapping[str, Any]) -> DriftEvent | None:
+        """``update`` with the error of one Outcome dict (skipped when not computable)."""
+        error = outcome_error(outcome, self.task)
+        if error is None:
+            return None
+        return self.update(error, outcome["event_time_ms"])
+
+    def change_time_ms(self, since_change: int) -> int | None:
+        """Oldest event time of the stretch holding the change point, if still kept."""
+        first = self.n - since_change + 1  # 1-based index of the first post-change outcome
+        k = (first - 1) // self.checkpoint_every  # stretch index, 0-based
+        oldest = self.n // self.checkpoint_every - len(self._checkpoints)
+        if k < oldest:
+            return None
+        if k >= oldest + len(self._checkpoints):  # the current, unfinished stretch
+            return None if math.isinf(self._stretch_min) else int(self._stretch_min)
+        return self._checkpoints[k - oldest]
+
+    def _event(
+        self, name: str, t: int, since: int | None, before: float, after: float | None
+    ) -> DriftEvent:
+        since = None if since is None else min(since, self.n)
+        return DriftEvent(
+            kind=CONCEPT_DRIFT,
+            model=self.model,
+            version=self.version,
+            detector=name,
+            detected_at_ms=t,
+            n=self.n,
+            statistic=after,
+            reference=before,
+            since_change=since,
+            change_time_ms=None if since is None else self.change_time_ms(since),
+        )

@@ -1,0 +1,166 @@
+"""Concept drift on the error stream: ADWIN plus DDM / HDDM_A."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from driftline.core.drift import ConceptDriftDetector, DriftEvent, outcome_error
+
+
+def errors(rates: list[tuple[int, float]], seed: int = 0) -> list[float]:
+    rng = random.Random(seed)
+    return [float(rng.random() < p) for n, p in rates for _ in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"task": "ranking"}, "task"),
+        ({"binary": "kswin"}, "binary"),
+        ({"task": "regression", "binary": "ddm"}, "regression"),
+        ({"delta": 0.0}, "delta"),
+        ({"delta": 1.0}, "delta"),
+        ({"warmup": -1}, "warmup"),
+        ({"checkpoint_every": 0}, "checkpoint_every"),
+    ],
+)
+def test_bad_arguments_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ConceptDriftDetector("m", "v1", **kwargs)
+
+
+@pytest.mark.parametrize("binary", ["ddm", "hddm_a", None])
+@pytest.mark.parametrize("rate", [0.05, 0.2])
+def test_stationary_errors_raise_nothing_after_warmup(binary, rate):
+    detector = ConceptDriftDetector("m", "v1", binary=binary, warmup=1_000)
+    events = [detector.update(e, i) for i, e in enumerate(errors([(30_000, rate)], seed=3))]
+    assert [e for e in events if e] == []
+
+
+@pytest.mark.parametrize(
+    ("binary", "before", "after"),
+    [("ddm", 0.1, 0.4), ("hddm_a", 0.1, 0.4), (None, 0.1, 0.4), ("ddm", 0.2, 0.6)],
+)
+def test_abrupt_change_is_found_with_its_change_point(binary, before, after):
+    detector = ConceptDriftDetector("m", "v1", binary=binary, warmup=500)
+    stream = errors([(5_000, before), (3_000, after)], seed=1)
+    events = [(i, e) for i, err in enumerate(stream) if (e := detector.update(err, i * 10))]
+    i, first = events[0]
+    assert 5_000 <= i < 5_600
+    assert first.kind == "concept_drift" and first.n == i + 1
+    if first.detector == "adwin":
+        true_since = i + 1 - 5_000
+        assert first.since_change is not None
+        assert true_since <= first.since_change <= true_since + 700
+        assert first.reference < first.statistic
+        assert first.change_time_ms is not None
+        assert abs(first.change_time_ms - (i + 1 - first.since_change) * 10) < 640
+    else:
+        assert first.detector == binary
+
+
+def test_alarms_within_warmup_are_suppressed():
+    detector = ConceptDriftDetector("m", "v1", warmup=10_000)
+    stream = errors([(3_000, 0.05), (3_000, 0.6)])
+    assert not any(detector.update(e, i) for i, e in enumerate(stream))
+    assert detector.suppressed >= 1
+
+
+def test_reset_starts_a_new_version_with_a_new_warmup():
+    detector = ConceptDriftDetector("m", "v1", warmup=100)
+    for i, e in enumerate(errors([(500, 0.1)])):
+        detector.update(e, i)
+    detector.reset("v2")
+    assert (detector.version, detector.n, detector.suppressed) == ("v2", 0, 0)
+    assert detector.adwin.width == 0
+
+
+def test_regression_uses_absolute_errors_on_adwin_only():
+    rng = random.Random(2)
+    detector = ConceptDriftDetector("m", "v1", "regression", warmup=200)
+    assert detector.binary is None and detector.detector is None
+    found = None
+    for i in range(6_000):
+        label = rng.gauss(0, 1)
+        prediction = label + rng.gauss(0, 0.1 if i < 3_000 else 1.0)
+        event = detector.update_outcome(
+            {"prediction": prediction, "label": label, "event_time_ms": i}
+        )
+        found = found or event
+    assert found is not None and found.detector == "adwin" and found.n > 3_000
+
+
+@pytest.mark.parametrize(
+    ("checkpoint_every", "n", "since", "want"),
+    [
+        (10, 100, 5, 900),  # first post-change: outcome 96, in stretch 91..100 (t >= 900)
+        (10, 100, 30, 700),  # outcome 71, stretch 71..80
+        (10, 100, 100, 0),  # all of them
+        (10, 105, 3, 1000),  # outcome 103, in the unfinished stretch 101..105
+    ],
+)
+def test_change_point_to_event_time(checkpoint_every, n, since, want):
+    detector = ConceptDriftDetector("m", "v1", checkpoint_every=checkpoint_every, history=100)
+    for i in range(n):
+        detector.update(0.0, i * 10)
+    assert detector.change_time_ms(since) == want
+
+
+def test_change_point_beyond_the_history_is_unknown():
+    detector = ConceptDriftDetector("m", "v1", checkpoint_every=10, history=3)
+    for i in range(100):
+        detector.update(0.0, i)
+    assert detector.change_time_ms(95) is None
+    assert detector.change_time_ms(30) == 70
+
+
+def test_stretch_time_is_the_oldest_event_time_in_it():
+    detector = ConceptDriftDetector("m", "v1", checkpoint_every=4)
+    for t in [40, 10, 30, 20, 90, 50, 70, 60]:  # labels arrive out of event-time order
+        detector.update(0.0, t)
+    assert detector.change_time_ms(4) == 50
+    assert detector.change_time_ms(8) == 10
+
+
+@pytest.mark.parametrize(
+    ("prediction", "label", "task", "want"),
+    [
+        ("a", "a", "classification", 0.0),
+        ("a", "b", "classification", 1.0),
+        (True, False, "classification", 1.0),
+        (2.5, 1.0, "regression", 1.5),
+        (None, 1.0, "regression", None),
+        (float("nan"), 1.0, "regression", None),
+        ("x", 1.0, "regression", None),
+    ],
+)
+def test_outcome_error(prediction, label, task, want):
+    assert outcome_error({"prediction": prediction, "label": label}, task) == want
+
+
+def test_drift_event_round_trips_and_gives_flat_evidence():
+    event = DriftEvent(
+        "concept_drift",
+        "m",
+        "v1",
+        "adwin",
+        123,
+        n=5_000,
+        statistic=0.4,
+        reference=0.1,
+        since_change=640,
+        change_time_ms=99,
+    )
+    assert DriftEvent.from_dict(event.to_dict()) == event
+    assert event.evidence() == {
+        "detector": "adwin",
+        "detected_at_ms": 123,
+        "n": 5_000,
+        "segment": "all",
+        "statistic": 0.4,
+        "reference": 0.1,
+        "since_change": 640,
+        "change_time_ms": 99,
+    }
