@@ -189,6 +189,12 @@ def model_version(**overrides: Any) -> dict[str, Any]:
             "params": {"l2": "0.01", "lr": "0.05"},
             "seed": 42,
             "champion_version": "v3",
+            "trigger_key": "churn:feature_drift:2023-11-14T23",
+            "holdout_rows": 24_950,
+            "started_at_ms": T0 + 6_990_000,
+            "finished_at_ms": T0 + 7_000_000,
+            "host": "trainer-0",
+            "step_ms": {"read": 4_200.0, "train": 5_100.5, "gate": 610.25},
         },
         "gate": {
             "passed": True,
