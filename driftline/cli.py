@@ -98,6 +98,28 @@ def kafka_tool(args: tuple[str, ...]) -> None:
     os.execvp(cmd[0], cmd)
 
 
+# -- worker -------------------------------------------------------------------------
+
+
+@cli.command("worker")
+@click.option("--name", default="worker", help="Worker group name (one consumer group per name).")
+@click.option("--web-port", type=int, default=None, help="Status page and /metrics port.")
+@click.option("--without-web", is_flag=True, help="Do not open the web server.")
+@click.option(
+    "--loglevel", default="info", type=click.Choice(["debug", "info", "warning", "error"])
+)
+@click.pass_obj
+def worker_cmd(
+    settings: Settings, name: str, web_port: int | None, without_web: bool, loglevel: str
+) -> None:
+    """Run a worker: validate and score features, join labels, monitor, alert, trigger."""
+    from driftline.streams import worker
+
+    if web_port is not None:
+        settings = settings.model_copy(update={"worker_web_port": web_port})
+    worker.run(settings, name=name, web=not without_web, loglevel=loglevel)
+
+
 # -- topics -------------------------------------------------------------------------
 
 

@@ -52,12 +52,22 @@ class Settings(BaseSettings):
 
     # Models, join and workers
     models_file: Path | None = Field(None, description="TOML file of per-model configuration.")
+    join_ttl_ms: int = Field(3_600_000, ge=1, description="Join TTL of models not configured.")
+    monitor_interval_s: float = Field(5.0, gt=0, description="Seconds between metric snapshots.")
     worker_web_port: int = Field(6066, description="Faust web server (status page, /metrics).")
     metrics_port: int = Field(9108, description="Prometheus port of the trainer and projector.")
 
     # Metadata store and registry
     sql_url: str = Field(
         "sqlite:///driftline.db", description="SQLAlchemy URL of the metadata view."
+    )
+    artifact_dir: Path = Field(
+        Path("artifacts"),
+        description="Where the trainer writes artifacts too large to travel inline "
+        "(a path every scorer can read, e.g. a shared volume).",
+    )
+    artifact_inline_max_bytes: int = Field(
+        512_000, ge=0, description="Artifacts up to this size travel inside the registry record."
     )
     signing_key: SecretStr = Field(
         SecretStr("driftline-dev-signing-key"),

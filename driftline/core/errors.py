@@ -82,3 +82,41 @@ class KafkaError(DriftlineError):
     def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message if code is None else f"{message} [{code}]")
         self.code = code
+
+
+class ModelError(DriftlineError):
+    """A model raised or produced output that cannot be served.
+
+    ``reason`` is the dead-letter reason code: model_error, non_finite_output or
+    no_champion. ``model`` and ``version`` say whose output it was, when known.
+    """
+
+    def __init__(
+        self, reason: str, detail: str, model: str | None = None, version: str | None = None
+    ) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.model = model
+        self.version = version
+
+
+class ArtifactError(DriftlineError):
+    """A model artifact was refused before or while loading it.
+
+    ``reason`` is one of ``digest_mismatch`` (the bytes are not the ones the record
+    names), ``bad_signature`` (the digest was not signed with the registry key),
+    ``missing_artifact`` (no inline bytes and no readable uri) or ``undeserializable``
+    (signed bytes that do not load as a model, or an unknown format).
+    """
+
+    REASONS = ("digest_mismatch", "bad_signature", "missing_artifact", "undeserializable")
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class StageError(DriftlineError):
+    """A registry stage change that the promotion rules do not allow."""

@@ -1,0 +1,182 @@
+"""One step of the join agent: decode a prediction or label, check it, apply the join
+rules (:mod:`driftline.core.join`) and say what to publish and store. Pure; the Faust
+agent (``driftline.streams.join``) only moves bytes.
+
+Every message ends in exactly one place: a stored entry, an Outcome, or a dead letter
+with stage ``join`` and a reason (undecodable, wrong_record, key_mismatch,
+unknown_model, type_mismatch, duplicate_label, duplicate_prediction, late_label,
+late_prediction, expired_prediction, orphan_label, model_mismatch). Externally produced
+predictions are accepted: their envelope is checked, their features are kept as given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from driftline.core import join as rules
+from driftline.core.codec import Codec
+from driftline.core.deadletter import Origin, dead_letter
+from driftline.core.envelope import check_envelope, check_label
+from driftline.core.errors import CodecError, DriftlineError, ValidationError
+from driftline.core.headers import build as record_headers
+
+PREDICTION = "io.driftline.Prediction"
+LABEL = "io.driftline.Label"
+OUTCOME = "io.driftline.Outcome"
+DEAD_LETTER = "io.driftline.DeadLetter"
+
+
+@dataclass(frozen=True, slots=True)
+class Out:
+    """A record to publish: topic name (without prefix), key, value, headers."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+@dataclass(slots=True)
+class Step:
+    """What one message or expiry did: the entry to store (None: delete; ``keep``: leave
+    as is), the records to publish, and the kinds to count."""
+
+    entry: bytes | None
+    keep: bool
+    outputs: list[Out] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+    label_delays_ms: list[int] = field(default_factory=list)
+    deadline_ms: int | None = None
+
+
+class Joiner:
+    """Applies the join rules to raw messages.
+
+    ``task_of(model)`` gives a model's task (None: unknown model); ``ttl_of(model)`` its
+    join TTL in ms.
+    """
+
+    def __init__(
+        self,
+        codec: Codec,
+        task_of: Callable[[str], str | None],
+        ttl_of: Callable[[str], int],
+        predictions_topic: str,
+    ) -> None:
+        self.codec = codec
+        self.task_of = task_of
+        self.ttl_of = ttl_of
+        self.predictions_topic = predictions_topic
+
+    def on_message(
+        self, origin: Origin, raw: bytes | None, stored: bytes | None, now_ms: int
+    ) -> Step:
+        """Handle one message from the predictions or labels topic."""
+        try:
+            decoded = self.codec.decode(raw or b"")
+            record = decoded.value
+            if decoded.name not in (PREDICTION, LABEL):
+                raise CodecError(f"expected a Prediction or Label, got {decoded.name}")
+            check_envelope(record, origin.key, lambda m: self.task_of(m) is not None)
+            model = record["model"]
+            task = self.task_of(model) or "classification"
+            if decoded.name == LABEL:
+                check_label(record["label"], task)
+            entry = None if stored is None else rules.JoinEntry.from_bytes(stored)
+        except DriftlineError as exc:
+            reason = "wrong_record" if "expected a Prediction" in str(exc) else exc_reason(exc)
+            return self._dead(origin, raw, reason, str(exc), None, now_ms)
+        ttl = self.ttl_of(model)
+        assert raw is not None
+        if decoded.name == PREDICTION:
+            new, emitted = rules.on_prediction(entry, raw, record["event_time_ms"], now_ms, ttl)
+        else:
+            new, emitted = rules.on_label(entry, raw, record["label_time_ms"], now_ms, ttl)
+        return self._step(origin, new, entry, emitted, model, now_ms)
+
+    def on_expire(self, origin: Origin, stored: bytes, now_ms: int) -> Step:
+        """Apply the deadline to a stored entry (``origin`` names its key and partition)."""
+        entry = rules.JoinEntry.from_bytes(stored)
+        new, emitted = rules.expire(entry, now_ms)
+        return self._step(origin, new, entry, emitted, None, now_ms)
+
+    def _step(
+        self,
+        origin: Origin,
+        new: rules.JoinEntry | None,
+        old: rules.JoinEntry | None,
+        emitted: tuple[rules.Emission, ...],
+        model: str | None,
+        now_ms: int,
+    ) -> Step:
+        keep = new is old
+        step = Step(
+            None if new is None else (b"" if keep else new.to_bytes()),
+            keep,
+            deadline_ms=None if new is None or keep else new.deadline_ms,
+        )
+        for e in emitted:
+            step.kinds.append(e.kind)
+            if isinstance(e, rules.Joined):
+                self._joined(origin, e, step, now_ms)
+            else:
+                payload: bytes = e.payload
+                detail = _DETAILS[e.kind]
+                step.outputs.append(self._dead_out(origin, payload, e.kind, detail, model, now_ms))
+        return step
+
+    def _joined(self, origin: Origin, e: rules.Joined, step: Step, now_ms: int) -> None:
+        prediction = self.codec.decode(e.prediction, expect=PREDICTION).value
+        label = self.codec.decode(e.label, expect=LABEL).value
+        try:
+            outcome = rules.build_outcome(prediction, label)
+        except ValidationError as exc:
+            step.kinds[-1] = exc.reason
+            step.outputs.append(
+                self._dead_out(origin, e.label, exc.reason, exc.detail, label["model"], now_ms)
+            )
+            return
+        step.label_delays_ms.append(outcome["label_delay_ms"])
+        step.outputs.append(
+            Out(
+                "outcomes",
+                origin.key,
+                self.codec.encode(OUTCOME, outcome),
+                record_headers(OUTCOME, outcome["event_time_ms"], None),
+            )
+        )
+
+    def _dead(
+        self, origin: Origin, raw: bytes | None, reason: str, detail: str, model: str | None,
+        now_ms: int,
+    ) -> Step:  # fmt: skip
+        return Step(
+            None, True, [self._dead_out(origin, raw, reason, detail, model, now_ms)], [reason]
+        )
+
+    def _dead_out(
+        self, origin: Origin, raw: bytes | None, reason: str, detail: str, model: str | None,
+        now_ms: int,
+    ) -> Out:  # fmt: skip
+        record, hdrs = dead_letter(
+            origin, stage="join", reason=reason, detail=detail, raw=raw, model=model,
+            now_ms=now_ms,
+        )  # fmt: skip
+        return Out("deadletter", origin.key, self.codec.encode(DEAD_LETTER, record), hdrs)
+
+
+def exc_reason(exc: BaseException) -> str:
+    """The dead-letter reason code of a Driftline error."""
+    reason = getattr(exc, "reason", None)
+    return reason if isinstance(reason, str) else "invalid"
+
+
+_DETAILS: dict[str, str] = {
+    "duplicate_label": "a second label for an event already joined or whose label is held",
+    "duplicate_prediction": "a second prediction for an event already held or joined",
+    "late_label": "label arrived after its prediction's TTL expired",
+    "late_prediction": "prediction arrived after its label's TTL expired",
+    "expired_prediction": "no label arrived within the model's join TTL",
+    "orphan_label": "no prediction arrived within the model's join TTL",
+}

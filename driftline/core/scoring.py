@@ -1,0 +1,140 @@
+"""Score one feature event: decode, check, predict, encode. Pure and fast.
+
+The scorer loop (``driftline.streams.scorer``) is thin I/O around :meth:`Scoring.score`;
+the throughput benchmark calls the same method, so both measure the same work. Every
+failure is raised as a :class:`~driftline.core.errors.DriftlineError` whose ``reason``
+becomes the dead-letter reason code: undecodable, unknown_schema, wrong_record,
+invalid_event_id, missing_key, key_mismatch, unknown_model, missing_feature,
+unexpected_feature, type_mismatch, non_finite, out_of_range, unseen_category,
+no_champion, model_error, non_finite_output.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from driftline.core.codec import Codec
+from driftline.core.envelope import check_envelope
+from driftline.core.errors import ModelError
+from driftline.core.validation import Spec
+
+FEATURE_EVENT = "io.driftline.FeatureEvent"
+PREDICTION = "io.driftline.Prediction"
+
+
+class Servable(Protocol):
+    """What the scorer needs of a model version (driftline.core.models.ServedModel)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def spec(self) -> Spec: ...
+
+    def predict_one(self, features: Mapping[str, Any]) -> tuple[Any, dict[str, float]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """A scored event: the encoded Prediction (and shadow Prediction) with its facts."""
+
+    model: str
+    version: str
+    event_time_ms: int
+    prediction: bytes
+    shadow: bytes | None
+    shadow_error: ModelError | None
+
+
+def _finite(value: Any, scores: Mapping[str, float]) -> bool:
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    return all(math.isfinite(p) for p in scores.values())
+
+
+class Scoring:
+    """Scores FeatureEvent bytes with the champion (and a challenger in shadow).
+
+    ``versions(model)`` returns the (champion, challenger) served now; it is called per
+    event and must be a cheap lookup. ``known(model)`` says whether a model exists.
+    """
+
+    def __init__(
+        self,
+        codec: Codec,
+        versions: Callable[[str], tuple[Servable | None, Servable | None]],
+        known: Callable[[str], bool],
+    ) -> None:
+        self._codec = codec
+        self._versions = versions
+        self._known = known
+
+    def score(self, raw: bytes, key: bytes | None, now_ms: int) -> Scored:
+        """The Scored event, or a DriftlineError with the dead-letter reason."""
+        event = self._codec.decode(raw, expect=FEATURE_EVENT).value
+        check_envelope(event, key, self._known)
+        model = event["model"]
+        champion, challenger = self._versions(model)
+        if champion is None:
+            raise ModelError("no_champion", f"model {model!r} has no champion version yet", model)
+        features = event["features"]
+        champion.spec.check(features)
+        prediction = self._predict(champion, event, features, now_ms)
+        shadow: bytes | None = None
+        shadow_error: ModelError | None = None
+        if challenger is not None:
+            try:
+                challenger.spec.check(features)
+                shadow = self._predict(challenger, event, features, now_ms)
+            except (ModelError, ValueError) as exc:  # shadow failures never block serving
+                shadow_error = (
+                    exc
+                    if isinstance(exc, ModelError)
+                    else ModelError("model_error", str(exc), model, challenger.version)
+                )
+        return Scored(
+            model, champion.version, event["event_time_ms"], prediction, shadow, shadow_error
+        )
+
+    def _predict(
+        self, served: Servable, event: Mapping[str, Any], features: Mapping[str, Any], now: int
+    ) -> bytes:
+        t0 = time.perf_counter_ns()
+        try:
+            value, scores = served.predict_one(features)
+        except Exception as exc:  # a model's own bug must not stop the stream
+            raise ModelError(
+                "model_error",
+                f"{served.name} {served.version} raised {exc!r}",
+                served.name,
+                served.version,
+            ) from exc
+        latency_us = (time.perf_counter_ns() - t0) // 1000
+        if not _finite(value, scores):
+            raise ModelError(
+                "non_finite_output",
+                f"{served.name} {served.version} returned {value!r} with scores {scores!r}",
+                served.name,
+                served.version,
+            )
+        return self._codec.encode(
+            PREDICTION,
+            {
+                "event_id": event["event_id"],
+                "model": served.name,
+                "version": served.version,
+                "event_time_ms": event["event_time_ms"],
+                "predicted_at_ms": now,
+                "prediction": value,
+                "scores": scores,
+                "features": features,
+                "segment": event["segment"],
+                "latency_us": latency_us,
+                "served_by": "driftline",
+            },
+        )

@@ -1,0 +1,149 @@
+"""The Driftline worker: one Faust app with the scorer, join and monitor.
+
+* scorer: a confluent-kafka loop on its own thread (stateless; see streams/scorer.py)
+* registry follower: a thread that keeps champion and challenger versions loaded
+* join: a Faust agent with a changelogged table (streams/join.py)
+* monitor: a Faust agent and timer (streams/monitor.py)
+
+Run it with ``driftline worker`` (or :func:`run`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+import mode
+from confluent_kafka import Producer
+
+from driftline.core.codec import Codec, default_codec
+from driftline.core.headers import build as record_headers
+from driftline.core.headers import for_confluent
+from driftline.core.joiner import Joiner
+from driftline.core.modelconfig import ModelsConfig
+from driftline.core.scoring import Scoring
+from driftline.kafka.clients import faust_broker_url, faust_credentials, producer_config
+from driftline.settings import Settings
+from driftline.streams import join, monitor
+from driftline.streams.registry import RegistryFollower
+from driftline.streams.scorer import ScorerLoop
+
+log = logging.getLogger(__name__)
+
+ALERT = "io.driftline.Alert"
+
+
+@dataclass
+class Worker:
+    """Everything one worker process runs, built by :func:`create_worker`."""
+
+    settings: Settings
+    models: ModelsConfig
+    app: faust.App
+    codec: Codec
+    follower: RegistryFollower
+    scorer: ScorerLoop
+    monitors: monitor.Monitors
+    join_state: join.JoinState
+    stop: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+
+def _app(settings: Settings, app_id: str, web_port: int) -> faust.App:
+    return faust.App(
+        app_id,
+        broker=faust_broker_url(settings),
+        broker_credentials=faust_credentials(settings),
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        autodiscover=False,
+        topic_partitions=settings.data_partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        broker_commit_interval=1.0,
+        producer_linger=0.01,
+        producer_max_batch_size=1_000_000,
+        producer_partitioner=None,
+        stream_wait_empty=False,
+        web_port=web_port,
+        web_host="127.0.0.1",
+        web_bind="127.0.0.1",
+        web_in_thread=False,
+    )
+
+
+def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "worker") -> Worker:
+    """Build the worker: app, agents, scorer and registry follower (nothing started)."""
+    codec = default_codec()
+    app_id = f"{settings.topic_prefix}{name}".replace(".", "-")
+    app = _app(settings, app_id, settings.worker_web_port)
+    alert_producer = Producer(producer_config(settings, "worker-alerts"))
+
+    def send_alert(alert: dict[str, Any]) -> None:
+        alert_producer.produce(
+            settings.topic("alerts"),
+            codec.encode(ALERT, alert),
+            alert["model"].encode(),
+            headers=for_confluent(record_headers(ALERT, alert["created_at_ms"], None)),
+        )
+        alert_producer.poll(0)
+
+    monitors = monitor.Monitors(models)
+    follower = RegistryFollower(settings, codec, on_alert=send_alert,
+                                on_change=monitors.versions.append)  # fmt: skip
+
+    def known(model: str) -> bool:
+        return model in models or follower.versions(model)[0] is not None
+
+    scoring = Scoring(codec, follower.versions, known)
+    scorer = ScorerLoop(settings, scoring, codec, group_id=f"{app_id}-scorer")
+
+    def task_of(model: str) -> str | None:
+        config = models.get(model)
+        if config is not None:
+            return config.task
+        record = follower.registry.champion(model)
+        return None if record is None else str(record["task"])
+
+    def ttl_of(model: str) -> int:
+        config = models.get(model)
+        return config.join_ttl_ms if config is not None else settings.join_ttl_ms
+
+    joiner = Joiner(codec, task_of, ttl_of, settings.topic("predictions"))
+    state = join.install(
+        app, joiner, settings.topic("predictions"), settings.topic("labels"),
+        settings.data_partitions,
+    )  # fmt: skip
+    monitor.install(app, codec, monitors, settings.topic, settings.monitor_interval_s)
+    worker = Worker(settings, models, app, codec, follower, scorer, monitors, state)
+
+    class Background(mode.Service):
+        """Starts the registry follower, then the scorer, on threads; stops them."""
+
+        async def on_start(self) -> None:
+            t = threading.Thread(target=follower.run, args=(worker.stop,), name="registry",
+                                 daemon=True)  # fmt: skip
+            t.start()
+            worker.threads.append(t)
+            await self.loop.run_in_executor(None, follower.ready.wait, 60)
+            s = threading.Thread(target=scorer.run, args=(worker.stop,), name="scorer",
+                                 daemon=True)  # fmt: skip
+            s.start()
+            worker.threads.append(s)
+            log.info("driftline worker ready: scoring %s", settings.topic("features"))
+
+        async def on_stop(self) -> None:
+            worker.stop.set()
+            for t in worker.threads:
+                await self.loop.run_in_executor(None, t.join, 30)
+            alert_producer.flush(10)
+
+    app.service(Background)
+    return worker

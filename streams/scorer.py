@@ -1,0 +1,223 @@
+"""The scorer: validate and score feature events, publish predictions.
+
+Stateless, so it runs as a confluent-kafka consume -> score -> produce loop on its own
+thread inside the Faust worker (a ``mode.Service``): measured several times faster than
+Faust's per-event consumer for this work (docs/architecture.md). At-least-once: offsets
+are committed only after the producer has delivered everything the batch produced, so
+a crash replays at most the last batch; the join de-duplicates predictions by event_id.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import KafkaError as CKafkaError
+
+from driftline.core.codec import Codec
+from driftline.core.deadletter import Origin, dead_letter
+from driftline.core.errors import CodecError, DriftlineError, KafkaError, ModelError
+from driftline.core.headers import TRACE_ID, header_list, header_value
+from driftline.core.headers import build as record_headers
+from driftline.core.scoring import Scoring
+from driftline.kafka.clients import consumer_config, producer_config
+from driftline.settings import Settings
+from driftline.streams import metrics as m
+
+log = logging.getLogger(__name__)
+
+PREDICTION = "io.driftline.Prediction"
+DEAD_LETTER = "io.driftline.DeadLetter"
+ALERT = "io.driftline.Alert"
+
+
+def model_error_alert(exc: ModelError, now_ms: int) -> dict[str, Any]:
+    """The Alert for a model that raised or returned non-finite output."""
+    what = "returned non-finite output" if exc.reason == "non_finite_output" else "raised"
+    return {
+        "alert_id": str(uuid.uuid4()),
+        "model": exc.model or "",
+        "version": exc.version,
+        "segment": None,
+        "kind": "numerical_instability" if exc.reason == "non_finite_output" else "model_error",
+        "severity": "critical",
+        "message": (
+            f"Model {exc.model} version {exc.version} {what} while scoring; the event went "
+            f"to the dead-letter topic ({exc.detail[:200]})."
+        ),
+        "evidence": {"reason": exc.reason},
+        "created_at_ms": now_ms,
+    }
+
+
+class ScorerLoop:
+    """One consume-score-produce loop. ``run`` blocks until ``stop`` is set."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        scoring: Scoring,
+        codec: Codec,
+        *,
+        group_id: str,
+        batch_size: int = 2_000,
+        poll_timeout_s: float = 0.05,
+        alert_every_ms: int = 60_000,
+    ) -> None:
+        self.settings = settings
+        self.scoring = scoring
+        self.codec = codec
+        self.batch_size = batch_size
+        self.poll_timeout_s = poll_timeout_s
+        self.alert_every_ms = alert_every_ms
+        self.alerts = settings.topic("alerts")
+        self._last_alert: dict[tuple[str | None, str | None, str], int] = {}
+        self.features = settings.topic("features")
+        self.predictions = settings.topic("predictions")
+        self.shadow = settings.topic("predictions.shadow")
+        self.deadletter = settings.topic("deadletter")
+        self.consumer = Consumer(
+            consumer_config(
+                settings,
+                "scorer",
+                group_id,
+                **{"enable.auto.commit": False, "fetch.min.bytes": 1, "fetch.wait.max.ms": 50},
+            )
+        )
+        self.producer = Producer(producer_config(settings, "scorer", **{"linger.ms": 5}))
+        self.processed = 0
+
+    def run(self, stop: threading.Event) -> None:
+        """Score until ``stop`` is set; then commit what was delivered and close."""
+        self.consumer.subscribe([self.features])
+        try:
+            while not stop.is_set():
+                msgs = self.consumer.consume(self.batch_size, self.poll_timeout_s)
+                if msgs:
+                    self.process(msgs)
+        finally:
+            self.producer.flush(30)
+            self.consumer.close()
+
+    def process(self, msgs: list[Message]) -> None:
+        """Score one batch, deliver its output, then commit its offsets."""
+        t0 = time.perf_counter()
+        now_ms = int(time.time() * 1000)
+        dead: Counter[tuple[str, ...]] = Counter()
+        produce = self.producer.produce
+        ok = 0
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.code() != CKafkaError._PARTITION_EOF:
+                    raise KafkaError(f"scorer consume failed: {err.str()}", code=err.name())
+                continue
+            raw = msg.value() or b""
+            key = msg.key()
+            try:
+                s = self.scoring.score(raw, key, now_ms)
+            except DriftlineError as exc:
+                stage = (
+                    "decode"
+                    if isinstance(exc, CodecError)
+                    else "score"
+                    if isinstance(exc, ModelError)
+                    else "validate"
+                )
+                reason = getattr(exc, "reason", "invalid")
+                self._dead_letter(msg, raw, stage, reason, str(exc), now_ms)
+                dead[(stage, reason)] += 1
+                if isinstance(exc, ModelError) and exc.reason != "no_champion":
+                    self._model_alert(exc, now_ms)
+                continue
+            except Exception as exc:  # never drop an event: anything unexpected is dead-lettered
+                log.exception("scorer: unexpected error at %s:%s", msg.topic(), msg.offset())
+                self._dead_letter(msg, raw, "score", "internal_error", repr(exc), now_ms)
+                dead[("score", "internal_error")] += 1
+                continue
+            if s.shadow_error is not None:
+                self._model_alert(s.shadow_error, now_ms)
+            trace = header_value(msg.headers(), TRACE_ID)
+            hdrs = record_headers(PREDICTION, s.event_time_ms, trace.decode() if trace else None)
+            self._produce(produce, self.predictions, s.prediction, key, hdrs)
+            if s.shadow is not None:
+                self._produce(produce, self.shadow, s.shadow, key, hdrs)
+            ok += 1
+        self._deliver_and_commit(msgs)
+        self.processed += len(msgs)
+        m.EVENTS_IN.labels("score").inc(len(msgs))
+        m.EVENTS_OUT.labels("score").inc(ok)
+        m.add_tally(m.DEAD_LETTERS, dead)
+        m.BATCH_SECONDS.labels("score").observe(time.perf_counter() - t0)
+
+    def _produce(
+        self,
+        produce: Any,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        hdrs: list[tuple[str, bytes]],
+    ) -> None:
+        while True:
+            try:
+                produce(topic, value, key, headers=hdrs)
+                return
+            except BufferError:  # local queue full: let librdkafka send, then retry
+                self.producer.poll(0.05)
+
+    def _dead_letter(
+        self, msg: Message, raw: bytes, stage: str, reason: str, detail: str, now_ms: int
+    ) -> None:
+        ts_type, ts = msg.timestamp()
+        origin = Origin(
+            msg.topic() or "",
+            msg.partition() or 0,
+            msg.offset() or 0,
+            msg.key(),
+            ts if ts_type else None,
+            header_list(msg.headers()),
+        )
+        record, hdrs = dead_letter(
+            origin, stage=stage, reason=reason, detail=detail, raw=raw, model=None, now_ms=now_ms
+        )
+        self._produce(
+            self.producer.produce,
+            self.deadletter,
+            self.codec.encode(DEAD_LETTER, record),
+            msg.key(),
+            hdrs,
+        )
+
+    def _model_alert(self, exc: ModelError, now_ms: int) -> None:
+        """At most one alert per model, version and reason every ``alert_every_ms``."""
+        k = (exc.model, exc.version, exc.reason)
+        if now_ms - self._last_alert.get(k, -self.alert_every_ms) < self.alert_every_ms:
+            return
+        self._last_alert[k] = now_ms
+        alert = model_error_alert(exc, now_ms)
+        self._produce(
+            self.producer.produce,
+            self.alerts,
+            self.codec.encode(ALERT, alert),
+            (exc.model or "").encode(),
+            record_headers(ALERT, now_ms, None),
+        )
+
+    def _deliver_and_commit(self, msgs: list[Message]) -> None:
+        remaining = self.producer.flush(30)
+        if remaining:
+            raise KafkaError(f"scorer: {remaining} records not delivered in 30 s; not committing")
+        nxt: dict[tuple[str, int], int] = {}
+        for msg in msgs:
+            if msg.error() is None:
+                nxt[(msg.topic() or "", msg.partition() or 0)] = (msg.offset() or 0) + 1
+        if nxt:
+            self.consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in nxt.items()],
+                asynchronous=False,
+            )

@@ -1,0 +1,46 @@
+"""Run a Driftline worker process: ``driftline worker``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import faust
+
+from driftline.core.modelconfig import ModelsConfig
+from driftline.settings import Settings
+from driftline.streams.app import create_worker
+
+log = logging.getLogger("driftline.worker")
+
+
+class _QuietWorker(faust.Worker):
+    """Faust's worker, with the root logger put back to the chosen level once started
+    (its progress spinner leaves it at DEBUG, which cost ~15% throughput)."""
+
+    quiet_level = logging.WARNING
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        logging.getLogger().setLevel(self.quiet_level)
+
+
+def run(
+    settings: Settings, *, name: str = "worker", web: bool = True, loglevel: str = "info"
+) -> None:
+    """Build the worker and run it until SIGTERM/SIGINT."""
+    models = ModelsConfig.load(settings.models_file)
+    worker = create_worker(settings, models, name=name)
+    level = getattr(logging, loglevel.upper(), logging.INFO)
+    _QuietWorker.quiet_level = level
+    w = _QuietWorker(
+        worker.app,
+        loglevel=loglevel,
+        quiet=True,
+        redirect_stdouts=False,
+        loop=asyncio.new_event_loop(),
+    )
+    if not web:
+        worker.app.conf.web_enabled = False
+    log.info("driftline worker %s starting (topics %s*)", name, settings.topic_prefix)
+    w.execute_from_commandline()

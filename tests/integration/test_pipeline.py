@@ -1,0 +1,178 @@
+"""The worker end to end through the real broker: features and delayed labels in,
+predictions, outcomes and dead letters out, with exact counts."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from driftline.core.modelconfig import ModelsConfig
+from driftline.core.training import bootstrap
+from driftline.kafka import admin
+from driftline.settings import Settings
+from tests.integration import harness
+
+MODELS = """
+[models.churn]
+task = "classification"
+factory = "logistic_regression"
+join_ttl_ms = 8000
+
+[models.churn.gate]
+min_segment_samples = 20
+
+[[models.churn.features]]
+name = "x1"
+type = "number"
+min = -100.0
+max = 100.0
+
+[[models.churn.features]]
+name = "x2"
+type = "number"
+
+[[models.churn.features]]
+name = "plan"
+type = "category"
+categories = ["basic", "pro"]
+"""
+
+
+def example(rng: random.Random, i: int, shift: float = 0.0) -> dict:
+    x1, x2 = rng.gauss(shift, 1), rng.gauss(0, 1)
+    plan = rng.choice(["basic", "pro"])
+    return {
+        "event_id": f"e{i}-{rng.getrandbits(32):08x}",
+        "features": {"x1": x1, "x2": x2, "plan": plan},
+        "label": (x1 + x2 > 0) != (plan == "pro" and shift > 0),
+        "segment": {"plan": plan},
+        "event_time_ms": 1_700_000_000_000 + i,
+    }
+
+
+@pytest.fixture
+def pipeline(settings: Settings, tmp_path: Path):
+    models_file = tmp_path / "models.toml"
+    models_file.write_text(MODELS)
+    s = settings.model_copy(update={"models_file": models_file, "monitor_interval_s": 1.0})
+    admin.apply(s)
+    config = ModelsConfig.load(models_file)["churn"]
+    rng = random.Random(7)
+    _, records = bootstrap(
+        [example(rng, i) for i in range(600)], config,
+        key=s.signing_key.get_secret_value().encode(), by="test", reason="pipeline test",
+        now_ms=int(time.time() * 1000),
+    )  # fmt: skip
+    harness.publish(s, "registry", "io.driftline.ModelVersion", records,
+                    key=lambda r: f"{r['model']}/{r['version']}")  # fmt: skip
+    proc = harness.worker(s, tmp_path).start()
+    try:
+        yield s, records[-1]["version"], proc
+    finally:
+        proc.stop()
+
+
+def feature_event(e: dict, model: str = "churn") -> dict:
+    return {"event_id": e["event_id"], "model": model, "event_time_ms": e["event_time_ms"],
+            "features": e["features"], "segment": e["segment"]}  # fmt: skip
+
+
+def label(e: dict) -> dict:
+    return {"event_id": e["event_id"], "model": "churn", "label": e["label"],
+            "label_time_ms": e["event_time_ms"] + 5_000}  # fmt: skip
+
+
+def test_features_then_labels_give_exact_predictions_and_outcomes(pipeline) -> None:
+    s, champion, proc = pipeline
+    rng = random.Random(11)
+    events = [example(rng, i) for i in range(500)]
+    ids = {e["event_id"] for e in events}
+    harness.produce(s, "features", harness.encoded(
+        "io.driftline.FeatureEvent", [feature_event(e) for e in events]))  # fmt: skip
+
+    preds = harness.collect(s, "predictions", lambda got: len(got) >= len(events))
+    assert sorted(p["event_id"] for p in preds) == sorted(ids), proc.tail()
+    assert {p["version"] for p in preds} == {champion}
+    assert all(set(p["scores"]) == {"True", "False"} for p in preds)
+    assert all(math.isclose(sum(p["scores"].values()), 1.0) for p in preds)
+
+    harness.produce(s, "labels", harness.encoded("io.driftline.Label", map(label, events)))
+    outcomes = harness.collect(s, "outcomes", lambda got: len(got) >= len(events))
+    time.sleep(2)  # a duplicate outcome would show up now
+    outcomes = harness.collect(s, "outcomes", lambda got: len(got) > len(events), timeout=3)
+    assert len(outcomes) == len(events)
+    assert {o["event_id"] for o in outcomes} == ids
+    by_id = {e["event_id"]: e for e in events}
+    assert all(o["label"] == by_id[o["event_id"]]["label"] for o in outcomes)
+    assert all(o["label_delay_ms"] == 5_000 for o in outcomes)
+
+
+BAD = [
+    # (what, key, value builder, expected reason)
+    ("random bytes", b"b1", lambda c: b"\x00\x01garbage", "undecodable"),
+    ("empty value", b"b2", lambda c: b"", "undecodable"),
+    ("unknown fingerprint", b"b3", lambda c: b"\xc3\x01" + b"\xff" * 8 + b"\x00", "unknown_schema"),
+    ("a label on the features topic", b"b4", lambda c: c.encode(
+        "io.driftline.Label", {"event_id": "b4", "model": "churn", "label": True,
+                               "label_time_ms": 1}), "wrong_record"),
+    ("missing feature", b"b5", lambda c: c.encode("io.driftline.FeatureEvent", {
+        "event_id": "b5", "model": "churn", "event_time_ms": 1,
+        "features": {"x1": 1.0, "plan": "pro"}}), "missing_feature"),
+    ("type mismatch", b"b6", lambda c: c.encode("io.driftline.FeatureEvent", {
+        "event_id": "b6", "model": "churn", "event_time_ms": 1,
+        "features": {"x1": "one", "x2": 1.0, "plan": "pro"}}), "type_mismatch"),
+    ("NaN", b"b7", lambda c: c.encode("io.driftline.FeatureEvent", {
+        "event_id": "b7", "model": "churn", "event_time_ms": 1,
+        "features": {"x1": float("nan"), "x2": 1.0, "plan": "pro"}}), "non_finite"),
+    ("out of range", b"b8", lambda c: c.encode("io.driftline.FeatureEvent", {
+        "event_id": "b8", "model": "churn", "event_time_ms": 1,
+        "features": {"x1": 1e9, "x2": 1.0, "plan": "pro"}}), "out_of_range"),
+    ("unseen category", b"b9", lambda c: c.encode("io.driftline.FeatureEvent", {
+        "event_id": "b9", "model": "churn", "event_time_ms": 1,
+        "features": {"x1": 1.0, "x2": 1.0, "plan": "gold"}}), "unseen_category"),
+    ("unexpected feature", b"b10", lambda c: c.encode("io.driftline.FeatureEvent", {
+        "event_id": "b10", "model": "churn", "event_time_ms": 1,
+        "features": {"x1": 1.0, "x2": 1.0, "plan": "pro", "x9": 2}}), "unexpected_feature"),
+    ("unknown model", b"b11", lambda c: c.encode("io.driftline.FeatureEvent", {
+        "event_id": "b11", "model": "nope", "event_time_ms": 1,
+        "features": {"x1": 1.0}}), "unknown_model"),
+    ("key differs from event_id", b"other", lambda c: c.encode("io.driftline.FeatureEvent", {
+        "event_id": "b12", "model": "churn", "event_time_ms": 1,
+        "features": {"x1": 1.0, "x2": 1.0, "plan": "pro"}}), "key_mismatch"),
+    ("missing key", None, lambda c: c.encode("io.driftline.FeatureEvent", {
+        "event_id": "b13", "model": "churn", "event_time_ms": 1,
+        "features": {"x1": 1.0, "x2": 1.0, "plan": "pro"}}), "missing_key"),
+]  # fmt: skip
+
+
+def test_every_bad_event_is_dead_lettered_with_its_reason(pipeline) -> None:
+    from driftline.core.codec import default_codec
+
+    s, _, proc = pipeline
+    codec = default_codec()
+    good = [example(random.Random(3), i) for i in range(20)]
+    records = [(key, build(codec)) for _, key, build, _ in BAD]
+    records += list(harness.encoded("io.driftline.FeatureEvent", map(feature_event, good)))
+    harness.produce(s, "features", records)
+
+    dead = harness.collect(s, "deadletter", lambda got: len(got) >= len(BAD), decode=False)
+    preds = harness.collect(s, "predictions", lambda got: len(got) >= len(good))
+    assert len(preds) == len(good), proc.tail()
+    assert len(dead) == len(BAD), proc.tail()
+    decoded = [default_codec().decode(m.value()).value for m in dead]
+    by_key = {d["source_key"]: d for d in decoded}
+    assert len(by_key) == len(BAD)
+    for what, key, build, reason in BAD:
+        d = by_key[key]
+        assert d["reason"] == reason, (what, d)
+        assert d["source_topic"] == s.topic("features")
+        assert d["raw"] == build(codec), what
+        assert d["stage"] in ("decode", "validate")
+    for msg, d in zip(dead, decoded, strict=True):
+        headers = dict(msg.headers())
+        assert headers["__connect.errors.exception.class.name"] == d["reason"].encode()
+        assert headers["__connect.errors.offset"] == str(d["source_offset"]).encode()
