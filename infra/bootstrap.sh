@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent system set-up for Driftline on a Debian machine: makes sure Java (>= 17),
-# Maven and python3 are there, installing Debian's packages only when something is
+# Maven, python3 and kcat are there, installing Debian's packages only when something is
 # missing. A fast no-op when everything is present.
 set -euo pipefail
 
@@ -8,10 +8,10 @@ usage() {
   cat <<'EOF'
 usage: infra/bootstrap.sh [--quiet] [--help]
 
-Checks for java (>= 17), mvn and python3; if any is missing, runs `apt-get update`
-once and `apt-get install -y openjdk-17-jdk-headless maven python3` (only the
-missing ones), as root or through sudo. Prints (to stderr) what it found and what
-it did; with --quiet, only what it did.
+Checks for java (>= 17), mvn, python3 and kcat; if any is missing, runs `apt-get
+update` once and `apt-get install -y openjdk-17-jdk-headless maven python3 kcat`
+(only the missing ones), as root or through sudo. Prints (to stderr) what it found
+and what it did; with --quiet, only what it did.
 EOF
 }
 
@@ -56,6 +56,12 @@ else
   log "python3 missing"
   missing+=(python3)
 fi
+if command -v kcat >/dev/null 2>&1; then
+  info "kcat: ok"
+else
+  log "kcat missing"
+  missing+=(kcat)
+fi
 
 if ((${#missing[@]} == 0)); then
   info "nothing to do"
@@ -79,7 +85,10 @@ log "running: ${as_root[*]:+${as_root[*]} }apt-get install -y ${missing[*]}"
 
 jm=$(java_major)
 if ((jm < 17)); then
-  log "java on PATH is still $jm after the install: select Java 17 with update-alternatives --config java"
+  log "java on PATH is still ${jm/#0/missing} after the install: select Java 17 with update-alternatives --config java"
   exit 1
 fi
+for c in mvn python3; do
+  command -v "$c" >/dev/null 2>&1 || { log "$c is still not on PATH after the install"; exit 1; }
+done
 log "installed: ${missing[*]}"

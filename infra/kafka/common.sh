@@ -1,6 +1,16 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # variables are used by the scripts that source this
 # Shared settings of fetch.sh, broker.sh and kafka-tool.sh (sourced, not run).
-# Every environment variable these scripts read is named here.
+#
+# Environment variables these scripts read (all optional):
+#   DRIFTLINE_KAFKA_VERSION        Kafka jars to use (3.9.1)
+#   DRIFTLINE_KAFKA_CACHE          jar cache (<repo>/.cache/kafka): <version>/libs
+#   DRIFTLINE_BROKER_DIR           broker directory (<repo>/.cache/broker)
+#   DRIFTLINE_BROKER_PORT          broker.sh: port or auto (DIR's last port, else 9092)
+#   DRIFTLINE_BROKER_TIMEOUT       broker.sh up: seconds to wait for readiness (90)
+#   DRIFTLINE_BROKER_STOP_TIMEOUT  broker.sh down: seconds before SIGKILL (30)
+#   DRIFTLINE_BROKER_HEAP          broker JVM heap ("-Xmx1g -Xms256m")
+#   DRIFTLINE_TOOL_JAVA_OPTS       kafka-tool.sh JVM options ("-Xmx512m")
+#   MAVEN_OPTS                     read by mvn in fetch.sh (e.g. -Dmaven.repo.local=DIR)
 
 KAFKA_INFRA_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$KAFKA_INFRA_DIR/../.." && pwd)
@@ -23,14 +33,6 @@ kafka_log_opts() {
   printf '%s\n' \
     "-Dlog4j.configuration=file:$KAFKA_INFRA_DIR/${1}log4j.properties" \
     "-Dlog4j2.configurationFile=$KAFKA_INFRA_DIR/${1}log4j2.properties"
-}
-
-# Keep the cache out of git without touching the repo's .gitignore.
-mark_cache_ignored() {
-  local d=$REPO_ROOT/.cache
-  case "$1" in "$d"/*) ;; *) return 0 ;; esac
-  mkdir -p "$d"
-  [[ -e $d/.gitignore ]] || printf '*\n' >"$d/.gitignore"
 }
 
 # The first of the given main classes that this version's jars contain (see the

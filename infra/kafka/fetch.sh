@@ -2,7 +2,7 @@
 # Fetches the Kafka broker and tool jars from Maven Central into the cache
 # (once per version) and prints the libs directory on stdout.
 set -euo pipefail
-# shellcheck source=infra/kafka/common.sh
+# shellcheck source-path=SCRIPTDIR source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 usage() {
@@ -45,7 +45,6 @@ if ((!force)) && complete; then
   exit 0
 fi
 
-mark_cache_ignored "$KAFKA_CACHE"
 mkdir -p "$vdir"
 # One fetch per version at a time (tests may start several brokers at once).
 exec 9>"$vdir/.lock"
@@ -65,7 +64,8 @@ tmp=$vdir/libs.tmp
 rm -rf "$tmp"
 log "fetching Kafka $KAFKA_VERSION jars with Maven into $libs"
 start=$SECONDS
-if ! mvn "${mvn_args[@]}" "-DoutputDirectory=$tmp" >&2; then
+# (Maven 3.8 prints colour codes even with -q -B; strip them.)
+if ! mvn "${mvn_args[@]}" "-DoutputDirectory=$tmp" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' >&2; then
   log "mvn failed (is Kafka $KAFKA_VERSION on Maven Central? try: mvn dependency:get -Dartifact=org.apache.kafka:kafka_2.13:$KAFKA_VERSION)"
   rm -rf "$tmp"
   exit 1

@@ -1,0 +1,309 @@
+#!/usr/bin/env bash
+# A single-node Apache Kafka (KRaft, broker and controller in one process) on
+# 127.0.0.1 for development and tests, run from the jars fetch.sh caches.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+usage() {
+  cat <<'EOF'
+usage: infra/kafka/broker.sh up|down|status|logs [options]
+
+  up       start the broker (fetching the jars first if needed) and wait until it
+           serves requests; prints its bootstrap address 127.0.0.1:PORT as the only
+           line on stdout. If the broker of DIR already runs, just prints that.
+  down     stop it (SIGTERM, up to 30 s for a clean shutdown, then SIGKILL)
+  status   print state, pid, bootstrap, version; exit 0 if running, 3 if not
+  logs     print the end of DIR/broker.log
+
+options:
+  --port N|auto   broker port (env DRIFTLINE_BROKER_PORT). Default: the port DIR
+                  used last, else 9092. auto or 0 picks a free port.
+  --dir DIR       broker directory: config, data, pid, port, log
+                  (env DRIFTLINE_BROKER_DIR, default <repo>/.cache/broker)
+  --timeout SECS  up: how long to wait for the broker (env DRIFTLINE_BROKER_TIMEOUT, 90)
+  --purge         down: also delete DIR
+  -n, --lines N   logs: how many lines (default 100)
+  -f, --follow    logs: keep following
+
+environment: DRIFTLINE_KAFKA_VERSION (default 3.9.1), DRIFTLINE_KAFKA_CACHE,
+  DRIFTLINE_BROKER_HEAP (default "-Xmx1g -Xms256m"), DRIFTLINE_BROKER_STOP_TIMEOUT (30)
+EOF
+}
+
+log() { printf 'broker: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+cmd=${1:-}
+case "$cmd" in
+  up | down | status | logs) shift ;;
+  -h | --help | help) usage; exit 0 ;;
+  *) usage >&2; exit 2 ;;
+esac
+
+opt_port=${DRIFTLINE_BROKER_PORT:-}
+dir=$BROKER_DIR_DEFAULT
+timeout=${DRIFTLINE_BROKER_TIMEOUT:-90}
+stop_timeout=${DRIFTLINE_BROKER_STOP_TIMEOUT:-30}
+purge=0
+lines=100
+follow=0
+while (($#)); do
+  case "$1" in
+    --port) opt_port=${2:?--port needs a value}; shift ;;
+    --port=*) opt_port=${1#*=} ;;
+    --dir) dir=${2:?--dir needs a value}; shift ;;
+    --dir=*) dir=${1#*=} ;;
+    --timeout) timeout=${2:?--timeout needs a value}; shift ;;
+    --timeout=*) timeout=${1#*=} ;;
+    --purge) purge=1 ;;
+    -n | --lines) lines=${2:?--lines needs a value}; shift ;;
+    -f | --follow) follow=1 ;;
+    -h | --help) usage; exit 0 ;;
+    *) log "unknown argument: $1"; usage >&2; exit 2 ;;
+  esac
+  shift
+done
+[[ -z $opt_port || $opt_port == auto || $opt_port =~ ^[0-9]+$ ]] || die "bad port: $opt_port"
+[[ $timeout =~ ^[0-9]+$ ]] || die "bad timeout: $timeout"
+
+dir=$(realpath -m -- "$dir")
+pid_file=$dir/broker.pid
+port_file=$dir/broker.port
+cport_file=$dir/controller.port
+log_file=$dir/broker.log
+config=$dir/server.properties
+marker=$dir/.driftline-broker
+probe=(python3 "$KAFKA_INFRA_DIR/kprobe.py")
+
+read_file() { [[ -f $1 ]] && cat "$1"; }
+
+# Seconds since $1 (microseconds, from ${EPOCHREALTIME/./}), one decimal.
+elapsed() {
+  local d=$((${EPOCHREALTIME/./} - $1))
+  printf '%d.%d\n' $((d / 1000000)) $((d / 100000 % 10))
+}
+
+# The pid of the broker that DIR recorded, if that process still runs it.
+running_pid() {
+  local pid cmdline
+  pid=$(read_file "$pid_file") || return 1
+  pid_alive "$pid" || return 1
+  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  [[ $cmdline == *kafka.Kafka*"$config"* ]] || return 1
+  printf '%s\n' "$pid"
+}
+
+lock_dir() {
+  exec 8>"$dir/.lock"
+  flock -w $((timeout + stop_timeout + 30)) 8 || die "could not lock $dir"
+}
+
+# Pick the broker port: --port/env, else what DIR used last, else 9092.
+choose_port() {
+  local want=$opt_port recorded
+  recorded=$(read_file "$port_file") || true
+  if [[ -z $want ]]; then
+    want=${recorded:-9092}
+    if [[ -n $recorded ]] && ! "${probe[@]}" port-free "$want"; then
+      log "port $want (used last by $dir) is taken; picking a free one"
+      want=auto
+    fi
+  fi
+  if [[ $want == auto || $want == 0 ]]; then
+    "${probe[@]}" free-port
+    return
+  fi
+  "${probe[@]}" port-free "$want" || die "port $want on 127.0.0.1 is in use (another broker? try --port auto)"
+  printf '%s\n' "$want"
+}
+
+choose_controller_port() {
+  local port=$1 c
+  c=$(read_file "$cport_file") || true
+  if [[ -n $c && $c != "$port" ]] && "${probe[@]}" port-free "$c"; then
+    printf '%s\n' "$c"
+    return
+  fi
+  for c in $("${probe[@]}" free-port 2); do
+    [[ $c != "$port" ]] && { printf '%s\n' "$c"; return; }
+  done
+}
+
+write_config() {
+  local port=$1 cport=$2 text
+  text=$(<"$KAFKA_INFRA_DIR/server.properties")
+  text=${text//@PORT@/"$port"}
+  text=${text//@CONTROLLER_PORT@/"$cport"}
+  text=${text//@DATA_DIR@/"$dir/data"}
+  printf '%s\n' "$text" >"$config"
+}
+
+format_storage() {
+  local libs=$1 cid main
+  [[ -f $dir/data/meta.properties ]] && return 0
+  cid=$(read_file "$dir/cluster.id") || {
+    cid=$("${probe[@]}" cluster-id)
+    printf '%s\n' "$cid" >"$dir/cluster.id"
+  }
+  main=$(kafka_main_class kafka.tools.StorageTool org.apache.kafka.tools.StorageTool) ||
+    die "no StorageTool in $libs"
+  log "formatting $dir/data (cluster id $cid)"
+  # shellcheck disable=SC2046  # one option per line
+  java -Xmx256m $(kafka_log_opts tools-) -cp "$libs/*" "$main" \
+    format --ignore-formatted -t "$cid" -c "$config" >&2 ||
+    die "formatting the storage failed"
+}
+
+launch() {
+  local libs=$1 heap
+  read -r -a heap <<<"${DRIFTLINE_BROKER_HEAP:--Xmx1g -Xms256m}"
+  rm -f "$pid_file"
+  printf '\n===== %s: starting Kafka %s =====\n' "$(date '+%F %T')" "$KAFKA_VERSION" >>"$log_file"
+  # setsid: the broker gets its own session, so the caller's Ctrl-C or process
+  # group kill does not reach it; the child writes its own pid, then execs java.
+  # shellcheck disable=SC2016,SC2046
+  setsid nohup bash -c 'echo $$ >"$0"; exec "$@"' "$pid_file" \
+    java "${heap[@]}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
+    -Djava.awt.headless=true "-Dkafka.logs.dir=$dir" $(kafka_log_opts "") \
+    -cp "$libs/*" kafka.Kafka "$config" \
+    </dev/null >>"$log_file" 2>&1 8>&- &
+  local i
+  for ((i = 0; i < 100; i++)); do
+    [[ -s $pid_file ]] && return 0
+    sleep 0.05
+  done
+  die "the broker process did not start"
+}
+
+fail_start() {
+  local pid=$1
+  log "$2; last 50 lines of $log_file:"
+  tail -n 50 "$log_file" >&2 || true
+  if pid_alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+  rm -f "$pid_file"
+  exit 1
+}
+
+cmd_up() {
+  local libs pid port cport rc attempt start mark
+  libs=$("$KAFKA_INFRA_DIR/fetch.sh")
+  mkdir -p "$dir"
+  touch "$marker"
+  lock_dir
+
+  if pid=$(running_pid); then
+    port=$(read_file "$port_file") || die "$dir has no port file"
+    if ! "${probe[@]}" probe "$port"; then
+      log "broker pid $pid in $dir is not answering yet; waiting up to ${timeout}s"
+      "${probe[@]}" wait "$port" "$pid" "$timeout" || die "broker pid $pid on port $port does not answer"
+    fi
+    log "already running (pid $pid, Kafka $(read_file "$dir/version" || echo '?'))"
+    printf '127.0.0.1:%s\n' "$port"
+    return 0
+  fi
+
+  for attempt in 1 2 3; do
+    port=$(choose_port)
+    cport=$(choose_controller_port "$port")
+    write_config "$port" "$cport"
+    printf '%s\n' "$port" >"$port_file"
+    printf '%s\n' "$cport" >"$cport_file"
+    printf '%s\n' "$KAFKA_VERSION" >"$dir/version"
+    format_storage "$libs"
+
+    mark=$(($(wc -l 2>/dev/null <"$log_file" || echo 0) + 1))
+    start=${EPOCHREALTIME/./}
+    log "starting Kafka $KAFKA_VERSION on 127.0.0.1:$port (controller $cport), dir $dir"
+    launch "$libs"
+    pid=$(<"$pid_file")
+    rc=0
+    "${probe[@]}" wait "$port" "$pid" "$timeout" || rc=$?
+    if ((rc == 0)); then
+      log "ready in $(elapsed "$start") s (pid $pid)"
+      printf '127.0.0.1:%s\n' "$port"
+      return 0
+    fi
+    # A port picked as free can be taken by someone else before Kafka binds it.
+    if ((rc == 2 && attempt < 3)) && [[ -z $opt_port || $opt_port == auto || $opt_port == 0 ]] &&
+      tail -n +"$mark" "$log_file" | grep -q 'Address already in use'; then
+      log "port $port or $cport was taken meanwhile; retrying with other ports"
+      rm -f "$port_file" "$cport_file" "$pid_file"
+      opt_port=auto
+      continue
+    fi
+    if ((rc == 2)); then fail_start "$pid" "the broker exited during start-up"; fi
+    fail_start "$pid" "the broker did not answer within ${timeout}s"
+  done
+}
+
+cmd_down() {
+  local pid i
+  if [[ ! -f $marker ]]; then
+    log "no broker directory at $dir"
+    return 0
+  fi
+  lock_dir
+  if pid=$(running_pid); then
+    log "stopping broker pid $pid (SIGTERM, up to ${stop_timeout}s)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < stop_timeout * 10; i++)); do
+      pid_alive "$pid" || break
+      sleep 0.1
+    done
+    if pid_alive "$pid"; then
+      log "still running after ${stop_timeout}s: SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      while pid_alive "$pid"; do sleep 0.1; done
+    else
+      log "stopped in $((i / 10)).$((i % 10)) s"
+    fi
+  else
+    log "not running"
+  fi
+  rm -f "$pid_file"
+  if ((purge)); then
+    purge_dir
+  fi
+}
+
+# Delete DIR, but only if it holds nothing that broker.sh did not put there.
+purge_dir() {
+  local e name ours=" .driftline-broker .lock broker.pid broker.port controller.port cluster.id version server.properties broker.log data "
+  for e in "$dir"/* "$dir"/.[!.]*; do
+    [[ -e $e ]] || continue
+    name=${e##*/}
+    [[ $ours == *" $name "* ]] || die "not deleting $dir: it holds $name, which broker.sh did not create"
+  done
+  rm -rf "$dir"
+  log "deleted $dir"
+}
+
+cmd_status() {
+  local pid port state=stopped rc=3
+  port=$(read_file "$port_file") || port=
+  if pid=$(running_pid); then
+    if [[ -n $port ]] && "${probe[@]}" probe "$port"; then
+      state=running
+      rc=0
+    else
+      state="not answering"
+    fi
+  else
+    pid=
+  fi
+  printf 'state: %s\npid: %s\nbootstrap: %s\nversion: %s\ndir: %s\n' \
+    "$state" "${pid:--}" "${port:+127.0.0.1:$port}" "$(read_file "$dir/version" || true)" "$dir"
+  return "$rc"
+}
+
+cmd_logs() {
+  [[ -f $log_file ]] || die "no log at $log_file"
+  if ((follow)); then
+    exec tail -n "$lines" -F "$log_file"
+  fi
+  tail -n "$lines" "$log_file"
+}
+
+"cmd_$cmd"

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Runs one of Kafka's own command-line tools (what bin/kafka-TOOL.sh runs in the
+# binary distribution) on the class path of the jars fetch.sh caches.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+# tool name | where the default --bootstrap-server goes (pre: first, post: last,
+# -: never) | main classes, newest location first (the first one the jars hold wins).
+TOOLS="
+topics              pre  org.apache.kafka.tools.TopicCommand kafka.admin.TopicCommand
+consumer-groups     pre  org.apache.kafka.tools.consumer.group.ConsumerGroupCommand kafka.admin.ConsumerGroupCommand
+configs             pre  org.apache.kafka.tools.ConfigCommand kafka.admin.ConfigCommand
+console-consumer    pre  org.apache.kafka.tools.consumer.ConsoleConsumer kafka.tools.ConsoleConsumer
+console-producer    pre  org.apache.kafka.tools.ConsoleProducer kafka.tools.ConsoleProducer
+broker-api-versions pre  org.apache.kafka.tools.BrokerApiVersionsCommand kafka.admin.BrokerApiVersionsCommand
+acls                pre  org.apache.kafka.tools.AclCommand kafka.admin.AclCommand
+get-offsets         pre  org.apache.kafka.tools.GetOffsetShell kafka.tools.GetOffsetShell
+log-dirs            pre  org.apache.kafka.tools.LogDirsCommand kafka.admin.LogDirsCommand
+metadata-quorum     pre  org.apache.kafka.tools.MetadataQuorumCommand
+features            pre  org.apache.kafka.tools.FeatureCommand kafka.admin.FeatureCommand
+transactions        pre  org.apache.kafka.tools.TransactionsCommand
+delete-records      pre  org.apache.kafka.tools.DeleteRecordsCommand kafka.admin.DeleteRecordsCommand
+leader-election     pre  org.apache.kafka.tools.LeaderElectionCommand kafka.admin.LeaderElectionCommand
+reassign-partitions pre  org.apache.kafka.tools.reassign.ReassignPartitionsCommand kafka.admin.ReassignPartitionsCommand
+producer-perf-test  pre  org.apache.kafka.tools.ProducerPerformance
+consumer-perf-test  pre  org.apache.kafka.tools.ConsumerPerformance
+cluster             post org.apache.kafka.tools.ClusterTool kafka.tools.ClusterTool
+storage             -    org.apache.kafka.tools.StorageTool kafka.tools.StorageTool
+dump-log            -    org.apache.kafka.tools.DumpLogSegments kafka.tools.DumpLogSegments
+"
+
+usage() {
+  cat <<EOF
+usage: infra/kafka/kafka-tool.sh TOOL [ARGS...]
+       infra/kafka/kafka-tool.sh --list
+
+Runs Kafka's TOOL (as bin/kafka-TOOL.sh would) with the jars of
+\$DRIFTLINE_KAFKA_VERSION (default 3.9.1), fetching them first if needed. TOOL is
+one of the names below, or a fully qualified main class.
+If ARGS has no --bootstrap-server (nor --bootstrap-controller, --broker-list,
+--help) and the tool takes one, the broker recorded in
+\${DRIFTLINE_BROKER_DIR:-<repo>/.cache/broker} is used. Logs go to stderr at WARN.
+JVM options: \$DRIFTLINE_TOOL_JAVA_OPTS (default "-Xmx512m").
+
+tools: $(awk 'NF {printf "%s ", $1}' <<<"$TOOLS")
+EOF
+}
+
+case "${1:-}" in
+  "" ) usage >&2; exit 2 ;;
+  -h | --help | help) usage; exit 0 ;;
+esac
+tool=$1
+shift
+
+libs=$("$KAFKA_INFRA_DIR/fetch.sh")
+
+if [[ $tool == --list ]]; then
+  while read -r name _ classes; do
+    [[ -n $name ]] || continue
+    # shellcheck disable=SC2086  # split the class list
+    printf '%-20s %s\n' "$name" "$(kafka_main_class $classes || echo '(not in this version)')"
+  done <<<"$TOOLS"
+  exit 0
+fi
+
+inject=-
+if [[ $tool == *.* ]]; then
+  main=$tool
+else
+  line=$(awk -v t="$tool" '$1 == t' <<<"$TOOLS")
+  [[ -n $line ]] || { printf 'kafka-tool: unknown tool %s\n' "$tool" >&2; usage >&2; exit 2; }
+  read -r _ inject classes <<<"$line"
+  # shellcheck disable=SC2086  # split the class list
+  main=$(kafka_main_class $classes) || {
+    printf 'kafka-tool: Kafka %s has none of: %s\n' "$KAFKA_VERSION" "$classes" >&2
+    exit 2
+  }
+fi
+
+args=("$@")
+if [[ $inject != - ]]; then
+  for a in "$@"; do
+    case "$a" in
+      --bootstrap-server | --bootstrap-server=* | --bootstrap-controller | --bootstrap-controller=* | \
+        --broker-list | --broker-list=* | -h | --help | --version) inject=- ;;
+    esac
+  done
+fi
+if [[ $inject != - ]]; then
+  port_file=$BROKER_DIR_DEFAULT/broker.port
+  if [[ -f $port_file ]]; then
+    bs=127.0.0.1:$(<"$port_file")
+    if [[ $inject == pre ]]; then
+      args=(--bootstrap-server "$bs" "$@")
+    else
+      args=("$@" --bootstrap-server "$bs")
+    fi
+  else
+    printf 'kafka-tool: no broker recorded in %s; pass --bootstrap-server\n' "$BROKER_DIR_DEFAULT" >&2
+  fi
+fi
+
+read -r -a jvm <<<"${DRIFTLINE_TOOL_JAVA_OPTS:--Xmx512m}"
+# shellcheck disable=SC2046  # one option per line
+exec java "${jvm[@]}" -Djava.awt.headless=true $(kafka_log_opts tools-) \
+  -cp "$libs/*" "$main" "${args[@]}"
