@@ -46,7 +46,7 @@ from driftline.core.gate import GateResult, run_gate, time_split
 from driftline.core.modelconfig import ModelConfig
 from driftline.core.models import ServedModel, artifact_record, build, serialize
 from driftline.core.profile import ReferenceProfile
-from driftline.core.registry import Registry, restage, transition
+from driftline.core.registry import Registry, transition
 from driftline.core.trainset import build_frame, examples
 from driftline.core.validation import Spec
 
@@ -177,7 +177,9 @@ def train(
         artifact = artifact_record(blob, key, uri=store(config.name, version, blob))
     lap("serialize")
     live = ServedModel(config.name, version, config.task, estimator, spec, "{}")
-    reference = holdout or train_rows[-PROFILE_ROWS:]
+    # the most recent rows, training and held-out alike: a prediction profile drawn from
+    # the held-out slice alone is too small a sample and false-alarms on noise
+    reference = [*train_rows, *holdout][-PROFILE_ROWS:]
     outputs = live.predict_many(r["features"] for r in reference)
     profile = ReferenceProfile.build(
         (r["features"] for r in train_rows),
@@ -257,16 +259,19 @@ def bootstrap(
     by: str,
     reason: str,
     now_ms: int,
+    current: Iterable[Mapping[str, Any]] = (),
     **kw: Any,
 ) -> tuple[TrainingRun, list[dict[str, Any]]]:
     """Train a model's first champion from Outcome-like dicts (``features``, ``label`` and
     optionally ``event_time_ms``, ``segment``, ``event_id``): the run and the records to
-    publish (the candidate, then the same version as champion). The gate runs without a
-    champion; a version failing it (non-finite output, too slow, ...) is a ConfigError.
+    publish (the candidate, then the same version as champion, after archiving the holder
+    of the slot among ``current`` if any). The gate runs without a champion; a version
+    failing it (non-finite output, too slow, ...) is a ConfigError.
     """
     run = train(examples(build_frame(rows)), config, key=key, now_ms=now_ms, **kw)
     if not run.verdict["passed"]:
         raise ConfigError(f"bootstrap of {config.name} failed the gate: {run.verdict['summary']}")
-    run.record["stage_reason"] = f"bootstrap: {reason}"
-    champion = restage(run.record, "champion", by=by, reason=f"bootstrap: {reason}", now_ms=now_ms)
-    return run, [dict(run.record), champion]
+    why = f"bootstrap: {reason}"
+    run.record.update(stage_changed_by=by, stage_reason=why)
+    later = stage_records(run.record, "champion", current=current, by=by, reason=why, now_ms=now_ms)
+    return run, [dict(run.record), *later]

@@ -25,6 +25,10 @@ join_ttl_ms = 8000
 [models.churn.gate]
 min_segment_samples = 20
 
+[models.churn.retrain]
+min_rows = 300
+cooldown_ms = 600000
+
 [[models.churn.features]]
 name = "x1"
 type = "number"
@@ -176,3 +180,35 @@ def test_every_bad_event_is_dead_lettered_with_its_reason(pipeline) -> None:
         headers = dict(msg.headers())
         assert headers["__connect.errors.exception.class.name"] == d["reason"].encode()
         assert headers["__connect.errors.offset"] == str(d["source_offset"]).encode()
+
+
+def test_induced_drift_raises_an_alert_and_exactly_one_retrain_trigger(pipeline) -> None:
+    s, champion, proc = pipeline
+    rng = random.Random(5)
+    before = [example(rng, i) for i in range(2_000)]
+    after = [example(rng, 2_000 + i, shift=0.01) for i in range(2_000)]  # pro flips
+    for batch in (before, after):
+        harness.produce(s, "features", harness.encoded(
+            "io.driftline.FeatureEvent", map(feature_event, batch)))  # fmt: skip
+        harness.produce(s, "labels", harness.encoded("io.driftline.Label", map(label, batch)))
+
+    def drift_alert(got: list) -> bool:
+        return any(a["kind"] == "concept_drift" for a in got)
+
+    alerts = harness.collect(s, "alerts", drift_alert, timeout=120)
+    assert drift_alert(alerts), proc.tail()
+    drift = next(a for a in alerts if a["kind"] == "concept_drift")
+    assert drift["model"] == "churn" and drift["version"] == champion
+    assert drift["message"] and drift["evidence"]
+
+    triggers = harness.collect(s, "retrain", lambda got: len(got) >= 1, timeout=60)
+    time.sleep(5)  # further drift signals and ticks must not add a second trigger
+    triggers = harness.collect(s, "retrain", lambda got: len(got) > 1, timeout=5)
+    assert len(triggers) == 1, triggers
+    t = triggers[0]
+    assert t["model"] == "churn" and t["champion_version"] == champion
+    assert set(t["reasons"]) & {"concept_drift", "performance_degradation", "feature_drift"}
+    assert t["idempotency_key"]
+
+    snaps = harness.collect(s, "metrics", lambda got: len(got) > 0, timeout=10)
+    assert any(m["version"] == champion and "accuracy" in m["metrics"] for m in snaps)
