@@ -10,6 +10,8 @@ from pathlib import Path
 import click
 
 from driftline import __version__
+from driftline.cli_models import register as register_training_commands
+from driftline.cli_schemas import schemas_cmd
 from driftline.core.errors import DriftlineError
 from driftline.settings import Settings
 
@@ -186,6 +188,70 @@ def topics_describe(settings: Settings) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+# -- demo -----------------------------------------------------------------------------
+
+
+@cli.command("demo")
+@click.option(
+    "--stream",
+    type=click.Choice(["agrawal", "sea"]),
+    default="agrawal",
+    help="River generator: Agrawal (functions 0,2,5,8) or SEA (variants 0-3).",
+)
+@click.option("--events", type=int, default=24_000, show_default=True, help="Stream length.")
+@click.option(
+    "--drift-every",
+    type=int,
+    default=6_000,
+    show_default=True,
+    help="Abrupt concept change every N events.",
+)
+@click.option(
+    "--warmup",
+    type=int,
+    default=2_000,
+    show_default=True,
+    help="Events the first champion is trained on (not replayed).",
+)
+@click.option(
+    "--label-delay",
+    type=int,
+    default=500,
+    show_default=True,
+    help="A label is published this many events after its features.",
+)
+@click.option("--rate", type=float, default=1_000.0, show_default=True, help="Events per second.")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("reports/demo"),
+    show_default=True,
+    help="Where the report and logs go.",
+)
+def demo_cmd(stream: str, events: int, drift_every: int, warmup: int, label_delay: int,
+             rate: float, seed: int, out: Path) -> None:  # fmt: skip
+    """Close the loop on a drifting stream: drift detected, retrain triggered, a new
+    version validated and promoted, accuracy recovering; then write a report."""
+    from driftline.demo.run import Options, run
+
+    if warmup >= events or drift_every <= 0 or label_delay < 0 or rate <= 0:
+        raise click.BadParameter(
+            "need warmup < events, drift-every > 0, label-delay >= 0, rate > 0"
+        )
+    try:
+        run(Options(stream, events, drift_every, warmup, label_delay, rate, seed, out=out))
+    except KeyboardInterrupt:
+        click.echo("demo interrupted: processes and broker stopped", err=True)
+        sys.exit(130)
+
+
+# -- continuous training: trainer, projector, retrain, models (driftline/cli_models.py) --
+
+register_training_commands(cli)
+cli.add_command(schemas_cmd)
 
 
 def main() -> None:

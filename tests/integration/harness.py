@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
@@ -20,80 +14,8 @@ from driftline.core.codec import default_codec
 from driftline.core.headers import build as build_headers
 from driftline.core.headers import for_confluent
 from driftline.kafka.clients import consumer_config, producer_config
+from driftline.procs import Process, env_for, free_port, worker  # noqa: F401  (re-exported)
 from driftline.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def env_for(settings: Settings, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "DRIFTLINE_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-            "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix,
-            "DRIFTLINE_DATA_PARTITIONS": str(settings.data_partitions),
-            "DRIFTLINE_SIGNING_KEY": settings.signing_key.get_secret_value(),
-            "DRIFTLINE_MONITOR_INTERVAL_S": str(settings.monitor_interval_s),
-        }
-    )
-    if settings.models_file is not None:
-        env["DRIFTLINE_MODELS_FILE"] = str(settings.models_file)
-    env.update(extra)
-    return env
-
-
-class Process:
-    """A ``driftline`` subcommand in a child process, its output kept in a file."""
-
-    def __init__(self, settings: Settings, args: list[str], log: Path, ready: str) -> None:
-        self.settings = settings
-        self.args = args
-        self.log = log
-        self.ready = ready
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 90) -> Process:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "driftline", *self.args],
-                env=env_for(self.settings),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.ready in self.log.read_text(errors="replace"):
-                return self
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.args[0]} exited: {self.tail()}")
-            time.sleep(0.2)
-        raise TimeoutError(f"{self.args[0]} not ready in {timeout} s: {self.tail()}")
-
-    def tail(self, n: int = 40) -> str:
-        lines = self.log.read_text(errors="replace").splitlines()
-        return "\n".join(line for line in lines if not line.startswith("%"))[-6000:] or "(empty)"
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(10)
-
-
-def worker(settings: Settings, tmp: Path, name: str = "worker") -> Process:
-    port = str(free_port())
-    return Process(
-        settings, ["worker", "--name", name, "--web-port", port, "--loglevel", "info"],
-        tmp / f"{name}.log", "driftline worker ready",
-    )  # fmt: skip
 
 
 def produce(

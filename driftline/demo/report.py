@@ -1,0 +1,132 @@
+"""The demo's report: served accuracy over time against a frozen model, with drifts,
+alerts, retrain triggers and version switches marked, and each version's lineage and
+gate verdict. Writes ``report.html`` (plots embedded) and the PNGs beside it."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+def rolling(points: Sequence[tuple[int, bool]], window: int) -> tuple[list[int], list[float]]:
+    """Rolling accuracy over ``window`` events of (index, correct) pairs in index order.
+
+    >>> rolling([(0, True), (1, False), (2, True), (3, True)], 2)
+    ([1, 2, 3], [0.5, 0.5, 1.0])
+    """
+    xs: list[int] = []
+    ys: list[float] = []
+    total = 0
+    for k, (i, ok) in enumerate(points):
+        total += ok
+        if k >= window:
+            total -= points[k - window][1]
+        if k >= window - 1:
+            xs.append(i)
+            ys.append(total / window)
+    return xs, ys
+
+
+def accuracy_after(points: Sequence[tuple[int, bool]], start: int) -> float:
+    """Accuracy of the points at or after index ``start``."""
+    kept = [ok for i, ok in points if i >= start]
+    return sum(kept) / len(kept) if kept else float("nan")
+
+
+def plot(
+    path: Path,
+    served: Sequence[tuple[int, bool]],
+    frozen: Sequence[tuple[int, bool]],
+    drifts: Sequence[int],
+    marks: Mapping[str, Sequence[tuple[int, str]]],
+    window: int,
+    title: str,
+) -> None:
+    """Served and frozen rolling accuracy with vertical marks."""
+    fig, ax = plt.subplots(figsize=(12, 5), dpi=110)
+    for points, label, style in (
+        (served, "served (Driftline)", "-"),
+        (frozen, "frozen initial model", "--"),
+    ):
+        xs, ys = rolling(points, window)
+        ax.plot(xs, ys, style, label=label, linewidth=1.6)
+    for d in drifts:
+        ax.axvline(d, color="black", linewidth=1.2, alpha=0.6)
+    colours = {"alerts": "tab:orange", "triggers": "tab:red", "promotions": "tab:green"}
+    for kind, items in marks.items():
+        for k, (i, text) in enumerate(items):
+            ax.axvline(i, color=colours.get(kind, "grey"), linestyle=":", linewidth=1.2,
+                       label=kind if k == 0 else None)  # fmt: skip
+            if kind == "promotions":
+                ax.annotate(text, (i, 0.02), rotation=90, fontsize=7, color=colours[kind])
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("event (stream position); black lines: concept changes")
+    ax.set_ylabel(f"accuracy over the last {window} outcomes")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _png(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def _lineage_rows(versions: Sequence[Mapping[str, Any]]) -> str:
+    rows = []
+    for v in versions:
+        lin = v.get("lineage") or {}
+        gate = v.get("gate") or {}
+        ranges = ", ".join(
+            f"{r['topic']}[{r['partition']}] {r['start_offset']}..{r['end_offset']}"
+            for r in lin.get("data_ranges", [])
+        )
+        metrics = ", ".join(f"{k} {val:.3f}" for k, val in sorted(v.get("metrics", {}).items())[:4])
+        rows.append(
+            "<tr>" + "".join(
+                f"<td>{html.escape(str(c))}</td>"
+                for c in (v["version"], v["stage"], v["stage_reason"], lin.get("rows", ""),
+                          ranges or "(bootstrap)", metrics, gate.get("summary", "(no gate)"))
+            ) + "</tr>"
+        )  # fmt: skip
+    return "\n".join(rows)
+
+
+def write(out: Path, summary: Mapping[str, Any], plot_path: Path,
+          versions: Sequence[Mapping[str, Any]], events: Sequence[str]) -> Path:  # fmt: skip
+    """Write report.html (and summary.json) into ``out``; returns the HTML path."""
+    rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in summary.items()
+    )
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Driftline demo report</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1300px}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;
+text-align:left;font-size:13px}}img{{max-width:100%}}pre{{font-size:12px;background:#f6f6f6;
+padding:1em;white-space:pre-wrap}}</style></head><body>
+<h1>Driftline demo</h1>
+<table>{rows}</table>
+<h2>Served accuracy against a frozen model</h2>
+<img alt="served accuracy over time" src="data:image/png;base64,{_png(plot_path)}">
+<h2>Versions, lineage and gate verdicts</h2>
+<table><tr><th>version</th><th>stage</th><th>why</th><th>rows</th>
+<th>training data (Kafka offsets)</th><th>validation metrics</th><th>gate</th></tr>
+{_lineage_rows(versions)}</table>
+<h2>What happened</h2><pre>{html.escape(chr(10).join(events))}</pre>
+</body></html>"""
+    path = out / "report.html"
+    path.write_text(page)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return path

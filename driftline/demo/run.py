@@ -1,0 +1,248 @@
+"""Orchestrates ``driftline demo``: broker, topics, a bootstrapped champion, a worker and
+a trainer as child processes, a drifting stream replayed with delayed labels, a live
+view, and the report."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+
+from driftline import broker
+from driftline.core.codec import default_codec
+from driftline.core.headers import build as build_headers
+from driftline.core.headers import for_confluent
+from driftline.core.modelconfig import ModelsConfig
+from driftline.core.models import load_version
+from driftline.core.synthetic import Row, drift_points, drifting_stream
+from driftline.core.training import bootstrap
+from driftline.demo import report
+from driftline.demo.watch import Watcher, wait_for
+from driftline.kafka import admin
+from driftline.kafka.clients import producer_config
+from driftline.procs import Process, worker
+from driftline.settings import Settings
+
+MODEL = "demo"
+MODELS_TOML = """
+[models.demo]
+task = "classification"
+factory = "{factory}"
+join_ttl_ms = 600000
+
+[models.demo.params]
+{params}
+
+[models.demo.gate]
+min_segment_samples = 200
+
+[models.demo.retrain]
+min_rows = {min_rows}
+max_rows = {max_rows}
+cooldown_ms = 5000
+"""
+FACTORIES = {"agrawal": ("hoeffding_tree", "grace_period = 50"), "sea": ("logistic_regression", "")}
+
+
+@dataclass(frozen=True)
+class Options:
+    stream: str = "agrawal"
+    events: int = 24_000
+    drift_every: int = 6_000
+    warmup: int = 2_000
+    label_delay: int = 500
+    rate: float = 1_000.0
+    seed: int = 42
+    min_rows: int = 2_000
+    out: Path = Path("reports/demo")
+    broker_dir: Path = Path(".cache/demo-broker")
+
+
+def event_id(i: int) -> str:
+    return f"demo-{i:07d}"
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def run(opts: Options, echo: Callable[[str], None] = say) -> Path:
+    """Run the demo; returns the report's path."""
+    out = opts.out
+    out.mkdir(parents=True, exist_ok=True)
+    echo(f"starting a local Kafka broker in {opts.broker_dir} (fresh) ...")
+    broker.down(opts.broker_dir, purge=True)
+    bootstrap_servers = broker.up("auto", opts.broker_dir)
+    factory, params = FACTORIES[opts.stream]
+    models_file = out / "models.toml"
+    toml = MODELS_TOML.format(
+        factory=factory, params=params, min_rows=opts.min_rows, max_rows=3 * opts.min_rows
+    )
+    models_file.write_text(toml)
+    settings = Settings(
+        bootstrap_servers=bootstrap_servers, topic_prefix="demo.", data_partitions=3,
+        models_file=models_file, monitor_interval_s=1.0, sql_url=f"sqlite:///{out}/driftline.db",
+        metrics_port=0,
+    )  # fmt: skip
+    procs: list[Process] = []
+    try:
+        admin.apply(settings)
+        echo(f"broker {bootstrap_servers}; topics applied under prefix {settings.topic_prefix}")
+        rows = list(drifting_stream(opts.stream, opts.events, opts.drift_every, opts.seed))
+        champion = _bootstrap(settings, rows[: opts.warmup], echo)
+        procs.append(worker(settings, out).start())
+        procs.append(Process(settings, ["trainer", "--verbose"], out / "trainer.log",
+                             "trainer started").start())  # fmt: skip
+        echo("worker and trainer running; replaying the stream (Ctrl-C stops cleanly)")
+        with _watching(settings) as watcher:
+            t0 = time.monotonic()
+            _replay(settings, rows[opts.warmup :], opts, watcher, echo)
+            expected = len(rows) - opts.warmup
+            wait_for(lambda: len(watcher.seen.outcomes) >= expected, timeout=120)
+            _drain(watcher, echo)
+            elapsed = time.monotonic() - t0
+        path = _report(opts, rows, champion, watcher, elapsed)
+        echo(f"\nreport: {path.resolve()}")
+        return path
+    finally:
+        for p in reversed(procs):
+            p.stop()
+        broker.down(opts.broker_dir)
+
+
+def _bootstrap(settings: Settings, rows: list[Row], echo: Callable[[str], None]) -> Any:
+    config = ModelsConfig.load(settings.models_file)[MODEL]
+    key = settings.signing_key.get_secret_value().encode()
+    _, records = bootstrap(
+        ({"features": r.features, "label": r.label, "event_time_ms": r.index,
+          "segment": _segment(r)} for r in rows),
+        config, key=key, by="demo", reason=f"first {len(rows)} events", now_ms=_now(),
+    )  # fmt: skip
+    codec = default_codec()
+    p = Producer(producer_config(settings, "demo"))
+    for rec in records:
+        p.produce(settings.topic("registry"), codec.encode("io.driftline.ModelVersion", rec),
+                  f"{rec['model']}/{rec['version']}".encode())  # fmt: skip
+    p.flush(30)
+    echo(f"bootstrapped champion {records[-1]['version']} on {len(rows)} events")
+    return load_version(records[-1], key)
+
+
+def _segment(r: Row) -> dict[str, str]:
+    level = r.features.get("elevel")
+    return {} if level is None else {"elevel": str(int(level))}
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+@contextlib.contextmanager
+def _watching(settings: Settings) -> Iterator[Watcher]:
+    watcher = Watcher(settings).start()
+    try:
+        yield watcher
+    finally:
+        watcher.close()
+
+
+def _replay(settings: Settings, rows: list[Row], opts: Options, watcher: Watcher,
+            echo: Callable[[str], None]) -> None:  # fmt: skip
+    codec = default_codec()
+    p = Producer(producer_config(settings, "demo-app"))
+    features, labels = settings.topic("features"), settings.topic("labels")
+    fe_headers = for_confluent(build_headers("io.driftline.FeatureEvent", None, None))
+    la_headers = for_confluent(build_headers("io.driftline.Label", None, None))
+
+    def send_label(r: Row) -> None:
+        p.produce(labels, codec.encode("io.driftline.Label", {
+            "event_id": event_id(r.index), "model": MODEL, "label": r.label,
+            "label_time_ms": _now()}), event_id(r.index).encode(), headers=la_headers)  # fmt: skip
+
+    start = time.monotonic()
+    last_print = start
+    for k, r in enumerate(rows):
+        p.produce(features, codec.encode("io.driftline.FeatureEvent", {
+            "event_id": event_id(r.index), "model": MODEL, "event_time_ms": _now(),
+            "features": r.features, "segment": _segment(r)}),
+            event_id(r.index).encode(), headers=fe_headers)  # fmt: skip
+        if k >= opts.label_delay:
+            send_label(rows[k - opts.label_delay])
+        if k % 100 == 0:
+            p.poll(0)
+            ahead = (k + 1) / opts.rate - (time.monotonic() - start)
+            if ahead > 0:
+                time.sleep(ahead)
+            now = time.monotonic()
+            if now - last_print >= 1.0:
+                last_print = now
+                _status(watcher, k + 1, len(rows), (k + 1) / (now - start), echo)
+    for r in rows[max(0, len(rows) - opts.label_delay) :]:
+        send_label(r)
+    p.flush(60)
+
+
+def _status(
+    watcher: Watcher, sent: int, total: int, rate: float, echo: Callable[[str], None]
+) -> None:
+    while not watcher.lines.empty():
+        echo("  " + watcher.lines.get())
+    s = watcher.seen
+    acc = s.rolling_accuracy()
+    echo(
+        f"sent {sent:>7,}/{total:,} ({rate:,.0f} ev/s)  outcomes {len(s.outcomes):>7,}  "
+        f"served {s.served() or '-'}  accuracy(500) {'-' if acc is None else f'{acc:.3f}'}  "
+        f"alerts {len(s.alerts)}  triggers {len(s.triggers)}  "
+        f"versions {len({v['version'] for _, v in s.versions})}"
+    )
+
+
+def _drain(watcher: Watcher, echo: Callable[[str], None]) -> None:
+    time.sleep(2)
+    while not watcher.lines.empty():
+        echo("  " + watcher.lines.get())
+
+
+def _report(opts: Options, rows: list[Row], frozen_model: Any, watcher: Watcher,
+            elapsed: float) -> Path:  # fmt: skip
+    s = watcher.seen
+    replayed = rows[opts.warmup :]
+    served = sorted((i, ok) for i, (_, ok) in s.outcomes.items())
+    frozen = [(r.index, frozen_model.predict_one(r.features)[0] == r.label) for r in replayed]
+    drifts = drift_points(opts.events, opts.drift_every)
+    promotions = [(i, v["version"]) for i, v in s.versions if v["stage"] == "champion"][1:]
+    plot_path = opts.out / "accuracy.png"
+    report.plot(
+        plot_path, served, frozen, drifts,
+        {"alerts": [(i, a["kind"]) for i, a in s.alerts if a["kind"] == "concept_drift"],
+         "triggers": [(i, ",".join(t["reasons"])) for i, t in s.triggers],
+         "promotions": promotions},
+        window=500, title=f"{opts.stream}: {opts.events:,} events, label delay {opts.label_delay}",
+    )  # fmt: skip
+    first = drifts[0] if drifts else opts.warmup
+    summary = {
+        "stream": opts.stream, "events replayed": len(replayed), "outcomes": len(served),
+        "seconds": round(elapsed, 1), "concept changes at": drifts,
+        "served accuracy (all)": round(report.accuracy_after(served, 0), 4),
+        "frozen accuracy (all)": round(report.accuracy_after(frozen, 0), 4),
+        "served accuracy after the first change": round(report.accuracy_after(served, first), 4),
+        "frozen accuracy after the first change": round(report.accuracy_after(frozen, first), 4),
+        "drift alerts": sum(1 for _, a in s.alerts if a["kind"].endswith("drift")),
+        "retrain triggers": len(s.triggers),
+        "versions promoted": len(promotions),
+        "dead letters": dict(s.dead),
+    }  # fmt: skip
+    latest: dict[str, dict[str, Any]] = {}
+    for _, v in s.versions:
+        latest[v["version"]] = v
+    events = [f"@{i:>6}: ALERT {a['kind']}: {a['message']}" for i, a in s.alerts]
+    events += [f"@{i:>6}: TRIGGER {', '.join(t['reasons'])}" for i, t in s.triggers]
+    events += [
+        f"@{i:>6}: {v['version']} -> {v['stage']} ({v['stage_reason']})" for i, v in s.versions
+    ]
+    return report.write(opts.out, summary, plot_path, list(latest.values()), sorted(events))

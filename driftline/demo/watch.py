@@ -1,0 +1,124 @@
+"""What the demo sees: a consumer thread reading Driftline's outputs, kept as plain data
+for the live view and the report."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer
+
+from driftline.core.codec import default_codec
+from driftline.core.errors import CodecError
+from driftline.kafka.clients import consumer_config
+from driftline.settings import Settings
+
+TOPICS = ("outcomes", "alerts", "retrain", "registry", "deadletter")
+
+
+def event_index(event_id: str) -> int:
+    """The stream position encoded in a demo event id (``demo-000123``)."""
+    return int(event_id.rsplit("-", 1)[1])
+
+
+@dataclass
+class Seen:
+    """Everything the demo has seen, in arrival order."""
+
+    outcomes: dict[int, tuple[str, bool]] = field(default_factory=dict)
+    alerts: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    triggers: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    versions: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    dead: Counter[str] = field(default_factory=Counter)
+    last_index: int = 0
+    recent: deque[tuple[str, bool]] = field(default_factory=lambda: deque(maxlen=500))
+
+    def served(self) -> str | None:
+        return self.recent[-1][0] if self.recent else None
+
+    def rolling_accuracy(self) -> float | None:
+        if not self.recent:
+            return None
+        return sum(ok for _, ok in self.recent) / len(self.recent)
+
+
+class Watcher:
+    """Reads outcomes, alerts, triggers, registry and dead letters on a thread; lines
+    worth printing go to ``lines``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.seen = Seen()
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="demo-watch", daemon=True)
+
+    def start(self) -> Watcher:
+        self.thread.start()
+        return self
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(30)
+
+    def _run(self) -> None:
+        codec = default_codec()
+        group = f"demo-watch-{uuid.uuid4().hex[:8]}"
+        c = Consumer(consumer_config(self.settings, "demo", group, **{"enable.auto.commit": False}))
+        c.subscribe([self.settings.topic(t) for t in TOPICS])
+        try:
+            while not self.stop.is_set():
+                for msg in c.consume(2000, 0.2):
+                    if msg.error() is not None or msg.value() is None:
+                        continue
+                    try:
+                        decoded = codec.decode(msg.value() or b"")
+                    except CodecError:
+                        continue
+                    self._take(decoded.name.rsplit(".", 1)[1], decoded.value)
+        finally:
+            c.close()
+
+    def _take(self, kind: str, v: dict[str, Any]) -> None:
+        s = self.seen
+        if kind == "Outcome":
+            i = event_index(v["event_id"])
+            ok = v["prediction"] == v["label"]
+            s.outcomes[i] = (v["version"], ok)
+            s.recent.append((v["version"], ok))
+            s.last_index = max(s.last_index, i)
+        elif kind == "Alert":
+            s.alerts.append((s.last_index, v))
+            self.lines.put(f"ALERT   {v['severity']:<8} {v['kind']}: {v['message']}")
+        elif kind == "RetrainTrigger":
+            s.triggers.append((s.last_index, v))
+            window = f"last {v['last_n']} outcomes" if v.get("last_n") else "recent outcomes"
+            self.lines.put(
+                f"RETRAIN trigger {len(s.triggers)} for {v['model']}: "
+                f"{', '.join(v['reasons'])}; train on {window}"
+            )
+        elif kind == "ModelVersion":
+            s.versions.append((s.last_index, v))
+            gate = v.get("gate") or {}
+            verdict = f" (gate: {gate['summary']})" if gate.get("summary") else ""
+            self.lines.put(
+                f"VERSION {v['model']} {v['version']} -> {v['stage']}: {v['stage_reason']}"
+                + (verdict if v["stage"] in ("champion", "rejected", "candidate") else "")
+            )
+        elif kind == "DeadLetter":
+            s.dead[v["reason"]] += 1
+
+
+def wait_for(predicate: Any, timeout: float, step: float = 0.5) -> bool:
+    """Poll ``predicate()`` until true or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return bool(predicate())
