@@ -19,6 +19,7 @@ from typing import Any
 from driftline.core import headers as h
 
 MAX_DETAIL_CHARS = 2_000
+MAX_HEADER_BYTES = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,12 @@ def dead_letter(
         (h.DLQ_OFFSET, str(origin.offset).encode()),
         (h.DLQ_STAGE, stage.encode()),
         (h.DLQ_REASON, reason.encode()),
-        (h.DLQ_MESSAGE, detail.encode("utf-8", "replace")[:1000]),
+        (h.DLQ_MESSAGE, _utf8_prefix(detail, MAX_HEADER_BYTES)),
     ]
     return record, hdrs
+
+
+def _utf8_prefix(text: str, limit: int) -> bytes:
+    """The UTF-8 of ``text``, cut to at most ``limit`` bytes on a character boundary."""
+    data = text.encode("utf-8", "replace")[:limit]
+    return data.decode("utf-8", "ignore").encode()

@@ -5,8 +5,10 @@ agent (``driftline.streams.join``) only moves bytes.
 Every message ends in exactly one place: a stored entry, an Outcome, or a dead letter
 with stage ``join`` and a reason (undecodable, wrong_record, key_mismatch,
 unknown_model, type_mismatch, duplicate_label, duplicate_prediction, late_label,
-late_prediction, expired_prediction, orphan_label, model_mismatch). Externally produced
-predictions are accepted: their envelope is checked, their features are kept as given.
+late_prediction, expired_prediction, orphan_label, model_mismatch). A prediction and a
+label of different models do not join: the one that arrives second is dead-lettered as
+model_mismatch and the held one waits on. Externally produced predictions are accepted:
+their envelope is checked, their features are kept as given.
 """
 
 from __future__ import annotations
@@ -93,13 +95,21 @@ class Joiner:
             new, emitted = rules.on_prediction(entry, raw, record["event_time_ms"], now_ms, ttl)
         else:
             new, emitted = rules.on_label(entry, raw, record["label_time_ms"], now_ms, ttl)
-        return self._step(origin, new, entry, emitted, model, now_ms)
+        return self._step(origin, new, entry, emitted, model, now_ms, raw)
 
     def on_expire(self, origin: Origin, stored: bytes, now_ms: int) -> Step:
         """Apply the deadline to a stored entry (``origin`` names its key and partition)."""
         entry = rules.JoinEntry.from_bytes(stored)
         new, emitted = rules.expire(entry, now_ms)
-        return self._step(origin, new, entry, emitted, None, now_ms)
+        model = self._model_of(entry.payload) if emitted else None
+        return self._step(origin, new, entry, emitted, model, now_ms)
+
+    def _model_of(self, payload: bytes) -> str | None:
+        """The model of a held prediction or label (its dead letter names it)."""
+        try:
+            return str(self.codec.decode(payload).value["model"])
+        except (DriftlineError, KeyError):
+            return None
 
     def _step(
         self,
@@ -109,6 +119,7 @@ class Joiner:
         emitted: tuple[rules.Emission, ...],
         model: str | None,
         now_ms: int,
+        arrived: bytes | None = None,
     ) -> Step:
         keep = new is old
         step = Step(
@@ -119,24 +130,30 @@ class Joiner:
         for e in emitted:
             step.kinds.append(e.kind)
             if isinstance(e, rules.Joined):
-                self._joined(origin, e, step, now_ms)
+                if not self._joined(origin, e, step, arrived, model, now_ms):
+                    # the message that arrived is dead-lettered; the held one waits on
+                    step.entry, step.keep, step.deadline_ms = b"", True, None
             else:
                 payload: bytes = e.payload
                 detail = _DETAILS[e.kind]
                 step.outputs.append(self._dead_out(origin, payload, e.kind, detail, model, now_ms))
         return step
 
-    def _joined(self, origin: Origin, e: rules.Joined, step: Step, now_ms: int) -> None:
+    def _joined(
+        self, origin: Origin, e: rules.Joined, step: Step, arrived: bytes | None,
+        model: str | None, now_ms: int,
+    ) -> bool:  # fmt: skip
+        """Publish the Outcome; False when the pair does not match (the message that
+        arrived is then dead-lettered, and the held one is kept)."""
         prediction = self.codec.decode(e.prediction, expect=PREDICTION).value
         label = self.codec.decode(e.label, expect=LABEL).value
         try:
             outcome = rules.build_outcome(prediction, label)
         except ValidationError as exc:
             step.kinds[-1] = exc.reason
-            step.outputs.append(
-                self._dead_out(origin, e.label, exc.reason, exc.detail, label["model"], now_ms)
-            )
-            return
+            raw = e.label if arrived is None else arrived
+            step.outputs.append(self._dead_out(origin, raw, exc.reason, exc.detail, model, now_ms))
+            return False
         step.label_delays_ms.append(outcome["label_delay_ms"])
         step.outputs.append(
             Out(
@@ -146,6 +163,7 @@ class Joiner:
                 record_headers(OUTCOME, outcome["event_time_ms"], None),
             )
         )
+        return True
 
     def _dead(
         self, origin: Origin, raw: bytes | None, reason: str, detail: str, model: str | None,

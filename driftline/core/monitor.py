@@ -111,7 +111,12 @@ class ModelMonitor:
         if self.detector is None or version != self.champion_version:
             return []
         event = self.detector.update_outcome(outcome)
-        return [] if event is None else self._drift([event], now_ms)
+        if event is None:
+            return []
+        # the policy places the change point by its outcome count: bring it up to date
+        self.policy.observe_outcomes(self.pending_outcomes, now_ms)
+        self.pending_outcomes = 0
+        return self._drift([event], now_ms)
 
     # -- outputs ----------------------------------------------------------------------
 

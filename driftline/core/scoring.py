@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from driftline.core.codec import Codec
 from driftline.core.envelope import check_envelope
-from driftline.core.errors import ModelError
+from driftline.core.errors import DriftlineError, ModelError
 from driftline.core.validation import Spec
 
 FEATURE_EVENT = "io.driftline.FeatureEvent"
@@ -91,11 +91,13 @@ class Scoring:
             try:
                 challenger.spec.check(features)
                 shadow = self._predict(challenger, event, features, now_ms)
-            except (ModelError, ValueError) as exc:  # shadow failures never block serving
+            except (DriftlineError, ValueError) as exc:  # shadow failures never block serving
                 shadow_error = (
                     exc
                     if isinstance(exc, ModelError)
-                    else ModelError("model_error", str(exc), model, challenger.version)
+                    else ModelError(
+                        getattr(exc, "reason", "model_error"), str(exc), model, challenger.version
+                    )
                 )
         return Scored(
             model, champion.version, event["event_time_ms"], prediction, shadow, shadow_error
