@@ -20,8 +20,8 @@ setup: $(STAMP)
 	bash infra/kafka/fetch.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check driftline tests bench
-	$(BIN)/ruff format --check driftline tests bench
+	$(BIN)/ruff check driftline tests bench examples
+	$(BIN)/ruff format --check driftline tests bench examples
 	$(BIN)/mypy
 
 unit: $(STAMP)

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Idempotent system set-up for Driftline on a Debian machine: makes sure Java (>= 17),
-# Maven, python3 and kcat are there, installing Debian's packages only when something is
-# missing. A fast no-op when everything is present.
+# Maven, python3, kcat, Prometheus (prometheus, promtool) and Chromium are there,
+# installing Debian's packages only when something is missing. A fast no-op when
+# everything is present.
 set -euo pipefail
 
 usage() {
   cat <<'EOF'
 usage: infra/bootstrap.sh [--quiet] [--help]
 
-Checks for java (>= 17), mvn, python3 and kcat; if any is missing, runs `apt-get
-update` once and `apt-get install -y openjdk-17-jdk-headless maven python3 kcat`
-(only the missing ones), as root or through sudo. Prints (to stderr) what it found
-and what it did; with --quiet, only what it did.
+Checks for java (>= 17), mvn, python3, kcat, prometheus, promtool and chromium; if
+any is missing, runs `apt-get update` once and `apt-get install -y
+openjdk-17-jdk-headless maven python3 kcat prometheus chromium` (only the missing
+ones), as root or through sudo. The tests use prometheus and promtool (a real scrape,
+config and rule checks) and chromium (the status page, headless). Prints (to stderr)
+what it found and what it did; with --quiet, only what it did.
 EOF
 }
 
@@ -62,6 +65,18 @@ else
   log "kcat missing"
   missing+=(kcat)
 fi
+if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then
+  info "prometheus, promtool: ok"
+else
+  log "prometheus or promtool missing"
+  missing+=(prometheus)
+fi
+if command -v chromium >/dev/null 2>&1; then
+  info "chromium: ok"
+else
+  log "chromium missing"
+  missing+=(chromium)
+fi
 
 if ((${#missing[@]} == 0)); then
   info "nothing to do"
@@ -88,7 +103,7 @@ if ((jm < 17)); then
   log "java on PATH is still ${jm/#0/missing} after the install: select Java 17 with update-alternatives --config java"
   exit 1
 fi
-for c in mvn python3; do
+for c in mvn python3 kcat prometheus promtool chromium; do
   command -v "$c" >/dev/null 2>&1 || { log "$c is still not on PATH after the install"; exit 1; }
 done
 log "installed: ${missing[*]}"

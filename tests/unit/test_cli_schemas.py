@@ -1,0 +1,49 @@
+"""``driftline schemas``: records, versions and fingerprints (no broker)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from driftline.cli import cli
+from driftline.core.codec import encode
+from driftline.core.schemas import Schemas
+from tests.schema_compat import FIXTURES
+from tests.unit.core.examples import label
+
+PACKAGED = Schemas.packaged()
+
+
+def test_the_table_lists_every_record_with_its_header_fingerprint() -> None:
+    result = CliRunner().invoke(cli, ["schemas"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split()[:3] == ["record", "version", "fingerprint"]
+    assert len(lines) == 1 + len(PACKAGED.names)
+    for name in PACKAGED.names:
+        sv = PACKAGED.current(name)
+        (line,) = [ln for ln in lines if ln.startswith(name + " ")]
+        assert sv.fingerprint.hex() in line and line.endswith("current")
+
+
+def test_json_rows_match_what_the_codec_writes() -> None:
+    result = CliRunner().invoke(cli, ["schemas", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["record"]: r for r in map(json.loads, result.output.splitlines())}
+    data = encode("Label", label())
+    assert rows["io.driftline.Label"]["header"] == data[2:10].hex()
+    java = int(rows["io.driftline.Label"]["java_long"], 16)
+    assert java.to_bytes(8, "little") == data[2:10]  # how Java's encoder writes its long
+
+
+def test_a_directory_with_two_versions_marks_the_current_one(tmp_path: Path) -> None:
+    for sv in PACKAGED:
+        shutil.copy(Path(__file__).parents[2] / "schemas" / sv.file_name, tmp_path)
+    shutil.copy(FIXTURES / "feature_event.v2.avsc", tmp_path)
+    result = CliRunner().invoke(cli, ["schemas", "--json", "--dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    fe = [r for r in map(json.loads, result.output.splitlines()) if "FeatureEvent" in r["record"]]
+    assert [(r["version"], r["current"]) for r in fe] == [(1, False), (2, True)]
