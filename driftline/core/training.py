@@ -7,7 +7,7 @@ newest ``holdout_fraction`` are held out), ``spec`` (the models file's features,
 :meth:`Spec.infer` over every example), ``train`` (``learn_one`` in event-time order,
 features in name order), ``serialize`` (canonical pickle, sha256, HMAC signature),
 ``profile`` (reference profile of the training features, and of the predictions on
-the held-out rows, the data nearest to what the version will see live) and ``gate``.
+the newest 5,000 rows, training and held-out alike) and ``gate``.
 Same examples, code, parameters and seed: same artifact digest.
 
 >>> from driftline.core.modelconfig import GateConfig, ModelConfig

@@ -1,0 +1,394 @@
+"""The trainer: answers retrain triggers with gated model versions on the registry topic.
+
+One consumer group reads the retrain topic (keyed by model, so one trainer owns a model's
+triggers). For each trigger, in order:
+
+1. catch up with the registry topic; a trigger whose idempotency key (or id) a version
+   already answers is skipped;
+2. read the model's outcomes in the trigger's window (``offsets_for_times`` and/or the
+   last N) with a separate ``assign()`` consumer;
+3. train, serialize, sign, profile and gate (:func:`driftline.core.training.train`) in a
+   worker thread while the main thread keeps polling the paused consumer, so a long run
+   never exceeds ``max.poll.interval.ms``;
+4. publish the candidate, then its stage: champion (the old one archived first) when
+   the gate passes and promotion is ``auto``, challenger when ``manual``, else rejected;
+5. only once the producer confirmed delivery, commit the trigger's offset.
+
+A run that fails publishes an Alert (kind ``training_failed``) and commits: a trigger
+that cannot be trained is answered by the alert, not retried forever. A crash before
+the commit replays the trigger, and step 1 keeps the answer single.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from prometheus_client import Counter, Histogram
+
+from driftline.consumers.kafka_io import OutcomeReader, Publisher, RegistryFollower
+from driftline.core.codec import default_codec
+from driftline.core.errors import ArtifactError, CodecError, ConfigError
+from driftline.core.modelconfig import ModelConfig, ModelsConfig
+from driftline.core.models import load_version
+from driftline.core.training import TrainingRun, decide, stage_records, train
+from driftline.core.trainset import build_frame, examples
+from driftline.kafka.clients import consumer_config
+from driftline.settings import Settings
+
+log = logging.getLogger("driftline.trainer")
+
+TRAINING_SECONDS = Histogram(
+    "driftline_trainer_run_seconds",
+    "Wall time of one training run: read, train, gate and publish.",
+    ["model"],
+    buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
+)
+RUNS = Counter("driftline_trainer_runs_total", "Triggers handled, by outcome.", ["model", "status"])
+ROWS = Histogram(
+    "driftline_trainer_rows",
+    "Rows (training plus held-out) of one training run.",
+    buckets=(100, 1_000, 10_000, 100_000, 1_000_000),
+)
+
+
+@dataclass
+class Outcome:
+    """What the trainer did with one trigger."""
+
+    trigger_id: str
+    model: str
+    status: str  # champion, challenger, rejected, skipped, failed, undecodable
+    version: str | None = None
+    detail: str = ""
+
+
+def config_for(models: ModelsConfig, model: str, champion: Mapping[str, Any] | None) -> ModelConfig:
+    """The models file's config of ``model``; else one following its champion's record."""
+    cfg = models.get(model)
+    if cfg is not None:
+        return cfg
+    if champion is None:
+        raise ConfigError(f"model {model} is neither in the models file nor in the registry")
+    lineage = champion["lineage"]
+    return ModelConfig(
+        model,
+        task=champion["task"],
+        factory=champion["factory"],
+        params={k: _param(v) for k, v in lineage["params"].items()},
+        seed=int(lineage["seed"]),
+    )
+
+
+def _param(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+class Trainer:
+    """Consume retrain triggers and answer each with a gated version (see the module doc)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        models: ModelsConfig,
+        *,
+        group_id: str | None = None,
+        consumer_overrides: Mapping[str, Any] | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.models = models
+        self.key = settings.signing_key.get_secret_value().encode()
+        self.progress = progress
+        conf = consumer_config(
+            settings,
+            "trainer",
+            group_id or f"{settings.client_id}-trainer",
+            **{
+                "enable.auto.commit": False,
+                "max.poll.interval.ms": 600_000,
+                **(consumer_overrides or {}),
+            },
+        )
+        self.consumer = Consumer(conf)
+        self.consumer.subscribe([settings.topic("retrain")])
+        self.follower = RegistryFollower(settings)
+        self.reader = OutcomeReader(settings)
+        self.publisher = Publisher(settings, "trainer")
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="driftline-train")
+
+    # -- loop ------------------------------------------------------------------------
+
+    def run(
+        self,
+        max_triggers: int | None = None,
+        idle_timeout_s: float | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> list[Outcome]:
+        """Handle triggers until ``max_triggers`` were handled, nothing arrived for
+        ``idle_timeout_s``, or ``should_stop()``; the outcomes, in order."""
+        done: list[Outcome] = []
+        idle_since = time.monotonic()
+        while not should_stop() and (max_triggers is None or len(done) < max_triggers):
+            msg = self.consumer.poll(0.5)
+            if msg is None or msg.error() is not None:
+                if msg is not None:
+                    log.warning("retrain topic: %s", msg.error())
+                if idle_timeout_s is not None and time.monotonic() - idle_since > idle_timeout_s:
+                    break
+                continue
+            done.append(self.handle(msg))
+            self._commit(msg)
+            idle_since = time.monotonic()
+        return done
+
+    def _commit(self, msg: Message) -> None:
+        tp = TopicPartition(msg.topic() or "", msg.partition() or 0, (msg.offset() or 0) + 1)
+        try:
+            self.consumer.commit(offsets=[tp], asynchronous=False)
+        except KafkaException as exc:  # revoked meanwhile: the new owner skips it (answered)
+            log.warning("could not commit trigger at %s: %s", tp, exc)
+
+    def _wait(self, future: Future[TrainingRun]) -> TrainingRun:
+        """Keep polling the paused consumer (group liveness) until ``future`` is done."""
+        assigned = self.consumer.assignment()
+        self.consumer.pause(assigned)
+        try:
+            while not future.done():
+                msg = self.consumer.poll(0.2)
+                if msg is not None and msg.error() is None:  # assigned by a rebalance meanwhile
+                    tp = TopicPartition(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
+                    self.consumer.seek(tp)
+                    self.consumer.pause([tp])
+            return future.result()
+        finally:
+            self.consumer.resume(self.consumer.assignment())
+
+    # -- one trigger -----------------------------------------------------------------
+
+    def handle(self, msg: Message) -> Outcome:
+        """Answer the trigger in ``msg``: publish its versions (or an alert), flush."""
+        t0 = time.monotonic()
+        try:
+            trigger = default_codec().decode(msg.value() or b"", expect="RetrainTrigger").value
+        except CodecError as exc:
+            log.error("retrain offset %s is no RetrainTrigger: %s", msg.offset(), exc)
+            RUNS.labels("?", "undecodable").inc()
+            return Outcome("?", "?", "undecodable", detail=str(exc))
+        model = trigger["model"]
+        self.follower.catch_up()
+        reg = self.follower.registry
+        answered = reg.answered(trigger["idempotency_key"]) or reg.answered(trigger["trigger_id"])
+        if answered is not None:
+            log.info(
+                "%s: trigger %s already answered by %s, skipped",
+                model,
+                trigger["trigger_id"],
+                answered["version"],
+            )
+            RUNS.labels(model, "skipped").inc()
+            return Outcome(trigger["trigger_id"], model, "skipped", answered["version"])
+        run_id = str(uuid.uuid4())
+        try:
+            outcome = self._train_and_publish(trigger, run_id)
+        except Exception as exc:  # any failure is answered by an alert
+            log.exception("%s: training for trigger %s failed", model, trigger["trigger_id"])
+            self._alert_failure(trigger, run_id, exc, time.monotonic() - t0)
+            outcome = Outcome(trigger["trigger_id"], model, "failed", detail=str(exc))
+        RUNS.labels(model, outcome.status).inc()
+        TRAINING_SECONDS.labels(model).observe(time.monotonic() - t0)
+        return outcome
+
+    def _train_and_publish(self, trigger: Mapping[str, Any], run_id: str) -> Outcome:
+        model, reg = trigger["model"], self.follower.registry
+        started_ms = int(time.time() * 1000)
+        champion = reg.champion(model)
+        cfg = config_for(self.models, model, champion)
+        read = self.reader.read(
+            model,
+            start_ms=trigger["window_start_ms"],
+            end_ms=trigger["window_end_ms"],
+            last_n=trigger["last_n"],
+        )
+        log.info(
+            "%s: read %d outcomes (%d messages) from %d partitions in %.2f s",
+            model,
+            len(read.rows),
+            read.messages,
+            len(read.ranges),
+            read.seconds,
+        )
+        ROWS.observe(len(read.rows))
+        t = time.perf_counter()
+        rows = examples(build_frame(read.rows))
+        steps = {"read": round(read.seconds * 1000, 3), "frame": (time.perf_counter() - t) * 1000}
+        if champion is not None:
+            self._check_champion(champion)
+        future = self._pool.submit(
+            train,
+            rows,
+            cfg,
+            key=self.key,
+            now_ms=int(time.time() * 1000),
+            trigger=trigger,
+            champion=champion,
+            data_ranges=read.ranges,
+            existing_versions=[r["version"] for r in reg.versions(model)],
+            inline_max_bytes=self.settings.artifact_inline_max_bytes,
+            store=self._store,
+            started_at_ms=started_ms,
+            step_ms=steps,
+            progress=lambda done, total: self._progress(model, done, total),
+        )
+        run = self._wait(future)
+        run.record["lineage"]["training_run_id"] = run_id
+        verdict = run.verdict
+        stage = decide(verdict, cfg.promotion)
+        log.info(
+            "%s: %s %s the gate: %s",
+            model,
+            run.record["version"],
+            "passed" if verdict["passed"] else "failed",
+            verdict["summary"],
+        )
+        current = [r for r in (champion, reg.challenger(model)) if r is not None]
+        reason = {
+            "champion": "gate passed, promotion auto",
+            "challenger": "gate passed, waiting for approval (promotion manual)",
+        }.get(stage, f"gate: {verdict['summary']}")
+        now = int(time.time() * 1000)
+        later = stage_records(
+            run.record,
+            stage,
+            current=current,
+            by="trainer",
+            reason=reason,
+            now_ms=max(now, run.record["stage_changed_at_ms"] + 1),
+        )
+        self.publisher.send_versions([run.record, *later])
+        if stage == "rejected":
+            self._alert(
+                model,
+                run.record["version"],
+                "candidate_rejected",
+                "info",
+                f"Candidate {run.record['version']} was rejected: {verdict['summary']}",
+                {"trigger_id": trigger["trigger_id"], "training_run_id": run_id},
+            )
+        self.publisher.flush()
+        for r in [run.record, *later]:
+            self.follower.registry.apply(r)
+        return Outcome(trigger["trigger_id"], model, stage, run.record["version"])
+
+    def _check_champion(self, champion: Mapping[str, Any]) -> None:
+        try:
+            load_version(champion, self.key)
+        except ArtifactError as exc:
+            self._alert(
+                champion["model"],
+                champion["version"],
+                "artifact_rejected",
+                "critical",
+                f"The champion's artifact was refused ({exc.reason}); the candidate is "
+                "gated without a comparison.",
+                {"reason": exc.reason},
+            )
+
+    def _store(self, model: str, version: str, data: bytes) -> str:
+        path = Path(self.settings.artifact_dir) / model / f"{version}.pkl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        return path.resolve().as_uri()
+
+    def _progress(self, model: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(model, done, total)
+            return
+        step = max(1_000, total // 10 // 1_000 * 1_000)
+        if done % step == 0 or done == total:
+            log.info("%s: learned %d/%d rows", model, done, total)
+
+    def _alert(
+        self,
+        model: str,
+        version: str | None,
+        kind: str,
+        severity: str,
+        message: str,
+        evidence: Mapping[str, Any],
+    ) -> None:
+        now = int(time.time() * 1000)
+        alert = {
+            "alert_id": str(uuid.uuid4()),
+            "model": model,
+            "version": version,
+            "segment": None,
+            "kind": kind,
+            "severity": severity,
+            "message": message,
+            "evidence": dict(evidence),
+            "created_at_ms": now,
+        }
+        self.publisher.send("alerts", model, "Alert", alert, now)
+
+    def _alert_failure(
+        self, trigger: Mapping[str, Any], run_id: str, exc: BaseException, seconds: float
+    ) -> None:
+        evidence = {
+            "trigger_id": trigger["trigger_id"],
+            "idempotency_key": trigger["idempotency_key"],
+            "training_run_id": run_id,
+            "error": f"{type(exc).__name__}: {exc}"[:1000],
+            "seconds": round(seconds, 3),
+            "host": socket.gethostname(),
+        }
+        message = f"Training {trigger['model']} for trigger {trigger['trigger_id']} failed: {exc}"
+        self._alert(trigger["model"], None, "training_failed", "critical", message[:500], evidence)
+        self.publisher.flush()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self.consumer.close()
+        self.follower.close()
+        self.reader.close()
+        self.publisher.close()
+
+
+def main(settings: Settings, metrics_port: int | None = None) -> None:
+    """Run the trainer until SIGTERM or SIGINT; Prometheus metrics on ``metrics_port``
+    (default ``settings.metrics_port``; 0 serves none)."""
+    from prometheus_client import start_http_server
+
+    port = settings.metrics_port if metrics_port is None else metrics_port
+    if port:
+        start_http_server(port)
+    stop = False
+
+    def _stop(signum: int, frame: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    trainer = Trainer(settings, ModelsConfig.load(settings.models_file))
+    log.info("trainer started on %s (metrics on :%s)", settings.topic("retrain"), port or "-")
+    try:
+        trainer.run(should_stop=lambda: stop)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        trainer.close()

@@ -1,0 +1,337 @@
+"""``driftline trainer|projector|retrain|models ...``: continuous training commands.
+
+Registered on the ``driftline`` group by :func:`register`. Kafka clients are imported
+inside the commands so that ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from driftline.cli_format import parse_since, typed, version_report, version_table
+from driftline.core.errors import ConfigError, StageError
+from driftline.core.modelconfig import ModelConfig, ModelsConfig
+from driftline.core.registry import Registry, approve, rollback, transition
+from driftline.settings import Settings
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+by_option = click.option("--by", default=_user, show_default="$USER", help="Who asks.")
+reason_option = click.option("--reason", required=True, help="Why (kept in the registry).")
+port_option = click.option(
+    "--metrics-port", type=int, default=None, help="Prometheus port (0: none). [settings]"
+)
+
+
+@click.command("trainer")
+@port_option
+@click.option("-v", "--verbose", is_flag=True)
+@click.pass_obj
+def trainer_cmd(settings: Settings, metrics_port: int | None, verbose: bool) -> None:
+    """Run the trainer: answer retrain triggers with gated versions on the registry."""
+    from driftline.consumers import trainer
+
+    _logging(verbose)
+    trainer.main(settings, metrics_port)
+
+
+@click.command("projector")
+@port_option
+@click.option("--rebuild", is_flag=True, help="Drop the SQL view and replay the topics first.")
+@click.option("--once", is_flag=True, help="Exit once caught up with the topics.")
+@click.option("-v", "--verbose", is_flag=True)
+@click.pass_obj
+def projector_cmd(
+    settings: Settings, metrics_port: int | None, rebuild: bool, once: bool, verbose: bool
+) -> None:
+    """Keep the SQL view (settings.sql_url) of versions, runs, alerts and triggers."""
+    from driftline.consumers import projector
+
+    _logging(verbose)
+    if rebuild:
+        click.echo(f"rebuilt {settings.sql_url}: {projector.rebuild(settings)} records")
+    if once:
+        p = projector.Projector(settings)
+        try:
+            click.echo(f"projected {p.catch_up()} records into {settings.sql_url}")
+        finally:
+            p.close()
+        return
+    projector.main(settings, metrics_port)
+
+
+@click.command("retrain")
+@click.argument("model")
+@click.option("--last-n", type=int, default=None, help="Train on at most the last N outcomes.")
+@click.option("--since", default=None, help="Outcomes from: ISO time, epoch ms, or 30m/2h/7d ago.")
+@click.option("--until", default=None, help="Outcomes before: ISO time, epoch ms, or 1h ago.")
+@click.option("--key", default=None, help="Idempotency key (default: a new one).")
+@by_option
+@click.option("--reason", default="manual request", show_default=True)
+@click.option("--wait", type=float, default=0, help="Seconds to wait for the trainer's answer.")
+@click.pass_obj
+def retrain_cmd(
+    settings: Settings,
+    model: str,
+    last_n: int | None,
+    since: str | None,
+    until: str | None,
+    key: str | None,
+    by: str,
+    reason: str,
+    wait: float,
+) -> None:
+    """Publish a manual retrain trigger for MODEL."""
+    from driftline.consumers.kafka_io import Publisher, RegistryFollower
+
+    now = _now_ms()
+    follower = RegistryFollower(settings)
+    follower.catch_up()
+    champion = follower.registry.champion(model)
+    trigger = {
+        "trigger_id": f"manual-{uuid.uuid4()}",
+        "model": model,
+        "idempotency_key": key or f"manual:{uuid.uuid4()}",
+        "reasons": ["manual"],
+        "evidence": {"reason": reason},
+        "window_start_ms": None if since is None else parse_since(since, now),
+        "window_end_ms": None if until is None else parse_since(until, now),
+        "last_n": last_n,
+        "champion_version": None if champion is None else champion["version"],
+        "requested_by": by,
+        "created_at_ms": now,
+    }
+    pub = Publisher(settings, "cli")
+    pub.send("retrain", model, "RetrainTrigger", trigger, now)
+    pub.close()
+    click.echo(f"published trigger {trigger['trigger_id']} (key {trigger['idempotency_key']})")
+    try:
+        if wait > 0:
+            _wait_for_answer(follower, trigger, wait)
+    finally:
+        follower.close()
+
+
+def _wait_for_answer(follower: Any, trigger: dict[str, Any], wait: float) -> None:
+    deadline = time.monotonic() + wait
+    with click.progressbar(length=int(wait), label="waiting for the trainer") as bar:
+        while time.monotonic() < deadline:
+            follower.catch_up(idle_s=1.0)
+            found = follower.registry.answered(trigger["idempotency_key"])
+            if found is not None and found["stage"] != "candidate":
+                break
+            time.sleep(0.5)
+            bar.update(int(wait - (deadline - time.monotonic())) - bar.pos)
+    if found is None or found["stage"] == "candidate":
+        raise click.ClickException(f"no answer within {wait:.0f} s; see the alerts topic")
+    click.echo(f"{found['model']} {found['version']}: {found['stage']}")
+    click.echo(f"  gate: {found['gate']['summary'] if found.get('gate') else '-'}")
+
+
+@click.group("models")
+def models_group() -> None:
+    """Model versions on the registry topic: list, show, promote, approve, roll back."""
+
+
+def _registry(settings: Settings) -> Registry:
+    from driftline.consumers.kafka_io import read_registry
+
+    return read_registry(settings)
+
+
+def _publish(settings: Settings, records: list[dict[str, Any]]) -> None:
+    from driftline.consumers.kafka_io import Publisher
+
+    pub = Publisher(settings, "cli")
+    pub.send_versions(records)
+    pub.close()
+    for r in records:
+        click.echo(f"{r['model']} {r['version']} -> {r['stage']} ({r['stage_reason']})")
+
+
+@models_group.command("list")
+@click.argument("model", required=False)
+@click.pass_obj
+def models_list(settings: Settings, model: str | None) -> None:
+    """List versions (of MODEL, or of every model) with their stage."""
+    reg = _registry(settings)
+    names = [model] if model else reg.models()
+    for line in version_table(r for m in names for r in reg.versions(m)):
+        click.echo(line)
+
+
+@models_group.command("show")
+@click.argument("model")
+@click.argument("version", required=False)
+@click.pass_obj
+def models_show(settings: Settings, model: str, version: str | None) -> None:
+    """Show VERSION of MODEL (default: the champion), lineage down to Kafka offsets."""
+    from driftline.core.models import verify
+
+    reg = _registry(settings)
+    rec = reg.get(model, version) if version else reg.champion(model)
+    if rec is None:
+        raise click.ClickException(
+            f"no {'version ' + version if version else 'champion'} of {model}"
+        )
+    art = rec["artifact"]
+    ok = verify(art["sha256"], art["signature"], settings.signing_key.get_secret_value().encode())
+    for line in version_report(rec, reg.changes, ok):
+        click.echo(line)
+
+
+def _stage_command(name: str, help_text: str) -> Callable[[Callable[..., None]], click.Command]:
+    """A ``models`` command that changes a stage: it takes --by and a required --reason."""
+
+    def decorate(fn: Callable[..., None]) -> click.Command:
+        return models_group.command(name, help=help_text)(
+            reason_option(by_option(click.pass_obj(fn)))
+        )
+
+    return decorate
+
+
+@_stage_command("promote", "Make VERSION of MODEL the champion (or --to challenger).")
+@click.argument("model")
+@click.argument("version")
+@click.option("--to", "stage", type=click.Choice(["champion", "challenger"]), default="champion")
+@click.option("--force", is_flag=True, help="Also from a stage the rules refuse (rejected).")
+def models_promote(
+    settings: Settings, model: str, version: str, stage: str, force: bool, by: str, reason: str
+) -> None:
+    reg = _registry(settings)
+    try:
+        out = transition(
+            reg, model, version, stage, by=by, reason=reason, now_ms=_now_ms(), force=force
+        )
+    except StageError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _publish(settings, out)
+
+
+@_stage_command("approve", "Approve VERSION (passed its gate, waiting) as champion.")
+@click.argument("model")
+@click.argument("version")
+def models_approve(settings: Settings, model: str, version: str, by: str, reason: str) -> None:
+    reg = _registry(settings)
+    try:
+        out = approve(reg, model, version, by=by, reason=reason, now_ms=_now_ms())
+    except StageError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _publish(settings, out)
+
+
+@_stage_command("rollback", "Republish an earlier version (default: the previous champion).")
+@click.argument("model")
+@click.option("--to", "version", default=None, help="The version to roll back to.")
+def models_rollback(
+    settings: Settings, model: str, version: str | None, by: str, reason: str
+) -> None:
+    reg = _registry(settings)
+    try:
+        out = rollback(reg, model, version, by=by, reason=reason, now_ms=_now_ms())
+    except StageError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _publish(settings, out)
+
+
+def _rows(path: Path, label: str | None, segments: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    """Outcome-like dicts from JSON lines, or from a CSV with a ``label`` column."""
+    if path.suffix.lower() != ".csv":
+        with path.open() as fh:
+            for line in fh:
+                if line.strip():
+                    yield json.loads(line)
+        return
+    if label is None:
+        raise ConfigError("a CSV needs --label COLUMN")
+    with path.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            yield {
+                "label": typed(row.pop(label)),
+                "segment": {s: row.pop(s) for s in segments},
+                "features": {k: typed(v) for k, v in row.items()},
+            }
+
+
+@models_group.command("bootstrap")
+@click.argument("model")
+@click.argument("rows", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--label", default=None, help="CSV: the label column.")
+@click.option("--segment", multiple=True, help="CSV: a segment column (repeatable).")
+@click.option("--task", type=click.Choice(["classification", "regression"]), default=None)
+@click.option("--factory", default=None, help="Factory name or pkg.module:function.")
+@click.option("--force", is_flag=True, help="Even if MODEL already has a champion.")
+@by_option
+@click.option("--reason", default="first version", show_default=True)
+@click.pass_obj
+def models_bootstrap(
+    settings: Settings,
+    model: str,
+    rows: Path,
+    label: str | None,
+    segment: tuple[str, ...],
+    task: str | None,
+    factory: str | None,
+    force: bool,
+    by: str,
+    reason: str,
+) -> None:
+    """Train MODEL's first champion from ROWS (JSON lines of features/label, or a CSV)."""
+    from driftline.core.training import bootstrap
+
+    cfg = ModelsConfig.load(settings.models_file).get(model) or ModelConfig(
+        model, task=task or "classification", factory=factory or ""
+    )
+    reg = _registry(settings)
+    if reg.champion(model) is not None and not force:
+        raise click.ClickException(f"{model} has a champion already (use --force)")
+    data = list(_rows(rows, label, segment))
+    current = [r for r in (reg.champion(model), reg.challenger(model)) if r is not None]
+    with click.progressbar(length=len(data), label=f"training {model}") as bar:
+        run, records = bootstrap(
+            data,
+            cfg,
+            key=settings.signing_key.get_secret_value().encode(),
+            by=by,
+            reason=f"{reason} ({rows.name})",
+            now_ms=_now_ms(),
+            current=current,
+            existing_versions=[r["version"] for r in reg.versions(model)],
+            progress=lambda done, total: bar.update(done - bar.pos),
+        )
+    click.echo(run.verdict["summary"])
+    _publish(settings, records)
+
+
+def register(cli: click.Group) -> None:
+    """Add the continuous-training commands to the ``driftline`` group."""
+    for cmd in (trainer_cmd, projector_cmd, retrain_cmd, models_group):
+        cli.add_command(cmd)

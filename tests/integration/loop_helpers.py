@@ -1,0 +1,152 @@
+"""Shared set-up of the continuous-training integration tests: real broker, real clients."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from driftline.consumers.kafka_io import Publisher
+from driftline.consumers.trainer import Trainer
+from driftline.core.codec import default_codec
+from driftline.core.modelconfig import GateConfig, ModelConfig, ModelsConfig
+from driftline.core.training import bootstrap
+from driftline.kafka import admin
+from driftline.kafka.clients import consumer_config, producer_config
+from driftline.settings import Settings
+
+T0 = 1_700_000_000_000
+FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+
+
+def loop_settings(settings: Settings, tmp_path: Path) -> Settings:
+    """The test's settings with topics applied and artifacts under ``tmp_path``."""
+    s = settings.model_copy(
+        update={"artifact_dir": tmp_path / "artifacts", "sql_url": f"sqlite:///{tmp_path}/v.db"}
+    )
+    admin.apply(s)
+    return s
+
+
+def models(promotion: str = "auto", **gate: Any) -> ModelsConfig:
+    gate = {"min_segment_samples": 50, **gate}
+    cfg = ModelConfig(
+        "churn", factory="logistic_regression", promotion=promotion, gate=GateConfig(**gate)
+    )
+    return ModelsConfig({"churn": cfg})
+
+
+def outcome(i: int, rng: random.Random, model: str = "churn", noise: float = 0.1) -> dict:
+    amount = rng.random() * 10
+    label = (amount > 5) != (rng.random() < noise)
+    t = T0 + i * 1_000
+    return {
+        "event_id": f"{model}-{uuid.uuid4().hex[:8]}-{i}",
+        "model": model,
+        "version": "v0",
+        "event_time_ms": t,
+        "predicted_at_ms": t + 5,
+        "label_time_ms": t + 60_000,
+        "label_delay_ms": 60_000,
+        "prediction": amount > 5,
+        "scores": {},
+        "label": label,
+        "features": {"amount": amount, "plan": rng.choice(["basic", "pro"])},
+        "segment": {"region": "eu" if i % 2 else "us"},
+    }
+
+
+def produce_outcomes(
+    settings: Settings, n: int, *, seed: int = 1, start: int = 0, model: str = "churn", **kw: Any
+) -> list[tuple[dict, int, int]]:
+    """Produce ``n`` outcomes (Kafka timestamp = label time); (outcome, partition, offset)."""
+    rng = random.Random(seed)
+    producer = Producer(producer_config(settings, "test"))
+    delivered: list[tuple[dict, int, int]] = []
+    rows = [outcome(start + i, rng, model, **kw) for i in range(n)]
+    for row in rows:
+
+        def done(err: Any, msg: Any, row: dict = row) -> None:
+            assert err is None, err
+            delivered.append((row, msg.partition(), msg.offset()))
+
+        producer.produce(
+            settings.topic("outcomes"),
+            key=row["event_id"].encode(),
+            value=default_codec().encode("Outcome", row),
+            timestamp=row["label_time_ms"],
+            on_delivery=done,
+        )
+    assert producer.flush(30) == 0
+    return delivered
+
+
+def trigger(model: str = "churn", **kw: Any) -> dict[str, Any]:
+    tid = f"trg-{uuid.uuid4().hex[:8]}"
+    return {
+        "trigger_id": tid,
+        "model": model,
+        "idempotency_key": f"key-{tid}",
+        "reasons": ["manual"],
+        "evidence": {},
+        "window_start_ms": None,
+        "window_end_ms": None,
+        "last_n": None,
+        "champion_version": None,
+        "requested_by": "test",
+        "created_at_ms": T0,
+        **kw,
+    }
+
+
+def publish_trigger(settings: Settings, trg: dict[str, Any]) -> None:
+    pub = Publisher(settings, "test")
+    pub.send("retrain", trg["model"], "RetrainTrigger", trg)
+    pub.close()
+
+
+def trainer(settings: Settings, group_id: str, config: ModelsConfig | None = None) -> Trainer:
+    return Trainer(settings, config or models(), group_id=group_id, consumer_overrides=FAST_GROUP)
+
+
+def bootstrap_champion(
+    settings: Settings, n: int = 400, seed: int = 7, noise: float = 1.0
+) -> dict[str, Any]:
+    """Publish a first champion; trained before the concept flipped (``noise=1``: every
+    label inverted), so a version retrained on current outcomes beats it."""
+    rng = random.Random(seed)
+    rows = [outcome(i, rng, noise=noise) for i in range(n)]
+    key = settings.signing_key.get_secret_value().encode()
+    _, records = bootstrap(rows, models()["churn"], key=key, by="test", reason="t", now_ms=T0)
+    pub = Publisher(settings, "test")
+    pub.send_versions(records)
+    pub.close()
+    return records[-1]
+
+
+def read_topic(settings: Settings, name: str, record: str) -> list[dict[str, Any]]:
+    """Every record on a Driftline topic, in partition order."""
+    consumer = Consumer(consumer_config(settings, "test-read", f"r-{uuid.uuid4().hex}"))
+    topic = settings.topic(name)
+    out = []
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        for p in sorted(parts):
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high == 0:
+                continue
+            consumer.assign([TopicPartition(topic, p, 0)])
+            got = 0
+            deadline = time.monotonic() + 10
+            while got < high:
+                assert time.monotonic() < deadline, f"{topic}[{p}] ended at {got} of {high}"
+                for m in consumer.consume(500, 0.2):
+                    got = m.offset() + 1
+                    out.append(default_codec().decode(m.value(), expect=record).value)
+    finally:
+        consumer.close()
+    return out

@@ -1,0 +1,169 @@
+"""The trainer through the real broker: trigger -> candidate -> gate -> champion, lineage
+down to offsets, a failing gate, idempotency, commits and a tampered champion."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from driftline.consumers.kafka_io import Publisher, read_registry
+from driftline.core.errors import ArtifactError
+from driftline.core.models import load_version
+from driftline.settings import Settings
+from tests.integration.loop_helpers import (
+    T0,
+    bootstrap_champion,
+    loop_settings,
+    models,
+    produce_outcomes,
+    publish_trigger,
+    read_topic,
+    trainer,
+    trigger,
+)
+
+
+@pytest.fixture
+def s(settings: Settings, tmp_path: Path) -> Settings:
+    return loop_settings(settings, tmp_path)
+
+
+def test_trigger_becomes_a_champion_with_exact_lineage(s: Settings, group_id: str) -> None:
+    churn = produce_outcomes(s, 600)
+    produce_outcomes(s, 100, seed=2, model="other")  # interleaved, never trained on
+    trg = trigger()
+    publish_trigger(s, trg)
+    t = trainer(s, group_id)
+    try:
+        t0 = time.monotonic()
+        (outcome,) = t.run(max_triggers=1, idle_timeout_s=30)
+        elapsed = time.monotonic() - t0
+    finally:
+        t.close()
+    assert outcome.status == "champion", outcome
+    assert elapsed < 15
+    reg = read_registry(s)
+    champ = reg.champion("churn")
+    assert champ is not None and champ["version"] == outcome.version
+    assert champ["stage_changed_by"] == "trainer"
+    lin = champ["lineage"]
+    assert (lin["trigger_id"], lin["trigger_key"]) == (trg["trigger_id"], trg["idempotency_key"])
+    assert lin["rows"] + lin["holdout_rows"] == 600
+    expected = {}
+    for _, p, off in churn:
+        lo, hi = expected.get(p, (off, off))
+        expected[p] = (min(lo, off), max(hi, off + 1))
+    assert {
+        r["partition"]: (r["start_offset"], r["end_offset"]) for r in lin["data_ranges"]
+    } == expected
+    assert {r["topic"] for r in lin["data_ranges"]} == {s.topic("outcomes")}
+    assert champ["gate"]["passed"] and champ["metrics"]["accuracy"] > 0.8
+    assert set(lin["step_ms"]) >= {"read", "train", "gate"}
+    # candidate first, then champion: both on the topic, in that order
+    stages = [c.stage for c in reg.changes if c.version == outcome.version]
+    assert stages == ["candidate", "champion"]
+    served = load_version(champ, s.signing_key.get_secret_value().encode())
+    assert served.predict_one({"amount": 9.0, "plan": "pro"})[0] is True
+
+
+def test_failing_gate_leaves_the_champion_in_place(s: Settings, group_id: str) -> None:
+    old = bootstrap_champion(s)
+    produce_outcomes(s, 400)
+    publish_trigger(s, trigger(last_n=300))
+    t = trainer(s, group_id, models(min_improvement=0.5))  # cannot be met
+    try:
+        (outcome,) = t.run(max_triggers=1, idle_timeout_s=30)
+    finally:
+        t.close()
+    assert outcome.status == "rejected"
+    reg = read_registry(s)
+    assert reg.champion("churn")["version"] == old["version"]
+    rejected = reg.get("churn", outcome.version)
+    assert rejected["stage"] == "rejected"
+    assert rejected["lineage"]["champion_version"] == old["version"]
+    assert rejected["lineage"]["rows"] + rejected["lineage"]["holdout_rows"] == 300
+    assert rejected["gate"]["checks"]["improvement"] is False
+    assert rejected["stage_reason"].startswith("gate: failed improvement")
+    alerts = read_topic(s, "alerts", "Alert")
+    assert [a["kind"] for a in alerts] == ["candidate_rejected"]
+
+
+def test_duplicate_trigger_is_answered_once_and_offsets_are_committed(
+    s: Settings, group_id: str
+) -> None:
+    produce_outcomes(s, 300)
+    first = trigger()
+    publish_trigger(s, first)
+    publish_trigger(s, trigger(idempotency_key=first["idempotency_key"]))
+    t = trainer(s, group_id)
+    try:
+        outcomes = t.run(max_triggers=2, idle_timeout_s=30)
+    finally:
+        t.close()
+    assert [o.status for o in outcomes] == ["champion", "skipped"]
+    assert outcomes[1].version == outcomes[0].version
+    assert len(read_registry(s).versions("churn")) == 1
+    # a restarted trainer in the same group finds nothing left to do
+    again = trainer(s, group_id)
+    try:
+        assert again.run(idle_timeout_s=3) == []
+    finally:
+        again.close()
+
+
+def test_time_window_reads_from_offsets_for_times(s: Settings, group_id: str) -> None:
+    produce_outcomes(s, 400)
+    start = T0 + 250 * 1_000  # event times T0 + i s: the last 150 outcomes
+    publish_trigger(s, trigger(window_start_ms=start))
+    t = trainer(s, group_id)
+    try:
+        (outcome,) = t.run(max_triggers=1, idle_timeout_s=30)
+    finally:
+        t.close()
+    lin = read_registry(s).get("churn", outcome.version)["lineage"]
+    assert lin["rows"] + lin["holdout_rows"] == 150
+
+
+def test_unknown_model_raises_a_training_failed_alert(s: Settings, group_id: str) -> None:
+    trg = trigger(model="nobody")
+    publish_trigger(s, trg)
+    t = trainer(s, group_id)
+    try:
+        (outcome,) = t.run(max_triggers=1, idle_timeout_s=30)
+    finally:
+        t.close()
+    assert outcome.status == "failed"
+    (alert,) = read_topic(s, "alerts", "Alert")
+    assert alert["kind"] == "training_failed"
+    assert alert["evidence"]["trigger_id"] == trg["trigger_id"]
+    assert "neither in the models file nor in the registry" in alert["message"]
+
+
+def test_tampered_champion_is_refused_and_alerted(s: Settings, group_id: str) -> None:
+    champ = bootstrap_champion(s)
+    bad = dict(champ, artifact=dict(champ["artifact"]))
+    data = bytearray(bad["artifact"]["inline"])
+    data[100] ^= 0x01
+    bad["artifact"]["inline"] = bytes(data)
+    bad["stage_changed_at_ms"] += 1
+    pub = Publisher(s, "test")
+    pub.send_versions([bad])
+    pub.close()
+    key = s.signing_key.get_secret_value().encode()
+    on_topic = read_registry(s).champion("churn")
+    with pytest.raises(ArtifactError) as info:
+        load_version(on_topic, key)
+    assert info.value.reason == "digest_mismatch"
+    # the trainer alerts and gates the next candidate without the broken champion
+    produce_outcomes(s, 300)
+    publish_trigger(s, trigger())
+    t = trainer(s, group_id)
+    try:
+        (outcome,) = t.run(max_triggers=1, idle_timeout_s=30)
+    finally:
+        t.close()
+    assert outcome.status == "champion"
+    assert [a["kind"] for a in read_topic(s, "alerts", "Alert")] == ["artifact_rejected"]
+    assert "could not be loaded" in read_registry(s).champion("churn")["gate"]["summary"]
