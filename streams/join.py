@@ -53,17 +53,23 @@ class JoinState:
         value = self.store.get(key)
         return value if isinstance(value, bytes) else None
 
-    def apply(self, partition: int, key: bytes, step: Step) -> None:
+    def apply(
+        self, partition: int, key: bytes, step: Step
+    ) -> tuple[int, bytes, bytes | None] | None:
+        """Apply ``step`` to the store; returns the changelog record to send, if any.
+
+        The caller sends it with an awaited ``send`` (not the table's ``send_soon``,
+        whose buffer publishes one message per event-loop turn and throttled the join).
+        """
         if step.keep:
-            return
+            return None
         if step.entry is None:
             self.store.pop(key, None)
-            self.table.send_changelog(partition, key, None, value_serializer="raw")
-            return
+            return partition, key, None
         self.store[key] = step.entry
-        self.table.send_changelog(partition, key, step.entry)
         if step.deadline_ms is not None:
             self.index.add((partition, key), step.deadline_ms)
+        return partition, key, step.entry
 
     def rebuild(self, partitions: Iterable[int]) -> None:
         """After recovery: index every held entry of the partitions this worker owns."""
@@ -101,7 +107,14 @@ def install(
         for name in ("outcomes", "deadletter")
     }
 
-    async def publish(step: Step, kinds: Counter[tuple[str, ...]]) -> None:
+    changelog = table.changelog_topic
+
+    async def publish(
+        step: Step, kinds: Counter[tuple[str, ...]], change: tuple[int, bytes, bytes | None] | None
+    ) -> None:
+        if change is not None:
+            partition, key, value = change
+            await changelog.send(key=key, value=value, partition=partition)
         for kind in step.kinds:
             kinds[(kind,)] += 1
         for d in step.label_delays_ms:
@@ -123,9 +136,8 @@ def install(
                     int(msg.timestamp * 1000), header_list(msg.headers),
                 )  # fmt: skip
                 step = joiner.on_message(origin, msg.value, state.get(key) if key else None, now)
-                if key:
-                    state.apply(msg.partition, key, step)
-                await publish(step, kinds)
+                change = state.apply(msg.partition, key, step) if key else None
+                await publish(step, kinds, change)
             m.EVENTS_IN.labels("join").inc(len(events))
             m.add_tally(m.JOIN_RESULTS, kinds)
             m.BATCH_SECONDS.labels("join").observe(time.perf_counter() - t0)
@@ -142,8 +154,7 @@ def install(
                 continue
             origin = Origin(predictions, partition, -1, key, None, [])
             step = joiner.on_expire(origin, stored, now)
-            state.apply(partition, key, step)
-            await publish(step, kinds)
+            await publish(step, kinds, state.apply(partition, key, step))
         m.add_tally(m.JOIN_RESULTS, kinds)
         m.JOIN_PENDING.set(len(state.store))
 

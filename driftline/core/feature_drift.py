@@ -9,8 +9,11 @@ no test runs per event. The live window is the last ``window_size`` events, kept
 ``evaluate`` computes, per feature, PSI against the profile's bins, a chi-square test of
 the bin (or category) counts, and for numbers the KS statistic against the profile's
 sample. A feature drifts only when an effect size passes its threshold *and* its test is
-significant: ``(psi >= psi_threshold and p_chi2 < alpha) or (ks >= ks_threshold and
-p_ks < alpha)``; large windows thus do not flag tiny shifts, small ones do not flag noise.
+significant: ``(psi - bias >= psi_threshold and p_chi2 < a) or (ks >= ks_threshold and
+p_ks < a)``, where ``bias`` is PSI's expected value between two samples of one distribution
+and ``a`` is ``alpha`` divided by the number of tests in the evaluation (Bonferroni); KS
+needs at least 300 live values. Large windows thus do not flag tiny shifts, and small
+windows or frequent evaluations do not flag noise.
 The prediction (``__prediction__``) and top or chosen class score (``__score__``) are
 tested the same way and need no labels.
 
@@ -51,6 +54,9 @@ from driftline.core.profile import (
 )
 
 __all__ = ["PREDICTION", "SCORE", "FeatureDrift", "FeatureDriftMonitor", "drift_metrics"]
+
+KS_MIN_SAMPLE = 300
+"""No KS verdict on fewer live values: with ~100 of them, D >= 0.1 is common noise."""
 
 PREDICTION = "__prediction__"
 SCORE = "__score__"
@@ -268,11 +274,15 @@ class FeatureDriftMonitor:
         # PSI of two samples of one distribution is about (bins - 1) * (1/n_ref + 1/n_live)
         # on average: judge the excess over that, so a small reference does not alarm
         bias = (len(ref) - 1) * (1 / sum(ref) + 1 / n)
-        if value - bias >= self.psi_threshold and chi2_p < self.alpha:
+        # every evaluation tests every feature: Bonferroni keeps the family-wise error at
+        # alpha, or a monitor evaluating each second flags noise sooner or later
+        alpha = self.alpha / max(1, len(self._num) + len(self._cat))
+        if value - bias >= self.psi_threshold and chi2_p < alpha:
             test = "psi"
         if sample is not None and ref_sample:
             ks, ks_p = ks_test(ref_sample, sample)
-            if test is None and ks >= self.ks_threshold and ks_p < self.alpha:
+            enough = len(sample) >= min(KS_MIN_SAMPLE, len(ref_sample))
+            if test is None and enough and ks >= self.ks_threshold and ks_p < alpha:
                 test = "ks"
         return FeatureDrift(
             name,
