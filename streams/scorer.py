@@ -68,6 +68,7 @@ class ScorerLoop:
         batch_size: int = 2_000,
         poll_timeout_s: float = 0.05,
         alert_every_ms: int = 60_000,
+        lag_every_s: float = 5.0,
     ) -> None:
         self.settings = settings
         self.scoring = scoring
@@ -91,6 +92,10 @@ class ScorerLoop:
         )
         self.producer = Producer(producer_config(settings, "scorer", **{"linger.ms": 5}))
         self.processed = 0
+        self.lag: int | None = None
+        """Messages behind the end of the assigned partitions, at the last look."""
+        self.lag_every_s = lag_every_s
+        self._lag_due = 0.0
 
     def run(self, stop: threading.Event) -> None:
         """Score until ``stop`` is set; then commit what was delivered and close."""
@@ -100,9 +105,26 @@ class ScorerLoop:
                 msgs = self.consumer.consume(self.batch_size, self.poll_timeout_s)
                 if msgs:
                     self.process(msgs)
+                if time.monotonic() >= self._lag_due:
+                    self._lag_due = time.monotonic() + self.lag_every_s
+                    self.export_lag()
         finally:
             self.producer.flush(30)
             self.consumer.close()
+
+    def export_lag(self) -> None:
+        """Set ``lag`` and the ``driftline_consumer_lag{stage="score"}`` gauge: the cached
+        high watermark (updated by every fetch) minus the position, summed over the
+        assigned partitions. Local calls only: no broker round trip."""
+        lag = 0
+        assigned = self.consumer.assignment()
+        for tp in self.consumer.position(assigned) if assigned else []:
+            marks = self.consumer.get_watermark_offsets(tp, cached=True)
+            if marks is None or tp.offset < 0 or marks[1] < 0:
+                continue  # nothing fetched yet from this partition
+            lag += max(0, marks[1] - tp.offset)
+        self.lag = lag
+        m.CONSUMER_LAG.labels("score").set(lag)
 
     def process(self, msgs: list[Message]) -> None:
         """Score one batch, deliver its output, then commit its offsets."""
@@ -130,7 +152,8 @@ class ScorerLoop:
                     else "validate"
                 )
                 reason = getattr(exc, "reason", "invalid")
-                self._dead_letter(msg, raw, stage, reason, str(exc), now_ms)
+                model = getattr(exc, "model", None)
+                self._dead_letter(msg, raw, stage, reason, str(exc), now_ms, model)
                 dead[(stage, reason)] += 1
                 if isinstance(exc, ModelError) and exc.reason != "no_champion":
                     self._model_alert(exc, now_ms)
@@ -171,7 +194,14 @@ class ScorerLoop:
                 self.producer.poll(0.05)
 
     def _dead_letter(
-        self, msg: Message, raw: bytes, stage: str, reason: str, detail: str, now_ms: int
+        self,
+        msg: Message,
+        raw: bytes,
+        stage: str,
+        reason: str,
+        detail: str,
+        now_ms: int,
+        model: str | None = None,
     ) -> None:
         ts_type, ts = msg.timestamp()
         origin = Origin(
@@ -183,7 +213,7 @@ class ScorerLoop:
             header_list(msg.headers()),
         )
         record, hdrs = dead_letter(
-            origin, stage=stage, reason=reason, detail=detail, raw=raw, model=None, now_ms=now_ms
+            origin, stage=stage, reason=reason, detail=detail, raw=raw, model=model, now_ms=now_ms
         )
         self._produce(
             self.producer.produce,

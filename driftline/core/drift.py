@@ -99,6 +99,12 @@ def outcome_error(outcome: Mapping[str, Any], task: str = "classification") -> f
     return err if math.isfinite(err) else None
 
 
+MIN_ERRORS = 5
+"""A DDM/HDDM_A alarm needs this many errors after its change point (not one stray)."""
+SPLIT_STRETCHES = 320
+"""Stretches of error history searched for a change point (20,480 outcomes by default)."""
+
+
 class ConceptDriftDetector:
     """ADWIN (plus DDM or HDDM_A for 0/1 errors) on one model version's error stream.
 
@@ -167,29 +173,38 @@ class ConceptDriftDetector:
         self._warning_start: int | None = None
         self._checkpoints: deque[int] = deque(maxlen=self.history)
         self._stretch_min = math.inf
+        self._err_sums: deque[float] = deque(maxlen=SPLIT_STRETCHES)
+        self._stretch_err = 0.0
 
     def update(self, error: float, event_time_ms: int) -> DriftEvent | None:
         """Add one outcome's error; return a DriftEvent if a detector alarms."""
         n = self.n = self.n + 1
         if event_time_ms < self._stretch_min:
             self._stretch_min = event_time_ms
+        self._stretch_err += error
         if n % self.checkpoint_every == 0:
             self._checkpoints.append(int(self._stretch_min))
             self._stretch_min = math.inf
+            self._err_sums.append(self._stretch_err)
+            self._stretch_err = 0.0
         before = self.adwin.estimation
         self.adwin.update(error)
         event = None
         if self.adwin.drift_detected:
-            event = self._event(
-                "adwin", event_time_ms, int(self.adwin.width), before, self.adwin.estimation
-            )
+            # ADWIN's kept window still holds pre-change outcomes: prefer the history split
+            since_adwin = self.split_since() or int(self.adwin.width)
+            event = self._event("adwin", event_time_ms, since_adwin, before, self.adwin.estimation)
         det = self.detector
         if det is not None:
             det.update(bool(error))
             if det.drift_detected:
-                start, self._warning_start = self._warning_start, None
-                if event is None:
-                    since = None if start is None else n - start + 1
+                self._warning_start = None
+                # DDM's warning start is no change point: on an error-free champion it
+                # starts at the first stray error, and one error is enough to alarm. So
+                # the change point comes from the error history, and an alarm counts only
+                # with at least MIN_ERRORS errors after it.
+                since = self.split_since()
+                if event is None and since is not None and self._errors_in(since) >= MIN_ERRORS:
                     event = self._event(self.binary or "", event_time_ms, since, before, None)
             elif not det.warning_detected:
                 self._warning_start = None
@@ -206,6 +221,34 @@ class ConceptDriftDetector:
         if error is None:
             return None
         return self.update(error, outcome["event_time_ms"])
+
+    def _errors_in(self, last: int) -> float:
+        """Sum of the errors of (about) the last ``last`` outcomes, by whole stretches."""
+        sums = [*self._err_sums, self._stretch_err]
+        k = min(len(sums), 1 + last // self.checkpoint_every)
+        return sum(sums[-k:])
+
+    def split_since(self) -> int | None:
+        """Outcomes since the most likely change point: the split of the recent error
+        history (in stretches of ``checkpoint_every``) with the largest standardised
+        difference of means, as binary segmentation does. None without enough history.
+        """
+        sums = [*self._err_sums, self._stretch_err]
+        sizes = [self.checkpoint_every] * len(self._err_sums) + [self.n % self.checkpoint_every]
+        total_s, total_n = sum(sums), sum(sizes)
+        best, best_after = 0.0, None
+        before_s = before_n = 0.0
+        for k in range(len(sums) - 1):
+            before_s += sums[k]
+            before_n += sizes[k]
+            after_n = total_n - before_n
+            if before_n < self.checkpoint_every or after_n < self.checkpoint_every:
+                continue
+            gap = abs((total_s - before_s) / after_n - before_s / before_n)
+            score = gap * math.sqrt(before_n * after_n / total_n)
+            if score > best:
+                best, best_after = score, int(after_n)
+        return best_after
 
     def change_time_ms(self, since_change: int) -> int | None:
         """Oldest event time of the stretch holding the change point, if still kept."""

@@ -70,10 +70,11 @@ class ValidationError(DriftlineError):
     ``reason`` is the dead-letter reason code (missing_feature, type_mismatch, ...).
     """
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, model: str | None = None) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+        self.model = model
 
 
 class KafkaError(DriftlineError):

@@ -31,6 +31,10 @@ from driftline.core.modelconfig import ModelConfig
 from driftline.core.policy import RetrainPolicy
 from driftline.core.profile import ReferenceProfile
 
+PRIMARY_METRICS = {"classification": ("accuracy", "f1"), "regression": ("mae", "rmse")}
+"""What degradation alerts and triggers watch unless the models file says otherwise: log
+loss, for one, explodes on a confident tree's few wrong answers and alarms on noise."""
+
 KEEP_VERSIONS = 3
 """Trackers kept for this many versions (the champion and the last ones still scored)."""
 
@@ -50,8 +54,9 @@ class ModelMonitor:
     def __init__(self, config: ModelConfig, *, window_size: int = 1_000) -> None:
         self.config = config
         self.window_size = window_size
-        self.rules = AlertRules()
-        self.policy = RetrainPolicy(config.name, **dict(config.retrain))
+        watch = list(PRIMARY_METRICS[config.task])
+        self.rules = AlertRules(watch=watch)
+        self.policy = RetrainPolicy(config.name, **{"watch": watch, **dict(config.retrain)})
         self.trackers: dict[str, PerformanceTracker] = {}
         self.champion: Mapping[str, Any] | None = None
         self.detector: ConceptDriftDetector | None = None

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from driftline.core.codec import Codec
 from driftline.core.envelope import check_envelope
-from driftline.core.errors import DriftlineError, ModelError
+from driftline.core.errors import DriftlineError, ModelError, ValidationError
 from driftline.core.validation import Spec
 
 FEATURE_EVENT = "io.driftline.FeatureEvent"
@@ -83,7 +83,11 @@ class Scoring:
         if champion is None:
             raise ModelError("no_champion", f"model {model!r} has no champion version yet", model)
         features = event["features"]
-        champion.spec.check(features)
+        try:
+            champion.spec.check(features)
+        except ValidationError as exc:
+            exc.model = model  # the dead letter says whose event it was (skew-rate alerts)
+            raise
         prediction = self._predict(champion, event, features, now_ms)
         shadow: bytes | None = None
         shadow_error: ModelError | None = None

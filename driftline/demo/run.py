@@ -215,7 +215,11 @@ def _report(opts: Options, rows: list[Row], frozen_model: Any, watcher: Watcher,
     served = sorted((i, ok) for i, (_, ok) in s.outcomes.items())
     frozen = [(r.index, frozen_model.predict_one(r.features)[0] == r.label) for r in replayed]
     drifts = drift_points(opts.events, opts.drift_every)
-    promotions = [(i, v["version"]) for i, v in s.versions if v["stage"] == "champion"][1:]
+    first_served: dict[str, int] = {}
+    for i, (version, _) in sorted(s.outcomes.items()):
+        first_served.setdefault(version, i)
+    champions = [v["version"] for _, v in s.versions if v["stage"] == "champion"][1:]
+    promotions = [(first_served[v], v) for v in champions if v in first_served]
     plot_path = opts.out / "accuracy.png"
     report.plot(
         plot_path, served, frozen, drifts,

@@ -164,3 +164,30 @@ def test_drift_event_round_trips_and_gives_flat_evidence():
         "since_change": 640,
         "change_time_ms": 99,
     }
+
+
+@pytest.mark.parametrize(("change_at", "error_after"), [(3_000, 0.5), (5_000, 0.3), (2_000, 0.8)])
+def test_ddm_alarm_places_the_change_point_by_the_error_history(
+    change_at: int, error_after: float
+) -> None:
+    """An error-free champion leaves DDM in warning from its first stray error (and one
+    error alarms it), and ADWIN's kept window still holds pre-change outcomes: whichever
+    alarms, the change point must come from the error history."""
+    import random
+
+    rng = random.Random(change_at)
+    det = ConceptDriftDetector("m", "v1", binary="ddm", warmup=0)
+    stray = {500}  # one error long before the change
+    event = None
+    for i in range(change_at + 3_000):
+        err = (rng.random() < error_after) if i >= change_at else (i in stray)
+        event = det.update(float(err), event_time_ms=i) or event
+        if event is not None:
+            break
+    assert event is not None, "no alarm"
+    assert det.n > change_at, f"false alarm at {det.n} by {event.detector}"
+    true_since = det.n - change_at
+    assert event.since_change is not None
+    assert abs(event.since_change - true_since) <= 2 * det.checkpoint_every  # stretch-exact
+    assert event.change_time_ms is not None
+    assert abs(event.change_time_ms - change_at) <= 2 * det.checkpoint_every
