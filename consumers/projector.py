@@ -23,7 +23,7 @@ from prometheus_client import Counter
 from sqlalchemy import Connection, Engine, create_engine, delete
 
 from driftline.consumers import sqlview
-from driftline.consumers.kafka_io import partitions, reader, watermarks
+from driftline.consumers.kafka_io import Offsets, reader
 from driftline.core.codec import default_codec
 from driftline.core.errors import CodecError
 from driftline.settings import Settings
@@ -44,16 +44,19 @@ class Projector:
         sqlview.ensure_schema(self.engine)
         self.kinds = {settings.topic(k): k for k in RECORD_OF}
         self.consumer = reader(settings, "projector")
+        self.offsets = Offsets(settings)
         with self.engine.connect() as conn:
             stored = sqlview.read_offsets(conn)
         assignment = []
         for topic in self.kinds:
-            for p in partitions(self.consumer, topic):
+            for p in self.offsets.partitions(topic):
                 assignment.append(
                     TopicPartition(topic, p, stored.get((topic, p), OFFSET_BEGINNING))
                 )
         self.consumer.assign(assignment)
         self.assignment = [(tp.topic, tp.partition) for tp in assignment]
+        self.next = {tp: stored.get(tp, 0) for tp in self.assignment}
+        """Next offset to project per partition (0 stands for the beginning)."""
 
     def _apply(self, conn: Connection, msg: Message) -> None:
         topic = msg.topic() or ""
@@ -91,11 +94,12 @@ class Projector:
                 self._apply(conn, m)
                 offsets[(m.topic() or "", m.partition() or 0)] = (m.offset() or 0) + 1
             sqlview.write_offsets(conn, offsets)
+        self.next.update(offsets)
         return len(msgs)
 
     def catch_up(self, idle_s: float = 5.0) -> int:
         """Project everything the topics hold now; the number of records projected."""
-        ends = {(t, p): watermarks(self.consumer, t, p)[1] for t, p in self.assignment}
+        ends = self.offsets.query(self.assignment, "latest")
         done = 0
         last = time.monotonic()
         while True:
@@ -104,10 +108,11 @@ class Projector:
             if n:
                 last = time.monotonic()
             positions = self.consumer.position([TopicPartition(t, p) for t, p in ends])
-            behind = [
+            behind = [  # the position also moves past transaction markers
                 (pos.topic, pos.partition)
                 for pos in positions
-                if max(pos.offset, 0) < ends[(pos.topic, pos.partition)]
+                if max(pos.offset, self.next[(pos.topic, pos.partition)])
+                < ends[(pos.topic, pos.partition)]
             ]
             if not behind:
                 return done

@@ -160,9 +160,18 @@ def _upsert(conn: Connection, table: Table, row: Mapping[str, Any]) -> None:
 
 
 def project_version(conn: Connection, rec: Mapping[str, Any], partition: int, offset: int) -> None:
-    """A ModelVersion record: versions, stage_history, training_runs, data_ranges."""
+    """A ModelVersion record read at ``partition``/``offset`` of the registry topic:
+    versions, stage_history, training_runs, data_ranges. A replayed record is skipped."""
     lin, art, gate = rec["lineage"], rec["artifact"], rec.get("gate")
     model, version = rec["model"], rec["version"]
+    seen = conn.execute(
+        select(stage_history.c.registry_offset).where(
+            stage_history.c.registry_partition == partition,
+            stage_history.c.registry_offset == offset,
+        )
+    ).first()
+    if seen is not None:  # this very record was projected already: a replay
+        return
     prev = conn.execute(
         select(versions.c.stage).where(versions.c.model == model, versions.c.version == version)
     ).scalar()

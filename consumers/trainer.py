@@ -21,14 +21,13 @@ the commit replays the trigger, and step 1 keeps the answer single.
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,17 +35,25 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Histogram
 
-from driftline.consumers.kafka_io import OutcomeReader, Publisher, RegistryFollower
+from driftline.consumers.kafka_io import Publisher, keep_alive_until
+from driftline.consumers.outcomes import OutcomeReader
+from driftline.consumers.registry_io import RegistryFollower
+from driftline.core.answers import alert, config_for, failure_alert, stage_reason
 from driftline.core.codec import default_codec
-from driftline.core.errors import ArtifactError, CodecError, ConfigError
-from driftline.core.modelconfig import ModelConfig, ModelsConfig
-from driftline.core.models import load_version
-from driftline.core.training import TrainingRun, decide, stage_records, train
+from driftline.core.errors import ArtifactError, CodecError
+from driftline.core.modelconfig import ModelsConfig
+from driftline.core.models import load_version, write_artifact
+from driftline.core.training import decide, stage_records, train
 from driftline.core.trainset import build_frame, examples
 from driftline.kafka.clients import consumer_config
 from driftline.settings import Settings
 
 log = logging.getLogger("driftline.trainer")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
 
 TRAINING_SECONDS = Histogram(
     "driftline_trainer_run_seconds",
@@ -71,30 +78,6 @@ class Outcome:
     status: str  # champion, challenger, rejected, skipped, failed, undecodable
     version: str | None = None
     detail: str = ""
-
-
-def config_for(models: ModelsConfig, model: str, champion: Mapping[str, Any] | None) -> ModelConfig:
-    """The models file's config of ``model``; else one following its champion's record."""
-    cfg = models.get(model)
-    if cfg is not None:
-        return cfg
-    if champion is None:
-        raise ConfigError(f"model {model} is neither in the models file nor in the registry")
-    lineage = champion["lineage"]
-    return ModelConfig(
-        model,
-        task=champion["task"],
-        factory=champion["factory"],
-        params={k: _param(v) for k, v in lineage["params"].items()},
-        seed=int(lineage["seed"]),
-    )
-
-
-def _param(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 class Trainer:
@@ -162,21 +145,6 @@ class Trainer:
         except KafkaException as exc:  # revoked meanwhile: the new owner skips it (answered)
             log.warning("could not commit trigger at %s: %s", tp, exc)
 
-    def _wait(self, future: Future[TrainingRun]) -> TrainingRun:
-        """Keep polling the paused consumer (group liveness) until ``future`` is done."""
-        assigned = self.consumer.assignment()
-        self.consumer.pause(assigned)
-        try:
-            while not future.done():
-                msg = self.consumer.poll(0.2)
-                if msg is not None and msg.error() is None:  # assigned by a rebalance meanwhile
-                    tp = TopicPartition(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
-                    self.consumer.seek(tp)
-                    self.consumer.pause([tp])
-            return future.result()
-        finally:
-            self.consumer.resume(self.consumer.assignment())
-
     # -- one trigger -----------------------------------------------------------------
 
     def handle(self, msg: Message) -> Outcome:
@@ -206,7 +174,18 @@ class Trainer:
             outcome = self._train_and_publish(trigger, run_id)
         except Exception as exc:  # any failure is answered by an alert
             log.exception("%s: training for trigger %s failed", model, trigger["trigger_id"])
-            self._alert_failure(trigger, run_id, exc, time.monotonic() - t0)
+            seconds = time.monotonic() - t0
+            self._alert(
+                failure_alert(
+                    trigger,
+                    run_id,
+                    exc,
+                    seconds=seconds,
+                    host=socket.gethostname(),
+                    now_ms=_now_ms(),
+                )
+            )
+            self.publisher.flush()
             outcome = Outcome(trigger["trigger_id"], model, "failed", detail=str(exc))
         RUNS.labels(model, outcome.status).inc()
         TRAINING_SECONDS.labels(model).observe(time.monotonic() - t0)
@@ -214,15 +193,11 @@ class Trainer:
 
     def _train_and_publish(self, trigger: Mapping[str, Any], run_id: str) -> Outcome:
         model, reg = trigger["model"], self.follower.registry
-        started_ms = int(time.time() * 1000)
+        started_ms = _now_ms()
         champion = reg.champion(model)
         cfg = config_for(self.models, model, champion)
-        read = self.reader.read(
-            model,
-            start_ms=trigger["window_start_ms"],
-            end_ms=trigger["window_end_ms"],
-            last_n=trigger["last_n"],
-        )
+        window = (trigger["window_start_ms"], trigger["window_end_ms"], trigger["last_n"])
+        read = self.reader.read(model, start_ms=window[0], end_ms=window[1], last_n=window[2])
         log.info(
             "%s: read %d outcomes (%d messages) from %d partitions in %.2f s",
             model,
@@ -242,8 +217,9 @@ class Trainer:
             rows,
             cfg,
             key=self.key,
-            now_ms=int(time.time() * 1000),
+            now_ms=_now_ms(),
             trigger=trigger,
+            run_id=run_id,
             champion=champion,
             data_ranges=read.ranges,
             existing_versions=[r["version"] for r in reg.versions(model)],
@@ -253,67 +229,67 @@ class Trainer:
             step_ms=steps,
             progress=lambda done, total: self._progress(model, done, total),
         )
-        run = self._wait(future)
-        run.record["lineage"]["training_run_id"] = run_id
-        verdict = run.verdict
+        run = keep_alive_until(self.consumer, future)
+        record, verdict = run.record, run.verdict
         stage = decide(verdict, cfg.promotion)
         log.info(
             "%s: %s %s the gate: %s",
             model,
-            run.record["version"],
+            record["version"],
             "passed" if verdict["passed"] else "failed",
             verdict["summary"],
         )
-        current = [r for r in (champion, reg.challenger(model)) if r is not None]
-        reason = {
-            "champion": "gate passed, promotion auto",
-            "challenger": "gate passed, waiting for approval (promotion manual)",
-        }.get(stage, f"gate: {verdict['summary']}")
-        now = int(time.time() * 1000)
         later = stage_records(
-            run.record,
+            record,
             stage,
-            current=current,
+            current=[r for r in (champion, reg.challenger(model)) if r is not None],
             by="trainer",
-            reason=reason,
-            now_ms=max(now, run.record["stage_changed_at_ms"] + 1),
+            reason=stage_reason(stage, verdict),
+            now_ms=max(_now_ms(), record["stage_changed_at_ms"] + 1),
         )
-        self.publisher.send_versions([run.record, *later])
+        self.publisher.send_versions([record, *later])
         if stage == "rejected":
+            message = f"Candidate {record['version']} was rejected: {verdict['summary']}"
+            evidence = {"trigger_id": trigger["trigger_id"], "training_run_id": run_id}
             self._alert(
-                model,
-                run.record["version"],
-                "candidate_rejected",
-                "info",
-                f"Candidate {run.record['version']} was rejected: {verdict['summary']}",
-                {"trigger_id": trigger["trigger_id"], "training_run_id": run_id},
+                alert(
+                    model,
+                    record["version"],
+                    "candidate_rejected",
+                    "info",
+                    message,
+                    evidence,
+                    now_ms=_now_ms(),
+                )
             )
         self.publisher.flush()
-        for r in [run.record, *later]:
-            self.follower.registry.apply(r)
-        return Outcome(trigger["trigger_id"], model, stage, run.record["version"])
+        for r in [record, *later]:
+            reg.apply(r)
+        return Outcome(trigger["trigger_id"], model, stage, record["version"])
 
     def _check_champion(self, champion: Mapping[str, Any]) -> None:
+        """Alert when the champion's artifact is refused (it is then not compared)."""
         try:
             load_version(champion, self.key)
         except ArtifactError as exc:
-            self._alert(
-                champion["model"],
-                champion["version"],
-                "artifact_rejected",
-                "critical",
+            message = (
                 f"The champion's artifact was refused ({exc.reason}); the candidate is "
-                "gated without a comparison.",
-                {"reason": exc.reason},
+                "gated without a comparison."
+            )
+            self._alert(
+                alert(
+                    champion["model"],
+                    champion["version"],
+                    "artifact_rejected",
+                    "critical",
+                    message,
+                    {"reason": exc.reason},
+                    now_ms=_now_ms(),
+                )
             )
 
     def _store(self, model: str, version: str, data: bytes) -> str:
-        path = Path(self.settings.artifact_dir) / model / f"{version}.pkl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-        return path.resolve().as_uri()
+        return write_artifact(Path(self.settings.artifact_dir), model, version, data)
 
     def _progress(self, model: str, done: int, total: int) -> None:
         if self.progress is not None:
@@ -323,43 +299,8 @@ class Trainer:
         if done % step == 0 or done == total:
             log.info("%s: learned %d/%d rows", model, done, total)
 
-    def _alert(
-        self,
-        model: str,
-        version: str | None,
-        kind: str,
-        severity: str,
-        message: str,
-        evidence: Mapping[str, Any],
-    ) -> None:
-        now = int(time.time() * 1000)
-        alert = {
-            "alert_id": str(uuid.uuid4()),
-            "model": model,
-            "version": version,
-            "segment": None,
-            "kind": kind,
-            "severity": severity,
-            "message": message,
-            "evidence": dict(evidence),
-            "created_at_ms": now,
-        }
-        self.publisher.send("alerts", model, "Alert", alert, now)
-
-    def _alert_failure(
-        self, trigger: Mapping[str, Any], run_id: str, exc: BaseException, seconds: float
-    ) -> None:
-        evidence = {
-            "trigger_id": trigger["trigger_id"],
-            "idempotency_key": trigger["idempotency_key"],
-            "training_run_id": run_id,
-            "error": f"{type(exc).__name__}: {exc}"[:1000],
-            "seconds": round(seconds, 3),
-            "host": socket.gethostname(),
-        }
-        message = f"Training {trigger['model']} for trigger {trigger['trigger_id']} failed: {exc}"
-        self._alert(trigger["model"], None, "training_failed", "critical", message[:500], evidence)
-        self.publisher.flush()
+    def _alert(self, record: Mapping[str, Any]) -> None:
+        self.publisher.send("alerts", record["model"], "Alert", record, record["created_at_ms"])
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -11,6 +11,7 @@ import click
 
 from driftline import __version__
 from driftline.cli_models import register as register_training_commands
+from driftline.cli_ops import register as register_ops_commands
 from driftline.cli_schemas import schemas_cmd
 from driftline.core.errors import DriftlineError
 from driftline.settings import Settings
@@ -252,6 +253,7 @@ def demo_cmd(stream: str, events: int, drift_every: int, warmup: int, label_dela
 
 register_training_commands(cli)
 cli.add_command(schemas_cmd)
+register_ops_commands(cli)  # tail, produce, status (driftline/cli_ops.py)
 
 
 def main() -> None:

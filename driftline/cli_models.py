@@ -109,7 +109,8 @@ def retrain_cmd(
     wait: float,
 ) -> None:
     """Publish a manual retrain trigger for MODEL."""
-    from driftline.consumers.kafka_io import Publisher, RegistryFollower
+    from driftline.consumers.kafka_io import Publisher
+    from driftline.consumers.registry_io import RegistryFollower
 
     now = _now_ms()
     follower = RegistryFollower(settings)
@@ -161,7 +162,7 @@ def models_group() -> None:
 
 
 def _registry(settings: Settings) -> Registry:
-    from driftline.consumers.kafka_io import read_registry
+    from driftline.consumers.registry_io import read_registry
 
     return read_registry(settings)
 

@@ -54,7 +54,10 @@ class Settings(BaseSettings):
     models_file: Path | None = Field(None, description="TOML file of per-model configuration.")
     join_ttl_ms: int = Field(3_600_000, ge=1, description="Join TTL of models not configured.")
     monitor_interval_s: float = Field(5.0, gt=0, description="Seconds between metric snapshots.")
-    worker_web_port: int = Field(6066, description="Faust web server (status page, /metrics).")
+    worker_web_port: int = Field(6066, description="Worker web server (status page, /metrics).")
+    worker_web_bind: str = Field(
+        "127.0.0.1", description="Address the worker web server binds (0.0.0.0 in containers)."
+    )
     metrics_port: int = Field(9108, description="Prometheus port of the trainer and projector.")
 
     # Metadata store and registry

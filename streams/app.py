@@ -3,7 +3,8 @@
 * scorer: a confluent-kafka loop on its own thread (stateless; see streams/scorer.py)
 * registry follower: a thread that keeps champion and challenger versions loaded
 * join: a Faust agent with a changelogged table (streams/join.py)
-* monitor: a Faust agent and timer (streams/monitor.py)
+* monitor: fed in process by the join, ticked by a timer (streams/monitor.py)
+* web: /metrics, the status page and /status.json (streams/web.py)
 
 Run it with ``driftline worker`` (or :func:`run`).
 """
@@ -27,7 +28,7 @@ from driftline.core.modelconfig import ModelsConfig
 from driftline.core.scoring import Scoring
 from driftline.kafka.clients import faust_broker_url, faust_credentials, producer_config
 from driftline.settings import Settings
-from driftline.streams import join, monitor
+from driftline.streams import join, monitor, web
 from driftline.streams.registry import RegistryFollower
 from driftline.streams.scorer import ScorerLoop
 
@@ -48,11 +49,12 @@ class Worker:
     scorer: ScorerLoop
     monitors: monitor.Monitors
     join_state: join.JoinState
+    recent: monitor.Recent = field(default_factory=monitor.Recent)
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
 
 
-def _app(settings: Settings, app_id: str, web_port: int) -> faust.App:
+def _app(settings: Settings, app_id: str) -> faust.App:
     return faust.App(
         app_id,
         broker=faust_broker_url(settings),
@@ -72,9 +74,9 @@ def _app(settings: Settings, app_id: str, web_port: int) -> faust.App:
         producer_max_batch_size=1_000_000,
         producer_partitioner=None,
         stream_wait_empty=False,
-        web_port=web_port,
-        web_host="127.0.0.1",
-        web_bind="127.0.0.1",
+        web_port=settings.worker_web_port,
+        web_host=settings.worker_web_bind,
+        web_bind=settings.worker_web_bind,
         web_in_thread=False,
     )
 
@@ -83,7 +85,7 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
     """Build the worker: app, agents, scorer and registry follower (nothing started)."""
     codec = default_codec()
     app_id = f"{settings.topic_prefix}{name}".replace(".", "-")
-    app = _app(settings, app_id, settings.worker_web_port)
+    app = _app(settings, app_id)
     alert_producer = Producer(producer_config(settings, "worker-alerts"))
 
     def send_alert(alert: dict[str, Any]) -> None:
@@ -117,12 +119,17 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
         return config.join_ttl_ms if config is not None else settings.join_ttl_ms
 
     joiner = Joiner(codec, task_of, ttl_of, settings.topic("predictions"))
+    recent = monitor.Recent()
+    observe = monitor.install(app, codec, monitors, settings.topic, settings.monitor_interval_s,
+                              on_emit=recent.add)  # fmt: skip
     state = join.install(
         app, joiner, settings.topic("predictions"), settings.topic("labels"),
-        settings.data_partitions,
+        settings.data_partitions, observe,
     )  # fmt: skip
-    monitor.install(app, codec, monitors, settings.topic, settings.monitor_interval_s)
-    worker = Worker(settings, models, app, codec, follower, scorer, monitors, state)
+    scorer.on_dead = monitors.dead_inbox.append
+    worker = Worker(settings, models, app, codec, follower, scorer, monitors, state, recent)
+    # Our own web server replaces Faust's legacy one (see streams/web.py).
+    app.web_server(web.server(worker, settings.worker_web_bind, settings.worker_web_port))
 
     class Background(mode.Service):
         """Starts the registry follower, then the scorer, on threads; stops them."""

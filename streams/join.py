@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import faust
@@ -88,7 +88,12 @@ class JoinState:
 
 
 def install(
-    app: faust.App, joiner: Joiner, predictions: str, labels: str, partitions: int
+    app: faust.App,
+    joiner: Joiner,
+    predictions: str,
+    labels: str,
+    partitions: int,
+    observe: Callable[[list[Step], int], Awaitable[None]] | None = None,
 ) -> JoinState:
     """Add the join table, agent and expiry sweep to ``app``."""
     source = app.topic(
@@ -128,6 +133,7 @@ def install(
             t0 = time.perf_counter()
             kinds: Counter[tuple[str, ...]] = Counter()
             now = now_ms()
+            steps: list[Step] = []
             for event in events:
                 msg = event.message
                 key = msg.key
@@ -138,6 +144,9 @@ def install(
                 step = joiner.on_message(origin, msg.value, state.get(key) if key else None, now)
                 change = state.apply(msg.partition, key, step) if key else None
                 await publish(step, kinds, change)
+                steps.append(step)
+            if observe is not None:
+                await observe(steps, now)
             m.EVENTS_IN.labels("join").inc(len(events))
             m.add_tally(m.JOIN_RESULTS, kinds)
             m.BATCH_SECONDS.labels("join").observe(time.perf_counter() - t0)
@@ -155,6 +164,8 @@ def install(
             origin = Origin(predictions, partition, -1, key, None, [])
             step = joiner.on_expire(origin, stored, now)
             await publish(step, kinds, state.apply(partition, key, step))
+            if observe is not None:
+                await observe([step], now)
         m.add_tally(m.JOIN_RESULTS, kinds)
         m.JOIN_PENDING.set(len(state.store))
 

@@ -11,9 +11,7 @@ from collections import Counter as Tally
 
 from prometheus_client import Counter, Gauge, Histogram
 
-EVENTS_IN = Counter(
-    "driftline_events_in_total", "Records read, by pipeline stage.", ["stage"]
-)
+EVENTS_IN = Counter("driftline_events_in_total", "Records read, by pipeline stage.", ["stage"])
 EVENTS_OUT = Counter(
     "driftline_events_out_total", "Records published, by pipeline stage.", ["stage"]
 )

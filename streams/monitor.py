@@ -1,10 +1,15 @@
-"""The monitor agent: predictions, outcomes and dead letters in; metric snapshots,
-alerts and retrain triggers out. All judgement is in driftline.core.monitor.
+"""The monitor: predictions, outcomes and dead letters in; metric snapshots, alerts and
+retrain triggers out. All judgement is in driftline.core.monitor.
 
-One agent reads the three topics, so a worker's monitor sees every prediction and
-outcome of the partitions it owns; with one worker that is all of them. (Several
-workers each watch their share; repartitioning by model is the follow-up noted in
-docs/architecture.md.)
+The join agent already decodes every prediction and builds every outcome, so it hands
+them to the monitor in process (:func:`install` returns that hook) instead of the monitor
+reading the predictions and outcomes topics again: that halves the Faust events per
+input, and Faust's per-event cost is what bounds a worker. The scorer's dead letters
+arrive through a thread-safe inbox. A worker's monitor thus sees the predictions and
+outcomes of the partitions it owns: with one worker, all of them. (Several workers each
+watch their share; repartitioning by model is the follow-up noted in
+docs/architecture.md.) A timer ticks the monitors: snapshots, feature drift, rate alerts
+and clock-driven retrain reasons.
 """
 
 from __future__ import annotations
@@ -12,23 +17,20 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
 
 from driftline.core.codec import Codec
-from driftline.core.errors import CodecError
 from driftline.core.headers import build as record_headers
+from driftline.core.joiner import Step
 from driftline.core.modelconfig import ModelConfig, ModelsConfig
 from driftline.core.monitor import Emit, ModelMonitor
 from driftline.streams import metrics as m
 
 log = logging.getLogger(__name__)
 
-PREDICTION = "io.driftline.Prediction"
-OUTCOME = "io.driftline.Outcome"
-DEAD_LETTER = "io.driftline.DeadLetter"
 RECORD = {
     "metrics": "io.driftline.MetricSnapshot",
     "alerts": "io.driftline.Alert",
@@ -49,6 +51,8 @@ class Monitors:
         self.window_size = window_size
         self.by_model: dict[str, ModelMonitor] = {}
         self.versions: deque[dict[str, Any]] = deque()
+        self.dead_inbox: deque[dict[str, Any]] = deque(maxlen=100_000)
+        """Dead letters from other threads (the scorer); deque appends are thread-safe."""
 
     def get(self, model: str, task: str | None = None) -> ModelMonitor:
         mon = self.by_model.get(model)
@@ -61,6 +65,62 @@ class Monitors:
         while self.versions:
             record = self.versions.popleft()
             self.get(record["model"], record.get("task")).on_version(record, now)
+        while self.dead_inbox:
+            self.observe_dead(self.dead_inbox.popleft())
+
+    def observe_dead(self, record: dict[str, Any]) -> None:
+        model = record.get("model")
+        if model:
+            self.get(model).observe_dead_letter(record)
+
+
+class Recent:
+    """What the status page shows, kept in memory: the latest snapshot per model, version,
+    segment and window; each version's rolling metrics over time (count window, all
+    segments); the last alerts and retrain triggers. Bounded; fed by the monitor's
+    ``on_emit`` hook on the event loop, read there by the web views.
+
+    >>> r = Recent(points=2)
+    >>> for t in (1, 2, 3):
+    ...     r.add(Emit("metrics", "m", {"model": "m", "version": "v1", "segment": "all",
+    ...                "window": "count:1000", "emitted_at_ms": t, "metrics": {"accuracy": t / 4}}))
+    >>> [t for t, _ in r.history[("m", "v1")]]
+    [2, 3]
+    >>> r.add(Emit("alerts", "m", {"kind": "concept_drift"}))
+    >>> [a["kind"] for a in r.alerts]
+    ['concept_drift']
+    """
+
+    def __init__(self, points: int = 720, keep: int = 50, versions_per_model: int = 4) -> None:
+        self.points = points
+        self.versions_per_model = versions_per_model
+        self.snapshots: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        self.history: dict[tuple[str, str], deque[tuple[int, dict[str, float]]]] = {}
+        self.alerts: deque[dict[str, Any]] = deque(maxlen=keep)
+        self.triggers: deque[dict[str, Any]] = deque(maxlen=keep)
+
+    def add(self, emit: Emit) -> None:
+        v = emit.value
+        if emit.topic == "alerts":
+            self.alerts.append(v)
+        elif emit.topic == "retrain":
+            self.triggers.append(v)
+        elif emit.topic == "metrics":
+            key = (v["model"], v["version"])
+            if key not in self.history:
+                self._make_room(v["model"])
+                self.history[key] = deque(maxlen=self.points)
+            self.snapshots[(v["model"], v["version"], v["segment"], v["window"])] = v
+            if v["segment"] == "all" and v["window"].startswith("count"):
+                self.history[key].append((v["emitted_at_ms"], dict(v["metrics"])))
+
+    def _make_room(self, model: str) -> None:
+        """Forget the oldest version of ``model`` once it has too many."""
+        mine = [k for k in self.history if k[0] == model]
+        for old in mine[: max(0, len(mine) - self.versions_per_model + 1)]:
+            del self.history[old]
+            for k in [k for k in self.snapshots if k[:2] == old]:
+                del self.snapshots[k]
 
 
 def export(emit: Emit) -> None:
@@ -82,6 +142,9 @@ def export(emit: Emit) -> None:
         m.RETRAIN_TRIGGERS.labels(v["model"]).inc()
 
 
+Observe = Callable[[list[Step], int], Awaitable[None]]
+
+
 def install(
     app: faust.App,
     codec: Codec,
@@ -89,12 +152,9 @@ def install(
     topic: Callable[[str], str],
     tick_every_s: float,
     on_emit: Callable[[Emit], None] | None = None,
-) -> None:
-    """Add the monitor agent and its tick timer to ``app``."""
-    source = app.topic(
-        topic("predictions"), topic("outcomes"), topic("deadletter"),
-        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-    )  # fmt: skip
+) -> Observe:
+    """Add the monitor's tick timer to ``app``; returns the hook the join agent calls
+    with each batch's steps."""
     outputs = {
         name: app.topic(topic(name), key_serializer="raw", value_serializer="raw")
         for name in RECORD
@@ -109,25 +169,25 @@ def install(
             if on_emit is not None:
                 on_emit(e)
 
-    @app.agent(source, name="driftline-monitor")
-    async def monitor(stream: Any) -> None:
-        async for events in stream.take_events(1_000, within=0.1):
-            now = now_ms()
-            monitors.sync_versions(now)
-            emits: list[Emit] = []
-            for event in events:
-                try:
-                    decoded = codec.decode(event.message.value or b"")
-                except CodecError:
-                    continue  # the scorer and join dead-letter what they cannot decode
-                v = decoded.value
-                if decoded.name == OUTCOME:
+    async def observe(steps: list[Step], now: int) -> None:
+        monitors.sync_versions(now)
+        emits: list[Emit] = []
+        n = 0
+        for step in steps:
+            if step.prediction is not None:
+                monitors.get(step.prediction["model"]).observe_prediction(step.prediction)
+                n += 1
+            for out in step.outputs:
+                v = out.record
+                if v is None:
+                    continue
+                n += 1
+                if out.topic == "outcomes":
                     emits += monitors.get(v["model"]).observe_outcome(v, now)
-                elif decoded.name == PREDICTION:
-                    monitors.get(v["model"]).observe_prediction(v)
-                elif decoded.name == DEAD_LETTER and v.get("model"):
-                    monitors.get(v["model"]).observe_dead_letter(v)
-            m.EVENTS_IN.labels("monitor").inc(len(events))
+                elif out.topic == "deadletter":
+                    monitors.observe_dead(v)
+        m.EVENTS_IN.labels("monitor").inc(n)
+        if emits:
             await publish(emits)
 
     @app.timer(tick_every_s, name="driftline-monitor-tick")  # type: ignore[untyped-decorator]
@@ -136,3 +196,5 @@ def install(
         monitors.sync_versions(now)
         for mon in list(monitors.by_model.values()):
             await publish(mon.tick(now))
+
+    return observe

@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
@@ -92,6 +93,8 @@ class ScorerLoop:
         )
         self.producer = Producer(producer_config(settings, "scorer", **{"linger.ms": 5}))
         self.processed = 0
+        self.on_dead: Callable[[dict[str, Any]], None] | None = None
+        """Called (on this thread) with each dead letter, e.g. to count skew."""
         self.lag: int | None = None
         """Messages behind the end of the assigned partitions, at the last look."""
         self.lag_every_s = lag_every_s
@@ -215,6 +218,8 @@ class ScorerLoop:
         record, hdrs = dead_letter(
             origin, stage=stage, reason=reason, detail=detail, raw=raw, model=model, now_ms=now_ms
         )
+        if self.on_dead is not None and model is not None:
+            self.on_dead(record)
         self._produce(
             self.producer.produce,
             self.deadletter,

@@ -283,10 +283,10 @@ def _summary(
             f" ({gain:+.4f}, needs > {config.min_improvement:+.4f})"
         )
     if worst is not None:
+        how = f"worse by {worst[1]:.4f}" if worst[1] > 0 else f"better by {-worst[1]:.4f}"
         parts.append(
-            f"worst segment {worst[0]} {worst[1]:+.4f} worse"
-            f" (tolerance {config.segment_tolerance:.4f}, segments of >= "
-            f"{config.min_segment_samples} rows)"
+            f"worst segment {worst[0]} {how} (tolerance {config.segment_tolerance:.4f},"
+            f" segments of >= {config.min_segment_samples} rows)"
         )
     if ce.errors or ce.non_finite:
         parts.append(f"{ce.errors} scoring errors, {ce.non_finite} non-finite outputs")

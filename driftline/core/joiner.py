@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from driftline.core import join as rules
 from driftline.core.codec import Codec
@@ -37,6 +38,8 @@ class Out:
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]]
+    record: dict[str, Any] | None = None
+    """The value as a dict, for in-process consumers (the monitor)."""
 
 
 @dataclass(slots=True)
@@ -50,6 +53,8 @@ class Step:
     kinds: list[str] = field(default_factory=list)
     label_delays_ms: list[int] = field(default_factory=list)
     deadline_ms: int | None = None
+    prediction: dict[str, Any] | None = None
+    """A prediction seen for the first time (not a duplicate), for the monitor."""
 
 
 class Joiner:
@@ -95,7 +100,12 @@ class Joiner:
             new, emitted = rules.on_prediction(entry, raw, record["event_time_ms"], now_ms, ttl)
         else:
             new, emitted = rules.on_label(entry, raw, record["label_time_ms"], now_ms, ttl)
-        return self._step(origin, new, entry, emitted, model, now_ms, raw)
+        step = self._step(origin, new, entry, emitted, model, now_ms, raw)
+        if decoded.name == PREDICTION and not any(
+            e.kind in ("duplicate_prediction", "late_prediction") for e in emitted
+        ):
+            step.prediction = record
+        return step
 
     def on_expire(self, origin: Origin, stored: bytes, now_ms: int) -> Step:
         """Apply the deadline to a stored entry (``origin`` names its key and partition)."""
@@ -161,6 +171,7 @@ class Joiner:
                 origin.key,
                 self.codec.encode(OUTCOME, outcome),
                 record_headers(OUTCOME, outcome["event_time_ms"], None),
+                outcome,
             )
         )
         return True
@@ -181,7 +192,7 @@ class Joiner:
             origin, stage="join", reason=reason, detail=detail, raw=raw, model=model,
             now_ms=now_ms,
         )  # fmt: skip
-        return Out("deadletter", origin.key, self.codec.encode(DEAD_LETTER, record), hdrs)
+        return Out("deadletter", origin.key, self.codec.encode(DEAD_LETTER, record), hdrs, record)
 
 
 def exc_reason(exc: BaseException) -> str:

@@ -61,6 +61,7 @@ __all__ = [
     "sha256_hex",
     "sign",
     "verify",
+    "write_artifact",
 ]
 
 Factory = Callable[[Mapping[str, Any], int], Any]
@@ -236,6 +237,17 @@ def artifact_record(data: bytes, key: bytes, *, uri: str | None = None) -> dict[
         "inline": None if uri else data,
         "uri": uri,
     }
+
+
+def write_artifact(directory: Path, model: str, version: str, data: bytes) -> str:
+    """Store artifact bytes too large to travel inline under ``directory``; their file://
+    URI (for :func:`artifact_record`). Written to a temporary name, then renamed."""
+    path = Path(directory) / model / f"{version}.pkl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return path.resolve().as_uri()
 
 
 def load_version(

@@ -125,6 +125,7 @@ def train(
     key: bytes,
     now_ms: int,
     trigger: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
     champion: Mapping[str, Any] | None = None,
     data_ranges: Sequence[Mapping[str, Any]] = (),
     existing_versions: Iterable[str] = (),
@@ -209,7 +210,7 @@ def train(
         "lineage": {
             "trigger_id": trigger["trigger_id"] if trigger else None,
             "trigger_key": trigger["idempotency_key"] if trigger else None,
-            "training_run_id": str(uuid.uuid4()),
+            "training_run_id": run_id or str(uuid.uuid4()),
             "data_ranges": [dict(r) for r in data_ranges],
             "rows": len(train_rows),
             "holdout_rows": len(holdout),

@@ -29,6 +29,8 @@ from driftline.procs import Process, worker
 from driftline.settings import Settings
 
 MODEL = "demo"
+MAX_LAG = 1_500
+"""Most events the replay runs ahead of the outcomes (beyond the label delay)."""
 MODELS_TOML = """
 [models.demo]
 task = "classification"
@@ -44,6 +46,7 @@ min_segment_samples = 200
 [models.demo.retrain]
 min_rows = {min_rows}
 max_rows = {max_rows}
+last_n = {max_rows}
 cooldown_ms = 5000
 """
 FACTORIES = {"agrawal": ("hoeffding_tree", "grace_period = 50"), "sea": ("logistic_regression", "")}
@@ -81,7 +84,7 @@ def run(opts: Options, echo: Callable[[str], None] = say) -> Path:
     factory, params = FACTORIES[opts.stream]
     models_file = out / "models.toml"
     toml = MODELS_TOML.format(
-        factory=factory, params=params, min_rows=opts.min_rows, max_rows=3 * opts.min_rows
+        factory=factory, params=params, min_rows=opts.min_rows, max_rows=3 * opts.min_rows // 2
     )
     models_file.write_text(toml)
     settings = Settings(
@@ -178,6 +181,10 @@ def _replay(settings: Settings, rows: list[Row], opts: Options, watcher: Watcher
             ahead = (k + 1) / opts.rate - (time.monotonic() - start)
             if ahead > 0:
                 time.sleep(ahead)
+            # backpressure: --rate is an upper bound; a loop whose outcomes trail far
+            # behind would retrain and promote long after the drift it answers
+            while k - opts.label_delay - len(watcher.seen.outcomes) > MAX_LAG:
+                time.sleep(0.05)
             now = time.monotonic()
             if now - last_print >= 1.0:
                 last_print = now

@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+
+from driftline.settings import Settings
+from tests.integration import harness
+from tests.integration.churn import start_pipeline
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture
+def pipeline(settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, str, harness.Process]]:
+    """A running worker with a bootstrapped churn champion (tests/integration/churn.py):
+    (settings, champion version, worker process)."""
+    s, champion, proc = start_pipeline(settings, tmp_path)
+    try:
+        yield s, champion, proc
+    finally:
+        proc.stop()

@@ -6,88 +6,9 @@ from __future__ import annotations
 import math
 import random
 import time
-from pathlib import Path
 
-import pytest
-
-from driftline.core.modelconfig import ModelsConfig
-from driftline.core.training import bootstrap
-from driftline.kafka import admin
-from driftline.settings import Settings
 from tests.integration import harness
-
-MODELS = """
-[models.churn]
-task = "classification"
-factory = "logistic_regression"
-join_ttl_ms = 8000
-
-[models.churn.gate]
-min_segment_samples = 20
-
-[models.churn.retrain]
-min_rows = 300
-cooldown_ms = 600000
-
-[[models.churn.features]]
-name = "x1"
-type = "number"
-min = -100.0
-max = 100.0
-
-[[models.churn.features]]
-name = "x2"
-type = "number"
-
-[[models.churn.features]]
-name = "plan"
-type = "category"
-categories = ["basic", "pro"]
-"""
-
-
-def example(rng: random.Random, i: int, shift: float = 0.0) -> dict:
-    x1, x2 = rng.gauss(shift, 1), rng.gauss(0, 1)
-    plan = rng.choice(["basic", "pro"])
-    return {
-        "event_id": f"e{i}-{rng.getrandbits(32):08x}",
-        "features": {"x1": x1, "x2": x2, "plan": plan},
-        "label": (x1 + x2 > 0) != (plan == "pro" and shift > 0),
-        "segment": {"plan": plan},
-        "event_time_ms": 1_700_000_000_000 + i,
-    }
-
-
-@pytest.fixture
-def pipeline(settings: Settings, tmp_path: Path):
-    models_file = tmp_path / "models.toml"
-    models_file.write_text(MODELS)
-    s = settings.model_copy(update={"models_file": models_file, "monitor_interval_s": 1.0})
-    admin.apply(s)
-    config = ModelsConfig.load(models_file)["churn"]
-    rng = random.Random(7)
-    _, records = bootstrap(
-        [example(rng, i) for i in range(600)], config,
-        key=s.signing_key.get_secret_value().encode(), by="test", reason="pipeline test",
-        now_ms=int(time.time() * 1000),
-    )  # fmt: skip
-    harness.publish(s, "registry", "io.driftline.ModelVersion", records,
-                    key=lambda r: f"{r['model']}/{r['version']}")  # fmt: skip
-    proc = harness.worker(s, tmp_path).start()
-    try:
-        yield s, records[-1]["version"], proc
-    finally:
-        proc.stop()
-
-
-def feature_event(e: dict, model: str = "churn") -> dict:
-    return {"event_id": e["event_id"], "model": model, "event_time_ms": e["event_time_ms"],
-            "features": e["features"], "segment": e["segment"]}  # fmt: skip
-
-
-def label(e: dict) -> dict:
-    return {"event_id": e["event_id"], "model": "churn", "label": e["label"],
-            "label_time_ms": e["event_time_ms"] + 5_000}  # fmt: skip
+from tests.integration.churn import example, feature_event, label
 
 
 def test_features_then_labels_give_exact_predictions_and_outcomes(pipeline) -> None:

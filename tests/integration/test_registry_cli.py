@@ -12,8 +12,8 @@ from sqlalchemy import create_engine, select
 
 from driftline.cli import cli
 from driftline.consumers import sqlview
-from driftline.consumers.kafka_io import read_registry
 from driftline.consumers.projector import Projector, rebuild
+from driftline.consumers.registry_io import read_registry
 from driftline.settings import Settings
 from tests.integration.loop_helpers import (
     bootstrap_champion,

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from driftline.consumers.kafka_io import Publisher, read_registry
+from driftline.consumers.kafka_io import Publisher
+from driftline.consumers.registry_io import read_registry
 from driftline.core.errors import ArtifactError
 from driftline.core.models import load_version
 from driftline.settings import Settings
@@ -72,7 +73,7 @@ def test_failing_gate_leaves_the_champion_in_place(s: Settings, group_id: str) -
     old = bootstrap_champion(s)
     produce_outcomes(s, 400)
     publish_trigger(s, trigger(last_n=300))
-    t = trainer(s, group_id, models(min_improvement=0.5))  # cannot be met
+    t = trainer(s, group_id, models(min_improvement=1.0))  # cannot be met
     try:
         (outcome,) = t.run(max_triggers=1, idle_timeout_s=30)
     finally:

@@ -171,7 +171,7 @@ def test_numbers_in_the_verdict() -> None:
     assert v["candidate_metrics"]["accuracy@seg=b"] == pytest.approx(0.90)
     assert v["champion_metrics"]["accuracy@seg=b"] == pytest.approx(1.0)
     assert "+0.0500" in v["summary"]
-    assert "worst segment seg=b +0.1000 worse" in v["summary"]
+    assert "worst segment seg=b worse by 0.1000" in v["summary"]
     assert result.candidate is not None
     assert result.candidate.segments["seg=a"]["count"] == 400
 

@@ -28,6 +28,7 @@ from driftline.core.models import (
     sha256_hex,
     sign,
     verify,
+    write_artifact,
 )
 from driftline.core.validation import Spec
 from tests.unit.core.examples import model_version
@@ -276,9 +277,9 @@ def test_malicious_pickle_with_a_bad_signature_never_runs(tmp_path: Path) -> Non
 def test_artifact_by_uri(tmp_path: Path) -> None:
     model = trained("logistic_regression")
     data = serialize(model)
+    uri = write_artifact(tmp_path, "churn", "v9", data)
     path = tmp_path / "churn" / "v9.pkl"
-    path.parent.mkdir()
-    path.write_bytes(data)
+    assert uri == path.as_uri() and path.read_bytes() == data
     for uri in (str(path), path.as_uri()):
         rec = version_record(model, **artifact_record(data, KEY, uri=uri))
         assert rec["artifact"]["inline"] is None
