@@ -126,3 +126,35 @@ def test_kcat_produces_a_value_driftline_decodes_on_the_java_partition(
     decoded = [decode(v, expect="FeatureEvent").value for v in values]
     assert sorted(d["event_id"] for d in decoded) == sorted(KEYS * 2)
     assert all(d == event(d["event_id"]) for d in decoded)
+
+
+def test_kcat_features_and_labels_go_through_the_pipeline(pipeline, tmp_path: Path) -> None:
+    """kcat, not Driftline's client, feeds a running worker: its features are scored and
+    its labels joined, exactly as if a Driftline producer had sent them."""
+    import random
+
+    from tests.integration import churn, harness
+
+    s, champion, proc = pipeline
+    rng = random.Random(21)
+    events = [churn.example(rng, i) for i in range(6)]
+    for topic, name, records in (
+        ("features", "FeatureEvent", [churn.feature_event(e) for e in events]),
+        ("labels", "Label", [churn.label(e) for e in events]),
+    ):
+        for r in records:
+            value = tmp_path / f"{topic}-{r['event_id']}.bin"
+            value.write_bytes(encode(name, r))
+            subprocess.run(
+                [kcat(), "-P", "-b", s.bootstrap_servers, "-t", s.topic(topic),
+                 "-X", "partitioner=murmur2_random", "-k", r["event_id"], str(value)],
+                check=True, timeout=60, capture_output=True,
+            )  # fmt: skip
+    ids = sorted(e["event_id"] for e in events)
+    preds = harness.collect(s, "predictions", lambda got: len(got) >= len(events))
+    assert sorted(p["event_id"] for p in preds) == ids, proc.tail()
+    assert {p["version"] for p in preds} == {champion}
+    outcomes = harness.collect(s, "outcomes", lambda got: len(got) >= len(events))
+    assert sorted(o["event_id"] for o in outcomes) == ids, proc.tail()
+    dead = harness.collect(s, "deadletter", lambda got: False, timeout=2)
+    assert dead == [], dead
