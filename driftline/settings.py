@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+TableStore = Literal["memory://", "rocksdb://"]
 
 
 class Settings(BaseSettings):
@@ -54,6 +55,17 @@ class Settings(BaseSettings):
     models_file: Path | None = Field(None, description="TOML file of per-model configuration.")
     join_ttl_ms: int = Field(3_600_000, ge=1, description="Join TTL of models not configured.")
     monitor_interval_s: float = Field(5.0, gt=0, description="Seconds between metric snapshots.")
+    table_store: TableStore = Field(
+        "memory://",
+        description="Store of the worker's Faust tables (the join state): memory:// is "
+        "rebuilt from the changelog at start; rocksdb:// (rocksdict) keeps state on disk "
+        "under data_dir, for state larger than memory and faster restarts.",
+    )
+    data_dir: Path | None = Field(
+        None,
+        description="The worker's data directory (Faust's datadir; RocksDB tables live "
+        "under it). Default: <app id>-data in the working directory.",
+    )
     worker_web_port: int = Field(6066, description="Worker web server (status page, /metrics).")
     worker_web_bind: str = Field(
         "127.0.0.1", description="Address the worker web server binds (0.0.0.0 in containers)."

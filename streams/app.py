@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ from driftline.core.headers import build as record_headers
 from driftline.core.headers import for_confluent
 from driftline.core.joiner import Joiner
 from driftline.core.modelconfig import ModelsConfig
+from driftline.core.monitor import Emit
 from driftline.core.scoring import Scoring
 from driftline.kafka.clients import faust_broker_url, faust_credentials, producer_config
 from driftline.settings import Settings
@@ -48,18 +50,23 @@ class Worker:
     follower: RegistryFollower
     scorer: ScorerLoop
     monitors: monitor.Monitors
-    join_state: join.JoinState
+    join: join.JoinAgent
     recent: monitor.Recent = field(default_factory=monitor.Recent)
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
 
 
-def _app(settings: Settings, app_id: str) -> faust.App:
+def create_app(settings: Settings, app_id: str) -> faust.App:
+    """The worker's Faust app (no Kafka client connects before it starts)."""
+    extra: dict[str, Any] = {}
+    if settings.data_dir is not None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        extra["datadir"] = str(settings.data_dir)
     return faust.App(
         app_id,
         broker=faust_broker_url(settings),
         broker_credentials=faust_credentials(settings),
-        store="memory://",
+        store=settings.table_store,
         key_serializer="raw",
         value_serializer="raw",
         autodiscover=False,
@@ -78,14 +85,33 @@ def _app(settings: Settings, app_id: str) -> faust.App:
         web_host=settings.worker_web_bind,
         web_bind=settings.worker_web_bind,
         web_in_thread=False,
+        **extra,
     )
+
+
+def install_streams(
+    app: faust.App,
+    settings: Settings,
+    codec: Codec,
+    joiner: Joiner,
+    monitors: monitor.Monitors,
+    on_emit: Callable[[Emit], None] | None = None,
+) -> join.JoinAgent:
+    """The Faust side of a worker: the join (table, agent, expiry sweep) feeding the
+    monitor (tick timer). Creates no Kafka client: the agent tests use it as it is."""
+    observe = monitor.install(app, codec, monitors, settings.topic, settings.monitor_interval_s,
+                              on_emit=on_emit)  # fmt: skip
+    return join.install(
+        app, joiner, settings.topic("predictions"), settings.topic("labels"),
+        settings.data_partitions, observe,
+    )  # fmt: skip
 
 
 def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "worker") -> Worker:
     """Build the worker: app, agents, scorer and registry follower (nothing started)."""
     codec = default_codec()
     app_id = f"{settings.topic_prefix}{name}".replace(".", "-")
-    app = _app(settings, app_id)
+    app = create_app(settings, app_id)
     alert_producer = Producer(producer_config(settings, "worker-alerts"))
 
     def send_alert(alert: dict[str, Any]) -> None:
@@ -120,14 +146,9 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
 
     joiner = Joiner(codec, task_of, ttl_of, settings.topic("predictions"))
     recent = monitor.Recent()
-    observe = monitor.install(app, codec, monitors, settings.topic, settings.monitor_interval_s,
-                              on_emit=recent.add)  # fmt: skip
-    state = join.install(
-        app, joiner, settings.topic("predictions"), settings.topic("labels"),
-        settings.data_partitions, observe,
-    )  # fmt: skip
+    joined = install_streams(app, settings, codec, joiner, monitors, on_emit=recent.add)
     scorer.on_dead = monitors.dead_inbox.append
-    worker = Worker(settings, models, app, codec, follower, scorer, monitors, state, recent)
+    worker = Worker(settings, models, app, codec, follower, scorer, monitors, joined, recent)
     # Our own web server replaces Faust's legacy one (see streams/web.py).
     app.web_server(web.server(worker, settings.worker_web_bind, settings.worker_web_port))
 

@@ -74,12 +74,18 @@ def send(s: Settings, events: list[dict], labels: bool = True) -> None:
         harness.produce(s, "labels", harness.encoded("io.driftline.Label", map(label, events)))
 
 
-def start_pipeline(settings: Settings, tmp_path: Path) -> tuple[Settings, str, harness.Process]:
-    """Topics, a bootstrapped churn champion on the registry, a started worker:
-    (settings, champion version, worker process). Stop the process when done."""
+def start_pipeline(
+    settings: Settings, tmp_path: Path, models: str = MODELS, table_store: str = "memory://"
+) -> tuple[Settings, str, harness.Process]:
+    """Topics, a bootstrapped churn champion on the registry, a started worker whose
+    data directory is in ``tmp_path``: (settings, champion version, worker process).
+    Stop the process when done."""
     models_file = tmp_path / "models.toml"
-    models_file.write_text(MODELS)
-    s = settings.model_copy(update={"models_file": models_file, "monitor_interval_s": 1.0})
+    models_file.write_text(models)
+    s = settings.model_copy(update={
+        "models_file": models_file, "monitor_interval_s": 1.0, "table_store": table_store,
+        "data_dir": tmp_path / "worker-data",
+    })  # fmt: skip
     admin.apply(s)
     config = ModelsConfig.load(models_file)["churn"]
     rng = random.Random(7)

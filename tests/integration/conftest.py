@@ -19,10 +19,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-def pipeline(settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, str, harness.Process]]:
+def pipeline(
+    request: pytest.FixtureRequest, settings: Settings, tmp_path: Path
+) -> Iterator[tuple[Settings, str, harness.Process]]:
     """A running worker with a bootstrapped churn champion (tests/integration/churn.py):
-    (settings, champion version, worker process)."""
-    s, champion, proc = start_pipeline(settings, tmp_path)
+    (settings, champion version, worker process). Parametrize it indirectly with a
+    table store (``"rocksdb://"``) to run the worker on it; memory:// otherwise."""
+    store = getattr(request, "param", "memory://")
+    s, champion, proc = start_pipeline(settings, tmp_path, table_store=store)
     try:
         yield s, champion, proc
     finally:

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from driftline.core.codec import default_codec
 from driftline.core.headers import build as build_headers
@@ -68,6 +68,20 @@ def collect(
     finally:
         c.close()
     return got
+
+
+def offsets(settings: Settings, topic: str, group: str | None = None) -> dict[int, int]:
+    """Per partition of ``topic`` (a full name): its end offset, or with ``group`` that
+    group's committed offset (-1001 when it has none)."""
+    c = Consumer(consumer_config(settings, "test", group or f"offsets-{uuid.uuid4().hex[:8]}"))
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if group is not None:
+            return {tp.partition: tp.offset for tp in c.committed(tps, timeout=10)}
+        return {tp.partition: c.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
+    finally:
+        c.close()
 
 
 class Background:

@@ -1,16 +1,25 @@
 """The worker end to end through the real broker: features and delayed labels in,
-predictions, outcomes and dead letters out, with exact counts."""
+predictions, outcomes and dead letters out, with exact counts; the join's state on
+either table store, and across a worker restart."""
 
 from __future__ import annotations
 
 import math
 import random
 import time
+from pathlib import Path
 
+import pytest
+from rocksdict import Options, Rdict
+
+from driftline.core.codec import default_codec
 from tests.integration import harness
-from tests.integration.churn import example, feature_event, label
+from tests.integration.churn import MODELS, example, feature_event, label, start_pipeline
+
+STORES = ["memory://", "rocksdb://"]
 
 
+@pytest.mark.parametrize("pipeline", STORES, indirect=True)
 def test_features_then_labels_give_exact_predictions_and_outcomes(pipeline) -> None:
     s, champion, proc = pipeline
     rng = random.Random(11)
@@ -75,8 +84,6 @@ BAD = [
 
 
 def test_every_bad_event_is_dead_lettered_with_its_reason(pipeline) -> None:
-    from driftline.core.codec import default_codec
-
     s, _, proc = pipeline
     codec = default_codec()
     good = [example(random.Random(3), i) for i in range(20)]
@@ -133,3 +140,73 @@ def test_induced_drift_raises_an_alert_and_exactly_one_retrain_trigger(pipeline)
 
     snaps = harness.collect(s, "metrics", lambda got: len(got) > 0, timeout=10)
     assert any(m["version"] == champion and "accuracy" in m["metrics"] for m in snaps)
+
+
+def rocksdb_tables(data_dir: Path) -> dict[int, tuple[int, int | None]]:
+    """Per partition of the join table's RocksDB files under ``data_dir``: (keys held,
+    the changelog offset it persisted). Read while no worker runs."""
+    found = {}
+    for path in data_dir.rglob("join-*.db"):
+        db = Rdict(str(path), options=Options(raw_mode=True))
+        try:
+            offset = db.get(b"__faust\x00offset__")
+            keys = sum(1 for k, _ in db.items() if k != b"__faust\x00offset__")
+        finally:
+            db.close()
+        partition = int(path.name.removeprefix("join-").removesuffix(".db"))
+        found[partition] = (keys, None if offset is None else int(offset))
+    return found
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_join_state_survives_a_worker_restart(settings, tmp_path, store) -> None:
+    """Predictions joined by one worker, labels by the next: one outcome per event.
+
+    The first worker commits every prediction it read before it stops, so the second
+    can only join from the state it recovered (memory://: the changelog; rocksdb://:
+    its files on disk plus the changelog after their persisted offset)."""
+    models = MODELS.replace("join_ttl_ms = 8000", "join_ttl_ms = 300000")  # outlives a restart
+    s, _, first = start_pipeline(settings, tmp_path, models=models, table_store=store)
+    app_id = f"{s.topic_prefix}worker".replace(".", "-")
+    changelog = f"{app_id}-join-changelog"
+    events = [example(random.Random(17), i) for i in range(300)]
+    ids = {e["event_id"] for e in events}
+    args = first.args.copy()  # the same worker (app id, group), on a fresh port and log
+    args[args.index("--web-port") + 1] = str(harness.free_port())
+    second = harness.Process(s, args, tmp_path / "worker-2.log", first.ready)
+    try:
+        harness.produce(s, "features", harness.encoded(
+            "io.driftline.FeatureEvent", map(feature_event, events)))  # fmt: skip
+        preds = harness.collect(s, "predictions", lambda got: len(got) >= len(events))
+        assert len(preds) == len(events), first.tail()
+        predictions = s.topic("predictions")
+
+        def held() -> bool:  # one changelog entry per event
+            return sum(harness.offsets(s, changelog).values()) >= len(events)
+
+        def committed() -> bool:  # the join read every prediction
+            return harness.offsets(s, predictions, group=app_id) == harness.offsets(s, predictions)
+
+        deadline = time.monotonic() + 60
+        while not (held() and committed()):
+            assert time.monotonic() < deadline, first.tail()
+            time.sleep(0.5)
+        first.stop()
+        assert committed()
+        if store == "rocksdb://":  # the state is on disk, up to the changelog's last record
+            tables = rocksdb_tables(s.data_dir)
+            assert sum(keys for keys, _ in tables.values()) == len(events)
+            last = {p: end - 1 for p, end in harness.offsets(s, changelog).items()}
+            assert {p: offset for p, (_, offset) in tables.items()} == last
+
+        second.start()
+        harness.produce(s, "labels", harness.encoded("io.driftline.Label", map(label, events)))
+        outcomes = harness.collect(s, "outcomes", lambda got: len(got) >= len(events))
+        time.sleep(2)  # a duplicate outcome would show up now
+        outcomes = harness.collect(s, "outcomes", lambda got: len(got) > len(events), timeout=3)
+        assert sorted(o["event_id"] for o in outcomes) == sorted(ids), second.tail()
+        dead = harness.collect(s, "deadletter", lambda got: False, timeout=3)
+        assert dead == [], [(d["reason"], d["stage"]) for d in dead]
+    finally:
+        second.stop()
+        first.stop()
