@@ -159,16 +159,29 @@ class JoinAgent:
                 msg.topic, partition, msg.offset, key,
                 int(msg.timestamp * 1000), header_list(msg.headers),
             )  # fmt: skip
-            stored = state.get(partition, key) if key else None
-            step = joiner.on_message(origin, msg.value, stored, now)
+            try:
+                stored = state.get(partition, key) if key else None
+                step = joiner.on_message(origin, msg.value, stored, now)
+            except Exception as exc:  # Faust would ack and drop it: dead-letter it instead
+                log.exception("join: unexpected error at %s:%s", msg.topic, msg.offset)
+                step = joiner.internal_error(origin, msg.value, repr(exc), now)
             change = state.apply(partition, key, step) if key else None
             await self.publish(step, kinds, change)
             steps.append(step)
-        if self.observe is not None:
-            await self.observe(steps, now)
+        await self._observe(steps, now)
         m.EVENTS_IN.labels("join").inc(len(events))
         m.add_tally(m.JOIN_RESULTS, kinds)
         m.BATCH_SECONDS.labels("join").observe(time.perf_counter() - t0)
+
+    async def _observe(self, steps: list[Step], now: int) -> None:
+        """Feed the monitor; a monitor failure is logged and counted, never blocks the join."""
+        if self.observe is None:
+            return
+        try:
+            await self.observe(steps, now)
+        except Exception:
+            log.exception("join: the monitor failed on a batch of %d steps", len(steps))
+            m.MONITOR_ERRORS.inc(len(steps))
 
     async def sweep(self) -> None:
         """Expire every due entry of the owned partitions."""
@@ -184,8 +197,7 @@ class JoinAgent:
             origin = Origin(self.predictions, partition, -1, key, None, [])
             step = self.joiner.on_expire(origin, stored, now)
             await self.publish(step, kinds, state.apply(partition, key, step))
-            if self.observe is not None:
-                await self.observe([step], now)
+            await self._observe([step], now)
         m.add_tally(m.JOIN_RESULTS, kinds)
         m.JOIN_PENDING.set(state.pending())
 

@@ -73,6 +73,10 @@ ARTIFACTS_REJECTED = Counter(
     "Model versions refused because their digest or signature did not match.",
     ["model", "reason"],
 )
+MONITOR_ERRORS = Counter(
+    "driftline_monitor_errors_total",
+    "Join steps the monitor failed on (logged; the join went on).",
+)
 CONSUMER_LAG = Gauge(
     "driftline_consumer_lag", "Messages behind the end of a topic, by stage.", ["stage"]
 )

@@ -3,7 +3,7 @@ rules (:mod:`driftline.core.join`) and say what to publish and store. Pure; the 
 agent (``driftline.streams.join``) only moves bytes.
 
 Every message ends in exactly one place: a stored entry, an Outcome, or a dead letter
-with stage ``join`` and a reason (undecodable, wrong_record, key_mismatch,
+with stage ``join`` and a reason (undecodable, too_large, wrong_record, key_mismatch,
 unknown_model, type_mismatch, duplicate_label, duplicate_prediction, late_label,
 late_prediction, expired_prediction, orphan_label, model_mismatch). A prediction and a
 label of different models do not join: the one that arrives second is dead-lettered as
@@ -20,7 +20,13 @@ from typing import Any
 from driftline.core import join as rules
 from driftline.core.codec import Codec
 from driftline.core.deadletter import Origin, dead_letter
-from driftline.core.envelope import check_envelope, check_label
+from driftline.core.envelope import (
+    MAX_LABEL_BYTES,
+    MAX_PREDICTION_BYTES,
+    check_envelope,
+    check_label,
+    check_size,
+)
 from driftline.core.errors import CodecError, DriftlineError, ValidationError
 from driftline.core.headers import build as record_headers
 
@@ -85,6 +91,10 @@ class Joiner:
             record = decoded.value
             if decoded.name not in (PREDICTION, LABEL):
                 raise CodecError(f"expected a Prediction or Label, got {decoded.name}")
+            if decoded.name == LABEL:
+                check_size(raw or b"", MAX_LABEL_BYTES, "a Label")
+            else:
+                check_size(raw or b"", MAX_PREDICTION_BYTES, "a Prediction")
             check_envelope(record, origin.key, lambda m: self.task_of(m) is not None)
             model = record["model"]
             task = self.task_of(model) or "classification"
@@ -106,6 +116,11 @@ class Joiner:
         ):
             step.prediction = record
         return step
+
+    def internal_error(self, origin: Origin, raw: bytes | None, detail: str, now_ms: int) -> Step:
+        """A dead letter for a message whose handling failed unexpectedly (a bug): Faust
+        acknowledges events whose handler raised, so the agent turns them into this."""
+        return self._dead(origin, raw, "internal_error", detail, None, now_ms)
 
     def on_expire(self, origin: Origin, stored: bytes, now_ms: int) -> Step:
         """Apply the deadline to a stored entry (``origin`` names its key and partition)."""

@@ -304,3 +304,30 @@ def test_the_worker_monitor_sees_the_prediction_and_the_outcome(
         assert len(on(sent, "t.outcomes")) == 1
 
     run("memory://", tmp_path, scenario, monitors)
+
+
+def test_an_unexpected_error_is_dead_lettered_not_dropped(tmp_path: Path, sent: list[Sent]) -> None:
+    """Faust acks an event whose handler raised: the agent must turn a bug into a dead
+    letter (internal_error, with the raw bytes) and go on with the next message."""
+
+    async def scenario(rig: Rig, agent: Any) -> None:
+        real = rig.join.joiner.on_message
+        calls = 0
+
+        def flaky(*args: Any) -> Step:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RuntimeError("a bug")
+            return real(*args)
+
+        rig.join.joiner.on_message = flaky  # type: ignore[method-assign]
+        await rig.put(agent, P, L)
+        (dead,) = on(sent, "t.deadletter")
+        d = decoded(dead, DEAD_LETTER)
+        assert (d["reason"], d["stage"], d["raw"]) == ("internal_error", "join", P)
+        assert "a bug" in d["detail"]
+        held = rig.entry()  # the label that followed was handled normally
+        assert held is not None and held.state is JoinState.WAITING_FOR_PREDICTION
+
+    run("memory://", tmp_path, scenario)
