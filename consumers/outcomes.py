@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ from driftline.consumers.kafka_io import Offsets, consume_to_end, reader
 from driftline.core.codec import default_codec
 from driftline.core.errors import CodecError
 from driftline.settings import Settings
+
+log = logging.getLogger("driftline.outcomes")
 
 
 @dataclass
@@ -89,8 +92,12 @@ class OutcomeReader:
         """
         t0 = time.monotonic()
         parts = self.offsets.partitions(self.topic)
-        ends = {p: off for (_, p), off in self.offsets.query(
-            [(self.topic, p) for p in parts], "latest").items()}  # fmt: skip
+        ends = {
+            p: off
+            for (_, p), off in self.offsets.query(
+                [(self.topic, p) for p in parts], "latest"
+            ).items()
+        }
         base = self._starts(parts, start_ms)
         lookback = last_n if last_n is not None and start_ms is None else None
         while True:
@@ -110,6 +117,16 @@ class OutcomeReader:
         got.rows = _newest(in_window, last_n)
         got.ranges = list(_ranges(self.topic, got.rows))
         got.seconds = time.monotonic() - t0
+        if not got.rows:
+            log.warning(
+                "%s: no outcomes of %s in %s: read %d messages, starts %s, ends %s",
+                self.topic,
+                model,
+                (start_ms, end_ms, last_n),
+                got.messages,
+                starts,
+                ends,
+            )
         return got
 
     def close(self) -> None:
@@ -128,5 +145,9 @@ def _ranges(topic: str, rows: Iterable[Mapping[str, Any]]) -> Iterator[dict[str,
         b = bounds.setdefault(r["partition"], [r["offset"], r["offset"]])
         b[0], b[1] = min(b[0], r["offset"]), max(b[1], r["offset"])
     for p in sorted(bounds):
-        yield {"topic": topic, "partition": p, "start_offset": bounds[p][0],
-               "end_offset": bounds[p][1] + 1}  # fmt: skip
+        yield {
+            "topic": topic,
+            "partition": p,
+            "start_offset": bounds[p][0],
+            "end_offset": bounds[p][1] + 1,
+        }

@@ -151,8 +151,10 @@ class RegistryFollower:
         for model in self.registry.models():
             previous = self.served.get(model, (None, None))
             champion = self._load(self.registry.champion(model))
-            if champion is None and self.registry.champion(model) is not None:
-                champion = previous[0]  # a refused champion: keep serving the last good one
+            if champion is None:
+                # a refused artifact, or the moment between "old champion archived" and
+                # "new champion" when they arrive apart: keep serving the last good one
+                champion = previous[0]
             challenger = self._load(self.registry.challenger(model))
             served[model] = (champion, challenger)
             for stage, s in (("champion", champion), ("challenger", challenger)):

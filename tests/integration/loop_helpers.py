@@ -19,7 +19,10 @@ from driftline.kafka import admin
 from driftline.kafka.clients import consumer_config, producer_config
 from driftline.settings import Settings
 
-T0 = 1_700_000_000_000
+T0 = (int(time.time()) - 86_400) * 1_000
+"""Event times start a day ago: outcomes carry their label time as Kafka timestamp, and a
+timestamp older than the topic's retention (4 weeks) gets the record deleted at the
+broker's next retention check, under the test's feet."""
 FAST_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from driftline.consumers.kafka_io import Publisher
+from driftline.consumers.outcomes import OutcomeReader
 from driftline.consumers.registry_io import read_registry
 from driftline.core.errors import ArtifactError
 from driftline.core.models import load_version
@@ -168,3 +169,21 @@ def test_tampered_champion_is_refused_and_alerted(s: Settings, group_id: str) ->
     assert outcome.status == "champion"
     assert [a["kind"] for a in read_topic(s, "alerts", "Alert")] == ["artifact_rejected"]
     assert "could not be loaded" in read_registry(s).champion("churn")["gate"]["summary"]
+
+
+def test_last_n_reads_back_past_other_models(s: Settings) -> None:
+    churn = produce_outcomes(s, 200, seed=1)
+    produce_outcomes(s, 900, seed=2, start=200, model="other")  # newer, on top of churn's
+    reader = OutcomeReader(s)
+    try:
+        got = reader.read("churn", last_n=150)
+    finally:
+        reader.close()
+    newest = sorted(churn, key=lambda d: d[0]["event_time_ms"])[-150:]
+    assert [r["event_id"] for r in got.rows] == [d[0]["event_id"] for d in newest]
+    assert got.messages == 1_100  # widened the look-back to the beginning
+    offsets = {(p, off) for _, p, off in newest}
+    assert {(r["partition"], r["offset"]) for r in got.rows} == offsets
+    for r in got.ranges:
+        mine = [off for p, off in offsets if p == r["partition"]]
+        assert (r["start_offset"], r["end_offset"]) == (min(mine), max(mine) + 1)

@@ -83,5 +83,20 @@ def _command_exists(words: list[str]) -> bool:
     return True
 
 
-def test_topics_command_exists(compose: dict) -> None:
-    assert _command_exists(compose["services"]["topics"]["command"])
+def test_every_driftline_command_and_option_exists(compose: dict) -> None:
+    from click.testing import CliRunner
+
+    driftline = [
+        n for n, svc in compose["services"].items() if svc.get("image") == "driftline:local"
+    ]
+    assert {"topics", "worker", "trainer", "projector"} <= set(driftline)
+    for name in driftline:
+        words = compose["services"][name]["command"]
+        assert _command_exists(words), f"{name}: driftline {' '.join(words)} does not exist"
+        first_option = next((i for i, w in enumerate(words) if w.startswith("-")), len(words))
+        sub = words[:first_option]
+        options = [w for w in words if w.startswith("--")]
+        if options:  # the options are the command's own (its --help lists them)
+            out = CliRunner().invoke(cli, [*sub, "--help"]).output
+            for opt in options:
+                assert opt in out, f"{name}: {opt} is no option of driftline {sub}"
