@@ -40,9 +40,10 @@ def run(action: str, *args: str, capture: bool = False) -> str:
     return proc.stdout.strip() if capture and proc.stdout else ""
 
 
-def up(port: str | None = None, directory: Path | None = None) -> str:
-    """Start (or find running) the local broker; returns its bootstrap address."""
-    args: list[str] = []
+def up(port: str | None = None, directory: Path | None = None, security: bool = False) -> str:
+    """Start (or find running) the local broker; returns its bootstrap address. With
+    ``security``, SASL_SSL with SCRAM users and ACLs (docs/broker.md, Security)."""
+    args: list[str] = ["--security"] if security else []
     if port is not None:
         args += ["--port", port]
     if directory is not None:

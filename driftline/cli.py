@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from driftline import __version__
+from driftline.cli_acls import acls_cmd
 from driftline.cli_models import register as register_training_commands
 from driftline.cli_ops import register as register_ops_commands
 from driftline.cli_schemas import schemas_cmd
@@ -53,11 +54,16 @@ def broker() -> None:
     default=None,
     help="Data and state directory (default .cache/broker).",
 )
-def broker_up(port: str | None, directory: Path | None) -> None:
+@click.option(
+    "--security",
+    is_flag=True,
+    help="SASL_SSL (SCRAM-SHA-512, TLS) with ACLs; CA and passwords under the directory.",
+)
+def broker_up(port: str | None, directory: Path | None, security: bool) -> None:
     """Fetch the jars if needed, start the broker and wait until it serves requests."""
     from driftline import broker as b
 
-    click.echo(b.up(port, directory))
+    click.echo(b.up(port, directory, security))
 
 
 @broker.command("down")
@@ -254,6 +260,7 @@ def demo_cmd(stream: str, events: int, drift_every: int, warmup: int, label_dela
 register_training_commands(cli)
 cli.add_command(schemas_cmd)
 register_ops_commands(cli)  # tail, produce, status (driftline/cli_ops.py)
+cli.add_command(acls_cmd)  # ACLs of the principals of a secured cluster (driftline/cli_acls.py)
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent system set-up for Driftline on a Debian machine: makes sure Java (>= 17),
-# Maven, python3, kcat, Prometheus (prometheus, promtool) and Chromium are there,
+# Maven, python3, kcat, openssl, Prometheus (prometheus, promtool) and Chromium are there,
 # installing Debian's packages only when something is missing. A fast no-op when
 # everything is present.
 set -euo pipefail
@@ -9,11 +9,12 @@ usage() {
   cat <<'EOF'
 usage: infra/bootstrap.sh [--quiet] [--help]
 
-Checks for java (>= 17), mvn, python3, kcat, prometheus, promtool and chromium; if
-any is missing, runs `apt-get update` once and `apt-get install -y
-openjdk-17-jdk-headless maven python3 kcat prometheus chromium` (only the missing
-ones), as root or through sudo. The tests use prometheus and promtool (a real scrape,
-config and rule checks) and chromium (the status page, headless). Prints (to stderr)
+Checks for java (>= 17), mvn, python3, kcat, openssl, prometheus, promtool and
+chromium; if any is missing, runs `apt-get update` once and `apt-get install -y
+openjdk-17-jdk-headless maven python3 kcat openssl prometheus chromium` (only the
+missing ones), as root or through sudo. The tests use prometheus and promtool (a real
+scrape, config and rule checks), chromium (the status page, headless) and openssl
+(certificates of the secured broker, infra/kafka/certs.sh). Prints (to stderr)
 what it found and what it did; with --quiet, only what it did.
 EOF
 }
@@ -65,6 +66,12 @@ else
   log "kcat missing"
   missing+=(kcat)
 fi
+if command -v openssl >/dev/null 2>&1; then
+  info "openssl: ok"
+else
+  log "openssl missing"
+  missing+=(openssl)
+fi
 if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then
   info "prometheus, promtool: ok"
 else
@@ -103,7 +110,7 @@ if ((jm < 17)); then
   log "java on PATH is still ${jm/#0/missing} after the install: select Java 17 with update-alternatives --config java"
   exit 1
 fi
-for c in mvn python3 kcat prometheus promtool chromium; do
+for c in mvn python3 kcat openssl prometheus promtool chromium; do
   command -v "$c" >/dev/null 2>&1 || { log "$c is still not on PATH after the install"; exit 1; }
 done
 log "installed: ${missing[*]}"

@@ -19,6 +19,14 @@ usage: infra/kafka/broker.sh up|down|status|logs [options]
 options:
   --port N|auto   broker port (env DRIFTLINE_BROKER_PORT). Default: the port DIR
                   used last, else 9092. auto or 0 picks a free port.
+  --security[=sasl_ssl|plaintext]
+                  up: the broker port speaks SASL_SSL (SCRAM-SHA-512 over TLS) with
+                  ACL authorization (env DRIFTLINE_BROKER_SECURITY). certs.sh makes
+                  DIR/tls (CA: DIR/tls/ca.pem); users admin (super user), scorer,
+                  trainer and app get random passwords in DIR/secrets/USER.password
+                  (0600), DIR/secrets/admin.properties is a Kafka tool client config
+                  (--command-config). A DIR keeps the mode it was formatted with;
+                  default: that mode, else plaintext. See docs/broker.md, Security.
   --dir DIR       broker directory: config, data, pid, port, log
                   (env DRIFTLINE_BROKER_DIR, default <repo>/.cache/broker)
   --timeout SECS  up: how long to wait for the broker (env DRIFTLINE_BROKER_TIMEOUT, 90)
@@ -42,6 +50,7 @@ case "$cmd" in
 esac
 
 opt_port=${DRIFTLINE_BROKER_PORT:-}
+opt_security=${DRIFTLINE_BROKER_SECURITY:-}
 dir=$BROKER_DIR_DEFAULT
 timeout=${DRIFTLINE_BROKER_TIMEOUT:-90}
 stop_timeout=${DRIFTLINE_BROKER_STOP_TIMEOUT:-30}
@@ -52,6 +61,8 @@ while (($#)); do
   case "$1" in
     --port) opt_port=${2:?--port needs a value}; shift ;;
     --port=*) opt_port=${1#*=} ;;
+    --security) opt_security=sasl_ssl ;;
+    --security=*) opt_security=${1#*=} ;;
     --dir) dir=${2:?--dir needs a value}; shift ;;
     --dir=*) dir=${1#*=} ;;
     --timeout) timeout=${2:?--timeout needs a value}; shift ;;
@@ -66,6 +77,9 @@ while (($#)); do
 done
 [[ -z $opt_port || $opt_port == auto || $opt_port =~ ^[0-9]+$ ]] || die "bad port: $opt_port"
 [[ $timeout =~ ^[0-9]+$ ]] || die "bad timeout: $timeout"
+opt_security=${opt_security,,}
+[[ -z $opt_security || $opt_security == sasl_ssl || $opt_security == plaintext ]] ||
+  die "bad security mode: $opt_security (sasl_ssl or plaintext)"
 
 dir=$(realpath -m -- "$dir")
 pid_file=$dir/broker.pid
@@ -75,6 +89,13 @@ log_file=$dir/broker.log
 config=$dir/server.properties
 marker=$dir/.driftline-broker
 probe=(python3 "$KAFKA_INFRA_DIR/kprobe.py")
+# Secured broker (up --security): its mode, INTERNAL port, certificates, secrets.
+security_file=$dir/security
+iport_file=$dir/internal.port
+tls_dir=$dir/tls
+secrets_dir=$dir/secrets
+scram_users="admin scorer trainer app"
+security=plaintext
 
 read_file() { [[ -f $1 ]] && cat "$1"; }
 
@@ -118,6 +139,59 @@ choose_port() {
   printf '%s\n' "$want"
 }
 
+# The mode DIR runs in: --security/env if given (refused if DIR was formatted in
+# the other mode), else the recorded one, else plaintext. Sets $security.
+resolve_security() {
+  local recorded
+  recorded=$(read_file "$security_file") || recorded=plaintext
+  security=${opt_security:-$recorded}
+  if [[ $security != "$recorded" ]]; then
+    [[ -f $dir/data/meta.properties ]] &&
+      die "$dir holds a $recorded broker; use another --dir, or down --purge it first"
+    if [[ $security == plaintext ]]; then rm -f "$security_file"; fi
+  fi
+  if [[ $security == sasl_ssl ]]; then printf '%s\n' "$security" >"$security_file"; fi
+}
+
+# Readiness probe (kprobe.py probe|wait PORT [PID SECS]): a plain broker answers on
+# its port; a secured one on its INTERNAL port, over TLS with the broker certificate.
+kprobe_ready() {
+  local action=$1 port=$2
+  shift 2
+  if [[ $security == sasl_ssl ]]; then
+    port=$(read_file "$iport_file") || return 1
+    "${probe[@]}" "$action" "$port" "$@" "$tls_dir"
+  else
+    "${probe[@]}" "$action" "$port" "$@"
+  fi
+}
+
+# Certificates (certs.sh, idempotent), one random password per SCRAM user
+# (kept once made: the users are created with them when the storage is formatted)
+# and the admin client config of Kafka's tools. Secrets are never printed.
+prepare_security() {
+  local u f
+  "$KAFKA_INFRA_DIR/certs.sh" "$tls_dir" >/dev/null || die "certs.sh failed"
+  (umask 077 && mkdir -p "$secrets_dir")
+  chmod 700 "$secrets_dir"
+  for u in $scram_users; do
+    f=$secrets_dir/$u.password
+    [[ -s $f ]] && continue
+    [[ -f $dir/data/meta.properties ]] &&
+      die "$f is missing, but the storage already holds user $u; down --purge $dir to start over"
+    (umask 077 && openssl rand -hex 24 >"$f") || die "could not write $f"
+  done
+  (
+    umask 077
+    printf '%s\n' \
+      "# Kafka tool client config of $dir (kafka-tool.sh TOOL --command-config THIS)" \
+      security.protocol=SASL_SSL sasl.mechanism=SCRAM-SHA-512 \
+      "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"admin\" password=\"$(<"$secrets_dir/admin.password")\";" \
+      ssl.truststore.type=PEM "ssl.truststore.location=$tls_dir/ca.pem" \
+      >"$secrets_dir/admin.properties"
+  )
+}
+
 choose_controller_port() {
   local port=$1 c
   c=$(read_file "$cport_file") || true
@@ -130,17 +204,37 @@ choose_controller_port() {
   done
 }
 
+# A free port for the INTERNAL listener of a secured broker: DIR's last one if free.
+choose_internal_port() {
+  local port=$1 cport=$2 c
+  c=$(read_file "$iport_file") || true
+  if [[ -n $c && $c != "$port" && $c != "$cport" ]] && "${probe[@]}" port-free "$c"; then
+    printf '%s\n' "$c"
+    return
+  fi
+  for c in $("${probe[@]}" free-port 3); do
+    [[ $c != "$port" && $c != "$cport" ]] && { printf '%s\n' "$c"; return; }
+  done
+}
+
 write_config() {
-  local port=$1 cport=$2 text
+  local port=$1 cport=$2 iport=${3:-} text
   text=$(<"$KAFKA_INFRA_DIR/server.properties")
+  if [[ $security == sasl_ssl ]]; then
+    # The plain listener lines give way to those of server-security.properties.
+    text=$(grep -Ev '^(listeners|advertised\.listeners|inter\.broker\.listener\.name|listener\.security\.protocol\.map)=' <<<"$text")
+    text+=$'\n'$(<"$KAFKA_INFRA_DIR/server-security.properties")
+  fi
   text=${text//@PORT@/"$port"}
   text=${text//@CONTROLLER_PORT@/"$cport"}
+  text=${text//@INTERNAL_PORT@/"$iport"}
+  text=${text//@TLS_DIR@/"$tls_dir"}
   text=${text//@DATA_DIR@/"$dir/data"}
   printf '%s\n' "$text" >"$config"
 }
 
 format_storage() {
-  local libs=$1 cid main
+  local libs=$1 cid main u args=()
   [[ -f $dir/data/meta.properties ]] && return 0
   cid=$(read_file "$dir/cluster.id") || {
     cid=$("${probe[@]}" cluster-id)
@@ -148,11 +242,26 @@ format_storage() {
   }
   main=$(kafka_main_class kafka.tools.StorageTool org.apache.kafka.tools.StorageTool) ||
     die "no StorageTool in $libs"
-  log "formatting $dir/data (cluster id $cid)"
+  if [[ $security == sasl_ssl ]]; then
+    # The SCRAM users go into the metadata at format time (KIP-900). Their
+    # passwords reach the tool through an @file (one argument per line, 0600),
+    # never through its command line.
+    (
+      umask 077
+      for u in $scram_users; do
+        printf -- '--add-scram\nSCRAM-SHA-512=[name=%s,password=%s]\n' "$u" "$(<"$secrets_dir/$u.password")"
+      done >"$secrets_dir/format.args"
+    )
+    args=("@$secrets_dir/format.args")
+  fi
+  log "formatting $dir/data (cluster id $cid${args[*]:+, SCRAM-SHA-512 users: $scram_users})"
   # shellcheck disable=SC2046  # one option per line
   java -Xmx256m $(kafka_log_opts tools-) -cp "$libs/*" "$main" \
-    format --ignore-formatted -t "$cid" -c "$config" >&2 ||
+    format --ignore-formatted -t "$cid" -c "$config" "${args[@]}" >&2 || {
+    rm -f "$secrets_dir/format.args"
     die "formatting the storage failed"
+  }
+  rm -f "$secrets_dir/format.args"
 }
 
 launch() {
@@ -187,17 +296,18 @@ fail_start() {
 }
 
 cmd_up() {
-  local libs pid port cport rc attempt start mark
+  local libs pid port cport iport='' rc attempt start mark
   libs=$("$KAFKA_INFRA_DIR/fetch.sh")
   mkdir -p "$dir"
   touch "$marker"
   lock_dir
+  resolve_security
 
   if pid=$(running_pid); then
     port=$(read_file "$port_file") || die "$dir has no port file"
-    if ! "${probe[@]}" probe "$port"; then
+    if ! kprobe_ready probe "$port"; then
       log "broker pid $pid in $dir is not answering yet; waiting up to ${timeout}s"
-      "${probe[@]}" wait "$port" "$pid" "$timeout" || die "broker pid $pid on port $port does not answer"
+      kprobe_ready wait "$port" "$pid" "$timeout" || die "broker pid $pid on port $port does not answer"
     fi
     log "already running (pid $pid, Kafka $(read_file "$dir/version" || echo '?'))"
     printf '127.0.0.1:%s\n' "$port"
@@ -207,7 +317,12 @@ cmd_up() {
   for attempt in 1 2 3; do
     port=$(choose_port)
     cport=$(choose_controller_port "$port")
-    write_config "$port" "$cport"
+    if [[ $security == sasl_ssl ]]; then
+      iport=$(choose_internal_port "$port" "$cport")
+      printf '%s\n' "$iport" >"$iport_file"
+      prepare_security
+    fi
+    write_config "$port" "$cport" "$iport"
     printf '%s\n' "$port" >"$port_file"
     printf '%s\n' "$cport" >"$cport_file"
     printf '%s\n' "$KAFKA_VERSION" >"$dir/version"
@@ -215,11 +330,15 @@ cmd_up() {
 
     mark=$(($(wc -l 2>/dev/null <"$log_file" || echo 0) + 1))
     start=${EPOCHREALTIME/./}
-    log "starting Kafka $KAFKA_VERSION on 127.0.0.1:$port (controller $cport), dir $dir"
+    if [[ $security == sasl_ssl ]]; then
+      log "starting Kafka $KAFKA_VERSION on 127.0.0.1:$port (SASL_SSL, SCRAM-SHA-512; internal $iport, controller $cport), dir $dir"
+    else
+      log "starting Kafka $KAFKA_VERSION on 127.0.0.1:$port (controller $cport), dir $dir"
+    fi
     launch "$libs"
     pid=$(<"$pid_file")
     rc=0
-    "${probe[@]}" wait "$port" "$pid" "$timeout" || rc=$?
+    kprobe_ready wait "$port" "$pid" "$timeout" || rc=$?
     if ((rc == 0)); then
       log "ready in $(elapsed "$start") s (pid $pid)"
       printf '127.0.0.1:%s\n' "$port"
@@ -229,7 +348,7 @@ cmd_up() {
     if ((rc == 2 && attempt < 3)) && [[ -z $opt_port || $opt_port == auto || $opt_port == 0 ]] &&
       tail -n +"$mark" "$log_file" | grep -q 'Address already in use'; then
       log "port $port or $cport was taken meanwhile; retrying with other ports"
-      rm -f "$port_file" "$cport_file" "$pid_file"
+      rm -f "$port_file" "$cport_file" "$iport_file" "$pid_file"
       opt_port=auto
       continue
     fi
@@ -270,7 +389,7 @@ cmd_down() {
 
 # Delete DIR, but only if it holds nothing that broker.sh did not put there.
 purge_dir() {
-  local e name ours=" .driftline-broker .lock broker.pid broker.port controller.port cluster.id version server.properties broker.log data "
+  local e name ours=" .driftline-broker .lock broker.pid broker.port controller.port cluster.id version server.properties broker.log data security internal.port tls secrets "
   for e in "$dir"/* "$dir"/.[!.]*; do
     [[ -e $e ]] || continue
     name=${e##*/}
@@ -283,8 +402,9 @@ purge_dir() {
 cmd_status() {
   local pid port state=stopped rc=3
   port=$(read_file "$port_file") || port=
+  security=$(read_file "$security_file") || security=plaintext
   if pid=$(running_pid); then
-    if [[ -n $port ]] && "${probe[@]}" probe "$port"; then
+    if [[ -n $port ]] && kprobe_ready probe "$port"; then
       state=running
       rc=0
     else
@@ -295,6 +415,9 @@ cmd_status() {
   fi
   printf 'state: %s\npid: %s\nbootstrap: %s\nversion: %s\ndir: %s\n' \
     "$state" "${pid:--}" "${port:+127.0.0.1:$port}" "$(read_file "$dir/version" || true)" "$dir"
+  if [[ $security == sasl_ssl ]]; then
+    printf 'security: SASL_SSL (SCRAM-SHA-512), CA %s, secrets %s\n' "$tls_dir/ca.pem" "$secrets_dir"
+  fi
   return "$rc"
 }
 

@@ -6,6 +6,7 @@
 #   DRIFTLINE_KAFKA_CACHE          jar cache (<repo>/.cache/kafka): <version>/libs
 #   DRIFTLINE_BROKER_DIR           broker directory (<repo>/.cache/broker)
 #   DRIFTLINE_BROKER_PORT          broker.sh: port or auto (DIR's last port, else 9092)
+#   DRIFTLINE_BROKER_SECURITY      broker.sh up: sasl_ssl or plaintext (DIR's mode, else plaintext)
 #   DRIFTLINE_BROKER_TIMEOUT       broker.sh up: seconds to wait for readiness (90)
 #   DRIFTLINE_BROKER_STOP_TIMEOUT  broker.sh down: seconds before SIGKILL (30)
 #   DRIFTLINE_BROKER_HEAP          broker JVM heap ("-Xmx1g -Xms256m")

@@ -90,6 +90,10 @@ if [[ $inject != - ]]; then
 fi
 if [[ $inject != - ]]; then
   port_file=$BROKER_DIR_DEFAULT/broker.port
+  if [[ -f $BROKER_DIR_DEFAULT/security && " $* " != *" --command-config "* ]]; then
+    printf 'kafka-tool: the broker in %s is secured (SASL_SSL); connect as admin with --command-config %s\n' \
+      "$BROKER_DIR_DEFAULT" "$BROKER_DIR_DEFAULT/secrets/admin.properties" >&2
+  fi
   if [[ -f $port_file ]]; then
     bs=127.0.0.1:$(<"$port_file")
     if [[ $inject == pre ]]; then

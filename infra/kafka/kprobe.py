@@ -4,8 +4,14 @@
   kprobe.py free-port [N]        print N (default 1) distinct free TCP ports on 127.0.0.1
   kprobe.py port-free PORT       exit 0 if PORT can be bound on 127.0.0.1, 1 if not
   kprobe.py cluster-id           print a random Kafka cluster id (base64url of 16 bytes)
-  kprobe.py probe PORT           exit 0 if the broker at 127.0.0.1:PORT answers a Metadata request
-  kprobe.py wait PORT PID SECS   wait until probe succeeds; exit 1 on timeout, 2 if PID died
+  kprobe.py probe PORT [TLSDIR]  exit 0 if the broker at 127.0.0.1:PORT answers a Metadata request
+  kprobe.py wait PORT PID SECS [TLSDIR]
+                                 wait until probe succeeds; exit 1 on timeout, 2 if PID died
+
+With TLSDIR (what certs.sh made: ca.pem, broker.pem, broker.key) the request goes
+over TLS, verifying the broker against ca.pem and presenting the broker's own
+certificate as the client certificate: that is how broker.sh probes the INTERNAL
+listener of a secured broker (up --security), where only that certificate gets in.
 
 The readiness probe speaks the Kafka protocol directly: one Metadata v4 request
 (all topics, no auto-creation), which Kafka 3.x and 4.x both serve (KIP-896
@@ -20,6 +26,7 @@ from __future__ import annotations
 import base64
 import os
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -71,17 +78,31 @@ def _recv_exact(s: socket.socket, n: int) -> bytes:
     return buf
 
 
-def metadata_brokers(port: int, timeout: float = 2.0) -> list[tuple[int, str, int]]:
+def tls_context(tls_dir: str) -> ssl.SSLContext:
+    """A client context that trusts TLSDIR/ca.pem and presents the broker's certificate."""
+    ctx = ssl.create_default_context(cafile=os.path.join(tls_dir, "ca.pem"))
+    ctx.load_cert_chain(os.path.join(tls_dir, "broker.pem"), os.path.join(tls_dir, "broker.key"))
+    return ctx
+
+
+def metadata_brokers(
+    port: int, timeout: float = 2.0, tls: ssl.SSLContext | None = None
+) -> list[tuple[int, str, int]]:
     """Send Metadata v4 to 127.0.0.1:port and return the (id, host, port) of its brokers."""
     client_id = b"driftline-probe"
     header = struct.pack(">hhih", 3, 4, 1, len(client_id)) + client_id
     body = struct.pack(">ib", -1, 0)  # topics: null (all), allow_auto_topic_creation: false
     req = header + body
-    with socket.create_connection((HOST, port), timeout=timeout) as s:
-        s.settimeout(timeout)
-        s.sendall(struct.pack(">i", len(req)) + req)
-        (size,) = struct.unpack(">i", _recv_exact(s, 4))
-        resp = _recv_exact(s, size)
+    with socket.create_connection((HOST, port), timeout=timeout) as raw:
+        raw.settimeout(timeout)
+        s = raw if tls is None else tls.wrap_socket(raw, server_hostname=HOST)
+        try:
+            s.sendall(struct.pack(">i", len(req)) + req)
+            (size,) = struct.unpack(">i", _recv_exact(s, 4))
+            resp = _recv_exact(s, size)
+        finally:
+            if s is not raw:
+                s.close()
     pos = 0
 
     def take(fmt: str) -> tuple:
@@ -112,9 +133,10 @@ def metadata_brokers(port: int, timeout: float = 2.0) -> list[tuple[int, str, in
     return brokers
 
 
-def probe(port: int) -> bool:
+def probe(port: int, tls: ssl.SSLContext | None = None) -> bool:
+    # ssl.SSLError is an OSError.
     try:
-        return any(p == port for _, _, p in metadata_brokers(port))
+        return any(p == port for _, _, p in metadata_brokers(port, tls=tls))
     except (OSError, ValueError, struct.error):
         return False
 
@@ -134,10 +156,10 @@ def alive(pid: int) -> bool:
         return True
 
 
-def wait(port: int, pid: int, secs: float) -> int:
+def wait(port: int, pid: int, secs: float, tls: ssl.SSLContext | None = None) -> int:
     deadline = time.monotonic() + secs
     while True:
-        if probe(port):
+        if probe(port, tls):
             return 0
         if not alive(pid):
             return 2
@@ -160,9 +182,11 @@ def main(argv: list[str]) -> int:
         print(cluster_id())
         return 0
     if cmd == "probe":
-        return 0 if probe(int(args[0])) else 1
+        tls = tls_context(args[1]) if len(args) > 1 else None
+        return 0 if probe(int(args[0]), tls) else 1
     if cmd == "wait":
-        return wait(int(args[0]), int(args[1]), float(args[2]))
+        tls = tls_context(args[3]) if len(args) > 3 else None
+        return wait(int(args[0]), int(args[1]), float(args[2]), tls)
     print(f"kprobe.py: unknown command {cmd!r}", file=sys.stderr)
     return 2
 
