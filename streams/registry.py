@@ -5,7 +5,10 @@ all of it), folds each ModelVersion into :class:`driftline.core.registry.Registr
 loads the champion and challenger of each model through
 :func:`driftline.core.models.load_version`, which checks the artifact's digest and
 HMAC signature before unpickling. A refused artifact is never served: it raises an
-``artifact_rejected`` alert and the previous version keeps serving. Lookups from the
+``artifact_rejected`` alert and the previous version keeps serving: the one this worker
+served, or, for a worker that starts with a refused champion on the registry, the
+latest earlier champion whose artifact it can verify
+(:meth:`~driftline.core.registry.Registry.previous_champions`). Lookups from the
 scorer read one dict that is replaced whole, so they need no lock.
 """
 
@@ -146,15 +149,30 @@ class RegistryFollower:
         self._cache[ident] = served
         return served
 
+    def _fallback(self, model: str) -> ServedModel | None:
+        """The first earlier champion of ``model`` whose artifact verifies, if any."""
+        for record in self.registry.previous_champions(model):
+            served = self._load(record)
+            if served is not None:
+                log.warning(
+                    "registry: champion of %s refused; serving the earlier champion %s",
+                    model, served.version,
+                )  # fmt: skip
+                return served
+        return None
+
     def _reload(self) -> None:
         served: dict[str, Served] = {}
         for model in self.registry.models():
             previous = self.served.get(model, (None, None))
-            champion = self._load(self.registry.champion(model))
+            record = self.registry.champion(model)
+            champion = self._load(record)
             if champion is None:
                 # a refused artifact, or the moment between "old champion archived" and
                 # "new champion" when they arrive apart: keep serving the last good one
                 champion = previous[0]
+            if champion is None and record is not None:  # refused, and nothing served yet
+                champion = self._fallback(model)
             challenger = self._load(self.registry.challenger(model))
             served[model] = (champion, challenger)
             for stage, s in (("champion", champion), ("challenger", challenger)):

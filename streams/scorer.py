@@ -105,7 +105,7 @@ class ScorerLoop:
         self.consumer.subscribe([self.features])
         try:
             while not stop.is_set():
-                msgs = self.consumer.consume(self.batch_size, self.poll_timeout_s)
+                msgs = self.next_batch()
                 if msgs:
                     self.process(msgs)
                 if time.monotonic() >= self._lag_due:
@@ -114,6 +114,19 @@ class ScorerLoop:
         finally:
             self.producer.flush(30)
             self.consumer.close()
+
+    def next_batch(self) -> list[Message]:
+        """Up to ``batch_size`` messages: what the consumer holds, at once; it waits (up to
+        ``poll_timeout_s``) only when it holds none. (``consume(n, timeout)`` waits for n
+        messages or the whole timeout, which added up to ``poll_timeout_s`` to the latency
+        of every event whenever fewer than n were arriving per timeout.)"""
+        msgs = self.consumer.consume(self.batch_size, 0)
+        if msgs:
+            return msgs
+        first = self.consumer.poll(self.poll_timeout_s)
+        if first is None:
+            return []
+        return [first, *self.consumer.consume(self.batch_size - 1, 0)]
 
     def export_lag(self) -> None:
         """Set ``lag`` and the ``driftline_consumer_lag{stage="score"}`` gauge: the cached
@@ -224,7 +237,7 @@ class ScorerLoop:
             self.producer.produce,
             self.deadletter,
             self.codec.encode(DEAD_LETTER, record),
-            msg.key(),
+            record["source_key"],  # the source key, cut if it is huge (core/deadletter.py)
             hdrs,
         )
 

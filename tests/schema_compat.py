@@ -17,7 +17,7 @@ Policy:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from importlib.resources import files
 from itertools import combinations
 from pathlib import Path
@@ -85,15 +85,22 @@ def _doc_problems(schema: Any, where: str = "") -> Iterator[str]:
             yield from _doc_problems(schema.get("values"), where)
 
 
-def schema_dir_with(dest: Path, extra: Mapping[str, str | Mapping[str, Any]] = {}) -> Path:
-    """A copy of the packaged schema directory in ``dest``, plus ``extra`` files.
+def schema_dir_with(
+    dest: Path,
+    extra: Mapping[str, str | Mapping[str, Any]] = {},
+    without: Collection[str] = (),
+) -> Path:
+    """A copy of the packaged schema directory in ``dest``, plus ``extra`` files and
+    minus the files named in ``without``.
 
     ``extra`` maps file names to text or to a JSON schema; a fixture file is given
-    as ``{"x.v2.avsc": (FIXTURES / "x.v2.avsc").read_text()}``.
+    as ``{"x.v2.avsc": (FIXTURES / "x.v2.avsc").read_text()}``. ``without`` gives the
+    schemas of a process built before a version was published, e.g.
+    ``without={"feature_event.v2.avsc"}`` for an old producer or consumer.
     """
     dest.mkdir(parents=True, exist_ok=True)
     for entry in PACKAGED.iterdir():
-        if entry.name.endswith(".avsc"):
+        if entry.name.endswith(".avsc") and entry.name not in without:
             (dest / entry.name).write_bytes(entry.read_bytes())
     for file_name, content in extra.items():
         text = content if isinstance(content, str) else json.dumps(content, indent=2)
@@ -105,3 +112,14 @@ def packaged_schema_json(file_name: str) -> dict[str, Any]:
     """The JSON of one packaged schema file, to build variants from."""
     result: dict[str, Any] = json.loads((PACKAGED / file_name).read_text(encoding="utf-8"))
     return result
+
+
+def next_version(stem: str) -> tuple[str, int, dict[str, Any]]:
+    """The file name and number of the next version of record file ``stem`` (for example
+    ``feature_event``), and a copy of its current published JSON to change into it."""
+    current = max(
+        (sv for sv in Schemas.packaged() if sv.file_name.startswith(f"{stem}.v")),
+        key=lambda sv: sv.version,
+    )
+    new = current.version + 1
+    return f"{stem}.v{new}.avsc", new, packaged_schema_json(current.file_name)

@@ -106,6 +106,7 @@ class ProducerBase:
         event_id: str | None,
         event_time_ms: int | None,
         segment: Mapping[str, str] | None,
+        source: str | None = None,
     ) -> FeatureEvent:
         return FeatureEvent(
             event_id=event_id if event_id is not None else str(uuid.uuid4()),
@@ -113,6 +114,7 @@ class ProducerBase:
             event_time_ms=event_time_ms if event_time_ms is not None else now_ms(),
             features=features,
             segment=segment if segment is not None else {},
+            source=source,
         )
 
     @staticmethod

@@ -98,11 +98,12 @@ class AsyncProducer(ProducerBase):
         event_id: str | None = None,
         event_time_ms: int | None = None,
         segment: Mapping[str, str] | None = None,
+        source: str | None = None,
         trace_id: str | None = None,
         on_delivery: OnAsyncDelivery | None = None,
     ) -> AsyncDelivery:
         """Queue one feature event; see :meth:`Producer.send_features`."""
-        record = self.feature_event(model, features, event_id, event_time_ms, segment)
+        record = self.feature_event(model, features, event_id, event_time_ms, segment, source)
         return await self.send(record, trace_id=trace_id, on_delivery=on_delivery)
 
     async def send_label(

@@ -75,16 +75,18 @@ class Producer(ProducerBase):
         event_id: str | None = None,
         event_time_ms: int | None = None,
         segment: Mapping[str, str] | None = None,
+        source: str | None = None,
         trace_id: str | None = None,
         on_delivery: OnDelivery | None = None,
     ) -> Delivery:
         """Send one feature event for ``model``; returns its Delivery (``.event_id``).
 
         ``event_id`` defaults to a new uuid4, ``event_time_ms`` to now, ``trace_id``
-        to a new trace id. Raises SchemaMismatchError if a feature value is not
-        null, bool, int, float or str, before anything is sent.
+        to a new trace id; ``source`` names the sending application (FeatureEvent v2).
+        Raises SchemaMismatchError if a feature value is not null, bool, int, float or
+        str, before anything is sent.
         """
-        record = self.feature_event(model, features, event_id, event_time_ms, segment)
+        record = self.feature_event(model, features, event_id, event_time_ms, segment, source)
         return self.send(record, trace_id=trace_id, on_delivery=on_delivery)
 
     def send_label(

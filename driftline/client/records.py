@@ -69,7 +69,15 @@ class Record(ABC):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FeatureEvent(Record):
-    """Features of one event to be scored by a model. Key: ``event_id``."""
+    """Features of one event to be scored by a model. Key: ``event_id``.
+
+    ``source`` (added in FeatureEvent v2) names the producing application, so refused
+    or drifting data can be traced back to it; None when not given.
+
+    >>> FeatureEvent.from_dict({"event_id": "e", "model": "m", "event_time_ms": 0,
+    ...                         "features": {}}).source is None  # v1 data has none
+    True
+    """
 
     SCHEMA: ClassVar[str] = "io.driftline.FeatureEvent"
     TOPIC: ClassVar[str] = "features"
@@ -80,6 +88,7 @@ class FeatureEvent(Record):
     event_time_ms: int
     features: Mapping[str, FeatureValue]
     segment: Mapping[str, str] = field(default_factory=dict)
+    source: str | None = None
 
     def key(self) -> str:
         return self.event_id
@@ -91,6 +100,7 @@ class FeatureEvent(Record):
             "event_time_ms": self.event_time_ms,
             "features": dict(self.features),
             "segment": dict(self.segment),
+            "source": self.source,
         }
 
     @classmethod
@@ -101,6 +111,7 @@ class FeatureEvent(Record):
             event_time_ms=d["event_time_ms"],
             features=dict(d["features"]),
             segment=dict(d.get("segment") or {}),
+            source=d.get("source"),
         )
 
 

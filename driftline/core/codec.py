@@ -53,6 +53,7 @@ from fastavro.validation import ValidationError as _FastavroValidationError
 from fastavro.validation import validate
 
 from driftline.core.errors import (
+    CodecError,
     ConfigError,
     CorruptBodyError,
     NotSingleObjectError,
@@ -70,13 +71,13 @@ HEADER_SIZE = 10
 """Marker plus 8-byte fingerprint."""
 
 # What fastavro raises on a dict that does not fit (its ValidationError is no ValueError).
-_WRITE_ERRORS = (
+WRITE_ERRORS = (
     ValueError, TypeError, KeyError, AttributeError, OverflowError, IndexError,
     _FastavroValidationError,
 )  # fmt: skip
 # What fastavro raises on bytes that are not a valid body. Fuzzing 300k mutated messages
 # raised only EOFError, UnicodeDecodeError and IndexError; the rest are defensive.
-_READ_ERRORS = (EOFError, ValueError, IndexError, KeyError, OverflowError, TypeError, MemoryError)
+READ_ERRORS = (EOFError, ValueError, IndexError, KeyError, OverflowError, TypeError, MemoryError)
 
 
 class Decoded(NamedTuple):
@@ -130,8 +131,8 @@ class Codec:
         out.write(header)
         try:
             schemaless_writer(out, sv.schema, record, strict_allow_default=True)
-        except _WRITE_ERRORS as exc:
-            raise SchemaMismatchError(_mismatch(sv, record, exc)) from exc
+        except WRITE_ERRORS as exc:
+            raise SchemaMismatchError(mismatch(sv, record, exc)) from exc
         return out.getvalue()
 
     def decode(self, data: bytes, expect: str | None = None) -> Decoded:
@@ -155,14 +156,8 @@ class Codec:
         body.seek(HEADER_SIZE)
         try:
             value = schemaless_reader(body, reader.writer_schema, reader.reader_schema)
-        except _READ_ERRORS as exc:
-            what = "truncated" if isinstance(exc, EOFError) else "malformed"
-            msg = f"{sv.name} v{sv.version}: body is {what} ({type(exc).__name__}: {exc})"
-            raise CorruptBodyError(msg) from exc
-        except SchemaResolutionError as exc:
-            current = self.schemas.current(sv.name).version
-            msg = f"{sv.name} v{sv.version} cannot be read as v{current}: {exc}"
-            raise SchemaMismatchError(msg) from exc
+        except (*READ_ERRORS, SchemaResolutionError) as exc:
+            raise read_failure(self, sv, exc) from exc
         left = len(data) - body.tell()
         if left:
             raise CorruptBodyError(
@@ -200,7 +195,18 @@ def _not_single_object(data: bytes) -> str:
     return f"{len(data)} bytes, shorter than the {HEADER_SIZE}-byte single-object header"
 
 
-def _mismatch(sv: SchemaVersion, record: object, exc: BaseException) -> str:
+def read_failure(codec: Codec, sv: SchemaVersion, exc: BaseException) -> CodecError:
+    """The CodecError for a body of ``sv`` that fastavro could not read (``exc``)."""
+    if isinstance(exc, SchemaResolutionError):
+        current = codec.schemas.current(sv.name).version
+        return SchemaMismatchError(f"{sv.name} v{sv.version} cannot be read as v{current}: {exc}")
+    what = "truncated" if isinstance(exc, EOFError) else "malformed"
+    return CorruptBodyError(
+        f"{sv.name} v{sv.version}: body is {what} ({type(exc).__name__}: {exc})"
+    )
+
+
+def mismatch(sv: SchemaVersion, record: object, exc: BaseException) -> str:
     """Say which record and fields do not fit; runs fastavro's slow validator."""
     msg = f"{sv.name} v{sv.version}: record does not fit ({type(exc).__name__}: {exc})"
     try:

@@ -3,8 +3,23 @@
 The envelope is what every FeatureEvent, Prediction and Label carries around its
 payload: an ``event_id`` that is also the Kafka key, and the ``model``. Reason codes:
 invalid_event_id, missing_key, key_mismatch, unknown_model (:func:`check_envelope`);
-type_mismatch, non_finite (:func:`check_label`). The feature map itself is checked
-by :class:`driftline.core.validation.Spec`.
+type_mismatch, non_finite (:func:`check_label`); too_large (:func:`check_size`). The
+feature map itself is checked by :class:`driftline.core.validation.Spec`.
+
+Sizes: what the pipeline publishes about an event must fit in one Kafka message
+(librdkafka's default ``message.max.bytes`` is 1,000,000 bytes, Faust's
+``max_request_size`` too). A prediction repeats its event's features and segment, and
+an outcome repeats the prediction and adds the label, so values beyond these limits
+are refused (``too_large``) rather than scored into records no producer can send:
+
+=====================  ===========  ==================================================
+limit                  bytes        applies to
+=====================  ===========  ==================================================
+MAX_EVENT_BYTES        800,000      a FeatureEvent value (before it is decoded)
+MAX_PREDICTION_BYTES   900,000      a Prediction value (the scorer's own, and the join's
+                                    input)
+MAX_LABEL_BYTES        65,536       a Label value (the join's input)
+=====================  ===========  ==================================================
 
 >>> check_envelope({"event_id": "e1", "model": "churn"}, b"e1", {"churn"})
 >>> check_label(True, "classification")
@@ -18,10 +33,16 @@ from typing import Any
 
 from driftline.core.errors import ConfigError, ValidationError
 
-__all__ = ["MAX_EVENT_ID_CHARS", "TASKS", "check_envelope", "check_label"]
+__all__ = [
+    "MAX_EVENT_BYTES", "MAX_EVENT_ID_CHARS", "MAX_LABEL_BYTES", "MAX_PREDICTION_BYTES",
+    "TASKS", "check_envelope", "check_label", "check_size",
+]  # fmt: skip
 
 TASKS = ("classification", "regression")
 MAX_EVENT_ID_CHARS = 256
+MAX_EVENT_BYTES = 800_000
+MAX_PREDICTION_BYTES = 900_000
+MAX_LABEL_BYTES = 65_536
 _SHOW = 80
 
 
@@ -70,6 +91,19 @@ def check_envelope(
         known = model in known_model
     if not known:
         raise ValidationError("unknown_model", f"event {_show(event_id)}: model {_show(model)}")
+
+
+def check_size(value: bytes, limit: int, what: str) -> None:
+    """Refuse a value of more than ``limit`` bytes (too_large); ``what`` names it.
+
+    >>> try:
+    ...     check_size(bytes(70_000), MAX_LABEL_BYTES, "a Label")
+    ... except ValidationError as e:
+    ...     print(e.reason, "|", e.detail)
+    too_large | a Label of 70000 bytes: at most 65536
+    """
+    if len(value) > limit:
+        raise ValidationError("too_large", f"{what} of {len(value)} bytes: at most {limit}")
 
 
 def check_label(value: object, task: str) -> None:

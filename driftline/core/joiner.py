@@ -207,7 +207,8 @@ class Joiner:
             origin, stage="join", reason=reason, detail=detail, raw=raw, model=model,
             now_ms=now_ms,
         )  # fmt: skip
-        return Out("deadletter", origin.key, self.codec.encode(DEAD_LETTER, record), hdrs, record)
+        key = record["source_key"]  # the source key, cut if it is huge
+        return Out("deadletter", key, self.codec.encode(DEAD_LETTER, record), hdrs, record)
 
 
 def exc_reason(exc: BaseException) -> str:

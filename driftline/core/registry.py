@@ -45,7 +45,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,16 +190,28 @@ class Registry:
         Falls back to the newest archived version that passed its gate (or was
         bootstrapped) when compaction has removed the champion records.
         """
+        return next(self.previous_champions(model), None)
+
+    def previous_champions(self, model: str) -> Iterator[dict[str, Any]]:
+        """Every rollback target, best first: the earlier champions that are archived now,
+        latest first, then the other archived versions that passed their gate (or were
+        bootstrapped), newest first. A worker that refuses the current champion's
+        artifact serves the first of these it can verify."""
         current = self._slots["champion"].get(model)
+        seen: set[str] = set()
         for version in self._champions.get(model, [])[::-1]:
             rec = self.get(model, version)
-            if version != current and rec is not None and rec["stage"] == "archived":
-                return rec
+            if rec is None or version == current or version in seen:
+                continue
+            if rec["stage"] == "archived":
+                seen.add(version)
+                yield rec
         for old in self.versions(model)[::-1]:
             gate = old.get("gate")
+            if old["version"] in seen or old["version"] == current:
+                continue
             if old["stage"] == "archived" and (gate is None or gate.get("passed")):
-                return old
-        return None
+                yield old
 
 
 def restage(

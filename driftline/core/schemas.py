@@ -13,8 +13,8 @@ says). Fingerprinting costs ~0.5 ms a schema, so it happens here, once.
 
 >>> schemas = Schemas.packaged()
 >>> fe = schemas.current("FeatureEvent")
->>> fe.name, fe.version
-('io.driftline.FeatureEvent', 1)
+>>> fe.name, fe.version, [sv.version for sv in schemas.versions("FeatureEvent")]
+('io.driftline.FeatureEvent', 2, [1, 2])
 >>> schemas.by_fingerprint(fe.fingerprint) is fe
 True
 """

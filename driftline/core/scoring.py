@@ -4,9 +4,11 @@ The scorer loop (``driftline.streams.scorer``) is thin I/O around :meth:`Scoring
 the throughput benchmark calls the same method, so both measure the same work. Every
 failure is raised as a :class:`~driftline.core.errors.DriftlineError` whose ``reason``
 becomes the dead-letter reason code: undecodable, unknown_schema, wrong_record,
-invalid_event_id, missing_key, key_mismatch, unknown_model, missing_feature,
-unexpected_feature, type_mismatch, non_finite, out_of_range, unseen_category,
-no_champion, model_error, non_finite_output.
+too_large, invalid_event_id, missing_key, key_mismatch, unknown_model,
+missing_feature, unexpected_feature, type_mismatch, non_finite, out_of_range,
+unseen_category, no_champion, model_error, non_finite_output. too_large is also the
+reason of a model output that makes a Prediction over ``MAX_PREDICTION_BYTES``
+(a ModelError: the event itself was within its limit).
 """
 
 from __future__ import annotations
@@ -18,12 +20,19 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from driftline.core.codec import Codec
-from driftline.core.envelope import check_envelope
+from driftline.core.envelope import (
+    MAX_EVENT_BYTES,
+    MAX_PREDICTION_BYTES,
+    check_envelope,
+    check_size,
+)
 from driftline.core.errors import DriftlineError, ModelError, ValidationError
+from driftline.core.passthrough import Passthrough
 from driftline.core.validation import Spec
 
 FEATURE_EVENT = "io.driftline.FeatureEvent"
 PREDICTION = "io.driftline.Prediction"
+_PASSED = ("features", "segment")
 
 
 class Servable(Protocol):
@@ -69,14 +78,27 @@ class Scoring:
         codec: Codec,
         versions: Callable[[str], tuple[Servable | None, Servable | None]],
         known: Callable[[str], bool],
+        *,
+        passthrough: bool = True,
     ) -> None:
         self._codec = codec
         self._versions = versions
         self._known = known
+        # A Prediction repeats the event's features and segment: copy their Avro bytes
+        # instead of encoding them again (most of the cost of encoding a Prediction).
+        # ``passthrough=False`` encodes them again (same bytes; for benchmarks).
+        self._through = (
+            Passthrough.between(codec, FEATURE_EVENT, PREDICTION, _PASSED) if passthrough else None
+        )
 
     def score(self, raw: bytes, key: bytes | None, now_ms: int) -> Scored:
         """The Scored event, or a DriftlineError with the dead-letter reason."""
-        event = self._codec.decode(raw, expect=FEATURE_EVENT).value
+        check_size(raw, MAX_EVENT_BYTES, "a FeatureEvent")
+        if self._through is not None:
+            decoded, passed = self._through.decode(raw)
+        else:
+            decoded, passed = self._codec.decode(raw, expect=FEATURE_EVENT), None
+        event = decoded.value
         check_envelope(event, key, self._known)
         model = event["model"]
         champion, challenger = self._versions(model)
@@ -88,13 +110,13 @@ class Scoring:
         except ValidationError as exc:
             exc.model = model  # the dead letter says whose event it was (skew-rate alerts)
             raise
-        prediction = self._predict(champion, event, features, now_ms)
+        prediction = self._predict(champion, event, features, now_ms, passed)
         shadow: bytes | None = None
         shadow_error: ModelError | None = None
         if challenger is not None:
             try:
                 challenger.spec.check(features)
-                shadow = self._predict(challenger, event, features, now_ms)
+                shadow = self._predict(challenger, event, features, now_ms, passed)
             except (DriftlineError, ValueError) as exc:  # shadow failures never block serving
                 shadow_error = (
                     exc
@@ -108,8 +130,15 @@ class Scoring:
         )
 
     def _predict(
-        self, served: Servable, event: Mapping[str, Any], features: Mapping[str, Any], now: int
+        self,
+        served: Servable,
+        event: Mapping[str, Any],
+        features: Mapping[str, Any],
+        now: int,
+        passed: bytes | None = None,
     ) -> bytes:
+        """The encoded Prediction; ``passed`` holds the event's features and segment as
+        Avro bytes (from the passthrough), or None to encode them from ``event``."""
         t0 = time.perf_counter_ns()
         try:
             value, scores = served.predict_one(features)
@@ -128,19 +157,29 @@ class Scoring:
                 served.name,
                 served.version,
             )
-        return self._codec.encode(
-            PREDICTION,
-            {
-                "event_id": event["event_id"],
-                "model": served.name,
-                "version": served.version,
-                "event_time_ms": event["event_time_ms"],
-                "predicted_at_ms": now,
-                "prediction": value,
-                "scores": scores,
-                "features": features,
-                "segment": event["segment"],
-                "latency_us": latency_us,
-                "served_by": "driftline",
-            },
-        )
+        record = {
+            "event_id": event["event_id"],
+            "model": served.name,
+            "version": served.version,
+            "event_time_ms": event["event_time_ms"],
+            "predicted_at_ms": now,
+            "prediction": value,
+            "scores": scores,
+            "latency_us": latency_us,
+            "served_by": "driftline",
+        }
+        if passed is not None and self._through is not None:
+            encoded = self._through.encode(record, passed)
+        else:
+            record["features"] = features
+            record["segment"] = event["segment"]
+            encoded = self._codec.encode(PREDICTION, record)
+        if len(encoded) > MAX_PREDICTION_BYTES:  # the event fits, so the model's output did it
+            raise ModelError(
+                "too_large",
+                f"{served.name} {served.version} returned a Prediction of {len(encoded)} bytes "
+                f"(at most {MAX_PREDICTION_BYTES}): {len(scores)} scores",
+                served.name,
+                served.version,
+            )
+        return encoded

@@ -95,7 +95,7 @@ def test_features_and_labels_come_back_decoded_keyed_and_co_partitioned(
         assert got.headers[headers.SCHEMA] == FeatureEvent.SCHEMA
         assert got.headers[headers.CONTENT_TYPE] == headers.AVRO_SINGLE_OBJECT
         assert got.headers[headers.TRACE_ID] == f"{i:032x}"
-        assert got.writer_version == 1
+        assert got.writer_version == 2  # FeatureEvent v2, the current version
     for got in got_labels:
         assert got.key == got.record.event_id
         report = label_reports[got.record.event_id]

@@ -40,6 +40,7 @@ def feature_event(**overrides: Any) -> dict[str, Any]:
         "event_time_ms": T0,
         "features": dict(FEATURES),
         "segment": dict(SEGMENT),
+        "source": "shop-checkout",
         **overrides,
     }
 

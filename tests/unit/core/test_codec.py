@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fastavro import schemaless_reader, schemaless_writer
 
 from driftline.core import codec as codec_module
 from driftline.core.codec import HEADER_SIZE, MARKER, Codec, Decoded, decode, encode
@@ -39,7 +41,7 @@ def test_every_record_round_trips(short: str) -> None:
     assert data[:2] == MARKER
     assert data[2:HEADER_SIZE] == CODEC.schemas.current(short).fingerprint
     decoded = CODEC.decode(data)
-    assert decoded == Decoded(f"io.driftline.{short}", value, 1)
+    assert decoded == Decoded(f"io.driftline.{short}", value, CODEC.schemas.current(short).version)
     assert same(decoded.value, value)
     assert CODEC.decode(data, expect=short).value == value
     assert CODEC.decode(data, expect=f"io.driftline.{short}").value == value
@@ -61,6 +63,7 @@ def test_module_functions_use_the_packaged_schemas() -> None:
 # (record, field left out, value it reads back as)
 DEFAULTS: list[tuple[str, str, Any]] = [
     ("FeatureEvent", "segment", {}),
+    ("FeatureEvent", "source", None),
     ("Prediction", "served_by", "driftline"),
     ("Prediction", "features", {}),
     ("Alert", "version", None),
@@ -186,7 +189,7 @@ def test_every_truncation_of_every_record_is_corrupt(short: str) -> None:
 
 def test_error_messages_name_the_record_and_version() -> None:
     with pytest.raises(
-        CorruptBodyError, match=r"io\.driftline\.FeatureEvent v1: trailing bytes after the body: 1$"
+        CorruptBodyError, match=r"io\.driftline\.FeatureEvent v2: trailing bytes after the body: 1$"
     ):
         CODEC.decode(VALID + b"\x00")
     with pytest.raises(UnknownSchemaError, match="fingerprint 0000000000000000"):
@@ -218,7 +221,7 @@ def _with(**changes: Any) -> Callable[[dict[str, Any]], Any]:
 
 # (case id, record, change to its example, substrings of the message)
 ENCODE_ERRORS: list[tuple[str, str, Callable[[dict[str, Any]], Any], tuple[str, ...]]] = [
-    ("missing field", "FeatureEvent", _without("model"), ("FeatureEvent v1", "model")),
+    ("missing field", "FeatureEvent", _without("model"), ("FeatureEvent v2", "model")),
     ("missing nested field", "ModelVersion", lambda v: {**v, "artifact": {}}, ("format",)),
     ("wrong type", "FeatureEvent", _with(event_time_ms="yesterday"), ("event_time_ms",)),
     ("null in non-null", "Label", _with(event_id=None), ("Label v1", "event_id")),
@@ -264,42 +267,79 @@ def test_encode_of_unknown_record() -> None:
 
 
 # --- schema evolution ----------------------------------------------------------------------
+# FeatureEvent v2 (published) adds the optional ``source``; the v3 fixture adds
+# ``trace_id`` on top, for a version some readers have not been given yet.
+
+V2 = "feature_event.v2.avsc"
+
+
+def v1_event(**overrides: Any) -> dict[str, Any]:
+    """A FeatureEvent as a v1 producer has it: no ``source``."""
+    event = feature_event(**overrides)
+    del event["source"]
+    return event
 
 
 @pytest.fixture
-def v2_codec(tmp_path: Path) -> Codec:
-    """A codec whose FeatureEvent is at v2 (adds nullable ``trace_id``, default null)."""
-    fixture = (FIXTURES / "feature_event.v2.avsc").read_text()
-    return Codec(Schemas.from_dir(schema_dir_with(tmp_path, {"feature_event.v2.avsc": fixture})))
+def v1_codec(tmp_path: Path) -> Codec:
+    """A codec built before v2 was published: FeatureEvent is at v1."""
+    return Codec(Schemas.from_dir(schema_dir_with(tmp_path, without={V2})))
 
 
-def test_v1_bytes_read_into_v2_with_the_default(v2_codec: Codec) -> None:
-    decoded = v2_codec.decode(CODEC.encode("FeatureEvent", feature_event()))
-    assert decoded == Decoded("io.driftline.FeatureEvent", {**feature_event(), "trace_id": None}, 1)
+@pytest.fixture
+def v3_codec(tmp_path: Path) -> Codec:
+    """A codec whose FeatureEvent is at v3 (adds nullable ``trace_id``, default null)."""
+    fixture = (FIXTURES / "feature_event.v3.avsc").read_text()
+    return Codec(Schemas.from_dir(schema_dir_with(tmp_path, {"feature_event.v3.avsc": fixture})))
 
 
-def test_v2_writes_v2_and_reads_it_without_resolution(v2_codec: Codec) -> None:
-    event = feature_event(trace_id="00-4bf92f3577b34da6-01")
-    data = v2_codec.encode("FeatureEvent", event)
-    assert data[2:10] == v2_codec.schemas.current("FeatureEvent").fingerprint != VALID[2:10]
-    assert v2_codec.decode(data) == Decoded("io.driftline.FeatureEvent", event, 2)
-    # The new field has a default, so writers may leave it out.
-    assert (
-        v2_codec.decode(v2_codec.encode("FeatureEvent", feature_event())).value["trace_id"] is None
-    )
+def test_v1_bytes_read_into_v2_with_the_default(v1_codec: Codec) -> None:
+    data = v1_codec.encode("FeatureEvent", v1_event())
+    assert data[2:10] == Schemas.packaged().versions("FeatureEvent")[0].fingerprint
+    assert CODEC.decode(data) == Decoded("io.driftline.FeatureEvent", feature_event(source=None), 1)
+    assert CODEC.decode(data, expect="FeatureEvent").value["source"] is None
 
 
-def test_a_v1_only_reader_does_not_know_v2(v2_codec: Codec) -> None:
-    # By design: ship the new schema file to readers before writers use it.
-    data = v2_codec.encode("FeatureEvent", feature_event(trace_id="t"))
+def test_v2_writes_v2_which_a_reader_without_the_v2_file_refuses(
+    v1_codec: Codec,
+) -> None:
+    data = CODEC.encode("FeatureEvent", feature_event())
+    assert data[2:10] == CODEC.schemas.current("FeatureEvent").fingerprint
+    assert CODEC.decode(data) == Decoded("io.driftline.FeatureEvent", feature_event(), 2)
+    # The new field has a default, so writers may leave it out (strict_allow_default).
+    assert CODEC.decode(CODEC.encode("FeatureEvent", v1_event())).value["source"] is None
+    # A reader built before v2 was published does not know its fingerprint: by design,
+    # readers get the new schema file before writers use it.
     with pytest.raises(UnknownSchemaError):
+        v1_codec.decode(data)
+
+
+def test_v2_bodies_resolve_into_v1_by_dropping_the_new_field(v1_codec: Codec) -> None:
+    # Forward compatibility, for readers that resolve with the writer's schema fetched
+    # elsewhere (Java's BinaryMessageDecoder with a SchemaStore): v1 reads v2 data.
+    v2 = CODEC.schemas.current("FeatureEvent")
+    v1 = v1_codec.schemas.current("FeatureEvent")
+    assert (v1.version, v2.version) == (1, 2)
+    body = BytesIO(CODEC.encode("FeatureEvent", feature_event())[HEADER_SIZE:])
+    assert schemaless_reader(body, v2.schema, v1.schema) == v1_event()
+
+
+def test_v3_writes_v3_and_reads_older_versions(v3_codec: Codec, v1_codec: Codec) -> None:
+    event = feature_event(trace_id="00-4bf92f3577b34da6-01")
+    data = v3_codec.encode("FeatureEvent", event)
+    assert data[2:10] == v3_codec.schemas.current("FeatureEvent").fingerprint != VALID[2:10]
+    assert v3_codec.decode(data) == Decoded("io.driftline.FeatureEvent", event, 3)
+    assert v3_codec.decode(VALID).value == {**feature_event(), "trace_id": None}
+    old = v1_codec.encode("FeatureEvent", v1_event())
+    assert v3_codec.decode(old).value == {**feature_event(source=None), "trace_id": None}
+    with pytest.raises(UnknownSchemaError):  # readers at v2 do not know v3 yet
         CODEC.decode(data)
 
 
-def test_other_records_are_unaffected_by_a_new_version(v2_codec: Codec) -> None:
+def test_other_records_are_unaffected_by_a_new_version(v3_codec: Codec) -> None:
     data = CODEC.encode("Label", label())
-    assert v2_codec.encode("Label", label()) == data
-    assert v2_codec.decode(data) == CODEC.decode(data)
+    assert v3_codec.encode("Label", label()) == data
+    assert v3_codec.decode(data) == CODEC.decode(data)
 
 
 def test_incompatible_published_versions_fail_as_schema_mismatch(tmp_path: Path) -> None:
@@ -324,3 +364,18 @@ def test_a_short_name_two_namespaces_share_needs_the_full_name() -> None:
     assert both.decode(data, expect="com.example.Label").name == "com.example.Label"
     with pytest.raises(ConfigError):  # ambiguous expect: no such record
         both.decode(data, expect="Label")
+
+
+@pytest.mark.parametrize("writer_options", [{}, {"strict_allow_default": True}])
+def test_fastavro_writers_accept_a_v2_event_without_the_new_field(
+    writer_options: dict[str, bool],
+) -> None:
+    # What a producer using fastavro directly with feature_event.v2.avsc gets: the
+    # default is written (only strict=True asks for every field).
+    out = BytesIO()
+    schema = CODEC.schemas.current("FeatureEvent")
+    schemaless_writer(out, schema.schema, v1_event(), **writer_options)
+    data = MARKER + schema.fingerprint + out.getvalue()
+    assert data == CODEC.encode("FeatureEvent", feature_event(source=None))
+    with pytest.raises(ValueError, match="source"):
+        schemaless_writer(BytesIO(), schema.schema, v1_event(), strict=True)

@@ -22,7 +22,10 @@ FEATURE_EVENTS = st.fixed_dictionaries(
         "event_time_ms": INT64,
         "features": st.dictionaries(st.text(), FEATURE_VALUES),
     },
-    optional={"segment": st.dictionaries(st.text(), st.text())},
+    optional={
+        "segment": st.dictionaries(st.text(), st.text()),
+        "source": st.one_of(st.none(), st.text()),
+    },
 )
 
 
@@ -31,7 +34,7 @@ FEATURE_EVENTS = st.fixed_dictionaries(
 def test_any_fitting_feature_event_round_trips(event: dict[str, Any]) -> None:
     data = CODEC.encode("FeatureEvent", event)
     decoded = CODEC.decode(data, expect="FeatureEvent")
-    assert same(decoded.value, {"segment": {}, **event})
+    assert same(decoded.value, {"segment": {}, "source": None, **event})
     assert CODEC.encode("FeatureEvent", decoded.value) == data
 
 

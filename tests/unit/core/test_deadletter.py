@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import pytest
 
 from driftline.core import headers as h
 from driftline.core.codec import default_codec
-from driftline.core.deadletter import MAX_DETAIL_CHARS, MAX_HEADER_BYTES, Origin, dead_letter
+from driftline.core.deadletter import (
+    MAX_DETAIL_CHARS,
+    MAX_HEADER_BYTES,
+    MAX_KEY_BYTES,
+    MAX_SOURCE_BYTES,
+    Origin,
+    dead_letter,
+)
 from tests.unit.core.examples import T0, same
 
 CODEC = default_codec()
@@ -232,3 +240,61 @@ def test_trace_ids_are_fresh_lowercase_hex() -> None:
     ids = {h.new_trace_id() for _ in range(100)}
     assert len(ids) == 100
     assert all(len(i) == 32 and i == i.lower() and int(i, 16) >= 0 for i in ids)
+
+
+BROKER_MAX = 1_048_588  # Kafka's default message.max.bytes: the largest value a topic takes
+PRODUCER_MAX = 1_000_000  # librdkafka's default message.max.bytes, Faust's max_request_size
+
+
+def _message_size(record: dict[str, Any], hdrs: list[tuple[str, bytes]], key: bytes | None) -> int:
+    value = CODEC.encode(DEAD_LETTER, record)
+    return len(value) + len(key or b"") + sum(len(k) + len(v) for k, v in hdrs)
+
+
+# (what, raw, key, source headers, raw kept whole, source headers kept)
+OVERSIZED: list[tuple[str, bytes, bytes | None, list[tuple[str, bytes | None]], bool, bool]] = [
+    ("at the budget", b"r" * (MAX_SOURCE_BYTES - 4), b"k", [("h", b"v")], True, True),
+    ("one over it", b"r" * (MAX_SOURCE_BYTES - 3), b"k", [("h", b"v")], False, True),
+    ("broker-sized value", bytes(BROKER_MAX), b"evt-1", [("h", b"v")], False, True),
+    ("broker-sized value, no key", bytes(BROKER_MAX), None, [], False, True),
+    ("huge headers", b"r" * 100, b"k", [("h", bytes(BROKER_MAX - 200))], True, False),
+    ("huge headers and value", bytes(600_000), b"k", [("h", bytes(600_000))], True, False),
+    ("long key", bytes(BROKER_MAX - 100_000), b"k" * 100_000, [], True, True),
+    ("long key, broker-sized value", bytes(BROKER_MAX - 5_000), b"k" * 5_000, [], False, True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "source_headers", "whole", "headers_kept"),
+    [c[1:] for c in OVERSIZED],
+    ids=[c[0] for c in OVERSIZED],
+)
+def test_a_dead_letter_fits_in_a_kafka_message_whatever_it_carries(
+    raw: bytes,
+    key: bytes | None,
+    source_headers: list[tuple[str, bytes | None]],
+    whole: bool,
+    headers_kept: bool,
+) -> None:
+    origin = Origin("t.features", 1, 9, key, T0, source_headers)
+    detail = "€" * (MAX_DETAIL_CHARS * 2)  # the longest detail, in 3-byte characters
+    record, hdrs = dead_letter(
+        origin, stage="decode", reason="undecodable", detail=detail, raw=raw, model="churn",
+        now_ms=T0,
+    )  # fmt: skip
+    assert record["source_key"] == (None if key is None else key[:MAX_KEY_BYTES])
+    assert _message_size(record, hdrs, record["source_key"]) < PRODUCER_MAX
+    assert raw.startswith(record["raw"])
+    assert (record["raw"] == raw) is whole
+    kept = [(x["key"], x["value"]) for x in record["headers"]]
+    assert kept == (source_headers if headers_kept else [])
+    assert len(record["detail"]) <= MAX_DETAIL_CHARS
+    if not whole:
+        digest = hashlib.sha256(raw).hexdigest()
+        cut = f"raw cut to the first {len(record['raw'])} of {len(raw)} bytes (sha256 {digest})"
+        assert cut in record["detail"]
+    if key is not None and len(key) > MAX_KEY_BYTES:
+        assert record["detail"].startswith(f"key cut to the first {MAX_KEY_BYTES} of {len(key)}")
+    if not headers_kept:
+        assert "source headers left out" in record["detail"]
+    assert CODEC.decode(CODEC.encode(DEAD_LETTER, record)).value == record

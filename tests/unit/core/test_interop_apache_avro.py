@@ -89,7 +89,7 @@ def test_apache_bytes_decode_with_driftline(short: str) -> None:
     value = EXAMPLES[short]()
     decoded = CODEC.decode(apache_encode(short, value), expect=short)
     assert decoded.name == f"io.driftline.{short}"
-    assert decoded.writer_version == 1
+    assert decoded.writer_version == CODEC.schemas.current(short).version
     assert same(decoded.value, as_apache_writes(apache_schema(short), value))
 
 
@@ -116,3 +116,38 @@ def test_apache_writes_bools_and_ints_in_unions_as_doubles(value: Any, apache_re
     # Driftline keeps the type, and Apache reads it back with the type.
     ours = CODEC.encode("Label", EXAMPLES["Label"](label=value))
     assert same(apache_decode("Label", ours)["label"], value)
+
+
+# --- FeatureEvent v1 and v2 across implementations ------------------------------------------
+
+
+def _apache_file(file_name: str) -> avro.schema.Schema:
+    return avro.schema.parse((Path(str(PACKAGED)) / file_name).read_text())
+
+
+def test_apache_v1_writer_is_read_by_driftline_into_v2() -> None:
+    # An old producer using Apache avro and feature_event.v1.avsc.
+    v1 = _apache_file("feature_event.v1.avsc")
+    event = {k: v for k, v in EXAMPLES["FeatureEvent"]().items() if k != "source"}
+    out = io.BytesIO()
+    out.write(MARKER + v1.fingerprint("CRC-64-AVRO"))
+    avro.io.DatumWriter(v1).write(event, avro.io.BinaryEncoder(out))
+    decoded = CODEC.decode(out.getvalue(), expect="FeatureEvent")
+    assert decoded.writer_version == 1
+    assert same(decoded.value, {**as_apache_writes(v1, event), "source": None})
+
+
+@pytest.mark.parametrize("reader_file", ["feature_event.v1.avsc", "feature_event.v2.avsc"])
+def test_apache_resolves_driftline_v2_bytes_with_a_v1_or_v2_reader(reader_file: str) -> None:
+    # An old consumer (v1 reader) and a new one, given the writer's schema (v2).
+    writer = _apache_file("feature_event.v2.avsc")
+    data = CODEC.encode("FeatureEvent", EXAMPLES["FeatureEvent"]())
+    assert data[2:HEADER_SIZE] == writer.fingerprint("CRC-64-AVRO")
+    reader = _apache_file(reader_file)
+    value = avro.io.DatumReader(writer, reader).read(
+        avro.io.BinaryDecoder(io.BytesIO(data[HEADER_SIZE:]))
+    )
+    expected = EXAMPLES["FeatureEvent"]()
+    if reader_file.endswith("v1.avsc"):
+        del expected["source"]
+    assert same(value, expected)

@@ -13,6 +13,7 @@ from driftline.core import headers as h
 from driftline.core import joiner as joiner_module
 from driftline.core.codec import MARKER, default_codec
 from driftline.core.deadletter import Origin
+from driftline.core.envelope import MAX_LABEL_BYTES, MAX_PREDICTION_BYTES
 from driftline.core.join import JoinEntry, JoinState
 from driftline.core.joiner import DEAD_LETTER, LABEL, OUTCOME, PREDICTION, Joiner, Step
 from tests.unit.core.examples import T0, feature_event, label, prediction
@@ -200,6 +201,18 @@ CASES: list[tuple[str, list[Send | Sweep], list[list[str]], JoinState | None]] =
         E,
     ),
     ("undecodable bytes", [raw(LABELS, b"not avro at all")], [["undecodable"]], E),
+    (
+        "label over its size limit, then the prediction",
+        [lab(0, label="x" * MAX_LABEL_BYTES), pred(5)],
+        [["too_large"], []],
+        W,
+    ),
+    (
+        "prediction over its size limit, then the label",
+        [pred(0, segment={"note": "n" * MAX_PREDICTION_BYTES}), lab(5)],
+        [["too_large"], []],
+        WP,
+    ),
     ("truncated body", [raw(PREDICTIONS, pred(0).value[:-3])], [["undecodable"]], E),
     ("unknown fingerprint", [raw(LABELS, MARKER + bytes(8) + b"\x00")], [["unknown_schema"]], E),
     (
@@ -328,8 +341,8 @@ def check_dead_letter(
 def test_every_kind_is_covered() -> None:
     """The table reaches every reason the joiner documents."""
     documented = {
-        "undecodable", "wrong_record", "key_mismatch", "unknown_model", "type_mismatch",
-        "duplicate_label", "duplicate_prediction", "late_label", "late_prediction",
+        "undecodable", "too_large", "wrong_record", "key_mismatch", "unknown_model",
+        "type_mismatch", "duplicate_label", "duplicate_prediction", "late_label", "late_prediction",
         "expired_prediction", "orphan_label", "model_mismatch",
     }  # fmt: skip
     doc = " ".join((joiner_module.__doc__ or "").split())

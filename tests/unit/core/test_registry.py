@@ -193,3 +193,14 @@ def test_tombstone_forgets_a_version(reg: Registry) -> None:
     reg.delete("churn", "v1")
     assert reg.champion("churn") is None
     assert reg.get("churn", "v1") is None
+
+
+def test_previous_champions_are_every_rollback_target_best_first(reg: Registry) -> None:
+    # v1 -> v2 -> v4 were champions in turn (v4: say a refused artifact); v3 failed its gate
+    publish(reg, promote(reg, "churn", "v2", by="trainer", reason="gate", now_ms=20))
+    reg.apply(version("v4", "candidate", 4))
+    publish(reg, promote(reg, "churn", "v4", by="trainer", reason="gate", now_ms=40))
+    reg.apply(version("v5", "archived", 5))  # never champion, passed its gate
+    assert [r["version"] for r in reg.previous_champions("churn")] == ["v2", "v1", "v5"]
+    assert reg.previous_champion("churn") == next(reg.previous_champions("churn"))
+    assert list(Registry().previous_champions("churn")) == []

@@ -56,7 +56,8 @@ def test_packaged_schemas_load_once() -> None:
     schemas = Schemas.packaged()
     assert Schemas.packaged() is schemas
     assert len(schemas.names) == len(EXAMPLES) == 9
-    assert all(sv.version == 1 for sv in schemas)
+    published = {(sv.short_name, sv.version) for sv in schemas}
+    assert published == {(n, 1) for n in EXAMPLES} | {("FeatureEvent", 2)}
 
 
 @pytest.mark.parametrize("short", sorted(EXAMPLES))
@@ -66,7 +67,7 @@ def test_lookup_by_short_and_full_name_and_fingerprint(short: str) -> None:
     assert sv.short_name == short
     assert sv.name == f"io.driftline.{short}"
     assert schemas.current(sv.name) is sv
-    assert schemas.versions(short) == (sv,)
+    assert schemas.versions(short)[-1] is sv
     assert schemas.by_fingerprint(sv.fingerprint) is sv
     assert len(sv.fingerprint) == 8
 
@@ -80,13 +81,27 @@ def test_unknown_name_and_fingerprint() -> None:
 
 
 def test_versions_are_ordered_and_highest_is_current(tmp_path: Path) -> None:
-    fixture = (FIXTURES / "feature_event.v2.avsc").read_text()
-    schemas = Schemas.from_dir(schema_dir_with(tmp_path, {"feature_event.v2.avsc": fixture}))
-    assert [sv.version for sv in schemas.versions("FeatureEvent")] == [1, 2]
-    assert schemas.current("FeatureEvent").version == 2
-    v1, v2 = schemas.versions("FeatureEvent")
-    assert v1.fingerprint != v2.fingerprint
+    fixture = (FIXTURES / "feature_event.v3.avsc").read_text()
+    schemas = Schemas.from_dir(schema_dir_with(tmp_path, {"feature_event.v3.avsc": fixture}))
+    assert [sv.version for sv in schemas.versions("FeatureEvent")] == [1, 2, 3]
+    assert schemas.current("FeatureEvent").version == 3
+    v1, v2, v3 = schemas.versions("FeatureEvent")
+    assert len({v1.fingerprint, v2.fingerprint, v3.fingerprint}) == 3
     assert schemas.by_fingerprint(v1.fingerprint) is v1
+    assert schemas.by_fingerprint(v2.fingerprint) is v2
+
+
+def test_feature_event_v2_is_published_with_the_optional_source() -> None:
+    schemas = Schemas.packaged()
+    v1, v2 = schemas.versions("FeatureEvent")
+    assert (v1.file_name, v2.file_name) == ("feature_event.v1.avsc", "feature_event.v2.avsc")
+    assert schemas.current("FeatureEvent") is v2
+    added = [
+        f for f in v2.schema["fields"] if f["name"] not in {g["name"] for g in v1.schema["fields"]}
+    ]
+    assert [(f["name"], f["type"], f["default"]) for f in added] == [
+        ("source", ["null", "string"], None)
+    ]
 
 
 def test_versions_differing_only_in_docs_share_a_fingerprint(tmp_path: Path) -> None:

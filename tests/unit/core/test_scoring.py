@@ -16,6 +16,7 @@ import pytest
 
 from driftline.core import scoring as scoring_module
 from driftline.core.codec import MARKER, default_codec
+from driftline.core.envelope import MAX_EVENT_BYTES
 from driftline.core.errors import CodecError, DriftlineError, ModelError, ValidationError
 from driftline.core.modelconfig import GateConfig, ModelConfig
 from driftline.core.models import ServedModel, load_version
@@ -184,6 +185,7 @@ REFUSED: list[tuple[str, bytes, bytes | None, str, type[DriftlineError]]] = [
     ("above max", bad(amount=10.5), K, "out_of_range", V),
     ("below min", bad(amount=-0.1), K, "out_of_range", V),
     ("unseen category", bad(plan="c"), K, "unseen_category", V),
+    ("over the size limit", encoded(segment={"note": "n" * MAX_EVENT_BYTES}), K, "too_large", V),
 ]
 
 
@@ -217,6 +219,7 @@ MODEL_FAILURES: list[tuple[str, Output, str]] = [
     ("inf score", lambda x: (True, {"True": math.inf, "False": 0.0}), "non_finite_output"),
     ("NaN value", lambda x: (NAN, {}), "non_finite_output"),
     ("-inf value", lambda x: (-math.inf, {}), "non_finite_output"),
+    ("huge scores", lambda x: ("0", {f"class-{i}": 1e-5 for i in range(60_000)}), "too_large"),
 ]  # fmt: skip
 
 
