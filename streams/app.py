@@ -12,6 +12,7 @@ Run it with ``driftline worker`` (or :func:`run`).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ from driftline.streams.scorer import ScorerLoop
 log = logging.getLogger(__name__)
 
 ALERT = "io.driftline.Alert"
+THREAD_DIED = 70
+"""Exit code of a worker whose scorer or registry thread died (EX_SOFTWARE)."""
 
 
 @dataclass
@@ -166,6 +169,20 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
             s.start()
             worker.threads.append(s)
             log.info("driftline worker ready: scoring %s", settings.topic("features"))
+
+        @mode.Service.task
+        async def _watch_threads(self) -> None:
+            """A scorer or registry thread that dies leaves a worker that looks alive and
+            scores nothing: exit instead, so the orchestrator restarts the process (the
+            scorer's uncommitted batch is read again: at-least-once)."""
+            while not self.should_stop:
+                await self.sleep(1.0)
+                dead = [t.name for t in worker.threads if not t.is_alive()]
+                if dead and not worker.stop.is_set():
+                    log.critical("driftline worker: thread(s) %s died; exiting (code %d)",
+                                 ", ".join(dead), THREAD_DIED)  # fmt: skip
+                    logging.shutdown()
+                    os._exit(THREAD_DIED)
 
         async def on_stop(self) -> None:
             worker.stop.set()
