@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint unit integration demo broker-up broker-down clean
+.PHONY: setup test lint unit integration demo broker-up broker-down clean bench-quick
 
 $(STAMP): pyproject.toml
 	bash infra/bootstrap.sh
@@ -33,6 +33,11 @@ integration: setup
 # The whole suite: the session fixture starts a broker in a temp dir and stops it.
 test: setup lint
 	$(BIN)/pytest
+
+# The benchmarks' quick modes (small sizes, for CI: they must keep working; no speed is
+# asserted). Each bench is one line; see docs/benchmarks.md for the full runs.
+bench-quick: setup
+	$(BIN)/python bench/throughput.py --quick
 
 demo: setup
 	$(BIN)/driftline demo

@@ -1,0 +1,227 @@
+"""The command behind ``python bench/throughput.py`` (see that file)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+
+from bench.pipeline import env, join, loops
+from bench.pipeline.driver import Latency, Paced
+from bench.pipeline.report import log, report, summary
+from bench.pipeline.worker import Drain, Watermarks, WorkerProc, drain
+
+
+@dataclass(frozen=True)
+class Sizes:
+    events: int
+    repeats: int
+    factories: tuple[str, ...]
+    train_rows: int
+    latency_s: float
+    latency_before: bool
+    worker_latency: bool
+    join_events: int
+    join_latency_s: float
+    join_half_rate: bool
+
+
+FULL = Sizes(200_000, 3, env.FACTORIES, 20_000, 10.0, True, True, 20_000, 5.0, True)
+QUICK = Sizes(20_000, 1, ("logistic_regression",), 3_000, 3.0, False, False, 2_000, 0.4, False)
+
+
+@dataclass
+class FactoryResult:
+    factory: str
+    runs: dict[str, list[loops.Run]] = field(default_factory=dict)
+    """(a1), (a1) before, (b): one Run per repetition."""
+    workers: dict[str, Drain] = field(default_factory=dict)
+    latency: dict[str, Latency] = field(default_factory=dict)
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def _tag(factory: str) -> str:
+    return factory.split("_")[0][:5]
+
+
+def throughput(
+    bootstrap: str, work: Path, factory: str, size: Sizes, worker_src: Path | None
+) -> FactoryResult:
+    """(a1), (a1) before and (b) drain one backlog in turns; then (a2) drains a copy."""
+    res = FactoryResult(factory)
+    d = env.deploy(bootstrap, f"{_tag(factory)}-s", work, factory, size.train_rows)
+    s = d.settings
+    events = env.encode_all(
+        "io.driftline.FeatureEvent", map(env.feature_event, env.examples(size.events, seed=5))
+    )
+    env.produce_all(s, s.topic("features"), events)
+    raw_topic = env.create_topic(s, "bench-raw")
+    systems: dict[str, Callable[[], loops.Run]] = {
+        "a1": lambda: loops.run_scorer(s, d.champion, size.events),
+        "a1 before": lambda: loops.run_scorer(s, d.champion, size.events, before=True),
+        "b": lambda: loops.run_raw(s, d.champion, raw_topic, size.events),
+    }
+    for i in range(size.repeats):  # in turns, so changes of load hit every system alike
+        for name, fn in systems.items():
+            res.runs.setdefault(name, []).append(fn())
+            log(f"{factory} {name} #{i + 1}: {summary(res.runs[name][-1])}  load {load()}")
+    srcs = {"a2": None, "a2 before": worker_src} if worker_src else {"a2": None}
+    for name, src in srcs.items():
+        tag = f"{_tag(factory)}-w{'b' if src else ''}"
+        w = env.deploy(bootstrap, tag, work, factory, size.train_rows)
+        env.produce_all(w.settings, w.settings.topic("features"), events)
+        watch = Watermarks(w.settings, w.settings.topic("predictions"))
+        proc = WorkerProc(w.settings, work, src=src)
+        t0 = time.perf_counter()
+        proc.start()
+        try:
+            res.workers[name] = drain(watch, size.events, proc.cpu_s, t0)
+        finally:
+            proc.stop()
+            watch.close()
+        log(f"{factory} {name}: {summary(res.workers[name])}  load {load()}")
+    return res
+
+
+def latencies(
+    bootstrap: str, work: Path, factory: str, size: Sizes, rate: float, res: FactoryResult
+) -> None:
+    """Each system on fresh topics, fed ``rate`` features/s for ``size.latency_s``."""
+    tag = _tag(factory)
+    warmup = 200
+    n = warmup + int(rate * size.latency_s)
+    recs = env.encode_all(
+        "io.driftline.FeatureEvent", map(env.feature_event, env.examples(n, seed=9))
+    )
+
+    def paced(d: env.Deployment, out_topic: str) -> Latency:
+        s = d.settings
+        return Paced(s, s.topic("features"), out_topic, recs, warmup, rate).result()
+
+    def in_process(name: str, start: Callable[[env.Deployment, threading.Event], str]) -> None:
+        d = env.deploy(bootstrap, f"{tag}-l{len(res.latency)}", work, factory, size.train_rows)
+        done = threading.Event()
+        out_topic = start(d, done)
+        try:
+            res.latency[name] = paced(d, out_topic)
+        finally:
+            done.set()
+        log(f"{factory} latency {name}: {summary(res.latency[name])}  load {load()}")
+
+    def a1(before: bool) -> Callable[[env.Deployment, threading.Event], str]:
+        def start(d: env.Deployment, done: threading.Event) -> str:
+            loops.run_scorer_until(d.settings, d.champion, done, before)
+            return d.settings.topic("predictions")
+
+        return start
+
+    def b(d: env.Deployment, done: threading.Event) -> str:
+        out = env.create_topic(d.settings, "bench-raw")
+        loops.run_raw_until(d.settings, d.champion, out, done)
+        return out
+
+    in_process("a1", a1(False))
+    if size.latency_before:
+        in_process("a1 before", a1(True))
+    in_process("b", b)
+    if size.worker_latency:
+        d = env.deploy(bootstrap, f"{tag}-lw", work, factory, size.train_rows)
+        proc = WorkerProc(d.settings, work, "lat").start()
+        try:
+            res.latency["a2"] = paced(d, d.settings.topic("predictions"))
+        finally:
+            proc.stop()
+        log(f"{factory} latency a2: {summary(res.latency['a2'])}  load {load()}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Driftline throughput and latency benchmark.")
+    ap.add_argument("--quick", action="store_true", help="small sizes (CI), < 90 s")
+    ap.add_argument("--events", type=int, help="events per throughput run")
+    ap.add_argument("--repeats", type=int, help="turns of (a1), (a1) before and (b)")
+    ap.add_argument("--factory", choices=env.FACTORIES, action="append", help="model factory")
+    ap.add_argument("--bootstrap", help="use this broker instead of starting one")
+    ap.add_argument("--no-join", action="store_true", help="skip the join measurements")
+    ap.add_argument("--no-latency", action="store_true", help="skip the latency runs")
+    ap.add_argument(
+        "--worker-src", type=Path, metavar="DIR",
+        help="also run (a2) with the driftline package of DIR (e.g. `git archive` of an "
+        "older commit), reported as '(a2) before'",
+    )  # fmt: skip
+    ap.add_argument(
+        "--profile", metavar="FILE", help="only profile (a1) with pyinstrument (CPU time)"
+    )
+    args = ap.parse_args(argv)
+    size = QUICK if args.quick else FULL
+    size = replace(
+        size,
+        events=args.events or size.events,
+        repeats=args.repeats or size.repeats,
+        factories=tuple(args.factory or size.factories),
+    )
+    t0 = time.monotonic()
+    log(f"{date.today()}, {os.cpu_count()} cores, load {load()}")
+    results = []
+    joined = None
+    with tempfile.TemporaryDirectory(prefix="driftline-bench-") as tmp, env.Broker(
+        Path(tmp), args.bootstrap
+    ) as broker:  # fmt: skip
+        work = Path(tmp)
+        log(f"broker {broker.bootstrap}")
+        if args.profile:
+            profile(broker.bootstrap, work, size, Path(args.profile))
+            return
+        for factory in size.factories:
+            res = throughput(broker.bootstrap, work, factory, size, args.worker_src)
+            if not args.no_latency:
+                rate = summary_rate(res.runs["a1"]) / 2
+                latencies(broker.bootstrap, work, factory, size, rate, res)
+            results.append(res)
+        if not args.no_join:
+            joined = join.run(
+                broker.bootstrap, work, size.join_events, 5_000.0, size.join_latency_s,
+                size.join_half_rate,
+            )  # fmt: skip
+            log(f"join: {summary(joined.throughput)}  load {load()}")
+    print()
+    print(report(results, joined, size.events))
+    print(f"\n{time.monotonic() - t0:.0f} s; load {load()} at the end")
+
+
+def summary_rate(runs: list[loops.Run]) -> float:
+    rates = sorted(r.rate for r in runs)
+    return rates[len(rates) // 2]
+
+
+def profile(bootstrap: str, work: Path, size: Sizes, out: Path) -> None:
+    """(a1) under pyinstrument, sampling the scorer thread's CPU time (thread_time): on a
+    shared machine, wall-clock samples mostly show time spent waiting for a core."""
+    from pyinstrument import Profiler
+    from pyinstrument.stack_sampler import get_stack_sampler
+
+    factory = size.factories[0]
+    d = env.deploy(bootstrap, "prof", work, factory, size.train_rows)
+    events = env.encode_all(
+        "io.driftline.FeatureEvent", map(env.feature_event, env.examples(size.events, seed=5))
+    )
+    env.produce_all(d.settings, d.settings.topic("features"), events)
+    get_stack_sampler().timer_func = time.thread_time
+    profiler = Profiler(interval=0.0002)
+    profiler.start()
+    run = loops.run_scorer(d.settings, d.champion, size.events)
+    profiler.stop()
+    get_stack_sampler().timer_func = None
+    log(f"{factory} a1 (profiled): {summary(run)}")
+    text = profiler.output_text(unicode=False, color=False, show_all=False, short_mode=False)
+    out.write_text(text)
+    print(text)

@@ -1,0 +1,105 @@
+"""The bench's tables (Markdown, so they paste into docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import TYPE_CHECKING
+
+from bench.pipeline.driver import Latency
+from bench.pipeline.loops import Run
+from bench.pipeline.worker import Drain
+
+if TYPE_CHECKING:
+    from bench.pipeline.cli import FactoryResult
+    from bench.pipeline.join import JoinResult
+
+NAMES = {
+    "a1": "(a1) ScorerLoop, in process",
+    "a1 before": "(a1) before: re-encode, consume(n, t)",
+    "a2": "(a2) driftline worker process",
+    "a2 before": "(a2) before (--worker-src)",
+    "b": "(b) plain confluent-kafka loop",
+}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def summary(r: Run | Drain | Latency) -> str:
+    if isinstance(r, Latency):
+        return (
+            f"{r.received}/{r.sent} at {r.achieved:,.0f}/s: stamp p50 {r.stamp[0]:.0f} "
+            f"p99 {r.stamp[1]:.0f} ms, read p50 {r.read[0]:.1f} p99 {r.read[1]:.1f} ms"
+        )
+    return f"{r.events} in {r.wall_s:.2f} s = {r.rate:,.0f}/s, {r.cpu_us:.1f} µs CPU each"
+
+
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
+             for r in rows]  # fmt: skip
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def _span(values: list[float]) -> str:
+    return f" ({min(values):,.0f}-{max(values):,.0f})" if len(values) > 1 else ""
+
+
+def _throughput(r: FactoryResult, events: int) -> str:
+    b = r.runs["b"]
+    b_rate = statistics.median(x.rate for x in b)
+    b_cpu = statistics.median(x.cpu_us for x in b)
+    rows = [["system", "events/s: median (range)", "a/b", "CPU µs/event", "b/a by CPU"]]
+    for name, runs in r.runs.items():
+        rates, cpus = [x.rate for x in runs], [x.cpu_us for x in runs]
+        rate, cpu = statistics.median(rates), statistics.median(cpus)
+        rows.append([NAMES[name], f"{rate:,.0f}{_span(rates)}", f"{rate / b_rate:.2f}",
+                     f"{cpu:.1f}{_span(cpus)}", f"{b_cpu / cpu:.2f}"])  # fmt: skip
+    for name, w in r.workers.items():
+        rows.append([NAMES[name], f"{w.rate:,.0f}", f"{w.rate / b_rate:.2f}",
+                     f"{w.cpu_us:.1f}", f"{b_cpu / w.cpu_us:.2f}"])  # fmt: skip
+    head = f"Validate + score, {r.factory}, {events:,} events per run, one process each"
+    return head + "\n" + table(rows)
+
+
+def _latency(r: FactoryResult) -> str:
+    rows = [["system", "offered/s", "achieved/s", "received", "stamp p50 / p99 ms",
+             "read p50 / p99 ms"]]  # fmt: skip
+    for name, x in r.latency.items():
+        rows.append([NAMES[name], f"{x.rate:,.0f}", f"{x.achieved:,.0f}",
+                     f"{x.received}/{x.sent}", f"{x.stamp[0]:.0f} / {x.stamp[1]:.0f}",
+                     f"{x.read[0]:.1f} / {x.read[1]:.1f}"])  # fmt: skip
+    return f"End-to-end latency, {r.factory}, at half of (a1)'s median\n" + table(rows)
+
+
+def _join(j: JoinResult) -> str:
+    t, s = j.throughput, j.size
+    rows = [
+        ["join", "value", "target"],
+        ["label -> outcome throughput, one worker", f"{t.rate:,.0f} outcomes/s", ""],
+        ["worker CPU per outcome", f"{t.cpu_us:,.0f} µs", ""],
+        ["bytes per pending prediction (JoinEntry.to_bytes)",
+         f"{s.entry:.0f} = header {s.header} + Prediction {s.prediction:.0f}", "<= 300"],
+        ["(event_id key, stored beside it)", f"{s.key:.0f}", ""],
+    ]  # fmt: skip
+    for x in j.latency.values():
+        rows.append([f"label -> outcome p50 / p99 at {x.rate:,.0f} labels/s (stamp)",
+                     f"{x.stamp[0]:,.0f} / {x.stamp[1]:,.0f} ms, {x.received}/{x.sent} "
+                     f"(offered at {x.achieved:,.0f}/s)",
+                     "p99 <= 50 ms" if x.rate == 5_000 else ""])  # fmt: skip
+        rows.append(["  same, read by a consumer", f"{x.read[0]:,.1f} / {x.read[1]:,.1f} ms", ""])
+    return f"Join: {t.events:,} predictions and their labels pre-filled\n" + table(rows)
+
+
+def report(results: list[FactoryResult], joined: JoinResult | None, events: int) -> str:
+    out = []
+    for r in results:
+        out += [_throughput(r, events), ""]
+        if r.latency:
+            out += [_latency(r), ""]
+    if joined is not None:
+        out.append(_join(joined))
+    return "\n".join(out)

@@ -1,0 +1,32 @@
+"""Throughput and latency: Driftline's scorer and worker against a plain confluent-kafka
+loop doing the same per-event work, on the same broker in the same run (issue 6, part 1).
+
+    python bench/throughput.py [--quick] [--events N]
+
+Starts its own broker (infra/kafka/broker.sh, in a temp dir; ``--bootstrap`` uses one
+that runs), trains a 10-feature churn model with ``driftline.core.training.bootstrap``
+(``logistic_regression`` and ``hoeffding_tree``) and prints, per factory:
+
+- events/s and CPU µs/event of (a1) ``ScorerLoop`` in process, (a2) a full
+  ``driftline worker`` subprocess (scorer + join + monitor), (b) the plain loop,
+  each draining the same pre-filled features backlog, and the ratios a/b;
+- end-to-end latency p50/p99 at half of (a1)'s throughput (features produced at a fixed
+  rate with their Kafka CreateTime);
+- the join: label -> outcome throughput, latency at 5,000 labels/s, bytes per pending
+  prediction.
+
+``--quick`` (CI: sizes only, no speed asserted) runs one factory with small sizes.
+The modules are in bench/pipeline/.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.pipeline.cli import main
+
+if __name__ == "__main__":
+    main()
