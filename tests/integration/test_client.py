@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka import Producer as KafkaProducer
 
 from driftline.client import (
@@ -43,12 +43,27 @@ def prediction(i: int, model: str) -> Prediction:
 
 
 def high_watermarks(settings: Settings, topic: str, partitions: int) -> int:
+    """Sum of the partitions' end offsets. Right after a topic is created the broker can
+    answer NOT_LEADER for a moment: that (retriable) answer is asked again, briefly."""
     c = Consumer(consumer_config(settings, "probe", "probe"))
+    deadline = time.monotonic() + 20
     try:
-        return sum(
-            c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in range(partitions)
-        )
+        while True:
+            try:
+                return sum(
+                    c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                    for p in range(partitions)
+                )
+            except KafkaException as exc:
+                err = exc.args[0]
+                transient = err.retriable() or err.code() in (
+                    KafkaError.NOT_LEADER_FOR_PARTITION,
+                    KafkaError.LEADER_NOT_AVAILABLE,
+                    KafkaError.UNKNOWN_TOPIC_OR_PART,
+                )
+                if not transient or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
     finally:
         c.close()
 
