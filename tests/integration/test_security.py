@@ -4,7 +4,7 @@ The module starts its own secured broker (``infra/kafka/broker.sh up --security`
 certificates from certs.sh, users admin, scorer, trainer and app with generated
 passwords), applies the topics and :mod:`driftline.kafka.acls` as admin, then
 shows each allowed path working and each forbidden one refused, and runs a real
-worker with the scorer's credentials end to end. Nothing here is mocked or skipped.
+worker with the scorer's credentials end to end. Every client here is real and no test is skipped.
 """
 
 from __future__ import annotations
