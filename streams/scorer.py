@@ -88,7 +88,14 @@ class ScorerLoop:
                 settings,
                 "scorer",
                 group_id,
-                **{"enable.auto.commit": False, "fetch.min.bytes": 1, "fetch.wait.max.ms": 50},
+                **{
+                    "enable.auto.commit": False,
+                    "fetch.min.bytes": 1,
+                    "fetch.wait.max.ms": 50,
+                    # notice a deleted or missing features topic in seconds, not the
+                    # default 5 minutes, so the watchdog can restart the worker
+                    "topic.metadata.refresh.interval.ms": 10_000,
+                },
             )
         )
         self.producer = Producer(producer_config(settings, "scorer", **{"linger.ms": 5}))
