@@ -38,6 +38,7 @@ test: setup lint
 # asserted). Each bench is one line; see docs/benchmarks.md for the full runs.
 bench-quick: setup
 	$(BIN)/python bench/throughput.py --quick
+	$(BIN)/python -m bench.loop --quick
 
 demo: setup
 	$(BIN)/driftline demo

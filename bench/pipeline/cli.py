@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import sys
 import tempfile
 import threading
 import time
@@ -162,6 +164,8 @@ def main(argv: list[str] | None = None) -> None:
         "--profile", metavar="FILE", help="only profile (a1) with pyinstrument (CPU time)"
     )
     args = ap.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C: the with-blocks stop the workers and the broker.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     size = QUICK if args.quick else FULL
     size = replace(
         size,

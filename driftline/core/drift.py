@@ -8,6 +8,28 @@ alarm becomes a ``DriftEvent`` that says how many recent outcomes came after the
 change (ADWIN's window width after the cut; for DDM/HDDM_A, the outcomes since their
 warning zone began), so the trainer can learn from post-change data only.
 
+An alarm stands only if the error history agrees: its best split into before and after
+(binary segmentation over stretches of outcomes) must show a *higher* error after, with a
+p-value below ``alpha`` divided by the number of splits tried (Bonferroni): for 0/1
+errors, the binomial tail of the errors after the split at the pooled error rate (a
+normal approximation calls five errors in 121 outcomes at a 0.6% rate a 5-sigma event;
+it is a 1-in-1,000 one); for absolute errors, a z test with the pooled variance. DDM
+keeps the lowest error rate it has seen as its reference, so on a champion with a
+steady 10% error it alarmed every few thousand outcomes at z of 2 to 3.5, and sometimes
+on a *fall* of the error; true changes showed z of 6 and more. A falling error needs no
+retrain.
+
+An alarm in the warm-up of a version (its first ``warmup`` outcomes) is held back, not
+lost: at the end of the warm-up the error history is tested as above, and if the error
+rose within the warm-up the alarm is raised then. (ADWIN drops the pre-change part of
+its window when it detects, so it would not alarm again; and a drift right after a
+promotion would go unnoticed.)
+
+:meth:`ConceptDriftDetector.prime` starts a version's history with its held-out error (the
+gate's evaluation): a version that starts serving after the stream drifted sees a
+steady, high error, with no change in it to detect, unless compared with what it
+showed on held-out data.
+
 Feature and prediction drift against a version's ``ReferenceProfile``
 (``driftline.core.profile``) is ``FeatureDriftMonitor`` in ``driftline.core.feature_drift``;
 it reports with the same ``DriftEvent``.
@@ -29,6 +51,7 @@ it reports with the same ``DriftEvent``.
 from __future__ import annotations
 
 import math
+import statistics
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
@@ -36,6 +59,7 @@ from typing import Any
 
 from river import drift
 from river.drift import binary as binary_drift
+from scipy import stats
 
 __all__ = ["ConceptDriftDetector", "DriftEvent", "outcome_error"]
 
@@ -125,6 +149,9 @@ class ConceptDriftDetector:
     checkpoint_every, history
         Every ``checkpoint_every`` outcomes the oldest event time of the stretch is kept,
         ``history`` stretches back, to turn a change point into an event time.
+    alpha
+        Significance of the error increase the history must show for an alarm to stand
+        (see the module docstring); None: every alarm stands.
 
     """
 
@@ -139,6 +166,7 @@ class ConceptDriftDetector:
         warmup: int = 1_000,
         checkpoint_every: int = 64,
         history: int = 4_096,
+        alpha: float | None = 0.01,
     ) -> None:
         if task not in ("classification", "regression"):
             raise ValueError(f"task must be 'classification' or 'regression', not {task!r}")
@@ -152,6 +180,8 @@ class ConceptDriftDetector:
             raise ValueError(f"delta must be in (0, 1), not {delta!r}")
         if warmup < 0 or checkpoint_every < 1 or history < 1:
             raise ValueError("warmup must be >= 0, checkpoint_every and history >= 1")
+        if alpha is not None and not 0 < alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1) or None, not {alpha!r}")
         self.model = model
         self.version = version
         self.task = task
@@ -160,6 +190,7 @@ class ConceptDriftDetector:
         self.warmup = warmup
         self.checkpoint_every = checkpoint_every
         self.history = history
+        self.alpha = alpha
         self.reset()
 
     def reset(self, version: str | None = None) -> None:
@@ -169,24 +200,35 @@ class ConceptDriftDetector:
         self.adwin = drift.ADWIN(delta=self.delta)
         self.detector = None if self.binary is None else _BINARY[self.binary]()
         self.n = 0
+        self.total = 0
+        """Outcomes in the history, primed ones included (``n`` counts live ones)."""
         self.suppressed = 0
+        self.primed = 0
+        self._held: DriftEvent | None = None
+        self.unconfirmed = 0
+        """Alarms the error history did not confirm (see ``alpha``)."""
         self._warning_start: int | None = None
         self._checkpoints: deque[int] = deque(maxlen=self.history)
         self._stretch_min = math.inf
         self._err_sums: deque[float] = deque(maxlen=SPLIT_STRETCHES)
+        self._sq_sums: deque[float] = deque(maxlen=SPLIT_STRETCHES)
         self._stretch_err = 0.0
+        self._stretch_sq = 0.0
 
     def update(self, error: float, event_time_ms: int) -> DriftEvent | None:
         """Add one outcome's error; return a DriftEvent if a detector alarms."""
-        n = self.n = self.n + 1
+        n = self.total = self.total + 1
+        self.n = n - self.primed
         if event_time_ms < self._stretch_min:
             self._stretch_min = event_time_ms
         self._stretch_err += error
+        self._stretch_sq += error * error
         if n % self.checkpoint_every == 0:
             self._checkpoints.append(int(self._stretch_min))
             self._stretch_min = math.inf
             self._err_sums.append(self._stretch_err)
-            self._stretch_err = 0.0
+            self._sq_sums.append(self._stretch_sq)
+            self._stretch_err = self._stretch_sq = 0.0
         before = self.adwin.estimation
         self.adwin.update(error)
         event = None
@@ -210,10 +252,55 @@ class ConceptDriftDetector:
                 self._warning_start = None
             elif self._warning_start is None:
                 self._warning_start = n
-        if event is not None and n <= self.warmup:
+        live = n - self.primed
+        if live <= 0:
+            return None
+        if event is not None and live <= self.warmup:
             self.suppressed += 1
+            self._held = event
+            return None
+        if live == self.warmup + 1 and self._held is not None and event is None:
+            held, self._held = self._held, None
+            since = self.split_since()
+            if since is None:
+                return None
+            event = self._event(held.detector, event_time_ms, since, held.reference or 0.0, None)
+        if event is not None and self.alpha is not None and not self.confirmed():
+            self.unconfirmed += 1
             return None
         return event
+
+    def prime(self, error_rate: float, n: int, event_time_ms: int) -> None:
+        """Start a fresh history with ``n`` outcomes at ``error_rate`` (0/1 errors spread
+        evenly), e.g. the version's held-out evaluation; the warm-up counts live outcomes
+        after them. Classification only (ignored for regression)."""
+        if self.total:
+            raise ValueError("prime a detector before its first update")
+        if not 0 <= error_rate <= 1 or n < 0:
+            raise ValueError("error_rate must be in [0, 1] and n >= 0")
+        if self.task != "classification":
+            return
+        self.primed = n
+        for i in range(n):
+            self.update(float(math.floor((i + 1) * error_rate) - math.floor(i * error_rate)),
+                        event_time_ms)  # fmt: skip
+
+    def confirmed(self) -> bool:
+        """Whether the error history's best split shows a significant error increase."""
+        found = self._split()
+        if found is None:
+            return False
+        after, z, tried = found
+        alpha = (self.alpha if self.alpha is not None else 1.0) / max(1, tried)
+        if self.task == "classification":
+            sums = [*self._err_sums, self._stretch_err]
+            total_n = (
+                self.checkpoint_every * len(self._err_sums) + self.total % self.checkpoint_every
+            )
+            rate = sum(sums) / total_n
+            errors = round(self._errors_in(after))
+            return float(stats.binom.sf(errors - 1, after, rate)) <= alpha
+        return z >= statistics.NormalDist().inv_cdf(1 - alpha)
 
     def update_outcome(self, outcome: Mapping[str, Any]) -> DriftEvent | None:
         """``update`` with the error of one Outcome dict (skipped when not computable)."""
@@ -231,12 +318,22 @@ class ConceptDriftDetector:
     def split_since(self) -> int | None:
         """Outcomes since the most likely change point: the split of the recent error
         history (in stretches of ``checkpoint_every``) with the largest standardised
-        difference of means, as binary segmentation does. None without enough history.
+        increase of the mean error, as binary segmentation does. None without enough
+        history or without a split where the error rose.
         """
+        found = self._split()
+        return None if found is None else found[0]
+
+    def _split(self) -> tuple[int, float, int] | None:
+        """(outcomes after, z statistic, splits tried) of the best error-increase split."""
         sums = [*self._err_sums, self._stretch_err]
-        sizes = [self.checkpoint_every] * len(self._err_sums) + [self.n % self.checkpoint_every]
+        sizes = [self.checkpoint_every] * len(self._err_sums) + [self.total % self.checkpoint_every]
         total_s, total_n = sum(sums), sum(sizes)
-        best, best_after = 0.0, None
+        if total_n < 2:
+            return None
+        mean = total_s / total_n
+        var = (sum(self._sq_sums) + self._stretch_sq) / total_n - mean * mean
+        best, best_after, tried = 0.0, None, 0
         before_s = before_n = 0.0
         for k in range(len(sums) - 1):
             before_s += sums[k]
@@ -244,17 +341,20 @@ class ConceptDriftDetector:
             after_n = total_n - before_n
             if before_n < self.checkpoint_every or after_n < self.checkpoint_every:
                 continue
-            gap = abs((total_s - before_s) / after_n - before_s / before_n)
+            tried += 1
+            gap = (total_s - before_s) / after_n - before_s / before_n
             score = gap * math.sqrt(before_n * after_n / total_n)
             if score > best:
                 best, best_after = score, int(after_n)
-        return best_after
+        if best_after is None:
+            return None
+        return best_after, best / math.sqrt(max(var, 1e-12)), tried
 
     def change_time_ms(self, since_change: int) -> int | None:
         """Oldest event time of the stretch holding the change point, if still kept."""
-        first = self.n - since_change + 1  # 1-based index of the first post-change outcome
+        first = self.total - since_change + 1  # 1-based index of the first post-change outcome
         k = (first - 1) // self.checkpoint_every  # stretch index, 0-based
-        oldest = self.n // self.checkpoint_every - len(self._checkpoints)
+        oldest = self.total // self.checkpoint_every - len(self._checkpoints)
         if k < oldest:
             return None
         if k >= oldest + len(self._checkpoints):  # the current, unfinished stretch

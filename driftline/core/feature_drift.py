@@ -50,6 +50,7 @@ from driftline.core.profile import (
     chi2_test,
     ks_test,
     psi,
+    rounded,
     score_of,
 )
 
@@ -233,8 +234,8 @@ class FeatureDriftMonitor:
         chunks = list(self._chunks)
         for j, (name, prof) in enumerate(self._num):
             live = [sum(c.bins[j][b] for c in chunks) for b in range(len(prof.counts))]
-            sample = [
-                x
+            sample = [  # at the reference sample's precision (see profile.rounded)
+                rounded(x)
                 for c in chunks
                 for row in c.rows
                 if isinstance(x := row[j], (int, float)) and math.isfinite(x)

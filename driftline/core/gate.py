@@ -16,8 +16,17 @@ latency        p95 of predict_one <= ``max_predict_us``
 improvement    primary metric (accuracy; mae for regression) better than the
                champion's by more than ``min_improvement`` (no champion: passes)
 segments       no segment ('attr=value') with >= ``min_segment_samples`` held-out
-               rows worse than the champion's by more than ``segment_tolerance``
+               rows worse than the champion's by more than ``segment_tolerance``,
+               beyond sampling noise (see below)
 =============  ===================================================================
+
+A segment holds a few hundred held-out rows, so its accuracy moves by a few points from
+sampling alone: with five segments, a candidate better by 20 points overall was seen
+rejected for one segment "worse by 0.04". So, with ``segment_alpha`` set, a segment
+fails only when its loss exceeds the tolerance by more than ``z * SE``: SE is the
+standard error of the paired per-row difference (0/1 error, or absolute error, of the
+candidate minus the champion's on the same rows) and ``z`` the one-sided normal quantile
+of ``segment_alpha`` divided by the number of gated segments (Bonferroni).
 
 >>> from driftline.core.models import build, serialize, artifact_record
 >>> model = build("logistic_regression", {}, seed=1)
@@ -37,6 +46,7 @@ segments       no segment ('attr=value') with >= ``min_segment_samples`` held-ou
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -100,6 +110,8 @@ class Evaluation:
     errors: int = 0
     non_finite: int = 0
     latencies_us: list[float] = field(default_factory=list, repr=False)
+    losses: list[float | None] = field(default_factory=list, repr=False)
+    """Per row: 0/1 error (classification) or absolute error; None when not scored."""
 
     def percentile_us(self, q: float) -> float:
         if not self.latencies_us:
@@ -121,6 +133,7 @@ def evaluate(
     ev = Evaluation({}, {}, rows=len(rows))
     for row in rows:
         t0 = clock()
+        ev.losses.append(None)
         try:
             value, scores = model.predict_one(row["features"])
         except Exception:  # a model that raises fails the smoke check; keep counting
@@ -131,6 +144,7 @@ def evaluate(
             ev.non_finite += value is not None
             continue
         y = row["label"]
+        ev.losses[-1] = float(_key(value) != _key(y)) if classify else abs(float(value) - float(y))
         segs = [f"{k}={v}" for k, v in sorted((row.get("segment") or {}).items())]
         for group in [
             overall,
@@ -195,7 +209,7 @@ def run_gate(
     he = None if champ is None else evaluate(champ, holdout, clock)
     p95 = ce.percentile_us(0.95)
     gain = None if he is None else sign * (ce.metrics[metric] - he.metrics[metric])
-    worst = _worst_segment(ce, he, metric, sign, config)
+    worst = _worst_segment(ce, he, metric, sign, config, holdout)
     checks = {
         "artifact": True,
         "smoke": ce.errors == 0 and ce.rows > 0,
@@ -203,7 +217,7 @@ def run_gate(
         "size": size <= config.max_artifact_bytes,
         "latency": p95 <= config.max_predict_us,
         "improvement": gain is None or gain > config.min_improvement,
-        "segments": worst is None or worst[1] <= config.segment_tolerance,
+        "segments": worst is None or worst[1] <= worst[2],
     }
     cand_metrics = {
         **ce.metrics,
@@ -247,16 +261,43 @@ def _gated_segments(ce: Evaluation, he: Evaluation | None, config: GateConfig) -
 
 
 def _worst_segment(
-    ce: Evaluation, he: Evaluation | None, metric: str, sign: int, config: GateConfig
-) -> tuple[str, float] | None:
-    """The gated segment where the candidate is worst against the champion, and by how much."""
+    ce: Evaluation,
+    he: Evaluation | None,
+    metric: str,
+    sign: int,
+    config: GateConfig,
+    rows: Sequence[Mapping[str, Any]],
+) -> tuple[str, float, float] | None:
+    """The gated segment where the candidate is worst against the champion: its name, how
+    much worse, and the loss it may show (the tolerance plus the noise margin)."""
     if he is None:
         return None
-    losses = [
-        (s, sign * (he.segments[s][metric] - ce.segments[s][metric]))
-        for s in _gated_segments(ce, he, config)
+    gated = _gated_segments(ce, he, config)
+    z = 0.0
+    if config.segment_alpha is not None and gated:
+        z = statistics.NormalDist().inv_cdf(1 - config.segment_alpha / len(gated))
+    worst = None
+    for s in gated:
+        loss = sign * (he.segments[s][metric] - ce.segments[s][metric])
+        allowed = config.segment_tolerance + z * _paired_se(ce, he, rows, s)
+        if worst is None or loss - allowed > worst[1] - worst[2]:
+            worst = (s, loss, allowed)
+    return worst
+
+
+def _paired_se(
+    ce: Evaluation, he: Evaluation, rows: Sequence[Mapping[str, Any]], segment: str
+) -> float:
+    """Standard error of the mean per-row loss difference on the rows of ``segment``."""
+    attr, _, value = segment.partition("=")
+    diffs = [
+        c - h
+        for row, c, h in zip(rows, ce.losses, he.losses, strict=False)
+        if c is not None and h is not None and str((row.get("segment") or {}).get(attr)) == value
     ]
-    return max(losses, key=lambda t: t[1], default=None)
+    if len(diffs) < 2:
+        return 0.0
+    return statistics.stdev(diffs) / math.sqrt(len(diffs))
 
 
 def _summary(
@@ -266,7 +307,7 @@ def _summary(
     ce: Evaluation,
     he: Evaluation | None,
     gain: float | None,
-    worst: tuple[str, float] | None,
+    worst: tuple[str, float, float] | None,
     p95: float,
     size: int,
     config: GateConfig,
@@ -284,9 +325,11 @@ def _summary(
         )
     if worst is not None:
         how = f"worse by {worst[1]:.4f}" if worst[1] > 0 else f"better by {-worst[1]:.4f}"
+        noise = worst[2] - config.segment_tolerance
         parts.append(
-            f"worst segment {worst[0]} {how} (tolerance {config.segment_tolerance:.4f},"
-            f" segments of >= {config.min_segment_samples} rows)"
+            f"worst segment {worst[0]} {how} (tolerance {config.segment_tolerance:.4f}"
+            + (f" + noise {noise:.4f}" if noise > 0 else "")
+            + f", segments of >= {config.min_segment_samples} rows)"
         )
     if ce.errors or ce.non_finite:
         parts.append(f"{ce.errors} scoring errors, {ce.non_finite} non-finite outputs")

@@ -58,6 +58,9 @@ class GateConfig:
     segment_tolerance: float = 0.02
     """No segment with enough samples may be worse than the champion by more than this."""
     min_segment_samples: int = 200
+    segment_alpha: float | None = 0.05
+    """A segment fails only when worse beyond the tolerance by more than sampling noise
+    at this significance (Bonferroni over the gated segments); None: the tolerance alone."""
     holdout_fraction: float = 0.2
     max_artifact_bytes: int = 50_000_000
     max_predict_us: float = 5_000.0
@@ -67,6 +70,8 @@ class GateConfig:
             raise ConfigError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
         if self.segment_tolerance < 0 or self.min_segment_samples < 1:
             raise ConfigError("segment_tolerance must be >= 0 and min_segment_samples >= 1")
+        if self.segment_alpha is not None and not 0 < self.segment_alpha < 1:
+            raise ConfigError(f"segment_alpha must be in (0, 1), got {self.segment_alpha}")
 
 
 @dataclass(frozen=True)

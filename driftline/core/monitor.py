@@ -35,6 +35,9 @@ PRIMARY_METRICS = {"classification": ("accuracy", "f1"), "regression": ("mae", "
 """What degradation alerts and triggers watch unless the models file says otherwise: log
 loss, for one, explodes on a confident tree's few wrong answers and alarms on noise."""
 
+PRIME_MAX = 1_000
+"""At most this many held-out outcomes start a new champion's error history."""
+
 KEEP_VERSIONS = 3
 """Trackers kept for this many versions (the champion and the last ones still scored)."""
 
@@ -62,6 +65,8 @@ class ModelMonitor:
         self.detector: ConceptDriftDetector | None = None
         self.features: FeatureDriftMonitor | None = None
         self.pending_outcomes = 0
+        self.due: int | None = None
+        """Outcome count at which the policy can fire without waiting for a tick."""
         self.counts: Counter[str] = Counter()
         self.dead_reasons: Counter[str] = Counter()
 
@@ -83,8 +88,13 @@ class ModelMonitor:
             self.detector = ConceptDriftDetector(
                 self.config.name, record["version"], self.config.task
             )
+            accuracy = (record.get("metrics") or {}).get("accuracy")
+            held_out = int((record.get("lineage") or {}).get("holdout_rows") or 0)
+            if accuracy is not None and 0 <= accuracy <= 1 and held_out:
+                self.detector.prime(1 - accuracy, min(held_out, PRIME_MAX), now_ms)
             profile = ReferenceProfile.from_json(record["reference_profile"])
             self.features = FeatureDriftMonitor(self.config.name, record["version"], profile)
+        self.due = self.policy.due_outcomes(now_ms)
 
     def observe_prediction(self, prediction: Mapping[str, Any]) -> None:
         """A Prediction: feeds feature and prediction drift of the champion."""
@@ -113,15 +123,27 @@ class ModelMonitor:
         tracker.update(outcome)
         self.counts["outcomes"] += 1
         self.pending_outcomes += 1
+        out = self._when_due(now_ms)
         if self.detector is None or version != self.champion_version:
-            return []
+            return out
         event = self.detector.update_outcome(outcome)
         if event is None:
-            return []
+            return out
         # the policy places the change point by its outcome count: bring it up to date
         self.policy.observe_outcomes(self.pending_outcomes, now_ms)
         self.pending_outcomes = 0
-        return self._drift([event], now_ms)
+        return out + self._drift([event], now_ms)
+
+    def _when_due(self, now_ms: int) -> list[Emit]:
+        """Fire a count-driven retrain reason on the outcome that makes it due."""
+        if self.due is None or self.policy.outcomes + self.pending_outcomes < self.due:
+            return []
+        self.policy.observe_outcomes(self.pending_outcomes, now_ms)
+        self.pending_outcomes = 0
+        out = self._trigger(self.policy.tick(now_ms))
+        due = self.policy.due_outcomes(now_ms)
+        self.due = None if due is not None and due <= self.policy.outcomes else due
+        return out
 
     # -- outputs ----------------------------------------------------------------------
 
@@ -152,11 +174,14 @@ class ModelMonitor:
                         out += self._trigger(self.policy.observe_snapshot(snap, now_ms))
         out += self._rates(now_ms)
         out += self._trigger(self.policy.tick(now_ms))
+        self.due = self.policy.due_outcomes(now_ms)
         return out
 
     def request(self, now_ms: int, requested_by: str) -> list[Emit]:
         """A retrain asked for by a person (``driftline retrain``)."""
-        return self._trigger(self.policy.request(now_ms, requested_by))
+        out = self._trigger(self.policy.request(now_ms, requested_by))
+        self.due = self.policy.due_outcomes(now_ms)
+        return out
 
     def _rates(self, now_ms: int) -> list[Emit]:
         c = self.counts
@@ -182,6 +207,7 @@ class ModelMonitor:
         out = self._alerts(self.rules.check_drift(events, now_ms))
         for e in events:
             out += self._trigger(self.policy.observe_drift(e, now_ms))
+        self.due = self.policy.due_outcomes(now_ms)
         return out
 
     def _alerts(self, alerts: list[dict[str, Any]]) -> list[Emit]:

@@ -7,11 +7,23 @@ Reasons combine: ``manual`` (``request``), ``schedule`` (every ``schedule_ms``),
 
 * no trigger is in flight for the model (cleared by a version trained for it, see
   ``on_version``, or after ``inflight_timeout_ms``),
-* ``cooldown_ms`` has passed since the last trigger (``manual`` skips the cooldown), and
+* ``cooldown_ms`` has passed since the last trigger (``manual`` skips the cooldown; so does
+  ``post_change_data`` alone, which neither waits for it nor starts it: its triggers are
+  spaced by the data they wait for, and must not delay the answer to the next drift), and
 * when a drift event estimated a change point, at least ``min_rows`` outcomes came after
   it (or ``drift_max_wait_ms`` passed): the trainer then gets the post-change data only
   (``window_start_ms`` at the change, ``last_n`` the post-change rows up to ``max_rows``);
   otherwise it gets the last ``last_n`` outcomes.
+
+After a trigger that trained on post-change rows, ``post_change_data`` fires each time the
+rows after that change point have grown ``growth`` times (2,000, 4,000, 8,000, ...) until
+the window reaches ``max_rows`` (``last_n`` without it; a last step of less than half a
+growth step, ``sqrt(growth)`` times, is skipped): the first answer to a drift
+learns from what little post-change data there is, later ones from more of it, and the
+gate promotes them only if they beat the champion. A later change point restarts it;
+a trigger without one (a feature drift, a manual retrain on the last N) ends it, and so
+does a rejected first answer to a change point: the champion beat a model of the
+post-change data on post-change data, so the change point was no change worth learning.
 
 Degradation has hysteresis: it must hold for ``degradation_evaluations`` consecutive 'all'
 snapshots of the champion, and after a trigger it re-arms only once every watched metric
@@ -56,6 +68,7 @@ REASONS = (
     "concept_drift",
     "feature_drift",
     "prediction_drift",
+    "post_change_data",
 )
 DRIFT_REASONS = ("concept_drift", "feature_drift", "prediction_drift")
 _NAMESPACE = uuid.UUID("0b7e4f8e-3d6a-4b61-8f0c-5b2d1f7a9c21")
@@ -73,6 +86,7 @@ def _fresh_state() -> dict[str, Any]:
         "pending": {},
         "streak": 0,
         "armed": True,
+        "growth": None,
     }
 
 
@@ -100,6 +114,9 @@ class RetrainPolicy:
         Training window: post-change rows needed, window without a change point, cap on
         post-change rows, longest wait for ``min_rows`` (None: no limit; each new change
         point restarts the count of post-change rows, not this clock).
+    growth
+        After a trigger on post-change rows, retrain when they have grown this many times
+        (until the window reaches ``max_rows``, else ``last_n``); None turns it off.
 
     """
 
@@ -124,6 +141,7 @@ class RetrainPolicy:
         last_n: int = 20_000,
         max_rows: int | None = None,
         drift_max_wait_ms: int | None = 6 * 3_600_000,
+        growth: float | None = 2.0,
     ) -> None:
         for name, value in [
             ("schedule_ms", schedule_ms),
@@ -144,6 +162,8 @@ class RetrainPolicy:
             raise ValueError("cooldown_ms must be >= 0, inflight_timeout_ms >= 1")
         if max_rows is not None and max_rows < min_rows:
             raise ValueError("max_rows must be >= min_rows")
+        if growth is not None and not growth > 1:
+            raise ValueError(f"growth must be > 1 or None, not {growth!r}")
         self.model = model
         self.config: dict[str, Any] = {
             "schedule_ms": schedule_ms,
@@ -163,6 +183,7 @@ class RetrainPolicy:
             "last_n": last_n,
             "max_rows": max_rows,
             "drift_max_wait_ms": drift_max_wait_ms,
+            "growth": growth,
         }
         self.state = _fresh_state()
 
@@ -274,8 +295,12 @@ class RetrainPolicy:
     ) -> None:
         """A ModelVersion record of the model: clears the in-flight trigger if the version
         answers it (its lineage's trigger id) or was created after it; a new champion
-        resets degradation and drops the pending drift and degradation reasons."""
+        resets degradation and drops the pending drift and degradation reasons; a rejected
+        first answer to a change point stops ``post_change_data``."""
         st = self.state
+        g = st["growth"]
+        if stage == "rejected" and g is not None and g["first"] and trigger_id == g["trigger_id"]:
+            st["growth"] = None
         inflight = st["inflight"]
         if inflight is not None and (
             trigger_id == inflight["trigger_id"] or created_at_ms >= inflight["since_ms"]
@@ -305,7 +330,50 @@ class RetrainPolicy:
         new = st["outcomes"] - st["outcomes_at_trigger"]
         if cfg["every_n_outcomes"] and new >= cfg["every_n_outcomes"]:
             self._pend("outcome_count", now_ms, {"outcomes": new, "every": cfg["every_n_outcomes"]})
+        due = self._growth_due()
+        if due is not None and st["outcomes"] >= due:
+            g = st["growth"]
+            post = st["outcomes"] - g["change_at"]
+            entry = self._pend("post_change_data", now_ms, {"rows": post, "trained_on": g["rows"]})
+            entry["change_at"], entry["change_time_ms"] = g["change_at"], g["change_time_ms"]
         return self._fire(now_ms)
+
+    @property
+    def outcomes(self) -> int:
+        """Outcomes counted so far."""
+        return int(self.state["outcomes"])
+
+    def due_outcomes(self, now_ms: int) -> int | None:
+        """The outcome count at which a count-driven reason (post-change rows reaching
+        ``min_rows``, ``post_change_data``, ``every_n_outcomes``) can fire, so the caller
+        can ``tick`` on that outcome rather than at its next timer; None when nothing waits
+        for outcomes or a trigger is in flight or cooling down."""
+        st, cfg = self.state, self.config
+        if st["inflight"] is not None:
+            return None
+        dues = []
+        changes = [p["change_at"] for p in st["pending"].values() if "change_at" in p]
+        if changes:
+            dues.append(max(changes) + cfg["min_rows"])
+        if cfg["every_n_outcomes"]:
+            dues.append(st["outcomes_at_trigger"] + cfg["every_n_outcomes"])
+        last = st["last_trigger_ms"]
+        if last is not None and now_ms - last < cfg["cooldown_ms"]:
+            dues = []  # the timer's tick fires them once the cooldown is over
+        growth = self._growth_due()
+        if growth is not None:
+            dues.append(growth)
+        return min(dues) if dues else None
+
+    def _growth_due(self) -> int | None:
+        """The outcome count at which ``post_change_data`` is due (None: not growing)."""
+        g, cfg = self.state["growth"], self.config
+        if g is None or not cfg["growth"]:
+            return None
+        cap = cfg["max_rows"] or cfg["last_n"]
+        if g["rows"] * cfg["growth"] ** 0.5 >= cap:
+            return None
+        return int(g["change_at"] + min(cap, g["rows"] * cfg["growth"]))
 
     # -- firing ---------------------------------------------------------------------------
 
@@ -322,7 +390,8 @@ class RetrainPolicy:
             return None
         manual = "manual" in pending
         last = st["last_trigger_ms"]
-        if not manual and last is not None and now_ms - last < cfg["cooldown_ms"]:
+        cools = not manual and set(pending) != {"post_change_data"}
+        if cools and last is not None and now_ms - last < cfg["cooldown_ms"]:
             return None
         changes = [p for p in pending.values() if "change_at" in p]
         change = max(changes, key=lambda p: p["change_at"]) if changes else None
@@ -334,8 +403,14 @@ class RetrainPolicy:
         if change is not None and post is not None and post >= cfg["min_rows"]:
             start = change.get("change_time_ms")
             last_n = post if cfg["max_rows"] is None else min(post, cfg["max_rows"])
+            growth = {
+                "change_at": change["change_at"],
+                "change_time_ms": start,
+                "rows": last_n,
+                "first": "post_change_data" not in pending,
+            }
         else:
-            start, last_n = None, cfg["last_n"]
+            start, last_n, growth = None, cfg["last_n"], None
         reasons = [r for r in REASONS if r in pending]
         evidence: dict[str, Any] = {"outcomes": st["outcomes"]}
         for r in reasons:
@@ -349,15 +424,18 @@ class RetrainPolicy:
         key_src = json.dumps([self.model, st["champion"], st["seq"], reasons, start, last_n])
         key = hashlib.sha256(key_src.encode()).hexdigest()[:32]
         trigger_id = str(uuid.uuid5(_NAMESPACE, key))
+        if growth is not None:
+            growth["trigger_id"] = trigger_id
         requested_by = pending["manual"]["evidence"]["requested_by"] if manual else "policy"
         st.update(
             inflight={"trigger_id": trigger_id, "key": key, "since_ms": now_ms},
-            last_trigger_ms=now_ms,
+            last_trigger_ms=st["last_trigger_ms"] if reasons == ["post_change_data"] else now_ms,
             schedule_anchor_ms=now_ms,
             outcomes_at_trigger=st["outcomes"],
             pending={},
             streak=0,
             armed=st["armed"] and "performance_degradation" not in reasons,
+            growth=growth,
         )
         return {
             "trigger_id": trigger_id,

@@ -14,7 +14,7 @@ classification functions 0, 2, 5, 8; SEA through variants 0, 1, 2, 3. Every feat
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,13 +46,22 @@ def _generator(kind: str, concept: int, seed: int) -> Iterator[tuple[dict[str, A
     raise ValueError(f"stream must be one of {KINDS}, not {kind!r}")
 
 
-def drifting_stream(kind: str, n: int, drift_every: int, seed: int = 42) -> Iterator[Row]:
-    """``n`` events of ``kind`` with an abrupt concept change every ``drift_every``."""
+def drifting_stream(
+    kind: str, n: int, drift_every: int, seed: int = 42, concepts: Sequence[int] | None = None
+) -> Iterator[Row]:
+    """``n`` events of ``kind`` with an abrupt concept change every ``drift_every``, cycling
+    through ``concepts`` (default :data:`CONCEPTS` of ``kind``; one concept: stationary).
+
+    >>> {r.concept for r in drifting_stream("agrawal", 6, drift_every=2, concepts=[5])}
+    {'agrawal-5'}
+    """
     if n < 0 or drift_every < 1:
         raise ValueError("n must be >= 0 and drift_every >= 1")
-    concepts = CONCEPTS.get(kind)
-    if concepts is None:
+    if kind not in CONCEPTS:
         raise ValueError(f"stream must be one of {KINDS}, not {kind!r}")
+    concepts = CONCEPTS[kind] if concepts is None else tuple(concepts)
+    if not concepts:
+        raise ValueError("concepts must not be empty")
     index = 0
     for segment in itertools.count():
         concept = concepts[segment % len(concepts)]

@@ -191,3 +191,79 @@ def test_ddm_alarm_places_the_change_point_by_the_error_history(
     assert abs(event.since_change - true_since) <= 2 * det.checkpoint_every  # stretch-exact
     assert event.change_time_ms is not None
     assert abs(event.change_time_ms - change_at) <= 2 * det.checkpoint_every
+
+
+@pytest.mark.parametrize("binary", ["ddm", None])
+def test_a_falling_error_raises_nothing(binary):
+    detector = ConceptDriftDetector("m", "v1", binary=binary, warmup=500)
+    stream = errors([(5_000, 0.4), (5_000, 0.05)], seed=4)
+    assert not any(detector.update(e, i) for i, e in enumerate(stream))
+    assert detector.unconfirmed >= 1  # ADWIN saw the change; it is no degradation
+
+
+def test_alarms_the_error_history_does_not_confirm_are_dropped():
+    """Steady errors, 40 fresh versions of 3,000 outcomes: with alpha=None some noise
+    alarms stand (DDM just after the warm-up); by default the history must show a rise."""
+    raw = checked = unconfirmed = 0
+    for seed in range(40):
+        stream = errors([(3_000, 0.15)], seed=seed)
+        a = ConceptDriftDetector("m", "v1", warmup=1_000, alpha=None)
+        b = ConceptDriftDetector("m", "v1", warmup=1_000)
+        for i, e in enumerate(stream):
+            raw += a.update(e, i) is not None
+            checked += b.update(e, i) is not None
+        unconfirmed += b.unconfirmed
+    assert raw >= 1 and checked == 0 and unconfirmed >= 1
+
+
+def test_bad_alpha_raises():
+    with pytest.raises(ValueError, match="alpha"):
+        ConceptDriftDetector("m", "v1", alpha=1.5)
+
+
+def test_a_change_inside_the_warmup_alarms_when_it_ends():
+    """A drift right after a promotion: held back during the warm-up, not lost."""
+    detector = ConceptDriftDetector("m", "v1", warmup=1_000)
+    stream = errors([(400, 0.05), (2_000, 0.5)], seed=6)
+    events = [(i, e) for i, err in enumerate(stream) if (e := detector.update(err, i))]
+    assert events and events[0][0] == 1_000  # the (1-based) outcome 1,001
+    assert abs(events[0][1].since_change - 601) <= 64
+
+
+@pytest.mark.parametrize(("burst", "confirmed"), [(5, False), (30, True)])
+def test_error_bursts_on_a_near_perfect_model(burst: int, confirmed: bool):
+    """``burst`` errors in the last ~100 of 4,000 outcomes at a 0.6% error rate: five give
+    z > 5 under the normal approximation, yet are a 1-in-1,000 binomial event, too common
+    once the splits tried are counted; thirty are a change."""
+    detector = ConceptDriftDetector("m", "v1", warmup=10_000)
+    stream = [0.0] * 4_000
+    for i in range(0, 3_880, 170):
+        stream[i] = 1.0
+    for k in range(burst):
+        stream[3_990 - 4 * k] = 1.0
+    for i, e in enumerate(stream):
+        detector.update(e, i)
+    assert detector.confirmed() is confirmed
+
+
+def test_a_version_serving_into_a_drifted_stream_alarms_against_its_held_out_error():
+    """Its live error never changes, so only its held-out error (primed) shows the drift."""
+    stream = errors([(3_000, 0.5)], seed=8)
+    blind = ConceptDriftDetector("m", "v2", warmup=1_000)
+    primed = ConceptDriftDetector("m", "v2", warmup=1_000)
+    primed.prime(0.05, 1_000, event_time_ms=0)
+    assert not any(blind.update(e, i) for i, e in enumerate(stream))
+    events = [(i, e) for i, err in enumerate(stream) if (e := primed.update(err, i))]
+    assert events and events[0][0] == 1_000  # held through the warm-up of live outcomes
+    first = events[0][1]
+    assert first.n == 1_001 and first.since_change == 1_001  # all live outcomes
+    assert first.change_time_ms == 0
+
+
+def test_prime_checks_its_arguments():
+    detector = ConceptDriftDetector("m", "v1")
+    with pytest.raises(ValueError, match="error_rate"):
+        detector.prime(1.5, 10, 0)
+    detector.update(0.0, 0)
+    with pytest.raises(ValueError, match="before its first update"):
+        detector.prime(0.1, 10, 0)

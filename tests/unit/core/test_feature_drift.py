@@ -165,3 +165,21 @@ def test_events_and_snapshot_metrics(profile):
     m = drift_metrics(results)
     assert {"psi.x", "ks.x", "psi.k", f"psi.{PREDICTION}", f"ks.{SCORE}"} <= set(m)
     assert all(isinstance(v, float) for v in m.values())
+
+
+def test_discrete_scores_do_not_flag_for_their_rounding() -> None:
+    """A tree's scores take a few values; the profile keeps them rounded to 6 digits, so the
+    live ones must be compared rounded alike (raw, KS saw D of 0.5 on the same stream)."""
+    levels = [0.7176781234, 0.9012345678, 1.0]
+
+    def tree_scores(n: int, seed: int) -> list[dict[str, float]]:
+        rng = random.Random(seed)
+        return [{"True": p, "False": 1 - p} for p in (rng.choice(levels) for _ in range(n))]
+
+    ss = tree_scores(5_000, 1)
+    prof = ReferenceProfile.build(
+        rows(5_000, 0), SPEC, [True] * 5_000, ss, task="classification", score_class="True"
+    )
+    monitor = FeatureDriftMonitor("m", "v1", prof, window_size=5_000)
+    feed(monitor, rows(5_000, 7), tree_scores(5_000, 8))
+    assert flagged(monitor) == {}

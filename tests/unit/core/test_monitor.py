@@ -374,3 +374,19 @@ def test_manual_request_emits_a_trigger(trained: dict[str, Any]) -> None:
     answer = champion(trained, "v2-bbbbbbb", stage="candidate", lineage=lineage)
     mon.on_version(answer, T0 + 3)  # the version that answers it clears it
     assert of(mon.request(T0 + 4, "ana"), "retrain") != []
+
+
+def test_min_rows_fire_on_the_outcome_that_completes_them(trained: dict[str, Any]) -> None:
+    """The wait for post-change rows ends on the outcome that completes them, not at the
+    next timer tick (here: none at all)."""
+    mon = ModelMonitor(ModelConfig("churn", retrain={"cooldown_ms": 0, "min_rows": 300}))
+    record = champion(trained, "v1-aaaaaaa")
+    mon.on_version(record, T0)
+    emits: list[Emit] = []
+    for o in outcomes(6_000, record["version"], jump(3_000, 0.05, 0.5), seed=3):
+        emits += mon.observe_outcome(o, o["event_time_ms"] + 500)
+        if of(emits, "retrain"):
+            break
+    (trigger,) = of(emits, "retrain")
+    assert trigger["evidence"]["post_change_rows"] == 300
+    assert trigger["evidence"]["outcomes"] == mon.counts["outcomes"]

@@ -87,6 +87,7 @@ def valid(trigger: dict[str, Any] | None) -> dict[str, Any]:
         ({"clear_ratio": 1.0}, "clear_ratio"),
         ({"cooldown_ms": -1}, "cooldown_ms"),
         ({"min_rows": 500, "max_rows": 100}, "max_rows"),
+        ({"growth": 1.0}, "growth"),
     ],
 )
 def test_bad_arguments_raise(kwargs, match):
@@ -172,6 +173,81 @@ def test_post_change_window_is_capped_by_max_rows():
     p = policy(min_rows=100, max_rows=300, cooldown_ms=0)
     p.observe_outcomes(10_000, 1)
     assert valid(p.observe_drift(concept(since=5_000), 2))["last_n"] == 300
+
+
+def answered(p: RetrainPolicy, t: dict[str, Any], stage: str, version: str, now: int) -> None:
+    p.on_version(version, stage, created_at_ms=now, now_ms=now, trigger_id=t["trigger_id"])
+
+
+def test_post_change_data_retrains_as_the_window_doubles_up_to_max_rows():
+    p = policy(min_rows=500, max_rows=3_000, cooldown_ms=HOUR)
+    p.observe_outcomes(10_000, 1)
+    p.observe_drift(concept(since=100, change_time_ms=777), 2)
+    p.observe_outcomes(400, 3)
+    t = valid(p.tick(3))
+    assert (t["reasons"], t["window_start_ms"], t["last_n"]) == (["concept_drift"], 777, 500)
+    answered(p, t, "champion", "v2", 4)
+    assert p.due_outcomes(5) == 10_400 + 500  # 1,000 post-change rows
+    p.observe_outcomes(499, 5)
+    assert p.tick(5) is None
+    p.observe_outcomes(1, 6)
+    t = valid(p.tick(6))  # within the cooldown: post_change_data neither waits nor starts it
+    assert (t["reasons"], t["window_start_ms"], t["last_n"]) == (["post_change_data"], 777, 1_000)
+    assert t["evidence"]["post_change_data.trained_on"] == 500
+    assert p.state["last_trigger_ms"] == 3
+    answered(p, t, "rejected", "v3", 7)  # a rejected later step does not stop the growth
+    p.observe_outcomes(1_000, 8)
+    t = valid(p.tick(8))
+    assert (t["reasons"], t["last_n"]) == (["post_change_data"], 2_000)
+    answered(p, t, "champion", "v4", 9)
+    p.observe_outcomes(1_000, 10)
+    assert valid(p.tick(10))["last_n"] == 3_000  # capped by max_rows: the last step
+    answered(p, t, "champion", "v5", 11)
+    p.observe_outcomes(50_000, 12)
+    assert p.tick(12) is None and p.due_outcomes(12) is None
+
+
+def test_post_change_data_skips_a_last_step_of_less_than_half_a_growth():
+    p = policy(min_rows=500, max_rows=2_500, cooldown_ms=0)
+    p.observe_outcomes(10_000, 1)
+    p.observe_drift(concept(since=2_000), 2)  # 2,000 post-change rows already
+    assert p.state["growth"]["rows"] == 2_000
+    assert p.due_outcomes(3) is None  # 2,000 * sqrt(2) >= 2,500
+
+
+def test_a_rejected_first_answer_to_a_change_point_stops_the_growth():
+    p = policy(min_rows=500, cooldown_ms=0)
+    p.observe_outcomes(10_000, 1)
+    t = valid(p.observe_drift(concept(since=600), 2))
+    answered(p, t, "rejected", "v2", 3)
+    p.observe_outcomes(5_000, 4)
+    assert p.tick(4) is None and p.state["growth"] is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "event"),
+    [({"growth": None}, concept(since=600)), ({}, feature())],
+)
+def test_no_growth_when_off_or_without_a_change_point(kwargs, event):
+    p = policy(min_rows=500, cooldown_ms=0, **kwargs)
+    p.observe_outcomes(10_000, 1)
+    t = valid(p.observe_drift(event, 2))
+    answered(p, t, "champion", "v2", 3)
+    p.observe_outcomes(50_000, 4)
+    assert p.tick(4) is None and p.due_outcomes(4) is None
+
+
+def test_due_outcomes_says_when_the_post_change_rows_suffice():
+    p = policy(min_rows=2_000, cooldown_ms=HOUR)
+    assert p.due_outcomes(0) is None
+    p.observe_outcomes(10_000, 1)
+    p.observe_drift(concept(since=500), 2)
+    assert p.due_outcomes(3) == 9_500 + 2_000
+    t = valid(p.tick(3) or p.request(3))
+    assert p.due_outcomes(4) is None  # in flight
+    answered(p, t, "champion", "v2", 5)
+    p.observe_drift(concept(since=500, version="v2"), 6)
+    assert p.due_outcomes(7) is None  # cooling down: the timer's tick fires it
 
 
 def test_drift_max_wait_falls_back_to_the_last_n():

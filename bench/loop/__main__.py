@@ -1,0 +1,3 @@
+from bench.loop.cli import main
+
+main()

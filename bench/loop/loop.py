@@ -1,0 +1,218 @@
+"""Driftline's closed loop in one process, driven by the real core objects (no Kafka).
+
+Per event ``i`` (the simulated clock reads ``i`` ms: the demo replays 1,000 events/s):
+
+1. the served champion scores the event through ``ServedModel.predict_one`` (the scorer's
+   path) and the Prediction goes to ``ModelMonitor.observe_prediction`` (feature drift);
+2. the label of event ``i - delay`` arrives: ``join.build_outcome`` makes the Outcome,
+   which goes to ``ModelMonitor.observe_outcome`` and to the outcome store;
+3. every ``tick_every`` outcomes the monitor ticks (the worker's timer);
+4. a RetrainTrigger is answered like ``driftline.consumers.trainer`` does: the outcomes of
+   its window (event time from ``window_start_ms``, newest ``last_n``), ``build_frame`` ->
+   ``window`` -> ``examples`` -> ``training.train`` (gate against the champion) ->
+   ``decide`` -> ``stage_records``; the records reach the registry and the monitor
+   ``serve_lag`` events later, and a new champion serves from then on.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from driftline.core.answers import stage_reason
+from driftline.core.drift import DriftEvent
+from driftline.core.join import build_outcome
+from driftline.core.modelconfig import ModelConfig, ModelsConfig
+from driftline.core.models import ServedModel, load_version
+from driftline.core.monitor import Emit, ModelMonitor
+from driftline.core.registry import Registry
+from driftline.core.synthetic import Row
+from driftline.core.training import bootstrap, decide, stage_records, train
+from driftline.core.trainset import build_frame, examples, window
+from driftline.demo.run import MODEL, Options, _segment, models_toml
+
+KEY = b"bench-loop"
+
+
+def demo_config(kind: str, **retrain: Any) -> ModelConfig:
+    """The model config ``driftline demo`` writes for ``kind`` (same factory, parameters,
+    gate and retrain policy), with ``retrain`` settings overridden if given."""
+    opts = Options()
+    config = ModelsConfig.from_toml(models_toml(kind, opts.min_rows, opts.max_rows))[MODEL]
+    if not retrain:
+        return config
+    return dataclasses.replace(config, retrain={**config.retrain, **retrain})
+
+
+def as_outcome_row(r: Row) -> dict[str, Any]:
+    """An Outcome-like dict of a stream row (what the bootstrap and the baselines train on)."""
+    return {
+        "features": r.features,
+        "label": r.label,
+        "event_time_ms": r.index,
+        "segment": _segment(r),
+        "event_id": f"e{r.index:07d}",
+    }
+
+
+class _Monitor(ModelMonitor):
+    """The real monitor; records every concept-drift event the detector raises (alerts
+    are rate-limited, so they would undercount the detector's alarms)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.alarms: list[DriftEvent] = []
+
+    def _drift(self, events: list[DriftEvent], now_ms: int) -> list[Emit]:
+        self.alarms += [e for e in events if e.kind == "concept_drift"]
+        return super()._drift(events, now_ms)
+
+
+@dataclass
+class LoopResult:
+    """What one closed-loop run did."""
+
+    correct: list[bool]
+    """Per replayed event: did the served model predict its label."""
+    triggers: list[dict[str, Any]] = field(default_factory=list)
+    trigger_at: list[int] = field(default_factory=list)
+    """Event index at which each trigger fired."""
+    stages: list[tuple[int, str, str]] = field(default_factory=list)
+    """(event index served from, version, stage) of each trained candidate."""
+    alarms: list[int] = field(default_factory=list)
+    """Event time (index) of the outcome at which each concept-drift alarm fired."""
+    feature_alarms: int = 0
+    train_rows: list[int] = field(default_factory=list)
+
+    @property
+    def retrains(self) -> int:
+        return len(self.triggers)
+
+    @property
+    def promotions(self) -> int:
+        return sum(1 for _, _, s in self.stages if s == "champion")
+
+    @property
+    def accuracy(self) -> float:
+        return sum(self.correct) / max(1, len(self.correct))
+
+
+class Loop:
+    """One model's closed loop over a stream (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        warm: list[Row],
+        *,
+        delay: int,
+        tick_every: int = 1_000,
+        serve_lag: int = 0,
+    ) -> None:
+        self.config = config
+        self.delay = delay
+        self.tick_every = tick_every
+        self.serve_lag = serve_lag
+        self.registry = Registry()
+        self.monitor = _Monitor(config)
+        now = warm[-1].index if warm else 0
+        _, records = bootstrap(
+            [as_outcome_row(r) for r in warm], config, key=KEY, by="bench",
+            reason=f"first {len(warm)} events", now_ms=now, code="bench", host="bench",
+        )  # fmt: skip
+        self.served: ServedModel = self._publish(records, now) or self._champion_model()
+        self.frozen = self.served
+        self.outcomes: list[dict[str, Any]] = []
+        self.times: list[int] = []  # event times of self.outcomes (arrival order = time order)
+        self.due: deque[tuple[int, list[dict[str, Any]]]] = deque()
+
+    def _champion_model(self) -> ServedModel:
+        champion = self.registry.champion(self.config.name)
+        assert champion is not None
+        return load_version(champion, KEY)
+
+    def _publish(self, records: list[dict[str, Any]], now: int) -> ServedModel | None:
+        """Apply records to the registry and the monitor; the new champion, if any."""
+        new = None
+        for rec in records:
+            self.registry.apply(rec)
+            self.monitor.on_version(rec, now)
+            if rec["stage"] == "champion":
+                new = rec
+        return None if new is None else load_version(new, KEY)
+
+    def run(self, rows: list[Row]) -> LoopResult:
+        """Replay ``rows`` (the events after the warm-up) through the loop."""
+        res = LoopResult(correct=[])
+        pending: deque[dict[str, Any]] = deque()
+        name, since_tick = self.config.name, 0
+        for r in rows:
+            i = r.index
+            while self.due and self.due[0][0] <= i:
+                _, records = self.due.popleft()
+                new = self._publish(records, i)
+                if new is not None:
+                    self.served = new
+            value, scores = self.served.predict_one(r.features)
+            res.correct.append(value == r.label)
+            prediction = {
+                "event_id": f"e{i:07d}", "model": name, "version": self.served.version,
+                "event_time_ms": i, "predicted_at_ms": i, "prediction": value,
+                "scores": scores, "features": r.features, "segment": _segment(r),
+                "label": r.label,
+            }  # fmt: skip
+            self.monitor.observe_prediction(prediction)
+            pending.append(prediction)
+            emits: list[Emit] = []
+            while pending and pending[0]["event_time_ms"] <= i - self.delay:
+                p = pending.popleft()
+                label = {"event_id": p["event_id"], "model": name, "label": p["label"],
+                         "label_time_ms": i}  # fmt: skip
+                outcome = build_outcome(p, label)
+                self.outcomes.append(outcome)
+                self.times.append(p["event_time_ms"])
+                emits += self.monitor.observe_outcome(outcome, i)
+                since_tick += 1
+                if since_tick >= self.tick_every:
+                    since_tick = 0
+                    emits += self.monitor.tick(i)
+            for e in emits:
+                if e.topic == "alerts" and e.value["kind"] in ("feature_drift", "prediction_drift"):
+                    res.feature_alarms += 1
+                if e.topic == "retrain":
+                    self._answer(e.value, i, res)
+        res.alarms = [a.detected_at_ms for a in self.monitor.alarms]
+        return res
+
+    def _answer(self, trigger: Mapping[str, Any], now: int, res: LoopResult) -> None:
+        """What the trainer does for one trigger (driftline.consumers.trainer)."""
+        start, end, last_n = trigger["window_start_ms"], trigger["window_end_ms"], trigger["last_n"]
+        lo = 0 if start is None else bisect.bisect_left(self.times, start)
+        hi = len(self.times) if end is None else bisect.bisect_left(self.times, end)
+        if last_n is not None:
+            lo = max(lo, hi - last_n)
+        frame = window(build_frame(self.outcomes[lo:hi]), start, end, last_n)
+        rows = examples(frame)
+        reg, model = self.registry, self.config.name
+        champion = reg.champion(model)
+        run = train(
+            rows, self.config, key=KEY, now_ms=now, trigger=trigger, champion=champion,
+            existing_versions=[v["version"] for v in reg.versions(model)],
+            code="bench", host="bench",
+        )  # fmt: skip
+        stage = decide(run.verdict, self.config.promotion)
+        later = stage_records(
+            run.record, stage,
+            current=[v for v in (champion, reg.challenger(model)) if v is not None],
+            by="trainer", reason=stage_reason(stage, run.verdict), now_ms=now + 1,
+        )  # fmt: skip
+        at = now + self.serve_lag
+        self.due.append((at, [run.record, *later]))
+        res.triggers.append(dict(trigger))
+        res.trigger_at.append(now)
+        res.stages.append((at, run.record["version"], stage))
+        res.train_rows.append(run.train_rows)
