@@ -21,6 +21,9 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
+from confluent_kafka import (
+    KafkaError as CKafkaError,
+)
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from driftline.core.codec import default_codec
@@ -181,18 +184,25 @@ def consume_to_end(
 ) -> dict[tuple[str, int], int]:
     """Hand every message of the assigned partitions (assigned at ``starts``) to ``handle``
     until each reaches its end offset (exclusive) in ``ends``. Returns the next offset per
-    partition; a partition that stays short of its end for ``idle_s`` (e.g. behind an
-    open transaction) stops there."""
+    partition. A partition ends early at the end a read_committed reader can see (an
+    end-of-partition event, when the consumer has ``enable.partition.eof``): a
+    transactional topic's last offset is a commit marker, never delivered as a record.
+    A partition that stays short of its end for ``idle_s`` (e.g. behind an open
+    transaction) stops there."""
     nxt = {tp: (starts or {}).get(tp, 0) for tp in ends}
     todo = {tp for tp, end in ends.items() if end > nxt[tp]}
     last = time.monotonic()
     while todo:
         msgs = consumer.consume(batch, 0.2)
         for m in msgs:
-            if m.error() is not None:
-                log.warning("consume error: %s", m.error())
-                continue
             tp = (m.topic() or "", m.partition() or 0)
+            err = m.error()
+            if err is not None:
+                if err.code() == CKafkaError._PARTITION_EOF:
+                    todo.discard(tp)
+                else:
+                    log.warning("consume error: %s", err)
+                continue
             nxt[tp] = (m.offset() or 0) + 1
             handle(m)
         if msgs:

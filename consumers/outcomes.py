@@ -36,7 +36,9 @@ class OutcomeReader:
 
     def __init__(self, settings: Settings) -> None:
         self.topic = settings.topic("outcomes")
-        self.consumer = reader(settings, "outcomes", **{"fetch.max.bytes": 52_428_800})
+        self.consumer = reader(
+            settings, "outcomes", **{"fetch.max.bytes": 52_428_800, "enable.partition.eof": True}
+        )
         self.offsets = Offsets(settings)
 
     def _starts(self, parts: list[int], start_ms: int | None) -> dict[int, int]:

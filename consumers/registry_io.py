@@ -21,7 +21,7 @@ class RegistryFollower:
     def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
         self.topic = settings.topic("registry")
         self.registry = registry if registry is not None else Registry()
-        self.consumer = reader(settings, "registry")
+        self.consumer = reader(settings, "registry", **{"enable.partition.eof": True})
         self.offsets = Offsets(settings)
         self._parts = self.offsets.partitions(self.topic)
         self.consumer.assign([TopicPartition(self.topic, p, 0) for p in self._parts])

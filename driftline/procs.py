@@ -31,6 +31,7 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
             continue
         secret = getattr(settings, name)
         env[key] = secret.get_secret_value() if hasattr(secret, "get_secret_value") else str(value)
+    env["PYTHONUNBUFFERED"] = "1"  # a killed child's last log lines must reach its log
     env.update(extra)
     return env
 

@@ -57,14 +57,28 @@ class Settings(BaseSettings):
     monitor_interval_s: float = Field(5.0, gt=0, description="Seconds between metric snapshots.")
     table_store: TableStore = Field(
         "memory://",
-        description="Store of the worker's Faust tables (the join state): memory:// is "
-        "rebuilt from the changelog at start; rocksdb:// (rocksdict) keeps state on disk "
-        "under data_dir, for state larger than memory and faster restarts.",
+        description="Store of the join state: memory:// is rebuilt from the changelog "
+        "at each assignment; rocksdb:// (rocksdict) keeps state on disk under "
+        "data_dir/join, for state larger than memory and faster restarts.",
     )
     data_dir: Path | None = Field(
         None,
         description="The worker's data directory (Faust's datadir; RocksDB tables live "
         "under it). Default: <app id>-data in the working directory.",
+    )
+    instance_id: str | None = Field(
+        None,
+        description="Stable name of this worker process among its group (e.g. a pod "
+        "ordinal): its transactional ids become <group>-<instance_id>, so a restarted "
+        "worker fences its predecessor's open transaction at once. Unique per live "
+        "worker. Default: a random id per process (a crashed worker's open transaction "
+        "then blocks read_committed readers until transaction_timeout_ms).",
+    )
+    transaction_timeout_ms: int = Field(
+        10_000,
+        ge=1_000,
+        description="Kafka transaction timeout of the scorer and join: how long a "
+        "crashed worker's open transaction can hold back read_committed readers.",
     )
     worker_web_port: int = Field(6066, description="Worker web server (status page, /metrics).")
     worker_web_bind: str = Field(

@@ -1,10 +1,16 @@
 """The Driftline worker: one Faust app with the scorer, join and monitor.
 
-* scorer: a confluent-kafka loop on its own thread (stateless; see streams/scorer.py)
+* scorer: a transactional confluent-kafka loop on its own thread (streams/scorer.py)
 * registry follower: a thread that keeps champion and challenger versions loaded
-* join: a Faust agent with a changelogged table (streams/join.py)
-* monitor: fed in process by the join, ticked by a timer (streams/monitor.py)
+* join: a transactional confluent-kafka loop on its own thread, with a changelogged
+  store (streams/join.py)
+* monitor: on the event loop, fed the join's committed steps, ticked by a Faust timer
+  (streams/monitor.py)
 * web: /metrics, the status page and /status.json (streams/web.py)
+
+Faust is the frame: services, timers, the web server and the worker's lifecycle. Both
+data paths are confluent-kafka loops that own their Kafka transactions
+(streams/txn.py): the measured reasons are in docs/architecture.md.
 
 Run it with ``driftline worker`` (or :func:`run`).
 """
@@ -14,8 +20,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+import time
+from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -25,13 +33,15 @@ from confluent_kafka import Producer
 from driftline.core.codec import Codec, default_codec
 from driftline.core.headers import build as record_headers
 from driftline.core.headers import for_confluent
-from driftline.core.joiner import Joiner
+from driftline.core.joiner import Joiner, Step
 from driftline.core.modelconfig import ModelsConfig
-from driftline.core.monitor import Emit
 from driftline.core.scoring import Scoring
 from driftline.kafka.clients import faust_broker_url, faust_credentials, producer_config
 from driftline.settings import Settings
-from driftline.streams import join, monitor, web
+from driftline.streams import metrics as m
+from driftline.streams import monitor, web
+from driftline.streams.join import JoinLoop
+from driftline.streams.joinstore import open_store
 from driftline.streams.registry import RegistryFollower
 from driftline.streams.scorer import ScorerLoop
 
@@ -39,7 +49,9 @@ log = logging.getLogger(__name__)
 
 ALERT = "io.driftline.Alert"
 THREAD_DIED = 70
-"""Exit code of a worker whose scorer or registry thread died (EX_SOFTWARE)."""
+"""Exit code of a worker whose scorer, join or registry thread died (EX_SOFTWARE)."""
+MONITOR_BACKLOG = 200
+"""Committed join batches the monitor may lag behind before the join waits for it."""
 
 
 @dataclass
@@ -53,7 +65,7 @@ class Worker:
     follower: RegistryFollower
     scorer: ScorerLoop
     monitors: monitor.Monitors
-    join: join.JoinAgent
+    join: JoinLoop
     recent: monitor.Recent = field(default_factory=monitor.Recent)
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
@@ -92,24 +104,6 @@ def create_app(settings: Settings, app_id: str) -> faust.App:
     )
 
 
-def install_streams(
-    app: faust.App,
-    settings: Settings,
-    codec: Codec,
-    joiner: Joiner,
-    monitors: monitor.Monitors,
-    on_emit: Callable[[Emit], None] | None = None,
-) -> join.JoinAgent:
-    """The Faust side of a worker: the join (table, agent, expiry sweep) feeding the
-    monitor (tick timer). Creates no Kafka client: the agent tests use it as it is."""
-    observe = monitor.install(app, codec, monitors, settings.topic, settings.monitor_interval_s,
-                              on_emit=on_emit)  # fmt: skip
-    return join.install(
-        app, joiner, settings.topic("predictions"), settings.topic("labels"),
-        settings.data_partitions, observe,
-    )  # fmt: skip
-
-
 def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "worker") -> Worker:
     """Build the worker: app, agents, scorer and registry follower (nothing started)."""
     codec = default_codec()
@@ -117,14 +111,19 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
     app = create_app(settings, app_id)
     alert_producer = Producer(producer_config(settings, "worker-alerts"))
 
-    def send_alert(alert: dict[str, Any]) -> None:
-        alert_producer.produce(
-            settings.topic("alerts"),
-            codec.encode(ALERT, alert),
-            alert["model"].encode(),
-            headers=for_confluent(record_headers(ALERT, alert["created_at_ms"], None)),
-        )
+    def send_record(topic: str, key: bytes, value: bytes, hdrs: list[tuple[str, bytes]]) -> None:
+        while True:
+            try:
+                alert_producer.produce(topic, value, key, headers=for_confluent(hdrs))
+                break
+            except BufferError:  # local queue full (broker away): let it drain a little
+                alert_producer.poll(0.05)
         alert_producer.poll(0)
+
+    def send_alert(alert: dict[str, Any]) -> None:
+        send_record(settings.topic("alerts"), alert["model"].encode(),
+                    codec.encode(ALERT, alert),
+                    record_headers(ALERT, alert["created_at_ms"], None))  # fmt: skip
 
     monitors = monitor.Monitors(models)
     follower = RegistryFollower(settings, codec, on_alert=send_alert,
@@ -149,9 +148,26 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
 
     joiner = Joiner(codec, task_of, ttl_of, settings.topic("predictions"))
     recent = monitor.Recent()
-    joined = install_streams(app, settings, codec, joiner, monitors, on_emit=recent.add)
+    observe = monitor.install(app, codec, monitors, settings.topic, settings.monitor_interval_s,
+                              send_record, on_emit=recent.add)  # fmt: skip
+    committed: deque[tuple[list[Step], int]] = deque()
+    stop = threading.Event()
+
+    def on_committed(steps: list[Step], now: int) -> None:  # on the join's thread
+        waited = time.monotonic()
+        while len(committed) >= MONITOR_BACKLOG and not stop.is_set():
+            time.sleep(0.005)
+            if time.monotonic() - waited > 10:
+                log.warning("join: waiting for the monitor (%d batches behind)", len(committed))
+                waited = time.monotonic()
+        committed.append((steps, now))
+
+    data_dir = settings.data_dir or Path(f"{app_id}-data")
+    joined = JoinLoop(settings, joiner, open_store(settings.table_store, data_dir / "join"),
+                      group_id=f"{app_id}-join", on_committed=on_committed)  # fmt: skip
     scorer.on_dead = monitors.dead_inbox.append
-    worker = Worker(settings, models, app, codec, follower, scorer, monitors, joined, recent)
+    worker = Worker(settings, models, app, codec, follower, scorer, monitors, joined, recent,
+                    stop=stop)  # fmt: skip
     # Our own web server replaces Faust's legacy one (see streams/web.py).
     app.web_server(web.server(worker, settings.worker_web_bind, settings.worker_web_port))
 
@@ -164,17 +180,32 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
             t.start()
             worker.threads.append(t)
             await self.loop.run_in_executor(None, follower.ready.wait, 60)
-            s = threading.Thread(target=scorer.run, args=(worker.stop,), name="scorer",
-                                 daemon=True)  # fmt: skip
-            s.start()
-            worker.threads.append(s)
+            for name, loop in (("scorer", scorer), ("join", joined)):
+                s = threading.Thread(target=loop.run, args=(worker.stop,), name=name,
+                                     daemon=True)  # fmt: skip
+                s.start()
+                worker.threads.append(s)
             log.info("driftline worker ready: scoring %s", settings.topic("features"))
+
+        @mode.Service.task
+        async def _feed_monitor(self) -> None:
+            """The join's committed steps, to the monitor, in commit order."""
+            while not self.should_stop:
+                if not committed:
+                    await self.sleep(0.02)
+                    continue
+                steps, now = committed.popleft()
+                try:
+                    await observe(steps, now)
+                except Exception:  # a monitor failure is logged and counted, never fatal
+                    log.exception("the monitor failed on a batch of %d steps", len(steps))
+                    m.MONITOR_ERRORS.inc(len(steps))
 
         @mode.Service.task
         async def _watch_threads(self) -> None:
             """A scorer or registry thread that dies leaves a worker that looks alive and
             scores nothing: exit instead, so the orchestrator restarts the process (the
-            scorer's uncommitted batch is read again: at-least-once)."""
+            batch in flight of each loop is aborted and read again)."""
             while not self.should_stop:
                 await self.sleep(1.0)
                 dead = [t.name for t in worker.threads if not t.is_alive()]

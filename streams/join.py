@@ -1,239 +1,408 @@
-"""The join agent: predictions and labels in, outcomes (and join dead letters) out.
+"""The join: predictions and labels in, outcomes and join dead letters out, exactly once.
 
-predictions and labels are co-partitioned by event_id, so one worker owns both sides
-of every key. State is one bytes entry per event_id (driftline.core.join.JoinEntry) in
-a Faust table whose changelog has the same partitioning, in memory or in RocksDB
-(``DRIFTLINE_TABLE_STORE``). Reads and writes name their partition explicitly (the
-source message's, or the one the expiry index recorded) through
-:mod:`driftline.streams.tablestore`, so a batch from ``take_events`` and the expiry
-sweep, which runs outside stream iteration, both land in the right partition of the
-store and of the changelog. Reads and writes of one key happen without an ``await`` in
-between, so the sweep and the agent never interleave on a key.
+predictions and labels are co-partitioned by event_id, and the join's consumer uses the
+range assignor, so one worker owns partition p of both topics and so every key's two
+sides. State is one bytes entry per event_id (:class:`driftline.core.join.JoinEntry`)
+in a local store (:mod:`driftline.streams.joinstore`) whose source of truth is a
+compacted changelog topic partitioned the same way.
+
+Each batch (records read, plus the entries whose TTL passed) is one Kafka transaction
+(:mod:`driftline.streams.txn`): its outcomes, dead letters, changelog records and input
+offsets commit together or not at all. The local store and the expiry index change
+only after the commit; the monitor is fed only committed steps. An aborted batch is
+read again from its first offsets against unchanged state. So after a crash, a
+rebalance or a broker restart, each pair is published once, each duplicate, late,
+orphan and expired case once, and the store matches the changelog.
+
+On assignment the worker restores each partition's state from the changelog (all of
+it for ``memory://``; for ``rocksdb://`` only what follows the offset the store saved)
+before it reads that partition's input, then rebuilds the expiry index.
+
+It runs as a confluent-kafka loop on its own thread inside the worker, like the scorer:
+Faust's per-event consumer bounded the join near 760 outcomes/s (docs/benchmarks.md),
+and its exactly-once mode has open reports of duplicates after a kill
+(faust-streaming#517), which this design avoids by owning the transaction.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-import faust
-from faust.types import TP
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import KafkaError as CKafkaError
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from driftline.core.deadletter import Origin
+from driftline.core.errors import KafkaError
 from driftline.core.expiry import ExpiryIndex
 from driftline.core.headers import header_list
 from driftline.core.join import JoinEntry
 from driftline.core.joiner import Joiner, Step
+from driftline.kafka.clients import admin_config, consumer_config
+from driftline.settings import Settings
 from driftline.streams import metrics as m
-from driftline.streams.tablestore import Partitions, partitions_of
+from driftline.streams.joinstore import Store
+from driftline.streams.txn import (
+    TIMEOUT_S,
+    Transactions,
+    Undelivered,
+    consumer_lag,
+    group_settings,
+    transactional_producer,
+    usable,
+)
 
 log = logging.getLogger(__name__)
 
-BATCH = 1_000
-WITHIN_S = 0.05
-SWEEP_EVERY_S = 1.0
-
-Observe = Callable[[list[Step], int], Awaitable[None]]
-Change = tuple[int, bytes, bytes | None]
+Key = tuple[int, bytes]
+OnCommitted = Callable[[list[Step], int], None]
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class JoinState:
-    """The join table, read and written by explicit partition, with an expiry index."""
+@dataclass
+class Batch:
+    """What one batch changed, before its transaction commits."""
 
-    def __init__(self, table: Any) -> None:
-        self.table = table
-        self.index: ExpiryIndex[tuple[int, bytes]] = ExpiryIndex(bucket_ms=1_000)
-        self.owned: set[int] = set()
-        self._store: Partitions | None = None
-
-    @property
-    def store(self) -> Partitions:
-        """The table's store (made by Faust on first use, so not at install time)."""
-        if self._store is None:
-            self._store = partitions_of(self.table.data)
-        return self._store
-
-    def get(self, partition: int, key: bytes) -> bytes | None:
-        return self.store.get(partition, key)
-
-    def apply(self, partition: int, key: bytes, step: Step) -> Change | None:
-        """Apply ``step`` to the store; returns the changelog record to send, if any.
-
-        The caller sends it with an awaited ``send`` (not the table's ``send_soon``,
-        whose buffer publishes one message per event-loop turn and throttled the join).
-        """
-        if step.keep:
-            return None
-        if step.entry is None:
-            self.store.delete(partition, key)
-            return partition, key, None
-        self.store.put(partition, key, step.entry)
-        if step.deadline_ms is not None:
-            self.index.add((partition, key), step.deadline_ms)
-        return partition, key, step.entry
-
-    def rebuild(self, partitions: Iterable[int]) -> None:
-        """After recovery: index every held entry of the partitions this worker owns."""
-        self.owned = set(partitions)
-        entries = [
-            ((p, key), JoinEntry.from_bytes(value).deadline_ms)
-            for p, key, value in self.store.items(self.owned)
-        ]
-        self.index = ExpiryIndex.rebuild(entries, bucket_ms=1_000)
-        m.JOIN_PENDING.set(self.pending())
-
-    def pending(self) -> int:
-        """Entries held for the owned partitions (RocksDB: its estimate)."""
-        return self.store.count(self.owned)
+    overlay: dict[Key, bytes | None] = field(default_factory=dict)
+    deadlines: dict[Key, int] = field(default_factory=dict)
+    steps: list[Step] = field(default_factory=list)
+    kinds: Counter[tuple[str, ...]] = field(default_factory=Counter)
+    changelog_end: dict[int, int] = field(default_factory=dict)
+    """Per partition: the offset after the last changelog record delivered."""
 
 
-class JoinAgent:
-    """The join installed in an app: :meth:`handle` is the agent's body for one batch,
-    :meth:`sweep` the expiry timer's. ``clock`` gives processing time in ms."""
+class JoinLoop:
+    """The join's consume-join-produce loop. ``run`` blocks until ``stop`` is set."""
 
     def __init__(
         self,
-        app: faust.App,
+        settings: Settings,
         joiner: Joiner,
-        predictions: str,
-        labels: str,
-        partitions: int,
-        observe: Observe | None = None,
+        store: Store,
+        *,
+        group_id: str,
+        on_committed: OnCommitted | None = None,
+        batch_size: int = 2_000,
+        poll_timeout_s: float = 0.05,
+        sweep_every_s: float = 1.0,
+        lag_every_s: float = 5.0,
+        consumer: Any = None,
+        producer: Any = None,
     ) -> None:
+        """``consumer`` and ``producer`` default to real clients (tests pass others)."""
+        self.settings = settings
         self.joiner = joiner
-        self.predictions = predictions
-        self.observe = observe
+        self.store = store
+        self.on_committed = on_committed
+        self.batch_size = batch_size
+        self.poll_timeout_s = poll_timeout_s
+        self.sweep_every_s = sweep_every_s
+        self.lag_every_s = lag_every_s
         self.clock: Callable[[], int] = now_ms
-        self.table: Any = app.Table(  # the app's serializers are raw: Driftline encodes
-            "join", key_type=bytes, value_type=bytes, partitions=partitions,
-            help="Join state per event_id.",
-        )  # fmt: skip
-        self.state = JoinState(self.table)
-        self.source = app.topic(
-            predictions, labels, key_type=bytes, value_type=bytes,
-            key_serializer="raw", value_serializer="raw",
-        )  # fmt: skip
-        prefix = predictions.removesuffix("predictions")
-        self.outputs = {
-            name: app.topic(prefix + name, key_serializer="raw", value_serializer="raw")
-            for name in ("outcomes", "deadletter")
-        }
-        self.agent: Any = None
-
-    async def publish(
-        self, step: Step, kinds: Counter[tuple[str, ...]], change: Change | None
-    ) -> None:
-        if change is not None:
-            partition, key, value = change
-            # A persistent store records, through Faust's own callback for table
-            # writes, the changelog offset it holds: a restart replays only what follows.
-            sent = self.table._on_changelog_sent if self.state.store.persists else None
-            await self.table.changelog_topic.send(
-                key=key, value=value, partition=partition, callback=sent
+        self.predictions = settings.topic("predictions")
+        self.labels = settings.topic("labels")
+        self.topics = {name: settings.topic(name) for name in ("outcomes", "deadletter")}
+        self.changelog = f"{group_id.removesuffix('-join')}-join-changelog"
+        self.group_id = group_id
+        self.consumer = consumer or Consumer(
+            consumer_config(
+                settings,
+                "join",
+                group_id,
+                **{
+                    **group_settings(settings),
+                    "enable.auto.commit": False,
+                    # partition p of predictions and of labels go to the same member
+                    "partition.assignment.strategy": "range",
+                    "fetch.wait.max.ms": 50,
+                    "topic.metadata.refresh.interval.ms": 10_000,
+                },
             )
-        for kind in step.kinds:
-            kinds[(kind,)] += 1
-        for d in step.label_delays_ms:
-            m.LABEL_DELAY.observe(max(d, 0) / 1000.0)
-        for out in step.outputs:
-            await self.outputs[out.topic].send(key=out.key, value=out.value, headers=out.headers)
+        )
+        self.txn = Transactions(
+            (lambda: producer) if producer is not None
+            else lambda: Producer(transactional_producer(settings, "join", group_id)),
+            self.consumer,
+            "join",
+        )  # fmt: skip
+        self.index: ExpiryIndex[Key] = ExpiryIndex(bucket_ms=1_000)
+        self.owned: set[int] = set()
+        self.processed = 0
+        self.lag: int | None = None
+        self.ready = threading.Event()
+        """Set once the first assignment is restored."""
+        self._sweep_due = 0.0
+        self._lag_due = 0.0
+        self._batch = Batch()
 
-    async def handle(self, events: Sequence[Any]) -> None:
-        """One batch of predictions and labels."""
-        t0 = time.perf_counter()
-        kinds: Counter[tuple[str, ...]] = Counter()
-        now = self.clock()
-        steps: list[Step] = []
-        state, joiner = self.state, self.joiner
-        for event in events:
-            msg = event.message
-            key, partition = msg.key, msg.partition
-            origin = Origin(
-                msg.topic, partition, msg.offset, key,
-                int(msg.timestamp * 1000), header_list(msg.headers),
-            )  # fmt: skip
-            try:
-                stored = state.get(partition, key) if key else None
-                step = joiner.on_message(origin, msg.value, stored, now)
-            except Exception as exc:  # Faust would ack and drop it: dead-letter it instead
-                log.exception("join: unexpected error at %s:%s", msg.topic, msg.offset)
-                step = joiner.internal_error(origin, msg.value, repr(exc), now)
-            change = state.apply(partition, key, step) if key else None
-            await self.publish(step, kinds, change)
-            steps.append(step)
-        await self._observe(steps, now)
-        m.EVENTS_IN.labels("join").inc(len(events))
-        m.add_tally(m.JOIN_RESULTS, kinds)
-        m.BATCH_SECONDS.labels("join").observe(time.perf_counter() - t0)
+    @property
+    def producer(self) -> Producer:
+        """The current transactional producer (replaced when fenced)."""
+        return self.txn.producer
 
-    async def _observe(self, steps: list[Step], now: int) -> None:
-        """Feed the monitor; a monitor failure is logged and counted, never blocks the join."""
-        if self.observe is None:
-            return
+    # -- the loop ---------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Join until ``stop`` is set; then close (between batches: nothing is open)."""
+        self.ensure_changelog()
+        self.txn.init()
+        self.consumer.subscribe(
+            [self.predictions, self.labels],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
         try:
-            await self.observe(steps, now)
-        except Exception:
-            log.exception("join: the monitor failed on a batch of %d steps", len(steps))
-            m.MONITOR_ERRORS.inc(len(steps))
+            while not stop.is_set():
+                msgs = self.next_batch()
+                sweep = time.monotonic() >= self._sweep_due
+                if msgs or sweep:
+                    self.process(msgs, self.clock(), sweep)
+                if time.monotonic() >= self._lag_due:
+                    self._lag_due = time.monotonic() + self.lag_every_s
+                    self.lag = consumer_lag(self.consumer)
+                    m.CONSUMER_LAG.labels("join").set(self.lag)
+        finally:
+            self.consumer.close()
+            self.store.close()
 
-    async def sweep(self) -> None:
-        """Expire every due entry of the owned partitions."""
-        now = self.clock()
-        kinds: Counter[tuple[str, ...]] = Counter()
-        state = self.state
-        for partition, key in state.index.due(now):
-            if partition not in state.owned:
-                continue
-            stored = state.get(partition, key)
-            if stored is None:
-                continue
-            origin = Origin(self.predictions, partition, -1, key, None, [])
-            step = self.joiner.on_expire(origin, stored, now)
-            await self.publish(step, kinds, state.apply(partition, key, step))
-            await self._observe([step], now)
-        m.add_tally(m.JOIN_RESULTS, kinds)
-        m.JOIN_PENDING.set(state.pending())
+    def next_batch(self) -> list[Message]:
+        """What the consumer holds, at once; it waits only when it holds nothing."""
+        msgs = self.consumer.consume(self.batch_size, 0)
+        if msgs:
+            return msgs
+        first = self.consumer.poll(self.poll_timeout_s)
+        if first is None:
+            return []
+        return [first, *self.consumer.consume(self.batch_size - 1, 0)]
 
+    def process(self, msgs: Sequence[Message], now: int, sweep: bool = False) -> bool:
+        """Join ``msgs`` (and, with ``sweep``, expire what is due) in one transaction;
+        then apply it locally. False when the transaction was aborted (the consumer is
+        rewound to the batch's start and nothing local changed)."""
+        t0 = time.perf_counter()
+        swept: list[Key] = []
 
-def install(
-    app: faust.App,
-    joiner: Joiner,
-    predictions: str,
-    labels: str,
-    partitions: int,
-    observe: Observe | None = None,
-) -> JoinAgent:
-    """Add the join table, agent and expiry sweep to ``app``."""
-    join = JoinAgent(app, joiner, predictions, labels, partitions, observe)
-    state = join.state
-    app_any: Any = app
+        def produce_batch() -> None:
+            self._batch = batch = Batch()
+            for msg in msgs:
+                if usable(msg):
+                    self._on_message(batch, msg, now)
+            if sweep:
+                swept.extend(self.index.due(now))
+                for key in swept:
+                    self._on_expire(batch, key, now)
+            self._flush()
 
-    @app.agent(join.source, name="driftline-join")
-    async def agent(stream: Any) -> None:
-        async for events in stream.take_events(BATCH, within=WITHIN_S):
-            await join.handle(events)
+        committed = self.txn.run(msgs, produce_batch)
+        took = time.perf_counter() - t0
+        if took > 5:
+            log.warning("join: a batch of %d records took %.1f s", len(msgs), took)
+        if not committed:
+            for p, key in swept:  # put back what the aborted sweep took from the index
+                stored = self.store.get(p, key)
+                if stored is not None:
+                    self.index.add((p, key), JoinEntry.from_bytes(stored).deadline_ms)
+            return False
+        if sweep:
+            self._sweep_due = time.monotonic() + self.sweep_every_s
+        self._apply(self._batch)
+        self.processed += len(msgs)
+        if msgs:
+            m.EVENTS_IN.labels("join").inc(len(msgs))
+            m.BATCH_SECONDS.labels("join").observe(time.perf_counter() - t0)
+        m.add_tally(m.JOIN_RESULTS, self._batch.kinds)
+        if sweep:
+            m.JOIN_PENDING.set(self.store.count(self.owned))
+        if self.on_committed is not None and self._batch.steps:
+            self.on_committed(self._batch.steps, now)
+        return True
 
-    join.agent = agent
+    # -- one batch ----------------------------------------------------------------------
 
-    @app.timer(SWEEP_EVERY_S, name="driftline-join-sweep")  # type: ignore[untyped-decorator]
-    async def sweep() -> None:
-        await join.sweep()
+    def _get(self, batch: Batch, key: Key) -> bytes | None:
+        if key in batch.overlay:
+            return batch.overlay[key]
+        return self.store.get(*key)
 
-    async def on_assigned(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
-        await app_any.tables.recovery.completed.wait()
-        state.rebuild(tp.partition for tp in app.consumer.assignment() if tp.topic == predictions)
+    def _on_message(self, batch: Batch, msg: Message, now: int) -> None:
+        key, partition, value = msg.key(), msg.partition() or 0, msg.value()
+        ts_type, ts = msg.timestamp()
+        origin = Origin(msg.topic() or "", partition, msg.offset() or 0, key,
+                        ts if ts_type else None, header_list(msg.headers()))  # fmt: skip
+        try:
+            stored = self._get(batch, (partition, key)) if key else None
+            step = self.joiner.on_message(origin, value, stored, now)
+        except Exception as exc:  # never drop a message: dead-letter what we cannot join
+            log.exception("join: unexpected error at %s:%s", msg.topic(), msg.offset())
+            step = self.joiner.internal_error(origin, value, repr(exc), now)
+        self._record(batch, (partition, key) if key else None, step)
 
-    async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
-        state.owned -= {tp.partition for tp in revoked if tp.topic == predictions}
+    def _on_expire(self, batch: Batch, key: Key, now: int) -> None:
+        partition, k = key
+        if partition not in self.owned:
+            return
+        stored = self._get(batch, key)
+        if stored is None:
+            return
+        origin = Origin(self.predictions, partition, -1, k, None, [])
+        self._record(batch, key, self.joiner.on_expire(origin, stored, now))
 
-    app_any.on_partitions_assigned.connect(on_assigned)
-    app_any.on_partitions_revoked.connect(on_revoked)
+    def _record(self, batch: Batch, key: Key | None, step: Step) -> None:
+        """Produce ``step``'s changelog record and outputs; remember its local change."""
+        if key is not None and not step.keep:
+            partition, k = key
+            batch.overlay[key] = step.entry
+            if step.entry is not None and step.deadline_ms is not None:
+                batch.deadlines[key] = step.deadline_ms
+            self._produce(self.changelog, step.entry, k, [], partition, changelog=True)
+        for kind in step.kinds:
+            batch.kinds[(kind,)] += 1
+        for out in step.outputs:
+            self._produce(self.topics[out.topic], out.value, out.key, out.headers)
+        batch.steps.append(step)
 
-    return join
+    def _produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: list[tuple[str, bytes]],
+        partition: int = -1,
+        changelog: bool = False,
+    ) -> None:
+        extra = {"on_delivery": self._changelog_delivered} if changelog else {}
+        produce: Any = self.producer.produce  # its stub types headers too narrowly
+        while True:
+            try:
+                produce(topic, value, key, partition=partition, headers=headers,
+                                      **extra)  # fmt: skip
+                return
+            except BufferError:  # local queue full: let librdkafka send, then retry
+                self.producer.poll(0.05)
+
+    def _changelog_delivered(self, err: CKafkaError | None, msg: Message) -> None:
+        if err is None:
+            p = msg.partition() or 0
+            end = self._batch.changelog_end
+            end[p] = max(end.get(p, 0), (msg.offset() or 0) + 1)
+
+    def _flush(self) -> None:
+        """Wait for the batch's records (serving the delivery callbacks that give the
+        changelog offsets); the commit would wait for them anyway."""
+        left = self.producer.flush(TIMEOUT_S)
+        if left:  # the transaction cannot commit them either: abort and read again
+            raise Undelivered(f"join: {left} records not delivered in {TIMEOUT_S:.0f} s")
+
+    def _apply(self, batch: Batch) -> None:
+        """After the commit: the store and the expiry index take the batch's changes."""
+        by_partition: dict[int, dict[bytes, bytes | None]] = {}
+        for (p, k), value in batch.overlay.items():
+            by_partition.setdefault(p, {})[k] = value
+        for p, changes in by_partition.items():
+            self.store.write(p, changes, batch.changelog_end.get(p, self.store.next_offset(p)))
+        for key, deadline in batch.deadlines.items():
+            self.index.add(key, deadline)
+        for step in batch.steps:
+            for d in step.label_delays_ms:
+                m.LABEL_DELAY.observe(max(d, 0) / 1000.0)
+
+    # -- partitions ---------------------------------------------------------------------
+
+    def ensure_changelog(self) -> None:
+        """Create the compacted changelog topic if it is missing."""
+        s = self.settings
+        admin = AdminClient(admin_config(s))
+        topic = NewTopic(self.changelog, s.data_partitions, s.replication_factor,
+                         config={"cleanup.policy": "compact"})  # fmt: skip
+        for fut in admin.create_topics([topic], operation_timeout=30).values():
+            try:
+                fut.result(timeout=60)
+            except Exception as exc:
+                err = exc.args[0] if exc.args else None
+                if getattr(err, "code", lambda: None)() != CKafkaError.TOPIC_ALREADY_EXISTS:
+                    raise KafkaError(f"join: cannot create {self.changelog}: {exc}") from exc
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        mine = {tp.partition for tp in partitions if tp.topic == self.predictions}
+        t0 = time.monotonic()
+        restored = self.restore(mine)
+        self.owned = mine
+        self.index = ExpiryIndex.rebuild(
+            (((p, k), JoinEntry.from_bytes(v).deadline_ms) for p in mine
+             for k, v in self.store.items(p)),
+            bucket_ms=1_000,
+        )  # fmt: skip
+        m.JOIN_PENDING.set(self.store.count(mine))
+        log.info("join: assigned partitions %s; restored %d changelog records in %.1f s",
+                 sorted(mine), restored, time.monotonic() - t0)  # fmt: skip
+        self.ready.set()
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        gone = {tp.partition for tp in partitions if tp.topic == self.predictions}
+        for p in gone:
+            self.store.release(p)
+        self.owned -= gone
+
+    def restore(self, partitions: Iterable[int], timeout_s: float = 300.0) -> int:
+        """Bring the store of ``partitions`` up to the changelog's committed end;
+        returns how many records were read."""
+        parts = sorted(partitions)
+        if not parts:
+            return 0
+        log.info("join: restoring partitions %s of %s", parts, self.changelog)
+        c = Consumer(consumer_config(self.settings, "join-restore", f"{self.group_id}-restore",
+                                     **{"enable.auto.commit": False,
+                                        "enable.partition.eof": True}))  # fmt: skip
+        try:
+            todo: list[TopicPartition] = []
+            for p in parts:
+                lo, hi = c.get_watermark_offsets(TopicPartition(self.changelog, p), 30)
+                start = self.store.next_offset(p)
+                if start < lo or start > hi:  # compacted or deleted past what we hold
+                    self.store.reset(p)
+                    start = lo
+                if start < hi:
+                    todo.append(TopicPartition(self.changelog, p, start))
+            if not todo:
+                return 0
+            return self._read_changelog(c, todo, time.monotonic() + timeout_s)
+        finally:
+            c.close()
+
+    def _read_changelog(self, c: Consumer, todo: list[TopicPartition], deadline: float) -> int:
+        c.assign(todo)
+        left = {tp.partition for tp in todo}
+        n = 0
+        while left:
+            if time.monotonic() > deadline:
+                raise KafkaError(f"join: changelog restore of partitions {sorted(left)} timed out")
+            changes: dict[int, dict[bytes, bytes | None]] = {}
+            ends: dict[int, int] = {}
+            for msg in c.consume(5_000, 0.5):
+                p = msg.partition() or 0
+                err = msg.error()
+                if err is not None:
+                    if err.code() == CKafkaError._PARTITION_EOF:
+                        left.discard(p)
+                        ends[p] = max(ends.get(p, 0), msg.offset() or 0)
+                    elif usable(msg):  # raises unless transient
+                        pass
+                    continue
+                key = msg.key()
+                if key is not None:
+                    changes.setdefault(p, {})[key] = msg.value()
+                    ends[p] = max(ends.get(p, 0), (msg.offset() or 0) + 1)
+                    n += 1
+            for p, end in ends.items():
+                self.store.write(p, changes.get(p, {}), end)
+        return n

@@ -143,6 +143,8 @@ def export(emit: Emit) -> None:
 
 
 Observe = Callable[[list[Step], int], Awaitable[None]]
+Send = Callable[[str, bytes, bytes, list[tuple[str, bytes]]], None]
+"""``send(topic, key, value, headers)``: hand a record to a producer without waiting."""
 
 
 def install(
@@ -151,20 +153,19 @@ def install(
     monitors: Monitors,
     topic: Callable[[str], str],
     tick_every_s: float,
+    send: Send,
     on_emit: Callable[[Emit], None] | None = None,
 ) -> Observe:
-    """Add the monitor's tick timer to ``app``; returns the hook the join agent calls
-    with each batch's steps."""
-    outputs = {
-        name: app.topic(topic(name), key_serializer="raw", value_serializer="raw")
-        for name in RECORD
-    }
+    """Add the monitor's tick timer to ``app``; returns the hook that takes the join's
+    committed steps. Snapshots, alerts and triggers go out through ``send``, which must
+    not block: a producer waiting on a broker must not stall the monitor, and through it
+    the join."""
 
     async def publish(emits: list[Emit]) -> None:
         for e in emits:
             value = codec.encode(RECORD[e.topic], e.value)
             hdrs = record_headers(RECORD[e.topic], e.value.get("created_at_ms"), None)
-            await outputs[e.topic].send(key=e.model.encode(), value=value, headers=hdrs)
+            send(topic(e.topic), e.model.encode(), value, hdrs)
             export(e)
             if on_emit is not None:
                 on_emit(e)

@@ -2,9 +2,10 @@
 
 Stateless, so it runs as a confluent-kafka consume -> score -> produce loop on its own
 thread inside the Faust worker (a ``mode.Service``): measured several times faster than
-Faust's per-event consumer for this work (docs/architecture.md). At-least-once: offsets
-are committed only after the producer has delivered everything the batch produced, so
-a crash replays at most the last batch; the join de-duplicates predictions by event_id.
+Faust's per-event consumer for this work (docs/architecture.md). Exactly-once: each
+batch's predictions, dead letters and alerts are produced in one Kafka transaction with
+the batch's input offsets (streams/txn.py), so a crash or a rebalance replays at most the
+batch in flight, and read_committed readers see each prediction once.
 """
 
 from __future__ import annotations
@@ -17,18 +18,24 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
-from confluent_kafka import KafkaError as CKafkaError
+from confluent_kafka import Consumer, Message, Producer
 
 from driftline.core.codec import Codec
 from driftline.core.deadletter import Origin, dead_letter
-from driftline.core.errors import CodecError, DriftlineError, KafkaError, ModelError
+from driftline.core.errors import CodecError, DriftlineError, ModelError
 from driftline.core.headers import TRACE_ID, header_list, header_value
 from driftline.core.headers import build as record_headers
 from driftline.core.scoring import Scoring
-from driftline.kafka.clients import consumer_config, producer_config
+from driftline.kafka.clients import consumer_config
 from driftline.settings import Settings
 from driftline.streams import metrics as m
+from driftline.streams.txn import (
+    Transactions,
+    consumer_lag,
+    group_settings,
+    transactional_producer,
+    usable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +96,7 @@ class ScorerLoop:
                 "scorer",
                 group_id,
                 **{
+                    **group_settings(settings),
                     "enable.auto.commit": False,
                     "fetch.min.bytes": 1,
                     "fetch.wait.max.ms": 50,
@@ -98,7 +106,11 @@ class ScorerLoop:
                 },
             )
         )
-        self.producer = Producer(producer_config(settings, "scorer", **{"linger.ms": 5}))
+        self.txn = Transactions(
+            lambda: Producer(transactional_producer(settings, "scorer", group_id)),
+            self.consumer,
+            "scorer",
+        )
         self.processed = 0
         self.on_dead: Callable[[dict[str, Any]], None] | None = None
         """Called (on this thread) with each dead letter, e.g. to count skew."""
@@ -107,9 +119,23 @@ class ScorerLoop:
         self.lag_every_s = lag_every_s
         self._lag_due = 0.0
 
+    @property
+    def producer(self) -> Producer:
+        """The current transactional producer (replaced when fenced)."""
+        return self.txn.producer
+
     def run(self, stop: threading.Event) -> None:
-        """Score until ``stop`` is set; then commit what was delivered and close."""
-        self.consumer.subscribe([self.features])
+        """Score until ``stop`` is set; then close (between batches: nothing is open)."""
+        self.txn.init()
+        self.consumer.subscribe(
+            [self.features],
+            on_assign=lambda c, tps: log.info(
+                "scorer: assigned %s", sorted(tp.partition for tp in tps)
+            ),
+            on_revoke=lambda c, tps: log.info(
+                "scorer: revoked %s", sorted(tp.partition for tp in tps)
+            ),
+        )
         try:
             while not stop.is_set():
                 msgs = self.next_batch()
@@ -139,67 +165,82 @@ class ScorerLoop:
         """Set ``lag`` and the ``driftline_consumer_lag{stage="score"}`` gauge: the cached
         high watermark (updated by every fetch) minus the position, summed over the
         assigned partitions. Local calls only: no broker round trip."""
-        lag = 0
-        assigned = self.consumer.assignment()
-        for tp in self.consumer.position(assigned) if assigned else []:
-            marks = self.consumer.get_watermark_offsets(tp, cached=True)
-            if marks is None or tp.offset < 0 or marks[1] < 0:
-                continue  # nothing fetched yet from this partition
-            lag += max(0, marks[1] - tp.offset)
+        lag = consumer_lag(self.consumer)
         self.lag = lag
         m.CONSUMER_LAG.labels("score").set(lag)
 
     def process(self, msgs: list[Message]) -> None:
-        """Score one batch, deliver its output, then commit its offsets."""
+        """Score one batch and commit it with its output in one transaction. An aborted
+        transaction rewinds the consumer: the batch is read and scored again."""
         t0 = time.perf_counter()
         now_ms = int(time.time() * 1000)
         dead: Counter[tuple[str, ...]] = Counter()
-        produce = self.producer.produce
+        dead_records: list[dict[str, Any]] = []
         ok = 0
-        for msg in msgs:
-            err = msg.error()
-            if err is not None:
-                if err.code() != CKafkaError._PARTITION_EOF:
-                    raise KafkaError(f"scorer consume failed: {err.str()}", code=err.name())
-                continue
-            raw = msg.value() or b""
-            key = msg.key()
-            try:
-                s = self.scoring.score(raw, key, now_ms)
-            except DriftlineError as exc:
-                stage = (
-                    "decode"
-                    if isinstance(exc, CodecError)
-                    else "score"
-                    if isinstance(exc, ModelError)
-                    else "validate"
-                )
-                reason = getattr(exc, "reason", "invalid")
-                model = getattr(exc, "model", None)
-                self._dead_letter(msg, raw, stage, reason, str(exc), now_ms, model)
-                dead[(stage, reason)] += 1
-                if isinstance(exc, ModelError) and exc.reason != "no_champion":
-                    self._model_alert(exc, now_ms)
-                continue
-            except Exception as exc:  # never drop an event: anything unexpected is dead-lettered
-                log.exception("scorer: unexpected error at %s:%s", msg.topic(), msg.offset())
-                self._dead_letter(msg, raw, "score", "internal_error", repr(exc), now_ms)
-                dead[("score", "internal_error")] += 1
-                continue
-            if s.shadow_error is not None:
-                self._model_alert(s.shadow_error, now_ms)
-            trace = header_value(msg.headers(), TRACE_ID)
-            hdrs = record_headers(PREDICTION, s.event_time_ms, trace.decode() if trace else None)
-            self._produce(produce, self.predictions, s.prediction, key, hdrs)
-            if s.shadow is not None:
-                self._produce(produce, self.shadow, s.shadow, key, hdrs)
-            ok += 1
-        self._deliver_and_commit(msgs)
+
+        def produce_batch() -> None:
+            nonlocal ok
+            ok = 0
+            dead.clear()
+            dead_records.clear()
+            for msg in msgs:
+                if usable(msg):
+                    ok += self._score(msg, now_ms, dead, dead_records)
+
+        if not self.txn.run(msgs, produce_batch):
+            return
+        if self.on_dead is not None:
+            for record in dead_records:
+                self.on_dead(record)
         self.processed += len(msgs)
         m.EVENTS_IN.labels("score").inc(len(msgs))
         m.EVENTS_OUT.labels("score").inc(ok)
         m.add_tally(m.DEAD_LETTERS, dead)
         m.BATCH_SECONDS.labels("score").observe(time.perf_counter() - t0)
+
+    def _score(
+        self,
+        msg: Message,
+        now_ms: int,
+        dead: Counter[tuple[str, ...]],
+        dead_records: list[dict[str, Any]],
+    ) -> int:
+        """Produce the prediction (and shadow) of one event, or its dead letter; 1 if scored."""
+        raw = msg.value() or b""
+        key = msg.key()
+        try:
+            s = self.scoring.score(raw, key, now_ms)
+        except DriftlineError as exc:
+            stage = (
+                "decode"
+                if isinstance(exc, CodecError)
+                else "score"
+                if isinstance(exc, ModelError)
+                else "validate"
+            )
+            reason = getattr(exc, "reason", "invalid")
+            model = getattr(exc, "model", None)
+            record = self._dead_letter(msg, raw, stage, reason, str(exc), now_ms, model)
+            if model is not None:
+                dead_records.append(record)
+            dead[(stage, reason)] += 1
+            if isinstance(exc, ModelError) and exc.reason != "no_champion":
+                self._model_alert(exc, now_ms)
+            return 0
+        except Exception as exc:  # never drop an event: anything unexpected is dead-lettered
+            log.exception("scorer: unexpected error at %s:%s", msg.topic(), msg.offset())
+            self._dead_letter(msg, raw, "score", "internal_error", repr(exc), now_ms)
+            dead[("score", "internal_error")] += 1
+            return 0
+        if s.shadow_error is not None:
+            self._model_alert(s.shadow_error, now_ms)
+        trace = header_value(msg.headers(), TRACE_ID)
+        hdrs = record_headers(PREDICTION, s.event_time_ms, trace.decode() if trace else None)
+        produce = self.producer.produce
+        self._produce(produce, self.predictions, s.prediction, key, hdrs)
+        if s.shadow is not None:
+            self._produce(produce, self.shadow, s.shadow, key, hdrs)
+        return 1
 
     def _produce(
         self,
@@ -225,7 +266,7 @@ class ScorerLoop:
         detail: str,
         now_ms: int,
         model: str | None = None,
-    ) -> None:
+    ) -> dict[str, Any]:
         ts_type, ts = msg.timestamp()
         origin = Origin(
             msg.topic() or "",
@@ -238,8 +279,6 @@ class ScorerLoop:
         record, hdrs = dead_letter(
             origin, stage=stage, reason=reason, detail=detail, raw=raw, model=model, now_ms=now_ms
         )
-        if self.on_dead is not None and model is not None:
-            self.on_dead(record)
         self._produce(
             self.producer.produce,
             self.deadletter,
@@ -247,6 +286,7 @@ class ScorerLoop:
             record["source_key"],  # the source key, cut if it is huge (core/deadletter.py)
             hdrs,
         )
+        return record
 
     def _model_alert(self, exc: ModelError, now_ms: int) -> None:
         """At most one alert per model, version and reason every ``alert_every_ms``."""
@@ -262,17 +302,3 @@ class ScorerLoop:
             (exc.model or "").encode(),
             record_headers(ALERT, now_ms, None),
         )
-
-    def _deliver_and_commit(self, msgs: list[Message]) -> None:
-        remaining = self.producer.flush(30)
-        if remaining:
-            raise KafkaError(f"scorer: {remaining} records not delivered in 30 s; not committing")
-        nxt: dict[tuple[str, int], int] = {}
-        for msg in msgs:
-            if msg.error() is None:
-                nxt[(msg.topic() or "", msg.partition() or 0)] = (msg.offset() or 0) + 1
-        if nxt:
-            self.consumer.commit(
-                offsets=[TopicPartition(t, p, o) for (t, p), o in nxt.items()],
-                asynchronous=False,
-            )

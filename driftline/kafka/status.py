@@ -127,7 +127,7 @@ def _last_alerts(
         with contextlib.suppress(DriftlineError):  # not an alert: not ours to show
             got.append(codec.decode(msg.value() or b"", expect=ALERT).value)
 
-    consumer = reader(settings, f"status-{uuid.uuid4().hex[:6]}")
+    consumer = reader(settings, f"status-{uuid.uuid4().hex[:6]}", **{"enable.partition.eof": True})
     try:
         starts = {p: max(low, high - n) for p, (low, high) in marks.items()}
         consumer.assign([TopicPartition(topic, p, o) for p, o in starts.items()])

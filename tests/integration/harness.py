@@ -84,6 +84,28 @@ def offsets(settings: Settings, topic: str, group: str | None = None) -> dict[in
         c.close()
 
 
+def consumed_all(settings: Settings, topic: str, group: str, timeout: float = 10) -> bool:
+    """True when ``group`` has committed past every record of ``topic`` a read_committed
+    reader can see. (Comparing committed offsets with end offsets does not work for a
+    topic written in transactions: each commit marker takes an offset after the last
+    record, which no consumer commits past.)"""
+    c = Consumer(consumer_config(settings, "test", f"probe-{uuid.uuid4().hex[:8]}",
+                                 **{"enable.partition.eof": True}))  # fmt: skip
+    try:
+        committed = dict(offsets(settings, topic, group))
+        c.assign([TopicPartition(topic, p, max(o, 0)) for p, o in committed.items()])
+        left = set(committed)
+        deadline = time.monotonic() + timeout
+        while left and time.monotonic() < deadline:
+            for msg in c.consume(100, 0.5):
+                if msg.error() is None:
+                    return False
+                left.discard(msg.partition())
+        return not left
+    finally:
+        c.close()
+
+
 class Background:
     """Run a callable on a thread until stopped (for in-process consumers)."""
 

@@ -12,8 +12,8 @@ from driftline.demo.run import Options, run
 def test_demo_closes_the_loop(tmp_path: Path) -> None:
     lines: list[str] = []
     opts = Options(
-        stream="agrawal", events=10_000, drift_every=4_000, warmup=2_000, label_delay=300,
-        rate=1_500.0, seed=7, min_rows=1_500, out=tmp_path / "report",
+        stream="agrawal", events=14_000, drift_every=4_000, warmup=2_000, label_delay=300,
+        rate=1_000.0, seed=7, min_rows=1_500, out=tmp_path / "report",
         broker_dir=tmp_path / "broker",
     )  # fmt: skip
     path = run(opts, echo=lines.append)

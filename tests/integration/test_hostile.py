@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka import Producer
 
 from driftline.core import headers as h
 from driftline.core.codec import default_codec
 from driftline.core.deadletter import MAX_KEY_BYTES
-from driftline.kafka.clients import admin_config, producer_config
+from driftline.kafka.clients import producer_config
 from driftline.settings import Settings
 from tests import hostile as H
 from tests.integration import harness
@@ -95,28 +94,15 @@ def good(topic_record: str, record: dict[str, Any]) -> Sent:
     return Sent("", key, CODEC.encode(topic_record, record), None, None, "good")
 
 
-def lag(s: Settings, group: str, topics: list[str]) -> dict[tuple[str, int], int]:
-    """Messages behind the end of each partition of ``topics`` for ``group``."""
-    admin = AdminClient(admin_config(s))
-    md = admin.list_topics(timeout=10)
-    tps = [TopicPartition(t, p) for t in topics for p in md.topics[t].partitions]
-    ends = {
-        (tp.topic, tp.partition): f.result().offset
-        for tp, f in admin.list_offsets({tp: OffsetSpec.latest() for tp in tps}).items()
-    }
-    request = [ConsumerGroupTopicPartitions(group, tps)]
-    (future,) = admin.list_consumer_group_offsets(request).values()
-    committed = {(tp.topic, tp.partition): tp.offset for tp in future.result().topic_partitions}
-    return {tp: end - max(committed.get(tp, 0), 0) for tp, end in ends.items()}
-
-
 def wait_for_zero_lag(s: Settings, group: str, topics: list[str], timeout: float = 30) -> None:
+    """Until ``group`` has committed past every record of ``topics`` (a read_committed
+    reader's view: a transactional topic's commit markers are not records)."""
     deadline = time.monotonic() + timeout
-    behind = lag(s, group, topics)
-    while any(behind.values()) and time.monotonic() < deadline:
+    behind = [t for t in topics if not harness.consumed_all(s, t, group)]
+    while behind and time.monotonic() < deadline:
         time.sleep(0.5)
-        behind = lag(s, group, topics)
-    assert not any(behind.values()), (group, behind)
+        behind = [t for t in topics if not harness.consumed_all(s, t, group)]
+    assert not behind, (group, behind)
 
 
 @pytest.fixture
@@ -232,6 +218,6 @@ def test_hostile_messages_are_dead_lettered_and_good_ones_flow(
         assert sign not in log, proc.tail()
     app_id = f"{s.topic_prefix}worker".replace(".", "-")
     wait_for_zero_lag(s, f"{app_id}-scorer", [s.topic("features")])
-    wait_for_zero_lag(s, app_id, [s.topic("predictions"), s.topic("labels")])
+    wait_for_zero_lag(s, f"{app_id}-join", [s.topic("predictions"), s.topic("labels")])
     assert elapsed < 90, elapsed
     assert set(reasons) == {m.kind for m in bad}  # every kind was produced and routed

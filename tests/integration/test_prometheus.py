@@ -53,7 +53,10 @@ class Prometheus:
         self.log = tmp / "prometheus.log"
         (tmp / "test_rules.yml").write_text(yaml.safe_dump(TEST_RULES))
         config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            # a scrape may not take longer than its interval: 2 s leaves room for a
+            # worker sharing two busy cores with the rest of the suite
+            "global": {"scrape_interval": "2s", "scrape_timeout": "2s",
+                       "evaluation_interval": "1s"},
             "rule_files": [str(RULES), str(tmp / "test_rules.yml")],
             "scrape_configs": [
                 {"job_name": "driftline-worker", "metrics_path": "/metrics",

@@ -1,0 +1,234 @@
+"""Exactly-once consume-transform-produce for the worker's confluent-kafka loops.
+
+The scorer and the join each read a batch, produce its results and commit the batch's
+input offsets in one Kafka transaction (KIP-98), with the consumer's group metadata
+(KIP-447): a worker that lost its partitions, paused or not, can no longer commit, and
+consumers with ``isolation.level=read_committed`` (every Driftline consumer, and what
+the client library gives applications) never see the records of an aborted batch. A
+crash anywhere in a batch therefore means: the batch is read again, and what it
+produced the first time is never visible. See docs/architecture.md, Guarantees.
+
+Errors while a transaction is open fall into three kinds (librdkafka's own
+classification): retriable (retry the same call, for up to a minute), abortable (abort,
+rewind the consumer to the batch's first offsets and process the batch again) and
+fatal. A fatal error, or an abort that fails, most often means the coordinator gave
+up on the transaction (it outlived ``transaction.timeout.ms`` while the broker was
+away or the process was paused) and fenced the producer: the loop then replaces its
+producer (same transactional id, so ``init_transactions`` fences any other holder)
+and reads the batch again; the local state never saw the batch. Only repeated renewals
+(another live process with the same id) end the thread, and so the worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import KafkaError as CKafkaError
+
+from driftline.core.errors import KafkaError
+from driftline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_S = 10.0
+RETRY_BUDGET_S = 30.0
+RENEWALS_PER_MINUTE = 5
+
+# consume() reports these while a broker is away; librdkafka reconnects on its own
+_TRANSIENT = {
+    CKafkaError._TRANSPORT,
+    CKafkaError._ALL_BROKERS_DOWN,
+    CKafkaError._RESOLVE,
+    CKafkaError._TIMED_OUT,
+    CKafkaError._MSG_TIMED_OUT,
+    CKafkaError.REQUEST_TIMED_OUT,
+    CKafkaError.NETWORK_EXCEPTION,
+    CKafkaError.NOT_COORDINATOR,
+    CKafkaError.COORDINATOR_NOT_AVAILABLE,
+    CKafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    CKafkaError.NOT_LEADER_FOR_PARTITION,
+    CKafkaError.LEADER_NOT_AVAILABLE,
+}
+
+
+class Undelivered(KafkaError):
+    """A batch's records were not delivered in time: abort the batch and read it again."""
+
+
+def transactional_id(settings: Settings, group_id: str) -> str:
+    """``<group>-<instance>``: stable when ``DRIFTLINE_INSTANCE_ID`` is set, so a restarted
+    worker fences its dead predecessor's open transaction at once instead of waiting
+    for its timeout; otherwise unique per process."""
+    return f"{group_id}-{settings.instance_id or uuid.uuid4().hex[:12]}"
+
+
+def transactional_producer(
+    settings: Settings, role: str, group_id: str, **overrides: Any
+) -> dict[str, Any]:
+    """Producer settings for :class:`Transactions`."""
+    from driftline.kafka.clients import producer_config
+
+    return producer_config(
+        settings,
+        role,
+        **{
+            "transactional.id": transactional_id(settings, group_id),
+            "transaction.timeout.ms": settings.transaction_timeout_ms,
+            "linger.ms": 5,
+            **overrides,
+        },
+    )
+
+
+def usable(msg: Message) -> bool:
+    """True for a record; False for a consumer event to skip (end of partition, a broker
+    away for a while). Raises for a consumer error that will not go away by itself."""
+    err = msg.error()
+    if err is None:
+        return True
+    code = err.code()
+    if code == CKafkaError._PARTITION_EOF:
+        return False
+    if code in _TRANSIENT or (err.retriable() and not err.fatal()):
+        log.warning("consumer: %s (transient; librdkafka retries)", err.str())
+        return False
+    raise KafkaError(f"consume failed: {err.str()}", code=err.name())
+
+
+def next_offsets(msgs: Sequence[Message]) -> dict[tuple[str, int], tuple[int, int]]:
+    """(topic, partition) -> (first offset, last offset + 1) of the records in ``msgs``."""
+    span: dict[tuple[str, int], tuple[int, int]] = {}
+    for msg in msgs:
+        if msg.error() is not None:
+            continue
+        tp = (msg.topic() or "", msg.partition() or 0)
+        offset = msg.offset() or 0
+        first = span[tp][0] if tp in span else offset
+        span[tp] = (first, offset + 1)
+    return span
+
+
+def group_settings(settings: Settings) -> dict[str, Any]:
+    """Consumer-group settings of the worker's loops: a dead member is noticed in 10 s,
+    and with ``DRIFTLINE_INSTANCE_ID`` the member is static (KIP-345): a restarted worker
+    takes its partitions back at once, without a rebalance of the others."""
+    conf: dict[str, Any] = {"session.timeout.ms": 10_000, "heartbeat.interval.ms": 1_000}
+    if settings.instance_id:
+        conf["group.instance.id"] = settings.instance_id
+    return conf
+
+
+def consumer_lag(consumer: Consumer) -> int:
+    """Records behind the cached high watermarks of the assigned partitions (local calls
+    only: no broker round trip)."""
+    lag = 0
+    assigned = consumer.assignment()
+    for tp in consumer.position(assigned) if assigned else []:
+        marks = consumer.get_watermark_offsets(tp, cached=True)
+        if marks is None or tp.offset < 0 or marks[1] < 0:
+            continue  # nothing fetched yet from this partition
+        lag += max(0, marks[1] - tp.offset)
+    return lag
+
+
+class Transactions:
+    """Runs one batch at a time in a transaction that also commits its input offsets.
+
+    ``make_producer()`` builds the transactional producer; it is called again to replace
+    a fenced one. Use :attr:`producer` for every produce of a batch.
+    """
+
+    def __init__(self, make_producer: Callable[[], Producer], consumer: Consumer,
+                 name: str) -> None:  # fmt: skip
+        self.make_producer = make_producer
+        self.producer = make_producer()
+        self.consumer = consumer
+        self.name = name
+        self.aborted = 0
+        """Batches aborted and processed again (broker restarts, rebalances, pauses)."""
+        self.renewed: deque[float] = deque(maxlen=RENEWALS_PER_MINUTE)
+        """When the producer was last replaced (monotonic seconds)."""
+
+    def init(self) -> None:
+        """Register the transactional id (fences an older producer that had it)."""
+        self._retry(lambda: self.producer.init_transactions(TIMEOUT_S))
+
+    def run(self, msgs: Sequence[Message], produce_batch: Callable[[], None]) -> bool:
+        """``produce_batch()`` produces the batch's output inside a transaction that
+        commits the offsets after ``msgs``. True once committed; False when the
+        transaction was aborted and the consumer rewound to the batch's start (the
+        caller discards whatever it prepared and reads the batch again)."""
+        span = next_offsets(msgs)
+        try:
+            self.producer.begin_transaction()
+            produce_batch()
+            if span:
+                offsets = [TopicPartition(t, p, end) for (t, p), (_, end) in span.items()]
+                self._retry(
+                    lambda: self.producer.send_offsets_to_transaction(
+                        offsets, self.consumer.consumer_group_metadata(), TIMEOUT_S
+                    )
+                )
+            self._retry(lambda: self.producer.commit_transaction(TIMEOUT_S))
+            return True
+        except (KafkaException, Undelivered) as exc:
+            self._abort(exc)
+        self.aborted += 1
+        for (t, p), (first, _) in span.items():
+            try:
+                self.consumer.seek(TopicPartition(t, p, first))
+            except KafkaException:  # no longer ours: the rebalance under way moves it
+                log.info("%s: %s[%d] not rewound: no longer assigned", self.name, t, p)
+        return False
+
+    def _abort(self, exc: Exception) -> None:
+        err = exc.args[0] if isinstance(exc, KafkaException) else None
+        what = err.str() if err is not None else str(exc)
+        if err is not None and err.fatal():
+            self._renew(what)
+            return
+        log.warning("%s: aborting the batch's transaction (%s); reading it again",
+                    self.name, what)  # fmt: skip
+        try:
+            self._retry(lambda: self.producer.abort_transaction(TIMEOUT_S))
+        except KafkaException as abort_exc:
+            self._renew(f"{what}; abort failed: {abort_exc.args[0].str()}")
+
+    def _renew(self, why: str) -> None:
+        """Replace a fenced or broken producer; too many renewals end the thread."""
+        now = time.monotonic()
+        if len(self.renewed) == RENEWALS_PER_MINUTE and now - self.renewed[0] < 60:
+            raise KafkaError(
+                f"{self.name}: producer fenced {RENEWALS_PER_MINUTE} times in a "
+                f"minute (another live worker with the same instance id?): {why}"
+            )
+        self.renewed.append(now)
+        log.warning("%s: replacing the transactional producer (%s); reading the batch again",
+                    self.name, why)  # fmt: skip
+        with contextlib.suppress(Exception):  # a broken producer may refuse; dropped anyway
+            self.producer.purge(in_queue=True, in_flight=True)
+        self.producer = self.make_producer()
+        self.init()
+
+    def _retry(self, call: Callable[[], None], budget_s: float = RETRY_BUDGET_S) -> None:
+        """``call()``, again while it fails with a retriable error, for up to ``budget_s``."""
+        deadline = time.monotonic() + budget_s
+        delay = 0.1
+        while True:
+            try:
+                call()
+                return
+            except KafkaException as exc:
+                err = exc.args[0]
+                if not err.retriable() or time.monotonic() + delay > deadline:
+                    raise
+                log.info("%s: retrying after a retriable error: %s", self.name, err.str())
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)

@@ -1,0 +1,423 @@
+"""The join loop (streams/join.py) driven batch by batch, with no broker.
+
+The loop gets a recording producer and consumer in place of confluent-kafka's: the
+producer keeps what each transaction produced and makes it visible only when the
+transaction commits, so the tests see what a read_committed reader would, and can make
+a commit fail the way a broker restart or a fenced worker makes it fail. Everything
+else is the real code: the joiner, the stores (memory:// and rocksdb:// in a temp dir),
+the expiry index. The clock is fixed, so expiry is driven by setting the time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError as CKafkaError
+from confluent_kafka import KafkaException, TopicPartition
+
+from driftline.core import headers as h
+from driftline.core.codec import default_codec
+from driftline.core.join import JoinEntry, JoinState, build_outcome
+from driftline.core.joiner import DEAD_LETTER, LABEL, OUTCOME, PREDICTION, Joiner, Step
+from driftline.core.modelconfig import ModelsConfig
+from driftline.settings import Settings
+from driftline.streams import monitor
+from driftline.streams.app import create_app
+from driftline.streams.join import JoinLoop
+from driftline.streams.joinstore import MemoryStore, RocksStore, Store
+from tests.unit.core.examples import label, prediction
+
+CODEC = default_codec()
+TTL = 50  # ms of the fixed clock
+NOW = 1_800_000_000_000
+KEY = b"evt-0001"
+PART = 2  # the partition the messages of KEY arrive on (of 3)
+CHANGELOG = "t-worker-join-changelog"
+P = CODEC.encode(PREDICTION, prediction())
+L = CODEC.encode(LABEL, label())
+BUCKET = 1_000  # the expiry index's bucket (ms)
+SETTINGS = Settings(bootstrap_servers="127.0.0.1:1", topic_prefix="t.", data_partitions=3)
+
+
+def swept(deadline_ms: int) -> int:
+    """When the sweep finds an entry due at ``deadline_ms``: once its bucket has passed."""
+    return (deadline_ms // BUCKET + 1) * BUCKET - 1
+
+
+@dataclass(frozen=True)
+class Sent:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    partition: int
+    headers: Any
+
+
+@dataclass
+class Msg:
+    """What confluent-kafka's Message offers the loop."""
+
+    _topic: str
+    _partition: int
+    _offset: int
+    _key: bytes | None
+    _value: bytes | None
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, NOW)
+
+    def headers(self) -> None:
+        return None
+
+    def error(self) -> None:
+        return None
+
+
+@dataclass
+class FakeProducer:
+    """A transactional producer that keeps what committed transactions produced."""
+
+    committed: list[Sent] = field(default_factory=list)
+    open: list[tuple[Sent, Any]] = field(default_factory=list)
+    offsets: list[list[TopicPartition]] = field(default_factory=list)
+    ends: dict[tuple[str, int], int] = field(default_factory=dict)
+    fail_commit: int = 0
+    """How many commits to fail with an error that requires an abort."""
+    fatal: bool = False
+    """Fail them with a fatal error instead (a fenced producer)."""
+    aborts: int = 0
+    inits: int = 0
+
+    def produce(self, topic: str, value: bytes | None, key: bytes | None, partition: int = -1,
+                headers: Any = None, on_delivery: Any = None) -> None:  # fmt: skip
+        self.open.append((Sent(topic, key, value, partition, headers), on_delivery))
+
+    def flush(self, timeout: float = 0) -> int:
+        for sent, callback in self.open:
+            if callback is not None:
+                tp = (sent.topic, sent.partition)
+                offset = self.ends.get(tp, 0)
+                self.ends[tp] = offset + 1
+                callback(None, Msg(sent.topic, sent.partition, offset, sent.key, sent.value))
+        return 0
+
+    def poll(self, timeout: float = 0) -> int:
+        return 0
+
+    def begin_transaction(self) -> None:
+        assert not self.open
+
+    def send_offsets_to_transaction(self, offsets: list[TopicPartition], meta: Any,
+                                    timeout: float) -> None:  # fmt: skip
+        self.offsets.append(offsets)
+
+    def commit_transaction(self, timeout: float) -> None:
+        if self.fail_commit:
+            self.fail_commit -= 1
+            if self.fatal:
+                raise KafkaException(CKafkaError(CKafkaError._FENCED, "test: fenced", fatal=True))
+            err = CKafkaError(CKafkaError._FENCED, "test: abort", txn_requires_abort=True)
+            raise KafkaException(err)
+        self.committed += [sent for sent, _ in self.open]
+        self.open.clear()
+
+    def init_transactions(self, timeout: float) -> None:
+        self.inits += 1
+
+    def purge(self, in_queue: bool = True, in_flight: bool = True) -> None:
+        self.open.clear()
+
+    def abort_transaction(self, timeout: float) -> None:
+        self.aborts += 1
+        self.open.clear()
+
+
+@dataclass
+class FakeConsumer:
+    seeks: list[tuple[str, int, int]] = field(default_factory=list)
+
+    def consumer_group_metadata(self) -> str:
+        return "group-metadata"
+
+    def seek(self, tp: TopicPartition) -> None:
+        self.seeks.append((tp.topic, tp.partition, tp.offset))
+
+
+def is_label(value: bytes) -> bool:
+    try:
+        CODEC.decode(value, expect=LABEL)
+    except Exception:
+        return False
+    return True
+
+
+class Rig:
+    """A join loop owning every partition, with fake clients and a fixed clock."""
+
+    def __init__(self, store: Store) -> None:
+        self.producer = FakeProducer()
+        self.consumer = FakeConsumer()
+        self.now = NOW
+        self.steps: list[Step] = []
+        joiner = Joiner(CODEC, {"churn": "classification"}.get, lambda model: TTL,
+                        "t.predictions")  # fmt: skip
+        self.loop = JoinLoop(SETTINGS, joiner, store, group_id="t-worker-join",
+                             on_committed=self.observe, consumer=self.consumer,
+                             producer=self.producer)  # fmt: skip
+        self.loop.owned = {0, 1, 2}
+        self.offsets = {"t.predictions": 0, "t.labels": 0}
+
+    def observe(self, steps: list[Step], now: int) -> None:
+        assert now == self.now
+        self.steps.extend(steps)
+
+    def put(self, *values: bytes, key: bytes = KEY, part: int = PART, sweep: bool = False) -> bool:
+        """One batch of ``values`` (predictions or labels by their record)."""
+        msgs = []
+        for value in values:
+            topic = "t.labels" if is_label(value) else "t.predictions"
+            msgs.append(Msg(topic, part, self.offsets[topic], key, value))
+            self.offsets[topic] += 1
+        return self.loop.process(msgs, self.now, sweep)
+
+    def sweep(self) -> bool:
+        return self.loop.process([], self.now, sweep=True)
+
+    def on(self, topic: str) -> list[Sent]:
+        return [r for r in self.producer.committed if r.topic == topic]
+
+    def entry(self, part: int = PART, key: bytes = KEY) -> JoinEntry | None:
+        raw = self.loop.store.get(part, key)
+        return None if raw is None else JoinEntry.from_bytes(raw)
+
+
+@pytest.fixture(params=["memory://", "rocksdb://"])
+def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Rig:
+    store: Store = MemoryStore() if request.param == "memory://" else RocksStore(tmp_path / "join")
+    r = Rig(store)
+    yield r
+    store.close()
+
+
+def decoded(record: Sent, name: str) -> dict[str, Any]:
+    assert record.value is not None
+    return CODEC.decode(record.value, expect=name).value
+
+
+@pytest.mark.parametrize("first", ["prediction", "label"])
+def test_a_prediction_and_its_label_give_one_outcome(rig: Rig, first: str) -> None:
+    one, other = (P, L) if first == "prediction" else (L, P)
+    assert rig.put(one)
+    held = JoinState.WAITING_FOR_LABEL if one is P else JoinState.WAITING_FOR_PREDICTION
+    time_ms = prediction()["event_time_ms"] if one is P else label()["label_time_ms"]
+    expected = JoinEntry(held, NOW + TTL, time_ms, TTL, one)
+    assert rig.entry() == expected
+    assert rig.on(CHANGELOG) == [Sent(CHANGELOG, KEY, expected.to_bytes(), PART, [])]
+    assert rig.on("t.outcomes") == []
+    assert rig.steps[0].prediction == (prediction() if one is P else None)
+
+    rig.now += 10
+    assert rig.put(other)
+    tomb = JoinEntry(JoinState.JOINED, NOW + 10 + TTL, prediction()["event_time_ms"], TTL)
+    assert rig.entry() == tomb
+    assert [r.value for r in rig.on(CHANGELOG)] == [expected.to_bytes(), tomb.to_bytes()]
+    (outcome,) = rig.on("t.outcomes")
+    assert outcome.key == KEY
+    assert decoded(outcome, OUTCOME) == build_outcome(prediction(), label())
+    assert h.parse(outcome.headers)[h.SCHEMA] == OUTCOME
+    assert rig.on("t.deadletter") == []
+    got = rig.steps[1]  # the monitor hook got the prediction (first seen) and the outcome
+    assert got.prediction == (prediction() if other is P else None)
+    assert [(o.topic, o.record) for o in got.outputs] == [
+        ("outcomes", build_outcome(prediction(), label()))
+    ]
+    # each batch committed the offsets after its input, in its own transaction
+    committed = [[(tp.topic, tp.partition, tp.offset) for tp in o] for o in rig.producer.offsets]
+    first_topic, second_topic = ("t.predictions", "t.labels")[:: 1 if one is P else -1]
+    assert committed == [[(first_topic, PART, 1)], [(second_topic, PART, 1)]]
+    # the store knows where the changelog continues
+    assert rig.loop.store.next_offset(PART) == 2
+
+
+def test_one_batch_holds_both_sides_of_a_key(rig: Rig) -> None:
+    assert rig.put(P, L)
+    assert len(rig.on("t.outcomes")) == 1
+    assert rig.entry() is not None and rig.entry().state is JoinState.JOINED  # type: ignore[union-attr]
+
+
+def test_a_duplicate_label_is_dead_lettered_and_no_second_outcome(rig: Rig) -> None:
+    again = CODEC.encode(LABEL, label(label=True))  # a second, different label
+    rig.put(P, L)
+    tomb = rig.entry()
+    rig.put(again)
+    assert rig.entry() == tomb  # kept as is: no write, no changelog record
+    assert len(rig.on(CHANGELOG)) == 2
+    assert len(rig.on("t.outcomes")) == 1
+    (dead,) = rig.on("t.deadletter")
+    record = decoded(dead, DEAD_LETTER)
+    assert (record["reason"], record["stage"], record["raw"]) == ("duplicate_label", "join", again)
+    assert (record["model"], record["source_key"], record["source_partition"]) == (
+        "churn", KEY, PART,
+    )  # fmt: skip
+    assert dict(dead.headers)[h.DLQ_REASON] == b"duplicate_label"
+    assert rig.steps[-1].kinds == ["duplicate_label"]
+
+
+def test_an_aborted_batch_changes_nothing_and_is_read_again(rig: Rig) -> None:
+    """A commit that fails (broker restart, fenced zombie): the loop aborts, rewinds the
+    consumer to the batch's first offsets, and leaves store, index and monitor as they
+    were; the batch read again gives exactly one outcome."""
+    rig.put(P)
+    before = rig.entry()
+    rig.producer.fail_commit = 1
+    assert rig.put(L) is False
+    assert rig.producer.aborts == 1
+    assert rig.consumer.seeks == [("t.labels", PART, 0)]
+    assert rig.entry() == before
+    assert rig.on("t.outcomes") == [] and len(rig.steps) == 1
+    rig.offsets["t.labels"] = 0  # the rewound consumer delivers the label again
+    assert rig.put(L)
+    assert len(rig.on("t.outcomes")) == 1
+    assert rig.entry() is not None and rig.entry().state is JoinState.JOINED  # type: ignore[union-attr]
+
+
+def test_a_fenced_producer_is_replaced_and_the_batch_read_again(rig: Rig) -> None:
+    """A fatal error (the coordinator timed the transaction out while the broker was
+    away, and fenced the producer): a new producer, the same batch again, one outcome."""
+    rig.put(P)
+    rig.producer.fail_commit, rig.producer.fatal = 1, True
+    assert rig.put(L) is False
+    assert rig.producer.inits == 1 and rig.producer.aborts == 0
+    assert len(rig.loop.txn.renewed) == 1
+    assert rig.consumer.seeks == [("t.labels", PART, 0)]
+    assert rig.on("t.outcomes") == []
+    rig.offsets["t.labels"] = 0
+    assert rig.put(L)
+    assert len(rig.on("t.outcomes")) == 1
+
+
+def test_an_aborted_sweep_leaves_the_entry_due(rig: Rig) -> None:
+    rig.put(P)
+    rig.loop.index.add((PART, KEY), NOW + TTL)
+    rig.now = swept(NOW + TTL)
+    rig.producer.fail_commit = 1
+    assert rig.sweep() is False
+    assert rig.entry() is not None and rig.entry().state is JoinState.WAITING_FOR_LABEL  # type: ignore[union-attr]
+    assert rig.sweep()
+    assert rig.entry().state is JoinState.EXPIRED_PREDICTION  # type: ignore[union-attr]
+    (dead,) = rig.on("t.deadletter")
+    assert decoded(dead, DEAD_LETTER)["reason"] == "expired_prediction"
+
+
+def test_the_sweep_expires_a_prediction_then_forgets_its_tombstone(rig: Rig) -> None:
+    rig.put(P)
+    other = CODEC.encode(PREDICTION, prediction(event_id="evt-0002"))
+    rig.put(other, key=b"evt-0002", part=0)
+    rig.loop.owned = {PART}  # as after an assignment: this worker owns PART only
+    writes = len(rig.producer.committed)
+
+    rig.now = NOW + TTL - 1
+    rig.sweep()  # nothing due yet
+    assert len(rig.producer.committed) == writes and len(rig.steps) == 2
+
+    rig.now = expired_at = swept(NOW + TTL)
+    rig.sweep()
+    tomb = rig.entry()
+    assert tomb is not None and tomb.state is JoinState.EXPIRED_PREDICTION
+    assert tomb.deadline_ms == expired_at + TTL
+    assert rig.on(CHANGELOG)[-1] == Sent(CHANGELOG, KEY, tomb.to_bytes(), PART, [])
+    (dead,) = rig.on("t.deadletter")
+    record = decoded(dead, DEAD_LETTER)
+    assert (record["reason"], record["raw"], record["model"]) == ("expired_prediction", P, "churn")
+    assert record["source_partition"] == PART
+    assert rig.steps[-1].kinds == ["expired_prediction"]
+    assert rig.entry(0, b"evt-0002") is not None  # not ours: left to its owner
+
+    rig.now = swept(tomb.deadline_ms)
+    rig.sweep()
+    assert rig.entry() is None
+    assert rig.on(CHANGELOG)[-1] == Sent(CHANGELOG, KEY, None, PART, [])
+    assert rig.on("t.outcomes") == []
+    rig.put(L)  # a label after the tombstone is gone is held again (an orphan, in time)
+    held = rig.entry()
+    assert held is not None and held.state is JoinState.WAITING_FOR_PREDICTION
+
+
+def test_undecodable_input_is_dead_lettered_and_the_loop_goes_on(rig: Rig) -> None:
+    rig.put(b"\x00garbage", P)
+    (dead,) = rig.on("t.deadletter")
+    assert decoded(dead, DEAD_LETTER)["reason"] == "undecodable"
+    assert decoded(dead, DEAD_LETTER)["raw"] == b"\x00garbage"
+    held = rig.entry()
+    assert held is not None and held.state is JoinState.WAITING_FOR_LABEL
+
+
+def test_an_unexpected_error_is_dead_lettered_not_dropped(rig: Rig) -> None:
+    real = rig.loop.joiner.on_message
+    calls = 0
+
+    def flaky(*args: Any) -> Step:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug")
+        return real(*args)
+
+    rig.loop.joiner.on_message = flaky  # type: ignore[method-assign]
+    rig.put(P, L)
+    (dead,) = rig.on("t.deadletter")
+    d = decoded(dead, DEAD_LETTER)
+    assert (d["reason"], d["stage"], d["raw"]) == ("internal_error", "join", P)
+    assert "a bug" in d["detail"]
+    held = rig.entry()  # the label that followed was handled normally
+    assert held is not None and held.state is JoinState.WAITING_FOR_PREDICTION
+
+
+def test_rocksdb_state_and_its_changelog_offset_survive_a_reopen(tmp_path: Path) -> None:
+    store = RocksStore(tmp_path / "join")
+    Rig(store).put(P)
+    store.close()
+    again = RocksStore(tmp_path / "join")
+    raw = again.get(PART, KEY)
+    assert raw is not None and JoinEntry.from_bytes(raw).state is JoinState.WAITING_FOR_LABEL
+    assert again.next_offset(PART) == 1 and again.count([PART]) == 1
+    assert [k for k, _ in again.items(PART)] == [KEY]
+    again.reset(PART)
+    assert again.get(PART, KEY) is None and again.next_offset(PART) == 0
+    again.close()
+
+
+def test_the_worker_monitor_sees_the_prediction_and_the_outcome(rig: Rig) -> None:
+    monitors = monitor.Monitors(ModelsConfig())
+    app = create_app(SETTINGS, "t-monitor-unit")
+    sent: list[tuple[str, bytes]] = []
+
+    def send(topic: str, key: bytes, value: bytes, hdrs: list[tuple[str, bytes]]) -> None:
+        sent.append((topic, key))
+
+    observe = monitor.install(app, CODEC, monitors, SETTINGS.topic, 60.0, send)
+    rig.put(P, L)
+    asyncio.run(observe(rig.steps, rig.now))
+    mon = monitors.by_model["churn"]
+    assert mon.counts["predictions"] == 1
+    assert mon.counts["outcomes"] == 1
+    assert list(mon.trackers) == [prediction()["version"]]
