@@ -34,11 +34,13 @@ integration: setup
 test: setup lint
 	$(BIN)/pytest
 
-# The benchmarks' quick modes (small sizes, for CI: they must keep working; no speed is
-# asserted). Each bench is one line; see docs/benchmarks.md for the full runs.
+# The benchmarks' quick modes (small sizes; `make test` runs them too, through
+# tests/integration/test_benches.py and test_faults.py; no speed is asserted). Each
+# bench is one line; see docs/benchmarks.md for the full runs.
 bench-quick: setup
 	$(BIN)/python bench/throughput.py --quick
 	$(BIN)/python -m bench.loop --quick
+	$(BIN)/python -m bench.faults --quick
 
 demo: setup
 	$(BIN)/driftline demo

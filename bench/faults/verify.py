@@ -1,0 +1,134 @@
+"""Read the output topics from the beginning and compare them with the ground truth."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from bench.faults.workload import BASE_MS, first_label_time, index_of
+from driftline.core.codec import default_codec
+from driftline.kafka.clients import consumer_config
+from driftline.settings import Settings
+
+TOPICS = ("predictions", "outcomes", "deadletter")
+
+
+def read_all(
+    s: Settings, isolation: str
+) -> dict[str, list[tuple[int, int, bytes, dict[str, Any]]]]:
+    """Every record of the output topics as (partition, offset, key, decoded value), in
+    partition and offset order, read up to the end of each partition."""
+    codec = default_codec()
+    c = Consumer(consumer_config(s, "faults-verify", f"faults-verify-{uuid.uuid4().hex[:8]}",
+                                 **{"enable.auto.commit": False, "enable.partition.eof": True,
+                                    "isolation.level": isolation}))  # fmt: skip
+    meta = c.list_topics(timeout=30).topics
+    tps = [TopicPartition(s.topic(t), p, OFFSET_BEGINNING) for t in TOPICS
+           for p in meta[s.topic(t)].partitions]  # fmt: skip
+    c.assign(tps)
+    pending = {(tp.topic, tp.partition) for tp in tps}
+    names = {s.topic(t): t for t in TOPICS}
+    out: dict[str, list[tuple[int, int, bytes, dict[str, Any]]]] = {t: [] for t in TOPICS}
+    try:
+        while pending:
+            for m in c.consume(1000, 1.0):
+                err = m.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        pending.discard((m.topic(), m.partition()))
+                    continue
+                rec = codec.decode(m.value()).value
+                out[names[m.topic()]].append((m.partition(), m.offset(), m.key() or b"", rec))
+    finally:
+        c.close()
+    for recs in out.values():
+        recs.sort(key=lambda r: (r[0], r[1]))
+    return out
+
+
+def kinds(
+    topics: dict[str, list[tuple[int, int, bytes, dict[str, Any]]]],
+) -> dict[str, Counter[str]]:
+    """Records per kind (prediction, outcome, dead-letter reason) and key."""
+    got: dict[str, Counter[str]] = defaultdict(Counter)
+    for name, kind in (("predictions", "prediction"), ("outcomes", "outcome")):
+        for _, _, key, _ in topics[name]:
+            got[kind][key.decode()] += 1
+    for _, _, key, rec in topics["deadletter"]:
+        reason = rec["reason"] if rec["stage"] == "join" else f"{rec['stage']}:{rec['reason']}"
+        got[reason][key.decode(errors="replace")] += 1
+    return got
+
+
+@dataclass
+class Row:
+    kind: str
+    expected: int
+    got: int
+    lost: int = 0
+    duplicated: int = 0
+    unexpected: int = 0
+    uncommitted: int = 0
+
+
+@dataclass
+class Result:
+    rows: list[Row] = field(default_factory=list)
+    order_violations: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        bad = any(r.lost or r.duplicated or r.unexpected or r.got != r.expected for r in self.rows)
+        return not bad and not self.order_violations
+
+
+def order(topics: dict[str, list[tuple[int, int, bytes, dict[str, Any]]]]) -> list[str]:
+    """Per-key (and per-partition) order: every outcome carries its event's first label;
+    a key's dead letters follow their sources' offsets; each partition of predictions
+    follows the order of its features."""
+    bad = []
+    for p, off, key, rec in topics["outcomes"]:
+        i = index_of(key)
+        if rec["label_time_ms"] != first_label_time(i):
+            k = rec["label_time_ms"] - first_label_time(i)
+            bad.append(f"outcome {key.decode()} at {p}/{off} joined label {k}, not the first")
+    last: dict[bytes, tuple[str, int]] = {}
+    for p, off, key, rec in topics["deadletter"]:
+        src = (rec["source_topic"], rec["source_offset"])
+        if key in last and last[key][0] == src[0] and last[key][1] >= src[1]:
+            bad.append(f"dead letters of {key.decode()}: source offset {src[1]} at {p}/{off} "
+                       f"after {last[key][1]}")  # fmt: skip
+        last[key] = src
+    high: dict[int, int] = {}
+    seen: set[bytes] = set()
+    for p, off, key, rec in topics["predictions"]:
+        if key in seen:
+            continue
+        seen.add(key)
+        t = rec["event_time_ms"] - BASE_MS
+        if t < high.get(p, -1):
+            bad.append(f"prediction {key.decode()} at {p}/{off} after event e{high[p]:07d}")
+        high[p] = max(t, high.get(p, -1))
+    return bad
+
+
+def verify(s: Settings, expected: dict[str, Counter[str]]) -> Result:
+    committed = read_all(s, "read_committed")
+    got = kinds(committed)
+    raw = kinds(read_all(s, "read_uncommitted"))
+    res = Result()
+    for kind in [*expected, *sorted((set(got) | set(raw)) - set(expected))]:
+        exp, g = expected.get(kind, Counter()), got.get(kind, Counter())
+        row = Row(kind, sum(exp.values()), sum(g.values()),
+                  uncommitted=sum(raw.get(kind, Counter()).values()))  # fmt: skip
+        for k, n in exp.items():
+            row.lost += max(0, n - g[k])
+            row.duplicated += max(0, g[k] - n)
+        row.unexpected = sum(n for k, n in g.items() if k not in exp)
+        res.rows.append(row)
+    res.order_violations = order(committed)
+    return res

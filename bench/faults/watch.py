@@ -1,0 +1,112 @@
+"""A read_committed consumer that follows predictions, outcomes and dead letters as they
+are published: it tells when every expected result has arrived, and when the pipeline
+recovered after each fault (see :class:`Probe`)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from bench.faults.workload import index_of
+from driftline.core.codec import default_codec
+from driftline.kafka.clients import consumer_config
+from driftline.settings import Settings
+
+
+@dataclass
+class Probe:
+    """Recovery after a fault at ``t0`` (monotonic): the time until every partition of
+    predictions holds a prediction of an event produced after the fault (index >=
+    ``p``) and every partition of outcomes an outcome whose label was produced after it
+    (index > ``lab``)."""
+
+    t0: float
+    p: int
+    lab: int
+    waiting: set[tuple[str, int]] = field(default_factory=set)
+    recovered_s: float | None = None
+    last: str = ""  # the partition that recovered last
+
+    def lagging(self) -> str:
+        """The partitions that recovered last or not at all, for the report."""
+        return self.last or " ".join(f"{t}/{p}" for t, p in sorted(self.waiting))
+
+
+class Watcher:
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+        self.topics = {settings.topic(t): t for t in ("predictions", "outcomes", "deadletter")}
+        self.seen: dict[str, set[str]] = {"prediction": set(), "outcome": set()}
+        self.dead: set[tuple[str, str]] = set()  # (reason, key)
+        self.records = 0
+        self.last_record = time.monotonic()
+        self.probes: list[Probe] = []
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def probe(self, t0: float, p: int, lab: int) -> Probe:
+        n = self.s.data_partitions
+        pr = Probe(t0, p, lab, {(t, i) for t in ("predictions", "outcomes") for i in range(n)})
+        with self.lock:
+            self.probes.append(pr)
+        return pr
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(10)
+
+    def _run(self) -> None:
+        codec = default_codec()
+        c = Consumer(consumer_config(self.s, "faults-watch", f"faults-watch-{uuid.uuid4().hex[:8]}",
+                                     **{"enable.auto.commit": False}))  # fmt: skip
+        meta = c.list_topics(timeout=30).topics
+        c.assign([TopicPartition(t, p, OFFSET_BEGINNING)
+                  for t in self.topics for p in meta[t].partitions])  # fmt: skip
+        try:
+            while not self.done.is_set():
+                msgs = c.consume(1000, 0.2)
+                now = time.monotonic()
+                with self.lock:
+                    for m in msgs:
+                        if m.error() is None:
+                            self._on(codec, self.topics[m.topic()], m.partition(), m.key(),
+                                     m.value(), now)  # fmt: skip
+        finally:
+            c.close()
+
+    def _on(
+        self, codec, topic: str, part: int, key: bytes | None, value: bytes, now: float
+    ) -> None:
+        self.records += 1
+        self.last_record = now
+        k = (key or b"").decode(errors="replace")
+        if topic == "deadletter":
+            self.dead.add((codec.decode(value).value["reason"], k))
+            return
+        self.seen[topic[:-1]].add(k)
+        i = index_of(key)
+        for pr in self.probes:
+            after = i >= (pr.p if topic == "predictions" else pr.lab + 1)
+            if after and pr.recovered_s is None and (topic, part) in pr.waiting:
+                pr.waiting.discard((topic, part))
+                if not pr.waiting:
+                    pr.recovered_s, pr.last = now - pr.t0, f"{topic}/{part}"
+
+    def complete(self, expected: dict) -> bool:
+        """Has every expected (kind, id) been seen at least once?"""
+        with self.lock:
+            for kind, ids in expected.items():
+                if kind in self.seen:
+                    if not ids.keys() <= self.seen[kind]:
+                        return False
+                elif any((kind, k) not in self.dead for k in ids):
+                    return False
+        return True

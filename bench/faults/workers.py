@@ -1,0 +1,111 @@
+"""Worker processes under a supervisor: each has a stable DRIFTLINE_INSTANCE_ID, its own
+data dir, web port and log; one that exits unasked is restarted, and that is recorded."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from driftline.procs import env_for, free_port
+from driftline.settings import Settings
+
+
+class Worker:
+    def __init__(self, settings: Settings, run_dir: Path, index: int) -> None:
+        self.id = f"w{index}"
+        self.log = run_dir / f"{self.id}.log"
+        s = settings.model_copy(update={"data_dir": run_dir / f"{self.id}-data"})
+        self.env = env_for(s, DRIFTLINE_INSTANCE_ID=self.id)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self.stopped = False  # SIGSTOPped
+
+    def start(self) -> None:
+        args = ["worker", "--name", "faults", "--web-port", str(free_port()), "--loglevel", "info"]
+        with self.log.open("ab") as out:
+            out.write(f"\n===== {time.strftime('%T')} start {self.starts + 1} =====\n".encode())
+            out.flush()
+            self.proc = subprocess.Popen([sys.executable, "-m", "driftline", *args], env=self.env,
+                                         stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)  # fmt: skip
+        self.starts += 1
+
+    def ready(self) -> bool:
+        marker = f"start {self.starts} ====="
+        text = self.log.read_text(errors="replace")
+        return "driftline worker ready" in text[text.rfind(marker) :]
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+        if sig == signal.SIGKILL and self.proc is not None:
+            self.proc.wait()
+        self.stopped = sig == signal.SIGSTOP
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.signal(signal.SIGCONT)
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Supervisor:
+    """Start ``n`` workers; restart any that exits, calling ``on_exit(worker, code)``."""
+
+    def __init__(self, settings: Settings, run_dir: Path, n: int,
+                 on_exit: Callable[[Worker, int], None]) -> None:  # fmt: skip
+        self.workers = [Worker(settings, run_dir, i) for i in range(n)]
+        self.on_exit = on_exit
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def start(self, timeout: float = 120) -> None:
+        for w in self.workers:
+            w.start()
+        deadline = time.monotonic() + timeout
+        while not all(w.ready() for w in self.workers):
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"workers not ready in {timeout} s (logs: {self.workers[0].log})"
+                )
+            time.sleep(0.2)
+        self.thread.start()
+
+    def kill_and_restart(self, w: Worker) -> None:
+        with self.lock:
+            w.signal(signal.SIGKILL)
+            w.start()
+
+    def kill_all_and_restart(self) -> None:
+        with self.lock:
+            for w in self.workers:
+                w.signal(signal.SIGKILL)
+            for w in self.workers:
+                w.start()
+
+    def _watch(self) -> None:
+        while not self.done.wait(0.5):
+            with self.lock:
+                for w in self.workers:
+                    code = None if w.proc is None else w.proc.poll()
+                    if code is not None:
+                        self.on_exit(w, code)
+                        w.start()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(5)
+        for w in self.workers:
+            w.stop()

@@ -1,0 +1,23 @@
+"""The fault harness (bench/faults, issue 7) in its quick mode: SIGKILLs of each worker, a
+burst of kills, a hard broker restart and a SIGSTOPped worker, on a broker the harness
+starts (and kills) itself. Every output must be there exactly once, in order."""
+
+from __future__ import annotations
+
+from bench.faults.report import render
+from bench.faults.run import Options, run
+
+
+def test_quick_fault_schedule_loses_and_duplicates_nothing() -> None:
+    r = run(Options(events=6000, rate=200.0, quick=True))
+    report = render(r)
+    print(report)
+    assert {f.kind for f in r.faults} == {"kill", "burst", "broker", "stop", "cont"}, report
+    assert r.result is not None, report
+    for row in r.result.rows:
+        assert (row.lost, row.duplicated, row.unexpected) == (0, 0, 0), report
+        assert row.got == row.expected, report
+    assert r.result.order_violations == [], report
+    assert r.complete, report
+    assert all(f.probe and f.probe.recovered_s is not None for f in r.faults), report
+    assert r.ok, report
