@@ -148,8 +148,8 @@ def run(o: Options) -> Run:
 
 def _produce(r: Run, s: Settings, truth, sup: Supervisor, broker: Broker, watcher: Watcher,
              t_start: float) -> None:  # fmt: skip
-    """Produce the workload at ``rate`` events/s and fire the faults on the way. Before
-    a fault, wait (production paused) until the previous ones recovered."""
+    """Produce the workload at ``rate`` events/s and fire the faults on the way; a fault
+    waits (while production goes on) until the earlier ones have recovered."""
     o = r.o
     failed: list[str] = []
     conf = producer_config(s, "faults-load")
@@ -158,7 +158,6 @@ def _produce(r: Run, s: Settings, truth, sup: Supervisor, broker: Broker, watche
     todo, fired = list(r.faults), []
     cont: tuple[float, Fault] | None = None  # when to SIGCONT, and the Fault to record
     bg: threading.Thread | None = None
-    paused = 0.0
 
     def fire(f: Fault, n: int) -> None:
         nonlocal bg, cont
@@ -171,22 +170,21 @@ def _produce(r: Run, s: Settings, truth, sup: Supervisor, broker: Broker, watche
         elif f.kind == "cont":
             cont = None
 
+    cap = 8 if o.quick else 60
+    waiting_since: float | None = None
     for n, batch in enumerate(steps(truth, o.seed)):
-        if todo and n >= todo[0].at * o.events:
-            t_pause = t_wait = time.monotonic()
-            # a SIGSTOPped worker gets its SIGCONT first; then wait (at most 20 s, full
-            # size 120 s) until the faults so far have recovered
-            while cont is not None or not all(f.probe.recovered_s is not None for f in fired):
-                if cont is not None and time.monotonic() >= cont[0]:
-                    fire(cont[1], n)
-                    t_wait = time.monotonic()
-                elif cont is None and time.monotonic() - t_wait > (20 if o.quick else 120):
-                    break
-                p.poll(0.2)
-            fire(todo.pop(0), n)
-            paused += time.monotonic() - t_pause
         if cont is not None and time.monotonic() >= cont[0]:
             fire(cont[1], n)
+        if todo and n >= todo[0].at * o.events:
+            # the next fault waits (production goes on) until the earlier ones have
+            # recovered and a SIGSTOPped worker had its SIGCONT, for ``cap`` s at most
+            if waiting_since is None:
+                waiting_since = time.monotonic()
+            recovered = all(f.probe is not None and f.probe.recovered_s is not None
+                            for f in fired)  # fmt: skip
+            if cont is None and (recovered or time.monotonic() - waiting_since > cap):
+                fire(todo.pop(0), n)
+                waiting_since = None
         for topic, key, value in batch:
             while True:
                 try:
@@ -196,7 +194,7 @@ def _produce(r: Run, s: Settings, truth, sup: Supervisor, broker: Broker, watche
                     p.poll(0.1)
         if n % 20 == 0:
             p.poll(0)
-            ahead = t_start + paused + min(n, o.events) / o.rate - time.monotonic()
+            ahead = t_start + min(n, o.events) / o.rate - time.monotonic()
             if ahead > 0:
                 time.sleep(ahead)
     if cont is not None:

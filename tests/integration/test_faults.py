@@ -9,7 +9,7 @@ from bench.faults.run import Options, run
 
 
 def test_quick_fault_schedule_loses_and_duplicates_nothing() -> None:
-    r = run(Options(events=6000, rate=200.0, quick=True))
+    r = run(Options(events=9000, rate=150.0, quick=True))
     report = render(r)
     print(report)
     assert {f.kind for f in r.faults} == {"kill", "burst", "broker", "stop", "cont"}, report

@@ -154,6 +154,15 @@ class FakeProducer:
 @dataclass
 class FakeConsumer:
     seeks: list[tuple[str, int, int]] = field(default_factory=list)
+    fetched: bool = True
+    """Whether the consumer has positions yet (it has fetched since its assignment)."""
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition(t, p) for t in ("t.predictions", "t.labels") for p in range(3)]
+
+    def position(self, tps: list[TopicPartition]) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, 7 if self.fetched else -1001)
+                for tp in tps]  # fmt: skip
 
     def consumer_group_metadata(self) -> str:
         return "group-metadata"
@@ -360,6 +369,23 @@ def test_the_sweep_expires_a_prediction_then_forgets_its_tombstone(rig: Rig) -> 
     rig.put(L)  # a label after the tombstone is gone is held again (an orphan, in time)
     held = rig.entry()
     assert held is not None and held.state is JoinState.WAITING_FOR_PREDICTION
+
+
+def test_a_sweep_commits_the_positions_so_a_paused_zombie_cannot_commit_it(rig: Rig) -> None:
+    """A sweep reads nothing, yet its transaction commits the current positions: they
+    carry the group generation, so a worker that lost the partition while paused is
+    fenced instead of publishing a second expiry. Before any fetch there are no
+    positions, and the sweep waits."""
+    rig.put(P)
+    rig.now = swept(NOW + TTL)
+    rig.consumer.fetched = False
+    assert rig.sweep() is False and rig.on("t.deadletter") == []
+    rig.consumer.fetched = True
+    assert rig.sweep()
+    assert len(rig.on("t.deadletter")) == 1
+    assert {(tp.topic, tp.partition, tp.offset) for tp in rig.producer.offsets[-1]} == {
+        (t, p, 7) for t in ("t.predictions", "t.labels") for p in range(3)
+    }
 
 
 def test_undecodable_input_is_dead_lettered_and_the_loop_goes_on(rig: Rig) -> None:
