@@ -44,7 +44,7 @@ class Options:
     events: int = 100_000
     workers: int = 2
     partitions: int = 4
-    rate: float = 400.0  # feature events per second
+    rate: float = 300.0  # feature events per second
     quick: bool = False
     faults: bool = True
     seed: int = 1
@@ -170,7 +170,7 @@ def _produce(r: Run, s: Settings, truth, sup: Supervisor, broker: Broker, watche
         elif f.kind == "cont":
             cont = None
 
-    cap = 8 if o.quick else 60
+    cap = 8 if o.quick else 30
     waiting_since: float | None = None
     for n, batch in enumerate(steps(truth, o.seed)):
         if cont is not None and time.monotonic() >= cont[0]:
