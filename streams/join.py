@@ -161,19 +161,19 @@ class JoinLoop:
             on_revoke=self._on_revoke,
             on_lost=self._on_revoke,
         )
-        try:
-            while not stop.is_set():
-                msgs = self.next_batch()
-                sweep = time.monotonic() >= self._sweep_due
-                if msgs or sweep:
-                    self.process(msgs, self.clock(), sweep)
-                if time.monotonic() >= self._lag_due:
-                    self._lag_due = time.monotonic() + self.lag_every_s
-                    self.lag = consumer_lag(self.consumer)
-                    m.CONSUMER_LAG.labels("join").set(self.lag)
-        finally:
-            self.consumer.close()
-            self.store.close()
+        while not stop.is_set():
+            msgs = self.next_batch()
+            sweep = time.monotonic() >= self._sweep_due
+            if msgs or sweep:
+                self.process(msgs, self.clock(), sweep)
+            if time.monotonic() >= self._lag_due:
+                self._lag_due = time.monotonic() + self.lag_every_s
+                self.lag = consumer_lag(self.consumer)
+                m.CONSUMER_LAG.labels("join").set(self.lag)
+        # Closed only on a clean stop: after a fatal client error, close() can hang,
+        # and the thread must end so that the watchdog restarts the worker.
+        self.consumer.close()
+        self.store.close()
 
     def next_batch(self) -> list[Message]:
         """What the consumer holds, at once; it waits only when it holds nothing."""
@@ -191,6 +191,8 @@ class JoinLoop:
         rewound to the batch's start and nothing local changed)."""
         t0 = time.perf_counter()
         swept: list[Key] = []
+        if not msgs and not self.txn.fence_offsets():
+            return False  # a sweep alone must be fenced by offsets: wait for a fetch
 
         def produce_batch() -> None:
             self._batch = batch = Batch()

@@ -136,17 +136,17 @@ class ScorerLoop:
                 "scorer: revoked %s", sorted(tp.partition for tp in tps)
             ),
         )
-        try:
-            while not stop.is_set():
-                msgs = self.next_batch()
-                if msgs:
-                    self.process(msgs)
-                if time.monotonic() >= self._lag_due:
-                    self._lag_due = time.monotonic() + self.lag_every_s
-                    self.export_lag()
-        finally:
-            self.producer.flush(30)
-            self.consumer.close()
+        while not stop.is_set():
+            msgs = self.next_batch()
+            if msgs:
+                self.process(msgs)
+            if time.monotonic() >= self._lag_due:
+                self._lag_due = time.monotonic() + self.lag_every_s
+                self.export_lag()
+        # Closed only on a clean stop: after a fatal client error, close() can hang,
+        # and the thread must end so that the watchdog restarts the worker.
+        self.producer.flush(30)
+        self.consumer.close()
 
     def next_batch(self) -> list[Message]:
         """Up to ``batch_size`` messages: what the consumer holds, at once; it waits (up to

@@ -116,13 +116,11 @@ def next_offsets(msgs: Sequence[Message]) -> dict[tuple[str, int], tuple[int, in
 
 
 def group_settings(settings: Settings) -> dict[str, Any]:
-    """Consumer-group settings of the worker's loops: a dead member is noticed in 10 s,
-    and with ``DRIFTLINE_INSTANCE_ID`` the member is static (KIP-345): a restarted worker
-    takes its partitions back at once, without a rebalance of the others."""
-    conf: dict[str, Any] = {"session.timeout.ms": 10_000, "heartbeat.interval.ms": 1_000}
-    if settings.instance_id:
-        conf["group.instance.id"] = settings.instance_id
-    return conf
+    """Consumer-group settings of the worker's loops: a dead member is noticed in 10 s
+    (librdkafka's default is 45 s). Not static membership (``group.instance.id``): in
+    the fault harness, a broker restart made librdkafka's static consumers fence each
+    other (FENCED_INSTANCE_ID, fatal) and a worker hung in its consumer's close."""
+    return {"session.timeout.ms": 10_000, "heartbeat.interval.ms": 1_000}
 
 
 def consumer_lag(consumer: Consumer) -> int:
@@ -166,11 +164,12 @@ class Transactions:
         transaction was aborted and the consumer rewound to the batch's start (the
         caller discards whatever it prepared and reads the batch again)."""
         span = next_offsets(msgs)
+        offsets = [TopicPartition(t, p, end) for (t, p), (_, end) in span.items()]
+        offsets = offsets or self.fence_offsets()
         try:
             self.producer.begin_transaction()
             produce_batch()
-            if span:
-                offsets = [TopicPartition(t, p, end) for (t, p), (_, end) in span.items()]
+            if offsets:
                 self._retry(
                     lambda: self.producer.send_offsets_to_transaction(
                         offsets, self.consumer.consumer_group_metadata(), TIMEOUT_S
@@ -187,6 +186,17 @@ class Transactions:
             except KafkaException:  # no longer ours: the rebalance under way moves it
                 log.info("%s: %s[%d] not rewound: no longer assigned", self.name, t, p)
         return False
+
+    def fence_offsets(self) -> list[TopicPartition]:
+        """The consumer's current positions, to commit (unchanged) with a transaction
+        that consumed nothing, such as the join's expiry sweep: the offsets carry the
+        group generation, so a worker that lost its partitions while paused cannot
+        commit a sweep of them (the new owner sweeps them). Empty before the first fetch:
+        such a transaction would not be fenced, so the caller must not run it."""
+        assigned = self.consumer.assignment()
+        if not assigned:
+            return []
+        return [tp for tp in self.consumer.position(assigned) if tp.offset >= 0]
 
     def _abort(self, exc: Exception) -> None:
         err = exc.args[0] if isinstance(exc, KafkaException) else None
