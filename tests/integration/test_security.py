@@ -331,7 +331,11 @@ def test_worker_and_trainer_run_with_their_credentials(secured: Secured, tmp_pat
         log = p.log.read_text(errors="replace")
         for user in USERS:
             assert s.password(user) not in log, f"the {user} password is in {p.log.name}"
-        assert "SASL authentication" not in log, p.tail()
+        # a connection torn down while the process stops can log "SASL authentication
+        # error: ... Broker transport failure": not a refused login
+        refused = [line for line in log.splitlines() if "SASL authentication" in line
+                   and "Broker transport failure" not in line]  # fmt: skip
+        assert refused == [], refused
         assert "authorization failed" not in log.lower(), p.tail()
     assert "driftline worker ready" in procs[0].log.read_text()
 
