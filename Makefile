@@ -34,8 +34,8 @@ integration: setup
 test: setup lint
 	$(BIN)/pytest
 
-# The benchmarks' quick modes (small sizes; `make test` runs them too, through
-# tests/integration/test_benches.py and test_faults.py; no speed is asserted). Each
+# The benchmarks' quick modes (small sizes; no speed is asserted). `make test` runs the
+# loop and fault ones too (tests/integration/test_benches.py, test_faults.py). Each
 # bench is one line; see docs/benchmarks.md for the full runs.
 bench-quick: setup
 	$(BIN)/python bench/throughput.py --quick
