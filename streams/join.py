@@ -54,6 +54,7 @@ from driftline.streams.txn import (
     Undelivered,
     consumer_lag,
     group_settings,
+    take_batch,
     transactional_producer,
     usable,
 )
@@ -136,10 +137,7 @@ class JoinLoop:
         )  # fmt: skip
         self.index: ExpiryIndex[Key] = ExpiryIndex(bucket_ms=1_000)
         self.owned: set[int] = set()
-        self.processed = 0
         self.lag: int | None = None
-        self.ready = threading.Event()
-        """Set once the first assignment is restored."""
         self._sweep_due = 0.0
         self._lag_due = 0.0
         self._batch = Batch()
@@ -176,14 +174,8 @@ class JoinLoop:
         self.store.close()
 
     def next_batch(self) -> list[Message]:
-        """What the consumer holds, at once; it waits only when it holds nothing."""
-        msgs = self.consumer.consume(self.batch_size, 0)
-        if msgs:
-            return msgs
-        first = self.consumer.poll(self.poll_timeout_s)
-        if first is None:
-            return []
-        return [first, *self.consumer.consume(self.batch_size - 1, 0)]
+        """Up to ``batch_size`` records (:func:`driftline.streams.txn.take_batch`)."""
+        return take_batch(self.consumer, self.batch_size, self.poll_timeout_s)
 
     def process(self, msgs: Sequence[Message], now: int, sweep: bool = False) -> bool:
         """Join ``msgs`` (and, with ``sweep``, expire what is due) in one transaction;
@@ -218,7 +210,6 @@ class JoinLoop:
         if sweep:
             self._sweep_due = time.monotonic() + self.sweep_every_s
         self._apply(self._batch)
-        self.processed += len(msgs)
         if msgs:
             m.EVENTS_IN.labels("join").inc(len(msgs))
             m.BATCH_SECONDS.labels("join").observe(time.perf_counter() - t0)
@@ -347,7 +338,6 @@ class JoinLoop:
         m.JOIN_PENDING.set(self.store.count(mine))
         log.info("join: assigned partitions %s; restored %d changelog records in %.1f s",
                  sorted(mine), restored, time.monotonic() - t0)  # fmt: skip
-        self.ready.set()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         gone = {tp.partition for tp in partitions if tp.topic == self.predictions}

@@ -33,6 +33,7 @@ from driftline.streams.txn import (
     Transactions,
     consumer_lag,
     group_settings,
+    take_batch,
     transactional_producer,
     usable,
 )
@@ -149,17 +150,8 @@ class ScorerLoop:
         self.consumer.close()
 
     def next_batch(self) -> list[Message]:
-        """Up to ``batch_size`` messages: what the consumer holds, at once; it waits (up to
-        ``poll_timeout_s``) only when it holds none. (``consume(n, timeout)`` waits for n
-        messages or the whole timeout, which added up to ``poll_timeout_s`` to the latency
-        of every event whenever fewer than n were arriving per timeout.)"""
-        msgs = self.consumer.consume(self.batch_size, 0)
-        if msgs:
-            return msgs
-        first = self.consumer.poll(self.poll_timeout_s)
-        if first is None:
-            return []
-        return [first, *self.consumer.consume(self.batch_size - 1, 0)]
+        """Up to ``batch_size`` messages (:func:`driftline.streams.txn.take_batch`)."""
+        return take_batch(self.consumer, self.batch_size, self.poll_timeout_s)
 
     def export_lag(self) -> None:
         """Set ``lag`` and the ``driftline_consumer_lag{stage="score"}`` gauge: the cached
