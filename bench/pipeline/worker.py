@@ -16,6 +16,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
+from bench.pipeline.loops import Run
 from driftline.kafka.clients import confluent_common
 from driftline.procs import env_for, free_port
 from driftline.settings import Settings
@@ -109,22 +110,11 @@ class Watermarks:
 
 
 @dataclass
-class Drain:
+class Drain(Run):
     """Output counted from the first record out to the target count."""
 
-    events: int
-    wall_s: float
-    cpu_s: float
     startup_s: float
     """From starting the process to its first output record."""
-
-    @property
-    def rate(self) -> float:
-        return self.events / self.wall_s if self.wall_s > 0 else 0.0
-
-    @property
-    def cpu_us(self) -> float:
-        return self.cpu_s / self.events * 1e6 if self.events else 0.0
 
 
 def drain(
