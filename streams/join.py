@@ -2,9 +2,11 @@
 
 predictions and labels are co-partitioned by event_id, and the join's consumer uses the
 range assignor, so one worker owns partition p of both topics and so every key's two
-sides. State is one bytes entry per event_id (:class:`driftline.core.join.JoinEntry`)
-in a local store (:mod:`driftline.streams.joinstore`) whose source of truth is a
-compacted changelog topic partitioned the same way.
+sides. State is one bytes entry per event_id (:class:`driftline.core.join.JoinEntry`;
+a pending prediction is held in the lean form of :mod:`driftline.core.leanentry`, with
+one names record per distinct list of feature names and partition) in a local store
+(:mod:`driftline.streams.joinstore`) whose source of truth is a compacted changelog
+topic partitioned the same way.
 
 Each batch (records read, plus the entries whose TTL passed) is one Kafka transaction
 (:mod:`driftline.streams.txn`): its outcomes, dead letters, changelog records and input
@@ -34,7 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka import KafkaError as CKafkaError
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -44,6 +46,7 @@ from driftline.core.expiry import ExpiryIndex
 from driftline.core.headers import header_list
 from driftline.core.join import JoinEntry
 from driftline.core.joiner import Joiner, Step
+from driftline.core.leanentry import is_names_key
 from driftline.kafka.clients import admin_config, consumer_config
 from driftline.settings import Settings
 from driftline.streams import metrics as m
@@ -234,7 +237,8 @@ class JoinLoop:
                         ts if ts_type else None, header_list(msg.headers()))  # fmt: skip
         try:
             stored = self._get(batch, (partition, key)) if key else None
-            step = self.joiner.on_message(origin, value, stored, now)
+            lookup = self._lookup(batch, partition)
+            step = self.joiner.on_message(origin, value, stored, now, lookup)
         except Exception as exc:  # never drop a message: dead-letter what we cannot join
             log.exception("join: unexpected error at %s:%s", msg.topic(), msg.offset())
             step = self.joiner.internal_error(origin, value, repr(exc), now)
@@ -248,10 +252,18 @@ class JoinLoop:
         if stored is None:
             return
         origin = Origin(self.predictions, partition, -1, k, None, [])
-        self._record(batch, key, self.joiner.on_expire(origin, stored, now))
+        step = self.joiner.on_expire(origin, stored, now, self._lookup(batch, partition))
+        self._record(batch, key, step)
+
+    def _lookup(self, batch: Batch, partition: int) -> Callable[[bytes], bytes | None]:
+        return lambda k: self._get(batch, (partition, k))
 
     def _record(self, batch: Batch, key: Key | None, step: Step) -> None:
-        """Produce ``step``'s changelog record and outputs; remember its local change."""
+        """Produce ``step``'s changelog records and outputs; remember its local change."""
+        for k, v in step.extra:  # a names record, in the key's partition
+            assert key is not None
+            batch.overlay[(key[0], k)] = v
+            self._produce(self.changelog, v, k, [], key[0], changelog=True)
         if key is not None and not step.keep:
             partition, k = key
             batch.overlay[key] = step.entry
@@ -332,7 +344,7 @@ class JoinLoop:
         self.owned = mine
         self.index = ExpiryIndex.rebuild(
             (((p, k), JoinEntry.from_bytes(v).deadline_ms) for p in mine
-             for k, v in self.store.items(p)),
+             for k, v in self.store.items(p) if not is_names_key(k)),
             bucket_ms=1_000,
         )  # fmt: skip
         m.JOIN_PENDING.set(self.store.count(mine))
@@ -357,8 +369,9 @@ class JoinLoop:
                                         "enable.partition.eof": True}))  # fmt: skip
         try:
             todo: list[TopicPartition] = []
+            deadline = time.monotonic() + timeout_s
             for p in parts:
-                lo, hi = c.get_watermark_offsets(TopicPartition(self.changelog, p), 30)
+                lo, hi = watermarks(c, TopicPartition(self.changelog, p), deadline)
                 start = self.store.next_offset(p)
                 if start < lo or start > hi:  # compacted or deleted past what we hold
                     self.store.reset(p)
@@ -398,3 +411,31 @@ class JoinLoop:
             for p, end in ends.items():
                 self.store.write(p, changes.get(p, {}), end)
         return n
+
+
+_NO_LEADER_YET = {
+    CKafkaError.NOT_LEADER_FOR_PARTITION,
+    CKafkaError.LEADER_NOT_AVAILABLE,
+    CKafkaError.UNKNOWN_TOPIC_OR_PART,
+}
+
+
+def watermarks(c: Consumer, tp: TopicPartition, deadline: float) -> tuple[int, int]:
+    """``tp``'s low and high watermarks. Retried until ``deadline`` while the partition
+    has no leader yet (a changelog created a moment ago) or the call fails transiently;
+    any other error, or the deadline, raises."""
+    while True:
+        try:
+            lo, hi = c.get_watermark_offsets(tp, timeout=10)
+            return int(lo), int(hi)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            code = err.code() if isinstance(err, CKafkaError) else None
+            retriable = code in _NO_LEADER_YET or (
+                isinstance(err, CKafkaError) and err.retriable() and not err.fatal()
+            ) or code == CKafkaError._TIMED_OUT  # fmt: skip
+            if not retriable or time.monotonic() > deadline:
+                raise KafkaError(f"join: watermarks of {tp.topic}[{tp.partition}]: {exc}") from exc
+            log.info("join: watermarks of %s[%d] not available yet (%s); retrying",
+                     tp.topic, tp.partition, err)  # fmt: skip
+            time.sleep(0.5)

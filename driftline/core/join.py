@@ -76,6 +76,7 @@ _ORPHANED_LABEL = JoinState.ORPHANED_LABEL
 _STATES = {int(s): s for s in JoinState}
 
 _FORMAT = 1
+_LEAN = 2  # the payload is a prediction in lean form (driftline.core.leanentry)
 # first byte: format << 4 | state; then deadline_ms, time_ms, ttl_ms; then the payload
 _HEADER = struct.Struct(">Bqqq")
 
@@ -87,7 +88,8 @@ class JoinEntry:
     ``time_ms`` is the prediction's event time (WAITING_FOR_LABEL and the
     tombstones of a seen prediction) or the label time (WAITING_FOR_PREDICTION,
     ORPHANED_LABEL). ``payload`` is the held Avro prediction or label, empty in
-    tombstones.
+    tombstones; with ``lean`` it is a held prediction in the lean form of
+    :mod:`driftline.core.leanentry` (header format 2).
     """
 
     state: JoinState
@@ -95,6 +97,7 @@ class JoinEntry:
     time_ms: int
     ttl_ms: int
     payload: bytes = b""
+    lean: bool = False
 
     HEADER_BYTES: ClassVar[int] = _HEADER.size
 
@@ -105,7 +108,8 @@ class JoinEntry:
         >>> len(e.to_bytes()), JoinEntry.from_bytes(e.to_bytes()) == e
         (29, True)
         """
-        head = _HEADER.pack(_FORMAT << 4 | self.state, self.deadline_ms, self.time_ms, self.ttl_ms)
+        fmt = _LEAN if self.lean else _FORMAT
+        head = _HEADER.pack(fmt << 4 | self.state, self.deadline_ms, self.time_ms, self.ttl_ms)
         return head + self.payload
 
     @classmethod
@@ -115,12 +119,15 @@ class JoinEntry:
             raise CodecError(f"join entry of {len(data)} bytes is shorter than its header")
         tag, deadline, time_ms, ttl = _HEADER.unpack_from(data)
         state = _STATES.get(tag & 0x0F)
-        if tag >> 4 != _FORMAT or state is None:
+        fmt = tag >> 4
+        if fmt not in (_FORMAT, _LEAN) or state is None:
             raise CodecError(f"join entry header byte {tag:#04x}: unknown format or state")
+        if fmt == _LEAN and state is not _WAITING_FOR_LABEL:
+            raise CodecError(f"join entry in state {state.name} cannot hold a lean prediction")
         payload = bytes(data[_HEADER.size :])
         if payload and state >= _JOINED:
             raise CodecError(f"join entry in state {state.name} carries a payload")
-        return cls(state, deadline, time_ms, ttl, payload)
+        return cls(state, deadline, time_ms, ttl, payload, fmt == _LEAN)
 
     @property
     def is_tombstone(self) -> bool:

@@ -14,7 +14,7 @@ their envelope is checked, their features are kept as given.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from driftline.core import join as rules
@@ -29,6 +29,10 @@ from driftline.core.envelope import (
 )
 from driftline.core.errors import CodecError, DriftlineError, ValidationError
 from driftline.core.headers import build as record_headers
+from driftline.core.leanentry import LeanPredictions
+
+Lookup = Callable[[bytes], bytes | None]
+"""A store read of the message's partition: key -> value (None: absent)."""
 
 PREDICTION = "io.driftline.Prediction"
 LABEL = "io.driftline.Label"
@@ -61,14 +65,21 @@ class Step:
     deadline_ms: int | None = None
     prediction: dict[str, Any] | None = None
     """A prediction seen for the first time (not a duplicate), for the monitor."""
+    extra: list[tuple[bytes, bytes]] = field(default_factory=list)
+    """Other records to store in the same partition (a new names record)."""
 
 
 class Joiner:
     """Applies the join rules to raw messages.
 
     ``task_of(model)`` gives a model's task (None: unknown model); ``ttl_of(model)`` its
-    join TTL in ms.
+    join TTL in ms. A prediction is held in the lean form of
+    :mod:`driftline.core.leanentry` when the caller passes a ``lookup`` of the store
+    (which finds and keeps the names records); without one it is held whole.
     """
+
+    MAX_NAMES = 4_096
+    """Distinct feature-name lists this process adds to the store; beyond, held whole."""
 
     def __init__(
         self,
@@ -81,10 +92,13 @@ class Joiner:
         self.task_of = task_of
         self.ttl_of = ttl_of
         self.predictions_topic = predictions_topic
+        self.lean = LeanPredictions.for_codec(codec)
+        self._names: dict[bytes, bytes] = {}  # names record key -> value, as stored
 
     def on_message(
-        self, origin: Origin, raw: bytes | None, stored: bytes | None, now_ms: int
-    ) -> Step:
+        self, origin: Origin, raw: bytes | None, stored: bytes | None, now_ms: int,
+        lookup: Lookup | None = None,
+    ) -> Step:  # fmt: skip
         """Handle one message from the predictions or labels topic."""
         try:
             decoded = self.codec.decode(raw or b"")
@@ -106,11 +120,15 @@ class Joiner:
             return self._dead(origin, raw, reason, str(exc), None, now_ms)
         ttl = self.ttl_of(model)
         assert raw is not None
+        extra: list[tuple[bytes, bytes]] = []
         if decoded.name == PREDICTION:
             new, emitted = rules.on_prediction(entry, raw, record["event_time_ms"], now_ms, ttl)
+            if new is not None and new is not entry and new.payload is raw and lookup:
+                new = self._held(new, raw, lookup, extra)
         else:
             new, emitted = rules.on_label(entry, raw, record["label_time_ms"], now_ms, ttl)
-        step = self._step(origin, new, entry, emitted, model, now_ms, raw)
+        step = self._step(origin, new, entry, emitted, model, now_ms, raw, lookup, record)
+        step.extra = extra
         if decoded.name == PREDICTION and not any(
             e.kind in ("duplicate_prediction", "late_prediction") for e in emitted
         ):
@@ -122,19 +140,61 @@ class Joiner:
         acknowledges events whose handler raised, so the agent turns them into this."""
         return self._dead(origin, raw, "internal_error", detail, None, now_ms)
 
-    def on_expire(self, origin: Origin, stored: bytes, now_ms: int) -> Step:
+    def on_expire(
+        self, origin: Origin, stored: bytes, now_ms: int, lookup: Lookup | None = None
+    ) -> Step:
         """Apply the deadline to a stored entry (``origin`` names its key and partition)."""
         entry = rules.JoinEntry.from_bytes(stored)
         new, emitted = rules.expire(entry, now_ms)
-        model = self._model_of(entry.payload) if emitted else None
-        return self._step(origin, new, entry, emitted, model, now_ms)
+        model = self._model_of(entry) if emitted else None
+        return self._step(origin, new, entry, emitted, model, now_ms, None, lookup)
 
-    def _model_of(self, payload: bytes) -> str | None:
+    def _model_of(self, entry: rules.JoinEntry) -> str | None:
         """The model of a held prediction or label (its dead letter names it)."""
         try:
-            return str(self.codec.decode(payload).value["model"])
+            if entry.lean and self.lean is not None:
+                return str(self.lean.fields(entry.payload)["model"])
+            return str(self.codec.decode(entry.payload).value["model"])
         except (DriftlineError, KeyError):
             return None
+
+    # -- lean predictions ---------------------------------------------------------------
+
+    def _held(
+        self, new: rules.JoinEntry, raw: bytes, lookup: Lookup, extra: list[tuple[bytes, bytes]]
+    ) -> rules.JoinEntry:
+        """``new`` holding the prediction ``raw`` in lean form when it can; its names
+        record, if the store lacks it, goes to ``extra``."""
+        packed = None if self.lean is None else self.lean.pack(raw)
+        if packed is None:
+            return new
+        have = self._names.get(packed.key)
+        stored = lookup(packed.key)
+        if stored is None:
+            if have is None and len(self._names) >= self.MAX_NAMES:
+                return new
+            extra.append((packed.key, packed.names))
+        elif stored != packed.names:  # two name lists with one digest: hold it whole
+            return new
+        self._names[packed.key] = packed.names
+        return replace(new, payload=packed.payload, lean=True)
+
+    def _names_of(self, payload: bytes, lookup: Lookup | None) -> bytes:
+        assert self.lean is not None
+        key = self.lean.names_key(payload)
+        names = self._names.get(key)
+        if names is None:
+            names = None if lookup is None else lookup(key)
+            if names is None:
+                raise CodecError(f"join store has no names record {key[-8:].hex()}")
+            if len(self._names) < self.MAX_NAMES:
+                self._names[key] = names
+        return names
+
+    def _whole(self, payload: bytes, key: bytes | None, lookup: Lookup | None) -> bytes:
+        """A held lean prediction's Avro bytes (for its dead letter)."""
+        assert self.lean is not None
+        return self.lean.prediction(payload, key or b"", self._names_of(payload, lookup))
 
     def _step(
         self,
@@ -145,8 +205,11 @@ class Joiner:
         model: str | None,
         now_ms: int,
         arrived: bytes | None = None,
+        lookup: Lookup | None = None,
+        arrived_record: dict[str, Any] | None = None,
     ) -> Step:
         keep = new is old
+        lean = old is not None and old.lean
         step = Step(
             None if new is None else (b"" if keep else new.to_bytes()),
             keep,
@@ -155,11 +218,17 @@ class Joiner:
         for e in emitted:
             step.kinds.append(e.kind)
             if isinstance(e, rules.Joined):
-                if not self._joined(origin, e, step, arrived, model, now_ms):
+                if lean and e.prediction is old.payload:  # type: ignore[union-attr]
+                    ok = self._joined_lean(origin, e, step, model, now_ms, lookup, arrived_record)
+                else:
+                    ok = self._joined(origin, e, step, arrived, model, now_ms)
+                if not ok:
                     # the message that arrived is dead-lettered; the held one waits on
                     step.entry, step.keep, step.deadline_ms = b"", True, None
             else:
                 payload: bytes = e.payload
+                if lean and isinstance(e, rules.ExpiredPrediction):
+                    payload = self._whole(payload, origin.key, lookup)
                 detail = _DETAILS[e.kind]
                 step.outputs.append(self._dead_out(origin, payload, e.kind, detail, model, now_ms))
         return step
@@ -189,6 +258,37 @@ class Joiner:
                 outcome,
             )
         )
+        return True
+
+    def _joined_lean(
+        self, origin: Origin, e: rules.Joined, step: Step, model: str | None, now_ms: int,
+        lookup: Lookup | None, label: dict[str, Any] | None,
+    ) -> bool:  # fmt: skip
+        """:meth:`_joined` for a prediction held lean: the Outcome's bytes are spliced
+        from the entry and the label's (no decode or encode of the features); its
+        ``record`` for the monitor has every field but ``features``."""
+        assert self.lean is not None and origin.key is not None
+        names = self._names_of(e.prediction, lookup)
+        value = self.lean.outcome(e.prediction, origin.key, names, e.label)
+        if value is None:  # a label of an older schema: the general path
+            whole = rules.Joined(self._whole(e.prediction, origin.key, lookup), e.label)
+            return self._joined(origin, whole, step, e.label, model, now_ms)
+        held = self.lean.fields(e.prediction)
+        if label is None:  # the label that arrived, decoded already
+            label = self.codec.decode(e.label, expect=LABEL).value
+        if label["model"] != held["model"]:
+            reason = "model_mismatch"
+            detail = (f"event {label['event_id']!r}: label for model {label['model']!r}, "
+                      f"prediction by {held['model']!r}")  # fmt: skip
+            step.kinds[-1] = reason
+            step.outputs.append(self._dead_out(origin, e.label, reason, detail, model, now_ms))
+            return False
+        delay = label["label_time_ms"] - held["event_time_ms"]
+        outcome = {"event_id": label["event_id"], **held, "label": label["label"],
+                   "label_time_ms": label["label_time_ms"], "label_delay_ms": delay}  # fmt: skip
+        step.label_delays_ms.append(delay)
+        hdrs = record_headers(OUTCOME, held["event_time_ms"], None)
+        step.outputs.append(Out("outcomes", origin.key, value, hdrs, outcome))
         return True
 
     def _dead(

@@ -13,6 +13,7 @@ import pytest
 from rocksdict import Options, Rdict
 
 from driftline.core.codec import default_codec
+from driftline.core.leanentry import is_names_key
 from driftline.streams.joinstore import OFFSET_KEY
 from tests.integration import harness
 from tests.integration.churn import MODELS, example, feature_event, label, start_pipeline
@@ -144,14 +145,16 @@ def test_induced_drift_raises_an_alert_and_exactly_one_retrain_trigger(pipeline)
 
 
 def rocksdb_tables(data_dir: Path) -> dict[int, tuple[int, int | None]]:
-    """Per partition of the join store's RocksDB files under ``data_dir``: (keys held,
-    the next changelog offset it would read). Read while no worker runs."""
+    """Per partition of the join store's RocksDB files under ``data_dir``: (entries held,
+    the next changelog offset it would read). Read while no worker runs. Every partition
+    that holds entries also holds the names record of their lean predictions."""
     found = {}
     for path in data_dir.rglob("join-*.db"):
         db = Rdict(str(path), options=Options(raw_mode=True))
         try:
             offset = db.get(OFFSET_KEY)
-            keys = sum(1 for k, _ in db.items() if k != OFFSET_KEY)
+            keys = sum(1 for k, _ in db.items() if k != OFFSET_KEY and not is_names_key(k))
+            assert keys == 0 or any(is_names_key(k) for k, _ in db.items()), path
         finally:
             db.close()
         partition = int(path.name.removeprefix("join-").removesuffix(".db"))

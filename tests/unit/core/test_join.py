@@ -252,7 +252,8 @@ GOOD = JoinEntry(W, 1, 2, 3, b"x").to_bytes()
     [
         ("empty", b""),
         ("short header", GOOD[:24]),
-        ("unknown format", bytes([0x21]) + GOOD[1:]),
+        ("unknown format", bytes([0x31]) + GOOD[1:]),
+        ("lean form outside WAITING_FOR_LABEL", bytes([0x22]) + GOOD[1:]),
         ("unknown state", bytes([0x17]) + GOOD[1:]),
         ("state zero", bytes([0x10]) + GOOD[1:]),
         ("tombstone with payload", bytes([0x13]) + GOOD[1:]),

@@ -16,6 +16,7 @@ from driftline.core.deadletter import Origin
 from driftline.core.envelope import MAX_LABEL_BYTES, MAX_PREDICTION_BYTES
 from driftline.core.join import JoinEntry, JoinState
 from driftline.core.joiner import DEAD_LETTER, LABEL, OUTCOME, PREDICTION, Joiner, Step
+from driftline.core.leanentry import LeanPredictions, is_names_key
 from tests.unit.core.examples import T0, feature_event, label, prediction
 
 CODEC = default_codec()
@@ -64,6 +65,24 @@ def raw(topic: str, value: bytes, at: int = 0) -> Send:
 
 
 PRICE_P = {"model": "price", "prediction": 3.5, "scores": {}}
+LEAN = LeanPredictions.for_codec(CODEC)
+FORMS = {"whole": False, "lean": True}
+
+
+@pytest.fixture(autouse=True, params=list(FORMS))
+def form(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs twice: predictions held whole (no store lookup given to the
+    joiner) and held lean (a lookup of the store, which keeps the names records)."""
+    monkeypatch.setitem(FORMS, "current", FORMS[request.param])
+    return str(request.param)
+
+
+def held_prediction(entry: JoinEntry, key: bytes, store: dict[bytes, bytes]) -> bytes:
+    """The held prediction's Avro bytes, whichever form holds it."""
+    if not entry.lean:
+        return entry.payload
+    assert LEAN is not None
+    return LEAN.prediction(entry.payload, key, store[LEAN.names_key(entry.payload)])
 
 
 @dataclass
@@ -76,7 +95,8 @@ class Run:
 
 
 def apply(store: dict[bytes, bytes], key: bytes, step: Step) -> None:
-    """What the join agent does with a step (JoinState.apply)."""
+    """What the join loop does with a step (``JoinLoop._record`` then ``_apply``)."""
+    store.update(step.extra)
     if step.keep:
         return
     if step.entry is None:
@@ -89,19 +109,22 @@ def apply(store: dict[bytes, bytes], key: bytes, step: Step) -> None:
 def run(script: list[Send | Sweep]) -> Run:
     joiner = Joiner(CODEC, TASKS.get, TTLS.__getitem__, PREDICTIONS)
     out = Run()
+    lookup = out.store.get if FORMS.get("current") else None
     for offset, item in enumerate(script):
         done: list[tuple[Origin, Step]] = []
         if isinstance(item, Sweep):
             for key, stored in list(out.store.items()):
+                if is_names_key(key):
+                    continue
                 if JoinEntry.from_bytes(stored).deadline_ms <= item.at:
                     origin = Origin(PREDICTIONS, 0, -1, key, None, [])
-                    step = joiner.on_expire(origin, stored, item.at)
+                    step = joiner.on_expire(origin, stored, item.at, lookup)
                     apply(out.store, key, step)
                     done.append((origin, step))
         else:
             origin = Origin(item.topic, 0, offset, item.key, T0 + item.at, [("k", b"v")])
             stored = out.store.get(item.key) if item.key else None
-            step = joiner.on_message(origin, item.value, stored, item.at)
+            step = joiner.on_message(origin, item.value, stored, item.at, lookup)
             if item.key:
                 apply(out.store, item.key, step)
             done.append((origin, step))
@@ -270,13 +293,17 @@ def test_join_step(
 
     stored = result.store.get(KEY)
     assert (None if stored is None else JoinEntry.from_bytes(stored).state) == held
-    assert set(result.store) <= {KEY}
+    entries = {k for k in result.store if not is_names_key(k)}
+    assert entries <= {KEY}
+    held_lean = stored is not None and JoinEntry.from_bytes(stored).lean
+    assert held_lean == (FORMS["current"] and held is W)
 
     # Every input message ends in exactly one place: an entry, an outcome or a dead letter.
     inputs = Counter(message_id(s.value) for s in script if isinstance(s, Send))
     places: Counter[tuple[Any, ...]] = Counter()
     if stored is not None and JoinEntry.from_bytes(stored).payload:
-        places[message_id(JoinEntry.from_bytes(stored).payload)] += 1
+        entry = JoinEntry.from_bytes(stored)
+        places[message_id(held_prediction(entry, KEY, result.store))] += 1
     for item, done in zip(script, result.steps, strict=True):
         for origin, step in done:
             assert [o.topic for o in step.outputs] == [

@@ -11,6 +11,7 @@ the expiry index. The clock is fixed, so expiry is driven by setting the time.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,13 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from driftline.core import headers as h
 from driftline.core.codec import default_codec
+from driftline.core.errors import KafkaError
 from driftline.core.join import JoinEntry, JoinState, build_outcome
 from driftline.core.joiner import DEAD_LETTER, LABEL, OUTCOME, PREDICTION, Joiner, Step
+from driftline.core.leanentry import LeanPredictions, is_names_key
 from driftline.core.modelconfig import ModelsConfig
 from driftline.settings import Settings
+from driftline.streams import join as join_module
 from driftline.streams import monitor
 from driftline.streams.app import create_app
 from driftline.streams.join import JoinLoop
@@ -238,9 +242,17 @@ def test_a_prediction_and_its_label_give_one_outcome(rig: Rig, first: str) -> No
     assert rig.put(one)
     held = JoinState.WAITING_FOR_LABEL if one is P else JoinState.WAITING_FOR_PREDICTION
     time_ms = prediction()["event_time_ms"] if one is P else label()["label_time_ms"]
-    expected = JoinEntry(held, NOW + TTL, time_ms, TTL, one)
+    logged = []
+    if one is P:  # held lean, after the names record of its feature names
+        packed = LeanPredictions(CODEC).pack(P)
+        assert packed is not None
+        expected = JoinEntry(held, NOW + TTL, time_ms, TTL, packed.payload, lean=True)
+        logged.append(Sent(CHANGELOG, packed.key, packed.names, PART, []))
+    else:
+        expected = JoinEntry(held, NOW + TTL, time_ms, TTL, one)
     assert rig.entry() == expected
-    assert rig.on(CHANGELOG) == [Sent(CHANGELOG, KEY, expected.to_bytes(), PART, [])]
+    logged.append(Sent(CHANGELOG, KEY, expected.to_bytes(), PART, []))
+    assert rig.on(CHANGELOG) == logged
     assert rig.on("t.outcomes") == []
     assert rig.steps[0].prediction == (prediction() if one is P else None)
 
@@ -248,7 +260,7 @@ def test_a_prediction_and_its_label_give_one_outcome(rig: Rig, first: str) -> No
     assert rig.put(other)
     tomb = JoinEntry(JoinState.JOINED, NOW + 10 + TTL, prediction()["event_time_ms"], TTL)
     assert rig.entry() == tomb
-    assert [r.value for r in rig.on(CHANGELOG)] == [expected.to_bytes(), tomb.to_bytes()]
+    assert [r.value for r in rig.on(CHANGELOG)] == [*(r.value for r in logged), tomb.to_bytes()]
     (outcome,) = rig.on("t.outcomes")
     assert outcome.key == KEY
     assert decoded(outcome, OUTCOME) == build_outcome(prediction(), label())
@@ -256,15 +268,16 @@ def test_a_prediction_and_its_label_give_one_outcome(rig: Rig, first: str) -> No
     assert rig.on("t.deadletter") == []
     got = rig.steps[1]  # the monitor hook got the prediction (first seen) and the outcome
     assert got.prediction == (prediction() if other is P else None)
-    assert [(o.topic, o.record) for o in got.outputs] == [
-        ("outcomes", build_outcome(prediction(), label()))
-    ]
+    record = build_outcome(prediction(), label())
+    if one is P:  # built from the lean entry: the monitor's copy has no features
+        del record["features"]
+    assert [(o.topic, o.record) for o in got.outputs] == [("outcomes", record)]
     # each batch committed the offsets after its input, in its own transaction
     committed = [[(tp.topic, tp.partition, tp.offset) for tp in o] for o in rig.producer.offsets]
     first_topic, second_topic = ("t.predictions", "t.labels")[:: 1 if one is P else -1]
     assert committed == [[(first_topic, PART, 1)], [(second_topic, PART, 1)]]
     # the store knows where the changelog continues
-    assert rig.loop.store.next_offset(PART) == 2
+    assert rig.loop.store.next_offset(PART) == len(logged) + 1
 
 
 def test_one_batch_holds_both_sides_of_a_key(rig: Rig) -> None:
@@ -279,7 +292,7 @@ def test_a_duplicate_label_is_dead_lettered_and_no_second_outcome(rig: Rig) -> N
     tomb = rig.entry()
     rig.put(again)
     assert rig.entry() == tomb  # kept as is: no write, no changelog record
-    assert len(rig.on(CHANGELOG)) == 2
+    assert [r.key for r in rig.on(CHANGELOG) if r.key and not is_names_key(r.key)] == [KEY, KEY]
     assert len(rig.on("t.outcomes")) == 1
     (dead,) = rig.on("t.deadletter")
     record = decoded(dead, DEAD_LETTER)
@@ -425,8 +438,10 @@ def test_rocksdb_state_and_its_changelog_offset_survive_a_reopen(tmp_path: Path)
     again = RocksStore(tmp_path / "join")
     raw = again.get(PART, KEY)
     assert raw is not None and JoinEntry.from_bytes(raw).state is JoinState.WAITING_FOR_LABEL
-    assert again.next_offset(PART) == 1 and again.count([PART]) == 1
-    assert [k for k, _ in again.items(PART)] == [KEY]
+    # the entry and the names record of its (lean) prediction's features
+    names = LeanPredictions.names_key(JoinEntry.from_bytes(raw).payload)
+    assert again.next_offset(PART) == 2 and again.count([PART]) == 2
+    assert [k for k, _ in again.items(PART)] == [KEY, names]
     again.reset(PART)
     assert again.get(PART, KEY) is None and again.next_offset(PART) == 0
     again.close()
@@ -447,3 +462,31 @@ def test_the_worker_monitor_sees_the_prediction_and_the_outcome(rig: Rig) -> Non
     assert mon.counts["predictions"] == 1
     assert mon.counts["outcomes"] == 1
     assert list(mon.trackers) == [prediction()["version"]]
+
+
+class _Watermarks:
+    """A consumer whose get_watermark_offsets fails with ``errors`` first."""
+
+    def __init__(self, *errors: int) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+
+    def get_watermark_offsets(self, tp: TopicPartition, timeout: float) -> tuple[int, int]:
+        self.calls += 1
+        if self.errors:
+            raise KafkaException(CKafkaError(self.errors.pop(0)))
+        return 3, 9
+
+
+def test_restore_waits_for_a_new_changelog_to_get_its_leader(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(join_module.time, "sleep", lambda s: None)
+    tp = TopicPartition(CHANGELOG, PART)
+    c = _Watermarks(CKafkaError.NOT_LEADER_FOR_PARTITION, CKafkaError.LEADER_NOT_AVAILABLE)
+    assert join_module.watermarks(c, tp, time.monotonic() + 60) == (3, 9)  # type: ignore[arg-type]
+    assert c.calls == 3
+    with pytest.raises(KafkaError, match="watermarks"):  # not a leader question: no retry
+        join_module.watermarks(_Watermarks(CKafkaError.TOPIC_AUTHORIZATION_FAILED), tp, 1e12)  # type: ignore[arg-type]
+    with pytest.raises(KafkaError, match="watermarks"):  # the deadline has passed
+        join_module.watermarks(_Watermarks(CKafkaError.NOT_LEADER_FOR_PARTITION), tp, 0)  # type: ignore[arg-type]
