@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--factory", choices=env.FACTORIES, action="append", help="model factory")
     ap.add_argument("--bootstrap", help="use this broker instead of starting one")
     ap.add_argument("--no-join", action="store_true", help="skip the join measurements")
+    ap.add_argument("--join-only", action="store_true", help="only the join measurements")
     ap.add_argument("--no-latency", action="store_true", help="skip the latency runs")
     ap.add_argument(
         "--worker-src", type=Path, metavar="DIR",
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.monotonic()
     log(f"{date.today()}, {os.cpu_count()} cores, load {load()}")
     results = []
-    joined = None
+    joined: dict[str, join.JoinResult] = {}
     with tempfile.TemporaryDirectory(prefix="driftline-bench-") as tmp, env.Broker(
         Path(tmp), args.bootstrap
     ) as broker:  # fmt: skip
@@ -185,18 +186,21 @@ def main(argv: list[str] | None = None) -> None:
         if args.profile:
             profile(broker.bootstrap, work, size, Path(args.profile))
             return
-        for factory in size.factories:
+        for factory in () if args.join_only else size.factories:
             res = throughput(broker.bootstrap, work, factory, size, args.worker_src)
             if not args.no_latency:
                 rate = summary_rate(res.runs["a1"]) / 2
                 latencies(broker.bootstrap, work, factory, size, rate, res)
             results.append(res)
         if not args.no_join:
-            joined = join.run(
-                broker.bootstrap, work, size.join_events, 5_000.0, size.join_latency_s,
-                size.join_half_rate,
-            )  # fmt: skip
-            log(f"join: {summary(joined.throughput)}  load {load()}")
+            srcs = {"": None} if args.worker_src is None else {
+                " (before)": args.worker_src, "": None}  # fmt: skip
+            for tag, src in srcs.items():
+                joined[tag] = j = join.run(
+                    broker.bootstrap, work, size.join_events, 5_000.0, size.join_latency_s,
+                    size.join_half_rate, src=src, name=f"join{len(joined)}",
+                )  # fmt: skip
+                log(f"join{tag}: {summary(j.throughput)}  load {load()}")
     print()
     print(report(results, joined, size.events))
     print(f"\n{time.monotonic() - t0:.0f} s; load {load()} at the end")

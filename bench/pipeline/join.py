@@ -13,7 +13,11 @@ from bench.pipeline import env
 from bench.pipeline.driver import Latency, Paced
 from bench.pipeline.loops import scoring_for
 from bench.pipeline.worker import Drain, Watermarks, WorkerProc, drain
-from driftline.core.join import JoinEntry, JoinState
+from driftline.core.codec import default_codec
+from driftline.core.deadletter import Origin
+from driftline.core.join import JoinEntry
+from driftline.core.joiner import Joiner
+from driftline.core.leanentry import is_names_key
 from driftline.core.models import ServedModel
 
 
@@ -33,20 +37,32 @@ def labels(events: list[dict[str, Any]]) -> env.Encoded:
 
 @dataclass
 class EntrySize:
-    """Bytes of a pending prediction's join entry (JoinEntry.to_bytes), and its parts."""
+    """Bytes of a pending prediction's join entry as the join stores it, and its parts."""
 
     entry: float
+    """The entry (lean form), as the Joiner makes it with a store to keep names in."""
+    names: int
+    """Bytes (keys and values) of the names records those entries share, per partition."""
     header: int
     prediction: float
+    """The Prediction's own bytes, which the entry held whole before the lean form."""
     key: float
 
 
 def entry_size(preds: env.Encoded) -> EntrySize:
-    sizes = [
-        len(JoinEntry(JoinState.WAITING_FOR_LABEL, 0, 0, 1, value).to_bytes()) for _, value in preds
-    ]
+    """What the join stores for ``preds``: the Joiner's steps into one in-memory store
+    (one partition), with the store lookup the join loop gives it."""
+    joiner = Joiner(default_codec(), lambda m: "classification", lambda m: 600_000, "p")
+    store: dict[bytes, bytes] = {}
+    sizes = []
+    for key, value in preds:
+        step = joiner.on_message(Origin("p", 0, 0, key, None, []), value, None, 0, store.get)
+        store.update(step.extra)
+        assert step.entry is not None and JoinEntry.from_bytes(step.entry).lean
+        sizes.append(len(step.entry))
     return EntrySize(
         statistics.fmean(sizes),
+        sum(len(k) + len(v) for k, v in store.items() if is_names_key(k)),
         JoinEntry.HEADER_BYTES,
         statistics.fmean(len(v) for _, v in preds),
         statistics.fmean(len(k) for k, _ in preds),
@@ -62,19 +78,20 @@ class JoinResult:
 
 def run(
     bootstrap: str, workdir: Path, n: int, rate: float, seconds: float, half_rate: bool,
-    warmup: int = 200,
+    warmup: int = 200, src: Path | None = None, name: str = "join",
 ) -> JoinResult:  # fmt: skip
     """Pre-fill ``n`` predictions and their labels, time a worker to ``n`` outcomes; then
     hold ``rate * seconds`` more predictions and send their labels at ``rate``/s (and,
-    with ``half_rate``, again at half the measured outcome rate)."""
-    d = env.deploy(bootstrap, "join", workdir, "logistic_regression", 3_000)
+    with ``half_rate``, again at half the measured outcome rate). ``src``: run the worker
+    from that tree (an older commit's, for a before/after in one run)."""
+    d = env.deploy(bootstrap, name, workdir, "logistic_regression", 3_000)
     s = d.settings
     events = env.examples(n, seed=21)
     preds = predictions(d.champion, events)
     env.produce_all(s, s.topic("predictions"), preds)
     env.produce_all(s, s.topic("labels"), labels(events))
     watch = Watermarks(s, s.topic("outcomes"))
-    proc = WorkerProc(s, workdir, "join")
+    proc = WorkerProc(s, workdir, name, src)
     t0 = time.perf_counter()
     proc.start()
     latency: dict[str, Latency] = {}
@@ -94,7 +111,10 @@ def run(
     finally:
         proc.stop()
         watch.close()
-    return JoinResult(thr, latency, entry_size(preds))
+    size = entry_size(preds)
+    if src is not None:  # an older worker holds predictions whole
+        size = EntrySize(size.header + size.prediction, 0, size.header, size.prediction, size.key)
+    return JoinResult(thr, latency, size)
 
 
 def _wait_joined(proc: WorkerProc, count: int, timeout: float = 300) -> None:

@@ -75,14 +75,16 @@ def _latency(r: FactoryResult) -> str:
     return f"End-to-end latency, {r.factory}, at half of (a1)'s median\n" + table(rows)
 
 
-def _join(j: JoinResult) -> str:
+def _join(j: JoinResult, tag: str = "") -> str:
     t, s = j.throughput, j.size
     rows = [
         ["join", "value", "target"],
         ["label -> outcome throughput, one worker", f"{t.rate:,.0f} outcomes/s", ""],
         ["worker CPU per outcome", f"{t.cpu_us:,.0f} µs", ""],
-        ["bytes per pending prediction (JoinEntry.to_bytes)",
-         f"{s.entry:.0f} = header {s.header} + Prediction {s.prediction:.0f}", "<= 300"],
+        ["bytes per pending prediction (join entry as stored)",
+         f"{s.entry:.0f} (header {s.header}); held whole it was {s.header + s.prediction:.0f}",
+         "<= 300"],
+        ["(names records, once per partition)", f"{s.names} bytes", ""],
         ["(event_id key, stored beside it)", f"{s.key:.0f}", ""],
     ]  # fmt: skip
     for x in j.latency.values():
@@ -91,15 +93,16 @@ def _join(j: JoinResult) -> str:
                      f"(offered at {x.achieved:,.0f}/s)",
                      "p99 <= 50 ms" if x.rate == 5_000 else ""])  # fmt: skip
         rows.append(["  same, read by a consumer", f"{x.read[0]:,.1f} / {x.read[1]:,.1f} ms", ""])
-    return f"Join: {t.events:,} predictions and their labels pre-filled\n" + table(rows)
+    head = f"Join{tag}: {t.events:,} predictions and their labels pre-filled"
+    return head + "\n" + table(rows)
 
 
-def report(results: list[FactoryResult], joined: JoinResult | None, events: int) -> str:
+def report(results: list[FactoryResult], joined: dict[str, JoinResult], events: int) -> str:
     out = []
     for r in results:
         out += [_throughput(r, events), ""]
         if r.latency:
             out += [_latency(r), ""]
-    if joined is not None:
-        out.append(_join(joined))
+    for tag, j in joined.items():
+        out += [_join(j, tag), ""]
     return "\n".join(out)
