@@ -116,12 +116,17 @@ def _long(buf: bytes, pos: int) -> tuple[int, int]:
     return (n >> 1) ^ -(n & 1), pos
 
 
+_SMALL = tuple(bytes([n << 1]) for n in range(64))
+
+
 def zigzag(n: int) -> bytes:
     """``n`` as an Avro long (zig-zag varint).
 
-    >>> [zigzag(n).hex() for n in (0, -1, 1, 64, -65)]
-    ['00', '01', '02', '8001', '8101']
+    >>> [zigzag(n).hex() for n in (0, -1, 1, 63, 64, -65)]
+    ['00', '01', '02', '7e', '8001', '8101']
     """
+    if 0 <= n < 64:
+        return _SMALL[n]
     u = (n << 1) ^ (n >> 63)
     out = bytearray()
     while u > 0x7F:
@@ -132,7 +137,11 @@ def zigzag(n: int) -> bytes:
 
 
 def _bytes_end(buf: bytes, pos: int) -> int:
-    n, pos = _long(buf, pos)
+    b = buf[pos]
+    if b < 0x80:  # one byte of length (under 64): the common case, without a call
+        n, pos = (b >> 1) ^ -(b & 1), pos + 1
+    else:
+        n, pos = _long(buf, pos)
     end = pos + n
     if n < 0 or end > len(buf):
         raise IndexError("string out of bounds")
@@ -184,7 +193,18 @@ def _split_features(buf: bytes, pos: int) -> tuple[bytes, list[bytes], int]:
         for _ in range(count):
             end = _bytes_end(buf, pos)
             names.append(buf[pos:end])
-            pos, end = end, _value_end(buf, end)
+            pos = end
+            tag = buf[pos]  # the union branch, zig-zag: 0 null, 2 boolean, 4 long, ...
+            if tag == 6:  # double
+                end = pos + 9
+            elif tag == 8:  # string
+                end = _bytes_end(buf, pos + 1)
+            elif tag == 4:  # long
+                end = _long(buf, pos + 1)[1]
+            else:
+                end = _value_end(buf, pos)
+            if end > len(buf):
+                raise IndexError("value out of bounds")
             values.append(buf[pos:end])
             pos = end
 
