@@ -138,6 +138,9 @@ class JoinLoop:
             self.consumer,
             "join",
         )  # fmt: skip
+        self.track_offsets = bool(getattr(store, "persists", True))
+        """Only a store that outlives the process needs the changelog's offsets (it
+        restores from where it stopped); a delivery callback per record costs CPU."""
         self.index: ExpiryIndex[Key] = ExpiryIndex(bucket_ms=1_000)
         self.owned: set[int] = set()
         self.lag: int | None = None
@@ -285,7 +288,8 @@ class JoinLoop:
         partition: int = -1,
         changelog: bool = False,
     ) -> None:
-        extra = {"on_delivery": self._changelog_delivered} if changelog else {}
+        track = changelog and self.track_offsets
+        extra = {"on_delivery": self._changelog_delivered} if track else {}
         produce: Any = self.producer.produce  # its stub types headers too narrowly
         while True:
             try:
