@@ -317,6 +317,11 @@ def models_bootstrap(
     data = list(_rows(rows, label, segment))
     current = [r for r in (reg.champion(model), reg.challenger(model)) if r is not None]
     with click.progressbar(length=len(data), label=f"training {model}") as bar:
+
+        def step(done: int, total: int) -> None:
+            bar.length = total  # rows x the passes of params.epochs
+            bar.update(done - bar.pos)
+
         run, records = bootstrap(
             data,
             cfg,
@@ -326,7 +331,7 @@ def models_bootstrap(
             now_ms=_now_ms(),
             current=current,
             existing_versions=[r["version"] for r in reg.versions(model)],
-            progress=lambda done, total: bar.update(done - bar.pos),
+            progress=step,
         )
     click.echo(run.verdict["summary"])
     _publish(settings, records)

@@ -5,7 +5,8 @@ the reading and publishing.
 Steps (each timed into ``lineage.step_ms``): ``split`` the time-ordered examples (the
 newest ``holdout_fraction`` are held out), ``spec`` (the models file's features, else
 :meth:`Spec.infer` over every example), ``train`` (``learn_one`` in event-time order,
-features in name order), ``serialize`` (canonical pickle, sha256, HMAC signature),
+features in name order; with ``params.epochs`` > 1, more passes in orders shuffled with the
+model's seed: :func:`fit`), ``serialize`` (canonical pickle, sha256, HMAC signature),
 ``profile`` (reference profile of the training features, and of the predictions on
 the newest 5,000 rows, training and held-out alike) and ``gate``.
 Same examples, code, parameters and seed: same artifact digest.
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import json
+import random
 import re
 import socket
 import subprocess
@@ -44,7 +46,13 @@ from driftline import __version__
 from driftline.core.errors import ConfigError
 from driftline.core.gate import GateResult, run_gate, time_split
 from driftline.core.modelconfig import ModelConfig
-from driftline.core.models import ServedModel, artifact_record, build, serialize
+from driftline.core.models import (
+    ServedModel,
+    artifact_record,
+    build,
+    serialize,
+    training_epochs,
+)
 from driftline.core.profile import ReferenceProfile
 from driftline.core.registry import Registry, transition
 from driftline.core.trainset import build_frame, examples
@@ -55,6 +63,7 @@ __all__ = [
     "bootstrap",
     "code_version",
     "decide",
+    "fit",
     "next_version",
     "stage_records",
     "train",
@@ -108,6 +117,41 @@ class TrainingRun:
     @property
     def verdict(self) -> dict[str, Any]:
         return self.gate.verdict
+
+
+def fit(
+    estimator: Any,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    epochs: int = 1,
+    seed: int = 0,
+    regression: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> Any:
+    """``learn_one`` every row (``features``, ``label``), ``epochs`` times: the first pass in
+    the given (event-time) order, each later one in an order shuffled with ``seed``.
+    ``progress(done, total)`` counts learnt rows over all passes. Returns ``estimator``.
+
+    >>> from river import tree
+    >>> rows = [{"features": {"x": i % 4}, "label": i % 4 > 1} for i in range(40)]
+    >>> model = fit(tree.HoeffdingTreeClassifier(), rows, epochs=3, seed=1)
+    >>> model.predict_one({"x": 3}), model.predict_one({"x": 0})
+    (True, False)
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, not {epochs!r}")
+    order = list(rows)
+    rng = random.Random(seed)
+    total, done = len(order) * epochs, 0
+    for epoch in range(epochs):
+        if epoch:
+            rng.shuffle(order)
+        for r in order:
+            estimator.learn_one(r["features"], float(r["label"]) if regression else r["label"])
+            done += 1
+            if progress is not None and (done % 1_000 == 0 or done == total):
+                progress(done, total)
+    return estimator
 
 
 def decide(verdict: Mapping[str, Any], promotion: str) -> str:
@@ -164,10 +208,9 @@ def train(
     lap("spec")
     estimator = build(config.factory, config.params, config.seed)
     regression = config.task == "regression"
-    for i, r in enumerate(train_rows, 1):
-        estimator.learn_one(r["features"], float(r["label"]) if regression else r["label"])
-        if progress is not None and (i % 1_000 == 0 or i == len(train_rows)):
-            progress(i, len(train_rows))
+    epochs = training_epochs(config.params)
+    fit(estimator, train_rows, epochs=epochs, seed=config.seed, regression=regression,
+        progress=progress)  # fmt: skip
     lap("train")
     blob = serialize(estimator)
     artifact = artifact_record(blob, key)

@@ -21,12 +21,14 @@ from driftline.core.models import (
     ServedModel,
     artifact_record,
     build,
+    estimator_params,
     is_finite_output,
     load_version,
     resolve_factory,
     serialize,
     sha256_hex,
     sign,
+    training_epochs,
     verify,
     write_artifact,
 )
@@ -301,3 +303,20 @@ def test_unknown_format_is_refused() -> None:
 def test_served_model_refuses_unknown_task() -> None:
     with pytest.raises(ConfigError):
         ServedModel("m", "v", "ranking", None, Spec(()), "{}")
+
+
+# -- training parameters ------------------------------------------------------------------
+
+
+def test_epochs_is_for_the_trainer_not_the_factory() -> None:
+    params = {"grace_period": 50, "delta": 0.01, "epochs": 5}
+    assert estimator_params(params) == {"grace_period": 50, "delta": 0.01}
+    assert training_epochs(params) == 5 and training_epochs({}) == 1
+    tree = build("hoeffding_tree", params, 0)  # the factory never sees epochs
+    assert type(tree).__name__ == "HoeffdingTreeClassifier" and tree.grace_period == 50
+
+
+@pytest.mark.parametrize("epochs", [0, -1, 2.5, "3", True])
+def test_bad_epochs_are_config_errors(epochs: Any) -> None:
+    with pytest.raises(ConfigError, match="epochs"):
+        training_epochs({"epochs": epochs})
