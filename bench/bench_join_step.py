@@ -1,13 +1,21 @@
-"""Thread-CPU µs per join step (``Joiner.on_message``), predictions held whole against
-held lean (driftline/core/leanentry.py), in one process, on the throughput bench's
-10-feature churn predictions and their labels.
+"""Thread-CPU µs per join step, on the throughput bench's 10-feature churn predictions
+and their labels, in one process:
+
+1. ``Joiner.on_message``, predictions held whole against held lean
+   (driftline/core/leanentry.py);
+2. the whole ``JoinLoop.process`` (batches of 500, in-memory store, the unit tests'
+   fake consumer and producer: no broker), with Python's default garbage-collection
+   thresholds against the worker's (``driftline.streams.app.tune_gc``), each in a fresh
+   child process.
 
 Run: .venv/bin/python bench/bench_join_step.py [N]  (not a test: timings vary by machine)
 """
 
 from __future__ import annotations
 
+import gc
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -60,7 +68,35 @@ def one_run(lean: bool, preds: list[tuple[bytes, bytes]], labels: list[tuple[byt
     return per_prediction, feed(labels), size
 
 
+def loop_run(tuned: bool, n: int) -> None:
+    """One child's run of part 2: prints µs per prediction and per label."""
+    from driftline.streams.app import tune_gc
+    from driftline.streams.joinstore import MemoryStore
+    from tests.unit.streams.test_join_loop import Msg, Rig
+
+    preds, labels = messages(n)
+    if tuned:
+        tune_gc()
+    rig = Rig(MemoryStore())
+    rig.loop.joiner.ttl_of = lambda m: 600_000
+    rig.loop.joiner.task_of = lambda m: "classification"
+
+    def feed(items: list[tuple[bytes, bytes]], topic: str) -> float:
+        msgs = [Msg(topic, 2, i, k, v) for i, (k, v) in enumerate(items)]
+        t = time.thread_time()
+        for i in range(0, len(msgs), 500):
+            rig.loop.process(msgs[i : i + 500], rig.now)
+        return (time.thread_time() - t) / len(msgs) * 1e6
+
+    print(feed(preds, "t.predictions"), feed(labels, "t.labels"), gc.get_threshold()[0])
+
+
 def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--loop-child":
+        mode, count = sys.argv[2], int(sys.argv[3])
+        del sys.argv[1:]  # Faust, imported by the worker's modules, reads the command line
+        loop_run(mode == "tuned", count)
+        return
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 5_000
     preds, labels = messages(n)
     rows: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
@@ -74,6 +110,21 @@ def main() -> None:
     for lean, runs in rows.items():
         p, lab, size = (statistics.median(x) for x in zip(*runs, strict=True))
         print(f"| {'lean' if lean else 'whole'} | {p:.1f} | {lab:.1f} | {size:.0f} |")
+    loops: dict[str, list[tuple[float, float]]] = {"default": [], "tuned": []}
+    for _ in range(5):
+        for mode, runs in loops.items():
+            out = subprocess.run([sys.executable, __file__, "--loop-child", mode, str(4 * n)],
+                                 capture_output=True, text=True, check=True).stdout  # fmt: skip
+            p, lab, _ = out.split()
+            runs.append((float(p), float(lab)))
+    print(f"\nJoinLoop.process, {4 * n:,} predictions then their labels (lean), fake clients, "
+          "thread CPU, median of 5 alternating child processes")  # fmt: skip
+    print("| garbage collection | µs per prediction | µs per label |")
+    print("|---|---|---|")
+    for mode, runs in loops.items():
+        p, lab = (statistics.median(x) for x in zip(*runs, strict=True))
+        what = "tune_gc (50,000, 20, 100)" if mode == "tuned" else "Python's (700, 10, 10)"
+        print(f"| {what} | {p:.1f} | {lab:.1f} |")
 
 
 if __name__ == "__main__":

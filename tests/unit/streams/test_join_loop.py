@@ -11,6 +11,7 @@ the expiry index. The clock is fixed, so expiry is driven by setting the time.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -491,3 +492,16 @@ def test_restore_waits_for_a_new_changelog_to_get_its_leader(
         join_module.watermarks(_Watermarks(CKafkaError.TOPIC_AUTHORIZATION_FAILED), tp, 1e12)  # type: ignore[arg-type]
     with pytest.raises(KafkaError, match="watermarks"):  # the deadline has passed
         join_module.watermarks(_Watermarks(CKafkaError.NOT_LEADER_FOR_PARTITION), tp, 0)  # type: ignore[arg-type]
+
+
+def test_the_worker_collects_cyclic_garbage_less_often() -> None:
+    from driftline.streams.app import GC_THRESHOLDS, tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0  # start-up objects are not scanned again
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
