@@ -123,3 +123,14 @@ def next_version(stem: str) -> tuple[str, int, dict[str, Any]]:
     )
     new = current.version + 1
     return f"{stem}.v{new}.avsc", new, packaged_schema_json(current.file_name)
+
+
+def schemas_with_a_note(dest: Path, stem: str) -> Schemas:
+    """The packaged schemas plus a next version of record file ``stem`` that adds an
+    optional ``note_for_test`` field at the end: the packaged current version of that
+    record becomes an older one."""
+    name, _, schema = next_version(stem)
+    schema["fields"].append(
+        {"name": "note_for_test", "type": ["null", "string"], "default": None, "doc": "test"}
+    )
+    return Schemas.from_dir(schema_dir_with(dest, {name: schema}))

@@ -16,8 +16,7 @@ from driftline.core.errors import CodecError
 from driftline.core.join import JoinEntry, build_outcome
 from driftline.core.joiner import LABEL, OUTCOME, PREDICTION, Joiner
 from driftline.core.leanentry import NAMES_PREFIX, LeanPredictions, is_names_key, zigzag
-from driftline.core.schemas import Schemas
-from tests.schema_compat import packaged_schema_json, schema_dir_with
+from tests.schema_compat import schemas_with_a_note
 from tests.unit.core.examples import label, prediction, same
 
 CODEC = default_codec()
@@ -117,13 +116,7 @@ def test_a_truncated_payload_is_a_codec_error() -> None:
 @pytest.fixture(scope="module")
 def newer(tmp_path_factory: pytest.TempPathFactory) -> Codec:
     """A Prediction version after the packaged one, with one more field."""
-    current = CODEC.schemas.current("Prediction")
-    schema = packaged_schema_json(current.file_name)
-    schema["fields"].append(
-        {"name": "note_for_test", "type": ["null", "string"], "default": None, "doc": "test"}
-    )
-    name = f"prediction.v{current.version + 1}.avsc"
-    return Codec(Schemas.from_dir(schema_dir_with(tmp_path_factory.mktemp("s"), {name: schema})))
+    return Codec(schemas_with_a_note(tmp_path_factory.mktemp("s"), "prediction"))
 
 
 def test_another_field_layout_holds_predictions_whole(newer: Codec) -> None:

@@ -15,10 +15,9 @@ from fastavro import schemaless_writer
 from driftline.core.codec import HEADER_SIZE, MARKER, Codec
 from driftline.core.errors import CodecError, SchemaMismatchError
 from driftline.core.passthrough import Passthrough
-from driftline.core.schemas import Schemas
 from driftline.core.scoring import Scoring
 from driftline.core.validation import Spec
-from tests.schema_compat import packaged_schema_json, schema_dir_with
+from tests.schema_compat import schemas_with_a_note
 from tests.unit.core.examples import FEATURES, SEGMENT, feature_event, label, prediction, same
 
 CODEC = Codec()
@@ -117,13 +116,7 @@ def test_decode_errors_are_those_of_decode(what: str, data: bytes) -> None:
 def newer(tmp_path_factory: pytest.TempPathFactory) -> Codec:
     """Schemas with a FeatureEvent version after the packaged current one, which adds a
     field after ``segment``: the packaged current becomes an older version."""
-    current = CODEC.schemas.current("FeatureEvent")
-    schema = packaged_schema_json(current.file_name)
-    schema["fields"].append(
-        {"name": "note_for_test", "type": ["null", "string"], "default": None, "doc": "test"}
-    )
-    name = f"feature_event.v{current.version + 1}.avsc"
-    return Codec(Schemas.from_dir(schema_dir_with(tmp_path_factory.mktemp("s"), {name: schema})))
+    return Codec(schemas_with_a_note(tmp_path_factory.mktemp("s"), "feature_event"))
 
 
 def test_a_field_after_the_passed_ones_is_read_and_the_bytes_still_pass(newer: Codec) -> None:
