@@ -56,7 +56,7 @@ from driftline.streams.txn import (
     Transactions,
     Undelivered,
     consumer_lag,
-    group_settings,
+    loop_consumer_settings,
     take_batch,
     transactional_producer,
     usable,
@@ -122,14 +122,8 @@ class JoinLoop:
                 settings,
                 "join",
                 group_id,
-                **{
-                    **group_settings(settings),
-                    "enable.auto.commit": False,
-                    # partition p of predictions and of labels go to the same member
-                    "partition.assignment.strategy": "range",
-                    "fetch.wait.max.ms": 50,
-                    "topic.metadata.refresh.interval.ms": 10_000,
-                },
+                # partition p of predictions and of labels go to the same member
+                **loop_consumer_settings(settings, **{"partition.assignment.strategy": "range"}),
             )
         )
         self.txn = Transactions(
@@ -290,14 +284,7 @@ class JoinLoop:
     ) -> None:
         track = changelog and self.track_offsets
         extra = {"on_delivery": self._changelog_delivered} if track else {}
-        produce: Any = self.producer.produce  # its stub types headers too narrowly
-        while True:
-            try:
-                produce(topic, value, key, partition=partition, headers=headers,
-                                      **extra)  # fmt: skip
-                return
-            except BufferError:  # local queue full: let librdkafka send, then retry
-                self.producer.poll(0.05)
+        self.txn.produce(topic, value, key, headers, partition=partition, **extra)
 
     def _changelog_delivered(self, err: CKafkaError | None, msg: Message) -> None:
         if err is None:

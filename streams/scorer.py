@@ -32,7 +32,7 @@ from driftline.streams import metrics as m
 from driftline.streams.txn import (
     Transactions,
     consumer_lag,
-    group_settings,
+    loop_consumer_settings,
     take_batch,
     transactional_producer,
     usable,
@@ -96,15 +96,7 @@ class ScorerLoop:
                 settings,
                 "scorer",
                 group_id,
-                **{
-                    **group_settings(settings),
-                    "enable.auto.commit": False,
-                    "fetch.min.bytes": 1,
-                    "fetch.wait.max.ms": 50,
-                    # notice a deleted or missing features topic in seconds, not the
-                    # default 5 minutes, so the watchdog can restart the worker
-                    "topic.metadata.refresh.interval.ms": 10_000,
-                },
+                **loop_consumer_settings(settings, **{"fetch.min.bytes": 1}),
             )
         )
         self.txn = Transactions(
@@ -228,26 +220,10 @@ class ScorerLoop:
             self._model_alert(s.shadow_error, now_ms)
         trace = header_value(msg.headers(), TRACE_ID)
         hdrs = record_headers(PREDICTION, s.event_time_ms, trace.decode() if trace else None)
-        produce = self.producer.produce
-        self._produce(produce, self.predictions, s.prediction, key, hdrs)
+        self.txn.produce(self.predictions, s.prediction, key, hdrs)
         if s.shadow is not None:
-            self._produce(produce, self.shadow, s.shadow, key, hdrs)
+            self.txn.produce(self.shadow, s.shadow, key, hdrs)
         return 1
-
-    def _produce(
-        self,
-        produce: Any,
-        topic: str,
-        value: bytes,
-        key: bytes | None,
-        hdrs: list[tuple[str, bytes]],
-    ) -> None:
-        while True:
-            try:
-                produce(topic, value, key, headers=hdrs)
-                return
-            except BufferError:  # local queue full: let librdkafka send, then retry
-                self.producer.poll(0.05)
 
     def _dead_letter(
         self,
@@ -271,8 +247,7 @@ class ScorerLoop:
         record, hdrs = dead_letter(
             origin, stage=stage, reason=reason, detail=detail, raw=raw, model=model, now_ms=now_ms
         )
-        self._produce(
-            self.producer.produce,
+        self.txn.produce(
             self.deadletter,
             self.codec.encode(DEAD_LETTER, record),
             record["source_key"],  # the source key, cut if it is huge (core/deadletter.py)
@@ -287,8 +262,7 @@ class ScorerLoop:
             return
         self._last_alert[k] = now_ms
         alert = model_error_alert(exc, now_ms)
-        self._produce(
-            self.producer.produce,
+        self.txn.produce(
             self.alerts,
             self.codec.encode(ALERT, alert),
             (exc.model or "").encode(),

@@ -129,6 +129,20 @@ def next_offsets(msgs: Sequence[Message]) -> dict[tuple[str, int], tuple[int, in
     return span
 
 
+def loop_consumer_settings(settings: Settings, **extra: Any) -> dict[str, Any]:
+    """The consumer settings the scorer and the join share, plus ``extra``: their
+    :func:`group_settings`, offsets committed only by the transaction, short fetch
+    waits, and a deleted or missing input topic noticed in seconds (not librdkafka's
+    default 5 minutes), so that the watchdog can restart the worker."""
+    return {
+        **group_settings(settings),
+        "enable.auto.commit": False,
+        "fetch.wait.max.ms": 50,
+        "topic.metadata.refresh.interval.ms": 10_000,
+        **extra,
+    }
+
+
 def group_settings(settings: Settings) -> dict[str, Any]:
     """Consumer-group settings of the worker's loops: a dead member is noticed in 10 s
     (librdkafka's default is 45 s). Not static membership (``group.instance.id``): in
@@ -167,6 +181,18 @@ class Transactions:
         """Batches aborted and processed again (broker restarts, rebalances, pauses)."""
         self.renewed: deque[float] = deque(maxlen=RENEWALS_PER_MINUTE)
         """When the producer was last replaced (monotonic seconds)."""
+
+    def produce(self, topic: str, value: bytes | None, key: bytes | None,
+                headers: list[tuple[str, bytes]], **kw: Any) -> None:  # fmt: skip
+        """Produce one record of the batch; while the local queue is full, let librdkafka
+        send and try again."""
+        produce: Any = self.producer.produce  # its stub types headers too narrowly
+        while True:
+            try:
+                produce(topic, value, key, headers=headers, **kw)
+                return
+            except BufferError:
+                self.producer.poll(0.05)
 
     def init(self) -> None:
         """Register the transactional id (fences an older producer that had it)."""
