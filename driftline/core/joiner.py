@@ -218,10 +218,9 @@ class Joiner:
         for e in emitted:
             step.kinds.append(e.kind)
             if isinstance(e, rules.Joined):
-                if lean and e.prediction is old.payload:  # type: ignore[union-attr]
-                    ok = self._joined_lean(origin, e, step, model, now_ms, lookup, arrived_record)
-                else:
-                    ok = self._joined(origin, e, step, arrived, model, now_ms)
+                held_lean = lean and e.prediction is old.payload  # type: ignore[union-attr]
+                ok = self._joined(origin, e, step, arrived, model, now_ms, lookup,
+                                  arrived_record, held_lean)  # fmt: skip
                 if not ok:
                     # the message that arrived is dead-lettered; the held one waits on
                     step.entry, step.keep, step.deadline_ms = b"", True, None
@@ -235,12 +234,32 @@ class Joiner:
 
     def _joined(
         self, origin: Origin, e: rules.Joined, step: Step, arrived: bytes | None,
-        model: str | None, now_ms: int,
+        model: str | None, now_ms: int, lookup: Lookup | None = None,
+        decoded: dict[str, Any] | None = None, lean: bool = False,
     ) -> bool:  # fmt: skip
         """Publish the Outcome; False when the pair does not match (the message that
-        arrived is then dead-lettered, and the held one is kept)."""
-        prediction = self.codec.decode(e.prediction, expect=PREDICTION).value
-        label = self.codec.decode(e.label, expect=LABEL).value
+        arrived is then dead-lettered, and the held one is kept). ``decoded`` is the
+        message that arrived, decoded already. With ``lean`` the held prediction is in
+        lean form: the Outcome's bytes are spliced from it and the label's (no decode or
+        encode of the features), and its ``record`` for the monitor has no ``features``."""
+        value = None
+        if lean:
+            assert self.lean is not None and origin.key is not None
+            names = self._names_of(e.prediction, lookup)
+            value = self.lean.outcome(e.prediction, origin.key, names, e.label)
+            if value is None:  # a label of an older schema: the general path
+                e = rules.Joined(self._whole(e.prediction, origin.key, lookup), e.label)
+        if value is not None:
+            assert self.lean is not None and origin.key is not None
+            prediction = {"event_id": origin.key.decode(), **self.lean.fields(e.prediction)}
+        elif decoded is not None and arrived is e.prediction:
+            prediction = decoded
+        else:
+            prediction = self.codec.decode(e.prediction, expect=PREDICTION).value
+        if decoded is not None and arrived is e.label:
+            label = decoded
+        else:
+            label = self.codec.decode(e.label, expect=LABEL).value
         try:
             outcome = rules.build_outcome(prediction, label)
         except ValidationError as exc:
@@ -248,46 +267,12 @@ class Joiner:
             raw = e.label if arrived is None else arrived
             step.outputs.append(self._dead_out(origin, raw, exc.reason, exc.detail, model, now_ms))
             return False
+        if value is None:
+            value = self.codec.encode(OUTCOME, outcome)
+        else:
+            del outcome["features"]  # they are in ``value``, never decoded
         step.label_delays_ms.append(outcome["label_delay_ms"])
-        step.outputs.append(
-            Out(
-                "outcomes",
-                origin.key,
-                self.codec.encode(OUTCOME, outcome),
-                record_headers(OUTCOME, outcome["event_time_ms"], None),
-                outcome,
-            )
-        )
-        return True
-
-    def _joined_lean(
-        self, origin: Origin, e: rules.Joined, step: Step, model: str | None, now_ms: int,
-        lookup: Lookup | None, label: dict[str, Any] | None,
-    ) -> bool:  # fmt: skip
-        """:meth:`_joined` for a prediction held lean: the Outcome's bytes are spliced
-        from the entry and the label's (no decode or encode of the features); its
-        ``record`` for the monitor has every field but ``features``."""
-        assert self.lean is not None and origin.key is not None
-        names = self._names_of(e.prediction, lookup)
-        value = self.lean.outcome(e.prediction, origin.key, names, e.label)
-        if value is None:  # a label of an older schema: the general path
-            whole = rules.Joined(self._whole(e.prediction, origin.key, lookup), e.label)
-            return self._joined(origin, whole, step, e.label, model, now_ms)
-        held = self.lean.fields(e.prediction)
-        if label is None:  # the label that arrived, decoded already
-            label = self.codec.decode(e.label, expect=LABEL).value
-        if label["model"] != held["model"]:
-            reason = "model_mismatch"
-            detail = (f"event {label['event_id']!r}: label for model {label['model']!r}, "
-                      f"prediction by {held['model']!r}")  # fmt: skip
-            step.kinds[-1] = reason
-            step.outputs.append(self._dead_out(origin, e.label, reason, detail, model, now_ms))
-            return False
-        delay = label["label_time_ms"] - held["event_time_ms"]
-        outcome = {"event_id": label["event_id"], **held, "label": label["label"],
-                   "label_time_ms": label["label_time_ms"], "label_delay_ms": delay}  # fmt: skip
-        step.label_delays_ms.append(delay)
-        hdrs = record_headers(OUTCOME, held["event_time_ms"], None)
+        hdrs = record_headers(OUTCOME, outcome["event_time_ms"], None)
         step.outputs.append(Out("outcomes", origin.key, value, hdrs, outcome))
         return True
 
