@@ -58,6 +58,7 @@ from driftline.streams.txn import (
     consumer_lag,
     loop_consumer_settings,
     take_batch,
+    transactional_id,
     transactional_producer,
     usable,
 )
@@ -126,9 +127,10 @@ class JoinLoop:
                 **loop_consumer_settings(settings, **{"partition.assignment.strategy": "range"}),
             )
         )
+        txn_id = transactional_id(settings, group_id)
         self.txn = Transactions(
-            (lambda: producer) if producer is not None
-            else lambda: Producer(transactional_producer(settings, "join", group_id)),
+            (lambda lane: producer) if producer is not None
+            else lambda lane: Producer(transactional_producer(settings, "join", txn_id, lane)),
             self.consumer,
             "join",
         )  # fmt: skip

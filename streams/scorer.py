@@ -34,6 +34,7 @@ from driftline.streams.txn import (
     consumer_lag,
     loop_consumer_settings,
     take_batch,
+    transactional_id,
     transactional_producer,
     usable,
 )
@@ -99,8 +100,9 @@ class ScorerLoop:
                 **loop_consumer_settings(settings, **{"fetch.min.bytes": 1}),
             )
         )
+        txn_id = transactional_id(settings, group_id)
         self.txn = Transactions(
-            lambda: Producer(transactional_producer(settings, "scorer", group_id)),
+            lambda lane: Producer(transactional_producer(settings, "scorer", txn_id, lane)),
             self.consumer,
             "scorer",
         )

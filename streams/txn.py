@@ -64,22 +64,23 @@ class Undelivered(KafkaError):
 
 def transactional_id(settings: Settings, group_id: str) -> str:
     """``<group>-<instance>``: stable when ``DRIFTLINE_INSTANCE_ID`` is set, so a restarted
-    worker fences its dead predecessor's open transaction at once instead of waiting
-    for its timeout; otherwise unique per process."""
+    worker fences its dead predecessor's open transactions at once instead of waiting
+    for their timeout; otherwise unique per call (per loop)."""
     return f"{group_id}-{settings.instance_id or uuid.uuid4().hex[:12]}"
 
 
 def transactional_producer(
-    settings: Settings, role: str, group_id: str, **overrides: Any
+    settings: Settings, role: str, txn_id: str, lane: int = 0, **overrides: Any
 ) -> dict[str, Any]:
-    """Producer settings for :class:`Transactions`."""
+    """Producer settings for lane ``lane`` of :class:`Transactions`: transactional id
+    ``txn_id`` for lane 0, ``<txn_id>.<lane>`` for the others."""
     from driftline.kafka.clients import producer_config
 
     return producer_config(
         settings,
         role,
         **{
-            "transactional.id": transactional_id(settings, group_id),
+            "transactional.id": f"{txn_id}.{lane}" if lane else txn_id,
             "transaction.timeout.ms": settings.transaction_timeout_ms,
             "linger.ms": 5,
             **overrides,
@@ -164,23 +165,45 @@ def consumer_lag(consumer: Consumer) -> int:
     return lag
 
 
+LANES = 2
+
+
 class Transactions:
     """Runs one batch at a time in a transaction that also commits its input offsets.
 
-    ``make_producer()`` builds the transactional producer; it is called again to replace
-    a fenced one. Use :attr:`producer` for every produce of a batch.
+    Consecutive batches take turns on ``lanes`` transactional producers (each with its
+    own transactional id). After a commit the coordinator still writes the
+    transaction's markers for a few milliseconds; a producer that begins its next
+    transaction meanwhile has its first AddPartitionsToTxn refused with
+    CONCURRENT_TRANSACTIONS, which librdkafka retries after a fixed 20 ms. Whether it
+    waits is a race with the broker's marker writes, lost more often the busier the
+    machine: with one core kept busy, a join-sized batch's transaction took 30 ms (p50)
+    with one producer and 10.5 ms with two taking turns (``bench/bench_txn.py``,
+    docs/benchmarks.md). Batches still run one at a time:
+    a batch begins only after the previous one committed (or aborted), so outputs and
+    offsets keep their order, and every transaction is fenced by the consumer group's
+    generation (KIP-447) whichever lane runs it.
+
+    ``make_producer(lane)`` builds lane ``lane``'s producer; it is called again to
+    replace a fenced one. Use :attr:`producer` for every produce of a batch.
     """
 
-    def __init__(self, make_producer: Callable[[], Producer], consumer: Consumer,
-                 name: str) -> None:  # fmt: skip
+    def __init__(self, make_producer: Callable[[int], Producer], consumer: Consumer,
+                 name: str, lanes: int = LANES) -> None:  # fmt: skip
         self.make_producer = make_producer
-        self.producer = make_producer()
+        self.producers = [make_producer(lane) for lane in range(lanes)]
+        self.lane = 0
         self.consumer = consumer
         self.name = name
         self.aborted = 0
         """Batches aborted and processed again (broker restarts, rebalances, pauses)."""
         self.renewed: deque[float] = deque(maxlen=RENEWALS_PER_MINUTE)
         """When the producer was last replaced (monotonic seconds)."""
+
+    @property
+    def producer(self) -> Producer:
+        """The producer of the current (or next) batch's transaction."""
+        return self.producers[self.lane]
 
     def produce(self, topic: str, value: bytes | None, key: bytes | None,
                 headers: list[tuple[str, bytes]], **kw: Any) -> None:  # fmt: skip
@@ -195,8 +218,9 @@ class Transactions:
                 self.producer.poll(0.05)
 
     def init(self) -> None:
-        """Register the transactional id (fences an older producer that had it)."""
-        self._retry(lambda: self.producer.init_transactions(TIMEOUT_S))
+        """Register the transactional ids (fences older producers that had them)."""
+        for producer in self.producers:
+            self._retry(lambda p=producer: p.init_transactions(TIMEOUT_S))  # type: ignore[misc]
 
     def run(self, msgs: Sequence[Message], produce_batch: Callable[[], None]) -> bool:
         """``produce_batch()`` produces the batch's output inside a transaction that
@@ -219,6 +243,8 @@ class Transactions:
             return True
         except (KafkaException, Undelivered) as exc:
             self._abort(exc)
+        finally:
+            self.lane = (self.lane + 1) % len(self.producers)
         self.aborted += 1
         for (t, p), (first, _) in span.items():
             try:
@@ -264,8 +290,8 @@ class Transactions:
                     self.name, why)  # fmt: skip
         with contextlib.suppress(Exception):  # a broken producer may refuse; dropped anyway
             self.producer.purge(in_queue=True, in_flight=True)
-        self.producer = self.make_producer()
-        self.init()
+        self.producers[self.lane] = producer = self.make_producer(self.lane)
+        self._retry(lambda: producer.init_transactions(TIMEOUT_S))
 
     def _retry(self, call: Callable[[], None], budget_s: float = RETRY_BUDGET_S) -> None:
         """``call()``, again while it fails with a retriable error, for up to ``budget_s``."""

@@ -34,6 +34,7 @@ from driftline.streams import monitor
 from driftline.streams.app import create_app
 from driftline.streams.join import JoinLoop
 from driftline.streams.joinstore import MemoryStore, RocksStore, Store
+from driftline.streams.txn import Transactions
 from tests.unit.core.examples import label, prediction
 
 CODEC = default_codec()
@@ -337,6 +338,39 @@ def test_a_fenced_producer_is_replaced_and_the_batch_read_again(rig: Rig) -> Non
     rig.offsets["t.labels"] = 0
     assert rig.put(L)
     assert len(rig.on("t.outcomes")) == 1
+
+
+def test_batches_take_turns_on_the_transactional_lanes() -> None:
+    """Consecutive batches run on alternate producers (a producer that begins its next
+    transaction while the coordinator still writes the last one's markers waits 20 ms
+    in librdkafka); init registers every lane; a fenced lane alone is replaced, with
+    the same lane number, and the turn still moves on."""
+    lanes = [FakeProducer(), FakeProducer()]
+    made: list[int] = []
+
+    def make(lane: int) -> FakeProducer:
+        made.append(lane)
+        return lanes[lane] if len(made) <= 2 else FakeProducer()
+
+    consumer = FakeConsumer()
+    txn = Transactions(make, consumer, "t")  # type: ignore[arg-type]
+    txn.init()
+    assert [p.inits for p in lanes] == [1, 1]
+
+    def batch(offset: int) -> bool:
+        msg = Msg("t.labels", PART, offset, KEY, L)
+        return txn.run([msg], lambda: txn.produce("t.out", b"v", KEY, []))  # type: ignore[list-item]
+
+    assert batch(0) and batch(1) and batch(2)
+    assert [len(p.committed) for p in lanes] == [2, 1]
+    assert [[tp.offset for tp in o] for o in lanes[0].offsets] == [[1], [3]]
+    assert [[tp.offset for tp in o] for o in lanes[1].offsets] == [[2]]
+    lanes[1].fail_commit, lanes[1].fatal = 1, True
+    assert not batch(3)  # lane 1's turn: fenced, replaced
+    assert made == [0, 1, 1] and txn.producers[0] is lanes[0]
+    assert txn.producers[1] is not lanes[1] and txn.producers[1].inits == 1
+    assert consumer.seeks == [("t.labels", PART, 3)]
+    assert batch(3) and len(lanes[0].committed) == 3
 
 
 def test_an_aborted_sweep_leaves_the_entry_due(rig: Rig) -> None:

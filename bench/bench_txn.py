@@ -1,0 +1,125 @@
+"""Milliseconds per batch transaction of the worker's loops (``streams/txn.Transactions``),
+with one transactional producer against two taking turns, against a real broker.
+
+Each batch is what the join does at ~5,000 labels/s: a few dozen input records
+(``take_batch`` from a 6-partition topic), two records produced per input (an output and
+a changelog record, to two 6-partition topics), the input offsets sent to the
+transaction, commit. One producer begins its next transaction while the coordinator
+still writes the last one's markers, and librdkafka retries the refused
+AddPartitionsToTxn after a fixed 20 ms; two producers taking turns do not wait. The two
+configurations alternate, on fresh consumer groups, in one process.
+
+Run: .venv/bin/python bench/bench_txn.py [--bootstrap HOST:PORT] [--batches N] [--rounds R]
+(starts its own broker unless --bootstrap; not a test: timings vary by machine)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from bench.pipeline import env
+from driftline.kafka.clients import admin_config, consumer_config
+from driftline.settings import Settings
+from driftline.streams.txn import (
+    Transactions,
+    loop_consumer_settings,
+    take_batch,
+    transactional_id,
+    transactional_producer,
+)
+
+PARTITIONS = 6
+BATCH = 40  # records per batch: ~5,000 labels/s at a cycle of ~8 ms
+PAYLOAD = b"x" * 200
+
+
+def setup(settings: Settings, inputs: int) -> tuple[str, str, str]:
+    names = tuple(settings.topic(t) for t in ("in", "out", "changelog"))
+    admin = AdminClient(admin_config(settings))
+    for fut in admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in names]).values():
+        fut.result(timeout=30)
+    env.produce_all(settings, names[0], [(f"k{i}".encode(), PAYLOAD) for i in range(inputs)])
+    return names  # type: ignore[return-value]
+
+
+def one_run(settings: Settings, topics: tuple[str, str, str], lanes: int, batches: int,
+            ) -> list[float]:  # fmt: skip
+    """ms per ``Transactions.run`` for ``batches`` batches on a fresh group."""
+    src, out, changelog = topics
+    group = f"bench-txn-{lanes}-{uuid.uuid4().hex[:6]}"
+    consumer = Consumer(consumer_config(settings, "bench-txn", group, **loop_consumer_settings(
+        settings, **{"auto.offset.reset": "earliest"})))  # fmt: skip
+    txn_id = transactional_id(settings, group)
+    txn = Transactions(
+        lambda lane: Producer(transactional_producer(settings, "bench-txn", txn_id, lane)),
+        consumer, "bench-txn", lanes=lanes,
+    )  # fmt: skip
+    txn.init()
+    consumer.subscribe([src])
+    took: list[float] = []
+    while len(took) < batches:
+        msgs = take_batch(consumer, BATCH, 0.05)
+        if not msgs:
+            continue
+
+        def produce_batch(msgs: list[Message] = msgs) -> None:
+            for msg in msgs:
+                p = msg.partition() or 0
+                txn.produce(out, PAYLOAD, msg.key(), [], partition=p)
+                txn.produce(changelog, PAYLOAD, msg.key(), [], partition=p)
+            txn.producer.flush(10)
+
+        t0 = time.perf_counter()
+        assert txn.run(msgs, produce_batch), "a batch's transaction aborted"
+        took.append((time.perf_counter() - t0) * 1000)
+    consumer.close()
+    return took
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(len(s) * q))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bootstrap", help="use this broker instead of starting one")
+    ap.add_argument("--batches", type=int, default=150, help="batches per run")
+    ap.add_argument("--rounds", type=int, default=3, help="runs per configuration, alternating")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="driftline-txn-") as tmp, env.Broker(
+        Path(tmp), args.bootstrap
+    ) as broker:  # fmt: skip
+        settings = Settings(bootstrap_servers=broker.bootstrap,
+                            topic_prefix=f"benchtxn{uuid.uuid4().hex[:6]}.")  # fmt: skip
+        # every run reads the input from the start: enough for the longest run, and more
+        topics = setup(settings, BATCH * args.batches * 2)
+        runs: dict[int, list[list[float]]] = {1: [], 2: []}
+        for r in range(args.rounds):
+            for lanes in (1, 2) if r % 2 == 0 else (2, 1):
+                runs[lanes].append(one_run(settings, topics, lanes, args.batches))
+                print(f"round {r + 1}, {lanes} lane(s): p50 "
+                      f"{statistics.median(runs[lanes][-1]):.1f} ms", flush=True)  # fmt: skip
+    print(f"\nms per batch transaction ({BATCH} records in, {2 * BATCH} out; "
+          f"{args.batches} batches x {args.rounds} runs each)")  # fmt: skip
+    print("| transactional producers | p50 | p90 | p99 | batches/s |")
+    print("|---|---|---|---|---|")
+    for lanes, per_run in runs.items():
+        every = [t for run in per_run for t in run]
+        print(f"| {lanes} | {pct(every, 0.5):.1f} | {pct(every, 0.9):.1f} | "
+              f"{pct(every, 0.99):.1f} | {1000 * len(every) / sum(every):,.0f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
