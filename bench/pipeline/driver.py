@@ -40,6 +40,12 @@ class Latency:
     """p50, p99, max of read time - input timestamp."""
 
 
+IDLE_S = 60.0
+"""After the paced phase, stop waiting once no output has arrived for this long (a
+stalled pipeline is reported as ``received < sent`` instead of holding the run for the
+whole ``drain_s``)."""
+
+
 def percentiles(values: list[float]) -> tuple[float, float, float]:
     if not values:
         return (float("nan"),) * 3  # type: ignore[return-value]
@@ -115,8 +121,11 @@ def _paced(
     elapsed = time.perf_counter() - t0
     producer.flush(30)
     deadline = time.monotonic() + drain_s
-    while len(stamp) < len(paced) and time.monotonic() < deadline:
+    seen, idle_until = len(stamp), time.monotonic() + IDLE_S
+    while len(stamp) < len(paced) and time.monotonic() < min(deadline, idle_until):
         time.sleep(0.05)
+        if len(stamp) > seen:  # still arriving: keep waiting, up to drain_s in all
+            seen, idle_until = len(stamp), time.monotonic() + IDLE_S
     stop.set()
     th.join(5)
     consumer.close()

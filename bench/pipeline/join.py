@@ -9,16 +9,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import KafkaError as CKafkaError
+
 from bench.pipeline import env
 from bench.pipeline.driver import Latency, Paced
 from bench.pipeline.loops import scoring_for
 from bench.pipeline.worker import Drain, Watermarks, WorkerProc, drain
-from driftline.core.codec import default_codec
-from driftline.core.deadletter import Origin
-from driftline.core.join import JoinEntry
-from driftline.core.joiner import Joiner
+from driftline.core.join import JoinEntry, JoinState
 from driftline.core.leanentry import is_names_key
 from driftline.core.models import ServedModel
+from driftline.kafka.clients import confluent_common
+from driftline.settings import Settings
 
 
 def predictions(champion: ServedModel, events: list[dict[str, Any]]) -> env.Encoded:
@@ -40,29 +42,53 @@ class EntrySize:
     """Bytes of a pending prediction's join entry as the join stores it, and its parts."""
 
     entry: float
-    """The entry (lean form), as the Joiner makes it with a store to keep names in."""
+    """The entry as the worker's join wrote it to its changelog."""
     names: int
-    """Bytes (keys and values) of the names records those entries share, per partition."""
+    """Bytes (keys and values) of the names records those entries share, all partitions."""
     header: int
     prediction: float
     """The Prediction's own bytes, which the entry held whole before the lean form."""
     key: float
 
 
-def entry_size(preds: env.Encoded) -> EntrySize:
-    """What the join stores for ``preds``: the Joiner's steps into one in-memory store
-    (one partition), with the store lookup the join loop gives it."""
-    joiner = Joiner(default_codec(), lambda m: "classification", lambda m: 600_000, "p")
-    store: dict[bytes, bytes] = {}
-    sizes = []
-    for key, value in preds:
-        step = joiner.on_message(Origin("p", 0, 0, key, None, []), value, None, 0, store.get)
-        store.update(step.extra)
-        assert step.entry is not None and JoinEntry.from_bytes(step.entry).lean
-        sizes.append(len(step.entry))
+def stored_size(settings: Settings, changelog: str, preds: env.Encoded) -> EntrySize:
+    """What the worker's join stored for pending predictions, read back from its
+    changelog: every entry that holds a prediction waiting for its label (its first
+    write per key), and the names records, whatever tree the worker ran from."""
+    sizes: list[int] = []
+    names = 0
+    c = Consumer(
+        confluent_common(settings, "bench-size")
+        | {"group.id": f"bench-size-{time.time_ns()}", "enable.auto.commit": False,
+           "isolation.level": "read_committed", "enable.partition.eof": True}
+    )  # fmt: skip
+    try:
+        parts = c.list_topics(changelog, timeout=10).topics[changelog].partitions
+        c.assign([TopicPartition(changelog, p, OFFSET_BEGINNING) for p in parts])
+        left = set(parts)
+        deadline = time.monotonic() + 120
+        while left and time.monotonic() < deadline:
+            for msg in c.consume(1000, 1.0):
+                if msg.error() is not None:
+                    if msg.error().code() == CKafkaError._PARTITION_EOF:
+                        left.discard(msg.partition())
+                    continue
+                key, value = msg.key() or b"", msg.value()
+                if value is None:
+                    continue
+                if is_names_key(key):
+                    names += len(key) + len(value)
+                elif JoinEntry.from_bytes(value).state is JoinState.WAITING_FOR_LABEL:
+                    sizes.append(len(value))
+        if left:
+            raise TimeoutError(f"{changelog}: partitions {sorted(left)} not read to the end")
+    finally:
+        c.close()
+    if not sizes:
+        raise RuntimeError(f"{changelog}: no pending prediction entries")
     return EntrySize(
         statistics.fmean(sizes),
-        sum(len(k) + len(v) for k, v in store.items() if is_names_key(k)),
+        names,
         JoinEntry.HEADER_BYTES,
         statistics.fmean(len(v) for _, v in preds),
         statistics.fmean(len(k) for k, _ in preds),
@@ -111,10 +137,8 @@ def run(
     finally:
         proc.stop()
         watch.close()
-    size = entry_size(preds)
-    if src is not None:  # an older worker holds predictions whole
-        size = EntrySize(size.header + size.prediction, 0, size.header, size.prediction, size.key)
-    return JoinResult(thr, latency, size)
+    changelog = f"{s.topic_prefix}{name}-join-changelog".replace(".", "-")
+    return JoinResult(thr, latency, stored_size(s, changelog, preds))
 
 
 def _wait_joined(proc: WorkerProc, count: int, timeout: float = 300) -> None:

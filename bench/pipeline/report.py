@@ -84,7 +84,7 @@ def _join(j: JoinResult, tag: str = "") -> str:
         ["bytes per pending prediction (join entry as stored)",
          f"{s.entry:.0f} (header {s.header}); held whole it was {s.header + s.prediction:.0f}",
          "<= 300"],
-        ["(names records, once per partition)", f"{s.names} bytes", ""],
+        ["(names records, all partitions)", f"{s.names} bytes", ""],
         ["(event_id key, stored beside it)", f"{s.key:.0f}", ""],
     ]  # fmt: skip
     for x in j.latency.values():
