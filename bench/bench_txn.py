@@ -29,6 +29,7 @@ from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench.pipeline import env
+from bench.pipeline.worker import proc_cpu_s
 from driftline.kafka.clients import admin_config, consumer_config
 from driftline.settings import Settings
 from driftline.streams.txn import (
@@ -55,7 +56,8 @@ def setup(settings: Settings, inputs: int) -> tuple[str, str, str]:
 
 def one_run(settings: Settings, topics: tuple[str, str, str], lanes: int, batches: int,
             ) -> list[float]:  # fmt: skip
-    """ms per ``Transactions.run`` for ``batches`` batches on a fresh group."""
+    """ms per ``Transactions.run`` for ``batches`` batches on a fresh group; the list's
+    last item is the loop's wall time, in s."""
     src, out, changelog = topics
     group = f"bench-txn-{lanes}-{uuid.uuid4().hex[:6]}"
     consumer = Consumer(consumer_config(settings, "bench-txn", group, **loop_consumer_settings(
@@ -68,6 +70,7 @@ def one_run(settings: Settings, topics: tuple[str, str, str], lanes: int, batche
     txn.init()
     consumer.subscribe([src])
     took: list[float] = []
+    start = time.perf_counter()
     while len(took) < batches:
         msgs = take_batch(consumer, BATCH, 0.05)
         if not msgs:
@@ -83,6 +86,7 @@ def one_run(settings: Settings, topics: tuple[str, str, str], lanes: int, batche
         t0 = time.perf_counter()
         assert txn.run(msgs, produce_batch), "a batch's transaction aborted"
         took.append((time.perf_counter() - t0) * 1000)
+    took.append(time.perf_counter() - start)
     consumer.close()
     return took
 
@@ -106,19 +110,31 @@ def main() -> None:
         # every run reads the input from the start: enough for the longest run, and more
         topics = setup(settings, BATCH * args.batches * 2)
         runs: dict[int, list[list[float]]] = {1: [], 2: []}
+        broker_ms: dict[int, list[float]] = {1: [], 2: []}
         for r in range(args.rounds):
             for lanes in (1, 2) if r % 2 == 0 else (2, 1):
-                runs[lanes].append(one_run(settings, topics, lanes, args.batches))
+                cpu0 = None if broker.pid is None else proc_cpu_s(broker.pid)
+                took = one_run(settings, topics, lanes, args.batches)
+                wall = took.pop()
+                runs[lanes].append(took)
+                note = ""
+                if cpu0 is not None and broker.pid is not None:
+                    ms = 1000 * (proc_cpu_s(broker.pid) - cpu0) / len(took)
+                    broker_ms[lanes].append(ms)
+                    cores = ms * len(took) / wall / 1000
+                    note = f", broker {ms:.1f} ms CPU per batch ({cores:.2f} cores)"
                 print(f"round {r + 1}, {lanes} lane(s): p50 "
-                      f"{statistics.median(runs[lanes][-1]):.1f} ms", flush=True)  # fmt: skip
+                      f"{statistics.median(took):.1f} ms{note}", flush=True)  # fmt: skip
     print(f"\nms per batch transaction ({BATCH} records in, {2 * BATCH} out; "
           f"{args.batches} batches x {args.rounds} runs each)")  # fmt: skip
-    print("| transactional producers | p50 | p90 | p99 | batches/s |")
-    print("|---|---|---|---|---|")
+    print("| transactional producers | p50 | p90 | p99 | batches/s | broker CPU ms per batch |")
+    print("|---|---|---|---|---|---|")
     for lanes, per_run in runs.items():
         every = [t for run in per_run for t in run]
+        cpu = f"{statistics.median(broker_ms[lanes]):.1f}" if broker_ms[lanes] else "-"
+        rate = 1000 * len(every) / sum(every)
         print(f"| {lanes} | {pct(every, 0.5):.1f} | {pct(every, 0.9):.1f} | "
-              f"{pct(every, 0.99):.1f} | {1000 * len(every) / sum(every):,.0f} |")  # fmt: skip
+              f"{pct(every, 0.99):.1f} | {rate:,.0f} | {cpu} |")  # fmt: skip
 
 
 if __name__ == "__main__":

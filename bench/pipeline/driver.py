@@ -16,6 +16,7 @@ import multiprocessing as mp
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,7 +153,10 @@ class Paced:
         self.proc = ctx.Process(target=_child, args=(conf, self.q), daemon=True)
         self.proc.start()
 
-    def result(self, timeout: float = 600) -> Latency:
+    def result(self, timeout: float = 600, before_exit: Callable[[], None] | None = None
+               ) -> Latency:  # fmt: skip
+        """The run's latencies; ``before_exit`` is called once they arrive, while the
+        driver process is not reaped yet (its CPU time is still readable)."""
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -164,5 +168,7 @@ class Paced:
                 if time.monotonic() > deadline:
                     self.proc.kill()
                     raise TimeoutError(f"latency driver gave no result in {timeout} s") from None
+        if before_exit is not None:
+            before_exit()
         self.proc.join(10)
         return out

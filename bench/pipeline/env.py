@@ -175,6 +175,14 @@ class Broker:
             self.bootstrap = out.stdout.strip().splitlines()[-1]
         return self
 
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id, when this bench started it (for its CPU time)."""
+        pid_file = self.dir / "broker.pid"
+        if not self.own or not pid_file.exists():
+            return None
+        return int(pid_file.read_text().strip())
+
     def __exit__(self, *exc: object) -> None:
         if self.own:
             subprocess.run(

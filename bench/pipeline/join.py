@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from confluent_kafka import KafkaError as CKafkaError
 from bench.pipeline import env
 from bench.pipeline.driver import Latency, Paced
 from bench.pipeline.loops import scoring_for
-from bench.pipeline.worker import Drain, Watermarks, WorkerProc, drain
+from bench.pipeline.worker import Drain, Watermarks, WorkerProc, drain, proc_cpu_s
 from driftline.core.join import JoinEntry, JoinState
 from driftline.core.leanentry import is_names_key
 from driftline.core.models import ServedModel
@@ -100,11 +100,15 @@ class JoinResult:
     throughput: Drain
     latency: dict[str, Latency]
     size: EntrySize
+    cores: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per latency run: CPU time / wall time of the worker, the broker (when the bench
+    started it) and the paced driver, from the driver's start to its result."""
 
 
 def run(
     bootstrap: str, workdir: Path, n: int, rate: float, seconds: float, half_rate: bool,
     warmup: int = 200, src: Path | None = None, name: str = "join",
+    broker_pid: int | None = None,
 ) -> JoinResult:  # fmt: skip
     """Pre-fill ``n`` predictions and their labels, time a worker to ``n`` outcomes; then
     hold ``rate * seconds`` more predictions and send their labels at ``rate``/s (and,
@@ -121,6 +125,7 @@ def run(
     t0 = time.perf_counter()
     proc.start()
     latency: dict[str, Latency] = {}
+    cores: dict[str, dict[str, float]] = {}
     try:
         thr = drain(watch, n, proc.cpu_s, t0)
         read = 2 * n
@@ -132,13 +137,27 @@ def run(
             _wait_joined(proc, read)
             paced = Paced(s, s.topic("labels"), s.topic("outcomes"), labels(held), warmup, r,
                           drain_s=300)  # fmt: skip
-            latency[f"{r:.0f}"] = paced.result()
+            pids = {"worker": proc.pid, "driver": paced.proc.pid}
+            if broker_pid is not None:
+                pids["broker"] = broker_pid
+            latency[f"{r:.0f}"], cores[f"{r:.0f}"] = _with_cores(paced, pids)
             read += len(held)
     finally:
         proc.stop()
         watch.close()
     changelog = f"{s.topic_prefix}{name}-join-changelog".replace(".", "-")
-    return JoinResult(thr, latency, stored_size(s, changelog, preds))
+    return JoinResult(thr, latency, stored_size(s, changelog, preds), cores)
+
+
+def _with_cores(paced: Paced, pids: dict[str, int]) -> tuple[Latency, dict[str, float]]:
+    """``paced``'s result, and the cores each of ``pids`` used meanwhile (CPU s / wall s)."""
+    t0, start = time.monotonic(), {k: proc_cpu_s(p) for k, p in pids.items()}
+    end: dict[str, float] = {}
+    result = paced.result(
+        before_exit=lambda: end.update({k: proc_cpu_s(p) for k, p in pids.items()})
+    )
+    wall = time.monotonic() - t0
+    return result, {k: (end[k] - start[k]) / wall for k in end}
 
 
 def _wait_joined(proc: WorkerProc, count: int, timeout: float = 300) -> None:

@@ -93,6 +93,15 @@ def _join(j: JoinResult, tag: str = "") -> str:
                      f"(offered at {x.achieved:,.0f}/s)",
                      "p99 <= 50 ms" if x.rate == 5_000 else ""])  # fmt: skip
         rows.append(["  same, read by a consumer", f"{x.read[0]:,.1f} / {x.read[1]:,.1f} ms", ""])
+        cores = j.cores.get(f"{x.rate:.0f}", {})
+        if cores:
+            rows.append(
+                [
+                    "  cores used meanwhile (CPU s / wall s)",
+                    ", ".join(f"{k} {v:.2f}" for k, v in sorted(cores.items())),
+                    "",
+                ]
+            )
     head = f"Join{tag}: {t.events:,} predictions and their labels pre-filled"
     return head + "\n" + table(rows)
 

@@ -35,7 +35,9 @@ options:
   -f, --follow    logs: keep following
 
 environment: DRIFTLINE_KAFKA_VERSION (default 3.9.1), DRIFTLINE_KAFKA_CACHE,
-  DRIFTLINE_BROKER_HEAP (default "-Xmx1g -Xms256m"), DRIFTLINE_BROKER_STOP_TIMEOUT (30)
+  DRIFTLINE_BROKER_HEAP (default "-Xmx1g -Xms256m"), DRIFTLINE_BROKER_STOP_TIMEOUT (30),
+  DRIFTLINE_BROKER_JIT (default "-XX:TieredStopAtLevel=1": the C1 compiler only;
+  set it empty for the JVM's C2 too. See docs/broker.md, JIT.)
 EOF
 }
 
@@ -265,15 +267,16 @@ format_storage() {
 }
 
 launch() {
-  local libs=$1 heap
+  local libs=$1 heap jit
   read -r -a heap <<<"${DRIFTLINE_BROKER_HEAP:--Xmx1g -Xms256m}"
+  read -r -a jit <<<"${DRIFTLINE_BROKER_JIT--XX:TieredStopAtLevel=1}"
   rm -f "$pid_file"
   printf '\n===== %s: starting Kafka %s =====\n' "$(date '+%F %T')" "$KAFKA_VERSION" >>"$log_file"
   # setsid: the broker gets its own session, so the caller's Ctrl-C or process
   # group kill does not reach it; the child writes its own pid, then execs java.
   # shellcheck disable=SC2016,SC2046
   setsid nohup bash -c 'echo $$ >"$0"; exec "$@"' "$pid_file" \
-    java "${heap[@]}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    java "${heap[@]}" "${jit[@]}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
     -Djava.awt.headless=true "-Dkafka.logs.dir=$dir" $(kafka_log_opts "") \
     -cp "$libs/*" kafka.Kafka "$config" \
