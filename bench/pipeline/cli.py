@@ -199,6 +199,7 @@ def main(argv: list[str] | None = None) -> None:
                 joined[tag] = j = join.run(
                     broker.bootstrap, work, size.join_events, 5_000.0, size.join_latency_s,
                     size.join_half_rate, src=src, name=f"join{len(joined)}",
+                    broker_pid=broker.pid,
                 )  # fmt: skip
                 log(f"join{tag}: {summary(j.throughput)}  load {load()}")
     print()
