@@ -47,6 +47,7 @@ from driftline.core.window_stats import (
     REGRESSION,
     STATUS_NAMES,
     WindowStats,
+    loss_of,
     status_of,
     window_metrics,
 )
@@ -54,6 +55,9 @@ from driftline.core.window_stats import (
 __all__ = ["CLASSIFICATION", "REGRESSION", "PerformanceTracker", "label_key"]
 
 OTHER = "__other__"
+
+Args = tuple[int, Any, Any, Any, int, float | None]
+"""status, label, prediction, score(s), event time, log loss (see ``_args``)."""
 
 
 def label_key(value: Any) -> str:
@@ -78,7 +82,7 @@ class _Segment:
         self.newest = -1
         self.late = 0
 
-    def update(self, args: tuple[int, Any, Any, Any, int], b: int, tr: PerformanceTracker) -> None:
+    def update(self, args: Args, b: int, tr: PerformanceTracker) -> None:
         self.rolling.update(*args)
         bucket = self.buckets.get(b)
         if bucket is None:
@@ -190,27 +194,29 @@ class PerformanceTracker:
                         continue
                 seg.update(args, b, self)
 
-    def _args(
-        self, yp: Any, y: Any, scores: Mapping[str, float] | None, t: int
-    ) -> tuple[int, Any, Any, Any, int]:
+    def _args(self, yp: Any, y: Any, scores: Mapping[str, float] | None, t: int) -> Args:
+        """``WindowStats.update``'s arguments for one outcome: status, label, prediction,
+        score(s), event time and the log loss (computed here once, not in every window)."""
         if yp is None or y is None:
-            return (ABSTAIN, None, None, None, t)
+            return (ABSTAIN, None, None, None, t, None)
         if self.task == REGRESSION:
             if isinstance(yp, str) or isinstance(y, str):
-                return (ABSTAIN, None, None, None, t)
+                return (ABSTAIN, None, None, None, t, None)
             status = status_of(yp) or status_of(y)
-            return (status, float(y), float(yp), None, t)
+            return (status, float(y), float(yp), None, t, None)
         y, yp = label_key(y), label_key(yp)
         if not scores:
-            return (OK, y, yp, None, t)
+            return (OK, y, yp, None, t, None)
         for v in scores.values():
             status = status_of(v)
             if status:
-                return (status, y, yp, None, t)
+                return (status, y, yp, None, t, None)
         pos = self._pos
         if pos is not None:
-            return (OK, y == pos, yp == pos, scores.get(pos, 0.0), t)
-        return (OK, y, yp, scores if y in scores else {**scores, y: 0.0}, t)
+            hit, p = y == pos, scores.get(pos, 0.0)
+            return (OK, hit, yp == pos, p, t, loss_of(True, hit, p))
+        p_all = scores if y in scores else {**scores, y: 0.0}
+        return (OK, y, yp, p_all, t, loss_of(False, y, p_all))
 
     def _new_segment(self, item: tuple[str, str]) -> _Segment | None:
         attr, value = item

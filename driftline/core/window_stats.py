@@ -35,6 +35,7 @@ __all__ = [
     "STATUS_NAMES",
     "ScoreHistogram",
     "WindowStats",
+    "loss_of",
     "roc_auc",
     "status_of",
     "window_metrics",
@@ -53,6 +54,22 @@ def status_of(x: float) -> int:
     return INF if x in (math.inf, -math.inf) else OK
 
 
+_LOG_LOSS = metrics.LogLoss()
+_CROSS_ENTROPY = metrics.CrossEntropy()
+
+
+def loss_of(binary: bool, y: Any, p: Any) -> float:
+    """The log loss of one outcome, as river's ``LogLoss`` (``binary``: ``y`` a bool, ``p``
+    the positive class's score) or ``CrossEntropy`` (``p`` the scores) computes it.
+    ``PerformanceTracker`` computes it once per outcome and hands it to every window and
+    bucket the outcome enters (and leaves), instead of each of them computing it again.
+
+    >>> round(loss_of(True, True, 0.8), 6), round(loss_of(False, "b", {"a": 0.3, "b": 0.7}), 6)
+    (0.223144, 0.356675)
+    """
+    return float((_LOG_LOSS if binary else _CROSS_ENTROPY)._eval(y, p))
+
+
 class WindowStats:
     """River metrics of one window (or one time bucket): update, revert and merge."""
 
@@ -68,7 +85,7 @@ class WindowStats:
         self.auc: Any = None
         if self.classify:
             self.cm = metrics.ConfusionMatrix()
-            self.loss: Any = metrics.LogLoss() if self.binary else metrics.CrossEntropy()
+            self.loss = stats.Mean()  # of loss_of(...): what LogLoss or CrossEntropy keeps
             if self.binary and auc_window:  # keeps its own window: never reverted here
                 self.auc = metrics.RollingROCAUC(window_size=auc_window)
             elif self.binary:  # a time bucket: score histogram, see _roc_auc
@@ -78,7 +95,10 @@ class WindowStats:
             self.mse = metrics.MSE()
             self.y_var = stats.Var(ddof=0)
 
-    def update(self, status: int, y: Any, yp: Any, p: Any, t: int) -> None:
+    def update(
+        self, status: int, y: Any, yp: Any, p: Any, t: int, loss: float | None = None
+    ) -> None:
+        """One outcome; ``loss`` is ``loss_of(y, p)`` when the caller has it already."""
         self.counts[status] += 1
         if t < self.t_min:
             self.t_min = t
@@ -90,7 +110,7 @@ class WindowStats:
             self.cm.update(y, yp)
             if p is not None:
                 self.n_scored += 1
-                self.loss.update(y, p)
+                self.loss.update(loss_of(self.binary, y, p) if loss is None else loss)
                 if self.auc is not None:
                     self.auc.update(y, p)
         else:
@@ -98,7 +118,9 @@ class WindowStats:
             self.mse.update(y, yp)
             self.y_var.update(y)
 
-    def revert(self, status: int, y: Any, yp: Any, p: Any, t: int) -> None:
+    def revert(
+        self, status: int, y: Any, yp: Any, p: Any, t: int, loss: float | None = None
+    ) -> None:
         self.counts[status] -= 1
         if status:
             return
@@ -106,7 +128,7 @@ class WindowStats:
             self.cm.revert(y, yp)
             if p is not None:
                 self.n_scored -= 1
-                self.loss.revert(y, p)
+                self.loss.revert(loss_of(self.binary, y, p) if loss is None else loss)
         else:
             self.mae.revert(y, yp)
             self.mse.revert(y, yp)
