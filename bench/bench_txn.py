@@ -2,12 +2,12 @@
 with one transactional producer against two taking turns, against a real broker.
 
 Each batch is what the join does at ~5,000 labels/s: a few dozen input records
-(``take_batch`` from a 6-partition topic), two records produced per input (an output and
-a changelog record, to two 6-partition topics), the input offsets sent to the
-transaction, commit. One producer begins its next transaction while the coordinator
-still writes the last one's markers, and librdkafka retries the refused
-AddPartitionsToTxn after a fixed 20 ms; two producers taking turns do not wait. The two
-configurations alternate, on fresh consumer groups, in one process.
+(``take_batch`` from a 6-partition topic), two records produced per input (an output
+and a changelog record, to two 6-partition topics; 6 is ``Settings.data_partitions``),
+the input offsets sent to the transaction, commit. One producer begins its next
+transaction while the coordinator still writes the last one's markers, and librdkafka
+retries the refused AddPartitionsToTxn after a fixed 20 ms; two producers taking turns
+do not wait. The two configurations alternate, on fresh consumer groups, in one process.
 
 Run: .venv/bin/python bench/bench_txn.py [--bootstrap HOST:PORT] [--batches N] [--rounds R]
 (starts its own broker unless --bootstrap; not a test: timings vary by machine)
@@ -25,33 +25,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from confluent_kafka import Consumer, Message, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer, Message
 
 from bench.pipeline import env
 from bench.pipeline.worker import proc_cpu_s
-from driftline.kafka.clients import admin_config, consumer_config
+from driftline.kafka.clients import consumer_config
 from driftline.settings import Settings
 from driftline.streams.txn import (
     Transactions,
     loop_consumer_settings,
     take_batch,
-    transactional_id,
-    transactional_producer,
 )
 
-PARTITIONS = 6
 BATCH = 40  # records per batch: ~5,000 labels/s at a cycle of ~8 ms
 PAYLOAD = b"x" * 200
 
 
 def setup(settings: Settings, inputs: int) -> tuple[str, str, str]:
-    names = tuple(settings.topic(t) for t in ("in", "out", "changelog"))
-    admin = AdminClient(admin_config(settings))
-    for fut in admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in names]).values():
-        fut.result(timeout=30)
-    env.produce_all(settings, names[0], [(f"k{i}".encode(), PAYLOAD) for i in range(inputs)])
-    return names  # type: ignore[return-value]
+    src, out, changelog = (env.create_topic(settings, t) for t in ("in", "out", "changelog"))
+    env.produce_all(settings, src, [(f"k{i}".encode(), PAYLOAD) for i in range(inputs)])
+    return src, out, changelog
 
 
 def one_run(settings: Settings, topics: tuple[str, str, str], lanes: int, batches: int,
@@ -62,11 +55,7 @@ def one_run(settings: Settings, topics: tuple[str, str, str], lanes: int, batche
     group = f"bench-txn-{lanes}-{uuid.uuid4().hex[:6]}"
     consumer = Consumer(consumer_config(settings, "bench-txn", group, **loop_consumer_settings(
         settings, **{"auto.offset.reset": "earliest"})))  # fmt: skip
-    txn_id = transactional_id(settings, group)
-    txn = Transactions(
-        lambda lane: Producer(transactional_producer(settings, "bench-txn", txn_id, lane)),
-        consumer, "bench-txn", lanes=lanes,
-    )  # fmt: skip
+    txn = Transactions.for_loop(settings, "bench-txn", group, consumer, lanes=lanes)
     txn.init()
     consumer.subscribe([src])
     took: list[float] = []

@@ -58,8 +58,6 @@ from driftline.streams.txn import (
     consumer_lag,
     loop_consumer_settings,
     take_batch,
-    transactional_id,
-    transactional_producer,
     usable,
 )
 
@@ -127,13 +125,8 @@ class JoinLoop:
                 **loop_consumer_settings(settings, **{"partition.assignment.strategy": "range"}),
             )
         )
-        txn_id = transactional_id(settings, group_id)
-        self.txn = Transactions(
-            (lambda lane: producer) if producer is not None
-            else lambda lane: Producer(transactional_producer(settings, "join", txn_id, lane)),
-            self.consumer,
-            "join",
-        )  # fmt: skip
+        self.txn = Transactions.for_loop(settings, "join", group_id, self.consumer,
+                                         producer=producer)  # fmt: skip
         self.track_offsets = bool(getattr(store, "persists", True))
         """Only a store that outlives the process needs the changelog's offsets (it
         restores from where it stopped); a delivery callback per record costs CPU."""

@@ -34,8 +34,6 @@ from driftline.streams.txn import (
     consumer_lag,
     loop_consumer_settings,
     take_batch,
-    transactional_id,
-    transactional_producer,
     usable,
 )
 
@@ -100,12 +98,7 @@ class ScorerLoop:
                 **loop_consumer_settings(settings, **{"fetch.min.bytes": 1}),
             )
         )
-        txn_id = transactional_id(settings, group_id)
-        self.txn = Transactions(
-            lambda lane: Producer(transactional_producer(settings, "scorer", txn_id, lane)),
-            self.consumer,
-            "scorer",
-        )
+        self.txn = Transactions.for_loop(settings, "scorer", group_id, self.consumer)
         self.processed = 0
         self.on_dead: Callable[[dict[str, Any]], None] | None = None
         """Called (on this thread) with each dead letter, e.g. to count skew."""

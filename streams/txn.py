@@ -27,7 +27,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka import KafkaError as CKafkaError
@@ -199,6 +199,21 @@ class Transactions:
         """Batches aborted and processed again (broker restarts, rebalances, pauses)."""
         self.renewed: deque[float] = deque(maxlen=RENEWALS_PER_MINUTE)
         """When the producer was last replaced (monotonic seconds)."""
+
+    @classmethod
+    def for_loop(cls, settings: Settings, role: str, group_id: str, consumer: Consumer,
+                 lanes: int = LANES, producer: Any = None) -> Transactions:  # fmt: skip
+        """The transactions of the loop that consumes with ``consumer`` in ``group_id``:
+        lane producers with ids :func:`transactional_id` (``.1`` for the second lane).
+        ``producer`` replaces every lane's (tests pass a fake)."""
+        txn_id = transactional_id(settings, group_id)
+
+        def make(lane: int) -> Producer:
+            if producer is not None:
+                return cast(Producer, producer)
+            return Producer(transactional_producer(settings, role, txn_id, lane))
+
+        return cls(make, consumer, role, lanes)
 
     @property
     def producer(self) -> Producer:
