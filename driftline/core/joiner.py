@@ -242,20 +242,20 @@ class Joiner:
         message that arrived, decoded already. With ``lean`` the held prediction is in
         lean form: the Outcome's bytes are spliced from it and the label's (no decode or
         encode of the features), and its ``record`` for the monitor has no ``features``."""
-        value = None
+        value = prediction = None
         if lean:
             assert self.lean is not None and origin.key is not None
             names = self._names_of(e.prediction, lookup)
             value = self.lean.outcome(e.prediction, origin.key, names, e.label)
             if value is None:  # a label of an older schema: the general path
                 e = rules.Joined(self._whole(e.prediction, origin.key, lookup), e.label)
-        if value is not None:
-            assert self.lean is not None and origin.key is not None
-            prediction = {"event_id": origin.key.decode(), **self.lean.fields(e.prediction)}
-        elif decoded is not None and arrived is e.prediction:
-            prediction = decoded
-        else:
-            prediction = self.codec.decode(e.prediction, expect=PREDICTION).value
+            else:
+                prediction = {"event_id": origin.key.decode(), **self.lean.fields(e.prediction)}
+        if prediction is None:
+            if decoded is not None and arrived is e.prediction:
+                prediction = decoded
+            else:
+                prediction = self.codec.decode(e.prediction, expect=PREDICTION).value
         if decoded is not None and arrived is e.label:
             label = decoded
         else:
