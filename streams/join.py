@@ -52,9 +52,7 @@ from driftline.settings import Settings
 from driftline.streams import metrics as m
 from driftline.streams.joinstore import Store
 from driftline.streams.txn import (
-    TIMEOUT_S,
     Transactions,
-    Undelivered,
     consumer_lag,
     loop_consumer_settings,
     take_batch,
@@ -190,7 +188,6 @@ class JoinLoop:
                 swept.extend(self.index.due(now))
                 for key in swept:
                     self._on_expire(batch, key, now)
-            self._flush()
 
         committed = self.txn.run(msgs, produce_batch)
         took = time.perf_counter() - t0
@@ -286,13 +283,6 @@ class JoinLoop:
             p = msg.partition() or 0
             end = self._batch.changelog_end
             end[p] = max(end.get(p, 0), (msg.offset() or 0) + 1)
-
-    def _flush(self) -> None:
-        """Wait for the batch's records (serving the delivery callbacks that give the
-        changelog offsets); the commit would wait for them anyway."""
-        left = self.producer.flush(TIMEOUT_S)
-        if left:  # the transaction cannot commit them either: abort and read again
-            raise Undelivered(f"join: {left} records not delivered in {TIMEOUT_S:.0f} s")
 
     def _apply(self, batch: Batch) -> None:
         """After the commit: the store and the expiry index take the batch's changes."""

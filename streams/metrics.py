@@ -41,6 +41,14 @@ BATCH_SECONDS = Histogram(
     ["stage"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
 )
+TRANSACTION_SECONDS = Histogram(
+    "driftline_transaction_seconds",
+    "Where a batch's transaction spends its time, by loop and phase: work (begin, then "
+    "read, process and produce the batch), deliver (wait until its records are written), "
+    "offsets (add the input offsets), commit.",
+    ["loop", "phase"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+)
 MODEL_METRIC = Gauge(
     "driftline_model_metric",
     "Rolling metric of a served model version over a window.",

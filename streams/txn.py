@@ -34,6 +34,7 @@ from confluent_kafka import KafkaError as CKafkaError
 
 from driftline.core.errors import KafkaError
 from driftline.settings import Settings
+from driftline.streams import metrics as m
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,8 @@ def consumer_lag(consumer: Consumer) -> int:
 
 
 LANES = 2
+PHASES = ("work", "deliver", "offsets", "commit")
+"""The phases of a batch's transaction, as ``driftline_transaction_seconds`` labels them."""
 
 
 class Transactions:
@@ -246,15 +249,22 @@ class Transactions:
         offsets = [TopicPartition(t, p, end) for (t, p), (_, end) in span.items()]
         offsets = offsets or self.fence_offsets()
         try:
+            t0 = time.perf_counter()
             self.producer.begin_transaction()
             produce_batch()
+            t1 = time.perf_counter()
+            self.deliver()
+            t2 = time.perf_counter()
             if offsets:
                 self._retry(
                     lambda: self.producer.send_offsets_to_transaction(
                         offsets, self.consumer.consumer_group_metadata(), TIMEOUT_S
                     )
                 )
+            t3 = time.perf_counter()
             self._retry(lambda: self.producer.commit_transaction(TIMEOUT_S))
+            if msgs:
+                self._observe(t0, t1, t2, t3, time.perf_counter())
             return True
         except (KafkaException, Undelivered) as exc:
             self._abort(exc)
@@ -267,6 +277,19 @@ class Transactions:
             except KafkaException:  # no longer ours: the rebalance under way moves it
                 log.info("%s: %s[%d] not rewound: no longer assigned", self.name, t, p)
         return False
+
+    def deliver(self) -> None:
+        """Wait until the batch's records are written (serving their delivery
+        callbacks); the commit would wait for them anyway, this makes it a phase of its
+        own. Records left undelivered abort the batch, which is read again."""
+        left = self.producer.flush(TIMEOUT_S)
+        if left:
+            raise Undelivered(f"{self.name}: {left} records not delivered in {TIMEOUT_S:.0f} s")
+
+    def _observe(self, *marks: float) -> None:
+        """``driftline_transaction_seconds`` of one batch, from its phases' start times."""
+        for phase, start, end in zip(PHASES, marks, marks[1:], strict=False):
+            m.TRANSACTION_SECONDS.labels(self.name, phase).observe(end - start)
 
     def fence_offsets(self) -> list[TopicPartition]:
         """The consumer's current positions, to commit (unchanged) with a transaction

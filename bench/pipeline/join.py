@@ -21,6 +21,7 @@ from driftline.core.leanentry import is_names_key
 from driftline.core.models import ServedModel
 from driftline.kafka.clients import confluent_common
 from driftline.settings import Settings
+from driftline.streams.txn import PHASES
 
 
 def predictions(champion: ServedModel, events: list[dict[str, Any]]) -> env.Encoded:
@@ -103,6 +104,36 @@ class JoinResult:
     cores: dict[str, dict[str, float]] = field(default_factory=dict)
     """Per latency run: CPU time / wall time of the worker, the broker (when the bench
     started it) and the paced driver, from the driver's start to its result."""
+    phases: dict[str, Phases] = field(default_factory=dict)
+    """Per latency run: the join's transactions meanwhile, from the worker's metrics."""
+
+
+@dataclass
+class Phases:
+    """The join's batch transactions during a latency run: how many, how many records
+    each, and the mean ms of each phase (``driftline_transaction_seconds``)."""
+
+    batches: float
+    records: float
+    ms: dict[str, float]
+
+    @classmethod
+    def between(cls, before: dict[str, float], after: dict[str, float]) -> Phases:
+        n = after["count"] - before["count"]
+        if n <= 0:
+            return cls(0, 0, {})
+        ms = {ph: 1e3 * (after[ph] - before[ph]) / n for ph in PHASES}
+        return cls(n, (after["records"] - before["records"]) / n, ms)
+
+
+def phase_totals(proc: WorkerProc) -> dict[str, float]:
+    """The worker's join transaction totals: seconds per phase, batches, records read."""
+    labels = 'loop="join",phase="{}"'
+    got = {ph: proc.metric("driftline_transaction_seconds_sum", labels.format(ph))
+           for ph in PHASES}  # fmt: skip
+    got["count"] = proc.metric("driftline_transaction_seconds_count", labels.format("commit"))
+    got["records"] = proc.metric("driftline_events_in_total", 'stage="join"')
+    return got
 
 
 def run(
@@ -126,6 +157,7 @@ def run(
     proc.start()
     latency: dict[str, Latency] = {}
     cores: dict[str, dict[str, float]] = {}
+    phases: dict[str, Phases] = {}
     try:
         thr = drain(watch, n, proc.cpu_s, t0)
         read = 2 * n
@@ -140,13 +172,15 @@ def run(
             pids = {"worker": proc.pid, "driver": paced.proc.pid}
             if broker_pid is not None:
                 pids["broker"] = broker_pid
+            before = phase_totals(proc)
             latency[f"{r:.0f}"], cores[f"{r:.0f}"] = _with_cores(paced, pids)
+            phases[f"{r:.0f}"] = Phases.between(before, phase_totals(proc))
             read += len(held)
     finally:
         proc.stop()
         watch.close()
     changelog = f"{s.topic_prefix}{name}-join-changelog".replace(".", "-")
-    return JoinResult(thr, latency, stored_size(s, changelog, preds), cores)
+    return JoinResult(thr, latency, stored_size(s, changelog, preds), cores, phases)
 
 
 def _with_cores(paced: Paced, pids: dict[str, int]) -> tuple[Latency, dict[str, float]]:

@@ -102,6 +102,11 @@ def _join(j: JoinResult, tag: str = "") -> str:
                     "",
                 ]
             )
+        ph = j.phases.get(f"{x.rate:.0f}")
+        if ph is not None and ph.batches:
+            rows.append([f"  its {ph.batches:,.0f} transactions, {ph.records:,.0f} records each: "
+                         "ms per phase", ", ".join(f"{k} {v:.1f}" for k, v in ph.ms.items()),
+                         ""])  # fmt: skip
     head = f"Join{tag}: {t.events:,} predictions and their labels pre-filled"
     return head + "\n" + table(rows)
 

@@ -373,6 +373,28 @@ def test_batches_take_turns_on_the_transactional_lanes() -> None:
     assert batch(3) and len(lanes[0].committed) == 3
 
 
+def test_each_batch_transaction_reports_the_time_of_its_phases() -> None:
+    """``driftline_transaction_seconds{loop, phase}``: one observation per phase of a
+    committed batch; none for an aborted one, nor for a sweep that read nothing."""
+    from prometheus_client import REGISTRY
+
+    def count(phase: str) -> float:
+        got = REGISTRY.get_sample_value(
+            "driftline_transaction_seconds_count", {"loop": "t-phases", "phase": phase}
+        )
+        return got or 0.0
+
+    producer = FakeProducer()
+    txn = Transactions(lambda lane: producer, FakeConsumer(), "t-phases")  # type: ignore[arg-type,return-value]
+    msg = Msg("t.labels", PART, 0, KEY, L)
+    assert txn.run([msg], lambda: txn.produce("t.out", b"v", KEY, []))  # type: ignore[list-item]
+    assert [count(ph) for ph in ("work", "deliver", "offsets", "commit")] == [1, 1, 1, 1]
+    producer.fail_commit = 1
+    assert not txn.run([msg], lambda: None)  # type: ignore[list-item]
+    assert txn.run([], lambda: None)  # a sweep: fenced by the positions, not observed
+    assert count("commit") == 1 and len(producer.offsets) == 3
+
+
 def test_an_aborted_sweep_leaves_the_entry_due(rig: Rig) -> None:
     rig.put(P)
     rig.loop.index.add((PART, KEY), NOW + TTL)
