@@ -52,12 +52,12 @@ def test_promtool_accepts_the_rules(rules: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def _declared_metric_names() -> set[str]:
-    """Every sample name the worker's metrics module declares."""
+def _declared_metric_names(*modules: object) -> set[str]:
+    """Every sample name the worker's metrics module (or ``modules``) declares."""
     from driftline.streams import metrics
 
     names = set()
-    for value in vars(metrics).values():
+    for value in (v for module in modules or (metrics,) for v in vars(module).values()):
         describe = getattr(value, "describe", None)
         if callable(describe) and type(value).__module__.startswith("prometheus_client"):
             for family in describe():
@@ -79,6 +79,23 @@ def test_worker_rules_name_only_metrics_the_worker_exports() -> None:
                 }
                 missing = used - declared - trainer
                 assert not missing, f"{rule.get('alert')}: {missing} not in streams/metrics.py"
+
+
+def test_the_grafana_dashboard_names_only_metrics_driftline_exports() -> None:
+    """Every ``driftline_*`` series a panel queries is declared by the worker, the
+    trainer or the projector (a renamed metric leaves no silently empty panel)."""
+    import json
+
+    from driftline.consumers import projector, trainer
+    from driftline.streams import metrics
+
+    declared = _declared_metric_names(metrics, trainer, projector)
+    board = json.loads((ROOT / "infra" / "grafana" / "dashboards" / "driftline.json").read_text())
+    exprs = [t["expr"] for panel in board["panels"] for t in panel.get("targets", [])]
+    assert len(exprs) >= 10
+    for expr in exprs:
+        missing = set(re.findall(r"\bdriftline_[a-z0-9_]+", expr)) - declared
+        assert not missing, f"{expr}: {missing} not exported"
 
 
 RULE_TESTS = """
