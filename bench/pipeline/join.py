@@ -12,7 +12,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka import KafkaError as CKafkaError
 
-from bench.pipeline import env
+from bench.pipeline import env, plain_eos
 from bench.pipeline.driver import Latency, Paced
 from bench.pipeline.loops import scoring_for
 from bench.pipeline.worker import Drain, Watermarks, WorkerProc, drain, proc_cpu_s
@@ -106,6 +106,10 @@ class JoinResult:
     started it) and the paced driver, from the driver's start to its result."""
     phases: dict[str, Phases] = field(default_factory=dict)
     """Per latency run: the join's transactions meanwhile, from the worker's metrics."""
+    partitions: int = 0
+    """Partitions of predictions, labels, outcomes and the changelog (all the worker's)."""
+    plain: Latency | None = None
+    """The same paced labels through a plain confluent-kafka EOS loop (plain_eos.py)."""
 
 
 @dataclass
@@ -179,8 +183,13 @@ def run(
     finally:
         proc.stop()
         watch.close()
+    plain = None
+    if rates and src is None:  # the floor, once per bench run, at the first rate
+        held = env.examples(warmup + int(rate * seconds), seed=30)
+        plain = plain_eos.run(s, labels(held), warmup, rate)
     changelog = f"{s.topic_prefix}{name}-join-changelog".replace(".", "-")
-    return JoinResult(thr, latency, stored_size(s, changelog, preds), cores, phases)
+    size = stored_size(s, changelog, preds)
+    return JoinResult(thr, latency, size, cores, phases, s.data_partitions, plain)
 
 
 def _with_cores(paced: Paced, pids: dict[str, int]) -> tuple[Latency, dict[str, float]]:

@@ -107,7 +107,18 @@ def _join(j: JoinResult, tag: str = "") -> str:
             rows.append([f"  its {ph.batches:,.0f} transactions, {ph.records:,.0f} records each: "
                          "ms per phase", ", ".join(f"{k} {v:.1f}" for k, v in ph.ms.items()),
                          ""])  # fmt: skip
-    head = f"Join{tag}: {t.events:,} predictions and their labels pre-filled"
+    if j.plain is not None:
+        x = j.plain
+        rows.append(
+            [
+                f"plain EOS loop (plain_eos.py), p50 / p99 at {x.rate:,.0f}/s (stamp)",
+                f"{x.stamp[0]:,.0f} / {x.stamp[1]:,.0f} ms, {x.received}/{x.sent}",
+                "",
+            ]
+        )
+        rows.append(["  same, read by a consumer", f"{x.read[0]:,.1f} / {x.read[1]:,.1f} ms", ""])
+    head = (f"Join{tag}: {t.events:,} predictions and their labels pre-filled; one worker "
+            f"owns all {j.partitions} partitions of each topic")  # fmt: skip
     return head + "\n" + table(rows)
 
 

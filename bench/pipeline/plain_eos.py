@@ -1,0 +1,76 @@
+"""The join's latency floor: a plain confluent-kafka exactly-once loop written here,
+with no Driftline code, that reads labels and, per label, writes one record to an
+outputs topic and one to a changelog topic, batch by batch in a Kafka transaction
+with the batch's input offsets (the shape of the join's transaction, without its
+decoding, state, lanes or monitor). It runs in a process of its own and is measured by
+the same paced driver as the worker, so the difference is what the join adds."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+
+from bench.pipeline import env
+from bench.pipeline.driver import Latency, Paced
+from driftline.kafka.clients import confluent_common
+from driftline.settings import Settings
+
+OUTPUT_PAD = b"\0" * 120
+"""Added to each label's bytes for its output: about an Outcome's size."""
+
+
+def _loop(bootstrap: str, labels: str, outputs: str, changelog: str, group: str,
+          stop: Any, ready: Any) -> None:  # fmt: skip
+    """Consume ``labels``; per batch: begin, produce, send offsets, commit."""
+    common = confluent_common(Settings(bootstrap_servers=bootstrap), "bench-plain-eos")
+    consumer = Consumer(common | {
+        "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed", "fetch.wait.max.ms": 50,
+    })  # fmt: skip
+    producer = Producer(common | {"transactional.id": f"{group}-txn", "linger.ms": 5,
+                                  "partitioner": "murmur2_random"})  # fmt: skip
+    producer.init_transactions(30)
+    consumer.subscribe([labels])
+    ready.set()
+    while not stop.is_set():
+        msgs = consumer.consume(2_000, 0) or consumer.consume(2_000, 0.05)
+        msgs = [m for m in msgs if m.error() is None]
+        if not msgs:
+            continue
+        producer.begin_transaction()
+        for m in msgs:
+            key, value = m.key(), m.value() or b""
+            producer.produce(outputs, value + OUTPUT_PAD, key)
+            producer.produce(changelog, value[:25], key, partition=m.partition())
+        producer.flush(30)
+        offsets = [tp for tp in consumer.position(consumer.assignment()) if tp.offset >= 0]
+        producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
+        producer.commit_transaction(30)
+    consumer.close()
+
+
+def run(settings: Settings, records: env.Encoded, warmup: int, rate: float) -> Latency:
+    """``records`` (labels) sent at ``rate``/s through a plain EOS loop in its own
+    process; the same latencies as the worker's join runs."""
+    labels = env.create_topic(settings, f"plain-labels-{time.time_ns()}")
+    outputs = env.create_topic(settings, f"plain-outputs-{time.time_ns()}")
+    changelog = env.create_topic(settings, f"plain-changelog-{time.time_ns()}")
+    ctx = mp.get_context("spawn")
+    stop, ready = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=_loop, daemon=True, args=(
+        settings.bootstrap_servers, labels, outputs, changelog,
+        f"{settings.topic_prefix}plain-eos-{time.time_ns()}", stop, ready,
+    ))  # fmt: skip
+    proc.start()
+    try:
+        if not ready.wait(60):
+            raise TimeoutError("the plain EOS loop did not start in 60 s")
+        return Paced(settings, labels, outputs, records, warmup, rate, drain_s=300).result()
+    finally:
+        stop.set()
+        proc.join(30)
+        if proc.is_alive():
+            proc.kill()
