@@ -36,7 +36,10 @@ def _loop(bootstrap: str, labels: str, outputs: str, changelog: str, group: str,
     consumer.subscribe([labels])
     ready.set()
     while not stop.is_set():
-        msgs = consumer.consume(2_000, 0) or consumer.consume(2_000, 0.05)
+        msgs = consumer.consume(2_000, 0)  # what it holds; else wait for one record
+        if not msgs:
+            first = consumer.poll(0.05)
+            msgs = [first, *consumer.consume(1_999, 0)] if first is not None else []
         msgs = [m for m in msgs if m.error() is None]
         if not msgs:
             continue
