@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from confluent_kafka import Consumer, Message
 
 from bench.pipeline import env
+from bench.pipeline.driver import quantile
 from bench.pipeline.worker import proc_cpu_s
 from driftline.kafka.clients import consumer_config
 from driftline.settings import Settings
@@ -48,9 +49,9 @@ def setup(settings: Settings, inputs: int) -> tuple[str, str, str]:
 
 
 def one_run(settings: Settings, topics: tuple[str, str, str], lanes: int, batches: int,
-            ) -> list[float]:  # fmt: skip
-    """ms per ``Transactions.run`` for ``batches`` batches on a fresh group; the list's
-    last item is the loop's wall time, in s."""
+            ) -> tuple[list[float], float]:  # fmt: skip
+    """ms per ``Transactions.run`` for ``batches`` batches on a fresh group, and the
+    loop's wall time in s."""
     src, out, changelog = topics
     group = f"bench-txn-{lanes}-{uuid.uuid4().hex[:6]}"
     consumer = Consumer(consumer_config(settings, "bench-txn", group, **loop_consumer_settings(
@@ -70,19 +71,13 @@ def one_run(settings: Settings, topics: tuple[str, str, str], lanes: int, batche
                 p = msg.partition() or 0
                 txn.produce(out, PAYLOAD, msg.key(), [], partition=p)
                 txn.produce(changelog, PAYLOAD, msg.key(), [], partition=p)
-            txn.producer.flush(10)
 
         t0 = time.perf_counter()
         assert txn.run(msgs, produce_batch), "a batch's transaction aborted"
         took.append((time.perf_counter() - t0) * 1000)
-    took.append(time.perf_counter() - start)
+    wall = time.perf_counter() - start
     consumer.close()
-    return took
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(len(s) * q))]
+    return took, wall
 
 
 def main() -> None:
@@ -103,8 +98,7 @@ def main() -> None:
         for r in range(args.rounds):
             for lanes in (1, 2) if r % 2 == 0 else (2, 1):
                 cpu0 = None if broker.pid is None else proc_cpu_s(broker.pid)
-                took = one_run(settings, topics, lanes, args.batches)
-                wall = took.pop()
+                took, wall = one_run(settings, topics, lanes, args.batches)
                 runs[lanes].append(took)
                 note = ""
                 if cpu0 is not None and broker.pid is not None:
@@ -119,11 +113,11 @@ def main() -> None:
     print("| transactional producers | p50 | p90 | p99 | batches/s | broker CPU ms per batch |")
     print("|---|---|---|---|---|---|")
     for lanes, per_run in runs.items():
-        every = [t for run in per_run for t in run]
+        every = sorted(t for run in per_run for t in run)
         cpu = f"{statistics.median(broker_ms[lanes]):.1f}" if broker_ms[lanes] else "-"
         rate = 1000 * len(every) / sum(every)
-        print(f"| {lanes} | {pct(every, 0.5):.1f} | {pct(every, 0.9):.1f} | "
-              f"{pct(every, 0.99):.1f} | {rate:,.0f} | {cpu} |")  # fmt: skip
+        p50, p90, p99 = (quantile(every, q) for q in (0.5, 0.9, 0.99))
+        print(f"| {lanes} | {p50:.1f} | {p90:.1f} | {p99:.1f} | {rate:,.0f} | {cpu} |")
 
 
 if __name__ == "__main__":

@@ -47,11 +47,17 @@ stalled pipeline is reported as ``received < sent`` instead of holding the run f
 whole ``drain_s``)."""
 
 
+def quantile(ordered: list[float], q: float) -> float:
+    """The ``q`` quantile of sorted, non-empty ``ordered`` (the value at rank ``q * n``)."""
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
 def percentiles(values: list[float]) -> tuple[float, float, float]:
+    """p50, p99 and max of ``values`` (NaN for none)."""
     if not values:
         return (float("nan"),) * 3  # type: ignore[return-value]
     s = sorted(values)
-    return s[len(s) // 2], s[min(len(s) - 1, int(len(s) * 0.99))], s[-1]
+    return quantile(s, 0.5), quantile(s, 0.99), s[-1]
 
 
 def _child(conf: dict[str, Any], q: Any) -> None:

@@ -132,11 +132,12 @@ class Phases:
 
 def phase_totals(proc: WorkerProc) -> dict[str, float]:
     """The worker's join transaction totals: seconds per phase, batches, records read."""
-    labels = 'loop="join",phase="{}"'
-    got = {ph: proc.metric("driftline_transaction_seconds_sum", labels.format(ph))
+    page, labels = proc.scrape(), 'loop="join",phase="{}"'
+    got = {ph: proc.metric("driftline_transaction_seconds_sum", labels.format(ph), page)
            for ph in PHASES}  # fmt: skip
-    got["count"] = proc.metric("driftline_transaction_seconds_count", labels.format("commit"))
-    got["records"] = proc.metric("driftline_events_in_total", 'stage="join"')
+    got["count"] = proc.metric("driftline_transaction_seconds_count", labels.format("commit"),
+                               page)  # fmt: skip
+    got["records"] = proc.metric("driftline_events_in_total", 'stage="join"', page)
     return got
 
 

@@ -75,6 +75,16 @@ def _latency(r: FactoryResult) -> str:
     return f"End-to-end latency, {r.factory}, at half of (a1)'s median\n" + table(rows)
 
 
+def _latency_rows(what: str, x: Latency, target: str = "") -> list[list[str]]:
+    """A latency run's two rows: Kafka timestamps (stamp), then as a consumer read it."""
+    return [
+        [f"{what} p50 / p99 at {x.rate:,.0f} labels/s (stamp)",
+         f"{x.stamp[0]:,.0f} / {x.stamp[1]:,.0f} ms, {x.received}/{x.sent} "
+         f"(offered at {x.achieved:,.0f}/s)", target],
+        ["  same, read by a consumer", f"{x.read[0]:,.1f} / {x.read[1]:,.1f} ms", ""],
+    ]  # fmt: skip
+
+
 def _join(j: JoinResult, tag: str = "") -> str:
     t, s = j.throughput, j.size
     rows = [
@@ -88,11 +98,7 @@ def _join(j: JoinResult, tag: str = "") -> str:
         ["(event_id key, stored beside it)", f"{s.key:.0f}", ""],
     ]  # fmt: skip
     for x in j.latency.values():
-        rows.append([f"label -> outcome p50 / p99 at {x.rate:,.0f} labels/s (stamp)",
-                     f"{x.stamp[0]:,.0f} / {x.stamp[1]:,.0f} ms, {x.received}/{x.sent} "
-                     f"(offered at {x.achieved:,.0f}/s)",
-                     "p99 <= 50 ms" if x.rate == 5_000 else ""])  # fmt: skip
-        rows.append(["  same, read by a consumer", f"{x.read[0]:,.1f} / {x.read[1]:,.1f} ms", ""])
+        rows += _latency_rows("label -> outcome", x, "p99 <= 50 ms" if x.rate == 5_000 else "")
         cores = j.cores.get(f"{x.rate:.0f}", {})
         if cores:
             rows.append(
@@ -108,15 +114,7 @@ def _join(j: JoinResult, tag: str = "") -> str:
                          "ms per phase", ", ".join(f"{k} {v:.1f}" for k, v in ph.ms.items()),
                          ""])  # fmt: skip
     if j.plain is not None:
-        x = j.plain
-        rows.append(
-            [
-                f"plain EOS loop (plain_eos.py), p50 / p99 at {x.rate:,.0f}/s (stamp)",
-                f"{x.stamp[0]:,.0f} / {x.stamp[1]:,.0f} ms, {x.received}/{x.sent}",
-                "",
-            ]
-        )
-        rows.append(["  same, read by a consumer", f"{x.read[0]:,.1f} / {x.read[1]:,.1f} ms", ""])
+        rows += _latency_rows("plain EOS loop (plain_eos.py)", j.plain)
     head = (f"Join{tag}: {t.events:,} predictions and their labels pre-filled; one worker "
             f"owns all {j.partitions} partitions of each topic")  # fmt: skip
     return head + "\n" + table(rows)

@@ -73,11 +73,16 @@ class WorkerProc:
     def cpu_s(self) -> float:
         return proc_cpu_s(self.pid)
 
-    def metric(self, name: str, labels: str = "") -> float:
-        """A sample of the worker's /metrics (0 when absent)."""
+    def scrape(self) -> str:
+        """The worker's /metrics page."""
         url = f"http://127.0.0.1:{self.port}/metrics"
         with urllib.request.urlopen(url, timeout=10) as resp:
-            text = resp.read().decode()
+            return str(resp.read().decode())
+
+    def metric(self, name: str, labels: str = "", page: str | None = None) -> float:
+        """A sample of the worker's /metrics, or of ``page`` scraped already (0 when
+        absent)."""
+        text = self.scrape() if page is None else page
         pattern = re.escape(name + (f"{{{labels}}}" if labels else "")) + r" ([0-9.e+]+)"
         m = re.search(pattern, text)
         return float(m.group(1)) if m else 0.0
