@@ -32,10 +32,13 @@ class Sizes:
     join_events: int
     join_latency_s: float
     join_half_rate: bool
+    join_settle_s: float
+    """Seconds at the rate before the join's latency is counted (driver.py: settle_s)."""
 
 
-FULL = Sizes(200_000, 3, env.FACTORIES, 20_000, 10.0, True, True, 20_000, 5.0, True)
-QUICK = Sizes(20_000, 1, ("logistic_regression",), 3_000, 3.0, False, False, 2_000, 0.4, False)
+FULL = Sizes(200_000, 3, env.FACTORIES, 20_000, 10.0, True, True, 20_000, 10.0, True, 2.0)
+QUICK = Sizes(20_000, 1, ("logistic_regression",), 3_000, 3.0, False, False, 2_000, 0.4, False,
+              0.2)  # fmt: skip
 
 
 @dataclass
@@ -157,6 +160,25 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--join-only", action="store_true", help="only the join measurements")
     ap.add_argument("--no-latency", action="store_true", help="skip the latency runs")
     ap.add_argument(
+        "--join-seconds",
+        type=float,
+        metavar="S",
+        help="seconds of the join's latency runs that are counted",
+    )
+    ap.add_argument(
+        "--join-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the join's partitions (default 1)",
+    )
+    ap.add_argument(
+        "--settle-seconds",
+        type=float,
+        metavar="S",
+        help="seconds at the rate before the join's latency is counted",
+    )
+    ap.add_argument(
         "--worker-src", type=Path, metavar="DIR",
         help="also run (a2) with the driftline package of DIR (e.g. `git archive` of an "
         "older commit), reported as '(a2) before'",
@@ -173,6 +195,8 @@ def main(argv: list[str] | None = None) -> None:
         events=args.events or size.events,
         repeats=args.repeats or size.repeats,
         factories=tuple(args.factory or size.factories),
+        join_latency_s=size.join_latency_s if args.join_seconds is None else args.join_seconds,
+        join_settle_s=size.join_settle_s if args.settle_seconds is None else args.settle_seconds,
     )
     t0 = time.monotonic()
     log(f"{date.today()}, {os.cpu_count()} cores, load {load()}")
@@ -199,7 +223,8 @@ def main(argv: list[str] | None = None) -> None:
                 joined[tag] = j = join.run(
                     broker.bootstrap, work, size.join_events, 5_000.0, size.join_latency_s,
                     size.join_half_rate, src=src, name=f"join{len(joined)}",
-                    broker_pid=broker.pid,
+                    broker_pid=broker.pid, settle_s=size.join_settle_s,
+                    workers=args.join_workers,
                 )  # fmt: skip
                 log(f"join{tag}: {summary(j.throughput)}  load {load()}")
     print()

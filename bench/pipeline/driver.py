@@ -7,7 +7,12 @@ Two latencies per record, in ms:
 - ``read``: when this process read the output - input timestamp (delivered end to end).
 
 A warm-up of ``warmup`` records goes through first and is waited for, so group joins
-and assignment are over before the paced phase starts.
+and assignment are over before the paced phase starts. Then, with ``settle_s``, the
+first ``settle_s`` seconds of the paced phase run at the rate but are reported apart
+(``ramp``): when a quiet pipeline is suddenly fed at the full rate, its first second or
+so is slower (librdkafka and broker buffers, batches growing to the rate), and in a run
+of a few seconds that start-up alone would set p99. The steady figures are those of
+the records sent after it; a run's whole distribution is in ``stamp_all``/``read_all``.
 """
 
 from __future__ import annotations
@@ -39,6 +44,12 @@ class Latency:
     """p50, p99, max of output timestamp - input timestamp."""
     read: tuple[float, float, float]
     """p50, p99, max of read time - input timestamp."""
+    settle_s: float = 0.0
+    """Records sent in the first ``settle_s`` seconds of the paced phase are not in
+    ``stamp``/``read`` (only in the ``_all`` figures)."""
+    stamp_all: tuple[float, float, float] = (float("nan"),) * 3
+    """``stamp`` over every paced record, the settling ones included."""
+    read_all: tuple[float, float, float] = (float("nan"),) * 3
 
 
 IDLE_S = 60.0
@@ -66,7 +77,7 @@ def _child(conf: dict[str, Any], q: Any) -> None:
 
 def _paced(
     bootstrap: str, prefix: str, in_topic: str, out_topic: str, records: list[tuple[bytes, bytes]],
-    warmup: int, rate: float, drain_s: float,
+    warmup: int, rate: float, drain_s: float, settle_s: float = 0.0,
 ) -> Latency:  # fmt: skip
     settings = Settings(bootstrap_servers=bootstrap, topic_prefix=prefix, client_id="bench-drv")
     conf = confluent_common(settings, "bench-driver")
@@ -80,9 +91,11 @@ def _paced(
         tps.append(TopicPartition(out_topic, p, high))
     consumer.assign(tps)
     producer = Producer(producer_config(settings, "bench-driver", **{"linger.ms": 1}))
-    sent: dict[bytes, tuple[int, float]] = {}
+    sent: dict[bytes, tuple[int, float, bool]] = {}
+    """key -> CreateTime (ms), send time (ms), sent after the settling period"""
     stamp: list[float] = []
     read: list[float] = []
+    settled: list[bool] = []
     got_warm = 0
     warm_keys = {k for k, _ in records[:warmup]}
     stop = threading.Event()
@@ -102,6 +115,7 @@ def _paced(
                 if t is not None:
                     stamp.append(float(msg.timestamp()[1] - t[0]))
                     read.append(now - t[1])
+                    settled.append(t[2])
 
     th = threading.Thread(target=reader, daemon=True)
     th.start()
@@ -112,6 +126,7 @@ def _paced(
     while got_warm < warmup and time.monotonic() < deadline:
         time.sleep(0.05)
     paced = records[warmup:]
+    settle_n = int(settle_s * rate)
     t0 = time.perf_counter()
     i = 0
     while i < len(paced):
@@ -120,7 +135,7 @@ def _paced(
             key, value = paced[i]
             now = time.time()
             ms = int(now * 1000)
-            sent[key] = (ms, now * 1000)
+            sent[key] = (ms, now * 1000, i >= settle_n)
             producer.produce(in_topic, value, key, timestamp=ms)
             i += 1
         producer.poll(0)
@@ -136,9 +151,11 @@ def _paced(
     stop.set()
     th.join(5)
     consumer.close()
+    steady = [i for i, ok in enumerate(settled) if ok]
     return Latency(
         rate, len(paced) / elapsed if elapsed else 0.0, len(paced), len(stamp),
-        percentiles(stamp), percentiles(read),
+        percentiles([stamp[i] for i in steady]), percentiles([read[i] for i in steady]),
+        settle_s, percentiles(stamp), percentiles(read),
     )  # fmt: skip
 
 
@@ -148,13 +165,14 @@ class Paced:
     def __init__(
         self, settings: Settings, in_topic: str, out_topic: str,
         records: list[tuple[bytes, bytes]], warmup: int, rate: float, drain_s: float = 30,
+        settle_s: float = 0.0,
     ) -> None:  # fmt: skip
         ctx = mp.get_context("spawn")
         self.q = ctx.Queue()
         conf = dict(
             bootstrap=settings.bootstrap_servers, prefix=settings.topic_prefix,
             in_topic=in_topic, out_topic=out_topic, records=records, warmup=warmup,
-            rate=rate, drain_s=drain_s,
+            rate=rate, drain_s=drain_s, settle_s=settle_s,
         )  # fmt: skip
         self.proc = ctx.Process(target=_child, args=(conf, self.q), daemon=True)
         self.proc.start()

@@ -108,8 +108,11 @@ class JoinResult:
     """Per latency run: the join's transactions meanwhile, from the worker's metrics."""
     partitions: int = 0
     """Partitions of predictions, labels, outcomes and the changelog (all the worker's)."""
-    plain: Latency | None = None
-    """The same paced labels through a plain confluent-kafka EOS loop (plain_eos.py)."""
+    plain: dict[str, Latency] = field(default_factory=dict)
+    """The same paced labels through a plain confluent-kafka EOS loop (plain_eos.py):
+    with one transactional producer, and with one per partition."""
+    workers: int = 1
+    """Worker processes sharing the partitions."""
 
 
 @dataclass
@@ -130,26 +133,34 @@ class Phases:
         return cls(n, (after["records"] - before["records"]) / n, ms)
 
 
-def phase_totals(proc: WorkerProc) -> dict[str, float]:
-    """The worker's join transaction totals: seconds per phase, batches, records read."""
-    page, labels = proc.scrape(), 'loop="join",phase="{}"'
-    got = {ph: proc.metric("driftline_transaction_seconds_sum", labels.format(ph), page)
-           for ph in PHASES}  # fmt: skip
-    got["count"] = proc.metric("driftline_transaction_seconds_count", labels.format("commit"),
-                               page)  # fmt: skip
-    got["records"] = proc.metric("driftline_events_in_total", 'stage="join"', page)
+def phase_totals(procs: list[WorkerProc]) -> dict[str, float]:
+    """The workers' join transaction totals: seconds per phase, batches, records read."""
+    labels = 'loop="join",phase="{}"'
+    got: dict[str, float] = {}
+    for proc in procs:
+        page = proc.scrape()
+        for ph in PHASES:
+            x = proc.metric("driftline_transaction_seconds_sum", labels.format(ph), page)
+            got[ph] = got.get(ph, 0.0) + x
+        for k, name, lab in (
+            ("count", "driftline_transaction_seconds_count", labels.format("commit")),
+            ("records", "driftline_events_in_total", 'stage="join"'),
+        ):
+            got[k] = got.get(k, 0.0) + proc.metric(name, lab, page)
     return got
 
 
 def run(
     bootstrap: str, workdir: Path, n: int, rate: float, seconds: float, half_rate: bool,
     warmup: int = 200, src: Path | None = None, name: str = "join",
-    broker_pid: int | None = None,
+    broker_pid: int | None = None, settle_s: float = 0.0, workers: int = 1,
 ) -> JoinResult:  # fmt: skip
     """Pre-fill ``n`` predictions and their labels, time a worker to ``n`` outcomes; then
     hold ``rate * seconds`` more predictions and send their labels at ``rate``/s (and,
-    with ``half_rate``, again at half the measured outcome rate). ``src``: run the worker
-    from that tree (an older commit's, for a before/after in one run)."""
+    with ``half_rate``, again at half the measured outcome rate), after ``settle_s`` s at
+    that rate which are reported apart (:mod:`bench.pipeline.driver`). ``src``: run the
+    worker from that tree (an older commit's, for a before/after in one run).
+    ``workers``: that many worker processes in one group share the partitions."""
     d = env.deploy(bootstrap, name, workdir, "logistic_regression", 3_000)
     s = d.settings
     events = env.examples(n, seed=21)
@@ -157,40 +168,54 @@ def run(
     env.produce_all(s, s.topic("predictions"), preds)
     env.produce_all(s, s.topic("labels"), labels(events))
     watch = Watermarks(s, s.topic("outcomes"))
-    proc = WorkerProc(s, workdir, name, src)
+    procs = [WorkerProc(s, workdir, name, src, instance=i) for i in range(workers)]
+
+    def cpu_s() -> float:
+        return sum(p.cpu_s() for p in procs)
+
     t0 = time.perf_counter()
-    proc.start()
+    for proc in procs:  # all at once, so that one does not drain the backlog alone
+        proc.launch()
+    for proc in procs:
+        proc.wait_ready()
     latency: dict[str, Latency] = {}
     cores: dict[str, dict[str, float]] = {}
     phases: dict[str, Phases] = {}
     try:
-        thr = drain(watch, n, proc.cpu_s, t0)
+        thr = drain(watch, n, cpu_s, t0)
         read = 2 * n
         rates = [] if seconds <= 0 else [rate] + ([thr.rate / 2] if half_rate else [])
         for i, r in enumerate(rates):
-            held = env.examples(warmup + int(r * seconds), seed=22 + i)
+            held = env.examples(warmup + int(r * (settle_s + seconds)), seed=22 + i)
             env.produce_all(s, s.topic("predictions"), predictions(d.champion, held))
             read += len(held)
-            _wait_joined(proc, read)
+            _wait_joined(procs, read)
             paced = Paced(s, s.topic("labels"), s.topic("outcomes"), labels(held), warmup, r,
-                          drain_s=300)  # fmt: skip
-            pids = {"worker": proc.pid, "driver": paced.proc.pid}
+                          drain_s=300, settle_s=settle_s)  # fmt: skip
+            pids = {"driver": paced.proc.pid} | {
+                "worker" + (str(i) if workers > 1 else ""): p.pid for i, p in enumerate(procs)
+            }
             if broker_pid is not None:
                 pids["broker"] = broker_pid
-            before = phase_totals(proc)
+            before = phase_totals(procs)
             latency[f"{r:.0f}"], cores[f"{r:.0f}"] = _with_cores(paced, pids)
-            phases[f"{r:.0f}"] = Phases.between(before, phase_totals(proc))
+            phases[f"{r:.0f}"] = Phases.between(before, phase_totals(procs))
             read += len(held)
     finally:
-        proc.stop()
+        for proc in procs:
+            proc.stop()
         watch.close()
-    plain = None
+    plain: dict[str, Latency] = {}
     if rates and src is None:  # the floor, once per bench run, at the first rate
-        held = env.examples(warmup + int(rate * seconds), seed=30)
-        plain = plain_eos.run(s, labels(held), warmup, rate)
+        held = labels(env.examples(warmup + int(rate * (settle_s + seconds)), seed=30))
+        plain["one producer"] = plain_eos.run(s, held, warmup, rate, settle_s)
+        if s.data_partitions > 1:
+            plain["a producer per partition"] = plain_eos.run(
+                s, held, warmup, rate, settle_s, per_partition=True
+            )
     changelog = f"{s.topic_prefix}{name}-join-changelog".replace(".", "-")
     size = stored_size(s, changelog, preds)
-    return JoinResult(thr, latency, size, cores, phases, s.data_partitions, plain)
+    return JoinResult(thr, latency, size, cores, phases, s.data_partitions, plain, workers)
 
 
 def _with_cores(paced: Paced, pids: dict[str, int]) -> tuple[Latency, dict[str, float]]:
@@ -204,12 +229,12 @@ def _with_cores(paced: Paced, pids: dict[str, int]) -> tuple[Latency, dict[str, 
     return result, {k: (end[k] - start[k]) / wall for k in end}
 
 
-def _wait_joined(proc: WorkerProc, count: int, timeout: float = 300) -> None:
-    """Until the join agent has read ``count`` records (its events_in counter)."""
+def _wait_joined(procs: list[WorkerProc], count: int, timeout: float = 300) -> None:
+    """Until the join agents have read ``count`` records (their events_in counters)."""
     deadline = time.monotonic() + timeout
     seen = 0.0
     while time.monotonic() < deadline:
-        seen = proc.metric("driftline_events_in_total", 'stage="join"')
+        seen = sum(p.metric("driftline_events_in_total", 'stage="join"') for p in procs)
         if seen >= count:
             return
         time.sleep(0.2)

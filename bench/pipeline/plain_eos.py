@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from bench.pipeline import env
 from bench.pipeline.driver import Latency, Paced
@@ -23,16 +24,34 @@ OUTPUT_PAD = b"\0" * 120
 
 
 def _loop(bootstrap: str, labels: str, outputs: str, changelog: str, group: str,
-          stop: Any, ready: Any) -> None:  # fmt: skip
-    """Consume ``labels``; per batch: begin, produce, send offsets, commit."""
+          per_partition: bool, stop: Any, ready: Any) -> None:  # fmt: skip
+    """Consume ``labels``; per batch: begin, produce, deliver, send offsets, commit. With
+    ``per_partition``, each input partition's records go through a transactional
+    producer of its own (so each transaction writes 2 partitions, not 12), and their
+    deliver, offsets and commit run at once, on a thread each."""
     common = confluent_common(Settings(bootstrap_servers=bootstrap), "bench-plain-eos")
     consumer = Consumer(common | {
         "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
         "isolation.level": "read_committed", "fetch.wait.max.ms": 50,
     })  # fmt: skip
-    producer = Producer(common | {"transactional.id": f"{group}-txn", "linger.ms": 5,
-                                  "partitioner": "murmur2_random"})  # fmt: skip
-    producer.init_transactions(30)
+    producers: dict[int, Producer] = {}
+
+    def producer_for(p: int) -> Producer:
+        if p not in producers:
+            tid = f"{group}-txn" + (f"-{p}" if per_partition else "")
+            producers[p] = Producer(common | {"transactional.id": tid, "linger.ms": 5,
+                                              "partitioner": "murmur2_random"})  # fmt: skip
+            producers[p].init_transactions(30)
+        return producers[p]
+
+    def finish(p: int, offsets: list[TopicPartition]) -> None:
+        producer = producers[p]
+        producer.flush(30)
+        producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
+        producer.commit_transaction(30)
+
+    producer_for(0)
+    pool = ThreadPoolExecutor(8)
     consumer.subscribe([labels])
     ready.set()
     while not stop.is_set():
@@ -40,22 +59,34 @@ def _loop(bootstrap: str, labels: str, outputs: str, changelog: str, group: str,
         if not msgs:
             first = consumer.poll(0.05)
             msgs = [first, *consumer.consume(1_999, 0)] if first is not None else []
-        msgs = [m for m in msgs if m.error() is None]
-        if not msgs:
-            continue
-        producer.begin_transaction()
+        by: dict[int, list[Message]] = {}
         for m in msgs:
-            key, value = m.key(), m.value() or b""
-            producer.produce(outputs, value + OUTPUT_PAD, key)
-            producer.produce(changelog, value[:25], key, partition=m.partition())
-        producer.flush(30)
-        offsets = [tp for tp in consumer.position(consumer.assignment()) if tp.offset >= 0]
-        producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
-        producer.commit_transaction(30)
+            if m.error() is None:
+                by.setdefault(m.partition() if per_partition else 0, []).append(m)
+        for p, batch in by.items():
+            producer = producer_for(p)
+            producer.begin_transaction()
+            for m in batch:
+                key, value, part = m.key(), m.value() or b"", m.partition() or 0
+                producer.produce(outputs, value + OUTPUT_PAD, key,
+                                 **({"partition": part} if per_partition else {}))  # fmt: skip
+                producer.produce(changelog, value[:25], key, partition=part)
+        if not per_partition and by:
+            offsets = [tp for tp in consumer.position(consumer.assignment()) if tp.offset >= 0]
+            finish(0, offsets)
+        elif by:
+            ends = {p: [TopicPartition(labels, p, batch[-1].offset() + 1)]
+                    for p, batch in by.items()}  # fmt: skip
+            for f in [pool.submit(finish, p, offsets) for p, offsets in ends.items()]:
+                f.result()
+    pool.shutdown()
     consumer.close()
 
 
-def run(settings: Settings, records: env.Encoded, warmup: int, rate: float) -> Latency:
+def run(
+    settings: Settings, records: env.Encoded, warmup: int, rate: float, settle_s: float = 0.0,
+    per_partition: bool = False,
+) -> Latency:  # fmt: skip
     """``records`` (labels) sent at ``rate``/s through a plain EOS loop in its own
     process; the same latencies as the worker's join runs."""
     labels = env.create_topic(settings, f"plain-labels-{time.time_ns()}")
@@ -65,13 +96,15 @@ def run(settings: Settings, records: env.Encoded, warmup: int, rate: float) -> L
     stop, ready = ctx.Event(), ctx.Event()
     proc = ctx.Process(target=_loop, daemon=True, args=(
         settings.bootstrap_servers, labels, outputs, changelog,
-        f"{settings.topic_prefix}plain-eos-{time.time_ns()}", stop, ready,
+        f"{settings.topic_prefix}plain-eos-{time.time_ns()}", per_partition, stop, ready,
     ))  # fmt: skip
     proc.start()
     try:
         if not ready.wait(60):
             raise TimeoutError("the plain EOS loop did not start in 60 s")
-        return Paced(settings, labels, outputs, records, warmup, rate, drain_s=300).result()
+        return Paced(
+            settings, labels, outputs, records, warmup, rate, drain_s=300, settle_s=settle_s
+        ).result()
     finally:
         stop.set()
         proc.join(30)

@@ -76,21 +76,29 @@ def _latency(r: FactoryResult) -> str:
 
 
 def _latency_rows(what: str, x: Latency, target: str = "") -> list[list[str]]:
-    """A latency run's two rows: Kafka timestamps (stamp), then as a consumer read it."""
-    return [
+    """A latency run's rows: Kafka timestamps (stamp), then as a consumer read it, of the
+    records sent after the settling period; then both over the whole run."""
+    rows = [
         [f"{what} p50 / p99 at {x.rate:,.0f} labels/s (stamp)",
          f"{x.stamp[0]:,.0f} / {x.stamp[1]:,.0f} ms, {x.received}/{x.sent} "
          f"(offered at {x.achieved:,.0f}/s)", target],
         ["  same, read by a consumer", f"{x.read[0]:,.1f} / {x.read[1]:,.1f} ms", ""],
     ]  # fmt: skip
+    if x.settle_s:
+        rows.append([f"  whole run, first {x.settle_s:g} s at the rate included (stamp; read)",
+                     f"{x.stamp_all[0]:,.0f} / {x.stamp_all[1]:,.0f} ms; "
+                     f"{x.read_all[0]:,.1f} / {x.read_all[1]:,.1f} ms", ""])  # fmt: skip
+    return rows
 
 
 def _join(j: JoinResult, tag: str = "") -> str:
     t, s = j.throughput, j.size
     rows = [
         ["join", "value", "target"],
-        ["label -> outcome throughput, one worker", f"{t.rate:,.0f} outcomes/s", ""],
-        ["worker CPU per outcome", f"{t.cpu_us:,.0f} µs", ""],
+        ["label -> outcome throughput, " + ("one worker" if j.workers == 1 else
+         f"{j.workers} workers"), f"{t.rate:,.0f} outcomes/s", ""],
+        [("worker" if j.workers == 1 else "workers'") + " CPU per outcome",
+         f"{t.cpu_us:,.0f} µs", ""],
         ["bytes per pending prediction (join entry as stored)",
          f"{s.entry:.0f} (header {s.header}); held whole it was {s.header + s.prediction:.0f}",
          "<= 300"],
@@ -113,10 +121,12 @@ def _join(j: JoinResult, tag: str = "") -> str:
             rows.append([f"  its {ph.batches:,.0f} transactions, {ph.records:,.0f} records each: "
                          "ms per phase", ", ".join(f"{k} {v:.1f}" for k, v in ph.ms.items()),
                          ""])  # fmt: skip
-    if j.plain is not None:
-        rows += _latency_rows("plain EOS loop (plain_eos.py)", j.plain)
-    head = (f"Join{tag}: {t.events:,} predictions and their labels pre-filled; one worker "
-            f"owns all {j.partitions} partitions of each topic")  # fmt: skip
+    for how, x in j.plain.items():
+        rows += _latency_rows(f"plain EOS loop, {how}", x)
+    who = ("one worker owns all" if j.workers == 1
+           else f"{j.workers} worker processes of one group share the")  # fmt: skip
+    head = (f"Join{tag}: {t.events:,} predictions and their labels pre-filled; {who} "
+            f"{j.partitions} partitions of each topic")  # fmt: skip
     return head + "\n" + table(rows)
 
 

@@ -35,12 +35,20 @@ class WorkerProc:
     """``python -m driftline worker`` in ``workdir`` (its Faust data dir lands there)."""
 
     def __init__(
-        self, settings: Settings, workdir: Path, name: str = "worker", src: Path | None = None
+        self,
+        settings: Settings,
+        workdir: Path,
+        name: str = "worker",
+        src: Path | None = None,
+        instance: int = 0,
     ) -> None:
+        """``instance``: a second worker of the same group (``name``) gets 1, and so on;
+        each runs in its own directory."""
         self.settings = settings
         self.src = src
         """Run the driftline package found in ``src`` (e.g. an export of an older commit)."""
-        self.dir = workdir / f"{settings.topic_prefix.rstrip('.')}-{name}"
+        tail = f"-{instance}" if instance else ""
+        self.dir = workdir / f"{settings.topic_prefix.rstrip('.')}-{name}{tail}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log = self.dir / "worker.log"
         self.port = free_port()
@@ -53,6 +61,10 @@ class WorkerProc:
         return self.proc.pid
 
     def start(self, timeout: float = 120) -> WorkerProc:
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> WorkerProc:
+        """Start the process; :meth:`wait_ready` waits for it to serve."""
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "driftline", *self.args],
@@ -60,6 +72,10 @@ class WorkerProc:
                 cwd=self.dir,
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )  # fmt: skip
+        return self
+
+    def wait_ready(self, timeout: float = 120) -> WorkerProc:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if "driftline worker ready" in self.log.read_text(errors="replace"):
