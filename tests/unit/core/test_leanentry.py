@@ -4,6 +4,7 @@ exact bytes, and the joiner uses it only where it is safe."""
 from __future__ import annotations
 
 import math
+import struct
 from typing import Any
 
 import pytest
@@ -94,6 +95,44 @@ def test_a_map_written_in_sized_blocks_reads_back_the_same() -> None:
     packed = lean().pack(multi)
     assert packed is not None
     assert lean().prediction(packed.payload, b"evt-0001", packed.names) == raw
+
+
+def _avro_string(text: str) -> bytes:
+    return zigzag(len(text.encode())) + text.encode()
+
+
+def test_fields_read_scores_and_segment_written_in_sized_blocks() -> None:
+    """The monitor's fields are read from the lean form's bytes as they came: a writer
+    may split the scores and segment maps into blocks with byte sizes."""
+    p = prediction(scores={"True": 0.75, "False": 0.25}, segment={"region": "eu", "plan": "pro"})
+    raw = CODEC.encode(PREDICTION, p)
+    multi = raw
+    for items in (
+        [_avro_string(k) + struct.pack("<d", v) for k, v in p["scores"].items()],
+        [_avro_string(k) + _avro_string(v) for k, v in p["segment"].items()],
+    ):
+        single = zigzag(len(items)) + b"".join(items) + b"\x00"
+        assert single in multi
+        blocks = b"".join(zigzag(-1) + zigzag(len(i)) + i for i in items) + b"\x00"
+        multi = multi.replace(single, blocks)
+    assert multi != raw and CODEC.decode(multi).value == CODEC.decode(raw).value
+    packed = lean().pack(multi)
+    assert packed is not None
+    fields = lean().fields(packed.payload)
+    assert fields["scores"] == p["scores"] and fields["segment"] == p["segment"]
+    assert same(fields, {k: p[k] for k in fields})
+
+
+def test_fields_of_a_damaged_head_are_a_codec_error() -> None:
+    packed = lean().pack(CODEC.encode(PREDICTION, prediction(model="churn")))
+    assert packed is not None
+    n = packed.payload[0] >> 1  # the head's length (one byte here), then the head
+    bad_utf8 = packed.payload.replace(b"\x0achurn", b"\x0a\xffhurn", 1)
+    assert bad_utf8 != packed.payload
+    cut = zigzag(n - 3) + packed.payload[1 : 1 + n - 3] + packed.payload[1 + n :]
+    for payload in (bad_utf8, cut):
+        with pytest.raises(CodecError):
+            lean().fields(payload)
 
 
 def test_bytes_of_another_schema_are_not_packed_and_other_labels_fall_back() -> None:
