@@ -8,8 +8,8 @@ Two latencies per record, in ms:
 
 A warm-up of ``warmup`` records goes through first and is waited for, so group joins
 and assignment are over before the paced phase starts. Then, with ``settle_s``, the
-first ``settle_s`` seconds of the paced phase run at the rate but are reported apart
-(``ramp``): when a quiet pipeline is suddenly fed at the full rate, its first second or
+first ``settle_s`` seconds of the paced phase run at the rate but are counted only in
+the whole run's figures: when a quiet pipeline is suddenly fed at the full rate, its first second or
 so is slower (librdkafka and broker buffers, batches growing to the rate), and in a run
 of a few seconds that start-up alone would set p99. The steady figures are those of
 the records sent after it; a run's whole distribution is in ``stamp_all``/``read_all``.
@@ -50,6 +50,7 @@ class Latency:
     stamp_all: tuple[float, float, float] = (float("nan"),) * 3
     """``stamp`` over every paced record, the settling ones included."""
     read_all: tuple[float, float, float] = (float("nan"),) * 3
+    """``read`` over every paced record, the settling ones included."""
 
 
 IDLE_S = 60.0

@@ -3,7 +3,9 @@ with no Driftline code, that reads labels and, per label, writes one record to a
 outputs topic and one to a changelog topic, batch by batch in a Kafka transaction
 with the batch's input offsets (the shape of the join's transaction, without its
 decoding, state, lanes or monitor). It runs in a process of its own and is measured by
-the same paced driver as the worker, so the difference is what the join adds."""
+the same paced driver as the worker, so the difference is what the join adds. With
+``per_partition`` it gives each input partition a transactional producer of its own,
+the way around librdkafka's one produce request per partition (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -27,8 +29,8 @@ def _loop(bootstrap: str, labels: str, outputs: str, changelog: str, group: str,
           per_partition: bool, stop: Any, ready: Any) -> None:  # fmt: skip
     """Consume ``labels``; per batch: begin, produce, deliver, send offsets, commit. With
     ``per_partition``, each input partition's records go through a transactional
-    producer of its own (so each transaction writes 2 partitions, not 12), and their
-    deliver, offsets and commit run at once, on a thread each."""
+    producer of its own (so each transaction writes 2 partitions instead of 2 per input
+    partition), and their deliver, offsets and commit run at once, on a thread each."""
     common = confluent_common(Settings(bootstrap_servers=bootstrap), "bench-plain-eos")
     consumer = Consumer(common | {
         "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
