@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,18 +136,16 @@ class Phases:
 
 def phase_totals(procs: list[WorkerProc]) -> dict[str, float]:
     """The workers' join transaction totals: seconds per phase, batches, records read."""
+    got: defaultdict[str, float] = defaultdict(float)
     labels = 'loop="join",phase="{}"'
-    got: dict[str, float] = {}
     for proc in procs:
         page = proc.scrape()
         for ph in PHASES:
-            x = proc.metric("driftline_transaction_seconds_sum", labels.format(ph), page)
-            got[ph] = got.get(ph, 0.0) + x
-        for k, name, lab in (
-            ("count", "driftline_transaction_seconds_count", labels.format("commit")),
-            ("records", "driftline_events_in_total", 'stage="join"'),
-        ):
-            got[k] = got.get(k, 0.0) + proc.metric(name, lab, page)
+            got[ph] += proc.metric("driftline_transaction_seconds_sum", labels.format(ph), page)
+        got["count"] += proc.metric(
+            "driftline_transaction_seconds_count", labels.format("commit"), page
+        )
+        got["records"] += proc.metric("driftline_events_in_total", 'stage="join"', page)
     return got
 
 

@@ -61,7 +61,7 @@ def _loop(bootstrap: str, labels: str, outputs: str, changelog: str, group: str,
         if not msgs:
             first = consumer.poll(0.05)
             msgs = [first, *consumer.consume(1_999, 0)] if first is not None else []
-        by: dict[int, list[Message]] = {}
+        by: dict[int, list[Message]] = {}  # producer -> its records
         for m in msgs:
             if m.error() is None:
                 by.setdefault(m.partition() if per_partition else 0, []).append(m)
@@ -73,14 +73,11 @@ def _loop(bootstrap: str, labels: str, outputs: str, changelog: str, group: str,
                 producer.produce(outputs, value + OUTPUT_PAD, key,
                                  **({"partition": part} if per_partition else {}))  # fmt: skip
                 producer.produce(changelog, value[:25], key, partition=part)
-        if not per_partition and by:
-            offsets = [tp for tp in consumer.position(consumer.assignment()) if tp.offset >= 0]
-            finish(0, offsets)
-        elif by:
-            ends = {p: [TopicPartition(labels, p, batch[-1].offset() + 1)]
-                    for p, batch in by.items()}  # fmt: skip
-            for f in [pool.submit(finish, p, offsets) for p, offsets in ends.items()]:
-                f.result()
+        ends = {p: {m.partition(): m.offset() + 1 for m in batch} for p, batch in by.items()}
+        jobs = [pool.submit(finish, p, [TopicPartition(labels, q, end) for q, end in e.items()])
+                for p, e in ends.items()]  # fmt: skip
+        for job in jobs:
+            job.result()
     pool.shutdown()
     consumer.close()
 
