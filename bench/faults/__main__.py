@@ -7,22 +7,26 @@ import sys
 from pathlib import Path
 
 from bench.faults.report import render
-from bench.faults.run import Options, run
+from bench.faults.run import QUICK_EVENTS, QUICK_RATE, Options, run
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.faults", description=__doc__)
-    ap.add_argument("--events", type=int, help="feature events (default 100000; --quick 9000)")
+    ap.add_argument(
+        "--events", type=int, help=f"feature events (default 100000; --quick {QUICK_EVENTS})"
+    )
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--partitions", type=int, default=4, help="data partitions")
-    ap.add_argument("--rate", type=float, help="feature events/s (default 300; --quick 150)")
+    ap.add_argument(
+        "--rate", type=float, help=f"feature events/s (default 300; --quick {QUICK_RATE:.0f})"
+    )
     ap.add_argument("--quick", action="store_true", help="the reduced size and schedule of CI")
     ap.add_argument("--no-faults", action="store_true", help="the same run without faults")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", type=Path, help="run in DIR and keep it (broker data, logs)")
     a = ap.parse_args(argv)
-    o = Options(events=a.events or (9000 if a.quick else 100_000), workers=a.workers,
-                partitions=a.partitions, rate=a.rate or (150.0 if a.quick else 300.0),
+    o = Options(events=a.events or (QUICK_EVENTS if a.quick else 100_000), workers=a.workers,
+                partitions=a.partitions, rate=a.rate or (QUICK_RATE if a.quick else 300.0),
                 quick=a.quick, faults=not a.no_faults, seed=a.seed, keep=a.keep)  # fmt: skip
     print(f"fault harness: {o.events} events, {o.workers} workers, {o.partitions} partitions, "
           f"{o.rate:.0f} events/s, {'quick' if o.quick else 'full'} schedule"

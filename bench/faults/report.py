@@ -20,6 +20,7 @@ def render(r: Run) -> str:
         lines.append(f"  {k:>2} {f.t:7.1f} {f.progress:8.1%}  {f.name():<26} {text:>12}  {last}")
     if not r.faults:
         lines.append("  (none: --no-faults)")
+    lines += [f"note: {n}" for n in r.notes]
     lines.append(f"worker exits the harness did not cause: {len(r.exits)}")
     lines += [f"  {e}" for e in r.exits]
     lines += ["", "verification (read_committed; 'uncommitted': what read_uncommitted sees)",
@@ -32,8 +33,8 @@ def render(r: Run) -> str:
     if res is not None:
         lines.append(f"order violations: {len(res.order_violations)}")
         lines += [f"  {v}" for v in res.order_violations[:10]]
-    if not r.complete:
-        lines.append(f"not every expected result arrived within {r.o.max_wait:.0f} s")
     lines.append(f"run time {r.seconds:.0f} s (from the first event to the verification)")
-    lines.append("RESULT: PASS" if r.ok else f"RESULT: FAIL (logs: {r.run_dir})")
+    problems = r.problems()
+    lines += [f"problem: {p}" for p in problems]
+    lines.append(f"RESULT: FAIL (logs: {r.run_dir})" if problems else "RESULT: PASS")
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from confluent_kafka import Producer
 
 from bench.faults.broker import Broker
 from bench.faults.verify import Result, verify
-from bench.faults.watch import Probe, Watcher
+from bench.faults.watch import QUIET, Probe, Watcher
 from bench.faults.workers import Supervisor, Worker
 from bench.faults.workload import LABEL_LAG, make_truth, setup, steps
 from driftline.kafka.clients import producer_config
@@ -39,6 +39,14 @@ class Fault:
                 "stop": f"SIGSTOP w{self.target} {self.seconds:.0f}s"}[self.kind]  # fmt: skip
 
 
+# --quick (CI): 100 s of events. A broker restart takes 15-28 s on 2 cores (the
+# restarted broker's registration waits out the killed one's 9 s session, with backoff),
+# and each fault after it waits up to 8 s for the earlier ones to recover. With 60 s of
+# events, the last fault fired at 98% of the events: a slower machine pushed it past
+# the last feature event, where its recovery cannot be seen.
+QUICK_EVENTS, QUICK_RATE = 15_000, 150.0
+
+
 @dataclass
 class Options:
     events: int = 100_000
@@ -50,6 +58,18 @@ class Options:
     seed: int = 1
     keep: Path | None = None
     max_wait: float = 240.0  # for the last results, after the last event (quick: 120)
+
+    @property
+    def wait(self) -> float:
+        return min(self.max_wait, 120.0) if self.quick else self.max_wait
+
+
+# Faults are scheduled between FIRST_AT and LAST_SCHEDULED of the feature events, and
+# fire only while at least 1 - LAST_AT of them are still to come, so that a recovery
+# can be seen on every partition. The gap leaves room for the waits on recovery (at
+# most the cap, 8 s quick or 30 s full, and a broker restart). A fault still held back
+# at LAST_AT is reported as not fired, and the run fails.
+FIRST_AT, LAST_SCHEDULED, LAST_AT = 0.2, 0.7, 0.92
 
 
 def schedule(o: Options) -> list[Fault]:
@@ -63,28 +83,47 @@ def schedule(o: Options) -> list[Fault]:
     # the stop comes first, so that its SIGCONT falls well before the last event
     stop = Fault(0, "stop", rng.randrange(o.workers), 12.0 if o.quick else rng.uniform(30, 60))
     todo.insert(0, stop)
-    hi = 0.85
     for k, f in enumerate(todo):
-        f.at = 0.2 + (hi - 0.2) * k / max(1, len(todo) - 1)
+        f.at = FIRST_AT + (LAST_SCHEDULED - FIRST_AT) * k / max(1, len(todo) - 1)
     return todo
 
 
 @dataclass
 class Run:
     o: Options
-    faults: list[Fault] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)  # fired, in order
+    unfired: list[Fault] = field(default_factory=list)
+    broker_errors: list[str] = field(default_factory=list)  # a restart that failed
+    notes: list[str] = field(default_factory=list)
     exits: list[str] = field(default_factory=list)
     result: Result | None = None
     complete: bool = False
     seconds: float = 0.0
     run_dir: Path = Path()
 
+    def problems(self) -> list[str]:
+        """Why the run failed, one line per reason; empty when it passed."""
+        out = [f"{f.name()} did not fire: the earlier faults had not recovered by "
+               f"{LAST_AT:.0%} of the events" for f in self.unfired]  # fmt: skip
+        out += [f"{f.name()} at {f.t:.1f} s did not recover" for f in self.faults
+                if f.probe is None or f.probe.recovered_s is None]  # fmt: skip
+        if not self.complete:
+            out.append(f"not every expected result arrived within {self.o.wait:.0f} s "
+                       "of the last event")  # fmt: skip
+        if self.result is None:
+            out.append("no verification: the run stopped before it")
+            return out
+        for row in self.result.rows:
+            if row.bad:
+                out.append(f"{row.kind}: {row.got} of {row.expected}, {row.lost} lost, "
+                           f"{row.duplicated} duplicated, {row.unexpected} unexpected")  # fmt: skip
+        if self.result.order_violations:
+            out.append(f"{len(self.result.order_violations)} order violations")
+        return out
+
     @property
     def ok(self) -> bool:
-        recovered = all(
-            f.probe is not None and f.probe.recovered_s is not None for f in self.faults
-        )
-        return self.result is not None and self.result.ok and self.complete and recovered
+        return not self.problems()
 
 
 def run(o: Options) -> Run:
@@ -122,7 +161,7 @@ def run(o: Options) -> Run:
             f"  {time.monotonic() - t_start:7.1f}s all events produced; waiting for the results",
             flush=True,
         )
-        deadline = time.monotonic() + (min(o.max_wait, 120) if o.quick else o.max_wait)
+        deadline = time.monotonic() + o.wait
         while not (complete := watcher.complete(expected)) and time.monotonic() < deadline:
             time.sleep(1)
         r.complete = complete
@@ -149,21 +188,20 @@ def run(o: Options) -> Run:
 def _produce(r: Run, s: Settings, truth, sup: Supervisor, broker: Broker, watcher: Watcher,
              t_start: float) -> None:  # fmt: skip
     """Produce the workload at ``rate`` events/s and fire the faults on the way; a fault
-    waits (while production goes on) until the earlier ones have recovered."""
+    waits (while production goes on) until the earlier ones have recovered, for ``cap``
+    s at most, and until a broker restart is done."""
     o = r.o
     failed: list[str] = []
-    conf = producer_config(s, "faults-load")
+    conf = producer_config(s, "faults-load", log_level=QUIET)
     conf["on_delivery"] = lambda e, _m: e and failed.append(str(e))
     p = Producer(conf)
     todo, fired = list(r.faults), []
     cont: tuple[float, Fault] | None = None  # when to SIGCONT, and the Fault to record
-    bg: threading.Thread | None = None
+    bg: threading.Thread | None = None  # a broker restart at work
 
     def fire(f: Fault, n: int) -> None:
         nonlocal bg, cont
-        if bg is not None:
-            bg.join()
-        bg = _fire(r, f, sup, broker, watcher, n, t_start)
+        bg = _fire(r, f, sup, broker, watcher, n, t_start) or bg
         fired.append(f)
         if f.kind == "stop":
             cont = (time.monotonic() + f.seconds, Fault(f.at, "cont", f.target))
@@ -175,14 +213,17 @@ def _produce(r: Run, s: Settings, truth, sup: Supervisor, broker: Broker, watche
     for n, batch in enumerate(steps(truth, o.seed)):
         if cont is not None and time.monotonic() >= cont[0]:
             fire(cont[1], n)
-        if todo and n >= todo[0].at * o.events:
-            # the next fault waits (production goes on) until the earlier ones have
-            # recovered and a SIGSTOPped worker had its SIGCONT, for ``cap`` s at most
+        if todo and n >= todo[0].at * o.events and n < LAST_AT * o.events:
             if waiting_since is None:
                 waiting_since = time.monotonic()
             recovered = all(f.probe is not None and f.probe.recovered_s is not None
                             for f in fired)  # fmt: skip
-            if cont is None and (recovered or time.monotonic() - waiting_since > cap):
+            restarting = bg is not None and bg.is_alive()
+            if (
+                cont is None
+                and not restarting
+                and (recovered or time.monotonic() - waiting_since > cap)
+            ):
                 fire(todo.pop(0), n)
                 waiting_since = None
         for topic, key, value in batch:
@@ -202,7 +243,9 @@ def _produce(r: Run, s: Settings, truth, sup: Supervisor, broker: Broker, watche
         fire(cont[1], n)
     if bg is not None:
         bg.join()
-    r.faults = fired
+    r.faults, r.unfired = fired, todo
+    if r.broker_errors:
+        raise RuntimeError(f"the broker did not come back: {'; '.join(r.broker_errors)}")
     if p.flush(300) != 0 or failed:
         raise RuntimeError(f"the workload was not delivered: {failed[:3]}")
 
@@ -224,7 +267,25 @@ def _fire(r: Run, f: Fault, sup: Supervisor, broker: Broker, watcher: Watcher, n
         sup.workers[f.target].signal(signal.SIGCONT)
     elif f.kind == "broker":
         broker.kill()
-        t = threading.Thread(target=broker.up, daemon=True)
+        t = threading.Thread(target=_restart, args=(r, broker), daemon=True)
         t.start()
         return t
     return None
+
+
+def _restart(r: Run, broker: Broker) -> None:
+    """Bring the killed broker back on its port and data, in up to three tries (a
+    client's reconnect can hold the port for a moment). This runs in a thread, where an
+    exception would vanish: a failed try goes into the report's notes, and three
+    failed tries into ``broker_errors``, which stops the run."""
+    errors = []
+    for attempt in range(1, 4):
+        try:
+            broker.up()
+        except Exception as e:  # recorded; the producing thread raises it
+            errors.append(f"try {attempt}: {e}")
+            time.sleep(2)
+        else:
+            r.notes += [f"broker restart {e}" for e in errors]
+            return
+    r.broker_errors = errors

@@ -74,6 +74,10 @@ class Row:
     unexpected: int = 0
     uncommitted: int = 0
 
+    @property
+    def bad(self) -> bool:
+        return bool(self.lost or self.duplicated or self.unexpected or self.got != self.expected)
+
 
 @dataclass
 class Result:
@@ -82,8 +86,7 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        bad = any(r.lost or r.duplicated or r.unexpected or r.got != r.expected for r in self.rows)
-        return not bad and not self.order_violations
+        return not any(r.bad for r in self.rows) and not self.order_violations
 
 
 def order(topics: dict[str, list[tuple[int, int, bytes, dict[str, Any]]]]) -> list[str]:

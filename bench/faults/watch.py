@@ -16,6 +16,11 @@ from driftline.core.codec import default_codec
 from driftline.kafka.clients import consumer_config
 from driftline.settings import Settings
 
+# librdkafka's log level for the harness's own clients: errors and below are left out,
+# because the harness kills the broker on purpose and each client would print every
+# refused reconnect while it is away (the report says whether the broker came back).
+QUIET = 2
+
 
 @dataclass
 class Probe:
@@ -65,7 +70,8 @@ class Watcher:
 
     def _run(self) -> None:
         codec = default_codec()
-        c = Consumer(consumer_config(self.s, "faults-watch", f"faults-watch-{uuid.uuid4().hex[:8]}",
+        group = f"faults-watch-{uuid.uuid4().hex[:8]}"
+        c = Consumer(consumer_config(self.s, "faults-watch", group, log_level=QUIET,
                                      **{"enable.auto.commit": False}))  # fmt: skip
         meta = c.list_topics(timeout=30).topics
         c.assign([TopicPartition(t, p, OFFSET_BEGINNING)

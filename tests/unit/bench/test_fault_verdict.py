@@ -1,0 +1,73 @@
+"""The fault harness's verdict (bench/faults/run.py, Run.problems) without a broker: every
+way a run can fail gives a line that says what went wrong, and the report ends with it."""
+
+from __future__ import annotations
+
+from bench.faults.report import render
+from bench.faults.run import LAST_AT, LAST_SCHEDULED, Fault, Options, Run, schedule
+from bench.faults.verify import Result, Row
+from bench.faults.watch import Probe
+
+
+def passed_run() -> Run:
+    o = Options(events=1000, quick=True)
+    faults = schedule(o)
+    for k, f in enumerate(faults):
+        f.t, f.probe = 10.0 * k, Probe(0.0, 0, 0, recovered_s=3.0)
+    rows = [Row("prediction", 1000, 1000), Row("outcome", 800, 800)]
+    return Run(o, faults=faults, result=Result(rows), complete=True, seconds=60.0)
+
+
+def test_a_clean_run_passes() -> None:
+    r = passed_run()
+    assert r.problems() == []
+    assert r.ok
+    assert render(r).splitlines()[-1] == "RESULT: PASS"
+
+
+def test_each_failure_is_named() -> None:
+    r = passed_run()
+    r.unfired = [r.faults.pop()]
+    assert r.faults[1].probe is not None
+    r.faults[1].probe.recovered_s = None
+    r.complete = False
+    assert r.result is not None
+    r.result.rows[1] = Row("outcome", 800, 799, lost=2, duplicated=1)
+    r.result.order_violations = ["outcomes/0 offset 5: label time 2 before 1"]
+    problems = r.problems()
+    assert problems == [
+        f"{r.unfired[0].name()} did not fire: the earlier faults had not recovered by 92% "
+        "of the events",
+        f"{r.faults[1].name()} at 10.0 s did not recover",
+        "not every expected result arrived within 120 s of the last event",
+        "outcome: 799 of 800, 2 lost, 1 duplicated, 0 unexpected",
+        "1 order violations",
+    ]
+    assert not r.ok
+    lines = render(r).splitlines()
+    assert lines[-1].startswith("RESULT: FAIL (logs: ")
+    assert lines[-1 - len(problems) : -1] == [f"problem: {p}" for p in problems]
+
+
+def test_no_verification_is_a_failure() -> None:
+    r = passed_run()
+    r.result = None
+    assert r.problems() == ["no verification: the run stopped before it"]
+
+
+def test_a_retried_broker_restart_is_a_note_not_a_failure() -> None:
+    r = passed_run()
+    r.notes.append("broker restart try 1: broker.sh up failed with exit code 1")
+    assert r.ok
+    assert "note: broker restart try 1: broker.sh up failed with exit code 1" in render(r)
+
+
+def test_the_quick_schedule_fires_the_stop_first_and_every_kind() -> None:
+    faults = schedule(Options(events=1000, quick=True))
+    assert faults[0].kind == "stop"
+    assert {f.kind for f in faults} == {"stop", "kill", "burst", "broker"}
+    assert [f.at for f in faults] == sorted(f.at for f in faults)
+    assert faults[0].at == 0.2 and faults[-1].at == LAST_SCHEDULED
+    # room for the last fault's waits (8 s quick) before faults stop firing
+    assert (LAST_AT - LAST_SCHEDULED) * 100 > 8 + 5
+    assert Fault(0.5, "kill", 1).name() == "SIGKILL w1"
