@@ -49,6 +49,13 @@ TRANSACTION_SECONDS = Histogram(
     ["loop", "phase"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
 )
+TRANSACTIONS_RETRIED = Counter(
+    "driftline_transactions_retried_total",
+    "Batches whose transaction was given up and the batch read again, by loop and why: "
+    "aborted (an error that needs an abort), fenced (the producer was replaced), stuck "
+    "(send_offsets_to_transaction hung past its timeout; the producer was replaced).",
+    ["loop", "why"],
+)
 MODEL_METRIC = Gauge(
     "driftline_model_metric",
     "Rolling metric of a served model version over a window.",

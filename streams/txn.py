@@ -17,12 +17,23 @@ away or the process was paused) and fenced the producer: the loop then replaces 
 producer (same transactional id, so ``init_transactions`` fences any other holder)
 and reads the batch again; the local state never saw the batch. Only repeated renewals
 (another live process with the same id) end the thread, and so the worker.
+
+``send_offsets_to_transaction`` does not keep its timeout: after a hard broker restart
+it blocked every loop of both workers of the fault harness for good (librdkafka 2.16;
+its coordinator request is never timed out, librdkafka #5456, and a coordinator
+cached from before the restart is waited for forever, #5511). The loops therefore
+make that call on a helper thread and stop waiting after :data:`STUCK_S`: the
+producer is then replaced like a fenced one (the new one's ``init_transactions``
+fences the stuck one's transaction), and so is every other lane's, which would hang
+the same way on its next batch; the batch is read again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import queue
+import threading
 import time
 import uuid
 from collections import deque
@@ -41,6 +52,9 @@ log = logging.getLogger(__name__)
 TIMEOUT_S = 10.0
 RETRY_BUDGET_S = 30.0
 RENEWALS_PER_MINUTE = 5
+STUCK_S = TIMEOUT_S + 5.0
+"""How long a loop waits for a ``send_offsets_to_transaction(..., TIMEOUT_S)`` that
+should have returned after TIMEOUT_S before it gives the producer up (see above)."""
 
 # consume() reports these while a broker is away; librdkafka reconnects on its own
 _TRANSIENT = {
@@ -61,6 +75,44 @@ _TRANSIENT = {
 
 class Undelivered(KafkaError):
     """A batch's records were not delivered in time: abort the batch and read it again."""
+
+
+class Stuck(KafkaError):
+    """A librdkafka call did not return long after its own timeout: replace the producer
+    and read the batch again."""
+
+
+_Call = tuple[Callable[[], None], threading.Event, list[BaseException]]
+
+
+class Helper:
+    """A daemon thread that makes calls for another thread, which can stop waiting for
+    one that hangs. A helper whose call hung is dropped (its thread stays blocked in
+    that call; being a daemon, it does not hold up the process's exit)."""
+
+    def __init__(self, name: str) -> None:
+        self.calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name=name, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            call, done, raised = self.calls.get()
+            try:
+                call()
+            except BaseException as exc:  # handed to the waiting thread
+                raised.append(exc)
+            done.set()
+
+    def call(self, fn: Callable[[], None], timeout_s: float) -> bool:
+        """``fn()`` on the helper thread; False if it has not returned in ``timeout_s``.
+        What ``fn`` raises is raised here."""
+        done, raised = threading.Event(), list[BaseException]()
+        self.calls.put((fn, done, raised))
+        if not done.wait(timeout_s):
+            return False
+        if raised:
+            raise raised[0]
+        return True
 
 
 def transactional_id(settings: Settings, group_id: str) -> str:
@@ -202,6 +254,7 @@ class Transactions:
         """Batches aborted and processed again (broker restarts, rebalances, pauses)."""
         self.renewed: deque[float] = deque(maxlen=RENEWALS_PER_MINUTE)
         """When the producer was last replaced (monotonic seconds)."""
+        self.helper = Helper(f"{name}-offsets")
 
     @classmethod
     def for_loop(cls, settings: Settings, role: str, group_id: str, consumer: Consumer,
@@ -256,27 +309,36 @@ class Transactions:
             self.deliver()
             t2 = time.perf_counter()
             if offsets:
-                self._retry(
-                    lambda: self.producer.send_offsets_to_transaction(
-                        offsets, self.consumer.consumer_group_metadata(), TIMEOUT_S
-                    )
-                )
+                self._retry(lambda: self._send_offsets(offsets))
             t3 = time.perf_counter()
             self._retry(lambda: self.producer.commit_transaction(TIMEOUT_S))
             if msgs:
                 self._observe(t0, t1, t2, t3, time.perf_counter())
             return True
+        except Stuck as exc:
+            self._renew(str(exc), every_lane=True)
+            why = "stuck"
         except (KafkaException, Undelivered) as exc:
-            self._abort(exc)
+            why = self._abort(exc)
         finally:
             self.lane = (self.lane + 1) % len(self.producers)
         self.aborted += 1
+        m.TRANSACTIONS_RETRIED.labels(self.name, why).inc()
         for (t, p), (first, _) in span.items():
             try:
                 self.consumer.seek(TopicPartition(t, p, first))
             except KafkaException:  # no longer ours: the rebalance under way moves it
                 log.info("%s: %s[%d] not rewound: no longer assigned", self.name, t, p)
         return False
+
+    def _send_offsets(self, offsets: list[TopicPartition]) -> None:
+        """The batch's offsets into its transaction, waiting :data:`STUCK_S` at most."""
+        producer, meta = self.producer, self.consumer.consumer_group_metadata()
+        call = lambda: producer.send_offsets_to_transaction(offsets, meta, TIMEOUT_S)  # noqa: E731
+        if not self.helper.call(call, STUCK_S):
+            self.helper = Helper(f"{self.name}-offsets")
+            raise Stuck(f"{self.name}: send_offsets_to_transaction did not return in "
+                        f"{STUCK_S:.0f} s (its timeout is {TIMEOUT_S:.0f} s)")  # fmt: skip
 
     def deliver(self) -> None:
         """Wait until the batch's records are written (serving their delivery
@@ -302,21 +364,27 @@ class Transactions:
             return []
         return [tp for tp in self.consumer.position(assigned) if tp.offset >= 0]
 
-    def _abort(self, exc: Exception) -> None:
+    def _abort(self, exc: Exception) -> str:
+        """Abort the batch's transaction, or replace a producer that cannot: returns
+        "aborted" or "fenced"."""
         err = exc.args[0] if isinstance(exc, KafkaException) else None
         what = err.str() if err is not None else str(exc)
         if err is not None and err.fatal():
             self._renew(what)
-            return
+            return "fenced"
         log.warning("%s: aborting the batch's transaction (%s); reading it again",
                     self.name, what)  # fmt: skip
         try:
             self._retry(lambda: self.producer.abort_transaction(TIMEOUT_S))
         except KafkaException as abort_exc:
             self._renew(f"{what}; abort failed: {abort_exc.args[0].str()}")
+            return "fenced"
+        return "aborted"
 
-    def _renew(self, why: str) -> None:
-        """Replace a fenced or broken producer; too many renewals end the thread."""
+    def _renew(self, why: str, every_lane: bool = False) -> None:
+        """Replace a fenced or broken producer (with ``every_lane``, every lane's: a
+        stuck producer's lanes share its stale view of the coordinators); too many
+        renewals end the thread."""
         now = time.monotonic()
         if len(self.renewed) == RENEWALS_PER_MINUTE and now - self.renewed[0] < 60:
             raise KafkaError(
@@ -324,12 +392,13 @@ class Transactions:
                 f"minute (another live worker with the same instance id?): {why}"
             )
         self.renewed.append(now)
-        log.warning("%s: replacing the transactional producer (%s); reading the batch again",
-                    self.name, why)  # fmt: skip
-        with contextlib.suppress(Exception):  # a broken producer may refuse; dropped anyway
-            self.producer.purge(in_queue=True, in_flight=True)
-        self.producers[self.lane] = producer = self.make_producer(self.lane)
-        self._retry(lambda: producer.init_transactions(TIMEOUT_S))
+        log.warning("%s: replacing the transactional producer%s (%s); reading the batch again",
+                    self.name, "s of every lane" if every_lane else "", why)  # fmt: skip
+        for lane in range(len(self.producers)) if every_lane else [self.lane]:
+            with contextlib.suppress(Exception):  # a broken producer may refuse; dropped anyway
+                self.producers[lane].purge(in_queue=True, in_flight=True)
+            self.producers[lane] = producer = self.make_producer(lane)
+            self._retry(lambda p=producer: p.init_transactions(TIMEOUT_S))  # type: ignore[misc]
 
     def _retry(self, call: Callable[[], None], budget_s: float = RETRY_BUDGET_S) -> None:
         """``call()``, again while it fails with a retriable error, for up to ``budget_s``."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,10 +32,11 @@ from driftline.core.modelconfig import ModelsConfig
 from driftline.settings import Settings
 from driftline.streams import join as join_module
 from driftline.streams import monitor
+from driftline.streams import txn as txn_module
 from driftline.streams.app import create_app
 from driftline.streams.join import JoinLoop
 from driftline.streams.joinstore import MemoryStore, RocksStore, Store
-from driftline.streams.txn import Transactions
+from driftline.streams.txn import Helper, Transactions
 from tests.unit.core.examples import label, prediction
 
 CODEC = default_codec()
@@ -393,6 +395,66 @@ def test_each_batch_transaction_reports_the_time_of_its_phases() -> None:
     assert not txn.run([msg], lambda: None)  # type: ignore[list-item]
     assert txn.run([], lambda: None)  # a sweep: fenced by the positions, not observed
     assert count("commit") == 1 and len(producer.offsets) == 3
+
+
+def test_a_hung_send_offsets_replaces_the_producer_and_the_batch_is_read_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """librdkafka's send_offsets_to_transaction can block for good after a broker restart
+    (#5456, #5511; seen in the fault harness): the loop stops waiting after STUCK_S,
+    replaces the producer (whose init_transactions fences the stuck one) and rewinds
+    the batch, which then commits on the new producer."""
+    from prometheus_client import REGISTRY
+
+    monkeypatch.setattr(txn_module, "STUCK_S", 0.2)
+    release = threading.Event()
+
+    class Hanging(FakeProducer):
+        def send_offsets_to_transaction(self, offsets: Any, meta: Any, timeout: float) -> None:
+            release.wait(30)
+
+    made: list[FakeProducer] = []
+
+    def make(lane: int) -> FakeProducer:
+        made.append(Hanging() if len(made) < 2 else FakeProducer())
+        return made[-1]
+
+    consumer = FakeConsumer()
+    txn = Transactions(make, consumer, "t-stuck")  # type: ignore[arg-type]
+    txn.init()
+    msg = Msg("t.labels", PART, 5, KEY, L)
+    t0 = time.monotonic()
+    assert not txn.run([msg], lambda: txn.produce("t.out", b"v", KEY, []))  # type: ignore[list-item]
+    assert time.monotonic() - t0 < 5
+    # every lane's producer is replaced: the other lane's would hang on its next batch
+    assert len(made) == 4 and txn.producers == made[2:]
+    assert [p.inits for p in made] == [1, 1, 1, 1] and len(txn.renewed) == 1
+    assert consumer.seeks == [("t.labels", PART, 5)] and made[0].committed == []
+    retried = REGISTRY.get_sample_value(
+        "driftline_transactions_retried_total", {"loop": "t-stuck", "why": "stuck"}
+    )
+    assert retried == 1
+    for offset in (5, 6):  # on both new lanes, in turn
+        m = Msg("t.labels", PART, offset, KEY, L)
+        assert txn.run([m], lambda: txn.produce("t.out", b"v", KEY, []))  # type: ignore[list-item]
+    assert [[tp.offset for tp in o] for p in made[2:] for o in p.offsets] == [[7], [6]]
+    release.set()
+
+
+def test_the_helper_raises_what_its_call_raised_and_gives_up_on_a_hung_one() -> None:
+    helper = Helper("t-helper")
+    err = KafkaException(CKafkaError(CKafkaError._TIMED_OUT, "test: retriable", retriable=True))
+
+    def fail() -> None:
+        raise err
+
+    with pytest.raises(KafkaException) as got:
+        helper.call(fail, 5)
+    assert got.value is err
+    assert helper.call(lambda: None, 5) is True
+    release = threading.Event()
+    assert helper.call(lambda: release.wait(30) and None, 0.1) is False
+    release.set()
 
 
 def test_an_aborted_sweep_leaves_the_entry_due(rig: Rig) -> None:
