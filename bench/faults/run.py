@@ -57,6 +57,7 @@ class Options:
     faults: bool = True
     seed: int = 1
     keep: Path | None = None
+    only: str | None = None  # one fault of this kind (ONLY) instead of the schedule
     max_wait: float = 240.0  # for the last results, after the last event (quick: 120)
 
     @property
@@ -72,10 +73,18 @@ class Options:
 FIRST_AT, LAST_SCHEDULED, LAST_AT = 0.2, 0.7, 0.92
 
 
+ONLY = ("kill", "burst", "broker", "stop")
+"""The kinds ``Options.only`` takes: one fault of that kind, at 30% of the events."""
+
+
 def schedule(o: Options) -> list[Fault]:
     if not o.faults:
         return []
     rng = random.Random(o.seed)
+    if o.only is not None:
+        if o.only not in ONLY:
+            raise ValueError(f"unknown fault kind {o.only!r}: one of {', '.join(ONLY)}")
+        return [Fault(0.3, o.only, 0, 12.0 if o.only == "stop" else 0.0)]
     kills = 1 if o.quick else 3
     todo = [Fault(0, "kill", w) for w in range(o.workers) for _ in range(kills)]
     todo += [Fault(0, "burst"), Fault(0, "broker")]

@@ -3,6 +3,8 @@ way a run can fail gives a line that says what went wrong, and the report ends w
 
 from __future__ import annotations
 
+import pytest
+
 from bench.faults.report import render
 from bench.faults.run import LAST_AT, LAST_SCHEDULED, Fault, Options, Run, schedule
 from bench.faults.verify import Result, Row
@@ -71,3 +73,12 @@ def test_the_quick_schedule_fires_the_stop_first_and_every_kind() -> None:
     # room for the last fault's waits (8 s quick) before faults stop firing
     assert (LAST_AT - LAST_SCHEDULED) * 100 > 8 + 5
     assert Fault(0.5, "kill", 1).name() == "SIGKILL w1"
+
+
+def test_only_one_fault_of_a_kind() -> None:
+    for kind in ("kill", "burst", "broker", "stop"):
+        faults = schedule(Options(events=1000, quick=True, only=kind))
+        assert [(f.kind, f.at) for f in faults] == [(kind, 0.3)]
+    assert schedule(Options(quick=True, only="stop"))[0].seconds == 12.0
+    with pytest.raises(ValueError, match="unknown fault kind 'reboot'"):
+        schedule(Options(only="reboot"))
