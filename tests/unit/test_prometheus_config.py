@@ -116,6 +116,10 @@ tests:
         values: '0 1 1'
       - series: 'driftline_dead_letters_total{{stage="validate", reason="type_mismatch"}}'
         values: '0+120x20'
+      - series: 'driftline_transactions_retried_total{{loop="join", why="stuck", instance="w:6066"}}'
+        values: '0 0 1 1 1'
+      - series: 'driftline_transactions_retried_total{{loop="scorer", why="aborted", instance="w:6066"}}'
+        values: '0 3 6 9 12'
     alert_rule_test:
       - eval_time: 3m
         alertname: DriftlineDriftDetected
@@ -158,6 +162,16 @@ tests:
             exp_annotations:
               summary: "Events are being dead-lettered (type_mismatch)"
               description: "More than 1 event/s went to the dead-letter topic with reason type_mismatch over 5 minutes."
+      - eval_time: 3m
+        alertname: DriftlineTransactionStuck
+        exp_alerts:
+          - exp_labels: {{severity: warning, loop: join}}
+            exp_annotations:
+              summary: "The join loop gave up a hung Kafka transaction call"
+              description: "send_offsets_to_transaction did not return within 15 s (librdkafka, most often after a broker restart): the loop replaced its transactional producers and read the batch again. If this repeats, check the brokers' health and the worker's log."
+      - eval_time: 1m
+        alertname: DriftlineTransactionStuck
+        exp_alerts: []
 """  # noqa: E501
 
 
