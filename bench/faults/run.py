@@ -39,11 +39,11 @@ class Fault:
                 "stop": f"SIGSTOP w{self.target} {self.seconds:.0f}s"}[self.kind]  # fmt: skip
 
 
-# --quick (CI): 100 s of events. A broker restart takes 15-28 s on 2 cores (the
-# restarted broker's registration waits out the killed one's 9 s session, with backoff),
-# and each fault after it waits up to 8 s for the earlier ones to recover. With 60 s of
-# events, the last fault fired at 98% of the events: a slower machine pushed it past
-# the last feature event, where its recovery cannot be seen.
+# --quick (CI): 100 s of events. A broker restart takes ~15 s on 2 cores (15.1-15.8 s
+# seen: the restarted broker's registration waits out the killed one's 9 s session,
+# with backoff), and each fault after it waits up to 8 s for the earlier ones to
+# recover. With 60 s of events, the last fault fired at 98% of the events: a slower
+# machine pushed it past the last feature event, where its recovery cannot be seen.
 QUICK_EVENTS, QUICK_RATE = 15_000, 150.0
 
 
