@@ -335,38 +335,58 @@ class JoinLoop:
 
     def restore(self, partitions: Iterable[int], timeout_s: float = 300.0) -> int:
         """Bring the store of ``partitions`` up to the changelog's committed end;
-        returns how many records were read."""
+        returns how many records were read.
+
+        The end is the high watermark when the partitions are assigned, not the first
+        end of partition a read_committed reader meets: that one is the last stable
+        offset, which stops short of a transaction still open. The previous owner's
+        last transaction can still be open here (its offsets were accepted before the
+        group moved on, its commit markers not yet written) and then commit, offsets
+        included: a restore that stopped at the LSO lost that batch's entries while the
+        input moved past it. So the restore waits until that transaction is resolved,
+        committed or aborted (at most the transaction timeout, for one left open by a
+        dead producer)."""
         parts = sorted(partitions)
         if not parts:
             return 0
         log.info("join: restoring partitions %s of %s", parts, self.changelog)
-        c = Consumer(consumer_config(self.settings, "join-restore", f"{self.group_id}-restore",
-                                     **{"enable.auto.commit": False,
-                                        "enable.partition.eof": True}))  # fmt: skip
+        group, no_commit = f"{self.group_id}-restore", {"enable.auto.commit": False}
+        c = Consumer(consumer_config(self.settings, "join-restore", group,
+                                     **no_commit, **{"enable.partition.eof": True}))  # fmt: skip
+        # a read_committed consumer's watermark query answers the LSO, not the HW
+        uncommitted = {"isolation.level": "read_uncommitted"}
+        hw = Consumer(consumer_config(self.settings, "join-restore", group,
+                                      **no_commit, **uncommitted))  # fmt: skip
         try:
             todo: list[TopicPartition] = []
+            until: dict[int, int] = {}
             deadline = time.monotonic() + timeout_s
             for p in parts:
-                lo, hi = watermarks(c, TopicPartition(self.changelog, p), deadline)
+                lo, hi = watermarks(hw, TopicPartition(self.changelog, p), deadline)
                 start = self.store.next_offset(p)
                 if start < lo or start > hi:  # compacted or deleted past what we hold
                     self.store.reset(p)
                     start = lo
                 if start < hi:
                     todo.append(TopicPartition(self.changelog, p, start))
+                    until[p] = hi
             if not todo:
                 return 0
-            return self._read_changelog(c, todo, time.monotonic() + timeout_s)
+            return self._read_changelog(c, todo, until, time.monotonic() + timeout_s)
         finally:
+            hw.close()
             c.close()
 
-    def _read_changelog(self, c: Consumer, todo: list[TopicPartition], deadline: float) -> int:
+    def _read_changelog(self, c: Consumer, todo: list[TopicPartition], until: dict[int, int],
+                        deadline: float) -> int:  # fmt: skip
+        """Read ``todo`` into the store until each partition's end reaches ``until``."""
         c.assign(todo)
         left = {tp.partition for tp in todo}
         n = 0
         while left:
             if time.monotonic() > deadline:
-                raise KafkaError(f"join: changelog restore of partitions {sorted(left)} timed out")
+                raise KafkaError(f"join: changelog restore of partitions {sorted(left)} timed out"
+                                 f" (ends {[until[p] for p in sorted(left)]})")  # fmt: skip
             changes: dict[int, dict[bytes, bytes | None]] = {}
             ends: dict[int, int] = {}
             for msg in c.consume(5_000, 0.5):
@@ -374,8 +394,10 @@ class JoinLoop:
                 err = msg.error()
                 if err is not None:
                     if err.code() == CKafkaError._PARTITION_EOF:
-                        left.discard(p)
-                        ends[p] = max(ends.get(p, 0), msg.offset() or 0)
+                        end = msg.offset() or 0
+                        ends[p] = max(ends.get(p, 0), end)
+                        if end >= until[p]:  # else: a transaction is still open below it
+                            left.discard(p)
                     elif usable(msg):  # raises unless transient
                         pass
                     continue

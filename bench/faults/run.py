@@ -124,8 +124,10 @@ class Run:
             return out
         for row in self.result.rows:
             if row.bad:
+                keys = f" (lost: {' '.join(row.lost_keys)})" if row.lost_keys else ""
                 out.append(f"{row.kind}: {row.got} of {row.expected}, {row.lost} lost, "
-                           f"{row.duplicated} duplicated, {row.unexpected} unexpected")  # fmt: skip
+                           f"{row.duplicated} duplicated, {row.unexpected} unexpected"
+                           f"{keys}")  # fmt: skip
         if self.result.order_violations:
             out.append(f"{len(self.result.order_violations)} order violations")
         return out
@@ -188,7 +190,8 @@ def run(o: Options) -> Run:
             watcher.stop()
         if sup is not None:
             sup.stop()
-        broker.down(purge=o.keep is None)
+        # a failed run keeps its broker's data, to read what went wrong
+        broker.down(purge=o.keep is None and r.ok)
     if r.ok and o.keep is None:
         shutil.rmtree(r.run_dir, ignore_errors=True)
     return r

@@ -73,6 +73,7 @@ class Row:
     duplicated: int = 0
     unexpected: int = 0
     uncommitted: int = 0
+    lost_keys: list[str] = field(default_factory=list)  # the first few, for the report
 
     @property
     def bad(self) -> bool:
@@ -131,6 +132,8 @@ def verify(s: Settings, expected: dict[str, Counter[str]]) -> Result:
         for k, n in exp.items():
             row.lost += max(0, n - g[k])
             row.duplicated += max(0, g[k] - n)
+            if g[k] < n and len(row.lost_keys) < 10:
+                row.lost_keys.append(k)
         row.unexpected = sum(n for k, n in g.items() if k not in exp)
         res.rows.append(row)
     res.order_violations = order(committed)

@@ -34,7 +34,7 @@ def test_each_failure_is_named() -> None:
     r.faults[1].probe.recovered_s = None
     r.complete = False
     assert r.result is not None
-    r.result.rows[1] = Row("outcome", 800, 799, lost=2, duplicated=1)
+    r.result.rows[1] = Row("outcome", 800, 799, lost=2, duplicated=1, lost_keys=["e7", "e9"])
     r.result.order_violations = ["outcomes/0 offset 5: label time 2 before 1"]
     problems = r.problems()
     assert problems == [
@@ -42,7 +42,7 @@ def test_each_failure_is_named() -> None:
         "of the events",
         f"{r.faults[1].name()} at 10.0 s did not recover",
         "not every expected result arrived within 120 s of the last event",
-        "outcome: 799 of 800, 2 lost, 1 duplicated, 0 unexpected",
+        "outcome: 799 of 800, 2 lost, 1 duplicated, 0 unexpected (lost: e7 e9)",
         "1 order violations",
     ]
     assert not r.ok
