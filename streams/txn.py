@@ -250,8 +250,6 @@ class Transactions:
         self.lane = 0
         self.consumer = consumer
         self.name = name
-        self.aborted = 0
-        """Batches aborted and processed again (broker restarts, rebalances, pauses)."""
         self.renewed: deque[float] = deque(maxlen=RENEWALS_PER_MINUTE)
         """When the producer was last replaced (monotonic seconds)."""
         self.helper = Helper(f"{name}-offsets")
@@ -322,7 +320,6 @@ class Transactions:
             why = self._abort(exc)
         finally:
             self.lane = (self.lane + 1) % len(self.producers)
-        self.aborted += 1
         m.TRANSACTIONS_RETRIED.labels(self.name, why).inc()
         for (t, p), (first, _) in span.items():
             try:
