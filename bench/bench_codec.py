@@ -13,9 +13,9 @@ from pathlib import Path
 
 from fastavro import schemaless_reader, schemaless_writer
 
-from driftline.core.codec import Codec
 from driftline.core.errors import CodecError
-from driftline.core.schemas import Schemas
+from driftline.core.wire.codec import Codec
+from driftline.core.wire.schemas import Schemas
 from tests.schema_compat import FIXTURES, schema_dir_with
 from tests.unit.core.examples import feature_event
 

@@ -2,7 +2,7 @@
 and their labels, in one process:
 
 1. ``Joiner.on_message``, predictions held whole against held lean
-   (driftline/core/leanentry.py);
+   (driftline/core/join/leanentry.py);
 2. the whole ``JoinLoop.process`` (batches of 500, in-memory store, the unit tests'
    fake consumer and producer: no broker), with Python's default garbage-collection
    thresholds against the worker's (``driftline.streams.app.tune_gc``), each in a fresh
@@ -23,9 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.pipeline import env
-from driftline.core.codec import default_codec
-from driftline.core.deadletter import Origin
-from driftline.core.joiner import Joiner
+from driftline.core.join.joiner import Joiner
+from driftline.core.wire.codec import default_codec
+from driftline.core.wire.deadletter import Origin
 
 T0 = 1_700_000_000_000
 

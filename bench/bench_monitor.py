@@ -1,5 +1,5 @@
 """Thread-CPU µs per outcome of the monitor's rolling metrics
-(``driftline.core.metrics.PerformanceTracker.update``: the whole model and each segment,
+(``driftline.core.watch.performance.PerformanceTracker.update``: the whole model and each segment,
 count window and time bucket), on the throughput bench's churn examples (segments
 region and channel), binary (a positive class) and multiclass (none).
 
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
 import json, random, sys, time
-from driftline.core.metrics import PerformanceTracker
+from driftline.core.watch.performance import PerformanceTracker
 n = int(sys.argv[1])
 rng = random.Random(7)
 regions, channels = ["eu", "us", "apac", "latam"], ["web", "ios", "android"]

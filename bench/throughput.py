@@ -4,7 +4,7 @@ loop doing the same per-event work, on the same broker in the same run (issue 6,
     python bench/throughput.py [--quick] [--events N]
 
 Starts its own broker (infra/kafka/broker.sh, in a temp dir; ``--bootstrap`` uses one
-that runs), trains a 10-feature churn model with ``driftline.core.training.bootstrap``
+that runs), trains a 10-feature churn model with ``driftline.core.lifecycle.training.bootstrap``
 (``logistic_regression`` and ``hoeffding_tree``) and prints, per factory:
 
 - events/s and CPU µs/event of (a1) ``ScorerLoop`` in process, (a2) a full

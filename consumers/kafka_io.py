@@ -26,11 +26,11 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from driftline.core.codec import default_codec
+from driftline.core.wire.codec import default_codec
 from driftline.core.errors import KafkaError
-from driftline.core.headers import build as build_headers
-from driftline.core.headers import for_confluent
-from driftline.core.registry import registry_key
+from driftline.core.wire.headers import build as build_headers
+from driftline.core.wire.headers import for_confluent
+from driftline.core.lifecycle.registry import registry_key
 from driftline.kafka.clients import admin_config, consumer_config, producer_config
 from driftline.settings import Settings
 
@@ -41,7 +41,7 @@ TIMEOUT_S = 30.0
 
 
 def headers(record_name: str, event_time_ms: int | None = None) -> list[tuple[str, Any]]:
-    """Driftline's headers (:mod:`driftline.core.headers`) of a value of ``record_name``."""
+    """Driftline's headers (:mod:`driftline.core.wire.headers`) of a value of ``record_name``."""
     full = record_name if "." in record_name else f"io.driftline.{record_name}"
     return for_confluent(build_headers(full, event_time_ms, None))
 

@@ -7,7 +7,7 @@ triggers). For each trigger, in order:
    already answers is skipped;
 2. read the model's outcomes in the trigger's window (``offsets_for_times`` and/or the
    last N) with a separate ``assign()`` consumer;
-3. train, serialize, sign, profile and gate (:func:`driftline.core.training.train`) in a
+3. train, serialize, sign, profile and gate (:func:`driftline.core.lifecycle.training.train`) in a
    worker thread while the main thread keeps polling the paused consumer, so a long run
    never exceeds ``max.poll.interval.ms``;
 4. publish the candidate, then its stage: champion (the old one archived first) when
@@ -38,13 +38,13 @@ from prometheus_client import Counter, Histogram
 from driftline.consumers.kafka_io import Publisher, keep_alive_until
 from driftline.consumers.outcomes import OutcomeReader
 from driftline.consumers.registry_io import RegistryFollower
-from driftline.core.answers import alert, config_for, failure_alert, stage_reason
-from driftline.core.codec import default_codec
+from driftline.core.lifecycle.answers import alert, config_for, failure_alert, stage_reason
+from driftline.core.wire.codec import default_codec
 from driftline.core.errors import ArtifactError, CodecError
-from driftline.core.modelconfig import ModelsConfig
-from driftline.core.models import load_version, write_artifact
-from driftline.core.training import decide, stage_records, train
-from driftline.core.trainset import build_frame, examples
+from driftline.core.model.config import ModelsConfig
+from driftline.core.model.estimators import load_version, write_artifact
+from driftline.core.lifecycle.training import decide, stage_records, train
+from driftline.core.lifecycle.trainset import build_frame, examples
 from driftline.kafka.clients import consumer_config
 from driftline.settings import Settings
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from driftline.core.errors import ConfigError
-from driftline.core.registry import StageChange
+from driftline.core.lifecycle.registry import StageChange
 
 _UNITS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
@@ -58,7 +58,7 @@ def when(ms: int | None) -> str:
 
 
 def _primary(rec: Mapping[str, Any]) -> str:
-    from driftline.core.gate import PRIMARY  # imports river: only when there is a record
+    from driftline.core.lifecycle.gate import PRIMARY  # imports river: only when there is a record
 
     name = PRIMARY.get(rec["task"], ("accuracy", 1))[0]
     value = rec["metrics"].get(name)

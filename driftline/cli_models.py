@@ -20,8 +20,8 @@ import click
 
 from driftline.cli_format import parse_since, typed, version_report, version_table
 from driftline.core.errors import ConfigError, StageError
-from driftline.core.modelconfig import ModelConfig, ModelsConfig
-from driftline.core.registry import Registry, approve, rollback, transition
+from driftline.core.lifecycle.registry import Registry, approve, rollback, transition
+from driftline.core.model.config import ModelConfig, ModelsConfig
 from driftline.settings import Settings
 
 
@@ -194,7 +194,7 @@ def models_list(settings: Settings, model: str | None) -> None:
 @click.pass_obj
 def models_show(settings: Settings, model: str, version: str | None) -> None:
     """Show VERSION of MODEL (default: the champion), lineage down to Kafka offsets."""
-    from driftline.core.models import verify
+    from driftline.core.model.estimators import verify
 
     reg = _registry(settings)
     rec = reg.get(model, version) if version else reg.champion(model)
@@ -306,7 +306,7 @@ def models_bootstrap(
     reason: str,
 ) -> None:
     """Train MODEL's first champion from ROWS (JSON lines of features/label, or a CSV)."""
-    from driftline.core.training import bootstrap
+    from driftline.core.lifecycle.training import bootstrap
 
     cfg = ModelsConfig.load(settings.models_file).get(model) or ModelConfig(
         model, task=task or "classification", factory=factory or ""

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from driftline.core.topics import declare
+from driftline.core.wire.topics import declare
 
 __all__ = [
     "DEAD_LETTER",

@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from driftline.core.schemas import Schemas
+from driftline.core.wire.schemas import Schemas
 
 __all__ = ["rows", "schemas_cmd"]
 

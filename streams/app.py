@@ -3,9 +3,9 @@
 * scorer: a transactional confluent-kafka loop on its own thread (streams/scorer.py)
 * registry follower: a thread that keeps champion and challenger versions loaded
 * join: a transactional confluent-kafka loop on its own thread, with a changelogged
-  store (streams/join.py)
+  store (streams/join_loop.py)
 * monitor: on the event loop, fed the join's committed steps, ticked by a Faust timer
-  (streams/monitor.py)
+  (streams/monitors.py)
 * web: /metrics, the status page and /status.json (streams/web.py)
 
 Faust is the frame: services, timers, the web server and the worker's lifecycle. Both
@@ -31,17 +31,18 @@ import faust
 import mode
 from confluent_kafka import Producer
 
-from driftline.core.codec import Codec, default_codec
-from driftline.core.headers import build as record_headers
-from driftline.core.headers import for_confluent
-from driftline.core.joiner import Joiner, Step
-from driftline.core.modelconfig import ModelsConfig
-from driftline.core.scoring import Scoring
+from driftline.core.wire.codec import Codec, default_codec
+from driftline.core.wire.headers import build as record_headers
+from driftline.core.wire.headers import for_confluent
+from driftline.core.join.joiner import Joiner, Step
+from driftline.core.model.config import ModelsConfig
+from driftline.core.model.scoring import Scoring
 from driftline.kafka.clients import faust_broker_url, faust_credentials, producer_config
 from driftline.settings import Settings
-from driftline.streams import metrics as m
-from driftline.streams import monitor, web
-from driftline.streams.join import JoinLoop
+from driftline.streams import telemetry as m
+from driftline.streams import web
+from driftline.streams.monitors import Monitors, Recent, install
+from driftline.streams.join_loop import JoinLoop
 from driftline.streams.joinstore import open_store
 from driftline.streams.registry import RegistryFollower
 from driftline.streams.scorer import ScorerLoop
@@ -65,9 +66,9 @@ class Worker:
     codec: Codec
     follower: RegistryFollower
     scorer: ScorerLoop
-    monitors: monitor.Monitors
+    monitors: Monitors
     join: JoinLoop
-    recent: monitor.Recent = field(default_factory=monitor.Recent)
+    recent: Recent = field(default_factory=Recent)
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
 
@@ -141,7 +142,7 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
                     codec.encode(ALERT, alert),
                     record_headers(ALERT, alert["created_at_ms"], None))  # fmt: skip
 
-    monitors = monitor.Monitors(models)
+    monitors = Monitors(models)
     follower = RegistryFollower(settings, codec, on_alert=send_alert,
                                 on_change=monitors.versions.append)  # fmt: skip
 
@@ -163,8 +164,8 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
         return config.join_ttl_ms if config is not None else settings.join_ttl_ms
 
     joiner = Joiner(codec, task_of, ttl_of, settings.topic("predictions"))
-    recent = monitor.Recent()
-    observe = monitor.install(app, codec, monitors, settings.topic, settings.monitor_interval_s,
+    recent = Recent()
+    observe = install(app, codec, monitors, settings.topic, settings.monitor_interval_s,
                               send_record, on_emit=recent.add)  # fmt: skip
     committed: deque[tuple[list[Step], int]] = deque()
     stop = threading.Event()

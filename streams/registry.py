@@ -1,14 +1,14 @@
 """Follow the compacted registry topic and keep the served versions loaded.
 
 A thread reads the registry from the beginning (no consumer group: every worker reads
-all of it), folds each ModelVersion into :class:`driftline.core.registry.Registry`, and
+all of it), folds each ModelVersion into :class:`driftline.core.lifecycle.registry.Registry`, and
 loads the champion and challenger of each model through
-:func:`driftline.core.models.load_version`, which checks the artifact's digest and
+:func:`driftline.core.model.estimators.load_version`, which checks the artifact's digest and
 HMAC signature before unpickling. A refused artifact is never served: it raises an
 ``artifact_rejected`` alert and the previous version keeps serving: the one this worker
 served, or, for a worker that starts with a refused champion on the registry, the
 latest earlier champion whose artifact it can verify
-(:meth:`~driftline.core.registry.Registry.previous_champions`). Lookups from the
+(:meth:`~driftline.core.lifecycle.registry.Registry.previous_champions`). Lookups from the
 scorer read one dict that is replaced whole, so they need no lock.
 """
 
@@ -23,13 +23,13 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from driftline.core.codec import Codec
+from driftline.core.wire.codec import Codec
 from driftline.core.errors import ArtifactError, DriftlineError
-from driftline.core.models import ServedModel, load_version
-from driftline.core.registry import Registry
+from driftline.core.model.estimators import ServedModel, load_version
+from driftline.core.lifecycle.registry import Registry
 from driftline.kafka.clients import confluent_common
 from driftline.settings import Settings
-from driftline.streams import metrics as m
+from driftline.streams import telemetry as m
 
 log = logging.getLogger(__name__)
 

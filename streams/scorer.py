@@ -20,15 +20,15 @@ from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer
 
-from driftline.core.codec import Codec
-from driftline.core.deadletter import Origin, dead_letter
+from driftline.core.wire.codec import Codec
+from driftline.core.wire.deadletter import Origin, dead_letter
 from driftline.core.errors import CodecError, DriftlineError, ModelError
-from driftline.core.headers import TRACE_ID, header_list, header_value
-from driftline.core.headers import build as record_headers
-from driftline.core.scoring import Scoring
+from driftline.core.wire.headers import TRACE_ID, header_list, header_value
+from driftline.core.wire.headers import build as record_headers
+from driftline.core.model.scoring import Scoring
 from driftline.kafka.clients import consumer_config
 from driftline.settings import Settings
-from driftline.streams import metrics as m
+from driftline.streams import telemetry as m
 from driftline.streams.txn import (
     Transactions,
     consumer_lag,
@@ -245,7 +245,7 @@ class ScorerLoop:
         self.txn.produce(
             self.deadletter,
             self.codec.encode(DEAD_LETTER, record),
-            record["source_key"],  # the source key, cut if it is huge (core/deadletter.py)
+            record["source_key"],  # the source key, cut if it is huge (core/wire/deadletter.py)
             hdrs,
         )
         return record

@@ -45,7 +45,7 @@ from confluent_kafka import KafkaError as CKafkaError
 
 from driftline.core.errors import KafkaError
 from driftline.settings import Settings
-from driftline.streams import metrics as m
+from driftline.streams import telemetry as m
 
 log = logging.getLogger(__name__)
 

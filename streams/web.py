@@ -8,7 +8,7 @@ already Faust's dependency) on ``settings.worker_web_bind:worker_web_port``. Fau
 starts it once table recovery is done and not at all with ``--without-web``.
 
 The views only read: the registry follower's state (replaced whole by its thread),
-the monitors and :class:`~driftline.streams.monitor.Recent` (both touched only on
+the monitors and :class:`~driftline.streams.monitors.Recent` (both touched only on
 the event loop these handlers run on). HTML comes from
 :func:`driftline.streams.statuspage.render`, a pure function of the JSON document.
 """

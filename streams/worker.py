@@ -7,7 +7,7 @@ import logging
 
 import faust
 
-from driftline.core.modelconfig import ModelsConfig
+from driftline.core.model.config import ModelsConfig
 from driftline.settings import Settings
 from driftline.streams.app import create_worker
 

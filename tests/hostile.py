@@ -3,7 +3,7 @@ dead-letter reason and stage the pipeline must give it.
 
 Shared by the hostile-input run through the real broker
 (tests/integration/test_hostile.py) and the property tests of the core
-(tests/unit/core/test_hostile_properties.py), which draw the same kinds with
+(tests/unit/core/model/test_hostile_properties.py), which draw the same kinds with
 hypothesis. Every builder is ``(rng, n) -> Bad``: ``rng`` decides the details, ``n``
 makes the event id unique. The model is the ``churn`` model of the integration tests
 (x1: number in [-100, 100], x2: number, plan: category basic or pro, all required).
@@ -25,10 +25,10 @@ from typing import Any
 
 from fastavro import parse_schema, schemaless_writer
 
-from driftline.core.codec import HEADER_SIZE, MARKER, Codec, default_codec
-from driftline.core.envelope import MAX_EVENT_BYTES, MAX_EVENT_ID_CHARS, MAX_LABEL_BYTES
-from driftline.core.schemas import crc64_avro
-from driftline.core.validation import Spec
+from driftline.core.model.validation import Spec
+from driftline.core.wire.codec import HEADER_SIZE, MARKER, Codec, default_codec
+from driftline.core.wire.envelope import MAX_EVENT_BYTES, MAX_EVENT_ID_CHARS, MAX_LABEL_BYTES
+from driftline.core.wire.schemas import crc64_avro
 
 MODEL = "churn"
 T0 = 1_700_000_000_000

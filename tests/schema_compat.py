@@ -4,7 +4,7 @@ Lives in tests/ because the Apache ``avro`` package is a dev-only dependency.
 
 Policy:
 
-- every file loads with :meth:`driftline.core.schemas.Schemas.from_dir`
+- every file loads with :meth:`driftline.core.wire.schemas.Schemas.from_dir`
   (``<record>.v<N>.avsc``, file name matching the record);
 - every record (nested ones too) has a namespace and a doc, every field a doc;
 - every pair of published versions of a record is compatible in both directions
@@ -27,7 +27,7 @@ import avro.schema
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 
 from driftline.core.errors import ConfigError
-from driftline.core.schemas import Schemas
+from driftline.core.wire.schemas import Schemas
 
 FIXTURES = Path(__file__).parent / "fixtures" / "schemas"
 PACKAGED = files("driftline") / "schemas"

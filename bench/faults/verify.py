@@ -10,7 +10,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from bench.faults.workload import BASE_MS, first_label_time, index_of
-from driftline.core.codec import default_codec
+from driftline.core.wire.codec import default_codec
 from driftline.kafka.clients import consumer_config
 from driftline.settings import Settings
 

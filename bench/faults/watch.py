@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from bench.faults.workload import index_of
-from driftline.core.codec import default_codec
+from driftline.core.wire.codec import default_codec
 from driftline.kafka.clients import consumer_config
 from driftline.settings import Settings
 

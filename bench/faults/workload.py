@@ -20,11 +20,11 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from driftline.core.codec import default_codec
-from driftline.core.headers import build as build_headers
-from driftline.core.headers import for_confluent
-from driftline.core.modelconfig import ModelsConfig
-from driftline.core.training import bootstrap
+from driftline.core.lifecycle.training import bootstrap
+from driftline.core.model.config import ModelsConfig
+from driftline.core.wire.codec import default_codec
+from driftline.core.wire.headers import build as build_headers
+from driftline.core.wire.headers import for_confluent
 from driftline.kafka import admin
 from driftline.kafka.clients import producer_config
 from driftline.settings import Settings

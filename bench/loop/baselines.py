@@ -21,9 +21,9 @@ from typing import Any
 
 from river import tree
 
-from driftline.core.modelconfig import ModelConfig
-from driftline.core.models import build, estimator_params
-from driftline.core.synthetic import Row
+from driftline.core.model.config import ModelConfig
+from driftline.core.model.estimators import build, estimator_params
+from driftline.demo.synthetic import Row
 
 
 def _correct(model: Any, rows: list[Row]) -> list[bool]:

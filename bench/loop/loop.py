@@ -23,17 +23,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from driftline.core.answers import stage_reason
-from driftline.core.drift import DriftEvent
-from driftline.core.join import build_outcome
-from driftline.core.modelconfig import ModelConfig, ModelsConfig
-from driftline.core.models import ServedModel, load_version
-from driftline.core.monitor import Emit, ModelMonitor
-from driftline.core.registry import Registry
-from driftline.core.synthetic import Row
-from driftline.core.training import bootstrap, decide, stage_records, train
-from driftline.core.trainset import build_frame, examples, window
+from driftline.core.join.rules import build_outcome
+from driftline.core.lifecycle.answers import stage_reason
+from driftline.core.lifecycle.registry import Registry
+from driftline.core.lifecycle.training import bootstrap, decide, stage_records, train
+from driftline.core.lifecycle.trainset import build_frame, examples, window
+from driftline.core.model.config import ModelConfig, ModelsConfig
+from driftline.core.model.estimators import ServedModel, load_version
+from driftline.core.watch.concept_drift import DriftEvent
+from driftline.core.watch.monitor import Emit, ModelMonitor
 from driftline.demo.run import MODEL, Options, _segment, models_toml
+from driftline.demo.synthetic import Row
 
 KEY = b"bench-loop"
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from bench.loop import baselines
 from bench.loop.loop import Loop, demo_config
-from driftline.core.synthetic import drift_points, drifting_stream
+from driftline.demo.synthetic import drift_points, drifting_stream
 
 TOLERANCE = 1_000
 """An alarm within this many events after a drift (by the event time of the outcome that

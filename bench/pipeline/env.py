@@ -3,9 +3,9 @@
 
 The model is realistic in shape: six numeric and four categorical features with
 realistic names, a declared spec with bounds and category sets (so validation has work
-to do), and a champion trained by :func:`driftline.core.training.bootstrap` with the
+to do), and a champion trained by :func:`driftline.core.lifecycle.training.bootstrap` with the
 ``logistic_regression`` or ``hoeffding_tree`` factory, then loaded the way a worker
-loads it (:func:`driftline.core.models.load_version`: digest and signature checked).
+loads it (:func:`driftline.core.model.estimators.load_version`: digest and signature checked).
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from typing import Any
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from driftline.core.codec import Codec, default_codec
-from driftline.core.headers import build as record_headers
-from driftline.core.headers import for_confluent
-from driftline.core.modelconfig import ModelConfig, ModelsConfig
-from driftline.core.models import ServedModel, load_version
-from driftline.core.training import bootstrap
+from driftline.core.lifecycle.training import bootstrap
+from driftline.core.model.config import ModelConfig, ModelsConfig
+from driftline.core.model.estimators import ServedModel, load_version
+from driftline.core.wire.codec import Codec, default_codec
+from driftline.core.wire.headers import build as record_headers
+from driftline.core.wire.headers import for_confluent
 from driftline.kafka import admin
 from driftline.kafka.clients import admin_config, producer_config
 from driftline.settings import Settings

@@ -17,9 +17,9 @@ from bench.pipeline import env, plain_eos
 from bench.pipeline.driver import Latency, Paced
 from bench.pipeline.loops import scoring_for
 from bench.pipeline.worker import Drain, Watermarks, WorkerProc, drain, proc_cpu_s
-from driftline.core.join import JoinEntry, JoinState
-from driftline.core.leanentry import is_names_key
-from driftline.core.models import ServedModel
+from driftline.core.join.leanentry import is_names_key
+from driftline.core.join.rules import JoinEntry, JoinState
+from driftline.core.model.estimators import ServedModel
 from driftline.kafka.clients import confluent_common
 from driftline.settings import Settings
 from driftline.streams.txn import PHASES

@@ -1,7 +1,7 @@
 """The two in-process loops, each draining a pre-filled features topic.
 
 (a1) :class:`driftline.streams.scorer.ScorerLoop` itself, with a
-:class:`~driftline.core.scoring.Scoring` over the loaded champion: decode, envelope and
+:class:`~driftline.core.model.scoring.Scoring` over the loaded champion: decode, envelope and
 spec check, predict, encode, produce, then per batch flush and a synchronous commit
 (at-least-once).
 
@@ -30,9 +30,9 @@ from typing import Any
 from confluent_kafka import Consumer, Message, Producer
 from fastavro import schemaless_reader, schemaless_writer
 
-from driftline.core.codec import MARKER, default_codec
-from driftline.core.models import ServedModel
-from driftline.core.scoring import Scoring
+from driftline.core.model.estimators import ServedModel
+from driftline.core.model.scoring import Scoring
+from driftline.core.wire.codec import MARKER, default_codec
 from driftline.kafka.clients import consumer_config, producer_config
 from driftline.settings import Settings
 from driftline.streams.scorer import ScorerLoop

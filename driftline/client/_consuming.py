@@ -35,9 +35,9 @@ from driftline.client.received import (
     start_ms,
 )
 from driftline.client.records import Record
-from driftline.core import headers
-from driftline.core.codec import Codec, default_codec
 from driftline.core.errors import CodecError, ConfigError, KafkaError
+from driftline.core.wire import headers
+from driftline.core.wire.codec import Codec, default_codec
 from driftline.kafka.clients import consumer_config
 from driftline.settings import Settings
 

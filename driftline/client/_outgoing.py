@@ -15,10 +15,10 @@ from confluent_kafka import KafkaException
 from confluent_kafka import Producer as _KafkaProducer
 
 from driftline.client.records import FeatureEvent, FeatureValue, Label, Record
-from driftline.core import headers
-from driftline.core.codec import Codec, default_codec
-from driftline.core.envelope import MAX_EVENT_ID_CHARS
 from driftline.core.errors import ConfigError, KafkaError, ValidationError
+from driftline.core.wire import headers
+from driftline.core.wire.codec import Codec, default_codec
+from driftline.core.wire.envelope import MAX_EVENT_ID_CHARS
 from driftline.kafka.clients import producer_config
 from driftline.settings import Settings
 

@@ -35,8 +35,8 @@ from driftline.client._outgoing import ProducerBase, wrap
 from driftline.client.delivery import AsyncDelivery, Delivered, outcome
 from driftline.client.errors import DeliveryError
 from driftline.client.records import FeatureValue, Record
-from driftline.core.codec import Codec
 from driftline.core.errors import KafkaError
+from driftline.core.wire.codec import Codec
 from driftline.settings import Settings
 
 __all__ = ["AsyncProducer"]

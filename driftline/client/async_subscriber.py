@@ -27,7 +27,7 @@ from typing import Any, Generic, TypeVar
 from driftline.client._consuming import Reader
 from driftline.client.received import CommitMode, OnError, Received, Start
 from driftline.client.records import Record
-from driftline.core.codec import Codec
+from driftline.core.wire.codec import Codec
 from driftline.settings import Settings
 
 __all__ = ["AsyncSubscriber"]

@@ -33,8 +33,8 @@ from confluent_kafka import KafkaException
 from driftline.client._outgoing import Outgoing, ProducerBase, wrap
 from driftline.client.delivery import Delivery, outcome
 from driftline.client.records import FeatureValue, Record
-from driftline.core.codec import Codec
 from driftline.core.errors import KafkaError
+from driftline.core.wire.codec import Codec
 from driftline.settings import Settings
 
 __all__ = ["Producer"]

@@ -27,7 +27,7 @@ class Received(Generic[R]):
     """One decoded record and where it was read.
 
     ``timestamp_ms`` is the Kafka timestamp; ``headers`` are decoded as text (see
-    :mod:`driftline.core.headers`); ``writer_version`` is the schema version the
+    :mod:`driftline.core.wire.headers`); ``writer_version`` is the schema version the
     producer wrote (the record is always read into the current one).
     """
 

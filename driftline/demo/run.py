@@ -14,14 +14,14 @@ from typing import Any
 from confluent_kafka import Producer
 
 from driftline import broker
-from driftline.core.codec import default_codec
-from driftline.core.headers import build as build_headers
-from driftline.core.headers import for_confluent
-from driftline.core.modelconfig import ModelsConfig
-from driftline.core.models import load_version
-from driftline.core.synthetic import Row, drift_points, drifting_stream
-from driftline.core.training import bootstrap
+from driftline.core.lifecycle.training import bootstrap
+from driftline.core.model.config import ModelsConfig
+from driftline.core.model.estimators import load_version
+from driftline.core.wire.codec import default_codec
+from driftline.core.wire.headers import build as build_headers
+from driftline.core.wire.headers import for_confluent
 from driftline.demo import report
+from driftline.demo.synthetic import Row, drift_points, drifting_stream
 from driftline.demo.watch import Watcher, wait_for
 from driftline.kafka import admin
 from driftline.kafka.clients import producer_config

@@ -13,8 +13,8 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
-from driftline.core.codec import default_codec
 from driftline.core.errors import CodecError
+from driftline.core.wire.codec import default_codec
 from driftline.kafka.clients import consumer_config
 from driftline.settings import Settings
 

@@ -1,4 +1,4 @@
-"""Topics as code: make the cluster match :mod:`driftline.core.topics`, idempotently."""
+"""Topics as code: make the cluster match :mod:`driftline.core.wire.topics`, idempotently."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from confluent_kafka.admin import (
 )
 
 from driftline.core.errors import KafkaError
-from driftline.core.topics import TopicDiff, TopicSpec, declare, diff
+from driftline.core.wire.topics import TopicDiff, TopicSpec, declare, diff
 from driftline.kafka.clients import admin_config
 from driftline.settings import Settings
 

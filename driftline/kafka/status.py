@@ -14,8 +14,8 @@ from typing import Any
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from driftline.core.codec import default_codec
 from driftline.core.errors import DriftlineError, KafkaError
+from driftline.core.wire.codec import default_codec
 from driftline.kafka.admin import declared
 from driftline.kafka.clients import admin_config
 from driftline.settings import Settings

@@ -8,8 +8,8 @@ import random
 import time
 from pathlib import Path
 
-from driftline.core.modelconfig import ModelsConfig
-from driftline.core.training import bootstrap
+from driftline.core.lifecycle.training import bootstrap
+from driftline.core.model.config import ModelsConfig
 from driftline.kafka import admin
 from driftline.settings import Settings
 from tests.integration import harness

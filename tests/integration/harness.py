@@ -10,9 +10,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from driftline.core.codec import default_codec
-from driftline.core.headers import build as build_headers
-from driftline.core.headers import for_confluent
+from driftline.core.wire.codec import default_codec
+from driftline.core.wire.headers import build as build_headers
+from driftline.core.wire.headers import for_confluent
 from driftline.kafka.clients import consumer_config, producer_config
 from driftline.procs import Process, env_for, free_port, worker  # noqa: F401  (re-exported)
 from driftline.settings import Settings

@@ -14,8 +14,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from driftline.core.models import artifact_bytes, artifact_record, sha256_hex
-from driftline.core.training import stage_records
+from driftline.core.lifecycle.training import stage_records
+from driftline.core.model.estimators import artifact_bytes, artifact_record, sha256_hex
 from driftline.settings import Settings
 from tests import hostile as H
 from tests.integration import harness

@@ -19,8 +19,8 @@ from driftline.client import (
     Subscriber,
     UndecodableMessageError,
 )
-from driftline.core import headers
-from driftline.core.codec import encode
+from driftline.core.wire import headers
+from driftline.core.wire.codec import encode
 from driftline.kafka import admin
 from driftline.kafka.clients import consumer_config, producer_config
 from driftline.settings import Settings

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from driftline.core import headers as h
-from driftline.core.codec import default_codec
-from driftline.core.deadletter import MAX_KEY_BYTES
+from driftline.core.wire import headers as h
+from driftline.core.wire.codec import default_codec
+from driftline.core.wire.deadletter import MAX_KEY_BYTES
 from driftline.kafka.clients import producer_config
 from driftline.settings import Settings
 from tests import hostile as H

@@ -10,11 +10,11 @@ import uuid
 
 from confluent_kafka import Producer
 
-from driftline.core.codec import default_codec
-from driftline.core.joiner import Joiner
+from driftline.core.join.joiner import Joiner
+from driftline.core.wire.codec import default_codec
 from driftline.kafka.clients import producer_config
 from driftline.settings import Settings
-from driftline.streams.join import JoinLoop
+from driftline.streams.join_loop import JoinLoop
 from driftline.streams.joinstore import MemoryStore
 
 

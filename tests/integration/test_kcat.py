@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from driftline.client import FeatureEvent, Producer, Subscriber
-from driftline.core import headers
-from driftline.core.codec import decode, encode
+from driftline.core.wire import headers
+from driftline.core.wire.codec import decode, encode
 from driftline.kafka import admin
 from driftline.settings import Settings
 from tests.integration.clienthelpers import java_partition, take

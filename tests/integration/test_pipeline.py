@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from rocksdict import Options, Rdict
 
-from driftline.core.codec import default_codec
-from driftline.core.leanentry import is_names_key
+from driftline.core.join.leanentry import is_names_key
+from driftline.core.wire.codec import default_codec
 from driftline.streams.joinstore import OFFSET_KEY
 from tests.integration import harness
 from tests.integration.churn import MODELS, example, feature_event, label, start_pipeline

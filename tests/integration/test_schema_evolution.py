@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from driftline.client import Prediction, Producer, Subscriber
-from driftline.core.codec import Codec, default_codec
 from driftline.core.errors import UnknownSchemaError
-from driftline.core.schemas import Schemas
+from driftline.core.wire.codec import Codec, default_codec
+from driftline.core.wire.schemas import Schemas
 from tests import hostile as H
 from tests.integration import harness
 from tests.integration.clienthelpers import take

@@ -26,9 +26,9 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer
 from driftline import broker
 from driftline.consumers.kafka_io import Publisher
 from driftline.consumers.registry_io import read_registry
-from driftline.core.codec import default_codec
-from driftline.core.modelconfig import ModelsConfig
-from driftline.core.training import bootstrap
+from driftline.core.lifecycle.training import bootstrap
+from driftline.core.model.config import ModelsConfig
+from driftline.core.wire.codec import default_codec
 from driftline.kafka import acls, admin
 from driftline.kafka.clients import consumer_config, producer_config
 from driftline.settings import Settings

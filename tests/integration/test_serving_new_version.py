@@ -8,7 +8,7 @@ import random
 import time
 
 from driftline.consumers.trainer import Trainer
-from driftline.core.modelconfig import ModelsConfig
+from driftline.core.model.config import ModelsConfig
 from tests.integration import harness
 from tests.integration.churn import example, send
 from tests.integration.loop_helpers import FAST_GROUP, publish_trigger, trigger

@@ -12,7 +12,7 @@ from driftline.consumers.kafka_io import Publisher
 from driftline.consumers.outcomes import OutcomeReader
 from driftline.consumers.registry_io import read_registry
 from driftline.core.errors import ArtifactError
-from driftline.core.models import load_version
+from driftline.core.model.estimators import load_version
 from driftline.settings import Settings
 from tests.integration.loop_helpers import (
     T0,

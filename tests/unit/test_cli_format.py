@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from driftline.cli import cli
 from driftline.cli_format import parse_since, typed, version_report, version_table
 from driftline.core.errors import ConfigError
-from driftline.core.registry import StageChange
+from driftline.core.lifecycle.registry import StageChange
 from tests.unit.core.examples import model_version
 
 NOW = 1_700_000_000_000

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from driftline.cli import cli
 from driftline.cli_schemas import rows
-from driftline.core.codec import encode
-from driftline.core.schemas import Schemas
+from driftline.core.wire.codec import encode
+from driftline.core.wire.schemas import Schemas
 from tests.schema_compat import FIXTURES
 from tests.unit.core.examples import label
 

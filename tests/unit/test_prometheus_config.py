@@ -54,10 +54,10 @@ def test_promtool_accepts_the_rules(rules: Path) -> None:
 
 def _declared_metric_names(*modules: object) -> set[str]:
     """Every sample name the worker's metrics module (or ``modules``) declares."""
-    from driftline.streams import metrics
+    from driftline.streams import telemetry
 
     names = set()
-    for value in (v for module in modules or (metrics,) for v in vars(module).values()):
+    for value in (v for module in modules or (telemetry,) for v in vars(module).values()):
         describe = getattr(value, "describe", None)
         if callable(describe) and type(value).__module__.startswith("prometheus_client"):
             for family in describe():
@@ -78,7 +78,7 @@ def test_worker_rules_name_only_metrics_the_worker_exports() -> None:
                     u for u in used if u.startswith(("driftline_train", "driftline_projector"))
                 }
                 missing = used - declared - trainer
-                assert not missing, f"{rule.get('alert')}: {missing} not in streams/metrics.py"
+                assert not missing, f"{rule.get('alert')}: {missing} not in streams/telemetry.py"
 
 
 def test_the_grafana_dashboard_names_only_metrics_driftline_exports() -> None:
@@ -87,9 +87,9 @@ def test_the_grafana_dashboard_names_only_metrics_driftline_exports() -> None:
     import json
 
     from driftline.consumers import projector, trainer
-    from driftline.streams import metrics
+    from driftline.streams import telemetry
 
-    declared = _declared_metric_names(metrics, trainer, projector)
+    declared = _declared_metric_names(telemetry, trainer, projector)
     board = json.loads((ROOT / "infra" / "grafana" / "dashboards" / "driftline.json").read_text())
     exprs = [t["expr"] for panel in board["panels"] for t in panel.get("targets", [])]
     assert len(exprs) >= 10

@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, insert, select, update
 
 from driftline.consumers import sqlview
 from driftline.core.errors import ConfigError
-from driftline.core.registry import restage
+from driftline.core.lifecycle.registry import restage
 from tests.unit.core.examples import alert, model_version, retrain_trigger
 
 

@@ -22,9 +22,9 @@ from driftline.client import (
     SchemaMismatchError,
 )
 from driftline.client.delivery import outcome
-from driftline.core import headers
-from driftline.core.codec import HEADER_SIZE, MARKER, Codec
 from driftline.core.errors import KafkaError, ValidationError
+from driftline.core.wire import headers
+from driftline.core.wire.codec import HEADER_SIZE, MARKER, Codec
 from driftline.settings import Settings
 from tests.unit.core.examples import EXAMPLES
 

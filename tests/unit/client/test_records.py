@@ -16,8 +16,8 @@ from driftline.client import (
     Record,
     RetrainTrigger,
 )
-from driftline.core.codec import Codec
-from driftline.core.topics import declare
+from driftline.core.wire.codec import Codec
+from driftline.core.wire.topics import declare
 from tests.unit.core.examples import EXAMPLES, T0, same
 
 CODEC = Codec()

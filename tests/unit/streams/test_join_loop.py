@@ -1,4 +1,4 @@
-"""The join loop (streams/join.py) driven batch by batch, with no broker.
+"""The join loop (streams/join_loop.py) driven batch by batch, with no broker.
 
 The loop gets a recording producer and consumer in place of confluent-kafka's: the
 producer keeps what each transaction produced and makes it visible only when the
@@ -22,19 +22,19 @@ import pytest
 from confluent_kafka import KafkaError as CKafkaError
 from confluent_kafka import KafkaException, TopicPartition
 
-from driftline.core import headers as h
-from driftline.core.codec import default_codec
+from driftline.core.wire import headers as h
+from driftline.core.wire.codec import default_codec
 from driftline.core.errors import KafkaError
-from driftline.core.join import JoinEntry, JoinState, build_outcome
-from driftline.core.joiner import DEAD_LETTER, LABEL, OUTCOME, PREDICTION, Joiner, Step
-from driftline.core.leanentry import LeanPredictions, is_names_key
-from driftline.core.modelconfig import ModelsConfig
+from driftline.core.join.rules import JoinEntry, JoinState, build_outcome
+from driftline.core.join.joiner import DEAD_LETTER, LABEL, OUTCOME, PREDICTION, Joiner, Step
+from driftline.core.join.leanentry import LeanPredictions, is_names_key
+from driftline.core.model.config import ModelsConfig
 from driftline.settings import Settings
-from driftline.streams import join as join_module
-from driftline.streams import monitor
+from driftline.streams import join_loop as join_module
+from driftline.streams.monitors import Monitors, install
 from driftline.streams import txn as txn_module
 from driftline.streams.app import create_app
-from driftline.streams.join import JoinLoop
+from driftline.streams.join_loop import JoinLoop
 from driftline.streams.joinstore import MemoryStore, RocksStore, Store
 from driftline.streams.txn import Helper, Transactions
 from tests.unit.core.examples import label, prediction
@@ -568,14 +568,14 @@ def test_rocksdb_state_and_its_changelog_offset_survive_a_reopen(tmp_path: Path)
 
 
 def test_the_worker_monitor_sees_the_prediction_and_the_outcome(rig: Rig) -> None:
-    monitors = monitor.Monitors(ModelsConfig())
+    monitors = Monitors(ModelsConfig())
     app = create_app(SETTINGS, "t-monitor-unit")
     sent: list[tuple[str, bytes]] = []
 
     def send(topic: str, key: bytes, value: bytes, hdrs: list[tuple[str, bytes]]) -> None:
         sent.append((topic, key))
 
-    observe = monitor.install(app, CODEC, monitors, SETTINGS.topic, 60.0, send)
+    observe = install(app, CODEC, monitors, SETTINGS.topic, 60.0, send)
     rig.put(P, L)
     asyncio.run(observe(rig.steps, rig.now))
     mon = monitors.by_model["churn"]

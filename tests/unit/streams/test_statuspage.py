@@ -11,8 +11,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from driftline.core.monitor import Emit
-from driftline.streams.monitor import Recent
+from driftline.core.watch.monitor import Emit
+from driftline.streams.monitors import Recent
 from driftline.streams.statuspage import fmt_value, render
 from driftline.streams.svgchart import line_chart, when
 
@@ -255,7 +255,7 @@ def test_recent_keeps_the_last_alerts_and_triggers() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["driftline.streams.statuspage", "driftline.streams.svgchart", "driftline.streams.monitor"],
+    ["driftline.streams.statuspage", "driftline.streams.svgchart", "driftline.streams.monitors"],
 )
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name))

@@ -1,0 +1,321 @@
+"""One training run: examples in, a gated ModelVersion record (and the records that set
+its stage) out. Pure apart from the clock and the host name; the trainer consumer does
+the reading and publishing.
+
+Steps (each timed into ``lineage.step_ms``): ``split`` the time-ordered examples (the
+newest ``holdout_fraction`` are held out), ``spec`` (the models file's features, else
+:meth:`Spec.infer` over every example), ``train`` (``learn_one`` in event-time order,
+features in name order; with ``params.epochs`` > 1, more passes in orders shuffled with the
+model's seed: :func:`fit`), ``serialize`` (canonical pickle, sha256, HMAC signature),
+``profile`` (reference profile of the training features, and of the predictions on
+the newest 5,000 rows, training and held-out alike) and ``gate``.
+Same examples, code, parameters and seed: same artifact digest.
+
+>>> from driftline.core.model.config import GateConfig, ModelConfig
+>>> from driftline.core.lifecycle.trainset import build_frame, examples
+>>> cfg = ModelConfig("churn", factory="logistic_regression",
+...                   gate=GateConfig(min_segment_samples=10))
+>>> rows = examples(build_frame(
+...     {"features": {"x": i % 2, "plan": "a"}, "label": i % 2 == 1} for i in range(100)))
+>>> run = train(rows, cfg, key=b"k", now_ms=1_000, code="0.1.0", host="h")
+>>> run.record["version"], run.record["stage"], run.record["lineage"]["rows"]  # doctest: +ELLIPSIS
+('v1-...', 'candidate', 80)
+>>> run.verdict["passed"], decide(run.verdict, "auto"), decide(run.verdict, "manual")
+(True, 'champion', 'challenger')
+>>> run2 = train(rows, cfg, key=b"k", now_ms=2_000, code="0.1.0", host="h")
+>>> run2.record["artifact"]["sha256"] == run.record["artifact"]["sha256"]
+True
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import random
+import re
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from driftline import __version__
+from driftline.core.errors import ConfigError
+from driftline.core.lifecycle.gate import GateResult, run_gate, time_split
+from driftline.core.lifecycle.registry import Registry, transition
+from driftline.core.lifecycle.trainset import build_frame, examples
+from driftline.core.model.config import ModelConfig
+from driftline.core.model.estimators import (
+    ServedModel,
+    artifact_record,
+    build,
+    serialize,
+    training_epochs,
+)
+from driftline.core.model.validation import Spec
+from driftline.core.watch.profile import ReferenceProfile
+
+__all__ = [
+    "TrainingRun",
+    "bootstrap",
+    "code_version",
+    "decide",
+    "fit",
+    "next_version",
+    "stage_records",
+    "train",
+]
+
+Store = Callable[[str, str, bytes], str]
+"""``(model, version, data) -> uri``: keeps an artifact too large to travel inline."""
+PROFILE_ROWS = 5_000
+
+
+@functools.cache
+def code_version() -> str:
+    """Driftline's version, with ``+g<commit>`` (and ``.dirty``) when run from a git checkout."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    return f"{__version__}+g{commit}{'.dirty' if dirty else ''}" if commit else __version__
+
+
+def next_version(existing: Iterable[str], digest: str) -> str:
+    """``v<n>-<digest[:7]>``, n one past the highest n among ``existing``."""
+    numbers = [int(m.group(1)) for v in existing if (m := re.match(r"v(\d+)", v))]
+    return f"v{max(numbers, default=0) + 1}-{digest[:7]}"
+
+
+def _params(params: Mapping[str, Any]) -> dict[str, str]:
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in sorted(params.items())}
+
+
+@dataclass
+class TrainingRun:
+    """A trained, gated version: its record (stage candidate) and what produced it."""
+
+    record: dict[str, Any]
+    estimator: Any
+    artifact: bytes
+    gate: GateResult
+    train_rows: int
+    holdout_rows: int
+    step_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> dict[str, Any]:
+        return self.gate.verdict
+
+
+def fit(
+    estimator: Any,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    epochs: int = 1,
+    seed: int = 0,
+    regression: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> Any:
+    """``learn_one`` every row (``features``, ``label``), ``epochs`` times: the first pass in
+    the given (event-time) order, each later one in an order shuffled with ``seed``.
+    ``progress(done, total)`` counts learnt rows over all passes. Returns ``estimator``.
+
+    >>> from river import tree
+    >>> rows = [{"features": {"x": i % 4}, "label": i % 4 > 1} for i in range(40)]
+    >>> model = fit(tree.HoeffdingTreeClassifier(), rows, epochs=3, seed=1)
+    >>> model.predict_one({"x": 3}), model.predict_one({"x": 0})
+    (True, False)
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, not {epochs!r}")
+    order = list(rows)
+    rng = random.Random(seed)
+    total, done = len(order) * epochs, 0
+    for epoch in range(epochs):
+        if epoch:
+            rng.shuffle(order)
+        for r in order:
+            estimator.learn_one(r["features"], float(r["label"]) if regression else r["label"])
+            done += 1
+            if progress is not None and (done % 1_000 == 0 or done == total):
+                progress(done, total)
+    return estimator
+
+
+def decide(verdict: Mapping[str, Any], promotion: str) -> str:
+    """The stage a gated candidate goes to: champion (auto) or challenger (manual, waiting
+    for approval) when it passed, else rejected."""
+    if not verdict["passed"]:
+        return "rejected"
+    return "champion" if promotion == "auto" else "challenger"
+
+
+def train(
+    rows: Sequence[Mapping[str, Any]],
+    config: ModelConfig,
+    *,
+    key: bytes,
+    now_ms: int,
+    trigger: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
+    champion: Mapping[str, Any] | None = None,
+    data_ranges: Sequence[Mapping[str, Any]] = (),
+    existing_versions: Iterable[str] = (),
+    code: str | None = None,
+    host: str | None = None,
+    inline_max_bytes: int = 512_000,
+    store: Store | None = None,
+    started_at_ms: int | None = None,
+    step_ms: Mapping[str, float] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> TrainingRun:
+    """Train, serialize, sign, profile and gate a version of ``config`` on ``rows``.
+
+    ``rows`` are a training frame's :func:`~driftline.core.lifecycle.trainset.examples`, oldest
+    first; ``champion`` is the record the candidate is gated against; ``now_ms`` is the
+    version's creation time; ``started_at_ms`` (default ``now_ms``) and ``step_ms`` carry
+    what the caller did before (``read``, ``frame``). ``progress(done, total)`` is called
+    while learning. ``code`` defaults to :func:`code_version`.
+    """
+    steps = dict(step_ms or {})
+    t = t0 = clock()
+
+    def lap(name: str) -> None:
+        nonlocal t
+        now = clock()
+        steps[name] = round((now - t) * 1000, 3)
+        t = now
+
+    data = list(rows)
+    if not data:
+        raise ConfigError(f"model {config.name}: no labelled rows to train on")
+    train_rows, holdout = time_split(data, config.gate.holdout_fraction)
+    lap("split")
+    spec = config.spec() if config.features else Spec.infer(r["features"] for r in data)
+    lap("spec")
+    estimator = build(config.factory, config.params, config.seed)
+    regression = config.task == "regression"
+    epochs = training_epochs(config.params)
+    fit(estimator, train_rows, epochs=epochs, seed=config.seed, regression=regression,
+        progress=progress)  # fmt: skip
+    lap("train")
+    blob = serialize(estimator)
+    artifact = artifact_record(blob, key)
+    version = next_version(existing_versions, artifact["sha256"])
+    if len(blob) > inline_max_bytes:
+        if store is None:
+            raise ConfigError(f"artifact of {len(blob)} bytes is too large to travel inline")
+        artifact = artifact_record(blob, key, uri=store(config.name, version, blob))
+    lap("serialize")
+    live = ServedModel(config.name, version, config.task, estimator, spec, "{}")
+    # the most recent rows, training and held-out alike: a prediction profile drawn from
+    # the held-out slice alone is too small a sample and false-alarms on noise
+    reference = [*train_rows, *holdout][-PROFILE_ROWS:]
+    outputs = live.predict_many(r["features"] for r in reference)
+    profile = ReferenceProfile.build(
+        (r["features"] for r in train_rows),
+        spec.to_dicts(),
+        predictions=[p for p, _ in outputs],
+        scores=None if regression else [s for _, s in outputs],
+        task=config.task,
+        score_class=config.positive_class,
+    )
+    lap("profile")
+    record: dict[str, Any] = {
+        "model": config.name,
+        "version": version,
+        "stage": "candidate",
+        "stage_changed_at_ms": now_ms,
+        "stage_changed_by": "trainer",
+        "stage_reason": (
+            f"trained for trigger {trigger['trigger_id']}" if trigger else "trained (bootstrap)"
+        ),
+        "created_at_ms": now_ms,
+        "task": config.task,
+        "factory": config.factory,
+        "feature_spec": spec.to_dicts(),
+        "metrics": {},
+        "segment_metrics": {},
+        "reference_profile": profile.to_json(),
+        "lineage": {
+            "trigger_id": trigger["trigger_id"] if trigger else None,
+            "trigger_key": trigger["idempotency_key"] if trigger else None,
+            "training_run_id": run_id or str(uuid.uuid4()),
+            "data_ranges": [dict(r) for r in data_ranges],
+            "rows": len(train_rows),
+            "holdout_rows": len(holdout),
+            "code_version": code if code is not None else code_version(),
+            "params": _params(config.params),
+            "seed": config.seed,
+            "champion_version": champion["version"] if champion else None,
+            "started_at_ms": now_ms if started_at_ms is None else started_at_ms,
+            "finished_at_ms": None,
+            "host": host if host is not None else socket.gethostname(),
+            "step_ms": steps,
+        },
+        "gate": None,
+        "artifact": artifact,
+    }
+    result = run_gate(record, champion, holdout, config.gate, key=key)
+    lap("gate")
+    record["gate"] = result.verdict
+    if result.candidate is not None:
+        record["metrics"] = dict(result.candidate.metrics)
+        record["segment_metrics"] = result.candidate.segments
+    record["lineage"]["finished_at_ms"] = now_ms + round((clock() - t0) * 1000)
+    return TrainingRun(record, estimator, blob, result, len(train_rows), len(holdout), steps)
+
+
+def stage_records(
+    candidate: Mapping[str, Any],
+    stage: str,
+    *,
+    current: Iterable[Mapping[str, Any]],
+    by: str,
+    reason: str,
+    now_ms: int,
+) -> list[dict[str, Any]]:
+    """The records that follow a published candidate into ``stage`` (archiving whoever
+    holds the champion or challenger slot among ``current``), in publish order."""
+    reg = Registry.from_records([*current, candidate])
+    model, version = candidate["model"], candidate["version"]
+    return transition(reg, model, version, stage, by=by, reason=reason, now_ms=now_ms)
+
+
+def bootstrap(
+    rows: Iterable[Mapping[str, Any]],
+    config: ModelConfig,
+    *,
+    key: bytes,
+    by: str,
+    reason: str,
+    now_ms: int,
+    current: Iterable[Mapping[str, Any]] = (),
+    **kw: Any,
+) -> tuple[TrainingRun, list[dict[str, Any]]]:
+    """Train a model's first champion from Outcome-like dicts (``features``, ``label`` and
+    optionally ``event_time_ms``, ``segment``, ``event_id``): the run and the records to
+    publish (the candidate, then the same version as champion, after archiving the holder
+    of the slot among ``current`` if any). The gate runs without a champion; a version
+    failing it (non-finite output, too slow, ...) is a ConfigError.
+    """
+    run = train(examples(build_frame(rows)), config, key=key, now_ms=now_ms, **kw)
+    if not run.verdict["passed"]:
+        raise ConfigError(f"bootstrap of {config.name} failed the gate: {run.verdict['summary']}")
+    why = f"bootstrap: {reason}"
+    run.record.update(stage_changed_by=by, stage_reason=why)
+    later = stage_records(run.record, "champion", current=current, by=by, reason=why, now_ms=now_ms)
+    return run, [dict(run.record), *later]

@@ -1,0 +1,185 @@
+"""Score one feature event: decode, check, predict, encode. Pure and fast.
+
+The scorer loop (``driftline.streams.scorer``) is thin I/O around :meth:`Scoring.score`;
+the throughput benchmark calls the same method, so both measure the same work. Every
+failure is raised as a :class:`~driftline.core.errors.DriftlineError` whose ``reason``
+becomes the dead-letter reason code: undecodable, unknown_schema, wrong_record,
+too_large, invalid_event_id, missing_key, key_mismatch, unknown_model,
+missing_feature, unexpected_feature, type_mismatch, non_finite, out_of_range,
+unseen_category, no_champion, model_error, non_finite_output. too_large is also the
+reason of a model output that makes a Prediction over ``MAX_PREDICTION_BYTES``
+(a ModelError: the event itself was within its limit).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from driftline.core.errors import DriftlineError, ModelError, ValidationError
+from driftline.core.model.validation import Spec
+from driftline.core.wire.codec import Codec
+from driftline.core.wire.envelope import (
+    MAX_EVENT_BYTES,
+    MAX_PREDICTION_BYTES,
+    check_envelope,
+    check_size,
+)
+from driftline.core.wire.passthrough import Passthrough
+
+FEATURE_EVENT = "io.driftline.FeatureEvent"
+PREDICTION = "io.driftline.Prediction"
+_PASSED = ("features", "segment")
+
+
+class Servable(Protocol):
+    """What the scorer needs of a model version (driftline.core.model.estimators.ServedModel)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def spec(self) -> Spec: ...
+
+    def predict_one(self, features: Mapping[str, Any]) -> tuple[Any, dict[str, float]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """A scored event: the encoded Prediction (and shadow Prediction) with its facts."""
+
+    model: str
+    version: str
+    event_time_ms: int
+    prediction: bytes
+    shadow: bytes | None
+    shadow_error: ModelError | None
+
+
+def _finite(value: Any, scores: Mapping[str, float]) -> bool:
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    return all(math.isfinite(p) for p in scores.values())
+
+
+class Scoring:
+    """Scores FeatureEvent bytes with the champion (and a challenger in shadow).
+
+    ``versions(model)`` returns the (champion, challenger) served now; it is called per
+    event and must be a cheap lookup. ``known(model)`` says whether a model exists.
+    """
+
+    def __init__(
+        self,
+        codec: Codec,
+        versions: Callable[[str], tuple[Servable | None, Servable | None]],
+        known: Callable[[str], bool],
+        *,
+        passthrough: bool = True,
+    ) -> None:
+        self._codec = codec
+        self._versions = versions
+        self._known = known
+        # A Prediction repeats the event's features and segment: copy their Avro bytes
+        # instead of encoding them again (most of the cost of encoding a Prediction).
+        # ``passthrough=False`` encodes them again (same bytes; for benchmarks).
+        self._through = (
+            Passthrough.between(codec, FEATURE_EVENT, PREDICTION, _PASSED) if passthrough else None
+        )
+
+    def score(self, raw: bytes, key: bytes | None, now_ms: int) -> Scored:
+        """The Scored event, or a DriftlineError with the dead-letter reason."""
+        check_size(raw, MAX_EVENT_BYTES, "a FeatureEvent")
+        if self._through is not None:
+            decoded, passed = self._through.decode(raw)
+        else:
+            decoded, passed = self._codec.decode(raw, expect=FEATURE_EVENT), None
+        event = decoded.value
+        check_envelope(event, key, self._known)
+        model = event["model"]
+        champion, challenger = self._versions(model)
+        if champion is None:
+            raise ModelError("no_champion", f"model {model!r} has no champion version yet", model)
+        features = event["features"]
+        try:
+            champion.spec.check(features)
+        except ValidationError as exc:
+            exc.model = model  # the dead letter says whose event it was (skew-rate alerts)
+            raise
+        prediction = self._predict(champion, event, features, now_ms, passed)
+        shadow: bytes | None = None
+        shadow_error: ModelError | None = None
+        if challenger is not None:
+            try:
+                challenger.spec.check(features)
+                shadow = self._predict(challenger, event, features, now_ms, passed)
+            except (DriftlineError, ValueError) as exc:  # shadow failures never block serving
+                shadow_error = (
+                    exc
+                    if isinstance(exc, ModelError)
+                    else ModelError(
+                        getattr(exc, "reason", "model_error"), str(exc), model, challenger.version
+                    )
+                )
+        return Scored(
+            model, champion.version, event["event_time_ms"], prediction, shadow, shadow_error
+        )
+
+    def _predict(
+        self,
+        served: Servable,
+        event: Mapping[str, Any],
+        features: Mapping[str, Any],
+        now: int,
+        passed: bytes | None = None,
+    ) -> bytes:
+        """The encoded Prediction; ``passed`` holds the event's features and segment as
+        Avro bytes (from the passthrough), or None to encode them from ``event``."""
+        t0 = time.perf_counter_ns()
+        try:
+            value, scores = served.predict_one(features)
+        except Exception as exc:  # a model's own bug must not stop the stream
+            raise ModelError(
+                "model_error",
+                f"{served.name} {served.version} raised {exc!r}",
+                served.name,
+                served.version,
+            ) from exc
+        latency_us = (time.perf_counter_ns() - t0) // 1000
+        if not _finite(value, scores):
+            raise ModelError(
+                "non_finite_output",
+                f"{served.name} {served.version} returned {value!r} with scores {scores!r}",
+                served.name,
+                served.version,
+            )
+        record = {
+            "event_id": event["event_id"],
+            "model": served.name,
+            "version": served.version,
+            "event_time_ms": event["event_time_ms"],
+            "predicted_at_ms": now,
+            "prediction": value,
+            "scores": scores,
+            "latency_us": latency_us,
+            "served_by": "driftline",
+        }
+        if passed is not None and self._through is not None:
+            encoded = self._through.encode(record, passed)
+        else:
+            record["features"] = features
+            record["segment"] = event["segment"]
+            encoded = self._codec.encode(PREDICTION, record)
+        if len(encoded) > MAX_PREDICTION_BYTES:  # the event fits, so the model's output did it
+            raise ModelError(
+                "too_large",
+                f"{served.name} {served.version} returned a Prediction of {len(encoded)} bytes "
+                f"(at most {MAX_PREDICTION_BYTES}): {len(scores)} scores",
+                served.name,
+                served.version,
+            )
+        return encoded

@@ -1,0 +1,378 @@
+"""Alert rules: turn metric snapshots, drift events and rates into Alert dicts.
+
+Pure and clock-injected: every check takes ``now_ms``. An alert says what happened and why
+in one sentence with the numbers, and ``evidence`` holds the numbers. The same (model,
+version, kind, segment) alert is not raised again within ``cooldown_ms``; the state of that
+dedupe is ``to_dict`` / ``from_dict``-able for a changelogged table.
+
+Performance is worse than baseline when a higher-is-better metric (accuracy, precision,
+recall, f1, roc_auc, r2) is more than ``margin`` below it (absolute), or a loss (log_loss,
+mae, rmse) more than ``relative_margin`` above it (relative).
+
+>>> rules = AlertRules(margin=0.05, min_count=100, cooldown_ms=60_000)
+>>> snap = {"model": "churn", "version": "v3", "segment": "all", "window": "count:1000",
+...         "count": 1000, "metrics": {"accuracy": 0.81}, "baseline": {"accuracy": 0.9},
+...         "counts": {"n": 1000, "nan": 0, "inf": 0}}
+>>> for alert in rules.check_snapshot(snap, now_ms=0):
+...     print(alert["kind"], alert["severity"], alert["evidence"]["metric"])
+...     print(alert["message"])
+performance_degradation warning accuracy
+accuracy of churn v3 on all fell to 0.81 over count:1000 (1000 outcomes), 0.09 below its \
+baseline 0.9 (margin 0.05).
+>>> rules.check_snapshot(snap, now_ms=30_000)  # within the cooldown
+[]
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from driftline.core.watch.concept_drift import DriftEvent
+
+__all__ = ["HIGHER_IS_BETTER", "LOWER_IS_BETTER", "AlertRules", "Degradation", "degradations"]
+
+HIGHER_IS_BETTER = frozenset({"accuracy", "precision", "recall", "f1", "roc_auc", "r2"})
+LOWER_IS_BETTER = frozenset({"log_loss", "mae", "rmse"})
+_SETTINGS = (
+    "margin",
+    "relative_margin",
+    "min_count",
+    "watch",
+    "nan_rate",
+    "skew_rate",
+    "expired_rate",
+    "min_events",
+    "cooldown_ms",
+    "critical_factor",
+)
+_NAMESPACE = uuid.UUID("6f1d2a52-5c43-4c1e-9a55-2f1f0c7e3b10")
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """How much one metric is worse than its baseline, in its margin's unit."""
+
+    metric: str
+    value: float
+    baseline: float
+    worse_by: float  # absolute drop (higher-is-better) or relative rise (losses)
+    margin: float
+
+    @property
+    def ratio(self) -> float:
+        """``worse_by / margin``: above 1 means degraded."""
+        return self.worse_by / self.margin
+
+
+def degradations(
+    snapshot: Mapping[str, Any],
+    margin: float,
+    relative_margin: float,
+    watch: frozenset[str] | None = None,
+) -> list[Degradation]:
+    """Every watched metric of ``snapshot`` that has a baseline, worst first."""
+    out = []
+    base = snapshot.get("baseline") or {}
+    for name, value in snapshot["metrics"].items():
+        if name not in base or (watch is not None and name not in watch):
+            continue
+        b = base[name]
+        if name in HIGHER_IS_BETTER:
+            out.append(Degradation(name, value, b, b - value, margin))
+        elif name in LOWER_IS_BETTER and b > 0:
+            out.append(Degradation(name, value, b, (value - b) / b, relative_margin))
+    return sorted(out, key=lambda d: -d.ratio)
+
+
+def _g(x: float) -> str:
+    return f"{x:.4g}"
+
+
+class AlertRules:
+    """Alert rules and their dedupe state.
+
+    Parameters
+    ----------
+    margin, relative_margin, min_count, watch
+        Performance degradation: see the module docstring; snapshots with fewer than
+        ``min_count`` outcomes are not judged; ``watch`` limits the metrics (None: all).
+    nan_rate, skew_rate, expired_rate
+        Thresholds of the NaN/inf prediction rate, the dead-letter (validation or decode
+        failure) rate and the expired-label rate.
+    min_events
+        Rates over fewer events are not judged.
+    cooldown_ms
+        The same (model, version, kind, segment) alert is not repeated within it.
+    critical_factor
+        Severity is critical when the statistic reaches ``critical_factor`` times its
+        threshold, else warning.
+
+    """
+
+    def __init__(
+        self,
+        *,
+        margin: float = 0.05,
+        relative_margin: float = 0.2,
+        min_count: int = 200,
+        watch: Sequence[str] | None = None,
+        nan_rate: float = 0.01,
+        skew_rate: float = 0.05,
+        expired_rate: float = 0.2,
+        min_events: int = 100,
+        cooldown_ms: int = 3_600_000,
+        critical_factor: float = 2.0,
+    ) -> None:
+        for name, value in [
+            ("margin", margin),
+            ("relative_margin", relative_margin),
+            ("nan_rate", nan_rate),
+            ("skew_rate", skew_rate),
+            ("expired_rate", expired_rate),
+        ]:
+            if not 0 < value <= 1:
+                raise ValueError(f"{name} must be in (0, 1], not {value!r}")
+        if min_count < 1 or min_events < 1 or cooldown_ms < 0 or critical_factor < 1:
+            raise ValueError("min_count, min_events >= 1, cooldown_ms >= 0, critical_factor >= 1")
+        self.margin, self.relative_margin, self.min_count = margin, relative_margin, min_count
+        self.watch = None if watch is None else frozenset(watch)
+        self.nan_rate, self.skew_rate, self.expired_rate = nan_rate, skew_rate, expired_rate
+        self.min_events, self.cooldown_ms = min_events, cooldown_ms
+        self.critical_factor = critical_factor
+        self._last: dict[str, int] = {}
+        self.suppressed = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Settings and dedupe state (last alert time per key), for a changelogged table."""
+        config = {k: getattr(self, k) for k in _SETTINGS}
+        config["watch"] = None if self.watch is None else sorted(self.watch)
+        return {
+            "config": config,
+            "state": {"last": dict(self._last), "suppressed": self.suppressed},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> AlertRules:
+        """The rules ``to_dict`` described, with their dedupe state."""
+        rules = cls(**d["config"])
+        state = d.get("state") or {}
+        rules._last = {str(k): int(v) for k, v in state.get("last", {}).items()}
+        rules.suppressed = int(state.get("suppressed", 0))
+        return rules
+
+    def _alert(
+        self,
+        kind: str,
+        model: str,
+        version: str | None,
+        segment: str | None,
+        ratio: float,
+        message: str,
+        evidence: Mapping[str, Any],
+        now_ms: int,
+    ) -> list[dict[str, Any]]:
+        key = f"{model}|{version}|{kind}|{segment}"
+        last = self._last.get(key)
+        if last is not None and now_ms - last < self.cooldown_ms:
+            self.suppressed += 1
+            return []
+        self._last[key] = now_ms
+        if len(self._last) > 10_000:
+            self._last = {k: t for k, t in self._last.items() if now_ms - t < self.cooldown_ms}
+        return [
+            {
+                "alert_id": str(uuid.uuid5(_NAMESPACE, f"{key}|{now_ms}")),
+                "model": model,
+                "version": version,
+                "segment": segment,
+                "kind": kind,
+                "severity": "critical" if ratio >= self.critical_factor else "warning",
+                "message": message,
+                "evidence": dict(evidence),
+                "created_at_ms": now_ms,
+            }
+        ]
+
+    def check_snapshot(self, snapshot: Mapping[str, Any], now_ms: int) -> list[dict[str, Any]]:
+        """performance_degradation (any segment) and numerical_instability (segment 'all')."""
+        model, version, seg = snapshot["model"], snapshot["version"], snapshot["segment"]
+        window, count = snapshot["window"], snapshot["count"]
+        out = []
+        counts = snapshot.get("counts") or {}
+        bad = counts.get("nan", 0) + counts.get("inf", 0)
+        if seg == "all" and count >= self.min_events and bad / count > self.nan_rate:
+            rate = bad / count
+            out += self._alert(
+                "numerical_instability",
+                model,
+                version,
+                seg,
+                rate / self.nan_rate,
+                f"{rate:.1%} of the predictions of {model} {version} were NaN or infinite "
+                f"({counts.get('nan', 0)} NaN, {counts.get('inf', 0)} infinite of {count}, "
+                f"{window}), above the {self.nan_rate:.1%} threshold.",
+                {
+                    "rate": rate,
+                    "threshold": self.nan_rate,
+                    "nan": counts.get("nan", 0),
+                    "inf": counts.get("inf", 0),
+                    "count": count,
+                    "window": window,
+                },
+                now_ms,
+            )
+        if count < self.min_count:
+            return out
+        worse = [
+            d
+            for d in degradations(snapshot, self.margin, self.relative_margin, self.watch)
+            if d.ratio > 1
+        ]
+        if worse:
+            d = worse[0]
+            if d.metric in HIGHER_IS_BETTER:
+                how = (
+                    f"fell to {_g(d.value)} over {window} ({count} outcomes), "
+                    f"{_g(d.worse_by)} below its baseline {_g(d.baseline)} "
+                    f"(margin {_g(d.margin)})"
+                )
+            else:
+                how = (
+                    f"rose to {_g(d.value)} over {window} ({count} outcomes), "
+                    f"{d.worse_by:.0%} above its baseline {_g(d.baseline)} "
+                    f"(margin {d.margin:.0%})"
+                )
+            evidence: dict[str, Any] = {
+                "metric": d.metric,
+                "value": d.value,
+                "baseline": d.baseline,
+                "worse_by": d.worse_by,
+                "margin": d.margin,
+                "count": count,
+                "window": window,
+                "degraded_metrics": ",".join(x.metric for x in worse),
+            }
+            out += self._alert(
+                "performance_degradation",
+                model,
+                version,
+                seg,
+                d.ratio,
+                f"{d.metric} of {model} {version} on {seg} {how}.",
+                evidence,
+                now_ms,
+            )
+        return out
+
+    def check_drift(self, events: Sequence[DriftEvent], now_ms: int) -> list[dict[str, Any]]:
+        """One alert per (model, version, kind, segment) among ``events``, on the strongest."""
+        groups: dict[tuple[str, str, str, str], list[DriftEvent]] = {}
+        for e in events:
+            groups.setdefault((e.model, e.version, e.kind, e.segment), []).append(e)
+        out = []
+        for (model, version, kind, seg), group in groups.items():
+            if kind == "concept_drift":
+                e = group[-1]
+                change = (
+                    f"; the change began about {e.since_change} outcomes ago"
+                    if e.since_change is not None
+                    else ""
+                )
+                before = "?" if e.reference is None else _g(e.reference)
+                after = "" if e.statistic is None else f" -> {_g(e.statistic)}"
+                msg = (
+                    f"{e.detector} detected a change in the error of {model} {version} "
+                    f"after {e.n} outcomes (mean error {before}{after}){change}."
+                )
+                out += self._alert(kind, model, version, seg, 1.0, msg, e.evidence(), now_ms)
+                continue
+
+            def strength(e: DriftEvent) -> float:
+                return (e.statistic or 0.0) / (e.threshold or 1.0)
+
+            group = sorted(group, key=strength, reverse=True)
+            e = group[0]
+            what = "prediction distribution" if kind == "prediction_drift" else "features"
+            names = ",".join(str(x.feature) for x in group)
+            msg = (
+                f"{len(group)} of the {what} of {model} {version} drifted from the training "
+                f"data, most {e.feature} ({e.detector} {_g(e.statistic or 0.0)} >= "
+                f"{_g(e.threshold or 0.0)}, p={e.p_value or 0.0:.2g}, {e.n} live values)."
+            )
+            evidence = {**e.evidence(), "features": names, "drifted": len(group)}
+            out += self._alert(kind, model, version, seg, strength(e), msg, evidence, now_ms)
+        return out
+
+    def check_skew(
+        self,
+        model: str,
+        failed: int,
+        total: int,
+        now_ms: int,
+        *,
+        version: str | None = None,
+        window: str = "",
+        reasons: Mapping[str, int] | None = None,
+    ) -> list[dict[str, Any]]:
+        """skew_rate: dead-lettered (undecodable or invalid) events over all events."""
+        if total < self.min_events or failed / total <= self.skew_rate:
+            return []
+        rate = failed / total
+        top = max(reasons.items(), key=lambda kv: kv[1]) if reasons else None
+        most = f", mostly {top[0]} ({top[1]})" if top else ""
+        evidence: dict[str, Any] = {
+            "rate": rate,
+            "threshold": self.skew_rate,
+            "failed": failed,
+            "total": total,
+            "window": window,
+        }
+        evidence.update({f"reason.{k}": v for k, v in (reasons or {}).items()})
+        msg = (
+            f"{rate:.1%} of the events of {model} failed decoding or validation "
+            f"({failed} of {total}{', ' + window if window else ''}{most}), above the "
+            f"{self.skew_rate:.1%} threshold."
+        )
+        return self._alert(
+            "skew_rate", model, version, None, rate / self.skew_rate, msg, evidence, now_ms
+        )
+
+    def check_expired(
+        self,
+        model: str,
+        expired: int,
+        total: int,
+        now_ms: int,
+        *,
+        version: str | None = None,
+        window: str = "",
+    ) -> list[dict[str, Any]]:
+        """expired_label_rate: predictions whose label never came within the TTL."""
+        if total < self.min_events or expired / total <= self.expired_rate:
+            return []
+        rate = expired / total
+        msg = (
+            f"{rate:.1%} of the predictions of {model} expired before their label arrived "
+            f"({expired} of {total}{', ' + window if window else ''}), above the "
+            f"{self.expired_rate:.1%} threshold."
+        )
+        evidence = {
+            "rate": rate,
+            "threshold": self.expired_rate,
+            "expired": expired,
+            "total": total,
+            "window": window,
+        }
+        return self._alert(
+            "expired_label_rate",
+            model,
+            version,
+            None,
+            rate / self.expired_rate,
+            msg,
+            evidence,
+            now_ms,
+        )

@@ -1,0 +1,233 @@
+"""Everything Driftline watches about one model, put together; pure and clock-injected.
+
+A :class:`ModelMonitor` takes the model's predictions (feature and prediction drift need
+no labels), outcomes (rolling performance, concept drift), dead letters (skew and
+expired-label rates) and registry records (which version is champion), and on each
+:meth:`tick` emits MetricSnapshot, Alert and RetrainTrigger dicts. The monitor agent
+(``driftline.streams.monitors``) only decodes, routes and publishes.
+
+>>> from driftline.core.model.config import ModelConfig
+>>> mon = ModelMonitor(ModelConfig("churn", retrain={"cooldown_ms": 0}))
+>>> mon.observe_outcome({"model": "churn", "version": "v1", "event_time_ms": 1,
+...     "prediction": True, "label": True, "scores": {"True": 0.9, "False": 0.1},
+...     "segment": {}}, now_ms=1)
+[]
+>>> sorted({e.topic for e in mon.tick(now_ms=2)})
+['metrics']
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from driftline.core.model.config import ModelConfig
+from driftline.core.watch.alerts import AlertRules
+from driftline.core.watch.concept_drift import ConceptDriftDetector, DriftEvent
+from driftline.core.watch.feature_drift import FeatureDriftMonitor, drift_metrics
+from driftline.core.watch.performance import PerformanceTracker
+from driftline.core.watch.profile import ReferenceProfile
+from driftline.core.watch.retrain_policy import RetrainPolicy
+
+PRIMARY_METRICS = {"classification": ("accuracy", "f1"), "regression": ("mae", "rmse")}
+"""What degradation alerts and triggers watch unless the models file says otherwise: log
+loss, for one, explodes on a confident tree's few wrong answers and alarms on noise."""
+
+PRIME_MAX = 1_000
+"""At most this many held-out outcomes start a new champion's error history."""
+
+KEEP_VERSIONS = 3
+"""Trackers kept for this many versions (the champion and the last ones still scored)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """A record to publish: topic suffix (metrics, alerts, retrain) and value dict."""
+
+    topic: str
+    model: str
+    value: dict[str, Any]
+
+
+class ModelMonitor:
+    """Rolling performance, drift, alerts and retrain policy of one model."""
+
+    def __init__(self, config: ModelConfig, *, window_size: int = 1_000) -> None:
+        self.config = config
+        self.window_size = window_size
+        watch = list(PRIMARY_METRICS[config.task])
+        self.rules = AlertRules(watch=watch)
+        self.policy = RetrainPolicy(config.name, **{"watch": watch, **dict(config.retrain)})
+        self.trackers: dict[str, PerformanceTracker] = {}
+        self.champion: Mapping[str, Any] | None = None
+        self.detector: ConceptDriftDetector | None = None
+        self.features: FeatureDriftMonitor | None = None
+        self.pending_outcomes = 0
+        self.due: int | None = None
+        """Outcome count at which the policy can fire without waiting for a tick."""
+        self.counts: Counter[str] = Counter()
+        self.dead_reasons: Counter[str] = Counter()
+
+    @property
+    def champion_version(self) -> str | None:
+        return None if self.champion is None else str(self.champion["version"])
+
+    # -- inputs -----------------------------------------------------------------------
+
+    def on_version(self, record: Mapping[str, Any], now_ms: int) -> None:
+        """A ModelVersion record of this model (in registry order)."""
+        lineage = record.get("lineage") or {}
+        self.policy.on_version(
+            record["version"], record["stage"], record["created_at_ms"], now_ms,
+            trigger_id=lineage.get("trigger_id"),
+        )  # fmt: skip
+        if record["stage"] == "champion" and record["version"] != self.champion_version:
+            self.champion = record
+            self.detector = ConceptDriftDetector(
+                self.config.name, record["version"], self.config.task
+            )
+            accuracy = (record.get("metrics") or {}).get("accuracy")
+            held_out = int((record.get("lineage") or {}).get("holdout_rows") or 0)
+            if accuracy is not None and 0 <= accuracy <= 1 and held_out:
+                self.detector.prime(1 - accuracy, min(held_out, PRIME_MAX), now_ms)
+            profile = ReferenceProfile.from_json(record["reference_profile"])
+            self.features = FeatureDriftMonitor(self.config.name, record["version"], profile)
+        self.due = self.policy.due_outcomes(now_ms)
+
+    def observe_prediction(self, prediction: Mapping[str, Any]) -> None:
+        """A Prediction: feeds feature and prediction drift of the champion."""
+        self.counts["predictions"] += 1
+        if self.features is not None and prediction["version"] == self.champion_version:
+            self.features.update(
+                prediction["features"], prediction["prediction"], prediction["scores"]
+            )
+
+    def observe_dead_letter(self, dead: Mapping[str, Any]) -> None:
+        """A DeadLetter of this model: counted for skew and expired-label rates."""
+        reason = dead["reason"]
+        if dead["stage"] == "join":
+            if reason == "expired_prediction":
+                self.counts["expired"] += 1
+            return
+        self.counts["failed"] += 1
+        self.dead_reasons[reason] += 1
+
+    def observe_outcome(self, outcome: Mapping[str, Any], now_ms: int) -> list[Emit]:
+        """An Outcome: rolling metrics of its version, concept drift of the champion."""
+        version = outcome["version"]
+        tracker = self.trackers.get(version)
+        if tracker is None:
+            tracker = self._tracker(version)
+        tracker.update(outcome)
+        self.counts["outcomes"] += 1
+        self.pending_outcomes += 1
+        out = self._when_due(now_ms)
+        if self.detector is None or version != self.champion_version:
+            return out
+        event = self.detector.update_outcome(outcome)
+        if event is None:
+            return out
+        # the policy places the change point by its outcome count: bring it up to date
+        self.policy.observe_outcomes(self.pending_outcomes, now_ms)
+        self.pending_outcomes = 0
+        return out + self._drift([event], now_ms)
+
+    def _when_due(self, now_ms: int) -> list[Emit]:
+        """Fire a count-driven retrain reason on the outcome that makes it due."""
+        if self.due is None or self.policy.outcomes + self.pending_outcomes < self.due:
+            return []
+        self.policy.observe_outcomes(self.pending_outcomes, now_ms)
+        self.pending_outcomes = 0
+        out = self._trigger(self.policy.tick(now_ms))
+        due = self.policy.due_outcomes(now_ms)
+        self.due = None if due is not None and due <= self.policy.outcomes else due
+        return out
+
+    # -- outputs ----------------------------------------------------------------------
+
+    def tick(self, now_ms: int) -> list[Emit]:
+        """Snapshots, feature drift, rate alerts and the clock-driven retrain reasons."""
+        out: list[Emit] = []
+        self.policy.observe_outcomes(self.pending_outcomes, now_ms)
+        self.pending_outcomes = 0
+        drift_values: dict[str, float] = {}
+        if self.features is not None and self.features.count:
+            results = self.features.evaluate()
+            drift_values = drift_metrics(results)
+            out += self._drift(self.features.events(results, now_ms), now_ms)
+        baseline, seg_baselines = self._baselines()
+        for version, tracker in self.trackers.items():
+            champion = version == self.champion_version
+            for snap in tracker.snapshot(
+                now_ms,
+                baseline if champion else None,
+                seg_baselines if champion else None,
+            ):
+                if champion and snap["segment"] == "all" and snap["window"].startswith("count"):
+                    snap["metrics"].update(drift_values)
+                out.append(Emit("metrics", self.config.name, snap))
+                if champion:
+                    out += self._alerts(self.rules.check_snapshot(snap, now_ms))
+                    if snap["segment"] == "all":
+                        out += self._trigger(self.policy.observe_snapshot(snap, now_ms))
+        out += self._rates(now_ms)
+        out += self._trigger(self.policy.tick(now_ms))
+        self.due = self.policy.due_outcomes(now_ms)
+        return out
+
+    def request(self, now_ms: int, requested_by: str) -> list[Emit]:
+        """A retrain asked for by a person (``driftline retrain``)."""
+        out = self._trigger(self.policy.request(now_ms, requested_by))
+        self.due = self.policy.due_outcomes(now_ms)
+        return out
+
+    def _rates(self, now_ms: int) -> list[Emit]:
+        c = self.counts
+        failed, total = c["failed"], c["failed"] + c["predictions"]
+        out = self._alerts(
+            self.rules.check_skew(
+                self.config.name, failed, total, now_ms, version=self.champion_version,
+                window=f"since {total} events", reasons=dict(self.dead_reasons),
+            )
+        )  # fmt: skip
+        expired, judged = c["expired"], c["expired"] + c["outcomes"]
+        out += self._alerts(
+            self.rules.check_expired(
+                self.config.name, expired, judged, now_ms, version=self.champion_version
+            )
+        )
+        if total >= 10 * self.rules.min_events:  # rates over a sliding-ish window
+            self.counts = Counter()
+            self.dead_reasons = Counter()
+        return out
+
+    def _drift(self, events: list[DriftEvent], now_ms: int) -> list[Emit]:
+        out = self._alerts(self.rules.check_drift(events, now_ms))
+        for e in events:
+            out += self._trigger(self.policy.observe_drift(e, now_ms))
+        self.due = self.policy.due_outcomes(now_ms)
+        return out
+
+    def _alerts(self, alerts: list[dict[str, Any]]) -> list[Emit]:
+        return [Emit("alerts", self.config.name, a) for a in alerts]
+
+    def _trigger(self, trigger: dict[str, Any] | None) -> list[Emit]:
+        return [] if trigger is None else [Emit("retrain", self.config.name, trigger)]
+
+    def _tracker(self, version: str) -> PerformanceTracker:
+        if len(self.trackers) >= KEEP_VERSIONS:
+            oldest = next(v for v in self.trackers if v != self.champion_version)
+            del self.trackers[oldest]
+        tracker = PerformanceTracker(
+            self.config.name, version, self.config.task,
+            positive=self.config.positive_class, window_size=self.window_size,
+        )  # fmt: skip
+        self.trackers[version] = tracker
+        return tracker
+
+    def _baselines(self) -> tuple[dict[str, float], dict[str, Mapping[str, float]]]:
+        if self.champion is None:
+            return {}, {}
+        return dict(self.champion["metrics"]), dict(self.champion.get("segment_metrics") or {})

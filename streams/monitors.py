@@ -1,0 +1,201 @@
+"""The monitor: predictions, outcomes and dead letters in; metric snapshots, alerts and
+retrain triggers out. All judgement is in driftline.core.watch.monitor.
+
+The join agent already decodes every prediction and builds every outcome, so it hands
+them to the monitor in process (:func:`install` returns that hook) instead of the monitor
+reading the predictions and outcomes topics again: that halves the Faust events per
+input, and Faust's per-event cost is what bounds a worker. The scorer's dead letters
+arrive through a thread-safe inbox. A worker's monitor thus sees the predictions and
+outcomes of the partitions it owns: with one worker, all of them. (Several workers each
+watch their share; repartitioning by model is the follow-up noted in
+docs/architecture.md.) A timer ticks the monitors: snapshots, feature drift, rate alerts
+and clock-driven retrain reasons.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import faust
+
+from driftline.core.wire.codec import Codec
+from driftline.core.wire.headers import build as record_headers
+from driftline.core.join.joiner import Step
+from driftline.core.model.config import ModelConfig, ModelsConfig
+from driftline.core.watch.monitor import Emit, ModelMonitor
+from driftline.streams import telemetry as m
+
+log = logging.getLogger(__name__)
+
+RECORD = {
+    "metrics": "io.driftline.MetricSnapshot",
+    "alerts": "io.driftline.Alert",
+    "retrain": "io.driftline.RetrainTrigger",
+}
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Monitors:
+    """One ModelMonitor per model, fed in order; registry changes are queued by the
+    registry thread and applied on the event loop."""
+
+    def __init__(self, models: ModelsConfig, window_size: int = 1_000) -> None:
+        self.models = models
+        self.window_size = window_size
+        self.by_model: dict[str, ModelMonitor] = {}
+        self.versions: deque[dict[str, Any]] = deque()
+        self.dead_inbox: deque[dict[str, Any]] = deque(maxlen=100_000)
+        """Dead letters from other threads (the scorer); deque appends are thread-safe."""
+
+    def get(self, model: str, task: str | None = None) -> ModelMonitor:
+        mon = self.by_model.get(model)
+        if mon is None:
+            config = self.models.get(model) or ModelConfig(model, task=task or "classification")
+            mon = self.by_model[model] = ModelMonitor(config, window_size=self.window_size)
+        return mon
+
+    def sync_versions(self, now: int) -> None:
+        while self.versions:
+            record = self.versions.popleft()
+            self.get(record["model"], record.get("task")).on_version(record, now)
+        while self.dead_inbox:
+            self.observe_dead(self.dead_inbox.popleft())
+
+    def observe_dead(self, record: dict[str, Any]) -> None:
+        model = record.get("model")
+        if model:
+            self.get(model).observe_dead_letter(record)
+
+
+class Recent:
+    """What the status page shows, kept in memory: the latest snapshot per model, version,
+    segment and window; each version's rolling metrics over time (count window, all
+    segments); the last alerts and retrain triggers. Bounded; fed by the monitor's
+    ``on_emit`` hook on the event loop, read there by the web views.
+
+    >>> r = Recent(points=2)
+    >>> for t in (1, 2, 3):
+    ...     r.add(Emit("metrics", "m", {"model": "m", "version": "v1", "segment": "all",
+    ...                "window": "count:1000", "emitted_at_ms": t, "metrics": {"accuracy": t / 4}}))
+    >>> [t for t, _ in r.history[("m", "v1")]]
+    [2, 3]
+    >>> r.add(Emit("alerts", "m", {"kind": "concept_drift"}))
+    >>> [a["kind"] for a in r.alerts]
+    ['concept_drift']
+    """
+
+    def __init__(self, points: int = 720, keep: int = 50, versions_per_model: int = 4) -> None:
+        self.points = points
+        self.versions_per_model = versions_per_model
+        self.snapshots: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        self.history: dict[tuple[str, str], deque[tuple[int, dict[str, float]]]] = {}
+        self.alerts: deque[dict[str, Any]] = deque(maxlen=keep)
+        self.triggers: deque[dict[str, Any]] = deque(maxlen=keep)
+
+    def add(self, emit: Emit) -> None:
+        v = emit.value
+        if emit.topic == "alerts":
+            self.alerts.append(v)
+        elif emit.topic == "retrain":
+            self.triggers.append(v)
+        elif emit.topic == "metrics":
+            key = (v["model"], v["version"])
+            if key not in self.history:
+                self._make_room(v["model"])
+                self.history[key] = deque(maxlen=self.points)
+            self.snapshots[(v["model"], v["version"], v["segment"], v["window"])] = v
+            if v["segment"] == "all" and v["window"].startswith("count"):
+                self.history[key].append((v["emitted_at_ms"], dict(v["metrics"])))
+
+    def _make_room(self, model: str) -> None:
+        """Forget the oldest version of ``model`` once it has too many."""
+        mine = [k for k in self.history if k[0] == model]
+        for old in mine[: max(0, len(mine) - self.versions_per_model + 1)]:
+            del self.history[old]
+            for k in [k for k in self.snapshots if k[:2] == old]:
+                del self.snapshots[k]
+
+
+def export(emit: Emit) -> None:
+    """Mirror what a monitor publishes into Prometheus."""
+    v = emit.value
+    if emit.topic == "metrics" and v["segment"] == "all":
+        for name, value in v["metrics"].items():
+            m.MODEL_METRIC.labels(v["model"], v["version"], "all", v["window"], name).set(value)
+            if name.startswith(("psi.", "ks.")):
+                stat, feature = name.split(".", 1)
+                m.DRIFT_SCORE.labels(v["model"], v["version"], feature, stat).set(value)
+        for name, value in v.get("baseline", {}).items():
+            m.MODEL_BASELINE.labels(v["model"], v["version"], name).set(value)
+    elif emit.topic == "alerts":
+        m.ALERTS.labels(v["model"], v["kind"], v["severity"]).inc()
+        if v["kind"].endswith("drift"):
+            m.DRIFT_DETECTIONS.labels(v["model"], v["kind"]).inc()
+    elif emit.topic == "retrain":
+        m.RETRAIN_TRIGGERS.labels(v["model"]).inc()
+
+
+Observe = Callable[[list[Step], int], Awaitable[None]]
+Send = Callable[[str, bytes, bytes, list[tuple[str, bytes]]], None]
+"""``send(topic, key, value, headers)``: hand a record to a producer without waiting."""
+
+
+def install(
+    app: faust.App,
+    codec: Codec,
+    monitors: Monitors,
+    topic: Callable[[str], str],
+    tick_every_s: float,
+    send: Send,
+    on_emit: Callable[[Emit], None] | None = None,
+) -> Observe:
+    """Add the monitor's tick timer to ``app``; returns the hook that takes the join's
+    committed steps. Snapshots, alerts and triggers go out through ``send``, which must
+    not block: a producer waiting on a broker must not stall the monitor, and through it
+    the join."""
+
+    async def publish(emits: list[Emit]) -> None:
+        for e in emits:
+            value = codec.encode(RECORD[e.topic], e.value)
+            hdrs = record_headers(RECORD[e.topic], e.value.get("created_at_ms"), None)
+            send(topic(e.topic), e.model.encode(), value, hdrs)
+            export(e)
+            if on_emit is not None:
+                on_emit(e)
+
+    async def observe(steps: list[Step], now: int) -> None:
+        monitors.sync_versions(now)
+        emits: list[Emit] = []
+        n = 0
+        for step in steps:
+            if step.prediction is not None:
+                monitors.get(step.prediction["model"]).observe_prediction(step.prediction)
+                n += 1
+            for out in step.outputs:
+                v = out.record
+                if v is None:
+                    continue
+                n += 1
+                if out.topic == "outcomes":
+                    emits += monitors.get(v["model"]).observe_outcome(v, now)
+                elif out.topic == "deadletter":
+                    monitors.observe_dead(v)
+        m.EVENTS_IN.labels("monitor").inc(n)
+        if emits:
+            await publish(emits)
+
+    @app.timer(tick_every_s, name="driftline-monitor-tick")  # type: ignore[untyped-decorator]
+    async def tick() -> None:
+        now = now_ms()
+        monitors.sync_versions(now)
+        for mon in list(monitors.by_model.values()):
+            await publish(mon.tick(now))
+
+    return observe

@@ -1,0 +1,392 @@
+"""ModelMonitor: version switches, concept drift to one retrain trigger, rate alerts, and
+records that encode as the published schemas."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pytest
+
+from driftline.core.join.joiner import LABEL, PREDICTION, Joiner
+from driftline.core.join.rules import JoinEntry, JoinState
+from driftline.core.lifecycle.training import bootstrap
+from driftline.core.model.config import GateConfig, ModelConfig
+from driftline.core.watch.monitor import KEEP_VERSIONS, Emit, ModelMonitor
+from driftline.core.wire.codec import default_codec
+from driftline.core.wire.deadletter import Origin, dead_letter
+from tests.unit.core.examples import T0, label, outcome, prediction
+
+CODEC = default_codec()
+KEY = b"monitor-test-key"
+RECORDS = {
+    "metrics": "io.driftline.MetricSnapshot",
+    "alerts": "io.driftline.Alert",
+    "retrain": "io.driftline.RetrainTrigger",
+}
+BASELINE = {"accuracy": 0.9}
+STEP_MS = 1_000  # one outcome per second of event and processing time
+TICK_EVERY = 100
+
+
+def features(rng: random.Random) -> dict[str, Any]:
+    return {"amount": rng.random() * 10, "plan": rng.choice("ab")}
+
+
+@pytest.fixture(scope="module")
+def trained() -> dict[str, Any]:
+    """A real champion record (its reference profile is what the monitor loads)."""
+    rng = random.Random(5)
+    rows = []
+    for i in range(300):
+        x = features(rng)
+        rows.append({"event_time_ms": T0 + i, "features": x, "label": x["amount"] > 5})
+    config = ModelConfig(
+        "churn", factory="logistic_regression", gate=GateConfig(min_segment_samples=10)
+    )
+    _, records = bootstrap(
+        rows, config, key=KEY, by="test", reason="unit test", now_ms=T0, host="h", code="0"
+    )
+    return records[-1]
+
+
+def champion(trained: dict[str, Any], version: str, **kw: Any) -> dict[str, Any]:
+    """The trained champion record as ``version``, with a known baseline."""
+    record = {**trained, "version": version, "metrics": dict(BASELINE), "segment_metrics": {}}
+    return {**record, "stage": "champion", **kw}
+
+
+def outcomes(
+    n: int, version: str, error: Callable[[int], float], *, start: int = 0, seed: int = 0
+) -> list[dict[str, Any]]:
+    """``n`` outcomes of ``version``; outcome i is wrong with probability ``error(i)``."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(start, start + n):
+        y = rng.random() < 0.5
+        yp = y != (rng.random() < error(i))
+        p = 0.8 if yp else 0.2
+        out.append(
+            outcome(
+                event_id=f"e{i}",
+                version=version,
+                event_time_ms=T0 + i * STEP_MS,
+                prediction=yp,
+                label=y,
+                scores={"True": p, "False": 1 - p},
+                segment={"region": "eu" if i % 2 else "us"},
+                features=features(rng),
+            )
+        )
+    return out
+
+
+def drive(
+    mon: ModelMonitor, rows: Iterable[dict[str, Any]], tick_every: int = TICK_EVERY
+) -> list[Emit]:
+    """Feed outcomes as the monitor agent does, ticking every ``tick_every`` of them."""
+    emits: list[Emit] = []
+    for i, o in enumerate(rows, 1):
+        now = o["event_time_ms"] + 500
+        emits += mon.observe_outcome(o, now)
+        if i % tick_every == 0:
+            emits += mon.tick(now)
+    return emits
+
+
+def check_encodes(emits: list[Emit]) -> None:
+    """Every emitted dict is a valid record of its topic's schema."""
+    for e in emits:
+        assert e.model == "churn"
+        decoded = CODEC.decode(CODEC.encode(RECORDS[e.topic], e.value), expect=RECORDS[e.topic])
+        assert decoded.name == RECORDS[e.topic]
+        assert decoded.value == e.value
+
+
+def of(emits: list[Emit], topic: str, kind: str | None = None) -> list[dict[str, Any]]:
+    return [e.value for e in emits if e.topic == topic and kind in (None, e.value.get("kind"))]
+
+
+def const(rate: float) -> Callable[[int], float]:
+    return lambda i: rate
+
+
+def jump(at: int, before: float, after: float) -> Callable[[int], float]:
+    return lambda i: before if i < at else after
+
+
+# -- version switch -------------------------------------------------------------------------
+
+
+def test_version_switch(trained: dict[str, Any]) -> None:
+    mon = ModelMonitor(ModelConfig("churn"))
+    v1 = champion(trained, "v1-aaaaaaa")
+    seg_base = {"region=eu": {"accuracy": 0.75}}
+    v2 = champion(trained, "v2-bbbbbbb", metrics={"accuracy": 0.8}, segment_metrics=seg_base)
+    mon.on_version(v1, T0)
+    emits = drive(mon, outcomes(300, v1["version"], const(0.1)))
+    before = mon.detector
+    assert before is not None
+    assert before.n == 300
+
+    mon.on_version({**v2, "stage": "candidate"}, T0)  # not a switch yet
+    assert mon.champion_version == v1["version"]
+    mon.on_version(v2, T0 + 300 * STEP_MS)
+    assert mon.champion_version == v2["version"]
+    assert mon.policy.state["champion"] == v2["version"]
+    assert mon.detector is not before
+    assert (mon.detector.version, mon.detector.n) == (v2["version"], 0)
+    assert mon.features is not None
+    assert mon.features.version == v2["version"]
+    assert mon.features.count == 0
+    switched = mon.detector
+    mon.on_version(v2, T0 + 300 * STEP_MS)  # the same champion again: nothing resets
+    assert mon.detector is switched
+
+    # New outcomes of v2, and late outcomes of v1 (all wrong) still in flight.
+    emits += drive(mon, outcomes(200, v2["version"], const(0.1), start=300), tick_every=10**9)
+    emits += drive(mon, outcomes(50, v1["version"], const(1.0), start=500), tick_every=10**9)
+    assert mon.detector.n == 200  # only the champion's outcomes feed its detector
+    tick = mon.tick(T0 + 600 * STEP_MS)
+    emits += tick
+    snaps = {(s["version"], s["segment"], s["window"]): s for s in of(tick, "metrics")}
+    count_window = f"count:{mon.window_size}"
+    assert snaps[(v2["version"], "all", count_window)]["count"] == 200
+    assert snaps[(v1["version"], "all", count_window)]["count"] == 350
+    for (version, segment, _), snap in snaps.items():
+        # an old version is tracked but not judged: no baseline
+        expected = seg_base.get(segment, v2["metrics"]) if version == v2["version"] else {}
+        assert snap["baseline"] == expected, (version, segment)
+    assert v1["version"] not in {a["version"] for a in of(emits, "alerts")}
+    check_encodes(emits)
+
+
+def test_old_versions_are_dropped_first(trained: dict[str, Any]) -> None:
+    mon = ModelMonitor(ModelConfig("churn"))
+    mon.on_version(champion(trained, "v2"), T0)
+    order = ["v1", "v2", "v3", "v4", "v5"]
+    for k, version in enumerate(order):
+        drive(mon, outcomes(5, version, const(0.1), start=5 * k))
+    assert len(mon.trackers) == KEEP_VERSIONS
+    kept_others = [v for v in order if v != "v2"][-(KEEP_VERSIONS - 1) :]
+    assert sorted(mon.trackers) == sorted(["v2", *kept_others])
+
+
+# -- concept drift and the retrain policy ---------------------------------------------------
+
+DRIFT_AT = 2_000
+
+STREAMS: list[tuple[str, Callable[[int], float], int, dict[str, Any], int]] = [
+    ("stationary", const(0.1), 20_000, {}, 0),
+    ("sudden drift", jump(DRIFT_AT, 0.1, 0.6), 10_000, {"on_degradation": False}, 1),
+    ("sudden drift, degradation on", jump(DRIFT_AT, 0.1, 0.6), 10_000, {}, 1),
+]
+
+
+@pytest.mark.parametrize(
+    ("error", "n", "retrain", "triggers"), [s[1:] for s in STREAMS], ids=[s[0] for s in STREAMS]
+)
+def test_concept_drift_retrains_once(
+    trained: dict[str, Any],
+    error: Callable[[int], float],
+    n: int,
+    retrain: dict[str, Any],
+    triggers: int,
+) -> None:
+    mon = ModelMonitor(ModelConfig("churn", retrain=retrain))
+    record = champion(trained, "v1-aaaaaaa")
+    mon.on_version(record, T0)
+    emits = drive(mon, outcomes(n, record["version"], error, seed=11))
+    check_encodes(emits)
+
+    drift = of(emits, "alerts", "concept_drift")
+    fired = of(emits, "retrain")
+    assert len(fired) == triggers
+    if not triggers:
+        assert drift == []
+        assert of(emits, "alerts", "performance_degradation") == []
+        return
+    assert drift
+    assert all(a["version"] == record["version"] for a in drift)
+    assert min(a["evidence"]["n"] for a in drift) > DRIFT_AT  # no alarm before the change
+    (trigger,) = fired
+    assert trigger["champion_version"] == record["version"]
+    assert mon.policy.state["inflight"]["trigger_id"] == trigger["trigger_id"]
+    # ticks went on long after the trigger, with the drift still there
+    assert n * STEP_MS + T0 - trigger["created_at_ms"] > 50 * TICK_EVERY * STEP_MS
+    assert "concept_drift" in trigger["reasons"]
+    if retrain.get("on_degradation") is False:
+        assert trigger["reasons"] == ["concept_drift"]
+    ev = trigger["evidence"]
+    # The change point counts the outcomes seen when the drift was detected, so the
+    # trigger waits for min_rows outcomes after it and trains on exactly those.
+    change_at = ev["concept_drift.n"] - ev["concept_drift.since_change"]
+    assert ev["post_change_rows"] == ev["outcomes"] - change_at
+    assert ev["post_change_rows"] >= mon.policy.config["min_rows"]
+    assert trigger["last_n"] == ev["post_change_rows"]
+    assert trigger["window_start_ms"] == ev["concept_drift.change_time_ms"]
+
+
+# -- rate alerts ----------------------------------------------------------------------------
+
+
+def prediction_of(i: int, version: str) -> dict[str, Any]:
+    rng = random.Random(i)
+    return prediction(event_id=f"p{i}", version=version, features=features(rng), segment={})
+
+
+JOINER = Joiner(CODEC, {"churn": "classification"}.get, lambda model: 1_000, "t.predictions")
+HELD = {  # what a join expiry gives up: the state and the message it held
+    "expired_prediction": (JoinState.WAITING_FOR_LABEL, PREDICTION, prediction()),
+    "orphan_label": (JoinState.WAITING_FOR_PREDICTION, LABEL, label()),
+}
+
+
+def join_dead_letter(reason: str, i: int) -> dict[str, Any]:
+    """A join dead letter; those of an expiry made by the joiner, as the agent's sweep does."""
+    if reason in HELD:
+        state, name, record = HELD[reason]
+        held = CODEC.encode(name, {**record, "event_id": f"x{i}"})
+        origin = Origin("t.predictions", 0, -1, f"x{i}".encode(), None, [])
+        step = JOINER.on_expire(origin, JoinEntry(state, T0, T0, 1_000, held).to_bytes(), T0)
+        (out,) = step.outputs
+        return CODEC.decode(out.value).value
+    letter, _ = dead_letter(
+        Origin("t.labels", 0, i, f"x{i}".encode(), T0, []), stage="join", reason=reason,
+        detail="d", raw=b"", model="churn", now_ms=T0,
+    )  # fmt: skip
+    return letter
+
+
+def validate_dead_letter(reason: str, i: int) -> dict[str, Any]:
+    record, _ = dead_letter(
+        Origin("t.features", 0, i, f"f{i}".encode(), T0, []), stage="validate", reason=reason,
+        detail="d", raw=b"", model="churn", now_ms=T0,
+    )  # fmt: skip
+    return record
+
+
+# (name, predictions, validation dead letters, outcomes, join dead letters, alert kinds)
+RATES: list[tuple[str, int, list[str], int, list[str], list[str]]] = [
+    ("clean", 200, [], 200, [], []),
+    ("skew at the threshold", 95, ["missing_feature"] * 5, 0, [], []),
+    ("skew above", 90, ["missing_feature"] * 7 + ["type_mismatch"] * 3, 0, [], ["skew_rate"]),
+    ("skew, too few events", 40, ["missing_feature"] * 10, 0, [], []),
+    ("join letters are no skew", 90, [], 0, ["duplicate_label"] * 10, []),
+    ("expired above", 0, [], 70, ["expired_prediction"] * 30, ["expired_label_rate"]),
+    ("expired at the threshold", 0, [], 80, ["expired_prediction"] * 20, []),
+    ("orphans are not expiries", 0, [], 70, ["orphan_label"] * 30, []),
+    (
+        "both",
+        90,
+        ["unseen_category"] * 10,
+        60,
+        ["expired_prediction"] * 40,
+        ["expired_label_rate", "skew_rate"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("n_pred", "failed", "n_out", "join", "kinds"),
+    [r[1:] for r in RATES],
+    ids=[r[0] for r in RATES],
+)
+def test_rate_alerts(
+    trained: dict[str, Any],
+    n_pred: int,
+    failed: list[str],
+    n_out: int,
+    join: list[str],
+    kinds: list[str],
+) -> None:
+    mon = ModelMonitor(ModelConfig("churn"))
+    record = champion(trained, "v1-aaaaaaa")
+    mon.on_version(record, T0)
+    for i in range(n_pred):
+        mon.observe_prediction(prediction_of(i, record["version"]))
+    for i, reason in enumerate(failed):
+        mon.observe_dead_letter(validate_dead_letter(reason, i))
+    letters = [join_dead_letter(reason, i) for i, reason in enumerate(join)]
+    assert all(d["model"] == "churn" and d["stage"] == "join" for d in letters)
+    for d in letters:
+        mon.observe_dead_letter(d)
+    emits = drive(mon, outcomes(n_out, record["version"], const(0.1)), tick_every=10**9)
+    emits += mon.tick(T0 + 10**6)
+    check_encodes(emits)
+    rates = [a for a in of(emits, "alerts") if a["kind"] in ("skew_rate", "expired_label_rate")]
+    assert sorted(a["kind"] for a in rates) == kinds
+    for a in rates:
+        assert a["version"] == record["version"]
+        ev = a["evidence"]
+        if a["kind"] == "skew_rate":
+            assert (ev["failed"], ev["total"]) == (len(failed), len(failed) + n_pred)
+            for reason in set(failed):
+                assert ev[f"reason.{reason}"] == failed.count(reason)
+        else:
+            expired = join.count("expired_prediction")
+            assert (ev["expired"], ev["total"]) == (expired, expired + n_out)
+
+
+# -- what tick emits --------------------------------------------------------------------------
+
+
+def test_tick_emits_snapshots_of_the_champion(trained: dict[str, Any]) -> None:
+    mon = ModelMonitor(ModelConfig("churn"), window_size=50)
+    record = champion(trained, "v1-aaaaaaa")
+    mon.on_version(record, T0)
+    assert of(mon.tick(T0), "metrics") == []  # nothing observed yet
+    rows = outcomes(250, record["version"], const(0.1))
+    for i, o in enumerate(rows):
+        mon.observe_prediction(prediction_of(i, record["version"]))
+        mon.observe_outcome(o, o["event_time_ms"])
+    now = rows[-1]["event_time_ms"] + 1
+    emits = mon.tick(now)
+    check_encodes(emits)
+    snaps = of(emits, "metrics")
+    segments = {o["segment"]["region"] for o in rows}
+    expected = {("all", w) for w in ("count:50", "time:300s")} | {
+        (f"region={r}", w) for r in segments for w in ("count:50", "time:300s")
+    }
+    assert {(s["segment"], s["window"]) for s in snaps} == expected
+    for s in snaps:
+        assert (s["model"], s["version"], s["emitted_at_ms"]) == ("churn", record["version"], now)
+        assert s["baseline"] == record["metrics"]
+        assert s["count"] > 0
+        assert "accuracy" in s["metrics"]
+    (all_count,) = [s for s in snaps if s["segment"] == "all" and s["window"] == "count:50"]
+    assert all_count["count"] == 50
+    assert any(k.startswith("psi.") for k in all_count["metrics"])  # feature drift values
+
+
+def test_manual_request_emits_a_trigger(trained: dict[str, Any]) -> None:
+    mon = ModelMonitor(ModelConfig("churn"))
+    record = champion(trained, "v1-aaaaaaa")
+    mon.on_version(record, T0)
+    emits = mon.request(T0 + 1, "ana")
+    check_encodes(emits)
+    (trigger,) = of(emits, "retrain")
+    assert (trigger["reasons"], trigger["requested_by"]) == (["manual"], "ana")
+    assert trigger["champion_version"] == record["version"]
+    assert mon.request(T0 + 2, "ana") == []  # in flight
+    lineage = {**record["lineage"], "trigger_id": trigger["trigger_id"]}
+    answer = champion(trained, "v2-bbbbbbb", stage="candidate", lineage=lineage)
+    mon.on_version(answer, T0 + 3)  # the version that answers it clears it
+    assert of(mon.request(T0 + 4, "ana"), "retrain") != []
+
+
+def test_min_rows_fire_on_the_outcome_that_completes_them(trained: dict[str, Any]) -> None:
+    """The wait for post-change rows ends on the outcome that completes them, not at the
+    next timer tick (here: none at all)."""
+    mon = ModelMonitor(ModelConfig("churn", retrain={"cooldown_ms": 0, "min_rows": 300}))
+    record = champion(trained, "v1-aaaaaaa")
+    mon.on_version(record, T0)
+    emits: list[Emit] = []
+    for o in outcomes(6_000, record["version"], jump(3_000, 0.05, 0.5), seed=3):
+        emits += mon.observe_outcome(o, o["event_time_ms"] + 500)
+        if of(emits, "retrain"):
+            break
+    (trigger,) = of(emits, "retrain")
+    assert trigger["evidence"]["post_change_rows"] == 300
+    assert trigger["evidence"]["outcomes"] == mon.counts["outcomes"]
