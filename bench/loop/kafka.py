@@ -81,7 +81,7 @@ def run_kafka(task: KafkaTask, bootstrap_servers: str, root: Path) -> dict[str, 
 
         with demo.closed_loop(settings, warm, out, echo) as (_, watcher):
             started = time.monotonic()
-            demo.replay(settings, replayed, task.delay, task.rate, watcher, echo)
+            paused = demo.replay(settings, replayed, task.delay, task.rate, watcher, echo)
             replay_s = time.monotonic() - started
             complete = wait_for(lambda: len(watcher.seen.outcomes) >= len(replayed), 300)
             drained_s = time.monotonic() - started
@@ -91,7 +91,7 @@ def run_kafka(task: KafkaTask, bootstrap_servers: str, root: Path) -> dict[str, 
     result.update(
         task=asdict(task), complete=complete, outcomes=len(watcher.seen.outcomes),
         outcome_accuracy=_mean(ok for _, ok in watcher.seen.outcomes.values()),
-        replay_seconds=replay_s, drained_seconds=drained_s,
+        replay_seconds=replay_s, paused_seconds=paused, drained_seconds=drained_s,
         seconds=time.monotonic() - t0, dir=str(out),
     )  # fmt: skip
     return result

@@ -76,7 +76,8 @@ def _gains(rows: list[dict[str, Any]]) -> str:
 
 
 def _kafka(rows: list[dict[str, Any]]) -> str:
-    header = ["stream", "delay", "target/s", "achieved/s", "scoring latency p50 / p99 ms",
+    header = ["stream", "delay", "target/s", "achieved/s", "waited for the worker s",
+              "scoring latency p50 / p99 ms",
               "triggers", "promoted", "rejected", "rollbacks", "trigger to serving s p50 / p99",
               "events p50 / p99", "missing / duplicate predictions"]  # fmt: skip
     body = []
@@ -84,6 +85,7 @@ def _kafka(rows: list[dict[str, Any]]) -> str:
         for rate, k in r["kafka"].items():
             body.append([
                 r["stream"], str(r["delay"]), f"{rate:,.0f}", _f(k["rate"], ",.0f"),
+                f"{_f(k['paused'], '.0f')} of {_f(k['replay_seconds'], '.0f')}",
                 f"{_f(k['latency_p50'], '.0f')} / {_f(k['latency_p99'], '.0f')}",
                 _f(k["triggers"], ".1f"), _f(k["promotions"], ".1f"), _f(k["rejected"], ".1f"),
                 _f(k["rollbacks"], ".1f"),

@@ -108,6 +108,8 @@ def _kafka(ks: list[dict[str, Any]]) -> dict[str, Any]:
         "runs": len(ks),
         "accuracy": _m(k["accuracy"] for k in ks),
         "rate": _m(k["rate"] for k in ks),
+        "paused": _m(k.get("paused_seconds") for k in ks),
+        "replay_seconds": _m(k.get("replay_seconds") for k in ks),
         "latency_p50": p("latency_ms", "p50"),
         "latency_p99": p("latency_ms", "p99"),
         "triggers": _m(k["triggers"] for k in ks),

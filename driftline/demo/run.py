@@ -187,11 +187,12 @@ def _watching(settings: Settings) -> Iterator[Watcher]:
 
 
 def replay(settings: Settings, rows: list[Row], label_delay: int, rate: float,
-           watcher: Watcher, echo: Callable[[str], None] = say) -> None:  # fmt: skip
+           watcher: Watcher, echo: Callable[[str], None] = say) -> float:  # fmt: skip
     """Publish ``rows``' features at up to ``rate`` events/s, each label ``label_delay``
     events after its features, slowing down while the outcomes trail the features by
     more than the label delay plus :data:`MAX_LAG` (so the rate is the lower of ``rate``
-    and what the worker keeps up with); the status line goes to ``echo`` every second."""
+    and what the worker keeps up with); the status line goes to ``echo`` every second.
+    Returns the seconds spent waiting for the outcomes (0: the worker kept up)."""
     codec = default_codec()
     p = Producer(producer_config(settings, "demo-app"))
     features, labels = settings.topic("features"), settings.topic("labels")
@@ -204,7 +205,7 @@ def replay(settings: Settings, rows: list[Row], label_delay: int, rate: float,
             "label_time_ms": _now()}), event_id(r.index).encode(), headers=la_headers)  # fmt: skip
 
     start = time.monotonic()
-    last_print = start
+    last_print, paused = start, 0.0
     for k, r in enumerate(rows):
         p.produce(features, codec.encode("io.driftline.FeatureEvent", {
             "event_id": event_id(r.index), "model": MODEL, "event_time_ms": _now(),
@@ -219,15 +220,18 @@ def replay(settings: Settings, rows: list[Row], label_delay: int, rate: float,
                 time.sleep(ahead)
             # backpressure: --rate is an upper bound; a loop whose outcomes trail far
             # behind would retrain and promote long after the drift it answers
+            waited = time.monotonic()
             while k - label_delay - len(watcher.seen.outcomes) > MAX_LAG:
                 time.sleep(0.05)
             now = time.monotonic()
+            paused += now - waited
             if now - last_print >= 1.0:
                 last_print = now
                 _status(watcher, k + 1, len(rows), (k + 1) / (now - start), echo)
     for r in rows[max(0, len(rows) - label_delay) :]:
         send_label(r)
     p.flush(60)
+    return paused
 
 
 def _status(

@@ -178,7 +178,7 @@ def _kafka(kind: str, delay: int, rate: float, acc: float, **extra: Any) -> dict
             "promotions": 2, "rollbacks": 0, "rejected": 1, "reasons": {},
             "t2s_seconds": {"p50": 1.0, "p99": 2.0}, "t2s_events": {"p50": 900, "p99": 1_800},
             "trigger_to_serving": [{}, {}], "missing": 0, "duplicates": 0, "complete": True,
-            "seconds": 60.0, **extra}  # fmt: skip
+            "seconds": 60.0, "paused_seconds": 0.5, "replay_seconds": 30.0, **extra}  # fmt: skip
 
 
 def test_summary_and_targets_side_by_side() -> None:
@@ -206,7 +206,7 @@ def test_summary_and_targets_side_by_side() -> None:
     assert "oracle share 50% >= 80%: MISSED" in lines[2]
     assert lines[-1].endswith("triggers / promotions / rollbacks 1 / 2 / 0: MISSED")
     text = report({"rows": rows})
-    assert "0.855 (900/s)" in text and "0.700 (4,500/s)" in text
+    assert "0.855 (900/s)" in text and "0.700 (4,500/s)" in text and "0 of 30" in text
     assert "nan" not in text
 
 
