@@ -78,7 +78,8 @@ def _gains(rows: list[dict[str, Any]]) -> str:
 def _kafka(rows: list[dict[str, Any]]) -> str:
     header = ["stream", "delay", "target/s", "achieved/s", "waited for the worker s",
               "scoring latency p50 / p99 ms",
-              "triggers", "promoted", "rejected", "rollbacks", "trigger to serving s p50 / p99",
+              "triggers", "promoted (served)", "rejected", "rollbacks",
+              "trigger to serving s p50 / p99",
               "events p50 / p99", "missing / duplicate predictions"]  # fmt: skip
     body = []
     for r in rows:
@@ -87,7 +88,8 @@ def _kafka(rows: list[dict[str, Any]]) -> str:
                 r["stream"], str(r["delay"]), f"{rate:,.0f}", _f(k["rate"], ",.0f"),
                 f"{_f(k['paused'], '.0f')} of {_f(k['replay_seconds'], '.0f')}",
                 f"{_f(k['latency_p50'], '.0f')} / {_f(k['latency_p99'], '.0f')}",
-                _f(k["triggers"], ".1f"), _f(k["promotions"], ".1f"), _f(k["rejected"], ".1f"),
+                _f(k["triggers"], ".1f"), f"{_f(k['promotions'], '.1f')} ({k['answers']})",
+                _f(k["rejected"], ".1f"),
                 _f(k["rollbacks"], ".1f"),
                 f"{_f(k['t2s_s_p50'], '.1f')} / {_f(k['t2s_s_p99'], '.1f')}",
                 f"{_f(k['t2s_ev_p50'], ',.0f')} / {_f(k['t2s_ev_p99'], ',.0f')}",

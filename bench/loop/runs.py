@@ -16,7 +16,7 @@ from bench.loop import baselines
 from bench.loop.lineage import stage_counts
 from bench.loop.loop import Loop, demo_config
 from driftline.core.lifecycle.registry import Registry
-from driftline.demo.synthetic import change_points, drifting_stream, kind
+from driftline.demo.synthetic import change_points, drifting_stream, kind, transition
 
 TOLERANCE = 1_000
 """An alarm within this many events after a drift (by the event time of the outcome that
@@ -52,20 +52,30 @@ class Task:
         return change_points(self.kind, self.events, self.drift_every)
 
 
-def detection(alarms: list[int], drifts: list[int], tolerance: int = TOLERANCE) -> dict[str, Any]:
-    """Hits (a drift ``d`` with an alarm in ``[d, d + tolerance)``), the delay of the first
-    such alarm, and false alarms: alarms in no such window (a second detector confirming a
-    hit is no false alarm).
+def detection(
+    alarms: list[int], drifts: list[int], tolerance: int = TOLERANCE, width: int = 0
+) -> dict[str, Any]:
+    """Hits (a drift ``d`` with an alarm in ``[d - width, d + width + tolerance)``: a
+    gradual change of sigmoid ``width`` is under way from ``d - width``, 2% of the new
+    concept, to ``d + width``, 98%), the delay of the first such alarm from ``d``
+    (negative: before the centre), and false alarms: alarms in no such window (a second
+    detector confirming a hit is no false alarm).
 
     >>> detection([150, 900, 1_010, 1_020, 2_050, 4_500], [1_000, 2_000, 3_000])
     {'hits': 2, 'delays': [10, 50], 'false_alarms': 3}
+    >>> detection([150, 900, 1_010, 1_020, 2_050, 4_500], [1_000, 2_000, 3_000], width=200)
+    {'hits': 2, 'delays': [-100, 50], 'false_alarms': 2}
     """
+
+    def near(a: int, d: int) -> bool:
+        return d - width <= a < d + width + tolerance
+
     delays = []
     for d in drifts:
-        first = next((a for a in sorted(alarms) if d <= a < d + tolerance), None)
+        first = next((a for a in sorted(alarms) if near(a, d)), None)
         if first is not None:
             delays.append(first - d)
-    false = [a for a in alarms if not any(d <= a < d + tolerance for d in drifts)]
+    false = [a for a in alarms if not any(near(a, d) for d in drifts)]
     return {"hits": len(delays), "delays": delays, "false_alarms": len(false)}
 
 
@@ -96,7 +106,7 @@ def run_task(task: Task) -> dict[str, Any]:
             "stages": [s for _, _, s in res.stages],
             "alarms": res.alarms,
             "feature_alarms": res.feature_alarms,
-            **detection(res.alarms, drifts),
+            **detection(res.alarms, drifts, width=transition(task.kind, task.drift_every)),
         },
     }
     out["seconds_loop"] = time.perf_counter() - t0

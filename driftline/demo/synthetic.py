@@ -203,7 +203,7 @@ def _segments(k: StreamKind, n: int, drift_every: int, seed: int,
                 return
     # gradual: pure first concept up to the first window, one ConceptDriftStream per
     # change point over [point - drift_every/2, point + drift_every/2), pure after the last
-    half, width = drift_every // 2, max(1, drift_every // 5)
+    half, width = drift_every // 2, transition(k.name, drift_every)
     points = change_points(k.name, n, drift_every)
     index = points[0] - half if points else n
     first = iter(k.generator(concepts[0], seed))
@@ -251,6 +251,15 @@ def change_points(name: str, n: int, drift_every: int) -> list[int]:
     if kind(name).drift in ("incremental", "none"):
         return []
     return drift_points(n, drift_every)
+
+
+def transition(name: str, drift_every: int) -> int:
+    """The sigmoid width of kind ``name``'s changes (0: abrupt or none).
+
+    >>> transition("gradual", 7_500), transition("agrawal", 7_500)
+    (1500, 0)
+    """
+    return max(1, drift_every // 5) if kind(name).drift == "gradual" else 0
 
 
 def drift_points(n: int, drift_every: int) -> list[int]:

@@ -12,6 +12,7 @@ import pytest
 
 import bench.loop.baselines as baselines
 import bench.loop.lineage as lineage
+import bench.loop.runs as runs
 import bench.loop.summary as summary
 from bench.loop.kafka import measure
 from bench.loop.report import report, targets
@@ -19,7 +20,7 @@ from driftline.core.model.config import ModelConfig
 from driftline.demo.synthetic import Row
 
 
-@pytest.mark.parametrize("module", [lineage, summary, baselines])
+@pytest.mark.parametrize("module", [lineage, summary, baselines, runs])
 def test_docstring_examples(module: Any) -> None:
     assert doctest.testmod(module).failed == 0
 
