@@ -176,7 +176,13 @@ def main(argv: list[str] | None = None) -> None:
                    help="the Kafka runs' broker, logs and files (default "
                    "reports/bench-loop)")  # fmt: skip
     p.add_argument("--json", type=Path, help="write the raw results and summary here")
+    p.add_argument("--report", type=Path, metavar="JSON",
+                   help="print the tables of an earlier run's --json; run nothing")  # fmt: skip
     args = p.parse_args(argv)
+    if args.report:
+        raw = json.loads(args.report.read_text())
+        print(report(summarize(raw["process"], raw["kafka"])))
+        return
     args.streams = args.streams or list(QUICK_STREAMS if args.quick else KINDS)
     args.rates = args.rates or list(QUICK_RATES if args.quick else RATES)
     args.delays = args.delays or list(QUICK_DELAYS if args.quick else DELAYS)

@@ -152,7 +152,8 @@ def _recording(registry: Registry) -> list[dict[str, Any]]:
 
 
 def _cost(o: baselines.Online) -> dict[str, float]:
-    return {"us_per_learn": o.us_per_learn, "learn_seconds": o.learn_seconds, "learns": o.learns}
+    return {"us_per_learn": o.us_per_learn, "cpu_us_per_learn": o.cpu_us_per_learn,
+            "learn_seconds": o.learn_seconds, "learns": o.learns}  # fmt: skip
 
 
 def _done(out: dict[str, Any], t0: float, cpu0: float) -> dict[str, Any]:

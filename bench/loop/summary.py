@@ -81,6 +81,8 @@ def _row(
         "oracle_retrains": _m((r.get("oracle") or {}).get("retrains") for r in rs),
         "hat_us": _m(r["hat_cost"]["us_per_learn"] for r in rs if "hat_cost" in r),
         "arf_us": _m(r["arf_cost"]["us_per_learn"] for r in rs if "arf_cost" in r),
+        "hat_cpu_us": _m(r["hat_cost"].get("cpu_us_per_learn") for r in rs if "hat_cost" in r),
+        "arf_cpu_us": _m(r["arf_cost"].get("cpu_us_per_learn") for r in rs if "arf_cost" in r),
         "arf_seconds": _m(r["arf_cost"]["learn_seconds"] for r in rs if "arf_cost" in r),
         "loop_seconds": _m(r.get("seconds_loop") for r in rs),
     }

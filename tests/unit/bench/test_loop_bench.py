@@ -5,7 +5,9 @@ schedule, the online baselines' cost, the summary's shares and the report's targ
 from __future__ import annotations
 
 import doctest
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ import bench.loop.baselines as baselines
 import bench.loop.lineage as lineage
 import bench.loop.runs as runs
 import bench.loop.summary as summary
+from bench.loop.cli import main
 from bench.loop.kafka import measure
 from bench.loop.report import report, targets
 from driftline.core.model.config import ModelConfig
@@ -89,7 +92,7 @@ def test_online_learns_each_label_delay_events_late() -> None:
     out = baselines.online(model, _rows([False]), _rows([True, False, True, True], 1), delay=2)
     assert out.correct == [True, False, True, True]
     assert model.learnt == [False, True, False]  # the warm-up row, then events 1 and 2
-    assert out.learns == 2 and out.us_per_learn >= 0
+    assert out.learns == 2 and out.us_per_learn >= 0 and out.cpu_us_per_learn >= 0
 
 
 @pytest.mark.parametrize(
@@ -209,6 +212,16 @@ def test_summary_and_targets_side_by_side() -> None:
     text = report({"rows": rows})
     assert "0.855 (900/s)" in text and "0.700 (4,500/s)" in text and "0 of 30" in text
     assert "nan" not in text
+
+
+def test_report_renders_an_earlier_runs_json(tmp_path: Path, capsys: Any) -> None:
+    raw = {"process": [_process("stationary", 0, 0.85)],
+           "kafka": [_kafka("stationary", 0, 1_000.0, 0.85)]}  # fmt: skip
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(raw))
+    main(["--report", str(path)])
+    out = capsys.readouterr().out
+    assert "stationary delay 0 Kafka 1,000/s: 0.850; triggers / promotions / rollbacks 3 / 2" in out
 
 
 def test_share_without_a_gain_is_undefined() -> None:
