@@ -100,7 +100,8 @@ def _kafka(rows: list[dict[str, Any]]) -> str:
 
 def _loop(rows: list[dict[str, Any]]) -> str:
     header = ["stream", "delay", "retrains", "promoted", "rejected", "rollbacks",
-              "drift hits (alarm < 1,000 events after)", "mean delay (outcomes)",
+              "drift hits (alarm < 1,000 events after; gradual: from -w to w + 1,000)",
+              "mean delay (outcomes)",
               "alarms outside (false)", "feature alerts", "trigger reasons"]  # fmt: skip
     body = [
         [
