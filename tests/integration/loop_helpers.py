@@ -117,7 +117,7 @@ def trainer(settings: Settings, group_id: str, config: ModelsConfig | None = Non
 
 
 def bootstrap_champion(
-    settings: Settings, n: int = 400, seed: int = 7, noise: float = 1.0
+    settings: Settings, n: int = 600, seed: int = 7, noise: float = 1.0
 ) -> dict[str, Any]:
     """Publish a first champion; trained before the concept flipped (``noise=1``: every
     label inverted), so a version retrained on current outcomes beats it."""

@@ -47,13 +47,13 @@ def run(s: Settings, monkeypatch: pytest.MonkeyPatch):
 
 def test_retrain_command_and_trainer_produce_a_champion(s: Settings, group_id: str, run) -> None:
     old = bootstrap_champion(s)
-    churn = produce_outcomes(s, 500)
+    churn = produce_outcomes(s, 600)
     t = trainer(s, group_id)
     answered = []
     worker = threading.Thread(target=lambda: answered.extend(t.run(1, idle_timeout_s=30)))
     worker.start()
     try:
-        out = run("retrain", "churn", "--last-n", "400", "--by", "ana", "--wait", "30")
+        out = run("retrain", "churn", "--last-n", "500", "--by", "ana", "--wait", "30")
     finally:
         worker.join(60)
         t.close()
@@ -65,7 +65,7 @@ def test_retrain_command_and_trainer_produce_a_champion(s: Settings, group_id: s
     assert f"churn {outcome.version}: champion" in shown
     assert f"compared with champion {old['version']}" in shown
     assert "signature valid" in shown
-    used = sorted((e["event_time_ms"], p, off) for e, p, off in churn)[-400:]
+    used = sorted((e["event_time_ms"], p, off) for e, p, off in churn)[-500:]
     for p in {p for _, p, _ in used}:
         offs = [off for _, q, off in used if q == p]
         line = f"data: {s.topic('outcomes')} partition {p} offsets [{min(offs)}, {max(offs) + 1})"
@@ -76,7 +76,7 @@ def test_retrain_command_and_trainer_produce_a_champion(s: Settings, group_id: s
 
 def test_promote_approve_rollback_record_who_and_why(s: Settings, group_id: str, run) -> None:
     first = bootstrap_champion(s)
-    produce_outcomes(s, 300)
+    produce_outcomes(s, 600)
     publish_trigger(s, trigger())
     t = trainer(s, group_id, models(promotion="manual"))
     try:
@@ -107,7 +107,7 @@ def test_bootstrap_command_from_a_csv(s: Settings, tmp_path: Path, run) -> None:
     path = tmp_path / "rows.csv"
     lines = ["amount,plan,region,churned"]
     lines += [f"{i % 10},{'pro' if i % 3 else 'basic'},eu,{str(i % 10 > 4).lower()}"
-              for i in range(300)]  # fmt: skip
+              for i in range(600)]  # fmt: skip
     path.write_text("\n".join(lines) + "\n")
     out = run("models", "bootstrap", "churn", str(path), "--label", "churned",
               "--segment", "region", "--factory", "hoeffding_tree", "--by", "ana")  # fmt: skip
@@ -127,7 +127,7 @@ def test_sql_view_rebuilt_from_the_topics_equals_the_live_one(
     try:
         bootstrap_champion(s)
         live.catch_up()
-        produce_outcomes(s, 300)
+        produce_outcomes(s, 600)
         publish_trigger(s, trigger())
         publish_trigger(s, trigger(model="nobody"))  # fails: a training_failed alert
         t = trainer(s, group_id)

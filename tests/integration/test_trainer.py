@@ -72,8 +72,8 @@ def test_trigger_becomes_a_champion_with_exact_lineage(s: Settings, group_id: st
 
 def test_failing_gate_leaves_the_champion_in_place(s: Settings, group_id: str) -> None:
     old = bootstrap_champion(s)
-    produce_outcomes(s, 400)
-    publish_trigger(s, trigger(last_n=300))
+    produce_outcomes(s, 700)
+    publish_trigger(s, trigger(last_n=600))
     t = trainer(s, group_id, models(min_improvement=1.0))  # cannot be met
     try:
         (outcome,) = t.run(max_triggers=1, idle_timeout_s=30)
@@ -85,9 +85,10 @@ def test_failing_gate_leaves_the_champion_in_place(s: Settings, group_id: str) -
     rejected = reg.get("churn", outcome.version)
     assert rejected["stage"] == "rejected"
     assert rejected["lineage"]["champion_version"] == old["version"]
-    assert rejected["lineage"]["rows"] + rejected["lineage"]["holdout_rows"] == 300
+    assert rejected["lineage"]["rows"] + rejected["lineage"]["holdout_rows"] == 600
     assert rejected["gate"]["checks"]["improvement"] is False
     assert rejected["stage_reason"].startswith("gate: failed improvement")
+    assert "95% lower bound" in rejected["stage_reason"]
     alerts = read_topic(s, "alerts", "Alert")
     assert [a["kind"] for a in alerts] == ["candidate_rejected"]
 
@@ -95,7 +96,7 @@ def test_failing_gate_leaves_the_champion_in_place(s: Settings, group_id: str) -
 def test_duplicate_trigger_is_answered_once_and_offsets_are_committed(
     s: Settings, group_id: str
 ) -> None:
-    produce_outcomes(s, 300)
+    produce_outcomes(s, 600)
     first = trigger()
     publish_trigger(s, first)
     publish_trigger(s, trigger(idempotency_key=first["idempotency_key"]))
@@ -159,7 +160,7 @@ def test_tampered_champion_is_refused_and_alerted(s: Settings, group_id: str) ->
         load_version(on_topic, key)
     assert info.value.reason == "digest_mismatch"
     # the trainer alerts and gates the next candidate without the broken champion
-    produce_outcomes(s, 300)
+    produce_outcomes(s, 600)
     publish_trigger(s, trigger())
     t = trainer(s, group_id)
     try:
@@ -187,3 +188,25 @@ def test_last_n_reads_back_past_other_models(s: Settings) -> None:
     for r in got.ranges:
         mine = [off for p, off in offsets if p == r["partition"]]
         assert (r["start_offset"], r["end_offset"]) == (min(mine), max(mine) + 1)
+
+
+def test_a_small_window_is_not_promoted(s: Settings, group_id: str) -> None:
+    """The trial: a trigger answered from a few dozen held-out rows. The candidate beats
+    the old champion on them, but 30 rows are below ``min_holdout_rows``: rejected, with
+    the reason in the registry and on the alerts topic."""
+    old = bootstrap_champion(s)
+    produce_outcomes(s, 150)
+    publish_trigger(s, trigger(last_n=150))
+    t = trainer(s, group_id)
+    try:
+        (outcome,) = t.run(max_triggers=1, idle_timeout_s=30)
+    finally:
+        t.close()
+    assert outcome.status == "rejected"
+    reg = read_registry(s)
+    assert reg.champion("churn")["version"] == old["version"]
+    rejected = reg.get("churn", outcome.version)
+    assert rejected["gate"]["checks"]["holdout"] is False
+    assert "on 30 held-out rows (needs >= 100)" in rejected["stage_reason"]
+    (alert,) = read_topic(s, "alerts", "Alert")
+    assert alert["kind"] == "candidate_rejected" and "needs >= 100" in alert["message"]

@@ -131,7 +131,7 @@ def answer_trigger(
         started_at_ms=started_at_ms, step_ms=steps, progress=progress,
     )  # fmt: skip
     record, verdict = run.record, run.verdict
-    stage = decide(verdict, config.promotion)
+    stage = decide(verdict, config.promotion, config.gate.min_improvement)
     later = stage_records(
         record,
         stage,
@@ -180,8 +180,10 @@ def stage_reason(stage: str, verdict: Mapping[str, Any]) -> str:
     """Why the trainer moved a gated candidate to ``stage``."""
     if stage == "champion":
         return "gate passed, promotion auto"
-    if stage == "challenger":
+    if stage == "challenger" and verdict["passed"]:
         return "gate passed, waiting for approval (promotion manual)"
+    if stage == "challenger":
+        return f"gate inconclusive, kept as a challenger in shadow: {verdict['summary']}"
     return f"gate: {verdict['summary']}"
 
 

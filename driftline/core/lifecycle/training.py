@@ -16,10 +16,10 @@ Same examples, code, parameters and seed: same artifact digest.
 >>> cfg = ModelConfig("churn", factory="logistic_regression",
 ...                   gate=GateConfig(min_segment_samples=10))
 >>> rows = examples(build_frame(
-...     {"features": {"x": i % 2, "plan": "a"}, "label": i % 2 == 1} for i in range(100)))
+...     {"features": {"x": i % 2, "plan": "a"}, "label": i % 2 == 1} for i in range(500)))
 >>> run = train(rows, cfg, key=b"k", now_ms=1_000, code="0.1.0", host="h")
 >>> run.record["version"], run.record["stage"], run.record["lineage"]["rows"]  # doctest: +ELLIPSIS
-('v1-...', 'candidate', 80)
+('v1-...', 'candidate', 400)
 >>> run.verdict["passed"], decide(run.verdict, "auto"), decide(run.verdict, "manual")
 (True, 'champion', 'challenger')
 >>> run2 = train(rows, cfg, key=b"k", now_ms=2_000, code="0.1.0", host="h")
@@ -154,11 +154,20 @@ def fit(
     return estimator
 
 
-def decide(verdict: Mapping[str, Any], promotion: str) -> str:
+def inconclusive(verdict: Mapping[str, Any], min_improvement: float = 0.0) -> bool:
+    """Whether a verdict failed only for want of evidence: every check passed but the
+    improvement, whose point estimate (the gain) still beats ``min_improvement``."""
+    failed = {c for c, ok in verdict["checks"].items() if not ok}
+    gain = (verdict.get("candidate_metrics") or {}).get("gain")
+    return failed == {"improvement"} and gain is not None and gain > min_improvement
+
+
+def decide(verdict: Mapping[str, Any], promotion: str, min_improvement: float = 0.0) -> str:
     """The stage a gated candidate goes to: champion (auto) or challenger (manual, waiting
-    for approval) when it passed, else rejected."""
+    for approval) when it passed; challenger, in shadow and not approvable, when the gate
+    was :func:`inconclusive` (better, not proven better); else rejected."""
     if not verdict["passed"]:
-        return "rejected"
+        return "challenger" if inconclusive(verdict, min_improvement) else "rejected"
     return "champion" if promotion == "auto" else "challenger"
 
 
@@ -269,7 +278,8 @@ def train(
         "gate": None,
         "artifact": artifact,
     }
-    result = run_gate(record, champion, holdout, config.gate, key=key)
+    labels = [r["label"] for r in train_rows]
+    result = run_gate(record, champion, holdout, config.gate, key=key, train_labels=labels)
     lap("gate")
     record["gate"] = result.verdict
     if result.candidate is not None:

@@ -54,7 +54,14 @@ class GateConfig:
     """Thresholds of the validation gate (see driftline.core.lifecycle.gate)."""
 
     min_improvement: float = 0.0
-    """The candidate's primary metric must beat the champion's by more than this."""
+    """The lower confidence bound of the candidate's gain over the champion (or, for a
+    first version, the trivial baseline) on the primary metric must exceed this."""
+    improvement_alpha: float | None = 0.05
+    """One-sided significance of that bound (driftline.core.lifecycle.improvement); None:
+    the point estimate, the rule before the bound."""
+    min_holdout_rows: int = 100
+    """Fewer held-out rows fail the gate: a verdict on a few dozen of the newest rows
+    does not hold for the rows to come."""
     segment_tolerance: float = 0.02
     """No segment with enough samples may be worse than the champion by more than this."""
     min_segment_samples: int = 200
@@ -72,6 +79,10 @@ class GateConfig:
             raise ConfigError("segment_tolerance must be >= 0 and min_segment_samples >= 1")
         if self.segment_alpha is not None and not 0 < self.segment_alpha < 1:
             raise ConfigError(f"segment_alpha must be in (0, 1), got {self.segment_alpha}")
+        if self.improvement_alpha is not None and not 0 < self.improvement_alpha < 1:
+            raise ConfigError(f"improvement_alpha must be in (0, 1), got {self.improvement_alpha}")
+        if self.min_holdout_rows < 1:
+            raise ConfigError(f"min_holdout_rows must be >= 1, got {self.min_holdout_rows}")
 
 
 @dataclass(frozen=True)

@@ -39,15 +39,17 @@ def test_config_follows_the_champion_when_the_file_lacks_the_model() -> None:
 
 
 @pytest.mark.parametrize(
-    ("stage", "reason"),
+    ("stage", "passed", "reason"),
     [
-        ("champion", "gate passed, promotion auto"),
-        ("challenger", "gate passed, waiting for approval (promotion manual)"),
-        ("rejected", "gate: failed improvement: ..."),
+        ("champion", True, "gate passed, promotion auto"),
+        ("challenger", True, "gate passed, waiting for approval (promotion manual)"),
+        ("challenger", False,
+         "gate inconclusive, kept as a challenger in shadow: failed improvement: ..."),
+        ("rejected", False, "gate: failed improvement: ..."),
     ],
-)
-def test_stage_reason(stage: str, reason: str) -> None:
-    assert stage_reason(stage, {"summary": "failed improvement: ..."}) == reason
+)  # fmt: skip
+def test_stage_reason(stage: str, passed: bool, reason: str) -> None:
+    assert stage_reason(stage, {"passed": passed, "summary": "failed improvement: ..."}) == reason
 
 
 def test_alerts_are_valid_alert_records() -> None:
@@ -96,7 +98,7 @@ def rows(n: int, *, flip: bool = False, seed: int = 1, start: int = 0) -> list[d
 
 def registry_with_champion(flip: bool, promotion: str = "auto") -> tuple[Registry, ModelsConfig]:
     cfg = ModelConfig("churn", factory="logistic_regression", promotion=promotion, gate=GATE)
-    _, records = bootstrap(rows(400, flip=flip, seed=9), cfg, key=KEY, by="t", reason="r",
+    _, records = bootstrap(rows(600, flip=flip, seed=9), cfg, key=KEY, by="t", reason="r",
                            now_ms=T0)  # fmt: skip
     return Registry.from_records(records), ModelsConfig({"churn": cfg})
 

@@ -43,7 +43,9 @@ def trained() -> dict[str, Any]:
         x = features(rng)
         rows.append({"event_time_ms": T0 + i, "features": x, "label": x["amount"] > 5})
     config = ModelConfig(
-        "churn", factory="logistic_regression", gate=GateConfig(min_segment_samples=10)
+        "churn",
+        factory="logistic_regression",
+        gate=GateConfig(min_segment_samples=10, min_holdout_rows=50),  # 60 held out
     )
     _, records = bootstrap(
         rows, config, key=KEY, by="test", reason="unit test", now_ms=T0, host="h", code="0"
