@@ -17,7 +17,9 @@ triggers). For each trigger, in order:
 5. only once the producer confirmed delivery, commit the trigger's offset.
 
 A run that fails publishes an Alert (kind ``training_failed``) and commits: a trigger
-that cannot be trained is answered by the alert, not retried forever. A crash before
+that cannot be trained is answered by the alert, not retried forever. A trigger with
+too few rows is answered the same way, by a ``training_refused`` alert (status
+``refused``; see :func:`~driftline.core.lifecycle.answer.answer_trigger`). A crash before
 the commit replays the trigger, and step 1 keeps the answer single.
 """
 
@@ -75,7 +77,7 @@ class Outcome:
 
     trigger_id: str
     model: str
-    status: str  # champion, challenger, rejected, skipped, failed, undecodable
+    status: str  # champion, challenger, rejected, refused, skipped, failed, undecodable
     version: str | None = None
     detail: str = ""
 
@@ -222,13 +224,16 @@ class Trainer:
             progress=lambda done, total: self._progress(model, done, total),
         )
         answer = keep_alive_until(self.consumer, future)
-        log.info(
-            "%s: %s %s the gate: %s",
-            model,
-            answer.version,
-            "passed" if answer.verdict["passed"] else "failed",
-            answer.verdict["summary"],
-        )
+        if answer.verdict is None:
+            log.warning("%s: %s", model, answer.alerts[-1]["message"])
+        else:
+            log.info(
+                "%s: %s %s the gate: %s",
+                model,
+                answer.version,
+                "passed" if answer.verdict["passed"] else "failed",
+                answer.verdict["summary"],
+            )
         self.publisher.send_versions(answer.records)
         for record in answer.alerts:
             self._alert(record)

@@ -96,6 +96,7 @@ def projector_cmd(
 @by_option
 @click.option("--reason", default="manual request", show_default=True)
 @click.option("--wait", type=float, default=0, help="Seconds to wait for the trainer's answer.")
+@click.option("--force", is_flag=True, help="Train even on fewer than the model's min_rows rows.")
 @click.pass_obj
 def retrain_cmd(
     settings: Settings,
@@ -107,8 +108,10 @@ def retrain_cmd(
     by: str,
     reason: str,
     wait: float,
+    force: bool,
 ) -> None:
-    """Publish a manual retrain trigger for MODEL."""
+    """Publish a manual retrain trigger for MODEL (trained once its window holds the
+    model's retrain.min_rows rows, unless --force)."""
     from driftline.consumers.kafka_io import Publisher
     from driftline.consumers.registry_io import RegistryFollower
 
@@ -121,7 +124,7 @@ def retrain_cmd(
         "model": model,
         "idempotency_key": key or f"manual:{uuid.uuid4()}",
         "reasons": ["manual"],
-        "evidence": {"reason": reason},
+        "evidence": {"reason": reason, **({"force": True} if force else {})},
         "window_start_ms": None if since is None else parse_since(since, now),
         "window_end_ms": None if until is None else parse_since(until, now),
         "last_n": last_n,

@@ -205,5 +205,5 @@ class Loop:
         self.due.append((at, answer.records))
         res.triggers.append(dict(trigger))
         res.trigger_at.append(now)
-        res.stages.append((at, answer.version, answer.stage))
-        res.train_rows.append(answer.run.train_rows)
+        res.stages.append((at, answer.version or "-", answer.stage))
+        res.train_rows.append(0 if answer.run is None else answer.run.train_rows)

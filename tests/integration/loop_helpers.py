@@ -35,10 +35,14 @@ def loop_settings(settings: Settings, tmp_path: Path) -> Settings:
     return s
 
 
-def models(promotion: str = "auto", **gate: Any) -> ModelsConfig:
+def models(promotion: str = "auto", min_rows: int = 100, **gate: Any) -> ModelsConfig:
     gate = {"min_segment_samples": 50, **gate}
     cfg = ModelConfig(
-        "churn", factory="logistic_regression", promotion=promotion, gate=GateConfig(**gate)
+        "churn",
+        factory="logistic_regression",
+        promotion=promotion,
+        gate=GateConfig(**gate),
+        retrain={"min_rows": min_rows},
     )
     return ModelsConfig({"churn": cfg})
 

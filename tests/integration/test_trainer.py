@@ -210,3 +210,24 @@ def test_a_small_window_is_not_promoted(s: Settings, group_id: str) -> None:
     assert "on 30 held-out rows (needs >= 100)" in rejected["stage_reason"]
     (alert,) = read_topic(s, "alerts", "Alert")
     assert alert["kind"] == "candidate_rejected" and "needs >= 100" in alert["message"]
+
+
+def test_a_manual_trigger_honours_min_rows_unless_forced(s: Settings, group_id: str) -> None:
+    old = bootstrap_champion(s)
+    produce_outcomes(s, 300)
+    publish_trigger(s, trigger())
+    publish_trigger(s, trigger(evidence={"force": True}))
+    t = trainer(s, group_id, models(min_rows=500))
+    try:
+        refused, forced = t.run(max_triggers=2, idle_timeout_s=30)
+    finally:
+        t.close()
+    assert (refused.status, refused.version) == ("refused", None)
+    # forced: trained on the 300 rows, and the gate still guards (60 held-out rows)
+    assert forced.status == "rejected" and forced.version is not None
+    reg = read_registry(s)
+    assert [v["version"] for v in reg.versions("churn")] == [old["version"], forced.version]
+    assert reg.get("churn", forced.version)["gate"]["checks"]["holdout"] is False
+    alert = next(a for a in read_topic(s, "alerts", "Alert") if a["kind"] == "training_refused")
+    assert alert["evidence"] == {"trigger_id": refused.trigger_id, "rows": 300, "min_rows": 500}
+    assert "fewer than min_rows (500)" in alert["message"] and "--force" in alert["message"]

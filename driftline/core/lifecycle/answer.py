@@ -14,9 +14,14 @@ Steps, in order:
 3. the training set: the trigger's window of the outcomes (event time from
    ``window_start_ms`` to ``window_end_ms``, the newest ``last_n``), time-ordered and
    deduplicated (:mod:`~driftline.core.lifecycle.trainset`);
-4. :func:`~driftline.core.lifecycle.training.train` (split, learn, serialize, sign,
+4. a training set of fewer than the model's ``retrain.min_rows`` rows is refused (stage
+   ``refused``, a ``training_refused`` alert, no version) unless the trigger is forced
+   (``evidence["force"]``, ``driftline retrain --force``) or its window starts at a
+   change point (the policy counted those rows: a few may fall just outside the window
+   by event time);
+5. :func:`~driftline.core.lifecycle.training.train` (split, learn, serialize, sign,
    profile, gate against the champion);
-5. :func:`~driftline.core.lifecycle.training.decide`: champion (passed, promotion
+6. :func:`~driftline.core.lifecycle.training.decide`: champion (passed, promotion
    ``auto``), challenger (passed, ``manual``) or rejected; then the stage records
    (:func:`~driftline.core.lifecycle.training.stage_records`: whoever held the slot is
    archived first) and, for a rejected candidate, a ``candidate_rejected`` alert.
@@ -43,11 +48,13 @@ from driftline.core.lifecycle.training import Store, TrainingRun, decide, stage_
 from driftline.core.lifecycle.trainset import build_frame, examples, window
 from driftline.core.model.config import ModelConfig, ModelsConfig
 from driftline.core.model.estimators import load_version
+from driftline.core.watch.retrain_policy import MIN_ROWS
 
 __all__ = [
     "Answer",
     "alert",
     "answer_trigger",
+    "at_change_point",
     "config_for",
     "failure_alert",
     "stage_reason",
@@ -60,20 +67,21 @@ class Answer:
     topic and ``alerts`` on the alerts topic."""
 
     config: ModelConfig
-    run: TrainingRun
+    run: TrainingRun | None
+    """None when the trigger was refused (too few rows)."""
     stage: str
-    """champion, challenger or rejected."""
+    """champion, challenger, rejected, or refused (nothing trained)."""
     records: list[dict[str, Any]]
     """The candidate, then the records that set its stage (archives first)."""
     alerts: list[dict[str, Any]]
 
     @property
-    def version(self) -> str:
-        return str(self.run.record["version"])
+    def version(self) -> str | None:
+        return None if self.run is None else str(self.run.record["version"])
 
     @property
-    def verdict(self) -> dict[str, Any]:
-        return self.run.verdict
+    def verdict(self) -> dict[str, Any] | None:
+        return None if self.run is None else self.run.verdict
 
 
 def answer_trigger(
@@ -123,6 +131,18 @@ def answer_trigger(
     start, end, last_n = trigger["window_start_ms"], trigger["window_end_ms"], trigger["last_n"]
     data = examples(window(build_frame(rows), start, end, last_n))
     steps = {**(step_ms or {}), "frame": round((time.perf_counter() - t) * 1000, 3)}
+    min_rows = int(config.retrain.get("min_rows", MIN_ROWS))
+    forced = bool((trigger.get("evidence") or {}).get("force"))
+    if len(data) < min_rows and not forced and not at_change_point(trigger):
+        message = (
+            f"Trigger {trigger['trigger_id']} of {model} was not trained: its window holds "
+            f"{len(data)} rows, fewer than min_rows ({min_rows}); retrain with --force to "
+            "train on them anyway."
+        )
+        evidence = {"trigger_id": trigger["trigger_id"], "rows": len(data), "min_rows": min_rows}
+        refused = alert(model, None, "training_refused", "warning", message, evidence,
+                        now_ms=clock_ms())  # fmt: skip
+        return Answer(config, None, "refused", [], [*alerts, refused])
     run = train(
         data, config, key=key, now_ms=clock_ms(), trigger=trigger, run_id=run_id,
         champion=champion, data_ranges=data_ranges,
@@ -148,6 +168,13 @@ def answer_trigger(
                   now_ms=clock_ms())
         )  # fmt: skip
     return Answer(config, run, stage, [record, *later], alerts)
+
+
+def at_change_point(trigger: Mapping[str, Any]) -> bool:
+    """Whether the trigger's window starts at a change point the policy placed (its rows
+    are the post-change ones, counted by the policy)."""
+    evidence = trigger.get("evidence") or {}
+    return trigger.get("window_start_ms") is not None and "post_change_rows" in evidence
 
 
 def config_for(models: ModelsConfig, model: str, champion: Mapping[str, Any] | None) -> ModelConfig:

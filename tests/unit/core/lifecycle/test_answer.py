@@ -3,6 +3,7 @@ and the whole decision (:func:`answer_trigger`) without Kafka."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any
 
@@ -97,7 +98,13 @@ def rows(n: int, *, flip: bool = False, seed: int = 1, start: int = 0) -> list[d
 
 
 def registry_with_champion(flip: bool, promotion: str = "auto") -> tuple[Registry, ModelsConfig]:
-    cfg = ModelConfig("churn", factory="logistic_regression", promotion=promotion, gate=GATE)
+    cfg = ModelConfig(
+        "churn",
+        factory="logistic_regression",
+        promotion=promotion,
+        gate=GATE,
+        retrain={"min_rows": 100},
+    )
     _, records = bootstrap(rows(600, flip=flip, seed=9), cfg, key=KEY, by="t", reason="r",
                            now_ms=T0)  # fmt: skip
     return Registry.from_records(records), ModelsConfig({"churn": cfg})
@@ -181,3 +188,29 @@ def test_answer_for_an_unknown_model_raises() -> None:
     with pytest.raises(ConfigError, match="neither in the models file nor in the registry"):
         answer_trigger(manual_trigger(model="nobody"), rows(100), Registry(), ModelsConfig(),
                        key=KEY, clock_ms=clock())  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("case", "trigger", "stage"),
+    [
+        ("manual, 300 rows of min_rows 500: refused", manual_trigger(), "refused"),
+        ("forced: trained (and gated)", manual_trigger(evidence={"force": True}), "rejected"),
+        ("a change point's window: the policy counted it", manual_trigger(
+            reasons=["concept_drift"], window_start_ms=T0, last_n=300,
+            evidence={"post_change_rows": 500}), "rejected"),
+    ],
+)  # fmt: skip
+def test_a_window_below_min_rows(case: str, trigger: dict[str, Any], stage: str) -> None:
+    reg, models = registry_with_champion(True)
+    cfg = dataclasses.replace(models["churn"], retrain={"min_rows": 500})
+    got = answer_trigger(trigger, rows(300), reg, ModelsConfig({"churn": cfg}), key=KEY,
+                         clock_ms=clock(), code="c", host="h")  # fmt: skip
+    assert got.stage == stage, case
+    if stage == "refused":
+        assert (got.run, got.version, got.verdict, got.records) == (None, None, None, [])
+        (refused,) = got.alerts
+        assert refused["kind"] == "training_refused" and refused["severity"] == "warning"
+        assert refused["evidence"] == {"trigger_id": "trg-0001", "rows": 300, "min_rows": 500}
+        default_codec().encode("Alert", refused)
+    else:
+        assert got.verdict is not None and got.verdict["checks"]["holdout"] is False

@@ -366,7 +366,9 @@ def test_manual_request_emits_a_trigger(trained: dict[str, Any]) -> None:
     mon = ModelMonitor(ModelConfig("churn"))
     record = champion(trained, "v1-aaaaaaa")
     mon.on_version(record, T0)
-    emits = mon.request(T0 + 1, "ana")
+    assert mon.request(T0 + 1, "ana") == []  # waits for min_rows (2,000) outcomes
+    mon.policy.observe_outcomes(2_000, T0 + 1)
+    emits = mon.tick(T0 + 1)
     check_encodes(emits)
     (trigger,) = of(emits, "retrain")
     assert (trigger["reasons"], trigger["requested_by"]) == (["manual"], "ana")
