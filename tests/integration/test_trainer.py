@@ -12,6 +12,7 @@ from driftline.consumers.kafka_io import Publisher
 from driftline.consumers.outcomes import OutcomeReader
 from driftline.consumers.registry_io import read_registry
 from driftline.core.errors import ArtifactError
+from driftline.core.lifecycle import reservoir
 from driftline.core.model.estimators import load_version
 from driftline.settings import Settings
 from tests.integration.loop_helpers import (
@@ -229,5 +230,28 @@ def test_a_manual_trigger_honours_min_rows_unless_forced(s: Settings, group_id: 
     assert [v["version"] for v in reg.versions("churn")] == [old["version"], forced.version]
     assert reg.get("churn", forced.version)["gate"]["checks"]["holdout"] is False
     alert = next(a for a in read_topic(s, "alerts", "Alert") if a["kind"] == "training_refused")
-    assert alert["evidence"] == {"trigger_id": refused.trigger_id, "rows": 300, "min_rows": 500}
+    expected = {"trigger_id": refused.trigger_id, "rows": 300, "earlier_rows": 0, "min_rows": 500}
+    assert alert["evidence"] == expected
     assert "fewer than min_rows (500)" in alert["message"] and "--force" in alert["message"]
+
+
+def test_a_small_window_is_completed_from_the_champions_sample(s: Settings, group_id: str) -> None:
+    """The champion's record carries a sample of the 480 rows it trained on (through Kafka,
+    ModelVersion v2); a manual window of 500 rows under min_rows 900 is completed with
+    the newest 400 of them, which are learnt and never held out."""
+    old = bootstrap_champion(s)  # event times T0 + 0 .. 599 s
+    on_topic = read_registry(s).champion("churn")
+    assert len(reservoir.decode(on_topic["training_sample"])) == 480
+    produce_outcomes(s, 500, start=1_000)  # event times from T0 + 1,000 s
+    publish_trigger(s, trigger())
+    t = trainer(s, group_id, models(min_rows=900))
+    try:
+        (outcome,) = t.run(max_triggers=1, idle_timeout_s=30)
+    finally:
+        t.close()
+    assert outcome.status in ("champion", "challenger", "rejected"), outcome
+    lin = read_registry(s).get("churn", outcome.version)["lineage"]
+    assert (lin["earlier_rows"], lin["earlier_version"]) == (400, old["version"])
+    assert (lin["rows"], lin["holdout_rows"]) == (400 + 400, 100)
+    sample = reservoir.decode(read_registry(s).get("churn", outcome.version)["training_sample"])
+    assert {r["event_time_ms"] < T0 + 600_000 for r in sample} == {True, False}  # both kinds

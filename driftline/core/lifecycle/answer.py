@@ -14,11 +14,15 @@ Steps, in order:
 3. the training set: the trigger's window of the outcomes (event time from
    ``window_start_ms`` to ``window_end_ms``, the newest ``last_n``), time-ordered and
    deduplicated (:mod:`~driftline.core.lifecycle.trainset`);
-4. a training set of fewer than the model's ``retrain.min_rows`` rows is refused (stage
-   ``refused``, a ``training_refused`` alert, no version) unless the trigger is forced
-   (``evidence["force"]``, ``driftline retrain --force``) or its window starts at a
-   change point (the policy counted those rows: a few may fall just outside the window
-   by event time);
+4. a window of fewer than the model's ``retrain.min_rows`` rows is completed with
+   earlier rows: the newest rows of the champion's training sample
+   (:mod:`~driftline.core.lifecycle.reservoir`) older than the window, up to
+   ``min_rows`` in all; learnt first, never held out. A window that starts at a change
+   point is not completed (its point is to leave the old concept out). A training set
+   still short of ``min_rows`` is refused (stage ``refused``, a ``training_refused``
+   alert, no version) unless the trigger is forced (``evidence["force"]``, ``driftline
+   retrain --force``) or its window starts at a change point (the policy counted those
+   rows: a few may fall just outside the window by event time);
 5. :func:`~driftline.core.lifecycle.training.train` (split, learn, serialize, sign,
    profile, gate against the champion);
 6. :func:`~driftline.core.lifecycle.training.decide`: champion (passed, promotion
@@ -43,6 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from driftline.core.errors import ArtifactError, ConfigError
+from driftline.core.lifecycle import reservoir
 from driftline.core.lifecycle.registry import Registry
 from driftline.core.lifecycle.training import Store, TrainingRun, decide, stage_records, train
 from driftline.core.lifecycle.trainset import build_frame, examples, window
@@ -56,6 +61,7 @@ __all__ = [
     "answer_trigger",
     "at_change_point",
     "config_for",
+    "earlier_rows",
     "failure_alert",
     "stage_reason",
 ]
@@ -133,13 +139,21 @@ def answer_trigger(
     steps = {**(step_ms or {}), "frame": round((time.perf_counter() - t) * 1000, 3)}
     min_rows = int(config.retrain.get("min_rows", MIN_ROWS))
     forced = bool((trigger.get("evidence") or {}).get("force"))
-    if len(data) < min_rows and not forced and not at_change_point(trigger):
+    earlier: list[dict[str, Any]] = []
+    if len(data) < min_rows and champion is not None and not at_change_point(trigger):
+        earlier = earlier_rows(champion, data, min_rows - len(data))
+    if len(data) + len(earlier) < min_rows and not forced and not at_change_point(trigger):
         message = (
             f"Trigger {trigger['trigger_id']} of {model} was not trained: its window holds "
-            f"{len(data)} rows, fewer than min_rows ({min_rows}); retrain with --force to "
-            "train on them anyway."
+            f"{len(data)} rows ({len(earlier)} earlier ones could complete it), fewer than "
+            f"min_rows ({min_rows}); retrain with --force to train on them anyway."
         )
-        evidence = {"trigger_id": trigger["trigger_id"], "rows": len(data), "min_rows": min_rows}
+        evidence = {
+            "trigger_id": trigger["trigger_id"],
+            "rows": len(data),
+            "earlier_rows": len(earlier),
+            "min_rows": min_rows,
+        }
         refused = alert(model, None, "training_refused", "warning", message, evidence,
                         now_ms=clock_ms())  # fmt: skip
         return Answer(config, None, "refused", [], [*alerts, refused])
@@ -149,6 +163,7 @@ def answer_trigger(
         existing_versions=[r["version"] for r in registry.versions(model)],
         code=code, host=host, inline_max_bytes=inline_max_bytes, store=store,
         started_at_ms=started_at_ms, step_ms=steps, progress=progress,
+        earlier=earlier, earlier_version=None if champion is None else champion["version"],
     )  # fmt: skip
     record, verdict = run.record, run.verdict
     stage = decide(verdict, config.promotion, config.gate.min_improvement)
@@ -175,6 +190,21 @@ def at_change_point(trigger: Mapping[str, Any]) -> bool:
     are the post-change ones, counted by the policy)."""
     evidence = trigger.get("evidence") or {}
     return trigger.get("window_start_ms") is not None and "post_change_rows" in evidence
+
+
+def earlier_rows(
+    champion: Mapping[str, Any], window: Sequence[Mapping[str, Any]], n: int
+) -> list[dict[str, Any]]:
+    """At most ``n`` rows of the champion's training sample older than every row of the
+    ``window`` (by event time), the newest of them, oldest first."""
+    first = min((r["event_time_ms"] for r in window), default=None)
+    rows = [
+        r
+        for r in reservoir.decode(champion.get("training_sample"))
+        if first is None or (r["event_time_ms"] is not None and r["event_time_ms"] < first)
+    ]
+    rows.sort(key=lambda r: r["event_time_ms"] or 0)
+    return rows[-n:] if n > 0 else []
 
 
 def config_for(models: ModelsConfig, model: str, champion: Mapping[str, Any] | None) -> ModelConfig:

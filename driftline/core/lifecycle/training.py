@@ -44,8 +44,10 @@ from typing import Any
 
 from driftline import __version__
 from driftline.core.errors import ConfigError
+from driftline.core.lifecycle import reservoir
 from driftline.core.lifecycle.gate import GateResult, run_gate, time_split
 from driftline.core.lifecycle.registry import Registry, transition
+from driftline.core.lifecycle.reservoir import SAMPLE_ROWS
 from driftline.core.lifecycle.trainset import build_frame, examples
 from driftline.core.model.config import ModelConfig
 from driftline.core.model.estimators import (
@@ -190,11 +192,18 @@ def train(
     step_ms: Mapping[str, float] | None = None,
     progress: Callable[[int, int], None] | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    earlier: Sequence[Mapping[str, Any]] = (),
+    earlier_version: str | None = None,
+    sample_rows: int = SAMPLE_ROWS,
 ) -> TrainingRun:
     """Train, serialize, sign, profile and gate a version of ``config`` on ``rows``.
 
     ``rows`` are a training frame's :func:`~driftline.core.lifecycle.trainset.examples`, oldest
-    first; ``champion`` is the record the candidate is gated against; ``now_ms`` is the
+    first: the newest ``holdout_fraction`` of them are held out. ``earlier`` rows (older
+    examples, e.g. from ``earlier_version``'s training sample) are learnt first and never
+    held out. The record keeps a sample of every training row
+    (:mod:`~driftline.core.lifecycle.reservoir`, ``sample_rows`` at most, 0: none).
+    ``champion`` is the record the candidate is gated against; ``now_ms`` is the
     version's creation time; ``started_at_ms`` (default ``now_ms``) and ``step_ms`` carry
     what the caller did before (``read``, ``frame``). ``progress(done, total)`` is called
     while learning. ``code`` defaults to :func:`code_version`.
@@ -211,9 +220,12 @@ def train(
     data = list(rows)
     if not data:
         raise ConfigError(f"model {config.name}: no labelled rows to train on")
-    train_rows, holdout = time_split(data, config.gate.holdout_fraction)
+    window_rows, holdout = time_split(data, config.gate.holdout_fraction)
+    train_rows = [*earlier, *window_rows]
     lap("split")
-    spec = config.spec() if config.features else Spec.infer(r["features"] for r in data)
+    spec = (
+        config.spec() if config.features else Spec.infer(r["features"] for r in [*earlier, *data])
+    )
     lap("spec")
     estimator = build(config.factory, config.params, config.seed)
     regression = config.task == "regression"
@@ -274,10 +286,17 @@ def train(
             "finished_at_ms": None,
             "host": host if host is not None else socket.gethostname(),
             "step_ms": steps,
+            "earlier_rows": len(earlier),
+            "earlier_version": earlier_version if earlier else None,
         },
         "gate": None,
         "artifact": artifact,
+        "training_sample": None,
     }
+    if sample_rows > 0:
+        kept = reservoir.sample(train_rows, sample_rows, config.seed)
+        room = reservoir.budget(artifact, record["reference_profile"])
+        record["training_sample"] = reservoir.encode(kept, room) if room else None
     labels = [r["label"] for r in train_rows]
     result = run_gate(record, champion, holdout, config.gate, key=key, train_labels=labels)
     lap("gate")

@@ -191,26 +191,40 @@ def test_answer_for_an_unknown_model_raises() -> None:
 
 
 @pytest.mark.parametrize(
-    ("case", "trigger", "stage"),
+    ("case", "trigger", "start", "stage", "earlier"),
     [
-        ("manual, 300 rows of min_rows 500: refused", manual_trigger(), "refused"),
-        ("forced: trained (and gated)", manual_trigger(evidence={"force": True}), "rejected"),
-        ("a change point's window: the policy counted it", manual_trigger(
-            reasons=["concept_drift"], window_start_ms=T0, last_n=300,
-            evidence={"post_change_rows": 500}), "rejected"),
+        ("manual, 300 rows, none older in the champion's sample: refused", manual_trigger(),
+         0, "refused", 0),
+        ("manual, 300 rows completed by 200 older ones: trained", manual_trigger(), 1_000,
+         "rejected", 200),
+        ("forced: trained (and gated)", manual_trigger(evidence={"force": True}), 0,
+         "rejected", 0),
+        ("a change point's window: the policy counted it; never completed", manual_trigger(
+            reasons=["concept_drift"], window_start_ms=T0 + 1_000_000, last_n=300,
+            evidence={"post_change_rows": 500}), 1_000, "rejected", 0),
     ],
 )  # fmt: skip
-def test_a_window_below_min_rows(case: str, trigger: dict[str, Any], stage: str) -> None:
+def test_a_window_below_min_rows(
+    case: str, trigger: dict[str, Any], start: int, stage: str, earlier: int
+) -> None:
+    """The champion was bootstrapped on rows at T0 .. T0 + 599 s; its sample holds the 480
+    it trained on. Windows of 300 rows start at ``start`` s; min_rows is 500."""
     reg, models = registry_with_champion(True)
     cfg = dataclasses.replace(models["churn"], retrain={"min_rows": 500})
-    got = answer_trigger(trigger, rows(300), reg, ModelsConfig({"churn": cfg}), key=KEY,
-                         clock_ms=clock(), code="c", host="h")  # fmt: skip
+    got = answer_trigger(trigger, rows(300, start=start), reg, ModelsConfig({"churn": cfg}),
+                         key=KEY, clock_ms=clock(), code="c", host="h")  # fmt: skip
     assert got.stage == stage, case
     if stage == "refused":
         assert (got.run, got.version, got.verdict, got.records) == (None, None, None, [])
         (refused,) = got.alerts
         assert refused["kind"] == "training_refused" and refused["severity"] == "warning"
-        assert refused["evidence"] == {"trigger_id": "trg-0001", "rows": 300, "min_rows": 500}
+        assert refused["evidence"] == {
+            "trigger_id": "trg-0001", "rows": 300, "earlier_rows": 0, "min_rows": 500}  # fmt: skip
         default_codec().encode("Alert", refused)
-    else:
-        assert got.verdict is not None and got.verdict["checks"]["holdout"] is False
+        return
+    assert got.run is not None and got.verdict is not None
+    lineage = got.records[0]["lineage"]
+    assert (lineage["earlier_rows"], lineage["holdout_rows"]) == (earlier, 60)
+    assert lineage["rows"] == 240 + earlier  # held-out rows from the window only
+    assert lineage["earlier_version"] == (reg.champion("churn")["version"] if earlier else None)
+    assert got.verdict["checks"]["holdout"] is False  # 60 held out: no promotion either way

@@ -330,3 +330,18 @@ def test_epochs_keep_training_deterministic() -> None:
                 code="c", host="h")  # fmt: skip
     assert a.record["artifact"]["sha256"] == b.record["artifact"]["sha256"]
     assert a.record["artifact"]["sha256"] != one.record["artifact"]["sha256"]
+
+
+def test_earlier_rows_are_learnt_first_and_never_held_out() -> None:
+    window = examples(build_frame(outcomes(200)))
+    earlier = [{**r, "event_time_ms": r["event_time_ms"] - 10**9} for r in window[:150]]
+    run = train(window, CFG, key=KEY, now_ms=1, code="c", host="h", earlier=earlier,
+                earlier_version="v1-abc")  # fmt: skip
+    lin = run.record["lineage"]
+    assert (lin["rows"], lin["holdout_rows"]) == (150 + 160, 40)  # 20% of the window only
+    assert (lin["earlier_rows"], lin["earlier_version"]) == (150, "v1-abc")
+    assert run.record["gate"]["candidate_metrics"]["rows"] == 40
+    plain = train(window, CFG, key=KEY, now_ms=1, code="c", host="h")
+    plain_lineage = plain.record["lineage"]
+    assert (plain_lineage["earlier_rows"], plain_lineage["earlier_version"]) == (0, None)
+    assert plain.record["artifact"]["sha256"] != run.record["artifact"]["sha256"]
