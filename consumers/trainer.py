@@ -218,6 +218,7 @@ class Trainer:
             run_id=run_id,
             data_ranges=read.ranges,
             inline_max_bytes=self.settings.artifact_inline_max_bytes,
+            max_challengers=self.settings.max_challengers,
             store=self._store,
             started_at_ms=started_ms,
             step_ms={"read": round(read.seconds * 1000, 3)},

@@ -35,6 +35,7 @@ from driftline.core.wire.codec import Codec, default_codec
 from driftline.core.wire.headers import build as record_headers
 from driftline.core.wire.headers import for_confluent
 from driftline.core.join.joiner import Joiner, Step
+from driftline.core.errors import ValidationError
 from driftline.core.model.config import ModelsConfig
 from driftline.core.model.scoring import Scoring
 from driftline.kafka.clients import faust_broker_url, faust_credentials, producer_config
@@ -147,6 +148,12 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
                                 on_change=monitors.versions.append)  # fmt: skip
 
     def known(model: str) -> bool:
+        if follower.retired(model):  # dead-lettered with its own reason, not unknown_model
+            raise ValidationError(
+                "model_retired",
+                f"model {model!r} is retired: its events are not scored"
+                f" (driftline models unretire {model})",
+            )
         return model in models or follower.versions(model)[0] is not None
 
     scoring = Scoring(codec, follower.versions, known)

@@ -2,7 +2,8 @@
 
 A thread reads the registry from the beginning (no consumer group: every worker reads
 all of it), folds each ModelVersion into :class:`driftline.core.lifecycle.registry.Registry`, and
-loads the champion and challenger of each model through
+loads the champion and every challenger of each model (:meth:`RegistryFollower.lineup`; a
+retired model has none, see :meth:`RegistryFollower.retired`) through
 :func:`driftline.core.model.estimators.load_version`, which checks the artifact's digest and
 HMAC signature before unpickling. A refused artifact is never served: it raises an
 ``artifact_rejected`` alert and the previous version keeps serving: the one this worker
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 MODEL_VERSION = "io.driftline.ModelVersion"
 Served = tuple[ServedModel | None, ServedModel | None]
+Lineup = tuple[ServedModel | None, tuple[ServedModel, ...]]
+"""A model's champion and its challengers (oldest first), as served now."""
 
 
 def rejected_alert(record: dict[str, Any], exc: ArtifactError, now_ms: int) -> dict[str, Any]:
@@ -60,7 +63,7 @@ def rejected_alert(record: dict[str, Any], exc: ArtifactError, now_ms: int) -> d
 
 
 class RegistryFollower:
-    """Keeps ``served[model] = (champion, challenger)`` in step with the registry topic."""
+    """Keeps ``served[model] = (champion, challengers)`` in step with the registry topic."""
 
     def __init__(
         self,
@@ -75,7 +78,7 @@ class RegistryFollower:
         self.on_alert = on_alert
         self.on_change = on_change
         self.registry = Registry()
-        self.served: dict[str, Served] = {}
+        self.served: dict[str, Lineup] = {}
         self._cache: dict[tuple[str, str, str], ServedModel] = {}
         self._refused: set[tuple[str, str, str]] = set()
         self.ready = threading.Event()
@@ -89,9 +92,20 @@ class RegistryFollower:
         )
         self.consumer = Consumer(conf)
 
+    def lineup(self, model: str) -> Lineup:
+        """(champion, challengers) served now for ``model``: every challenger scores in
+        shadow. A retired model has neither."""
+        return self.served.get(model, (None, ()))
+
     def versions(self, model: str) -> Served:
-        """(champion, challenger) served now for ``model``."""
-        return self.served.get(model, (None, None))
+        """(champion, newest challenger) served now for ``model``: the one-challenger view
+        of :meth:`lineup`, for a scorer that shadows a single challenger."""
+        champion, challengers = self.lineup(model)
+        return champion, challengers[-1] if challengers else None
+
+    def retired(self, model: str) -> bool:
+        """Whether ``model`` is retired (its events are not scored: ``model_retired``)."""
+        return self.registry.retired(model)
 
     def run(self, stop: threading.Event) -> None:
         """Follow the topic until ``stop``; ``ready`` is set once caught up at start."""
@@ -162,9 +176,9 @@ class RegistryFollower:
         return None
 
     def _reload(self) -> None:
-        served: dict[str, Served] = {}
-        for model in self.registry.models():
-            previous = self.served.get(model, (None, None))
+        served: dict[str, Lineup] = {}
+        for model in self.registry.models():  # retired models are left out
+            previous = self.served.get(model, (None, ()))
             record = self.registry.champion(model)
             champion = self._load(record)
             if champion is None:
@@ -173,13 +187,25 @@ class RegistryFollower:
                 champion = previous[0]
             if champion is None and record is not None:  # refused, and nothing served yet
                 champion = self._fallback(model)
-            challenger = self._load(self.registry.challenger(model))
-            served[model] = (champion, challenger)
-            for stage, s in (("champion", champion), ("challenger", challenger)):
-                if s is not None:
-                    m.MODEL_VERSION_INFO.labels(model, s.version, stage).set(1)
-            for stage, old in (("champion", previous[0]), ("challenger", previous[1])):
-                new = champion if stage == "champion" else challenger
-                if old is not None and (new is None or new.version != old.version):
-                    m.MODEL_VERSION_INFO.labels(model, old.version, stage).set(0)
+            loaded = (self._load(r) for r in self.registry.challengers(model))
+            challengers = tuple(c for c in loaded if c is not None)
+            served[model] = (champion, challengers)
+        for model in set(served) | set(self.served):
+            self._label(model, self.served.get(model, (None, ())), served.get(model, (None, ())))
         self.served = served
+
+    @staticmethod
+    def _label(model: str, old: Lineup, new: Lineup) -> None:
+        """``driftline_model_version_info``: 1 for each version served now, 0 for one
+        that stopped being served in its stage."""
+
+        def roles(lineup: Lineup) -> set[tuple[str, str]]:
+            champion, challengers = lineup
+            out = {(c.version, "challenger") for c in challengers}
+            return out | ({(champion.version, "champion")} if champion is not None else set())
+
+        now = roles(new)
+        for version, stage in now:
+            m.MODEL_VERSION_INFO.labels(model, version, stage).set(1)
+        for version, stage in roles(old) - now:
+            m.MODEL_VERSION_INFO.labels(model, version, stage).set(0)

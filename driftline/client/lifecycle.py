@@ -86,7 +86,8 @@ class ModelVersion(Record):
     """One version of a model and its stage, as the compacted registry holds it.
     Key: ``model/version``.
 
-    ``stage`` is candidate, challenger, champion, archived or rejected. The nested
+    ``stage`` is candidate, challenger, champion, archived, rejected or retired
+    (``previous_stage``: the one it left, v2). The nested
     records stay dicts shaped as ``schemas/model_version.v2.avsc`` says:
     ``feature_spec`` (a list of FeatureSpec), ``lineage`` (Lineage), ``gate``
     (GateVerdict or None) and ``artifact`` (Artifact). ``training_sample`` is the
@@ -114,6 +115,7 @@ class ModelVersion(Record):
     segment_metrics: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     gate: Mapping[str, Any] | None = None
     training_sample: bytes | None = None
+    previous_stage: str | None = None
 
     def key(self) -> str:
         return f"{self.model}/{self.version}"
@@ -137,6 +139,7 @@ class ModelVersion(Record):
             "gate": None if self.gate is None else dict(copy.deepcopy(self.gate)),
             "artifact": dict(copy.deepcopy(self.artifact)),
             "training_sample": self.training_sample,
+            "previous_stage": self.previous_stage,
         }
 
     @classmethod
@@ -160,4 +163,5 @@ class ModelVersion(Record):
             segment_metrics={k: dict(v) for k, v in (d.get("segment_metrics") or {}).items()},
             gate=None if gate is None else dict(gate),
             training_sample=d.get("training_sample"),
+            previous_stage=d.get("previous_stage"),
         )

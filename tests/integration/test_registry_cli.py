@@ -3,6 +3,7 @@ projected live and rebuilt from the topics, through the real broker."""
 
 from __future__ import annotations
 
+import random
 import threading
 from pathlib import Path
 
@@ -12,13 +13,18 @@ from sqlalchemy import create_engine, select
 
 from driftline.cli import cli
 from driftline.consumers import sqlview
+from driftline.consumers.kafka_io import Publisher
 from driftline.consumers.projector import Projector, rebuild
 from driftline.consumers.registry_io import read_registry
+from driftline.core.lifecycle.training import train
+from driftline.core.lifecycle.trainset import build_frame, examples
 from driftline.settings import Settings
 from tests.integration.loop_helpers import (
+    T0,
     bootstrap_champion,
     loop_settings,
     models,
+    outcome,
     produce_outcomes,
     publish_trigger,
     trainer,
@@ -159,3 +165,60 @@ def test_sql_view_rebuilt_from_the_topics_equals_the_live_one(
 def _runs(engine):
     with engine.connect() as conn:
         return conn.execute(select(sqlview.training_runs)).all()
+
+
+def _candidates(s: Settings, n: int) -> list[str]:
+    """Publish ``n`` trained candidates of churn (passed their gate); their versions."""
+    rng = random.Random(3)
+    key = s.signing_key.get_secret_value().encode()
+    out = []
+    pub = Publisher(s, "test")
+    for i in range(n):
+        rows = [outcome(i * 1_000 + j, rng) for j in range(500)]
+        run = train(examples(build_frame(rows)), models()["churn"], key=key, now_ms=T0 + i,
+                    existing_versions=out, code="t", host="t")  # fmt: skip
+        pub.send_versions([run.record])
+        out.append(run.record["version"])
+    pub.close()
+    return out
+
+
+def test_several_challengers_up_to_the_cap_then_the_oldest_is_archived(
+    s: Settings, monkeypatch: pytest.MonkeyPatch, run
+) -> None:
+    monkeypatch.setenv("DRIFTLINE_MAX_CHALLENGERS", "3")
+    bootstrap_champion(s)
+    versions = _candidates(s, 4)
+    for v in versions[:3]:
+        run("models", "promote", "churn", v, "--to", "challenger", "--reason", "shadow it")
+    reg = read_registry(s)
+    assert [r["version"] for r in reg.challengers("churn")] == versions[:3]
+    out = run("models", "promote", "churn", versions[3], "--to", "challenger", "--reason", "4th")
+    assert f"churn {versions[0]} -> archived (the oldest of 3 challengers, archived for" in out
+    reg = read_registry(s)
+    assert [r["version"] for r in reg.challengers("churn")] == versions[1:]
+    assert reg.get("churn", versions[0])["stage"] == "archived"
+
+
+def test_retire_hides_a_model_and_unretire_brings_it_back(s: Settings, run) -> None:
+    champ = bootstrap_champion(s)
+    (challenger,) = _candidates(s, 1)
+    run("models", "promote", "churn", challenger, "--to", "challenger", "--reason", "shadow")
+    out = run("models", "retire", "churn", "--by", "ops", "--reason", "test model")
+    assert f"churn {challenger} -> retired (model retired: test model)" in out
+    assert f"churn {champ['version']} -> retired (model retired: test model)" in out
+    assert "churn" not in run("models", "list")
+    listed = run("models", "list", "--all")
+    assert champ["version"] in listed and "retired" in listed
+    reg = read_registry(s)
+    assert reg.retired("churn") and reg.models() == [] and len(reg.versions("churn")) == 2
+    assert "retired already" in run("models", "retire", "churn", "--reason", "x", ok=False)
+    refused = run("models", "promote", "churn", challenger, "--reason", "x", ok=False)
+    assert "is retired" in refused
+    out = run("models", "unretire", "churn", "--by", "ops", "--reason", "needed again")
+    assert f"churn {champ['version']} -> champion (model unretired: needed again)" in out
+    reg = read_registry(s)
+    assert not reg.retired("churn")
+    assert reg.champion("churn")["version"] == champ["version"]
+    assert [r["version"] for r in reg.challengers("churn")] == [challenger]
+    assert "not retired" in run("models", "unretire", "churn", "--reason", "x", ok=False)

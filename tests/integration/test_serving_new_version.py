@@ -7,7 +7,10 @@ from __future__ import annotations
 import random
 import time
 
+from driftline.consumers.kafka_io import Publisher
+from driftline.consumers.registry_io import read_registry
 from driftline.consumers.trainer import Trainer
+from driftline.core.lifecycle.registry import retire, unretire
 from driftline.core.model.config import ModelsConfig
 from tests.integration import harness
 from tests.integration.churn import example, send
@@ -61,3 +64,52 @@ def test_worker_serves_the_retrained_champion(pipeline, group_id: str) -> None:
         p["prediction"] == e["label"] for p in last for e in batch if e["event_id"] == p["event_id"]
     ) / len(batch)
     assert accuracy > 0.8  # the new version learned the flipped concept
+
+
+def test_a_retired_model_is_dead_lettered_and_served_again_once_unretired(pipeline) -> None:
+    s, champion, proc = pipeline
+    rng = random.Random(5)
+    reg = read_registry(s)
+    _publish(s, retire(reg, "churn", by="test", reason="retired in a test", now_ms=_now()))
+
+    def dead_reasons(batch: list[dict]) -> dict[str, str]:
+        ids = {e["event_id"] for e in batch}
+        got = harness.collect(s, "deadletter",
+                              lambda got: ids <= {d["source_key"].decode() for d in got},
+                              timeout=5)  # fmt: skip
+        return {d["source_key"].decode(): d["reason"] for d in got if d["source_key"]}
+
+    deadline, reasons, batch = time.monotonic() + 30, {}, []
+    while time.monotonic() < deadline:  # the worker follows the registry within seconds
+        batch = [example(rng, 20_000 + len(reasons) * 20 + i) for i in range(20)]
+        send(s, batch, labels=False)
+        reasons = dead_reasons(batch)
+        if {reasons.get(e["event_id"]) for e in batch} == {"model_retired"}:
+            break
+    assert {reasons.get(e["event_id"]) for e in batch} == {"model_retired"}, proc.tail()
+    dead = harness.collect(s, "deadletter", lambda got: False, timeout=2)
+    detail = next(d["detail"] for d in dead if d["reason"] == "model_retired")
+    assert "model 'churn' is retired" in detail and "unretire" in detail
+
+    _publish(s, unretire(read_registry(s), "churn", by="test", reason="back", now_ms=_now()))
+    deadline, served = time.monotonic() + 30, set()
+    while time.monotonic() < deadline and served != {champion}:
+        batch = [example(rng, 40_000 + int(time.monotonic() * 1000) % 10_000 + i)
+                 for i in range(20)]  # fmt: skip
+        send(s, batch, labels=False)
+        ids = {e["event_id"] for e in batch}
+        preds = harness.collect(s, "predictions",
+                                lambda got, ids=ids: ids <= {p["event_id"] for p in got},
+                                timeout=5)  # fmt: skip
+        served = {p["version"] for p in preds if p["event_id"] in ids}
+    assert served == {champion}, proc.tail()
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def _publish(s, records: list[dict]) -> None:
+    pub = Publisher(s, "test")
+    pub.send_versions(records)
+    pub.close()

@@ -8,7 +8,8 @@ reads, calls it and publishes, and the in-process loop bench calls the same func
 Steps, in order:
 
 1. the config: the models file's, else one that retrains like the champion
-   (:func:`config_for`);
+   (:func:`config_for`); a retired model is refused (stage ``refused``, a
+   ``training_refused`` alert);
 2. the champion's artifact is loaded once: a refused one raises an ``artifact_rejected``
    alert and the candidate is gated without it;
 3. the training set: the trigger's window of the outcomes (event time from
@@ -27,8 +28,9 @@ Steps, in order:
    profile, gate against the champion);
 6. :func:`~driftline.core.lifecycle.training.decide`: champion (passed, promotion
    ``auto``), challenger (passed, ``manual``) or rejected; then the stage records
-   (:func:`~driftline.core.lifecycle.training.stage_records`: whoever held the slot is
-   archived first) and, for a rejected candidate, a ``candidate_rejected`` alert.
+   (:func:`~driftline.core.lifecycle.training.stage_records`: the champion it replaces,
+   or the oldest challengers past ``max_challengers``, archived first) and, for a
+   rejected candidate, a ``candidate_rejected`` alert.
 
 >>> stage_reason("champion", {"summary": "passed: ..."})
 'gate passed, promotion auto'
@@ -48,7 +50,7 @@ from typing import Any
 
 from driftline.core.errors import ArtifactError, ConfigError
 from driftline.core.lifecycle import reservoir
-from driftline.core.lifecycle.registry import Registry
+from driftline.core.lifecycle.registry import MAX_CHALLENGERS, Registry
 from driftline.core.lifecycle.training import Store, TrainingRun, decide, stage_records, train
 from driftline.core.lifecycle.trainset import build_frame, examples, window
 from driftline.core.model.config import ModelConfig, ModelsConfig
@@ -107,6 +109,7 @@ def answer_trigger(
     progress: Callable[[int, int], None] | None = None,
     code: str | None = None,
     host: str | None = None,
+    max_challengers: int = MAX_CHALLENGERS,
 ) -> Answer:
     """Answer ``trigger`` (a RetrainTrigger dict) from ``rows``, Outcome-like dicts holding
     (at least) its window, against ``registry`` as it stands (see the module docstring).
@@ -119,6 +122,16 @@ def answer_trigger(
     model = trigger["model"]
     run_id = run_id or str(uuid.uuid4())
     champion = registry.champion(model)
+    if registry.retired(model):
+        config = config_for(models, model, _newest(registry, model))
+        message = (
+            f"Trigger {trigger['trigger_id']} of {model} was not trained: the model is "
+            f"retired (driftline models unretire {model})."
+        )
+        evidence = {"trigger_id": trigger["trigger_id"], "reason": "model_retired"}
+        refused = alert(model, None, "training_refused", "warning", message, evidence,
+                        now_ms=clock_ms())  # fmt: skip
+        return Answer(config, None, "refused", [], [refused])
     config = config_for(models, model, champion)
     alerts: list[dict[str, Any]] = []
     if champion is not None:
@@ -170,10 +183,11 @@ def answer_trigger(
     later = stage_records(
         record,
         stage,
-        current=[r for r in (champion, registry.challenger(model)) if r is not None],
+        current=[*([champion] if champion else []), *registry.challengers(model)],
         by="trainer",
         reason=stage_reason(stage, verdict),
         now_ms=max(clock_ms(), record["stage_changed_at_ms"] + 1),
+        max_challengers=max_challengers,
     )
     if stage == "rejected":
         message = f"Candidate {record['version']} was rejected: {verdict['summary']}"
@@ -183,6 +197,11 @@ def answer_trigger(
                   now_ms=clock_ms())
         )  # fmt: skip
     return Answer(config, run, stage, [record, *later], alerts)
+
+
+def _newest(registry: Registry, model: str) -> dict[str, Any] | None:
+    versions = registry.versions(model)
+    return versions[-1] if versions else None
 
 
 def at_change_point(trigger: Mapping[str, Any]) -> bool:

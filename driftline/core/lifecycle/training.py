@@ -46,7 +46,7 @@ from driftline import __version__
 from driftline.core.errors import ConfigError
 from driftline.core.lifecycle import reservoir
 from driftline.core.lifecycle.gate import GateResult, run_gate, time_split
-from driftline.core.lifecycle.registry import Registry, transition
+from driftline.core.lifecycle.registry import MAX_CHALLENGERS, Registry, transition
 from driftline.core.lifecycle.reservoir import SAMPLE_ROWS
 from driftline.core.lifecycle.trainset import build_frame, examples
 from driftline.core.model.config import ModelConfig
@@ -316,12 +316,15 @@ def stage_records(
     by: str,
     reason: str,
     now_ms: int,
+    max_challengers: int = MAX_CHALLENGERS,
 ) -> list[dict[str, Any]]:
-    """The records that follow a published candidate into ``stage`` (archiving whoever
-    holds the champion or challenger slot among ``current``), in publish order."""
+    """The records that follow a published candidate into ``stage`` (archiving the
+    champion among ``current``, or the oldest challengers past ``max_challengers``), in
+    publish order. ``current``: the model's champion and every challenger."""
     reg = Registry.from_records([*current, candidate])
     model, version = candidate["model"], candidate["version"]
-    return transition(reg, model, version, stage, by=by, reason=reason, now_ms=now_ms)
+    return transition(reg, model, version, stage, by=by, reason=reason, now_ms=now_ms,
+                      max_challengers=max_challengers)  # fmt: skip
 
 
 def bootstrap(

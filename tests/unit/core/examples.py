@@ -151,6 +151,7 @@ def model_version(**overrides: Any) -> dict[str, Any]:
         "model": "churn",
         "version": "v4",
         "stage": "challenger",
+        "previous_stage": "candidate",
         "stage_changed_at_ms": T0 + 7_200_000,
         "stage_changed_by": "policy",
         "stage_reason": "passed the validation gate",

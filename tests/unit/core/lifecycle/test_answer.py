@@ -17,7 +17,7 @@ from driftline.core.lifecycle.answer import (
     failure_alert,
     stage_reason,
 )
-from driftline.core.lifecycle.registry import Registry
+from driftline.core.lifecycle.registry import Registry, retire
 from driftline.core.lifecycle.training import bootstrap
 from driftline.core.model.config import GateConfig, ModelConfig, ModelsConfig
 from driftline.core.wire.codec import default_codec
@@ -228,3 +228,24 @@ def test_a_window_below_min_rows(
     assert lineage["rows"] == 240 + earlier  # held-out rows from the window only
     assert lineage["earlier_version"] == (reg.champion("churn")["version"] if earlier else None)
     assert got.verdict["checks"]["holdout"] is False  # 60 held out: no promotion either way
+
+
+def test_a_retired_model_is_refused_and_challengers_are_capped() -> None:
+    reg, models = registry_with_champion(True, promotion="manual")
+    for i in range(3):  # three answers wait as challengers; the cap of 2 archives the oldest
+        got = answer_trigger(manual_trigger(trigger_id=f"t{i}"), rows(500, start=1_000 * i),
+                             reg, models, key=KEY, clock_ms=clock(T0 + 10_000 * (i + 1)),
+                             code="c", host="h", max_challengers=2)  # fmt: skip
+        assert got.stage == "challenger"
+        for r in got.records:
+            reg.apply(r)
+    assert [r["stage"] for r in got.records] == ["candidate", "archived", "challenger"]
+    assert "the oldest of 2 challengers" in got.records[1]["stage_reason"]
+    assert len(reg.challengers("churn")) == 2
+    for r in retire(reg, "churn", by="ops", reason="r", now_ms=T0 + 99_000):
+        reg.apply(r)
+    got = answer_trigger(manual_trigger(), rows(500), reg, models, key=KEY, clock_ms=clock(),
+                         code="c", host="h")  # fmt: skip
+    assert (got.stage, got.records, got.run) == ("refused", [], None)
+    assert got.alerts[0]["evidence"]["reason"] == "model_retired"
+    assert "is retired" in got.alerts[0]["message"]
