@@ -87,6 +87,9 @@ class LoopResult:
     """Event time (index) of the outcome at which each concept-drift alarm fired."""
     feature_alarms: int = 0
     train_rows: list[int] = field(default_factory=list)
+    old_rule: list[bool] = field(default_factory=list)
+    """Per answered trigger: would the gate's rule before its confidence bound (point
+    estimate, any number of held-out rows) have passed the candidate."""
 
     @property
     def retrains(self) -> int:
@@ -207,3 +210,12 @@ class Loop:
         res.trigger_at.append(now)
         res.stages.append((at, answer.version or "-", answer.stage))
         res.train_rows.append(0 if answer.run is None else answer.run.train_rows)
+        res.old_rule.append(answer.verdict is not None and _old_rule(answer.verdict, self.config))
+
+
+def _old_rule(verdict: Mapping[str, Any], config: ModelConfig) -> bool:
+    """Whether the gate before its confidence bound would have passed this verdict: the
+    same checks but the held-out minimum, and the point estimate of the gain."""
+    checks = {c: ok for c, ok in verdict["checks"].items() if c not in ("holdout", "improvement")}
+    gain = verdict["candidate_metrics"].get("gain", 0.0)
+    return all(checks.values()) and gain > config.gate.min_improvement
