@@ -182,7 +182,7 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
     data_dir = settings.data_dir or Path(f"{app_id}-data")
     joined = JoinLoop(settings, joiner, open_store(settings.table_store, data_dir / "join"),
                       group_id=f"{app_id}-join", on_committed=on_committed)  # fmt: skip
-    scorer.on_dead = monitors.dead_inbox.append
+    scorer.on_batch = monitors.on_scorer_batch
     worker = Worker(settings, models, app, codec, follower, scorer, monitors, joined, recent,
                     stop=stop)  # fmt: skip
     # Our own web server replaces Faust's legacy one (see streams/web.py).
