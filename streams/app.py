@@ -41,7 +41,7 @@ from driftline.kafka.clients import faust_broker_url, faust_credentials, produce
 from driftline.settings import Settings
 from driftline.streams import telemetry as m
 from driftline.streams import web
-from driftline.streams.monitors import Monitors, Recent, install
+from driftline.streams.monitors import Monitors, Recent, install, log_alert
 from driftline.streams.join_loop import JoinLoop
 from driftline.streams.joinstore import open_store
 from driftline.streams.registry import RegistryFollower
@@ -138,6 +138,7 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
         alert_producer.poll(0)
 
     def send_alert(alert: dict[str, Any]) -> None:
+        log_alert(alert)
         send_record(settings.topic("alerts"), alert["model"].encode(),
                     codec.encode(ALERT, alert),
                     record_headers(ALERT, alert["created_at_ms"], None))  # fmt: skip

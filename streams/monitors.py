@@ -181,6 +181,12 @@ def export(emit: Emit) -> None:
         m.RETRAIN_TRIGGERS.labels(v["model"]).inc()
 
 
+def log_alert(alert: dict[str, Any]) -> None:
+    """One INFO line per alert raised: model, version, kind, severity and its message."""
+    log.info("alert: %s %s %s %s: %s", alert["model"], alert.get("version") or "-",
+             alert["kind"], alert["severity"], alert["message"])  # fmt: skip
+
+
 Observe = Callable[[list[Step], int], Awaitable[None]]
 Send = Callable[[str, bytes, bytes, list[tuple[str, bytes]]], None]
 """``send(topic, key, value, headers)``: hand a record to a producer without waiting."""
@@ -206,6 +212,8 @@ def install(
             hdrs = record_headers(RECORD[e.topic], e.value.get("created_at_ms"), None)
             send(topic(e.topic), e.model.encode(), value, hdrs)
             export(e)
+            if e.topic == "alerts":
+                log_alert(e.value)
             if on_emit is not None:
                 on_emit(e)
 

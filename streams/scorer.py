@@ -264,6 +264,8 @@ class ScorerLoop:
             return
         self._last_alert[k] = now_ms
         alert = model_error_alert(exc, now_ms)
+        log.info("alert: %s %s %s %s: %s", alert["model"], alert.get("version") or "-",
+                 alert["kind"], alert["severity"], alert["message"])  # fmt: skip
         self.txn.produce(
             self.alerts,
             self.codec.encode(ALERT, alert),

@@ -4,22 +4,74 @@
 librdkafka's default partitioner differs from the Java client's and aiokafka's:
 every confluent-kafka producer here uses ``murmur2_random`` so that a key lands on
 the partition Faust expects, which the co-partitioned join depends on.
+
+librdkafka's own log lines go to the Python logger ``driftline.librdkafka``
+(:class:`LibrdkafkaLog`) instead of raw ``%4|...`` lines on stderr, with the process's
+logging set-up. On a fresh broker every idempotent producer and group member first
+hears "Coordinator load in progress: retrying" while Kafka creates its internal
+topics: harmless, so one INFO line says so and the retries go to DEBUG.
 """
 
 from __future__ import annotations
 
+import logging
 import ssl
+import threading
 from typing import Any
 
 from driftline.settings import Settings
 
 
+class LibrdkafkaLog:
+    """A librdkafka ``logger``: each line to ``driftline.librdkafka`` at its level, but
+    the coordinator-loading retries of a fresh broker at DEBUG, after one INFO line.
+
+    >>> import logging
+    >>> sink = LibrdkafkaLog(logging.getLogger("doctest.librdkafka"))
+    >>> sink.retrying
+    0
+    >>> sink.log(logging.WARNING, "%s [%s] %s", "GETPID", "p#producer-1", "Failed to "
+    ...          "acquire idempotence PID from broker b/1: Broker: Coordinator load in "
+    ...          "progress: retrying")
+    >>> sink.retrying
+    1
+    """
+
+    CHATTER = ("oordinator load in progress", "COORDINATOR_LOAD_IN_PROGRESS")
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self.logger = logger or logging.getLogger("driftline.librdkafka")
+        self.retrying = 0
+        self._lock = threading.Lock()
+
+    def log(self, level: int, msg: str, *args: Any) -> None:
+        """What confluent-kafka calls (from the thread that polls the client)."""
+        text = msg % args if args else msg
+        if any(c in text for c in self.CHATTER):
+            with self._lock:
+                self.retrying += 1
+                first = self.retrying == 1
+            if first:
+                self.logger.info(
+                    "the broker's coordinator is still loading (a fresh broker): librdkafka "
+                    "retries on its own; its retry lines go to DEBUG"
+                )
+            level = logging.DEBUG
+        self.logger.log(level, "%s", text)
+
+
+LIBRDKAFKA_LOG = LibrdkafkaLog()
+"""The one sink every client of this process logs through."""
+
+
 def confluent_common(settings: Settings, client_role: str) -> dict[str, Any]:
-    """Configuration shared by every librdkafka client: servers, client id, security."""
+    """Configuration shared by every librdkafka client: servers, client id, security,
+    and the log sink."""
     conf: dict[str, Any] = {
         "bootstrap.servers": settings.bootstrap_servers,
         "client.id": f"{settings.client_id}-{client_role}",
         "security.protocol": settings.security_protocol,
+        "logger": LIBRDKAFKA_LOG,
     }
     if settings.security_protocol.startswith("SASL"):
         if settings.sasl_mechanism is None or settings.sasl_username is None:

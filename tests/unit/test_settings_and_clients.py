@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from pydantic import ValidationError
 
@@ -89,3 +91,28 @@ def test_faust_gets_the_same_servers_and_credentials() -> None:
     assert isinstance(creds, faust.SASLCredentials)
     assert creds.username == "u"
     assert clients.faust_credentials(Settings()) is None
+
+
+def test_librdkafka_lines_go_to_logging_and_fresh_broker_retries_to_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The chatter of a fresh broker (seen from `driftline models bootstrap` and the
+    worker): one INFO line, then DEBUG; any other line keeps its level."""
+    sink = clients.LibrdkafkaLog(logging.getLogger("test.librdkafka"))
+    assert clients.producer_config(Settings(), "x")["logger"] is clients.LIBRDKAFKA_LOG
+    getpid = (
+        "GETPID [driftline-cli#producer-3] [thrd:main]: Failed to acquire idempotence PID "
+        "from broker 127.0.0.1:40883/1: Broker: Coordinator load in progress: retrying"
+    )
+    with caplog.at_level(logging.DEBUG, logger="test.librdkafka"):
+        for _ in range(3):
+            sink.log(logging.WARNING, "%s", getpid)
+        sink.log(logging.ERROR, "%s [%s] %s", "FAIL", "p#producer-1", "Connect failed")
+    got = [(r.levelname, r.getMessage()[:40]) for r in caplog.records]
+    assert got == [
+        ("INFO", "the broker's coordinator is still loadin"),
+        ("DEBUG", getpid[:40]),
+        ("DEBUG", getpid[:40]),
+        ("DEBUG", getpid[:40]),
+        ("ERROR", "FAIL [p#producer-1] Connect failed"),
+    ]

@@ -5,10 +5,12 @@ each alert."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from typing import Any
 
 import faust
+import pytest
 
 from driftline.core.join.joiner import LABEL, PREDICTION, Joiner, Step
 from driftline.core.model.config import ModelConfig, ModelsConfig
@@ -101,3 +103,18 @@ def test_rate_snapshots_are_exported_and_kept_apart_from_versions() -> None:
     gauge = telemetry.MODEL_METRIC.labels("m", ALL_VERSIONS, "all", "arrived:settled",
                                           "expired_label_rate")  # fmt: skip
     assert gauge._value.get() == 0.25
+
+
+def test_each_alert_raised_is_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    monitors = glue.Monitors(ModelsConfig({"churn": ModelConfig("churn", join_ttl_ms=TTL)}))
+    sent: list[tuple[str, bytes]] = []
+    observe = installed(monitors, sent)
+    first, second, third = joined_steps()
+    alert = {"alert_id": "a1", "model": "churn", "version": None, "segment": None,
+             "kind": "expired_label_rate", "severity": "critical", "message": "50.0% ...",
+             "evidence": {}, "created_at_ms": T0}  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="driftline.streams.monitors"):
+        asyncio.run(observe(first, T0))
+        glue.log_alert(alert)
+    lines = [r.getMessage() for r in caplog.records if r.name == "driftline.streams.monitors"]
+    assert lines == ["alert: churn - expired_label_rate critical: 50.0% ..."]
