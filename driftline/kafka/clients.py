@@ -137,6 +137,76 @@ def admin_config(settings: Settings) -> dict[str, Any]:
     return confluent_common(settings, "admin")
 
 
+def java_properties(settings: Settings) -> dict[str, str]:
+    """The same security as Java client properties, for Kafka's own tools
+    (``driftline kafka``, a ``--command-config`` file); empty for PLAINTEXT.
+
+    >>> props = java_properties(Settings(security_protocol="SASL_SSL",
+    ...     sasl_mechanism="SCRAM-SHA-512", sasl_username="ops", sasl_password="s3cret",
+    ...     ssl_cafile="/etc/kafka/ca.pem"))
+    >>> for k, v in props.items():
+    ...     print(f"{k}={v}")
+    security.protocol=SASL_SSL
+    sasl.mechanism=SCRAM-SHA-512
+    sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required \
+username="ops" password="s3cret";
+    ssl.truststore.type=PEM
+    ssl.truststore.location=/etc/kafka/ca.pem
+    ssl.endpoint.identification.algorithm=https
+    """
+    protocol = settings.security_protocol
+    if protocol == "PLAINTEXT":
+        return {}
+    props: dict[str, str] = {"security.protocol": protocol}
+    if protocol.startswith("SASL"):
+        if settings.sasl_mechanism is None or settings.sasl_username is None:
+            raise ValueError("SASL needs DRIFTLINE_SASL_MECHANISM and DRIFTLINE_SASL_USERNAME")
+        module = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule"
+            if settings.sasl_mechanism == "PLAIN"
+            else "org.apache.kafka.common.security.scram.ScramLoginModule"
+        )
+
+        def quoted(text: str) -> str:
+            return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+        user, password = settings.sasl_username, settings.sasl_password_value() or ""
+        props["sasl.mechanism"] = settings.sasl_mechanism
+        props["sasl.jaas.config"] = (
+            f"{module} required username={quoted(user)} password={quoted(password)};"
+        )
+    if protocol.endswith("SSL"):
+        if settings.ssl_cafile is not None:
+            props["ssl.truststore.type"] = "PEM"
+            props["ssl.truststore.location"] = str(settings.ssl_cafile)
+        if settings.ssl_certfile is not None and settings.ssl_keyfile is not None:
+            props["ssl.keystore.type"] = "PEM"
+            props["ssl.keystore.certificate.chain"] = settings.ssl_certfile.read_text()
+            props["ssl.keystore.key"] = settings.ssl_keyfile.read_text()
+            if settings.ssl_key_password is not None:
+                props["ssl.key.password"] = settings.ssl_key_password.get_secret_value()
+        props["ssl.endpoint.identification.algorithm"] = (
+            "https" if settings.ssl_check_hostname else ""
+        )
+    return props
+
+
+def properties_text(props: dict[str, str]) -> str:
+    r"""``props`` as a Java properties file (backslashes, line breaks and non-Latin-1
+    characters escaped as ``java.util.Properties.load`` reads them).
+
+    >>> print(properties_text({"a.b": "x=1\\", "pem": "L1\nL2"}), end="")
+    a.b=x=1\\
+    pem=L1\nL2
+    """
+
+    def escape(text: str) -> str:
+        out = text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+        return "".join(c if ord(c) < 256 else f"\\u{ord(c):04x}" for c in out)
+
+    return "".join(f"{k}={escape(v)}\n" for k, v in props.items())
+
+
 def faust_broker_url(settings: Settings) -> str:
     """Faust's broker URL list (``kafka://host:port;kafka://...``)."""
     return ";".join(f"kafka://{hp.strip()}" for hp in settings.bootstrap_servers.split(","))
