@@ -8,8 +8,9 @@ the partition Faust expects, which the co-partitioned join depends on.
 librdkafka's own log lines go to the Python logger ``driftline.librdkafka``
 (:class:`LibrdkafkaLog`) instead of raw ``%4|...`` lines on stderr, with the process's
 logging set-up. On a fresh broker every idempotent producer and group member first
-hears "Coordinator load in progress: retrying" while Kafka creates its internal
-topics: harmless, so one INFO line says so and the retries go to DEBUG.
+hears "Coordinator load in progress: retrying" (a transactional producer also "Not
+coordinator: retrying") while Kafka creates and loads its internal topics: harmless,
+librdkafka retries, so one INFO line says so and the retries go to DEBUG.
 """
 
 from __future__ import annotations
@@ -37,7 +38,12 @@ class LibrdkafkaLog:
     1
     """
 
-    CHATTER = ("oordinator load in progress", "COORDINATOR_LOAD_IN_PROGRESS")
+    CHATTER = (
+        "oordinator load in progress",
+        "COORDINATOR_LOAD_IN_PROGRESS",
+        "Not coordinator: retrying",  # GETPID of a transactional producer, same moment
+        "Coordinator not available: retrying",
+    )
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self.logger = logger or logging.getLogger("driftline.librdkafka")

@@ -110,9 +110,14 @@ def test_librdkafka_lines_go_to_logging_and_fresh_broker_retries_to_debug(
         "GETPID [driftline-cli#producer-3] [thrd:main]: Failed to acquire idempotence PID "
         "from broker 127.0.0.1:40883/1: Broker: Coordinator load in progress: retrying"
     )
+    txn = (  # the worker's join producer on the same fresh broker
+        "GETPID [driftline-join#producer-7] [thrd:main]: Failed to acquire transactional PID "
+        "from broker TxnCoordinator/1: Broker: Not coordinator: retrying"
+    )
     with caplog.at_level(logging.DEBUG, logger="test.librdkafka"):
         for _ in range(3):
             sink.log(logging.WARNING, "%s", getpid)
+        sink.log(logging.WARNING, "%s", txn)
         sink.log(logging.ERROR, "%s [%s] %s", "FAIL", "p#producer-1", "Connect failed")
     got = [(r.levelname, r.getMessage()[:40]) for r in caplog.records]
     assert got == [
@@ -120,6 +125,7 @@ def test_librdkafka_lines_go_to_logging_and_fresh_broker_retries_to_debug(
         ("DEBUG", getpid[:40]),
         ("DEBUG", getpid[:40]),
         ("DEBUG", getpid[:40]),
+        ("DEBUG", txn[:40]),
         ("ERROR", "FAIL [p#producer-1] Connect failed"),
     ]
 
