@@ -173,7 +173,7 @@ def test_a_promotion_in_the_middle_blames_the_versions_that_served() -> None:
     before = steady(300, 10, 0.5, 1_000, seed=1, version="v1")
     after = steady(300, 10, 0.0, 1_000, seed=2, version="v2", start=T0 + 300_000, prefix="f")
     events = before + after
-    sim = run(events, ttl, tick_ms=1_000)
+    sim = run(events, ttl, tick_ms=5_000)
     check_against_truth(sim.emits, aligned(events), ttl)
     alerts = of(sim.emits, "alerts", EXPIRED)
     assert [a["version"] for a in alerts] == ["v1"]
@@ -211,8 +211,8 @@ def streams(draw: st.DrawFn) -> tuple[list[Event], int]:
     return events, ttl
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(streams(), st.sampled_from([100, 1_000, 5_000]))
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(streams(), st.sampled_from([1_000, 5_000]))
 def test_the_reported_rate_is_the_true_rate_of_the_window_it_names(
     stream: tuple[list[Event], int], tick_ms: int
 ) -> None:
