@@ -191,6 +191,11 @@ class Trainer:
             outcome = Outcome(trigger["trigger_id"], model, "failed", detail=str(exc))
         RUNS.labels(model, outcome.status).inc()
         TRAINING_SECONDS.labels(model).observe(time.monotonic() - t0)
+        log.info(
+            "%s: answered trigger %s (%s) with %s in %.1f s", model, trigger["trigger_id"],
+            ",".join(trigger["reasons"]), f"{outcome.version} {outcome.status}"
+            if outcome.version else f"an alert ({outcome.status})", time.monotonic() - t0,
+        )  # fmt: skip
         return outcome
 
     def _train_and_publish(self, trigger: Mapping[str, Any], run_id: str) -> Outcome:

@@ -48,7 +48,7 @@ from driftline.reload import ModelsReloader
 from driftline.settings import Settings
 from driftline.streams import telemetry as m
 from driftline.streams import web
-from driftline.streams.monitors import Monitors, Recent, install
+from driftline.streams.monitors import Monitors, Recent, install, log_alert
 from driftline.streams.join_loop import JoinLoop
 from driftline.streams.joinstore import open_store
 from driftline.streams.registry import RegistryFollower
@@ -146,6 +146,7 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
         alert_producer.poll(0)
 
     def send_alert(alert: dict[str, Any]) -> None:
+        log_alert(alert)
         send_record(settings.topic("alerts"), alert["model"].encode(),
                     codec.encode(ALERT, alert),
                     record_headers(ALERT, alert["created_at_ms"], None))  # fmt: skip
@@ -203,7 +204,7 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
     data_dir = settings.data_dir or Path(f"{app_id}-data")
     joined = JoinLoop(settings, joiner, open_store(settings.table_store, data_dir / "join"),
                       group_id=f"{app_id}-join", on_committed=on_committed)  # fmt: skip
-    scorer.on_dead = monitors.dead_inbox.append
+    scorer.on_batch = monitors.on_scorer_batch
     worker = Worker(settings, models, app, codec, follower, scorer, monitors, joined, recent,
                     reloader, stop=stop)  # fmt: skip
 

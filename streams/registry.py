@@ -37,6 +37,10 @@ MODEL_VERSION = "io.driftline.ModelVersion"
 Served = tuple[ServedModel | None, ServedModel | None]
 
 
+def _v(served: ServedModel | None) -> str:
+    return "none" if served is None else served.version
+
+
 def rejected_alert(record: dict[str, Any], exc: ArtifactError, now_ms: int) -> dict[str, Any]:
     """The Alert for a version whose artifact a worker refused to load."""
     return {
@@ -78,6 +82,8 @@ class RegistryFollower:
         self.served: dict[str, Served] = {}
         self._cache: dict[tuple[str, str, str], ServedModel] = {}
         self._refused: set[tuple[str, str, str]] = set()
+        self._offsets: dict[tuple[str, str], int] = {}
+        """Registry offset of the newest record of each (model, version)."""
         self.ready = threading.Event()
         conf = confluent_common(settings, "registry")
         conf.update(
@@ -105,17 +111,32 @@ class RegistryFollower:
                 msgs = self.consumer.consume(500, 0.2)
                 for msg in msgs:
                     if msg.error() is None:
-                        self._apply(msg.key(), msg.value())
+                        self._apply(msg.key(), msg.value(), msg.offset() or 0)
                 if msgs:
                     self._reload()
                 if not self.ready.is_set():
                     pos = self.consumer.position([TopicPartition(self.topic, 0)])[0].offset
                     if pos >= high:
                         self.ready.set()
+                        self.announce()
         finally:
             self.consumer.close()
 
-    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+    def announce(self) -> None:
+        """One INFO line per model: what this worker serves once caught up (the switches
+        replayed while catching up are not logged, each later switch is)."""
+        for model, (champion, challenger) in sorted(self.served.items()):
+            log.info(
+                "registry: serving %s champion %s%s (registry offset %s)", model,
+                _v(champion), "" if challenger is None else f", challenger {challenger.version}",
+                self._offset(model, champion),
+            )  # fmt: skip
+
+    def _offset(self, model: str, served: ServedModel | None) -> str:
+        at = None if served is None else self._offsets.get((model, served.version))
+        return "?" if at is None else str(at)
+
+    def _apply(self, key: bytes | None, value: bytes | None, offset: int = -1) -> None:
         try:
             if value is None:
                 if key and b"/" in key:
@@ -123,11 +144,23 @@ class RegistryFollower:
                     self.registry.delete(model, version)
                 return
             record = self.codec.decode(value, expect=MODEL_VERSION).value
+            self._offsets[(record["model"], record["version"])] = offset
             change = self.registry.apply(record)
             if change is not None and self.on_change is not None:
                 self.on_change(record)
         except DriftlineError as exc:
             log.error("registry: skipped an unreadable record with key %r: %s", key, exc)
+
+    def _log_switch(self, model: str, old: Served, new: Served) -> None:
+        """One INFO line per champion (or challenger) switch, with the registry offset of
+        the record that made it."""
+        for i, stage in enumerate(("champion", "challenger")):
+            before, after = old[i], new[i]
+            if _v(before) != _v(after):
+                log.info(
+                    "registry: %s %s %s -> %s (registry offset %s)", model, stage,
+                    _v(before), _v(after), self._offset(model, after if after else before),
+                )  # fmt: skip
 
     def _load(self, record: dict[str, Any] | None) -> ServedModel | None:
         if record is None:
@@ -175,6 +208,8 @@ class RegistryFollower:
                 champion = self._fallback(model)
             challenger = self._load(self.registry.challenger(model))
             served[model] = (champion, challenger)
+            if self.ready.is_set():
+                self._log_switch(model, previous, (champion, challenger))
             for stage, s in (("champion", champion), ("challenger", challenger)):
                 if s is not None:
                     m.MODEL_VERSION_INFO.labels(model, s.version, stage).set(1)

@@ -147,6 +147,11 @@ def test_induced_drift_raises_an_alert_and_exactly_one_retrain_trigger(pipeline)
     snaps = harness.collect(s, "metrics", lambda got: len(got) > 0, timeout=10)
     assert any(m["version"] == champion and "accuracy" in m["metrics"] for m in snaps)
 
+    # an operator reads the same from the worker's log: what it serves, each alert
+    log = proc.log.read_text()
+    assert f"registry: serving churn champion {champion} (registry offset " in log
+    assert f"alert: churn {champion} concept_drift " in log
+
 
 def rocksdb_tables(data_dir: Path) -> dict[int, tuple[int, int | None]]:
     """Per partition of the join store's RocksDB files under ``data_dir``: (entries held,

@@ -3,6 +3,7 @@ down to offsets, a failing gate, idempotency, commits and a tampered champion.""
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from pathlib import Path
@@ -34,7 +35,9 @@ def s(settings: Settings, tmp_path: Path) -> Settings:
     return loop_settings(settings, tmp_path)
 
 
-def test_trigger_becomes_a_champion_with_exact_lineage(s: Settings, group_id: str) -> None:
+def test_trigger_becomes_a_champion_with_exact_lineage(
+    s: Settings, group_id: str, caplog: pytest.LogCaptureFixture
+) -> None:
     churn = produce_outcomes(s, 600)
     produce_outcomes(s, 100, seed=2, model="other")  # interleaved, never trained on
     trg = trigger()
@@ -42,11 +45,17 @@ def test_trigger_becomes_a_champion_with_exact_lineage(s: Settings, group_id: st
     t = trainer(s, group_id)
     try:
         t0 = time.monotonic()
-        (outcome,) = t.run(max_triggers=1, idle_timeout_s=30)
+        with caplog.at_level(logging.INFO, logger="driftline.trainer"):
+            (outcome,) = t.run(max_triggers=1, idle_timeout_s=30)
         elapsed = time.monotonic() - t0
     finally:
         t.close()
     assert outcome.status == "champion", outcome
+    answers = [r.getMessage() for r in caplog.records if "answered trigger" in r.getMessage()]
+    assert len(answers) == 1  # one INFO line per answer
+    assert answers[0].startswith(
+        f"churn: answered trigger {trg['trigger_id']} (manual) with {outcome.version} champion"
+    )
     assert elapsed < 15
     reg = read_registry(s)
     champ = reg.champion("churn")

@@ -68,6 +68,11 @@ class Step:
     """A prediction seen for the first time (not a duplicate), for the monitor."""
     extra: list[tuple[bytes, bytes]] = field(default_factory=list)
     """Other records to store in the same partition (a new names record)."""
+    settled: tuple[str, int] | None = None
+    """(version, arrival ms) of the prediction this step joined or expired: when the join
+    first held it, the instant its TTL counts from. The monitor counts the outcome or
+    the expiry in the bucket it counted the prediction in
+    (:mod:`driftline.core.watch.rates`)."""
 
 
 class Joiner:
@@ -151,6 +156,15 @@ class Joiner:
         model = self._model_of(entry) if emitted else None
         return self._step(origin, new, entry, emitted, model, now_ms, None, lookup)
 
+    def _version_of(self, payload: bytes, lean: bool) -> str:
+        """The version of a held prediction ("" if it cannot be read)."""
+        try:
+            if lean and self.lean is not None:
+                return str(self.lean.fields(payload)["version"])
+            return str(self.codec.decode(payload).value["version"])
+        except (DriftlineError, KeyError):
+            return ""
+
     def _model_of(self, entry: rules.JoinEntry) -> str | None:
         """The model of a held prediction or label (its dead letter names it)."""
         try:
@@ -217,6 +231,8 @@ class Joiner:
             keep,
             deadline_ms=None if new is None or keep else new.deadline_ms,
         )
+        held = old is not None and old.state is rules.JoinState.WAITING_FOR_LABEL
+        since = old.deadline_ms - old.ttl_ms if held else now_ms  # type: ignore[union-attr]
         for e in emitted:
             step.kinds.append(e.kind)
             if isinstance(e, rules.Joined):
@@ -226,8 +242,12 @@ class Joiner:
                 if not ok:
                     # the message that arrived is dead-lettered; the held one waits on
                     step.entry, step.keep, step.deadline_ms = b"", True, None
+                else:
+                    step.settled = (step.outputs[-1].record["version"], since)  # type: ignore[index]
             else:
                 payload: bytes = e.payload
+                if isinstance(e, rules.ExpiredPrediction):
+                    step.settled = (self._version_of(payload, lean), since)
                 if lean and isinstance(e, rules.ExpiredPrediction):
                     payload = self._whole(payload, origin.key, lookup)
                 detail = _DETAILS[e.kind]

@@ -4,6 +4,7 @@ records that encode as the published schemas."""
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -243,44 +244,40 @@ HELD = {  # what a join expiry gives up: the state and the message it held
 }
 
 
-def join_dead_letter(reason: str, i: int) -> dict[str, Any]:
-    """A join dead letter; those of an expiry made by the joiner, as the agent's sweep does."""
+def join_dead_letter(reason: str, i: int) -> tuple[dict[str, Any], tuple[str, int] | None]:
+    """A join dead letter and its step's ``settled``; those of an expiry made by the
+    joiner, as the agent's sweep does (the prediction arrived at T0, TTL 1 s)."""
     if reason in HELD:
         state, name, record = HELD[reason]
+        if name == PREDICTION:
+            record = {**record, "version": "v1-aaaaaaa"}
         held = CODEC.encode(name, {**record, "event_id": f"x{i}"})
         origin = Origin("t.predictions", 0, -1, f"x{i}".encode(), None, [])
-        step = JOINER.on_expire(origin, JoinEntry(state, T0, T0, 1_000, held).to_bytes(), T0)
+        entry = JoinEntry(state, T0 + 1_000, T0, 1_000, held)
+        step = JOINER.on_expire(origin, entry.to_bytes(), T0 + 1_000)
         (out,) = step.outputs
-        return CODEC.decode(out.value).value
+        return CODEC.decode(out.value).value, step.settled
     letter, _ = dead_letter(
         Origin("t.labels", 0, i, f"x{i}".encode(), T0, []), stage="join", reason=reason,
         detail="d", raw=b"", model="churn", now_ms=T0,
     )  # fmt: skip
-    return letter
+    return letter, None
 
 
-def validate_dead_letter(reason: str, i: int) -> dict[str, Any]:
-    record, _ = dead_letter(
-        Origin("t.features", 0, i, f"f{i}".encode(), T0, []), stage="validate", reason=reason,
-        detail="d", raw=b"", model="churn", now_ms=T0,
-    )  # fmt: skip
-    return record
-
-
-# (name, predictions, validation dead letters, outcomes, join dead letters, alert kinds)
+# (name, events scored, scorer dead letters, outcomes, join dead letters, alert kinds)
 RATES: list[tuple[str, int, list[str], int, list[str], list[str]]] = [
     ("clean", 200, [], 200, [], []),
     ("skew at the threshold", 95, ["missing_feature"] * 5, 0, [], []),
-    ("skew above", 90, ["missing_feature"] * 7 + ["type_mismatch"] * 3, 0, [], ["skew_rate"]),
+    ("skew above", 80, ["missing_feature"] * 17 + ["type_mismatch"] * 3, 0, [], ["skew_rate"]),
     ("skew, too few events", 40, ["missing_feature"] * 10, 0, [], []),
     ("join letters are no skew", 90, [], 0, ["duplicate_label"] * 10, []),
-    ("expired above", 0, [], 70, ["expired_prediction"] * 30, ["expired_label_rate"]),
+    ("expired above", 0, [], 60, ["expired_prediction"] * 40, ["expired_label_rate"]),
     ("expired at the threshold", 0, [], 80, ["expired_prediction"] * 20, []),
     ("orphans are not expiries", 0, [], 70, ["orphan_label"] * 30, []),
     (
         "both",
-        90,
-        ["unseen_category"] * 10,
+        80,
+        ["unseen_category"] * 20,
         60,
         ["expired_prediction"] * 40,
         ["expired_label_rate", "skew_rate"],
@@ -289,44 +286,56 @@ RATES: list[tuple[str, int, list[str], int, list[str], list[str]]] = [
 
 
 @pytest.mark.parametrize(
-    ("n_pred", "failed", "n_out", "join", "kinds"),
+    ("n_scored", "failed", "n_out", "join", "kinds"),
     [r[1:] for r in RATES],
     ids=[r[0] for r in RATES],
 )
 def test_rate_alerts(
     trained: dict[str, Any],
-    n_pred: int,
+    n_scored: int,
     failed: list[str],
     n_out: int,
     join: list[str],
     kinds: list[str],
 ) -> None:
-    mon = ModelMonitor(ModelConfig("churn"))
+    """Both sides of each rate come in together: the scorer's batch (scored and refused),
+    the predictions that reached the join and what became of each."""
+    mon = ModelMonitor(ModelConfig("churn", join_ttl_ms=1_000))
     record = champion(trained, "v1-aaaaaaa")
+    v = record["version"]
     mon.on_version(record, T0)
-    for i in range(n_pred):
-        mon.observe_prediction(prediction_of(i, record["version"]))
-    for i, reason in enumerate(failed):
-        mon.observe_dead_letter(validate_dead_letter(reason, i))
+    mon.observe_scorer_batch(T0, {v: n_scored} if n_scored else {}, Counter(failed))
     letters = [join_dead_letter(reason, i) for i, reason in enumerate(join)]
-    assert all(d["model"] == "churn" and d["stage"] == "join" for d in letters)
-    for d in letters:
-        mon.observe_dead_letter(d)
-    emits = drive(mon, outcomes(n_out, record["version"], const(0.1)), tick_every=10**9)
+    assert all(d["model"] == "churn" and d["stage"] == "join" for d, _ in letters)
+    expired = join.count("expired_prediction")
+    for i in range(n_out + expired):
+        mon.observe_prediction(prediction_of(i, v), arrived_ms=T0)
+    for d, settled in letters:
+        mon.observe_dead_letter(d, settled)
+    emits: list[Emit] = []
+    for o in outcomes(n_out, v, const(0.1)):
+        emits += mon.observe_outcome(o, T0 + 500, settled=(v, T0))
     emits += mon.tick(T0 + 10**6)
     check_encodes(emits)
     rates = [a for a in of(emits, "alerts") if a["kind"] in ("skew_rate", "expired_label_rate")]
     assert sorted(a["kind"] for a in rates) == kinds
     for a in rates:
-        assert a["version"] == record["version"]
+        assert a["version"] == v
         ev = a["evidence"]
         if a["kind"] == "skew_rate":
-            assert (ev["failed"], ev["total"]) == (len(failed), len(failed) + n_pred)
+            assert (ev["failed"], ev["total"]) == (len(failed), len(failed) + n_scored)
             for reason in set(failed):
                 assert ev[f"reason.{reason}"] == failed.count(reason)
         else:
-            expired = join.count("expired_prediction")
             assert (ev["expired"], ev["total"]) == (expired, expired + n_out)
+    snaps = {s["window"]: s for s in of(emits, "metrics") if s["version"] == "all"}
+    if n_scored or failed:
+        skew = snaps["scored:settled"]
+        assert (skew["count"], skew["counts"]["hits"]) == (n_scored + len(failed), len(failed))
+    if n_out or expired:
+        exp = snaps["arrived:settled"]
+        assert (exp["count"], exp["counts"]["hits"]) == (n_out + expired, expired)
+        assert exp["counts"][f"events.{v}"] == n_out + expired
 
 
 # -- what tick emits --------------------------------------------------------------------------
@@ -383,13 +392,15 @@ def test_min_rows_fire_on_the_outcome_that_completes_them(trained: dict[str, Any
     record = champion(trained, "v1-aaaaaaa")
     mon.on_version(record, T0)
     emits: list[Emit] = []
+    fed = 0
     for o in outcomes(6_000, record["version"], jump(3_000, 0.05, 0.5), seed=3):
         emits += mon.observe_outcome(o, o["event_time_ms"] + 500)
+        fed += 1
         if of(emits, "retrain"):
             break
     (trigger,) = of(emits, "retrain")
     assert trigger["evidence"]["post_change_rows"] == 300
-    assert trigger["evidence"]["outcomes"] == mon.counts["outcomes"]
+    assert trigger["evidence"]["outcomes"] == fed
 
 
 # -- following the champion's task, a reloaded models file, excluded features ---------------
