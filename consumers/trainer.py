@@ -46,8 +46,10 @@ from driftline.core.errors import CodecError
 from driftline.core.lifecycle.answer import answer_trigger, failure_alert
 from driftline.core.model.config import ModelsConfig
 from driftline.core.model.estimators import write_artifact
+from driftline.core.watch import models_file
 from driftline.core.wire.codec import default_codec
 from driftline.kafka.clients import consumer_config
+from driftline.reload import ModelsReloader
 from driftline.settings import Settings
 
 log = logging.getLogger("driftline.trainer")
@@ -80,6 +82,19 @@ class Outcome:
     status: str  # champion, challenger, rejected, refused, skipped, failed, undecodable
     version: str | None = None
     detail: str = ""
+    alerts: tuple[str, ...] = ()
+    """The kinds of the alerts published with the answer."""
+
+    def describe(self) -> str:
+        """What the trainer answered, for its one INFO line per trigger.
+
+        >>> Outcome("t", "churn", "rejected", "churn-v2", alerts=("candidate_rejected",)).describe()
+        'churn-v2 rejected; alerts: candidate_rejected'
+        >>> Outcome("t", "churn", "refused", alerts=("training_refused",)).describe()
+        'no version (refused); alerts: training_refused'
+        """
+        what = f"{self.version} {self.status}" if self.version else f"no version ({self.status})"
+        return f"{what}; alerts: {', '.join(self.alerts)}" if self.alerts else what
 
 
 class Trainer:
@@ -188,9 +203,14 @@ class Trainer:
                 )
             )
             self.publisher.flush()
-            outcome = Outcome(trigger["trigger_id"], model, "failed", detail=str(exc))
+            outcome = Outcome(trigger["trigger_id"], model, "failed", detail=str(exc),
+                              alerts=("training_failed",))  # fmt: skip
         RUNS.labels(model, outcome.status).inc()
         TRAINING_SECONDS.labels(model).observe(time.monotonic() - t0)
+        log.info(
+            "%s: answered trigger %s (%s) with %s in %.1f s", model, trigger["trigger_id"],
+            ",".join(trigger["reasons"]), outcome.describe(), time.monotonic() - t0,
+        )  # fmt: skip
         return outcome
 
     def _train_and_publish(self, trigger: Mapping[str, Any], run_id: str) -> Outcome:
@@ -241,7 +261,9 @@ class Trainer:
         self.publisher.flush()
         for r in answer.records:
             reg.apply(r)
-        return Outcome(trigger["trigger_id"], model, answer.stage, answer.version)
+        detail = answer.alerts[-1]["message"] if answer.verdict is None else answer.verdict["summary"]
+        kinds = tuple(a["kind"] for a in answer.alerts)
+        return Outcome(trigger["trigger_id"], model, answer.stage, answer.version, detail, kinds)
 
     def _store(self, model: str, version: str, data: bytes) -> str:
         return write_artifact(Path(self.settings.artifact_dir), model, version, data)
@@ -280,10 +302,25 @@ def main(settings: Settings, metrics_port: int | None = None) -> None:
         stop = True
 
     signal.signal(signal.SIGTERM, _stop)
-    trainer = Trainer(settings, ModelsConfig.load(settings.models_file))
+    trainer = Trainer(settings, models_file.load(settings.models_file))
+
+    def _alert_now(record: Mapping[str, Any]) -> None:
+        trainer._alert(record)
+        trainer.publisher.flush()
+
+    # SIGHUP reloads the models file between triggers; a broken one is refused, alerted
+    reloader = ModelsReloader(settings.models_file, trainer.models, process="trainer",
+                              on_change=lambda new: setattr(trainer, "models", new),
+                              on_alert=_alert_now)  # fmt: skip
+    reloader.install()
+
+    def _should_stop() -> bool:
+        reloader.poll()
+        return stop
+
     log.info("trainer started on %s (metrics on :%s)", settings.topic("retrain"), port or "-")
     try:
-        trainer.run(should_stop=lambda: stop)
+        trainer.run(should_stop=_should_stop)
     except KeyboardInterrupt:
         pass
     finally:

@@ -40,6 +40,10 @@ Lineup = tuple[ServedModel | None, tuple[ServedModel, ...]]
 """A model's champion and its challengers (oldest first), as served now."""
 
 
+def _v(served: ServedModel | None) -> str:
+    return "none" if served is None else served.version
+
+
 def rejected_alert(record: dict[str, Any], exc: ArtifactError, now_ms: int) -> dict[str, Any]:
     """The Alert for a version whose artifact a worker refused to load."""
     return {
@@ -79,8 +83,13 @@ class RegistryFollower:
         self.on_change = on_change
         self.registry = Registry()
         self.served: dict[str, Lineup] = {}
+        self._retired: dict[str, dict[str, Any] | None] = {}
+        """Retired models and the version each retired from the champion slot (None: no
+        champion then); replaced whole, like ``served``, so other threads need no lock."""
         self._cache: dict[tuple[str, str, str], ServedModel] = {}
         self._refused: set[tuple[str, str, str]] = set()
+        self._offsets: dict[tuple[str, str], int] = {}
+        """Registry offset of the newest record of each (model, version)."""
         self.ready = threading.Event()
         conf = confluent_common(settings, "registry")
         conf.update(
@@ -104,8 +113,14 @@ class RegistryFollower:
         return champion, challengers[-1] if challengers else None
 
     def retired(self, model: str) -> bool:
-        """Whether ``model`` is retired (its events are not scored: ``model_retired``)."""
-        return self.registry.retired(model)
+        """Whether ``model`` is retired (its events are not scored: ``model_retired``);
+        a lookup cheap enough for every event."""
+        return model in self._retired
+
+    def retired_champion(self, model: str) -> dict[str, Any] | None:
+        """For a retired ``model``, the record of the version retired from the champion
+        slot (:meth:`~driftline.core.lifecycle.registry.Registry.retired_champion`)."""
+        return self._retired.get(model)
 
     def run(self, stop: threading.Event) -> None:
         """Follow the topic until ``stop``; ``ready`` is set once caught up at start."""
@@ -119,17 +134,37 @@ class RegistryFollower:
                 msgs = self.consumer.consume(500, 0.2)
                 for msg in msgs:
                     if msg.error() is None:
-                        self._apply(msg.key(), msg.value())
+                        self._apply(msg.key(), msg.value(), msg.offset() or 0)
                 if msgs:
                     self._reload()
                 if not self.ready.is_set():
                     pos = self.consumer.position([TopicPartition(self.topic, 0)])[0].offset
                     if pos >= high:
                         self.ready.set()
+                        self.announce()
         finally:
             self.consumer.close()
 
-    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+    def announce(self) -> None:
+        """One INFO line per model: what this worker serves once caught up (the switches
+        replayed while catching up are not logged, each later switch is); one per retired
+        model, which it serves not at all."""
+        for model, (champion, challengers) in sorted(self.served.items()):
+            names = ", ".join(c.version for c in challengers)
+            log.info(
+                "registry: serving %s champion %s%s (registry offset %s)", model,
+                _v(champion), f", challenger{'s' if len(challengers) > 1 else ''} {names}"
+                if challengers else "", self._offset(model, champion),
+            )  # fmt: skip
+        for model in sorted(self._retired):
+            log.info("registry: %s is retired: not served (driftline models unretire %s)",
+                     model, model)  # fmt: skip
+
+    def _offset(self, model: str, served: ServedModel | None) -> str:
+        at = None if served is None else self._offsets.get((model, served.version))
+        return "?" if at is None else str(at)
+
+    def _apply(self, key: bytes | None, value: bytes | None, offset: int = -1) -> None:
         try:
             if value is None:
                 if key and b"/" in key:
@@ -137,11 +172,43 @@ class RegistryFollower:
                     self.registry.delete(model, version)
                 return
             record = self.codec.decode(value, expect=MODEL_VERSION).value
+            self._offsets[(record["model"], record["version"])] = offset
             change = self.registry.apply(record)
             if change is not None and self.on_change is not None:
                 self.on_change(record)
         except DriftlineError as exc:
             log.error("registry: skipped an unreadable record with key %r: %s", key, exc)
+
+    def _log_switch(self, model: str, old: Lineup, new: Lineup) -> None:
+        """One INFO line per champion switch and per challenger that starts or stops
+        scoring in shadow, with the registry offset of the record that made it; one more
+        when the model is retired (nothing served)."""
+        (before, was), (after, now) = old, new
+        if _v(before) != _v(after):
+            log.info(
+                "registry: %s champion %s -> %s (registry offset %s)", model,
+                _v(before), _v(after), self._offset(model, after if after else before),
+            )  # fmt: skip
+        kept = {c.version for c in now}
+        for c in was:
+            if c.version not in kept:
+                record = self.registry.get(model, c.version)
+                log.info(
+                    "registry: %s challenger %s dropped, now %s; %d in shadow"
+                    " (registry offset %s)", model, c.version,
+                    "gone" if record is None else record["stage"], len(now),
+                    self._offset(model, c),
+                )  # fmt: skip
+        had = {c.version for c in was}
+        for c in now:
+            if c.version not in had:
+                log.info(
+                    "registry: %s challenger %s added; %d in shadow (registry offset %s)",
+                    model, c.version, len(now), self._offset(model, c),
+                )  # fmt: skip
+        if (before is not None or was) and after is None and self.registry.retired(model):
+            log.info("registry: %s retired: not served, its events are dead-lettered "
+                     "(model_retired)", model)  # fmt: skip
 
     def _load(self, record: dict[str, Any] | None) -> ServedModel | None:
         if record is None:
@@ -190,9 +257,21 @@ class RegistryFollower:
             loaded = (self._load(r) for r in self.registry.challengers(model))
             challengers = tuple(c for c in loaded if c is not None)
             served[model] = (champion, challengers)
-        for model in set(served) | set(self.served):
-            self._label(model, self.served.get(model, (None, ())), served.get(model, (None, ())))
+        for model in sorted(set(served) | set(self.served)):  # with models retired since
+            before, after = self.served.get(model, (None, ())), served.get(model, (None, ()))
+            if self.ready.is_set():
+                self._log_switch(model, before, after)
+            self._label(model, before, after)
+        retired = {
+            model: self.registry.retired_champion(model)
+            for model in self.registry.models(retired=True)
+            if self.registry.retired(model)
+        }
+        # a model retired now is refused before it leaves `served`, and one back is served
+        # before it stops being refused: no event of it is ever an unknown model
+        self._retired = {**self._retired, **retired}
         self.served = served
+        self._retired = retired
 
     @staticmethod
     def _label(model: str, old: Lineup, new: Lineup) -> None:

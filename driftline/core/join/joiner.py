@@ -4,8 +4,8 @@ agent (``driftline.streams.join_loop``) only moves bytes.
 
 Every message ends in exactly one place: a stored entry, an Outcome, or a dead letter
 with stage ``join`` and a reason (undecodable, too_large, wrong_record, key_mismatch,
-unknown_model, type_mismatch, duplicate_label, duplicate_prediction, late_label,
-late_prediction, expired_prediction, orphan_label, model_mismatch). A prediction and a
+unknown_model, label_type_mismatch, non_finite, duplicate_label, duplicate_prediction,
+late_label, late_prediction, expired_prediction, orphan_label, model_mismatch). A prediction and a
 label of different models do not join: the one that arrives second is dead-lettered as
 model_mismatch and the held one waits on. Externally produced predictions are accepted:
 their envelope is checked, their features are kept as given.
@@ -25,6 +25,7 @@ from driftline.core.wire.deadletter import Origin, dead_letter
 from driftline.core.wire.envelope import (
     MAX_LABEL_BYTES,
     MAX_PREDICTION_BYTES,
+    LabelSpec,
     check_envelope,
     check_label,
     check_size,
@@ -67,13 +68,19 @@ class Step:
     """A prediction seen for the first time (not a duplicate), for the monitor."""
     extra: list[tuple[bytes, bytes]] = field(default_factory=list)
     """Other records to store in the same partition (a new names record)."""
+    settled: tuple[str, int] | None = None
+    """(version, arrival ms) of the prediction this step joined or expired: when the join
+    first held it, the instant its TTL counts from. The monitor counts the outcome or
+    the expiry in the bucket it counted the prediction in
+    (:mod:`driftline.core.watch.rates`)."""
 
 
 class Joiner:
     """Applies the join rules to raw messages.
 
-    ``task_of(model)`` gives a model's task (None: unknown model); ``ttl_of(model)`` its
-    join TTL in ms. A prediction is held in the lean form of
+    ``task_of(model)`` gives a model's task, or the LabelSpec of its champion (task, class
+    types and classes) that its labels are checked against (None: unknown model);
+    ``ttl_of(model)`` its join TTL in ms. A prediction is held in the lean form of
     :mod:`driftline.core.join.leanentry` when the caller passes a ``lookup`` of the store
     (which finds and keeps the names records); without one it is held whole.
     """
@@ -84,7 +91,7 @@ class Joiner:
     def __init__(
         self,
         codec: Codec,
-        task_of: Callable[[str], str | None],
+        task_of: Callable[[str], str | LabelSpec | None],
         ttl_of: Callable[[str], int],
         predictions_topic: str,
     ) -> None:
@@ -148,6 +155,15 @@ class Joiner:
         new, emitted = rules.expire(entry, now_ms)
         model = self._model_of(entry) if emitted else None
         return self._step(origin, new, entry, emitted, model, now_ms, None, lookup)
+
+    def _version_of(self, payload: bytes, lean: bool) -> str:
+        """The version of a held prediction ("" if it cannot be read)."""
+        try:
+            if lean and self.lean is not None:
+                return str(self.lean.fields(payload)["version"])
+            return str(self.codec.decode(payload).value["version"])
+        except (DriftlineError, KeyError):
+            return ""
 
     def _model_of(self, entry: rules.JoinEntry) -> str | None:
         """The model of a held prediction or label (its dead letter names it)."""
@@ -215,6 +231,8 @@ class Joiner:
             keep,
             deadline_ms=None if new is None or keep else new.deadline_ms,
         )
+        held = old is not None and old.state is rules.JoinState.WAITING_FOR_LABEL
+        since = old.deadline_ms - old.ttl_ms if held else now_ms  # type: ignore[union-attr]
         for e in emitted:
             step.kinds.append(e.kind)
             if isinstance(e, rules.Joined):
@@ -224,8 +242,12 @@ class Joiner:
                 if not ok:
                     # the message that arrived is dead-lettered; the held one waits on
                     step.entry, step.keep, step.deadline_ms = b"", True, None
+                else:
+                    step.settled = (step.outputs[-1].record["version"], since)  # type: ignore[index]
             else:
                 payload: bytes = e.payload
+                if isinstance(e, rules.ExpiredPrediction):
+                    step.settled = (self._version_of(payload, lean), since)
                 if lean and isinstance(e, rules.ExpiredPrediction):
                     payload = self._whole(payload, origin.key, lookup)
                 detail = _DETAILS[e.kind]

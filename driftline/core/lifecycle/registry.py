@@ -195,6 +195,19 @@ class Registry:
             and not self._challengers.get(model)
         )
 
+    def retired_champion(self, model: str) -> dict[str, Any] | None:
+        """For a retired ``model``, the version retired from the champion slot (the
+        newest such): what labels of its earlier predictions are still checked against.
+        None for a model that is not retired, or was retired without a champion."""
+        if not self.retired(model):
+            return None
+        found = [
+            r
+            for r in self.versions(model)
+            if r["stage"] == "retired" and r.get("previous_stage") == "champion"
+        ]
+        return max(found, key=lambda r: r["stage_changed_at_ms"]) if found else None
+
     def get(self, model: str, version: str) -> dict[str, Any] | None:
         return self._versions.get(model, {}).get(version)
 

@@ -106,17 +106,20 @@ class Scoring:
             raise ModelError("no_champion", f"model {model!r} has no champion version yet", model)
         features = event["features"]
         try:
-            champion.spec.check(features)
+            taken = champion.spec.conform(features)
         except ValidationError as exc:
             exc.model = model  # the dead letter says whose event it was (skew-rate alerts)
             raise
+        if taken is not features:  # ints and bools written as doubles: encode them as taken
+            features, passed = taken, None
         prediction = self._predict(champion, event, features, now_ms, passed)
         shadow: bytes | None = None
         shadow_error: ModelError | None = None
         if challenger is not None:
             try:
-                challenger.spec.check(features)
-                shadow = self._predict(challenger, event, features, now_ms, passed)
+                mine = challenger.spec.conform(features)
+                again = passed if mine is features else None
+                shadow = self._predict(challenger, event, mine, now_ms, again)
             except (DriftlineError, ValueError) as exc:  # shadow failures never block serving
                 shadow_error = (
                     exc

@@ -155,6 +155,8 @@ def test_retire_hides_the_model_and_unretire_restores_its_slots(reg: Registry) -
     assert reg.retired("churn") and not reg.retired("other")
     assert reg.models() == ["other"] and reg.models(retired=True) == ["churn", "other"]
     assert reg.champion("churn") is None and reg.challengers("churn") == []
+    assert reg.retired_champion("churn")["version"] == "v1"  # what labels are checked against
+    assert reg.retired_champion("other") is None
     assert len(reg.versions("churn")) == 3  # every version stays
     with pytest.raises(StageError, match="retired already"):
         retire(reg, "churn", by="ops", reason="again", now_ms=21)
@@ -167,6 +169,7 @@ def test_retire_hides_the_model_and_unretire_restores_its_slots(reg: Registry) -
     assert out[-1]["stage_reason"] == "model unretired: needed again"
     assert not reg.retired("churn") and reg.models() == ["churn", "other"]
     assert reg.champion("churn")["version"] == "v1"
+    assert reg.retired_champion("churn") is None
 
 
 def test_retire_a_model_with_no_slot_holder_and_a_v1_record() -> None:
