@@ -1,5 +1,6 @@
 """Thread-CPU µs per join step, on the throughput bench's 10-feature churn predictions
-and their labels, in one process:
+and their labels (each with the four headers Driftline's scorer and client library write:
+content type, schema, event time, trace id), in one process:
 
 1. ``Joiner.on_message``, predictions held whole against held lean
    (driftline/core/join/leanentry.py);
@@ -26,13 +27,19 @@ from bench.pipeline import env
 from driftline.core.join.joiner import Joiner
 from driftline.core.wire.codec import default_codec
 from driftline.core.wire.deadletter import Origin
+from driftline.core.wire.headers import build as record_headers
+from driftline.core.wire.headers import new_trace_id
 
 T0 = 1_700_000_000_000
 
+Message = tuple[bytes, bytes, list[tuple[str, bytes]]]
+"""key, value, headers"""
 
-def messages(n: int) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+
+def messages(n: int) -> tuple[list[Message], list[Message]]:
     codec = default_codec()
-    preds, labels = [], []
+    preds: list[Message] = []
+    labels: list[Message] = []
     for e in env.examples(n, seed=1):
         event = env.feature_event(e)
         p = {**{k: event[k] for k in ("event_id", "model", "event_time_ms", "features")},
@@ -41,30 +48,34 @@ def messages(n: int) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes
              "scores": {"True": 0.7, "False": 0.3}, "latency_us": 40,
              "served_by": "driftline"}  # fmt: skip
         key = event["event_id"].encode()
-        preds.append((key, codec.encode("Prediction", p)))
-        labels.append((key, codec.encode("Label", env.label_record(e))))
+        trace = new_trace_id()
+        lab = env.label_record(e)
+        p_hdrs = record_headers("io.driftline.Prediction", p["event_time_ms"], trace)
+        l_hdrs = record_headers("io.driftline.Label", lab["label_time_ms"], trace)
+        preds.append((key, codec.encode("Prediction", p), p_hdrs))
+        labels.append((key, codec.encode("Label", lab), l_hdrs))
     return preds, labels
 
 
-def one_run(lean: bool, preds: list[tuple[bytes, bytes]], labels: list[tuple[bytes, bytes]]
+def one_run(lean: bool, preds: list[Message], labels: list[Message]
             ) -> tuple[float, float, float]:  # fmt: skip
     """µs per prediction, µs per label, mean bytes of a pending entry."""
     joiner = Joiner(default_codec(), lambda m: "classification", lambda m: 600_000, "p")
     store: dict[bytes, bytes] = {}
     lookup = store.get if lean else None
 
-    def feed(msgs: list[tuple[bytes, bytes]]) -> float:
+    def feed(msgs: list[Message]) -> float:
         t = time.thread_time()
-        for key, value in msgs:
-            step = joiner.on_message(Origin("p", 0, 0, key, None, []), value, store.get(key),
-                                     T0, lookup)  # fmt: skip
+        for offset, (key, value, hdrs) in enumerate(msgs):
+            origin = Origin("p", 0, 1_000_000 + offset, key, T0, list(hdrs))
+            step = joiner.on_message(origin, value, store.get(key), T0, lookup)
             store.update(step.extra)
             if not step.keep and step.entry is not None:
                 store[key] = step.entry
         return (time.thread_time() - t) / len(msgs) * 1e6
 
     per_prediction = feed(preds)
-    size = statistics.fmean(len(store[k]) for k, _ in preds)
+    size = statistics.fmean(len(store[k]) for k, _, _ in preds)
     return per_prediction, feed(labels), size
 
 
@@ -81,8 +92,8 @@ def loop_run(tuned: bool, n: int) -> None:
     rig.loop.joiner.ttl_of = lambda m: 600_000
     rig.loop.joiner.task_of = lambda m: "classification"
 
-    def feed(items: list[tuple[bytes, bytes]], topic: str) -> float:
-        msgs = [Msg(topic, 2, i, k, v) for i, (k, v) in enumerate(items)]
+    def feed(items: list[Message], topic: str) -> float:
+        msgs = [Msg(topic, 2, 1_000_000 + i, k, v, hs) for i, (k, v, hs) in enumerate(items)]
         t = time.thread_time()
         for i in range(0, len(msgs), 500):
             rig.loop.process(msgs[i : i + 500], rig.now)

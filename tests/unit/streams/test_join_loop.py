@@ -74,6 +74,7 @@ class Msg:
     _offset: int
     _key: bytes | None
     _value: bytes | None
+    _headers: list[tuple[str, bytes]] | None = None
 
     def topic(self) -> str:
         return self._topic
@@ -93,8 +94,8 @@ class Msg:
     def timestamp(self) -> tuple[int, int]:
         return (1, NOW)
 
-    def headers(self) -> None:
-        return None
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        return self._headers
 
     def error(self) -> None:
         return None
