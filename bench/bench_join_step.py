@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.pipeline import env
 from driftline.core.join.joiner import Joiner
+from driftline.core.join.keys import ENTRY_PREFIX
 from driftline.core.wire.codec import default_codec
 from driftline.core.wire.deadletter import Origin
 from driftline.core.wire.headers import build as record_headers
@@ -60,22 +61,23 @@ def messages(n: int) -> tuple[list[Message], list[Message]]:
 def one_run(lean: bool, preds: list[Message], labels: list[Message]
             ) -> tuple[float, float, float]:  # fmt: skip
     """µs per prediction, µs per label, mean bytes of a pending entry."""
-    joiner = Joiner(default_codec(), lambda m: "classification", lambda m: 600_000, "p")
-    store: dict[bytes, bytes] = {}
-    lookup = store.get if lean else None
+    joiner = Joiner(default_codec(), lambda m: "classification", lambda m: 600_000, "p", "l",
+                    lean=lean)  # fmt: skip
+    store: dict[bytes, bytes | None] = {}
 
     def feed(msgs: list[Message]) -> float:
         t = time.thread_time()
         for offset, (key, value, hdrs) in enumerate(msgs):
             origin = Origin("p", 0, 1_000_000 + offset, key, T0, list(hdrs))
-            step = joiner.on_message(origin, value, store.get(key), T0, lookup)
+            step = joiner.on_message(origin, value, T0, store.get)
             store.update(step.extra)
-            if not step.keep and step.entry is not None:
-                store[key] = step.entry
+            if not step.keep and step.key is not None and step.entry is not None:
+                store[step.key] = step.entry
         return (time.thread_time() - t) / len(msgs) * 1e6
 
     per_prediction = feed(preds)
-    size = statistics.fmean(len(store[k]) for k, _, _ in preds)
+    held = [v for k, v in store.items() if k.startswith(ENTRY_PREFIX) and v is not None]
+    size = statistics.fmean(len(v) for v in held)
     return per_prediction, feed(labels), size
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from driftline.core.join.joiner import LABEL, PREDICTION, Joiner
+from driftline.core.join.keys import entry_key
 from driftline.core.join.rules import JoinEntry, JoinState
 from driftline.core.lifecycle.training import bootstrap
 from driftline.core.model.config import GateConfig, ModelConfig
@@ -236,7 +237,8 @@ def prediction_of(i: int, version: str) -> dict[str, Any]:
     return prediction(event_id=f"p{i}", version=version, features=features(rng), segment={})
 
 
-JOINER = Joiner(CODEC, {"churn": "classification"}.get, lambda model: 1_000, "t.predictions")
+JOINER = Joiner(CODEC, {"churn": "classification"}.get, lambda model: 1_000, "t.predictions",
+                "t.labels")  # fmt: skip
 HELD = {  # what a join expiry gives up: the state and the message it held
     "expired_prediction": (JoinState.WAITING_FOR_LABEL, PREDICTION, prediction()),
     "orphan_label": (JoinState.WAITING_FOR_PREDICTION, LABEL, label()),
@@ -248,8 +250,8 @@ def join_dead_letter(reason: str, i: int) -> dict[str, Any]:
     if reason in HELD:
         state, name, record = HELD[reason]
         held = CODEC.encode(name, {**record, "event_id": f"x{i}"})
-        origin = Origin("t.predictions", 0, -1, f"x{i}".encode(), None, [])
-        step = JOINER.on_expire(origin, JoinEntry(state, T0, T0, 1_000, held).to_bytes(), T0)
+        stored = JoinEntry(state, T0, T0, 1_000, held).to_bytes()
+        step = JOINER.on_expire(0, entry_key("churn", f"x{i}".encode()), stored, T0, {}.get)
         (out,) = step.outputs
         return CODEC.decode(out.value).value
     letter, _ = dead_letter(
