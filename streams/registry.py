@@ -2,7 +2,7 @@
 
 A thread reads the registry from the beginning (no consumer group: every worker reads
 all of it), folds each ModelVersion into :class:`driftline.core.lifecycle.registry.Registry`, and
-loads the champion and challenger of each model through
+loads the champion and the challengers of each model through
 :func:`driftline.core.model.estimators.load_version`, which checks the artifact's digest and
 HMAC signature before unpickling. A refused artifact is never served: it raises an
 ``artifact_rejected`` alert and the previous version keeps serving: the one this worker
@@ -34,7 +34,8 @@ from driftline.streams import telemetry as m
 log = logging.getLogger(__name__)
 
 MODEL_VERSION = "io.driftline.ModelVersion"
-Served = tuple[ServedModel | None, ServedModel | None]
+Served = tuple[ServedModel | None, tuple[ServedModel, ...]]
+"""(champion, challengers) of one model."""
 
 
 def rejected_alert(record: dict[str, Any], exc: ArtifactError, now_ms: int) -> dict[str, Any]:
@@ -60,7 +61,7 @@ def rejected_alert(record: dict[str, Any], exc: ArtifactError, now_ms: int) -> d
 
 
 class RegistryFollower:
-    """Keeps ``served[model] = (champion, challenger)`` in step with the registry topic."""
+    """Keeps ``served[model] = (champion, challengers)`` in step with the registry topic."""
 
     def __init__(
         self,
@@ -90,8 +91,17 @@ class RegistryFollower:
         self.consumer = Consumer(conf)
 
     def versions(self, model: str) -> Served:
-        """(champion, challenger) served now for ``model``."""
-        return self.served.get(model, (None, None))
+        """(champion, challengers) served now for ``model``."""
+        return self.served.get(model, (None, ()))
+
+    def _challenger_records(self, model: str) -> list[dict[str, Any]]:
+        """The registry's challengers of ``model`` (one slot today; every one the registry
+        lists once it holds several)."""
+        several = getattr(self.registry, "challengers", None)
+        if callable(several):
+            return list(several(model))
+        one = self.registry.challenger(model)
+        return [] if one is None else [one]
 
     def run(self, stop: threading.Event) -> None:
         """Follow the topic until ``stop``; ``ready`` is set once caught up at start."""
@@ -164,7 +174,7 @@ class RegistryFollower:
     def _reload(self) -> None:
         served: dict[str, Served] = {}
         for model in self.registry.models():
-            previous = self.served.get(model, (None, None))
+            previous = self.served.get(model, (None, ()))
             record = self.registry.champion(model)
             champion = self._load(record)
             if champion is None:
@@ -173,13 +183,16 @@ class RegistryFollower:
                 champion = previous[0]
             if champion is None and record is not None:  # refused, and nothing served yet
                 champion = self._fallback(model)
-            challenger = self._load(self.registry.challenger(model))
-            served[model] = (champion, challenger)
-            for stage, s in (("champion", champion), ("challenger", challenger)):
-                if s is not None:
-                    m.MODEL_VERSION_INFO.labels(model, s.version, stage).set(1)
-            for stage, old in (("champion", previous[0]), ("challenger", previous[1])):
-                new = champion if stage == "champion" else challenger
-                if old is not None and (new is None or new.version != old.version):
-                    m.MODEL_VERSION_INFO.labels(model, old.version, stage).set(0)
+            loaded = (self._load(r) for r in self._challenger_records(model))
+            challengers = tuple(c for c in loaded if c is not None)
+            served[model] = (champion, challengers)
+            now = {("champion", champion.version)} if champion is not None else set()
+            now |= {("challenger", c.version) for c in challengers}
+            before = {("challenger", c.version) for c in previous[1]}
+            if previous[0] is not None:
+                before.add(("champion", previous[0].version))
+            for stage, version in now:
+                m.MODEL_VERSION_INFO.labels(model, version, stage).set(1)
+            for stage, version in before - now:
+                m.MODEL_VERSION_INFO.labels(model, version, stage).set(0)
         self.served = served

@@ -184,7 +184,7 @@ class ScorerLoop:
         dead: Counter[tuple[str, ...]],
         dead_records: list[dict[str, Any]],
     ) -> int:
-        """Produce the prediction (and shadow) of one event, or its dead letter; 1 if scored."""
+        """Produce the prediction (and shadows) of one event, or its dead letter; 1 if scored."""
         raw = msg.value() or b""
         key = msg.key()
         try:
@@ -211,13 +211,13 @@ class ScorerLoop:
             self._dead_letter(msg, raw, "score", "internal_error", repr(exc), now_ms)
             dead[("score", "internal_error")] += 1
             return 0
-        if s.shadow_error is not None:
-            self._model_alert(s.shadow_error, now_ms)
+        for error in s.shadow_errors:
+            self._model_alert(error, now_ms)
         trace = header_value(msg.headers(), TRACE_ID)
         hdrs = record_headers(PREDICTION, s.event_time_ms, trace.decode() if trace else None)
         self.txn.produce(self.predictions, s.prediction, key, hdrs)
-        if s.shadow is not None:
-            self.txn.produce(self.shadow, s.shadow, key, hdrs)
+        for shadow in s.shadows:  # one per challenger; the champion's carries them too
+            self.txn.produce(self.shadow, shadow, key, hdrs)
         return 1
 
     def _dead_letter(

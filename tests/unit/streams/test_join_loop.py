@@ -294,6 +294,27 @@ def test_a_prediction_and_its_label_give_one_outcome(rig: Rig, first: str) -> No
     assert rig.loop.store.next_offset(PART) == (len(logged) + 1 if persists else 0)
 
 
+@pytest.mark.parametrize("first", ["prediction", "label"])
+def test_the_outcome_carries_the_challengers_predictions(rig: Rig, first: str) -> None:
+    """The champion's Prediction carries its challengers' predictions; the Outcome on the
+    topic and the dict the monitor gets carry them too (held lean or not)."""
+    others = [
+        {"version": "v4", "prediction": False, "scores": {"True": 0.3, "False": 0.7}},
+        {"version": "v5", "prediction": True, "scores": {"True": 0.6, "False": 0.4}},
+    ]
+    p = CODEC.encode(PREDICTION, prediction(challengers=others))
+    assert rig.put(*((p, L) if first == "prediction" else (L, p)))
+    (outcome,) = rig.on("t.outcomes")
+    assert decoded(outcome, OUTCOME)["challengers"] == others
+    (record,) = [o.record for s in rig.steps for o in s.outputs if o.topic == "outcomes"]
+    assert record is not None and record["challengers"] == others
+    assert rig.put(CODEC.encode(PREDICTION, prediction(event_id="e2")), key=b"e2")
+    assert rig.put(CODEC.encode(LABEL, label(event_id="e2")), key=b"e2")
+    plain = [o for s in rig.steps for o in s.outputs if o.topic == "outcomes"][-1]
+    assert plain.record is not None and plain.record["challengers"] == []
+    assert CODEC.decode(plain.value).value["challengers"] == []
+
+
 def test_one_batch_holds_both_sides_of_a_key(rig: Rig) -> None:
     assert rig.put(P, L)
     assert len(rig.on("t.outcomes")) == 1
