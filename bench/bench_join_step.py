@@ -9,7 +9,11 @@ content type, schema, event time, trace id), in one process:
    thresholds against the worker's (``driftline.streams.app.tune_gc``), each in a fresh
    child process.
 
-Run: .venv/bin/python bench/bench_join_step.py [N]  (not a test: timings vary by machine)
+With ``--challengers K`` every prediction carries K challengers' predictions (Prediction
+v2), which the join copies into the outcome.
+
+Run: .venv/bin/python bench/bench_join_step.py [N] [--challengers K]  (not a test: timings
+vary by machine)
 """
 
 from __future__ import annotations
@@ -37,8 +41,10 @@ Message = tuple[bytes, bytes, list[tuple[str, bytes]]]
 """key, value, headers"""
 
 
-def messages(n: int) -> tuple[list[Message], list[Message]]:
+def messages(n: int, challengers: int = 0) -> tuple[list[Message], list[Message]]:
     codec = default_codec()
+    others = [{"version": f"v{9 - k:04d}-challenger", "prediction": bool(k % 2),
+               "scores": {"True": 0.6, "False": 0.4}} for k in range(challengers)]  # fmt: skip
     preds: list[Message] = []
     labels: list[Message] = []
     for e in env.examples(n, seed=1):
@@ -47,7 +53,7 @@ def messages(n: int) -> tuple[list[Message], list[Message]]:
              "segment": event.get("segment", {}), "version": "v0001-0a1b2c",
              "predicted_at_ms": event["event_time_ms"] + 5, "prediction": True,
              "scores": {"True": 0.7, "False": 0.3}, "latency_us": 40,
-             "served_by": "driftline"}  # fmt: skip
+             "served_by": "driftline", "challengers": others or None}  # fmt: skip
         key = event["event_id"].encode()
         trace = new_trace_id()
         lab = env.label_record(e)
@@ -81,13 +87,13 @@ def one_run(lean: bool, preds: list[Message], labels: list[Message]
     return per_prediction, feed(labels), size
 
 
-def loop_run(tuned: bool, n: int) -> None:
+def loop_run(tuned: bool, n: int, challengers: int = 0) -> None:
     """One child's run of part 2: prints µs per prediction and per label."""
     from driftline.streams.app import tune_gc
     from driftline.streams.joinstore import MemoryStore
     from tests.unit.streams.test_join_loop import Msg, Rig
 
-    preds, labels = messages(n)
+    preds, labels = messages(n, challengers)
     if tuned:
         tune_gc()
     rig = Rig(MemoryStore())
@@ -105,13 +111,21 @@ def loop_run(tuned: bool, n: int) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) > 2 and sys.argv[1] == "--loop-child":
-        mode, count = sys.argv[2], int(sys.argv[3])
+    args = sys.argv[1:]
+    challengers = 0
+    if "--challengers" in args:
+        at = args.index("--challengers")
+        challengers = int(args[at + 1])
+        del args[at : at + 2]
+    if len(args) > 1 and args[0] == "--loop-child":
+        mode, count = args[1], int(args[2])
         del sys.argv[1:]  # Faust, imported by the worker's modules, reads the command line
-        loop_run(mode == "tuned", count)
+        loop_run(mode == "tuned", count, challengers)
         return
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 5_000
-    preds, labels = messages(n)
+    n = int(args[0]) if args else 5_000
+    preds, labels = messages(n, challengers)
+    if challengers:
+        print(f"every prediction carries {challengers} challengers' predictions")
     rows: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
     for _ in range(5):  # alternate, so that both see the same machine
         for lean in (False, True):
@@ -126,8 +140,9 @@ def main() -> None:
     loops: dict[str, list[tuple[float, float]]] = {"default": [], "tuned": []}
     for _ in range(5):
         for mode, runs in loops.items():
-            out = subprocess.run([sys.executable, __file__, "--loop-child", mode, str(4 * n)],
-                                 capture_output=True, text=True, check=True).stdout  # fmt: skip
+            child = [sys.executable, __file__, "--loop-child", mode, str(4 * n),
+                     "--challengers", str(challengers)]  # fmt: skip
+            out = subprocess.run(child, capture_output=True, text=True, check=True).stdout
             p, lab, _ = out.split()
             runs.append((float(p), float(lab)))
     print(f"\nJoinLoop.process, {4 * n:,} predictions then their labels (lean), fake clients, "

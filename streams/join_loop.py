@@ -44,14 +44,14 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 from confluent_kafka import KafkaError as CKafkaError
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from driftline.core.wire.deadletter import Origin
 from driftline.core.errors import KafkaError
 from driftline.core.join.expiry import ExpiryIndex
-from driftline.core.wire.headers import header_list
-from driftline.core.join.rules import JoinEntry
 from driftline.core.join.joiner import Joiner, Step
 from driftline.core.join.keys import is_legacy_key
 from driftline.core.join.leanentry import is_names_key
+from driftline.core.join.rules import JoinEntry
+from driftline.core.wire.deadletter import Origin
+from driftline.core.wire.headers import header_list
 from driftline.kafka.clients import admin_config, consumer_config
 from driftline.settings import Settings
 from driftline.streams import telemetry as m
@@ -135,9 +135,9 @@ class JoinLoop:
         restores from where it stopped); a delivery callback per record costs CPU."""
         self.index: ExpiryIndex[Key] = ExpiryIndex(bucket_ms=1_000)
         self.owned: set[int] = set()
-        self.legacy: set[int] = set()
-        """Owned partitions whose store held entries of the previous release when they
-        were assigned (read with a second lookup until the next assignment)."""
+        self.legacy: dict[int, int] = {}
+        """Per owned partition whose store holds entries of the previous release, how
+        many: its messages get a second lookup until the last one is gone."""
         self.lag: int | None = None
         self._sweep_due = 0.0
         self._lag_due = 0.0
@@ -292,8 +292,14 @@ class JoinLoop:
     def _apply(self, batch: Batch) -> None:
         """After the commit: the store and the expiry index take the batch's changes."""
         by_partition: dict[int, dict[bytes, bytes | None]] = {}
+        legacy = self.legacy
         for (p, k), value in batch.overlay.items():
             by_partition.setdefault(p, {})[k] = value
+            if p in legacy and value is None and is_legacy_key(k):  # migrated or swept
+                legacy[p] -= 1
+                if legacy[p] <= 0:
+                    del legacy[p]
+                    log.info("join: partition %d holds no entry of the previous release", p)
         for p, changes in by_partition.items():
             self.store.write(p, changes, batch.changelog_end.get(p, self.store.next_offset(p)))
         for key, deadline in batch.deadlines.items():
@@ -331,14 +337,14 @@ class JoinLoop:
         """Own ``mine``, whose store is restored: rebuild the expiry index from it and
         note the partitions that still hold entries of the previous release."""
         self.owned = mine
-        self.legacy = set()
+        self.legacy = {}
         entries: list[tuple[Key, int]] = []
         for p in mine:
             for k, v in self.store.items(p):
                 if is_names_key(k):
                     continue
                 if is_legacy_key(k):
-                    self.legacy.add(p)
+                    self.legacy[p] = self.legacy.get(p, 0) + 1
                 entries.append(((p, k), JoinEntry.from_bytes(v).deadline_ms))
         self.index = ExpiryIndex.rebuild(entries, bucket_ms=1_000)
         if self.legacy:
@@ -351,7 +357,8 @@ class JoinLoop:
         for p in gone:
             self.store.release(p)
         self.owned -= gone
-        self.legacy -= gone
+        for p in gone:
+            self.legacy.pop(p, None)
 
     def restore(self, partitions: Iterable[int], timeout_s: float = 300.0) -> int:
         """Bring the store of ``partitions`` up to the changelog's committed end;

@@ -1,6 +1,7 @@
 """Dead letters name their true origin (issue 25) and can be replayed, on the real broker.
 
-The join runs in process (streams/join_loop.py, as the worker runs it) with a short TTL.
+The join runs in process (streams/join_loop.py, as the worker runs it); model ``short``
+has a 1.5 s TTL, the others one that no pair can outlast.
 One record of each reason the join dead-letters is produced with headers; every dead
 letter must name the topic, partition, offset, key and headers of the record it carries
 and carry its exact bytes: the orphan label and the expired prediction too, which the
@@ -33,7 +34,13 @@ from tests.integration import harness
 CODEC = default_codec()
 TTL = 1_500
 T0 = 1_700_000_000_000
-TASKS = {"churn": "classification", "price": "regression"}
+TASKS = {"churn": "classification", "price": "regression", "short": "classification"}
+TTLS = {"short": TTL}
+
+
+def ttl_of(model: str) -> int:
+    return TTLS.get(model, 600_000)
+
 
 Record = tuple[str, bytes | None, bytes]  # topic (short name), key, value
 
@@ -102,7 +109,7 @@ def test_every_join_dead_letter_names_its_origin_and_replays_to_it(
 ) -> None:
     s = settings
     admin.apply(s)
-    joiner = Joiner(CODEC, TASKS.get, lambda m: TTL, s.topic("predictions"), s.topic("labels"))
+    joiner = Joiner(CODEC, TASKS.get, ttl_of, s.topic("predictions"), s.topic("labels"))
     loop = JoinLoop(s, joiner, MemoryStore(), group_id=f"{group_id}-join", sweep_every_s=0.2)
     first: list[Record] = [
         *AT_ONCE.values(),
@@ -112,10 +119,10 @@ def test_every_join_dead_letter_names_its_origin_and_replays_to_it(
         prediction("d-2"),
         prediction("d-2", at=1),  # duplicate_prediction
         label("d-2"),
-        prediction("x-1"),  # expired_prediction, then its label is late
-        label("o-1"),  # orphan_label, then its prediction is late
+        prediction("x-1", "short"),  # expired_prediction, then its label is late
+        label("o-1", model="short"),  # orphan_label, then its prediction is late
     ]
-    later: list[Record] = [label("x-1", at=5), prediction("o-1", at=5)]
+    later: list[Record] = [label("x-1", model="short", at=5), prediction("o-1", "short", at=5)]
     reason_of = {**{i: r for i, r in enumerate(AT_ONCE)}, len(AT_ONCE) + 2: "duplicate_label",
                  len(AT_ONCE) + 4: "duplicate_prediction", len(AT_ONCE) + 6: "expired_prediction",
                  len(AT_ONCE) + 7: "orphan_label", len(first): "late_label",

@@ -29,7 +29,7 @@ from driftline.core.errors import KafkaError
 from driftline.core.join.rules import JoinEntry, JoinState, build_outcome
 from driftline.core.join.joiner import DEAD_LETTER, LABEL, OUTCOME, PREDICTION, Joiner, Step
 from driftline.core.join import origins
-from driftline.core.join.keys import entry_key
+from driftline.core.join.keys import entry_key, split_key
 from driftline.core.join.leanentry import LeanPredictions, is_names_key
 from driftline.core.model.config import ModelsConfig
 from driftline.settings import Settings
@@ -570,9 +570,7 @@ def test_entries_of_the_previous_release_are_migrated_inside_the_transaction(rig
                for r in fixture["changelog"]}  # fmt: skip
     rig.loop.store.write(PART, changes, len(fixture["changelog"]))
     rig.loop.rebuild({0, 1, 2})
-    assert rig.loop.legacy == {PART}
-    assert (PART, b"e-held-lean") in {k for k in rig.loop.index.due(fixture["t0"] + 10**7)}
-    rig.loop.rebuild({0, 1, 2})
+    assert rig.loop.legacy == {PART: 7}  # seven event_ids: held, joined, given up
     rig.now = fixture["t0"] + 100
     lab = CODEC.encode(LABEL, label(event_id="e-held-lean"))
     assert rig.put(lab, key=b"e-held-lean")
@@ -585,8 +583,14 @@ def test_entries_of_the_previous_release_are_migrated_inside_the_transaction(rig
     assert rig.loop.store.get(PART, b"e-held-lean") is None
     assert rig.entry(key=b"e-held-lean") is not None
     assert rig.entry(key=b"e-held-lean").state is JoinState.JOINED  # type: ignore[union-attr]
-    rig.loop.rebuild({0, 1, 2})  # old keys are left (tombstones, another model's entry)
-    assert rig.loop.legacy == {PART}
+    assert rig.loop.legacy == {PART: 6}
+    rig.now = fixture["t0"] + 3 * fixture["ttl_ms"]  # every old entry is due
+    assert rig.sweep()
+    assert rig.loop.legacy == {}  # no second lookup from now on
+    left = [k for k, _ in rig.loop.store.items(PART) if not is_names_key(k)]
+    assert left and all(split_key(k)[0] is not None for k in left)
+    rig.loop.rebuild({0, 1, 2})
+    assert rig.loop.legacy == {}
 
 
 def test_a_sweep_commits_the_positions_so_a_paused_zombie_cannot_commit_it(rig: Rig) -> None:
