@@ -31,10 +31,18 @@ ENTRY_PREFIX = b"\xfe"
 """First byte of an entry key of this release: the store format's version marker."""
 
 
+_PREFIXES: dict[str, bytes] = {}
+
+
 def entry_key(model: str, event_id: bytes) -> bytes:
     """The store key of ``model``'s entry for ``event_id`` (the Kafka key's bytes)."""
-    name = model.encode()
-    return b"".join((ENTRY_PREFIX, zigzag(len(name)), name, event_id))
+    prefix = _PREFIXES.get(model)
+    if prefix is None:
+        name = model.encode()
+        prefix = b"".join((ENTRY_PREFIX, zigzag(len(name)), name))
+        if len(_PREFIXES) < 4_096:  # models are few; a flood of names is not kept
+            _PREFIXES[model] = prefix
+    return prefix + event_id
 
 
 def split_key(key: bytes) -> tuple[str | None, bytes]:

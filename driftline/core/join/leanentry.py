@@ -243,7 +243,10 @@ def _split_features(buf: bytes, pos: int) -> tuple[bytes, list[bytes], int]:
 def _challengers(tail: bytes) -> bytes:
     """The ``challengers`` bytes of a lean form's tail (latency_us, served_by,
     challengers)."""
-    pos = _bytes_end(tail, _long(tail, 0)[1])
+    pos = 0
+    while tail[pos] & 0x80:  # latency_us: skip its bytes
+        pos += 1
+    pos = _bytes_end(tail, pos + 1)  # served_by
     if pos >= len(tail):
         raise IndexError("lean prediction has no challengers")
     return tail[pos:]

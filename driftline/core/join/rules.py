@@ -178,7 +178,8 @@ class JoinEntry:
             if state >= _JOINED:
                 raise CodecError(f"join entry in state {state.name} carries an origin")
             try:
-                n, pos = _read_length(data, pos)
+                b = data[pos]
+                n, pos = (b >> 1, pos + 1) if b < 0x80 else _read_length(data, pos)
             except IndexError:
                 raise CodecError("join entry: its origin block is cut") from None
             if pos + n > len(data):
@@ -378,5 +379,5 @@ def build_outcome(prediction: Mapping[str, Any], label: Mapping[str, Any]) -> di
         "label": label["label"],
         "features": dict(prediction.get("features", {})),
         "segment": dict(prediction.get("segment", {})),
-        "challengers": list(prediction.get("challengers") or ()),
+        "challengers": prediction.get("challengers") or [],
     }
