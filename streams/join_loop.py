@@ -442,6 +442,7 @@ _NO_LEADER_YET = {
     CKafkaError.NOT_LEADER_FOR_PARTITION,
     CKafkaError.LEADER_NOT_AVAILABLE,
     CKafkaError.UNKNOWN_TOPIC_OR_PART,
+    CKafkaError._UNKNOWN_PARTITION,  # the client's metadata does not show it yet
 }
 
 

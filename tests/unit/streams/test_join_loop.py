@@ -692,9 +692,10 @@ def test_restore_waits_for_a_new_changelog_to_get_its_leader(
 ) -> None:
     monkeypatch.setattr(join_module.time, "sleep", lambda s: None)
     tp = TopicPartition(CHANGELOG, PART)
-    c = _Watermarks(CKafkaError.NOT_LEADER_FOR_PARTITION, CKafkaError.LEADER_NOT_AVAILABLE)
+    c = _Watermarks(CKafkaError.NOT_LEADER_FOR_PARTITION, CKafkaError.LEADER_NOT_AVAILABLE,
+                    CKafkaError._UNKNOWN_PARTITION)  # fmt: skip
     assert join_module.watermarks(c, tp, time.monotonic() + 60) == (3, 9)  # type: ignore[arg-type]
-    assert c.calls == 3
+    assert c.calls == 4
     with pytest.raises(KafkaError, match="watermarks"):  # not a leader question: no retry
         join_module.watermarks(_Watermarks(CKafkaError.TOPIC_AUTHORIZATION_FAILED), tp, 1e12)  # type: ignore[arg-type]
     with pytest.raises(KafkaError, match="watermarks"):  # the deadline has passed
