@@ -38,6 +38,14 @@ Served = tuple[ServedModel | None, tuple[ServedModel, ...]]
 """(champion, challengers) of one model."""
 
 
+def _v(served: ServedModel | None) -> str:
+    return "none" if served is None else served.version
+
+
+def _vs(challengers: tuple[ServedModel, ...]) -> str:
+    return ", ".join(c.version for c in challengers) or "none"
+
+
 def rejected_alert(record: dict[str, Any], exc: ArtifactError, now_ms: int) -> dict[str, Any]:
     """The Alert for a version whose artifact a worker refused to load."""
     return {
@@ -79,6 +87,8 @@ class RegistryFollower:
         self.served: dict[str, Served] = {}
         self._cache: dict[tuple[str, str, str], ServedModel] = {}
         self._refused: set[tuple[str, str, str]] = set()
+        self._offsets: dict[tuple[str, str], int] = {}
+        """Registry offset of the newest record of each (model, version)."""
         self.ready = threading.Event()
         conf = confluent_common(settings, "registry")
         conf.update(
@@ -115,17 +125,34 @@ class RegistryFollower:
                 msgs = self.consumer.consume(500, 0.2)
                 for msg in msgs:
                     if msg.error() is None:
-                        self._apply(msg.key(), msg.value())
+                        self._apply(msg.key(), msg.value(), msg.offset() or 0)
                 if msgs:
                     self._reload()
                 if not self.ready.is_set():
                     pos = self.consumer.position([TopicPartition(self.topic, 0)])[0].offset
                     if pos >= high:
                         self.ready.set()
+                        self.announce()
         finally:
             self.consumer.close()
 
-    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+    def announce(self) -> None:
+        """One INFO line per model: what this worker serves once caught up (the switches
+        replayed while catching up are not logged, each later switch is)."""
+        for model, (champion, challengers) in sorted(self.served.items()):
+            also = ""
+            if challengers:
+                also = f", challenger{'s' if len(challengers) > 1 else ''} {_vs(challengers)}"
+            log.info(
+                "registry: serving %s champion %s%s (registry offset %s)", model,
+                _v(champion), also, self._offset(model, champion),
+            )  # fmt: skip
+
+    def _offset(self, model: str, served: ServedModel | None) -> str:
+        at = None if served is None else self._offsets.get((model, served.version))
+        return "?" if at is None else str(at)
+
+    def _apply(self, key: bytes | None, value: bytes | None, offset: int = -1) -> None:
         try:
             if value is None:
                 if key and b"/" in key:
@@ -133,11 +160,32 @@ class RegistryFollower:
                     self.registry.delete(model, version)
                 return
             record = self.codec.decode(value, expect=MODEL_VERSION).value
+            self._offsets[(record["model"], record["version"])] = offset
             change = self.registry.apply(record)
             if change is not None and self.on_change is not None:
                 self.on_change(record)
         except DriftlineError as exc:
             log.error("registry: skipped an unreadable record with key %r: %s", key, exc)
+
+    def _log_switch(self, model: str, old: Served, new: Served) -> None:
+        """One INFO line per champion switch and one per change of the challengers, with
+        the registry offset of the record that made it (for the challengers: the newest
+        one added, else the newest one gone)."""
+        if _v(old[0]) != _v(new[0]):
+            log.info(
+                "registry: %s champion %s -> %s (registry offset %s)", model,
+                _v(old[0]), _v(new[0]), self._offset(model, new[0] or old[0]),
+            )  # fmt: skip
+        if _vs(old[1]) != _vs(new[1]):
+            before = {c.version for c in old[1]}
+            added = [c for c in new[1] if c.version not in before] or list(old[1])
+            offsets = [self._offset(model, c) for c in added]
+            at = max(offsets, key=lambda o: int(o) if o.isdigit() else -1)
+            label = "challengers" if max(len(old[1]), len(new[1])) > 1 else "challenger"
+            log.info(
+                "registry: %s %s %s -> %s (registry offset %s)", model, label,
+                _vs(old[1]), _vs(new[1]), at,
+            )  # fmt: skip
 
     def _load(self, record: dict[str, Any] | None) -> ServedModel | None:
         if record is None:
@@ -186,6 +234,8 @@ class RegistryFollower:
             loaded = (self._load(r) for r in self._challenger_records(model))
             challengers = tuple(c for c in loaded if c is not None)
             served[model] = (champion, challengers)
+            if self.ready.is_set():
+                self._log_switch(model, previous, (champion, challengers))
             now = {("champion", champion.version)} if champion is not None else set()
             now |= {("challenger", c.version) for c in challengers}
             before = {("challenger", c.version) for c in previous[1]}

@@ -21,6 +21,7 @@ from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 from driftline.cli import cli
 from driftline.core.join.joiner import Joiner
 from driftline.core.wire.codec import MARKER, default_codec
+from driftline.core.wire.envelope import LabelSpec
 from driftline.core.wire.headers import build as build_headers
 from driftline.core.wire.headers import for_confluent
 from driftline.kafka import admin
@@ -34,7 +35,11 @@ from tests.integration import harness
 CODEC = default_codec()
 TTL = 1_500
 T0 = 1_700_000_000_000
-TASKS = {"churn": "classification", "price": "regression", "short": "classification"}
+FLAG = LabelSpec("classification", frozenset({"boolean"}), ("False", "True"), "flag v1")
+"""A model whose champion predicts booleans (the worker's task_of gives its LabelSpec)."""
+TASKS: dict[str, str | LabelSpec] = {
+    "churn": "classification", "price": "regression", "short": "classification", "flag": FLAG,
+}  # fmt: skip
 TTLS = {"short": TTL}
 
 
@@ -72,9 +77,12 @@ AT_ONCE: dict[str, Record] = {
     "missing_key": ("predictions", None, prediction("u-6")[2]),
     "invalid_event_id": label("", key=b""),
     "unknown_model": label("u-8", model="nope"),
-    "type_mismatch": label("u-9", 1.5),
+    "label_type_mismatch": label("u-9", 1.5),
     "non_finite": label("u-10", float("nan"), model="price"),
+    "label_type_mismatch (a boolean champion)": label("u-11", "True", model="flag"),
 }  # fmt: skip
+REFUSED_LABELS = {"label_type_mismatch", "non_finite"}
+"""Labels of a known model that its champion refuses: their dead letters name it."""
 
 
 def produce(s: Settings, records: list[Record], hdrs: Callable[[int], list[tuple[str, bytes]]]
@@ -134,10 +142,12 @@ def test_every_join_dead_letter_names_its_origin_and_replays_to_it(
         dead_letters(s, len(AT_ONCE) + 4)
         sent += produce(s, later, lambda i: headers(len(first) + i))
         dead = dead_letters(s, len(reason_of))
-    by_reason = {d["reason"]: d for d in dead}
-    assert sorted(by_reason) == sorted(reason_of.values())
+    reason_of = {i: name.split(" ")[0] for i, name in reason_of.items()}  # the reason itself
+    assert sorted(d["reason"] for d in dead) == sorted(reason_of.values())
     for i, reason in reason_of.items():
-        d = by_reason[reason]
+        (d,) = [d for d in dead if d["raw"] == records[i][2] and d["reason"] == reason]
+        if reason in REFUSED_LABELS:  # refused by its model's champion: names that model
+            assert d["model"] == CODEC.decode(records[i][2]).value["model"], reason
         topic, partition, offset, hdrs = sent[i]
         assert d["stage"] == "join", reason
         assert (d["source_topic"], d["source_partition"], d["source_offset"]) == (

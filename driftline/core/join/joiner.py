@@ -4,12 +4,15 @@ publish and store. Pure; the join loop (``driftline.streams.join_loop``) only mo
 
 Every message ends in exactly one place: a stored entry, an Outcome, or a dead letter
 with stage ``join`` and a reason (undecodable, too_large, wrong_record, key_mismatch,
-unknown_model, type_mismatch, duplicate_label, duplicate_prediction, late_label,
-late_prediction, expired_prediction, orphan_label). Entries are keyed by model and
-event_id (:mod:`driftline.core.join.keys`): one event scored by several models gives each
-model's prediction its own entry, joined by the label of the same model, and a label of
-one model never meets another model's prediction. Externally produced predictions are
-accepted: their envelope is checked, their features are kept as given.
+unknown_model, label_type_mismatch, non_finite, duplicate_label, duplicate_prediction,
+late_label, late_prediction, expired_prediction, orphan_label). Entries are keyed by model
+and event_id (:mod:`driftline.core.join.keys`): one event scored by several models gives
+each model's prediction its own entry, joined by the label of the same model, and a label
+of one model never meets another model's prediction. Externally produced predictions are
+accepted: their envelope is checked, their features are kept as given. A label is checked
+against its model's champion (task and class types, a
+:class:`~driftline.core.wire.envelope.LabelSpec`); one refused (label_type_mismatch,
+non_finite) is dead-lettered naming that model and the labels record it was.
 
 A dead letter names the record it carries: topic, partition, offset, timestamp and
 headers. A held prediction or label keeps its own (:mod:`driftline.core.join.origins`),
@@ -47,6 +50,7 @@ from driftline.core.wire.deadletter import Origin, dead_letter
 from driftline.core.wire.envelope import (
     MAX_LABEL_BYTES,
     MAX_PREDICTION_BYTES,
+    LabelSpec,
     check_envelope,
     check_label,
     check_size,
@@ -93,6 +97,11 @@ class Step:
     the legacy key of a migrated entry."""
     key: bytes | None = None
     """The store key of ``entry``: its model and event_id."""
+    settled: tuple[str, int] | None = None
+    """(version, arrival ms) of the prediction this step joined or expired: when the join
+    first held it (in its model's entry), the instant its TTL counts from. The monitor
+    counts the outcome or the expiry in the bucket of that model it counted the
+    prediction in (:mod:`driftline.core.watch.rates`)."""
 
 
 _WAITING_FOR_LABEL = JoinState.WAITING_FOR_LABEL
@@ -101,10 +110,11 @@ _WAITING_FOR_LABEL = JoinState.WAITING_FOR_LABEL
 class Joiner:
     """Applies the join rules to raw messages.
 
-    ``task_of(model)`` gives a model's task (None: unknown model); ``ttl_of(model)`` its
-    join TTL in ms. ``predictions_topic`` and ``labels_topic`` are the full names of the
-    topics the held records came from (their dead letters name them). With ``lean``
-    (the default) a prediction is held in the lean form of
+    ``task_of(model)`` gives a model's task, or the LabelSpec of its champion (task, class
+    types and classes) that its labels are checked against (None: unknown model);
+    ``ttl_of(model)`` its join TTL in ms. ``predictions_topic`` and ``labels_topic`` are
+    the full names of the topics the held records came from (their dead letters name
+    them). With ``lean`` (the default) a prediction is held in the lean form of
     :mod:`driftline.core.join.leanentry`, whose names records the store keeps; else whole.
     """
 
@@ -114,7 +124,7 @@ class Joiner:
     def __init__(
         self,
         codec: Codec,
-        task_of: Callable[[str], str | None],
+        task_of: Callable[[str], str | LabelSpec | None],
         ttl_of: Callable[[str], int],
         predictions_topic: str,
         labels_topic: str,
@@ -138,6 +148,7 @@ class Joiner:
         """Handle one message from the predictions or labels topic; ``lookup`` reads the
         store of its partition, where ``legacy`` says entries of the previous release
         may be left."""
+        known: str | None = None  # the model, once the envelope names a known one
         try:
             decoded = self.codec.decode(raw or b"")
             record = decoded.value
@@ -148,7 +159,7 @@ class Joiner:
             else:
                 check_size(raw or b"", MAX_PREDICTION_BYTES, "a Prediction")
             check_envelope(record, origin.key, lambda m: self.task_of(m) is not None)
-            model = record["model"]
+            model = known = record["model"]
             task = self.task_of(model) or "classification"
             if decoded.name == LABEL:
                 check_label(record["label"], task)
@@ -162,7 +173,9 @@ class Joiner:
                 entry, old_key = self._legacy(event_id, model, lookup)
         except DriftlineError as exc:
             reason = "wrong_record" if "expected a Prediction" in str(exc) else exc_reason(exc)
-            return self._dead(origin, raw, reason, str(exc), None, now_ms)
+            # a label refused by its model's champion (label_type_mismatch, non_finite)
+            # names that model; a record with no known model names none
+            return self._dead(origin, raw, reason, str(exc), known, now_ms)
         ttl = self.ttl_of(model)
         assert raw is not None
         extra: list[tuple[bytes, bytes | None]] = []
@@ -220,6 +233,15 @@ class Joiner:
         if entry.is_tombstone or self._model_of(entry) == model:
             return entry, event_id
         return None, None
+
+    def _version_of(self, entry: JoinEntry) -> str:
+        """The version of a held prediction ("" if it cannot be read)."""
+        try:
+            if entry.lean and self.lean is not None:
+                return str(self.lean.fields(entry.payload, entry.legacy_lean)["version"])
+            return str(self.codec.decode(entry.payload).value["version"])
+        except (DriftlineError, KeyError):
+            return ""
 
     def _model_of(self, entry: JoinEntry) -> str | None:
         """The model of a held prediction or label (its dead letter names it)."""
@@ -315,6 +337,10 @@ class Joiner:
             key=key,
         )
         event_id = origin.key or b""
+        # the arrival of the prediction this step joins or expires: the held one's (its
+        # TTL counts from it), else now (the prediction is the message that arrived)
+        waiting = old is not None and old.state is _WAITING_FOR_LABEL
+        since = old.deadline_ms - old.ttl_ms if waiting else now_ms  # type: ignore[union-attr]
         for e in emitted:
             step.kinds.append(e.kind)
             if isinstance(e, rules.Joined):
@@ -325,11 +351,15 @@ class Joiner:
                 if not ok:
                     # the message that arrived is dead-lettered; the held one waits on
                     step.entry, step.keep, step.deadline_ms = b"", True, None
+                else:
+                    step.settled = (step.outputs[-1].record["version"], since)  # type: ignore[index]
             elif isinstance(e, rules.ExpiredPrediction | rules.OrphanLabel):
                 assert old is not None  # the entry that held the record given up
                 payload = e.payload
-                if old.lean and isinstance(e, rules.ExpiredPrediction):
-                    payload = self._whole(old, event_id, lookup)
+                if isinstance(e, rules.ExpiredPrediction):
+                    step.settled = (self._version_of(old), since)
+                    if old.lean:
+                        payload = self._whole(old, event_id, lookup)
                 where = self._held_origin(old, origin.partition, event_id)
                 detail = _DETAILS[e.kind]
                 step.outputs.append(self._dead_out(where, payload, e.kind, detail, model, now_ms))

@@ -138,20 +138,25 @@ class Scoring:
             raise ModelError("no_champion", f"model {model!r} has no champion version yet", model)
         features = event["features"]
         try:
-            champion.spec.check(features)
+            taken = champion.spec.conform(features)
         except ValidationError as exc:
             exc.model = model  # the dead letter says whose event it was (skew-rate alerts)
             raise
+        if taken is not features:  # ints and bools written as doubles: encode them as taken
+            features, passed = taken, None
         made = self._call(champion, features)
         shadows: list[bytes] = []
         errors: list[ModelError] = []
         others: list[dict[str, Any]] = []
         for challenger in _as_tuple(challengers):
             try:
-                challenger.spec.check(features)
-                value, scores, latency = self._call(challenger, features)
-                shadows.append(self._encode(challenger, event, value, scores, latency, now_ms,
-                                            passed))  # fmt: skip
+                # each challenger takes the event as its own spec does (as the champion
+                # took it, unless its spec types a feature otherwise)
+                mine = challenger.spec.conform(features)
+                again = passed if mine is features else None
+                value, scores, latency = self._call(challenger, mine)
+                shadows.append(self._encode(challenger, event, mine, value, scores, latency,
+                                            now_ms, again))  # fmt: skip
             except (DriftlineError, ValueError) as exc:  # shadow failures never block serving
                 errors.append(
                     exc
@@ -163,7 +168,8 @@ class Scoring:
                 continue
             others.append({"version": challenger.version, "prediction": value, "scores": scores})
         try:
-            prediction = self._encode(champion, event, *made, now_ms, passed, others or None)
+            prediction = self._encode(champion, event, features, *made, now_ms, passed,
+                                     others or None)  # fmt: skip
         except ModelError as exc:
             if not others or exc.reason != "too_large":
                 raise
@@ -171,7 +177,7 @@ class Scoring:
             versions = ", ".join(o["version"] for o in others)
             errors.append(ModelError("too_large", f"{exc.detail}; served without the "
                                      "challengers' predictions", model, versions))  # fmt: skip
-            prediction = self._encode(champion, event, *made, now_ms, passed)
+            prediction = self._encode(champion, event, features, *made, now_ms, passed)
         return Scored(model, champion.version, event["event_time_ms"], prediction,
                       tuple(shadows), tuple(errors))  # fmt: skip
 
@@ -204,6 +210,7 @@ class Scoring:
         self,
         served: Servable,
         event: Mapping[str, Any],
+        features: Mapping[str, Any],
         value: Any,
         scores: dict[str, float],
         latency_us: int,
@@ -212,7 +219,8 @@ class Scoring:
         challengers: list[dict[str, Any]] | None = None,
     ) -> bytes:
         """The encoded Prediction; ``passed`` holds the event's features and segment as
-        Avro bytes (from the passthrough), or None to encode them from ``event``."""
+        Avro bytes (from the passthrough), or None to encode ``features`` (as the spec
+        took them) and the event's segment."""
         record = {
             "event_id": event["event_id"],
             "model": served.name,
@@ -228,7 +236,7 @@ class Scoring:
         if passed is not None and self._through is not None:
             encoded = self._through.encode(record, passed)
         else:
-            record["features"] = event["features"]
+            record["features"] = features
             record["segment"] = event["segment"]
             encoded = self._codec.encode(PREDICTION, record)
         if len(encoded) > MAX_PREDICTION_BYTES:  # the event fits, so the model's output did it

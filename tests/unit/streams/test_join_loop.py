@@ -668,8 +668,8 @@ def test_the_worker_monitor_sees_the_prediction_and_the_outcome(rig: Rig) -> Non
     rig.put(P, L)
     asyncio.run(observe(rig.steps, rig.now))
     mon = monitors.by_model["churn"]
-    assert mon.counts["predictions"] == 1
-    assert mon.counts["outcomes"] == 1
+    ((_, bucket),) = mon.expiry.pending.items()  # the prediction, counted at its arrival
+    assert (sum(bucket.units.values()), bucket.joined) == (1, 1)  # and its outcome
     assert list(mon.trackers) == [prediction()["version"]]
 
 

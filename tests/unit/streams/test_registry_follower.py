@@ -3,6 +3,7 @@ serves (a tuple: the registry will hold more than one)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,3 +57,42 @@ def test_versions_give_the_champion_and_a_tuple_of_challengers(
     assert tuple(c.version for c in served) == challengers
     assert follower.versions("other") == (None, ())
     follower.consumer.close()
+
+
+def test_challenger_changes_are_logged_with_every_challenger(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once caught up, the follower logs what it serves (every challenger) and then one
+    line per change of the challengers, with the registry offset of the record that made
+    it (the newest one added, else the newest one gone)."""
+    follower = RegistryFollower(SETTINGS, default_codec())
+    monkeypatch.setattr(follower, "_load", lambda r: None if r is None else Loaded(r["version"]))
+    follower._offsets = {("churn", "v1"): 3, ("churn", "v2"): 7, ("churn", "v3"): 9}
+    champion = record("v1", "champion")
+    states = [
+        [champion, record("v2", "challenger")],
+        [champion, record("v2", "challenger"), record("v3", "challenger")],
+        [champion, record("v2", "challenger"), record("v3", "challenger")],  # no change
+        [champion],
+    ]
+    try:
+        follower.registry = Several.from_records([champion, record("v3", "challenger")])
+        follower._reload()  # catching up: nothing logged
+        with caplog.at_level(logging.INFO, logger="driftline.streams.registry"):
+            follower.ready.set()
+            follower.announce()
+            follower.registry = Several.from_records([champion])
+            follower._reload()
+            for records in states:
+                follower.registry = Several.from_records(records)
+                follower._reload()
+    finally:
+        follower.consumer.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "driftline.streams.registry"]
+    assert lines == [
+        "registry: serving churn champion v1, challenger v3 (registry offset 3)",
+        "registry: churn challenger v3 -> none (registry offset 9)",
+        "registry: churn challenger none -> v2 (registry offset 7)",
+        "registry: churn challengers v2 -> v2, v3 (registry offset 9)",
+        "registry: churn challengers v2, v3 -> none (registry offset 9)",
+    ]

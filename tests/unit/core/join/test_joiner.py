@@ -17,19 +17,25 @@ from driftline.core.join.rules import JoinEntry, JoinState
 from driftline.core.wire import headers as h
 from driftline.core.wire.codec import MARKER, default_codec
 from driftline.core.wire.deadletter import Origin
-from driftline.core.wire.envelope import MAX_LABEL_BYTES, MAX_PREDICTION_BYTES
+from driftline.core.wire.envelope import MAX_LABEL_BYTES, MAX_PREDICTION_BYTES, LabelSpec
 from tests.unit.core.examples import T0, feature_event, label, prediction
 
 CODEC = default_codec()
 TTL = 1_000
-TASKS = {"churn": "classification", "fraud": "classification", "price": "regression"}
-TTLS = {"churn": TTL, "fraud": TTL, "price": 2 * TTL}
+FLAG = LabelSpec("classification", frozenset({"boolean"}), ("False", "True"), "flag v1")
+"""A model whose champion predicts booleans: its labels must be booleans."""
+TASKS: dict[str, str | LabelSpec] = {
+    "churn": "classification", "fraud": "classification", "price": "regression", "flag": FLAG,
+}  # fmt: skip
+TTLS = {"churn": TTL, "fraud": TTL, "price": 2 * TTL, "flag": TTL}
 PREDICTIONS, LABELS = "t.predictions", "t.labels"
 KEY = b"evt-0001"
 RULE_KINDS = {
     "duplicate_label", "duplicate_prediction", "late_label", "late_prediction",
     "expired_prediction", "orphan_label",
 }  # fmt: skip
+LABEL_REFUSED = {"label_type_mismatch", "non_finite"}
+"""Labels of a known model refused by its champion's task or class types."""
 HEADERS = [("driftline-trace-id", b"0af7651916cd43dd8448eb211c80319c"), ("k", b"v"), ("n", None)]
 """Headers of every message a script sends (a trace id, an application's, a null one)."""
 
@@ -222,19 +228,42 @@ CASES: list[tuple[str, list[Send | Sweep], list[list[str]], Held]] = [
     ("per-model TTL", [pred(0, **PRICE_P), Sweep(TTL)], [[], []], W),
     ("prediction for unknown model", [pred(0, model="nope")], [["unknown_model"]], E),
     ("label for unknown model", [pred(0), lab(5, model="nope")], [[], ["unknown_model"]], W),
-    ("float label, classification", [pred(0), lab(5, label=1.5)], [[], ["type_mismatch"]], W),
-    ("null label", [lab(0, label=None)], [["type_mismatch"]], E),
+    (
+        "float label, classification",
+        [pred(0), lab(5, label=1.5)],
+        [[], ["label_type_mismatch"]],
+        W,
+    ),
+    ("null label", [lab(0, label=None)], [["label_type_mismatch"]], E),
     (
         "str label, regression",
         [pred(0, **PRICE_P), lab(5, model="price", label="high")],
-        [[], ["type_mismatch"]],
+        [[], ["label_type_mismatch"]],
         W,
     ),
     (
         "bool label, regression",
         [lab(0, model="price", label=True)],
-        [["type_mismatch"]],
+        [["label_type_mismatch"]],
         E,
+    ),
+    (
+        "int label, boolean model",
+        [pred(0, model="flag"), lab(5, model="flag", label=1)],
+        [[], ["label_type_mismatch"]],
+        W,
+    ),
+    (
+        "str label, boolean model",
+        [pred(0, model="flag"), lab(5, model="flag", label="True")],
+        [[], ["label_type_mismatch"]],
+        W,
+    ),
+    (
+        "bool label, boolean model",
+        [pred(0, model="flag"), lab(5, model="flag", label=True)],
+        [[], ["joined"]],
+        J,
     ),
     (
         "NaN label, regression",
@@ -408,7 +437,7 @@ def check_dead_letter(
     assert h.parse(hdrs)[h.DLQ_STAGE] == "join"
     assert h.parse(hdrs)[h.DLQ_TOPIC] == dead["source_topic"]
     assert h.parse(hdrs)[h.DLQ_OFFSET] == str(dead["source_offset"])
-    if kind in RULE_KINDS:  # the message decoded: the dead letter names its model
+    if kind in RULE_KINDS or kind in LABEL_REFUSED:  # decoded, of a known model: named
         assert dead["model"] == CODEC.decode(dead["raw"]).value["model"]
     if kind.startswith("duplicate_"):  # which model holds the id, and how
         assert f"model {dead['model']!r} holds it" in dead["detail"]
@@ -419,8 +448,8 @@ def test_every_kind_is_covered() -> None:
     """The table reaches every reason the joiner documents."""
     documented = {
         "undecodable", "too_large", "wrong_record", "key_mismatch", "unknown_model",
-        "type_mismatch", "duplicate_label", "duplicate_prediction", "late_label", "late_prediction",
-        "expired_prediction", "orphan_label",
+        "label_type_mismatch", "non_finite", "duplicate_label", "duplicate_prediction",
+        "late_label", "late_prediction", "expired_prediction", "orphan_label",
     }  # fmt: skip
     doc = " ".join((joiner_module.__doc__ or "").split())
     assert all(reason in doc for reason in documented)
@@ -441,3 +470,44 @@ def test_every_kind_is_covered() -> None:
 def test_stored_deadline(script: list[Send | Sweep], deadline: int) -> None:
     (entry,) = run(script).entries().values()
     assert entry.deadline_ms == deadline
+
+
+V = prediction()["version"]
+
+
+@pytest.mark.parametrize(
+    ("script", "settled"),
+    [
+        ([pred(0), lab(100)], [None, (V, 0)]),  # held at 0: its TTL counts from then
+        ([lab(0), pred(100)], [None, (V, 100)]),  # the prediction arrived and joined
+        ([pred(0), Sweep(TTL)], [None, (V, 0)]),
+        ([pred(0), lab(TTL + 5)], [None, (V, 0)]),  # expired on the label's arrival
+        ([pred(0), pred(10), lab(20)], [None, None, (V, 0)]),  # a duplicate settles nothing
+        (  # two models, one event: each settles its own prediction, at its own arrival
+            [pred(0), pred(5, model="fraud", version="v7"), lab(10, model="fraud"), lab(20)],
+            [None, None, ("v7", 5), (V, 0)],
+        ),
+        ([pred(0), lab(5, model="fraud"), Sweep(TTL)], [None, None, (V, 0)]),
+    ],
+    ids=[
+        "prediction first",
+        "label first",
+        "swept",
+        "expired by a label",
+        "duplicate",
+        "two models",
+        "another model's label",
+    ],
+)
+def test_settled_names_the_version_and_arrival_of_the_prediction(
+    script: list[Send | Sweep], settled: list[tuple[str, int] | None]
+) -> None:
+    """``Step.settled``, which the monitor's expired-label rate buckets on (issue 22),
+    for entries keyed by model and event_id, held whole or lean."""
+    result = run(script)
+    got = []
+    for done in result.steps:
+        fates = [s.settled for _, s in done if s.settled is not None]
+        assert len(fates) <= 1
+        got.append(fates[0] if fates else None)
+    assert got == settled

@@ -160,7 +160,11 @@ def my_factory(params: Any, seed: int) -> Any:
 
 
 @pytest.mark.parametrize(
-    "path", ["tests.unit.core.model.test_estimators:my_factory", "tests.unit.core.model.test_estimators.my_factory"]
+    "path",
+    [
+        "tests.unit.core.model.test_estimators:my_factory",
+        "tests.unit.core.model.test_estimators.my_factory",
+    ],
 )
 def test_user_factory_by_dotted_path(path: str) -> None:
     assert resolve_factory(path) is my_factory

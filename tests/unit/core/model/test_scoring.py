@@ -144,6 +144,36 @@ def test_good_event_is_scored_by_the_champion(
     check_prediction(scored.prediction, champion, ev)
 
 
+@pytest.mark.parametrize(
+    ("sent", "meant"),
+    [
+        ({"visits": 3.0, "premium": 1.0}, {"visits": 3, "premium": True}),
+        ({"visits": 0.0, "premium": 0.0}, {"visits": 0, "premium": False}),
+        ({"amount": 7.0, "visits": 4.0}, {"amount": 7.0, "visits": 4}),  # a number stays
+    ],
+    ids=["3.0 and 1.0", "0.0 and 0.0", "number stays"],
+)
+def test_ints_and_bools_written_as_doubles_are_scored_as_meant(
+    champion: ServedModel, challenger: ServedModel, sent: dict[str, Any], meant: dict[str, Any]
+) -> None:
+    """Apache avro's Python DatumWriter writes the union's ints and bools as doubles: the
+    scorer takes them as the int and bool they were, and the Predictions carry those (the
+    challenger's, carried in the champion's Prediction, made on them too)."""
+    as_sent = event(features={**GOOD, **sent})
+    as_meant = event(features={**GOOD, **meant})
+    scored = scoring(champion, challenger).score(CODEC.encode(FEATURE_EVENT, as_sent), K, NOW)
+    check_prediction(scored.prediction, champion, as_meant)
+    assert scored.shadow is not None and scored.shadow_error is None
+    check_prediction(scored.shadow, challenger, as_meant)
+    p = CODEC.decode(scored.prediction).value
+    features = p["features"]
+    assert [type(features[k]) for k in meant] == [type(v) for v in meant.values()]
+    value, scores = challenger.predict_one(as_meant["features"])
+    (carried,) = p["challengers"]
+    assert (carried["version"], carried["prediction"]) == (challenger.version, value)
+    assert carried["scores"] == pytest.approx(scores)
+
+
 def test_the_model_learned_its_rule(champion: ServedModel) -> None:
     """A sanity check that the scores come from a trained model, not a constant."""
     high = champion.predict_one({"amount": 9.5, "plan": "a"})
@@ -178,7 +208,8 @@ REFUSED: list[tuple[str, bytes, bytes | None, str, type[DriftlineError]]] = [
     ("extra feature", bad(zip="10115"), K, "unexpected_feature", V),
     ("str for number", bad(amount="7"), K, "type_mismatch", V),
     ("bool for number", bad(amount=True), K, "type_mismatch", V),
-    ("float for integer", bad(visits=3.0), K, "type_mismatch", V),
+    ("fraction for integer", bad(visits=3.5), K, "type_mismatch", V),
+    ("2.0 for boolean", bad(premium=2.0), K, "type_mismatch", V),
     ("int for boolean", bad(premium=1), K, "type_mismatch", V),
     ("NaN", bad(amount=NAN), K, "non_finite", V),
     ("inf", bad(amount=math.inf), K, "non_finite", V),
