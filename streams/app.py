@@ -185,7 +185,7 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
         config = reloader.current.get(model)
         return config.join_ttl_ms if config is not None else settings.join_ttl_ms
 
-    joiner = Joiner(codec, task_of, ttl_of, settings.topic("predictions"))
+    joiner = Joiner(codec, task_of, ttl_of, settings.topic("predictions"), settings.topic("labels"))
     recent = Recent()
     observe = install(app, codec, monitors, settings.topic, settings.monitor_interval_s,
                               send_record, on_emit=recent.add)  # fmt: skip

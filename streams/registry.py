@@ -2,7 +2,7 @@
 
 A thread reads the registry from the beginning (no consumer group: every worker reads
 all of it), folds each ModelVersion into :class:`driftline.core.lifecycle.registry.Registry`, and
-loads the champion and challenger of each model through
+loads the champion and the challengers of each model through
 :func:`driftline.core.model.estimators.load_version`, which checks the artifact's digest and
 HMAC signature before unpickling. A refused artifact is never served: it raises an
 ``artifact_rejected`` alert and the previous version keeps serving: the one this worker
@@ -34,11 +34,16 @@ from driftline.streams import telemetry as m
 log = logging.getLogger(__name__)
 
 MODEL_VERSION = "io.driftline.ModelVersion"
-Served = tuple[ServedModel | None, ServedModel | None]
+Served = tuple[ServedModel | None, tuple[ServedModel, ...]]
+"""(champion, challengers) of one model."""
 
 
 def _v(served: ServedModel | None) -> str:
     return "none" if served is None else served.version
+
+
+def _vs(challengers: tuple[ServedModel, ...]) -> str:
+    return ", ".join(c.version for c in challengers) or "none"
 
 
 def rejected_alert(record: dict[str, Any], exc: ArtifactError, now_ms: int) -> dict[str, Any]:
@@ -64,7 +69,7 @@ def rejected_alert(record: dict[str, Any], exc: ArtifactError, now_ms: int) -> d
 
 
 class RegistryFollower:
-    """Keeps ``served[model] = (champion, challenger)`` in step with the registry topic."""
+    """Keeps ``served[model] = (champion, challengers)`` in step with the registry topic."""
 
     def __init__(
         self,
@@ -96,8 +101,17 @@ class RegistryFollower:
         self.consumer = Consumer(conf)
 
     def versions(self, model: str) -> Served:
-        """(champion, challenger) served now for ``model``."""
-        return self.served.get(model, (None, None))
+        """(champion, challengers) served now for ``model``."""
+        return self.served.get(model, (None, ()))
+
+    def _challenger_records(self, model: str) -> list[dict[str, Any]]:
+        """The registry's challengers of ``model`` (one slot today; every one the registry
+        lists once it holds several)."""
+        several = getattr(self.registry, "challengers", None)
+        if callable(several):
+            return list(several(model))
+        one = self.registry.challenger(model)
+        return [] if one is None else [one]
 
     def run(self, stop: threading.Event) -> None:
         """Follow the topic until ``stop``; ``ready`` is set once caught up at start."""
@@ -125,11 +139,13 @@ class RegistryFollower:
     def announce(self) -> None:
         """One INFO line per model: what this worker serves once caught up (the switches
         replayed while catching up are not logged, each later switch is)."""
-        for model, (champion, challenger) in sorted(self.served.items()):
+        for model, (champion, challengers) in sorted(self.served.items()):
+            also = ""
+            if challengers:
+                also = f", challenger{'s' if len(challengers) > 1 else ''} {_vs(challengers)}"
             log.info(
                 "registry: serving %s champion %s%s (registry offset %s)", model,
-                _v(champion), "" if challenger is None else f", challenger {challenger.version}",
-                self._offset(model, champion),
+                _v(champion), also, self._offset(model, champion),
             )  # fmt: skip
 
     def _offset(self, model: str, served: ServedModel | None) -> str:
@@ -152,15 +168,24 @@ class RegistryFollower:
             log.error("registry: skipped an unreadable record with key %r: %s", key, exc)
 
     def _log_switch(self, model: str, old: Served, new: Served) -> None:
-        """One INFO line per champion (or challenger) switch, with the registry offset of
-        the record that made it."""
-        for i, stage in enumerate(("champion", "challenger")):
-            before, after = old[i], new[i]
-            if _v(before) != _v(after):
-                log.info(
-                    "registry: %s %s %s -> %s (registry offset %s)", model, stage,
-                    _v(before), _v(after), self._offset(model, after if after else before),
-                )  # fmt: skip
+        """One INFO line per champion switch and one per change of the challengers, with
+        the registry offset of the record that made it (for the challengers: the newest
+        one added, else the newest one gone)."""
+        if _v(old[0]) != _v(new[0]):
+            log.info(
+                "registry: %s champion %s -> %s (registry offset %s)", model,
+                _v(old[0]), _v(new[0]), self._offset(model, new[0] or old[0]),
+            )  # fmt: skip
+        if _vs(old[1]) != _vs(new[1]):
+            before = {c.version for c in old[1]}
+            added = [c for c in new[1] if c.version not in before] or list(old[1])
+            offsets = [self._offset(model, c) for c in added]
+            at = max(offsets, key=lambda o: int(o) if o.isdigit() else -1)
+            label = "challengers" if max(len(old[1]), len(new[1])) > 1 else "challenger"
+            log.info(
+                "registry: %s %s %s -> %s (registry offset %s)", model, label,
+                _vs(old[1]), _vs(new[1]), at,
+            )  # fmt: skip
 
     def _load(self, record: dict[str, Any] | None) -> ServedModel | None:
         if record is None:
@@ -197,7 +222,7 @@ class RegistryFollower:
     def _reload(self) -> None:
         served: dict[str, Served] = {}
         for model in self.registry.models():
-            previous = self.served.get(model, (None, None))
+            previous = self.served.get(model, (None, ()))
             record = self.registry.champion(model)
             champion = self._load(record)
             if champion is None:
@@ -206,15 +231,18 @@ class RegistryFollower:
                 champion = previous[0]
             if champion is None and record is not None:  # refused, and nothing served yet
                 champion = self._fallback(model)
-            challenger = self._load(self.registry.challenger(model))
-            served[model] = (champion, challenger)
+            loaded = (self._load(r) for r in self._challenger_records(model))
+            challengers = tuple(c for c in loaded if c is not None)
+            served[model] = (champion, challengers)
             if self.ready.is_set():
-                self._log_switch(model, previous, (champion, challenger))
-            for stage, s in (("champion", champion), ("challenger", challenger)):
-                if s is not None:
-                    m.MODEL_VERSION_INFO.labels(model, s.version, stage).set(1)
-            for stage, old in (("champion", previous[0]), ("challenger", previous[1])):
-                new = champion if stage == "champion" else challenger
-                if old is not None and (new is None or new.version != old.version):
-                    m.MODEL_VERSION_INFO.labels(model, old.version, stage).set(0)
+                self._log_switch(model, previous, (champion, challengers))
+            now = {("champion", champion.version)} if champion is not None else set()
+            now |= {("challenger", c.version) for c in challengers}
+            before = {("challenger", c.version) for c in previous[1]}
+            if previous[0] is not None:
+                before.add(("champion", previous[0].version))
+            for stage, version in now:
+                m.MODEL_VERSION_INFO.labels(model, version, stage).set(1)
+            for stage, version in before - now:
+                m.MODEL_VERSION_INFO.labels(model, version, stage).set(0)
         self.served = served
