@@ -166,9 +166,9 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
                 f"model {model!r} is retired: its events are not scored"
                 f" (driftline models unretire {model})",
             )
-        return model in reloader.current or follower.versions(model)[0] is not None
+        return model in reloader.current or follower.lineup(model)[0] is not None
 
-    scoring = Scoring(codec, follower.versions, known)
+    scoring = Scoring(codec, follower.lineup, known)
     scorer = ScorerLoop(settings, scoring, codec, group_id=f"{app_id}-scorer")
     labels: dict[tuple[str, str], LabelSpec] = {}
 
@@ -193,7 +193,7 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
         config = reloader.current.get(model)
         return config.join_ttl_ms if config is not None else settings.join_ttl_ms
 
-    joiner = Joiner(codec, task_of, ttl_of, settings.topic("predictions"))
+    joiner = Joiner(codec, task_of, ttl_of, settings.topic("predictions"), settings.topic("labels"))
     recent = Recent()
     observe = install(app, codec, monitors, settings.topic, settings.monitor_interval_s,
                               send_record, on_emit=recent.add)  # fmt: skip

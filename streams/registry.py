@@ -35,13 +35,16 @@ from driftline.streams import telemetry as m
 log = logging.getLogger(__name__)
 
 MODEL_VERSION = "io.driftline.ModelVersion"
-Served = tuple[ServedModel | None, ServedModel | None]
 Lineup = tuple[ServedModel | None, tuple[ServedModel, ...]]
 """A model's champion and its challengers (oldest first), as served now."""
 
 
 def _v(served: ServedModel | None) -> str:
     return "none" if served is None else served.version
+
+
+def _vs(challengers: tuple[ServedModel, ...]) -> str:
+    return ", ".join(c.version for c in challengers) or "none"
 
 
 def rejected_alert(record: dict[str, Any], exc: ArtifactError, now_ms: int) -> dict[str, Any]:
@@ -106,12 +109,6 @@ class RegistryFollower:
         shadow. A retired model has neither."""
         return self.served.get(model, (None, ()))
 
-    def versions(self, model: str) -> Served:
-        """(champion, newest challenger) served now for ``model``: the one-challenger view
-        of :meth:`lineup`, for a scorer that shadows a single challenger."""
-        champion, challengers = self.lineup(model)
-        return champion, challengers[-1] if challengers else None
-
     def retired(self, model: str) -> bool:
         """Whether ``model`` is retired (its events are not scored: ``model_retired``);
         a lookup cheap enough for every event."""
@@ -150,11 +147,12 @@ class RegistryFollower:
         replayed while catching up are not logged, each later switch is); one per retired
         model, which it serves not at all."""
         for model, (champion, challengers) in sorted(self.served.items()):
-            names = ", ".join(c.version for c in challengers)
+            also = ""
+            if challengers:
+                also = f", challenger{'s' if len(challengers) > 1 else ''} {_vs(challengers)}"
             log.info(
                 "registry: serving %s champion %s%s (registry offset %s)", model,
-                _v(champion), f", challenger{'s' if len(challengers) > 1 else ''} {names}"
-                if challengers else "", self._offset(model, champion),
+                _v(champion), also, self._offset(model, champion),
             )  # fmt: skip
         for model in sorted(self._retired):
             log.info("registry: %s is retired: not served (driftline models unretire %s)",
@@ -180,16 +178,27 @@ class RegistryFollower:
             log.error("registry: skipped an unreadable record with key %r: %s", key, exc)
 
     def _log_switch(self, model: str, old: Lineup, new: Lineup) -> None:
-        """One INFO line per champion switch and per challenger that starts or stops
-        scoring in shadow, with the registry offset of the record that made it; one more
-        when the model is retired (nothing served)."""
+        """One INFO line per champion switch; one per change of the challengers (the set
+        before and after, with the registry offset of the newest record added, else of the
+        newest one gone), then one per challenger that starts or stops scoring in shadow
+        (with its own record's offset, and the stage a dropped one went to); one more when
+        the model is retired (nothing served)."""
         (before, was), (after, now) = old, new
         if _v(before) != _v(after):
             log.info(
                 "registry: %s champion %s -> %s (registry offset %s)", model,
                 _v(before), _v(after), self._offset(model, after if after else before),
             )  # fmt: skip
-        kept = {c.version for c in now}
+        had, kept = {c.version for c in was}, {c.version for c in now}
+        if had != kept:
+            added = [c for c in now if c.version not in had] or list(was)
+            offsets = [self._offset(model, c) for c in added]
+            at = max(offsets, key=lambda o: int(o) if o.isdigit() else -1)
+            label = "challengers" if max(len(was), len(now)) > 1 else "challenger"
+            log.info(
+                "registry: %s %s %s -> %s (registry offset %s)", model, label,
+                _vs(was), _vs(now), at,
+            )  # fmt: skip
         for c in was:
             if c.version not in kept:
                 record = self.registry.get(model, c.version)
@@ -199,7 +208,6 @@ class RegistryFollower:
                     "gone" if record is None else record["stage"], len(now),
                     self._offset(model, c),
                 )  # fmt: skip
-        had = {c.version for c in was}
         for c in now:
             if c.version not in had:
                 log.info(

@@ -13,7 +13,7 @@ from driftline.consumers.trainer import Trainer
 from driftline.core.lifecycle.registry import retire, unretire
 from driftline.core.model.config import ModelsConfig
 from tests.integration import harness
-from tests.integration.churn import example, send
+from tests.integration.churn import MODELS, example, label, send, start_pipeline
 from tests.integration.loop_helpers import FAST_GROUP, publish_trigger, trigger
 
 
@@ -103,6 +103,55 @@ def test_a_retired_model_is_dead_lettered_and_served_again_once_unretired(pipeli
                                 timeout=5)  # fmt: skip
         served = {p["version"] for p in preds if p["event_id"] in ids}
     assert served == {champion}, proc.tail()
+
+
+def test_labels_of_a_retired_models_predictions_still_join(settings, tmp_path) -> None:
+    """Predictions made before a model was retired are held in the join under their model
+    and event_id; their labels, arriving once the worker knows the model is retired, are
+    checked against the version retired from the champion slot (not refused as an
+    unknown model): the right ones join, a wrongly typed one is a label_type_mismatch
+    naming that version."""
+    models = MODELS.replace("join_ttl_ms = 8000", "join_ttl_ms = 300000")  # outlives the wait
+    s, champion, proc = start_pipeline(settings, tmp_path, models=models)
+    try:
+        rng = random.Random(11)
+        events = [example(rng, i) for i in range(5)]
+        ids = {e["event_id"] for e in events}
+        send(s, events, labels=False)
+        preds = harness.collect(s, "predictions",
+                                lambda got: ids <= {p["event_id"] for p in got})  # fmt: skip
+        assert {p["event_id"] for p in preds} == ids, proc.tail()
+        _publish(s, retire(read_registry(s), "churn", by="test", reason="r", now_ms=_now()))
+        deadline, reason = time.monotonic() + 30, None
+        while reason != "model_retired":  # the worker follows the registry within seconds
+            assert time.monotonic() < deadline, proc.tail()
+            probe = example(rng, 1_000 + int(time.monotonic() * 1000) % 100_000)
+            send(s, [probe], labels=False)
+            reason = _dead_reason(s, probe["event_id"].encode())
+        labels = [label(e) for e in events[:4]] + [{**label(events[4]), "label": 1}]
+        harness.produce(s, "labels", harness.encoded("io.driftline.Label", labels))
+        outcomes = harness.collect(s, "outcomes", lambda got: len(got) >= 4)
+        assert sorted(o["event_id"] for o in outcomes) == sorted(
+            e["event_id"] for e in events[:4]), proc.tail()  # fmt: skip
+        assert {o["version"] for o in outcomes} == {champion}
+        dead = harness.collect(s, "deadletter", lambda got: any(
+            d["reason"] == "label_type_mismatch" for d in got))  # fmt: skip
+        (mismatch,) = [d for d in dead if d["reason"] == "label_type_mismatch"]
+        assert mismatch["source_key"] == events[4]["event_id"].encode()
+        assert f"{champion} predicts boolean classes (False, True)" in mismatch["detail"]
+        assert not any(d["reason"] == "unknown_model" for d in dead), proc.tail()
+    finally:
+        proc.stop()
+
+
+def _dead_reason(s, key: bytes) -> str | None:
+    """The reason of the dead letter of the record with ``key`` (None: none within 5 s)."""
+
+    def seen(got: list[dict]) -> bool:
+        return any(d["source_key"] == key for d in got)
+
+    dead = harness.collect(s, "deadletter", seen, timeout=5)
+    return next((d["reason"] for d in dead if d["source_key"] == key), None)
 
 
 def _now() -> int:

@@ -58,6 +58,7 @@ def prediction(**overrides: Any) -> dict[str, Any]:
         "segment": dict(SEGMENT),
         "latency_us": 412,
         "served_by": "driftline",
+        "challengers": None,
         **overrides,
     }
 
@@ -86,6 +87,9 @@ def outcome(**overrides: Any) -> dict[str, Any]:
         "label": False,
         "features": dict(FEATURES),
         "segment": dict(SEGMENT),
+        "challengers": [
+            {"version": "v4", "prediction": False, "scores": {"True": 0.4, "False": 0.6}}
+        ],
         **overrides,
     }
 

@@ -1,6 +1,6 @@
 """The registry follower's log: one INFO line per model once caught up, then one per
-champion switch and per challenger in or out of shadow, with the registry offset of the
-record that made it; retirement said in words."""
+champion switch, one per change of the challengers and one per challenger in or out of
+shadow, with the registry offset of the record that made it; retirement said in words."""
 
 from __future__ import annotations
 
@@ -107,16 +107,19 @@ def test_challengers_and_retirement_are_logged(caplog: pytest.LogCaptureFixture)
             assert follower.retired_champion("churn")["version"] == v1
             follower.announce()
             feed(unretire(reg, "churn", by="t", reason="r", now_ms=T0 + 400))
-            assert not follower.retired("churn") and follower.versions("churn")[0].version == v1
+            assert not follower.retired("churn") and follower.lineup("churn")[0].version == v1
     finally:
         follower.consumer.close()
     c1, c2 = shadow
     lines = [r.getMessage() for r in caplog.records if r.name == "driftline.streams.registry"]
     assert lines == [
+        f"registry: churn challenger none -> {c1} (registry offset 3)",
         f"registry: churn challenger {c1} added; 1 in shadow (registry offset 3)",
+        f"registry: churn challengers {c1} -> {c1}, {c2} (registry offset 5)",
         f"registry: churn challenger {c2} added; 2 in shadow (registry offset 5)",
         f"registry: serving churn champion {v1}, challengers {c1}, {c2} (registry offset 1)",
         f"registry: churn champion {v1} -> none (registry offset {at + 2})",
+        f"registry: churn challengers {c1}, {c2} -> none (registry offset {at + 1})",
         f"registry: churn challenger {c1} dropped, now retired; 0 in shadow"
         f" (registry offset {at})",
         f"registry: churn challenger {c2} dropped, now retired; 0 in shadow"
@@ -124,6 +127,7 @@ def test_challengers_and_retirement_are_logged(caplog: pytest.LogCaptureFixture)
         "registry: churn retired: not served, its events are dead-lettered (model_retired)",
         "registry: churn is retired: not served (driftline models unretire churn)",
         f"registry: churn champion none -> {v1} (registry offset {at + 5})",
+        f"registry: churn challengers none -> {c1}, {c2} (registry offset {at + 4})",
         f"registry: churn challenger {c1} added; 2 in shadow (registry offset {at + 3})",
         f"registry: churn challenger {c2} added; 2 in shadow (registry offset {at + 4})",
     ]

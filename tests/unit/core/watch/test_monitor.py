@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from driftline.core.join.joiner import LABEL, PREDICTION, Joiner
+from driftline.core.join.keys import entry_key
 from driftline.core.join.rules import JoinEntry, JoinState
 from driftline.core.lifecycle.training import bootstrap
 from driftline.core.model.config import DriftConfig, GateConfig, ModelConfig
@@ -239,7 +240,8 @@ def prediction_of(i: int, version: str) -> dict[str, Any]:
     return prediction(event_id=f"p{i}", version=version, features=features(rng), segment={})
 
 
-JOINER = Joiner(CODEC, {"churn": "classification"}.get, lambda model: 1_000, "t.predictions")
+JOINER = Joiner(CODEC, {"churn": "classification"}.get, lambda model: 1_000, "t.predictions",
+                "t.labels")  # fmt: skip
 HELD = {  # what a join expiry gives up: the state and the message it held
     "expired_prediction": (JoinState.WAITING_FOR_LABEL, PREDICTION, prediction()),
     "orphan_label": (JoinState.WAITING_FOR_PREDICTION, LABEL, label()),
@@ -254,9 +256,9 @@ def join_dead_letter(reason: str, i: int) -> tuple[dict[str, Any], tuple[str, in
         if name == PREDICTION:
             record = {**record, "version": "v1-aaaaaaa"}
         held = CODEC.encode(name, {**record, "event_id": f"x{i}"})
-        origin = Origin("t.predictions", 0, -1, f"x{i}".encode(), None, [])
         entry = JoinEntry(state, T0 + 1_000, T0, 1_000, held)
-        step = JOINER.on_expire(origin, entry.to_bytes(), T0 + 1_000)
+        key = entry_key("churn", f"x{i}".encode())
+        step = JOINER.on_expire(0, key, entry.to_bytes(), T0 + 1_000, {}.get)
         (out,) = step.outputs
         return CODEC.decode(out.value).value, step.settled
     letter, _ = dead_letter(
