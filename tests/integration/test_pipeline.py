@@ -230,26 +230,37 @@ def test_join_state_survives_a_worker_restart(settings, tmp_path, store) -> None
         first.stop()
 
 
-def test_a_challengers_predictions_travel_with_the_champions_to_the_outcome(pipeline) -> None:
+def test_every_challengers_predictions_travel_with_the_champions_to_the_outcome(pipeline) -> None:
     """Issue 23: a challenger's predictions went to predictions.shadow, which nothing
     joins. The champion's Prediction now carries them and the join copies them into the
-    Outcome, so a challenger is judged on the champion's labelled events."""
+    Outcome, so a challenger is judged on the champion's labelled events; with several
+    challengers (the registry holds up to DRIFTLINE_MAX_CHALLENGERS), every one of them,
+    oldest first."""
     s, champion, proc = pipeline
     config = ModelsConfig.load(s.models_file)["churn"]
-    run, _ = bootstrap(
-        [example(random.Random(99), i) for i in range(400)], config,
-        key=s.signing_key.get_secret_value().encode(), by="test", reason="a challenger",
-        now_ms=int(time.time() * 1000),
-    )  # fmt: skip
-    shadow = dict(run.record, stage="challenger", stage_reason="shadow it")
-    assert shadow["version"] != champion
-    harness.publish(s, "registry", "io.driftline.ModelVersion", [shadow],
+    shadows: list[dict] = []
+    for seed in (99, 98):
+        rows = random.Random(seed)  # rows that differ, 100 held out (the gate's minimum)
+        run, _ = bootstrap(
+            [example(rows, i) for i in range(500)], config,
+            key=s.signing_key.get_secret_value().encode(), by="test", reason="a challenger",
+            now_ms=int(time.time() * 1000),
+            existing_versions=[champion, *(r["version"] for r in shadows)],
+        )  # fmt: skip
+        shadows.append(dict(run.record, stage="challenger", stage_reason="shadow it"))
+    versions = [r["version"] for r in shadows]
+    assert champion not in versions and len(set(versions)) == 2
+    harness.publish(s, "registry", "io.driftline.ModelVersion", shadows,
                     key=lambda r: f"{r['model']}/{r['version']}")  # fmt: skip
     rng = random.Random(23)
     warm = [example(rng, i) for i in range(20)]
     deadline = time.monotonic() + 60
-    while not harness.collect(s, "predictions.shadow", lambda got: len(got) > 0, timeout=2):
-        assert time.monotonic() < deadline, proc.tail()  # the worker loads the challenger
+
+    def both(got: list) -> bool:
+        return {x["version"] for x in got} >= set(versions)
+
+    while not both(harness.collect(s, "predictions.shadow", both, timeout=2)):
+        assert time.monotonic() < deadline, proc.tail()  # the worker loads the challengers
         send(s, warm, labels=False)
     before = len(harness.collect(s, "predictions", lambda got: False, timeout=2))
     events = [example(rng, 1_000 + i) for i in range(100)]
@@ -262,16 +273,19 @@ def test_a_challengers_predictions_travel_with_the_champions_to_the_outcome(pipe
                                >= len(events))  # fmt: skip
     mine_out = {o["event_id"]: o for o in outcomes if o["event_id"] in ids}
     assert set(mine_out) == ids, proc.tail()
-    model = load_version(shadow, s.signing_key.get_secret_value().encode())
+    key = s.signing_key.get_secret_value().encode()
+    models = [load_version(r, key) for r in shadows]
     by_id = {e["event_id"]: e for e in events}
     for p in mine:
-        (c,) = p["challengers"]
-        value, scores = model.predict_one(by_id[p["event_id"]]["features"])
-        assert (c["version"], c["prediction"]) == (shadow["version"], value)
-        assert c["scores"] == pytest.approx(scores)
+        assert [c["version"] for c in p["challengers"]] == versions
+        for c, model in zip(p["challengers"], models, strict=True):
+            value, scores = model.predict_one(by_id[p["event_id"]]["features"])
+            assert c["prediction"] == value
+            assert c["scores"] == pytest.approx(scores)
         assert mine_out[p["event_id"]]["challengers"] == p["challengers"]
-    shadows = harness.collect(s, "predictions.shadow", lambda got: False, timeout=2)
-    assert {x["event_id"] for x in shadows} >= ids  # still written, one per event
+    written = harness.collect(s, "predictions.shadow", lambda got: False, timeout=2)
+    for version in versions:  # still written, one per event and challenger
+        assert {x["event_id"] for x in written if x["version"] == version} >= ids
 
 
 def _dead(s, reason: str, n: int, timeout: float = 60) -> list[dict]:
@@ -315,7 +329,9 @@ def test_labels_are_checked_against_the_champion_and_a_new_task_is_followed(pipe
     old = read_registry(s).champion("churn")
     config = ModelConfig("churn", task="regression", factory="linear_regression",
                          features=ModelsConfig.load(s.models_file)["churn"].features)  # fmt: skip
-    rows = [{**example(rng, i), "label": float(i % 50)} for i in range(600)]
+    # a label the features explain: a first version must beat the mean (the gate's baseline)
+    rows = [{**e, "label": 10 * (e["features"]["x1"] + e["features"]["x2"]) + 25}
+            for e in (example(rng, i) for i in range(600))]  # fmt: skip
     _, records = bootstrap(rows, config, key=s.signing_key.get_secret_value().encode(),
                            by="test", reason="now a regressor", now_ms=int(time.time() * 1000),
                            current=[old], existing_versions=[old["version"]])  # fmt: skip

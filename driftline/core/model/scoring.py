@@ -57,7 +57,7 @@ class Servable(Protocol):
 
 
 Challengers = Servable | Sequence[Servable] | None
-"""What ``versions(model)`` gives beside the champion: none, one or several challengers."""
+"""What ``lineup(model)`` gives beside the champion: none, one or several challengers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +100,7 @@ def _finite(value: Any, scores: Mapping[str, float]) -> bool:
 class Scoring:
     """Scores FeatureEvent bytes with the champion (and its challengers, in shadow).
 
-    ``versions(model)`` returns (champion, challengers) served now, the challengers as
+    ``lineup(model)`` returns (champion, challengers) served now, the challengers as
     None, one version or a sequence of them; it is called per event and must be a cheap
     lookup. ``known(model)`` says whether a model exists.
     """
@@ -108,13 +108,13 @@ class Scoring:
     def __init__(
         self,
         codec: Codec,
-        versions: Callable[[str], tuple[Servable | None, Challengers]],
+        lineup: Callable[[str], tuple[Servable | None, Challengers]],
         known: Callable[[str], bool],
         *,
         passthrough: bool = True,
     ) -> None:
         self._codec = codec
-        self._versions = versions
+        self._lineup = lineup
         self._known = known
         # A Prediction repeats the event's features and segment: copy their Avro bytes
         # instead of encoding them again (most of the cost of encoding a Prediction).
@@ -133,7 +133,7 @@ class Scoring:
         event = decoded.value
         check_envelope(event, key, self._known)
         model = event["model"]
-        champion, challengers = self._versions(model)
+        champion, challengers = self._lineup(model)
         if champion is None:
             raise ModelError("no_champion", f"model {model!r} has no champion version yet", model)
         features = event["features"]

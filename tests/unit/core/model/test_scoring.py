@@ -42,7 +42,7 @@ def train(seed: int, existing: tuple[str, ...] = ()) -> ServedModel:
     """A logistic regression trained on ``amount > 5`` and loaded from its signed record."""
     config = ModelConfig(
         "churn", factory="logistic_regression", params={"lr": 0.1}, seed=seed,
-        features=FEATURES, gate=GateConfig(min_segment_samples=10),
+        features=FEATURES, gate=GateConfig(min_segment_samples=10, min_holdout_rows=50),
     )  # fmt: skip
     rng = random.Random(seed)
     rows = []
