@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import math
 import random
+import signal
 import time
 from pathlib import Path
 
 import pytest
 from rocksdict import Options, Rdict
 
+from driftline.consumers.registry_io import read_registry
 from driftline.core.join.leanentry import is_names_key
+from driftline.core.lifecycle.training import bootstrap
+from driftline.core.model.config import ModelConfig, ModelsConfig
+from driftline.core.model.estimators import load_version
 from driftline.core.wire.codec import default_codec
 from driftline.streams.joinstore import OFFSET_KEY
 from tests.integration import harness
-from tests.integration.churn import MODELS, example, feature_event, label, start_pipeline
+from tests.integration.churn import MODELS, example, feature_event, label, send, start_pipeline
 
 STORES = ["memory://", "rocksdb://"]
 
@@ -143,6 +148,11 @@ def test_induced_drift_raises_an_alert_and_exactly_one_retrain_trigger(pipeline)
     snaps = harness.collect(s, "metrics", lambda got: len(got) > 0, timeout=10)
     assert any(m["version"] == champion and "accuracy" in m["metrics"] for m in snaps)
 
+    # an operator reads the same from the worker's log: what it serves, each alert
+    log = proc.log.read_text()
+    assert f"registry: serving churn champion {champion} (registry offset " in log
+    assert f"alert: churn {champion} concept_drift " in log
+
 
 def rocksdb_tables(data_dir: Path) -> dict[int, tuple[int, int | None]]:
     """Per partition of the join store's RocksDB files under ``data_dir``: (entries held,
@@ -218,3 +228,180 @@ def test_join_state_survives_a_worker_restart(settings, tmp_path, store) -> None
     finally:
         second.stop()
         first.stop()
+
+
+def test_every_challengers_predictions_travel_with_the_champions_to_the_outcome(pipeline) -> None:
+    """Issue 23: a challenger's predictions went to predictions.shadow, which nothing
+    joins. The champion's Prediction now carries them and the join copies them into the
+    Outcome, so a challenger is judged on the champion's labelled events; with several
+    challengers (the registry holds up to DRIFTLINE_MAX_CHALLENGERS), every one of them,
+    oldest first."""
+    s, champion, proc = pipeline
+    config = ModelsConfig.load(s.models_file)["churn"]
+    shadows: list[dict] = []
+    for seed in (99, 98):
+        rows = random.Random(seed)  # rows that differ, 100 held out (the gate's minimum)
+        run, _ = bootstrap(
+            [example(rows, i) for i in range(500)], config,
+            key=s.signing_key.get_secret_value().encode(), by="test", reason="a challenger",
+            now_ms=int(time.time() * 1000),
+            existing_versions=[champion, *(r["version"] for r in shadows)],
+        )  # fmt: skip
+        shadows.append(dict(run.record, stage="challenger", stage_reason="shadow it"))
+    versions = [r["version"] for r in shadows]
+    assert champion not in versions and len(set(versions)) == 2
+    harness.publish(s, "registry", "io.driftline.ModelVersion", shadows,
+                    key=lambda r: f"{r['model']}/{r['version']}")  # fmt: skip
+    rng = random.Random(23)
+    warm = [example(rng, i) for i in range(20)]
+    deadline = time.monotonic() + 60
+
+    def both(got: list) -> bool:
+        return {x["version"] for x in got} >= set(versions)
+
+    while not both(harness.collect(s, "predictions.shadow", both, timeout=2)):
+        assert time.monotonic() < deadline, proc.tail()  # the worker loads the challengers
+        send(s, warm, labels=False)
+    before = len(harness.collect(s, "predictions", lambda got: False, timeout=2))
+    events = [example(rng, 1_000 + i) for i in range(100)]
+    ids = {e["event_id"] for e in events}
+    send(s, events)
+    preds = harness.collect(s, "predictions", lambda got: len(got) >= before + len(events))
+    mine = [p for p in preds if p["event_id"] in ids]
+    assert len(mine) == len(events), proc.tail()
+    outcomes = harness.collect(s, "outcomes", lambda got: len({o["event_id"] for o in got} & ids)
+                               >= len(events))  # fmt: skip
+    mine_out = {o["event_id"]: o for o in outcomes if o["event_id"] in ids}
+    assert set(mine_out) == ids, proc.tail()
+    key = s.signing_key.get_secret_value().encode()
+    models = [load_version(r, key) for r in shadows]
+    by_id = {e["event_id"]: e for e in events}
+    for p in mine:
+        assert [c["version"] for c in p["challengers"]] == versions
+        for c, model in zip(p["challengers"], models, strict=True):
+            value, scores = model.predict_one(by_id[p["event_id"]]["features"])
+            assert c["prediction"] == value
+            assert c["scores"] == pytest.approx(scores)
+        assert mine_out[p["event_id"]]["challengers"] == p["challengers"]
+    written = harness.collect(s, "predictions.shadow", lambda got: False, timeout=2)
+    for version in versions:  # still written, one per event and challenger
+        assert {x["event_id"] for x in written if x["version"] == version} >= ids
+
+
+def _dead(s, reason: str, n: int, timeout: float = 60) -> list[dict]:
+    def enough(got: list) -> bool:
+        return sum(d["reason"] == reason for d in got) >= n
+
+    return [d for d in harness.collect(s, "deadletter", enough, timeout) if d["reason"] == reason]
+
+
+def test_labels_are_checked_against_the_champion_and_a_new_task_is_followed(pipeline) -> None:
+    """The trial: a boolean model joined ``1`` and ``"True"`` labels (the string counted
+    as a wrong prediction), and a model re-bootstrapped as a regressor was monitored as
+    a classifier until the worker restarted."""
+    s, champion, proc = pipeline
+    rng = random.Random(23)
+    events = [example(rng, i) for i in range(3)]
+    harness.produce(s, "features", harness.encoded(
+        "io.driftline.FeatureEvent", map(feature_event, events)))  # fmt: skip
+    labels = [{**label(e), "label": value} for e, value in zip(events, [1, "True", True],
+                                                               strict=True)]  # fmt: skip
+    harness.produce(s, "labels", harness.encoded("io.driftline.Label", labels))
+    dead = _dead(s, "label_type_mismatch", 2)
+    assert sorted(d["source_key"] for d in dead) == sorted(
+        e["event_id"].encode() for e in events[:2]), proc.tail()  # fmt: skip
+    assert all(d["stage"] == "join" for d in dead)
+    # each names its model and the labels record it was (topic, offset, timestamp)
+    assert all(d["model"] == "churn" for d in dead)
+    assert all(d["source_topic"] == s.topic("labels") for d in dead)
+    assert all(d["source_offset"] >= 0 and d["source_timestamp_ms"] for d in dead)
+    sent = [v for _, v in harness.encoded("io.driftline.Label", labels[:2])]
+    assert sorted(d["raw"] for d in dead) == sorted(sent)
+    details = sorted(d["detail"] for d in dead)
+    assert "label 'True' (string): churn " in details[0]
+    assert "label 1 (integer): churn " in details[1]
+    assert all(f"{champion} predicts boolean classes (False, True)" in d for d in details)
+    outcomes = harness.collect(s, "outcomes", lambda got: len(got) >= 1)
+    assert [o["event_id"] for o in outcomes] == [events[2]["event_id"]]
+
+    # the same model re-bootstrapped as a regressor, the worker running on (its models
+    # file still says classification): labels and metrics follow the registry's champion
+    old = read_registry(s).champion("churn")
+    config = ModelConfig("churn", task="regression", factory="linear_regression",
+                         features=ModelsConfig.load(s.models_file)["churn"].features)  # fmt: skip
+    # a label the features explain: a first version must beat the mean (the gate's baseline)
+    rows = [{**e, "label": 10 * (e["features"]["x1"] + e["features"]["x2"]) + 25}
+            for e in (example(rng, i) for i in range(600))]  # fmt: skip
+    _, records = bootstrap(rows, config, key=s.signing_key.get_secret_value().encode(),
+                           by="test", reason="now a regressor", now_ms=int(time.time() * 1000),
+                           current=[old], existing_versions=[old["version"]])  # fmt: skip
+    new = records[-1]["version"]
+    harness.publish(s, "registry", "io.driftline.ModelVersion", records,
+                    key=lambda r: f"{r['model']}/{r['version']}")  # fmt: skip
+    deadline = time.monotonic() + 60
+    served: list[dict] = []
+    while not any(p["version"] == new for p in served):  # the scorer swaps within seconds
+        assert time.monotonic() < deadline, proc.tail()
+        probe = example(rng, 10_000 + len(served))
+        harness.produce(s, "features", harness.encoded("io.driftline.FeatureEvent",
+                                                       [feature_event(probe)]))  # fmt: skip
+        time.sleep(0.5)
+        served = harness.collect(s, "predictions", lambda got: False, timeout=2)
+    batch = [example(rng, 20_000 + i) for i in range(300)]
+    harness.produce(s, "features", harness.encoded(
+        "io.driftline.FeatureEvent", map(feature_event, batch)))  # fmt: skip
+    preds = harness.collect(s, "predictions", lambda got: sum(
+        p["version"] == new for p in got) >= len(batch))  # fmt: skip
+    assert sum(p["version"] == new for p in preds) >= len(batch)
+    regression_labels = [{**label(e), "label": float(i % 50)} for i, e in enumerate(batch)]
+    regression_labels[0]["label"] = True  # a classifier's label, for the regressor
+    harness.produce(s, "labels", harness.encoded("io.driftline.Label", regression_labels))
+    dead = _dead(s, "label_type_mismatch", 3)
+    (mine,) = [d for d in dead if d["source_key"] == batch[0]["event_id"].encode()]
+    assert f"label True (boolean): churn {new} is a regression model" in mine["detail"]
+
+    def mae_of_new(got: list) -> bool:
+        return any(m["version"] == new and "mae" in m["metrics"] for m in got)
+
+    snaps = harness.collect(s, "metrics", mae_of_new, timeout=60)
+    assert mae_of_new(snaps), proc.tail()
+    assert not any(m["version"] == new and "accuracy" in m["metrics"] for m in snaps)
+    assert proc.running()
+
+
+def test_sighup_reloads_the_models_file_and_refuses_a_broken_one(pipeline) -> None:
+    """A broken file is refused with a config_rejected alert and the worker runs on with
+    its last good configuration; a good one is applied without a restart."""
+    s, _, proc = pipeline
+    assert s.models_file is not None
+    s.models_file.write_text(MODELS.replace("min_rows = 300", "min_rws = 300"))
+    assert proc.proc is not None
+    proc.proc.send_signal(signal.SIGHUP)
+
+    def rejected(got: list) -> bool:
+        return any(a["kind"] == "config_rejected" for a in got)
+
+    alerts = harness.collect(s, "alerts", rejected, timeout=30)
+    assert rejected(alerts), proc.tail()
+    alert = next(a for a in alerts if a["kind"] == "config_rejected")
+    assert alert["model"] == "churn" and alert["evidence"]["process"] == "worker"
+    assert "models.churn.retrain.min_rws (line 11): unknown key" in alert["message"]
+    assert proc.running()
+    assert "refused models file" in proc.tail()
+
+    # the last good file is in force (TTL 8 s); a good one with a 1 s TTL is applied
+    s.models_file.write_text(MODELS.replace("join_ttl_ms = 8000", "join_ttl_ms = 1000"))
+    proc.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    while "reloaded models file" not in proc.tail():
+        assert time.monotonic() < deadline, proc.tail()
+        time.sleep(0.2)
+    assert "changed: churn" in proc.tail()
+    lonely = example(random.Random(29), 0)  # a prediction whose label never comes
+    harness.produce(s, "features", harness.encoded("io.driftline.FeatureEvent",
+                                                   [feature_event(lonely)]))  # fmt: skip
+    (expired,) = _dead(s, "expired_prediction", 1, timeout=30)
+    (pred,) = [p for p in harness.collect(s, "predictions", lambda got: len(got) >= 1)
+               if p["event_id"] == lonely["event_id"]]  # fmt: skip
+    assert expired["failed_at_ms"] - pred["predicted_at_ms"] < 7_000  # 1 s, not 8 s
+    assert proc.running()
