@@ -5,12 +5,16 @@ runs are read the same way.
 A *promotion* is a champion record of a version that never was champion before (the
 first champion, the bootstrap's, is not one); a *rollback* is a champion record of a
 version that was champion earlier and is not the current one; a record repeating the
-current champion counts as neither.
+current champion counts as neither. A *challenger* is a version given a challenger record
+(the gate passed it with promotion ``manual``, or found it better without proof and kept
+it in shadow); *rejected*, a rejected record.
 
 >>> recs = [{"version": v, "stage": s} for v, s in [("v1", "champion"), ("v2", "candidate"),
 ...         ("v2", "champion"), ("v1", "archived"), ("v2", "champion"), ("v1", "champion")]]
 >>> stage_counts(recs)
-{'promotions': 1, 'rollbacks': 1, 'rejected': 0}
+{'promotions': 1, 'rollbacks': 1, 'challengers': 0, 'rejected': 0}
+>>> stage_counts(recs + [{"version": "v3", "stage": "challenger"}])["challengers"]
+1
 """
 
 from __future__ import annotations
@@ -22,13 +26,17 @@ from typing import Any
 
 
 def stage_counts(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """Promotions, rollbacks (module docstring) and rejected candidates, in record order."""
+    """Promotions, rollbacks, challengers (module docstring) and rejected candidates, in
+    record order."""
     current: str | None = None
     past: set[str] = set()
+    challengers: set[str] = set()
     promotions = rollbacks = rejected = 0
     for r in records:
         if r["stage"] == "rejected":
             rejected += 1
+        if r["stage"] == "challenger":
+            challengers.add(r["version"])
         if r["stage"] != "champion" or r["version"] == current:
             continue
         if current is not None:
@@ -38,7 +46,8 @@ def stage_counts(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
                 promotions += 1
             past.add(current)
         current = r["version"]
-    return {"promotions": promotions, "rollbacks": rollbacks, "rejected": rejected}
+    return {"promotions": promotions, "rollbacks": rollbacks, "challengers": len(challengers),
+            "rejected": rejected}  # fmt: skip
 
 
 def percentile(xs: Sequence[float], q: float) -> float:

@@ -78,7 +78,7 @@ def _gains(rows: list[dict[str, Any]]) -> str:
 def _kafka(rows: list[dict[str, Any]]) -> str:
     header = ["stream", "delay", "target/s", "achieved/s", "waited for the worker s",
               "scoring latency p50 / p99 ms",
-              "triggers", "promoted (served)", "rejected", "rollbacks",
+              "triggers", "promoted (served)", "challenger", "rejected", "rollbacks",
               "trigger to serving s p50 / p99",
               "events p50 / p99", "missing / duplicate predictions"]  # fmt: skip
     body = []
@@ -89,7 +89,7 @@ def _kafka(rows: list[dict[str, Any]]) -> str:
                 f"{_f(k['paused'], '.0f')} of {_f(k['replay_seconds'], '.0f')}",
                 f"{_f(k['latency_p50'], '.0f')} / {_f(k['latency_p99'], '.0f')}",
                 _f(k["triggers"], ".1f"), f"{_f(k['promotions'], '.1f')} ({k['answers']})",
-                _f(k["rejected"], ".1f"),
+                _f(k["challengers"], ".1f"), _f(k["rejected"], ".1f"),
                 _f(k["rollbacks"], ".1f"),
                 f"{_f(k['t2s_s_p50'], '.1f')} / {_f(k['t2s_s_p99'], '.1f')}",
                 f"{_f(k['t2s_ev_p50'], ',.0f')} / {_f(k['t2s_ev_p99'], ',.0f')}",
@@ -99,14 +99,14 @@ def _kafka(rows: list[dict[str, Any]]) -> str:
 
 
 def _loop(rows: list[dict[str, Any]]) -> str:
-    header = ["stream", "delay", "retrains", "promoted", "rejected", "rollbacks",
+    header = ["stream", "delay", "retrains", "promoted", "challenger", "rejected", "rollbacks",
               "drift hits (alarm < 1,000 events after; gradual: from -w to w + 1,000)",
               "mean delay (outcomes)",
               "alarms outside (false)", "feature alerts", "trigger reasons"]  # fmt: skip
     body = [
         [
             r["stream"], str(r["delay"]), _f(r["retrains"], ".1f"), _f(r["promotions"], ".1f"),
-            _f(r["rejected"], ".1f"), _f(r["rollbacks"], ".1f"),
+            _f(r["challengers"], ".1f"), _f(r["rejected"], ".1f"), _f(r["rollbacks"], ".1f"),
             f"{r['hits']}/{r['possible_hits']}" if r["possible_hits"] else "no change points",
             _f(r["mean_delay"], ".0f"),
             _f(r["false_alarms"], ".1f") if r["possible_hits"] or r["drift"] == "none"

@@ -35,18 +35,23 @@ def _recs(*pairs: tuple[str, str]) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(
     ("records", "expected"),
     [
-        (_recs(("v1", "champion")), (0, 0, 0)),
-        (_recs(("v1", "champion"), ("v1", "champion")), (0, 0, 0)),  # a repeat
-        (_recs(("v1", "champion"), ("v2", "candidate"), ("v2", "rejected")), (0, 0, 1)),
-        (_recs(("v1", "champion"), ("v2", "champion"), ("v3", "champion")), (2, 0, 0)),
-        (_recs(("v1", "champion"), ("v2", "champion"), ("v1", "champion")), (1, 1, 0)),
+        (_recs(("v1", "champion")), (0, 0, 0, 0)),
+        (_recs(("v1", "champion"), ("v1", "champion")), (0, 0, 0, 0)),  # a repeat
+        (_recs(("v1", "champion"), ("v2", "candidate"), ("v2", "rejected")), (0, 0, 0, 1)),
+        (_recs(("v1", "champion"), ("v2", "champion"), ("v3", "champion")), (2, 0, 0, 0)),
+        (_recs(("v1", "champion"), ("v2", "champion"), ("v1", "champion")), (1, 1, 0, 0)),
         (_recs(("v1", "champion"), ("v2", "champion"), ("v3", "champion"), ("v2", "champion"),
-               ("v3", "champion")), (2, 2, 0)),
+               ("v3", "champion")), (2, 2, 0, 0)),
+        # kept in shadow by the gate, one of them later archived, the other promoted
+        (_recs(("v1", "champion"), ("v2", "candidate"), ("v2", "challenger"),
+               ("v3", "candidate"), ("v3", "challenger"), ("v2", "archived"),
+               ("v3", "champion")), (1, 0, 2, 0)),
+        (_recs(("v1", "champion"), ("v2", "challenger"), ("v2", "challenger")), (0, 0, 1, 0)),
     ],
 )  # fmt: skip
-def test_stage_counts(records: list[dict[str, Any]], expected: tuple[int, int, int]) -> None:
+def test_stage_counts(records: list[dict[str, Any]], expected: tuple[int, int, int, int]) -> None:
     c = lineage.stage_counts(records)
-    assert (c["promotions"], c["rollbacks"], c["rejected"]) == expected
+    assert (c["promotions"], c["rollbacks"], c["challengers"], c["rejected"]) == expected
 
 
 def test_trigger_to_serving_skips_versions_without_a_trigger_or_never_served() -> None:
@@ -195,11 +200,15 @@ def test_summary_and_targets_side_by_side() -> None:
                  periodic_grid=grid),
         _process("stationary", 500, 0.85),
     ]  # fmt: skip
-    kafka = [_kafka("agrawal", 500, 1_000.0, 0.855), _kafka("agrawal", 500, 5_000.0, 0.7),
+    kafka = [_kafka("agrawal", 500, 1_000.0, 0.855, challengers=1),
+             _kafka("agrawal", 500, 5_000.0, 0.7),
              _kafka("stationary", 500, 1_000.0, 0.85, triggers=1)]  # fmt: skip
     rows = summary.summarize(process, kafka)["rows"]
     assert [r["stream"] for r in rows] == ["agrawal", "stationary"]
     a = rows[0]
+    # a run from before the gate kept challengers (no count in its JSON) had none
+    assert (a["challengers"], a["kafka"][1_000.0]["challengers"]) == (0, 1)
+    assert a["kafka"][5_000.0]["challengers"] == 0
     assert a["best_baseline"] == 0.85 and a["periodic_best_every"] == 2_000
     assert summary.share(a["process"], a["frozen"], a["oracle"]) == pytest.approx(0.9)
     lines = targets(rows)
