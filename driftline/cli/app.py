@@ -11,12 +11,12 @@ from pathlib import Path
 import click
 
 from driftline import __version__
-from driftline.cli_acls import acls_cmd
-from driftline.cli_config import checked_models
-from driftline.cli_deadletters import deadletters
-from driftline.cli_models import register as register_training_commands
-from driftline.cli_ops import register as register_ops_commands
-from driftline.cli_schemas import schemas_cmd
+from driftline.cli.acls import acls_cmd
+from driftline.cli.config import checked_models
+from driftline.cli.deadletters import deadletters
+from driftline.cli.models import register as register_training_commands
+from driftline.cli.ops import register as register_ops_commands
+from driftline.cli.schemas import schemas_cmd
 from driftline.core.errors import DriftlineError
 from driftline.settings import Settings
 
@@ -316,13 +316,13 @@ def demo_cmd(stream: str, events: int, drift_every: int, warmup: int, label_dela
         sys.exit(130)
 
 
-# -- continuous training: trainer, projector, retrain, models (driftline/cli_models.py) --
+# -- continuous training: trainer, projector, retrain, models (driftline/cli/models.py) --
 
 register_training_commands(cli)
 cli.add_command(schemas_cmd)
-register_ops_commands(cli)  # tail, produce, status (driftline/cli_ops.py)
-cli.add_command(acls_cmd)  # ACLs of the principals of a secured cluster (driftline/cli_acls.py)
-cli.add_command(deadletters)  # replay dead letters to their source topics (cli_deadletters.py)
+register_ops_commands(cli)  # tail, produce, status (driftline/cli/ops.py)
+cli.add_command(acls_cmd)  # ACLs of the principals of a secured cluster (driftline/cli/acls.py)
+cli.add_command(deadletters)  # replay dead letters to their source topics (cli/deadletters.py)
 
 
 def main() -> None:

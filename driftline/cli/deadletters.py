@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from driftline.cli_ops_format import topic_name
+from driftline.cli.ops_format import topic_name
 from driftline.core.errors import DriftlineError
 from driftline.core.wire.deadletter import replay_refusal
 from driftline.settings import Settings

@@ -18,8 +18,8 @@ from typing import Any
 
 import click
 
-from driftline.cli_config import CONFIG_EXIT, checked_models, models_check
-from driftline.cli_format import parse_since, typed, version_report, version_table
+from driftline.cli.config import CONFIG_EXIT, checked_models, models_check
+from driftline.cli.models_format import parse_since, typed, version_report, version_table
 from driftline.core.errors import ConfigError, StageError
 from driftline.core.lifecycle.registry import (
     Registry,

@@ -1,7 +1,7 @@
 """Operator commands: ``driftline tail``, ``driftline produce``, ``driftline status``.
 
 Registered on the ``driftline`` group by :func:`register`. Text and JSON come from
-:mod:`driftline.cli_ops_format`, rows of files from :mod:`driftline.replay` (both
+:mod:`driftline.cli.ops_format`, rows of files from :mod:`driftline.replay` (both
 pure), the cluster summary from :mod:`driftline.kafka.status`. Kafka clients are imported inside the
 commands so ``driftline --help`` stays fast.
 """
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from driftline.cli_ops_format import status_lines, tail_line, tail_record, topic_name
+from driftline.cli.ops_format import status_lines, tail_line, tail_record, topic_name
 from driftline.core.errors import DriftlineError
 from driftline.settings import Settings
 

@@ -1,7 +1,7 @@
 """What ``driftline status`` reads from the cluster: Driftline's topics with their
 partitions and offsets, the consumer groups reading them and their lag, the models
 on the registry topic, and the newest alerts. One JSON-ready dict; the text comes
-from :func:`driftline.cli_ops_format.status_lines`.
+from :func:`driftline.cli.ops_format.status_lines`.
 """
 
 from __future__ import annotations

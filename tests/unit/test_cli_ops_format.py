@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from driftline.cli import cli
-from driftline.cli_ops_format import (
+from driftline.cli.ops_format import (
     jsonable,
     status_lines,
     table,
@@ -269,7 +269,7 @@ def test_commands_have_help(command: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["driftline.cli_ops_format", "driftline.replay", "driftline.kafka.status"]
+    "name", ["driftline.cli.ops_format", "driftline.replay", "driftline.kafka.status"]
 )
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name))
