@@ -218,3 +218,6 @@ def replay_cmd(
         raise click.ClickException(f"{len(failed)} records not delivered: {failed[0]}")
     if refused:
         raise SystemExit(1)
+
+
+COMMANDS: tuple[click.Command, ...] = (deadletters,)

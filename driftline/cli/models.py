@@ -1,6 +1,6 @@
 """``driftline trainer|projector|retrain|models ...``: continuous training commands.
 
-Registered on the ``driftline`` group by :func:`register`. Kafka clients are imported
+Registered on the ``driftline`` group from :data:`COMMANDS`. Kafka clients are imported
 inside the commands so that ``--help`` stays fast.
 """
 
@@ -438,8 +438,6 @@ def models_bootstrap(
     _publish(settings, records)
 
 
-def register(cli: click.Group) -> None:
-    """Add the continuous-training commands to the ``driftline`` group."""
-    models_group.add_command(models_check)
-    for cmd in (trainer_cmd, projector_cmd, retrain_cmd, models_group):
-        cli.add_command(cmd)
+models_group.add_command(models_check)  # the models file check (driftline/cli/config.py)
+
+COMMANDS: tuple[click.Command, ...] = (trainer_cmd, projector_cmd, retrain_cmd, models_group)

@@ -1,6 +1,6 @@
 """Operator commands: ``driftline tail``, ``driftline produce``, ``driftline status``.
 
-Registered on the ``driftline`` group by :func:`register`. Text and JSON come from
+Registered on the ``driftline`` group from :data:`COMMANDS`. Text and JSON come from
 :mod:`driftline.cli.ops_format`, rows of files from :mod:`driftline.replay` (both
 pure), the cluster summary from :mod:`driftline.kafka.status`. Kafka clients are imported inside the
 commands so ``driftline --help`` stays fast.
@@ -245,7 +245,4 @@ def status_cmd(settings: Settings, n_alerts: int, as_json: bool) -> None:
         click.echo("\n".join(status_lines(doc)))
 
 
-def register(cli: click.Group) -> None:
-    """Add ``tail``, ``produce`` and ``status`` to the ``driftline`` group."""
-    for command in (tail_cmd, produce_cmd, status_cmd):
-        cli.add_command(command)
+COMMANDS: tuple[click.Command, ...] = (tail_cmd, produce_cmd, status_cmd)
