@@ -24,8 +24,8 @@ from sqlalchemy import Connection, Engine, create_engine, delete
 
 from driftline.consumers import sqlview
 from driftline.consumers.kafka_io import Offsets, reader
-from driftline.core.wire.codec import default_codec
 from driftline.core.errors import CodecError
+from driftline.core.wire.codec import default_codec
 from driftline.settings import Settings
 
 log = logging.getLogger("driftline.projector")

@@ -261,7 +261,9 @@ class Trainer:
         self.publisher.flush()
         for r in answer.records:
             reg.apply(r)
-        detail = answer.alerts[-1]["message"] if answer.verdict is None else answer.verdict["summary"]
+        detail = (
+            answer.alerts[-1]["message"] if answer.verdict is None else answer.verdict["summary"]
+        )
         kinds = tuple(a["kind"] for a in answer.alerts)
         return Outcome(trigger["trigger_id"], model, answer.stage, answer.version, detail, kinds)
 
