@@ -168,8 +168,8 @@ def replay_cmd(
     """
     from confluent_kafka import KafkaError, Message, Producer
 
-    from driftline.consumers.kafka_io import reader
     from driftline.kafka.clients import producer_config
+    from driftline.kafka.helpers import reader
 
     wanted = [topic_name(t, settings.topic_prefix) for t in source_topics]
     topic = settings.topic("deadletter")

@@ -122,8 +122,8 @@ def retrain_cmd(
 ) -> None:
     """Publish a manual retrain trigger for MODEL (trained once its window holds the
     model's retrain.min_rows rows, unless --force)."""
-    from driftline.consumers.kafka_io import Publisher
-    from driftline.consumers.registry_io import RegistryFollower
+    from driftline.kafka.helpers import Publisher
+    from driftline.kafka.registry_follower import RegistryFollower
 
     now = _now_ms()
     follower = RegistryFollower(settings)
@@ -176,13 +176,13 @@ def models_group() -> None:
 
 
 def _registry(settings: Settings) -> Registry:
-    from driftline.consumers.registry_io import read_registry
+    from driftline.kafka.registry_follower import read_registry
 
     return read_registry(settings)
 
 
 def _publish(settings: Settings, records: list[dict[str, Any]]) -> None:
-    from driftline.consumers.kafka_io import Publisher
+    from driftline.kafka.helpers import Publisher
 
     pub = Publisher(settings, "cli")
     pub.send_versions(records)

@@ -60,8 +60,8 @@ def tail_cmd(
     """
     from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, TopicPartition
 
-    from driftline.consumers.kafka_io import reader
     from driftline.core.wire.codec import default_codec
+    from driftline.kafka.helpers import reader
 
     name = topic_name(topic, settings.topic_prefix)
     codec = default_codec()

@@ -34,7 +34,7 @@ from driftline.core.wire.headers import for_confluent
 from driftline.kafka.clients import admin_config, consumer_config, producer_config
 from driftline.settings import Settings
 
-log = logging.getLogger("driftline.kafka_io")
+log = logging.getLogger("driftline.kafka_io")  # the name logs have always shown
 
 T = TypeVar("T")
 TIMEOUT_S = 30.0
