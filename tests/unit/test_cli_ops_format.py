@@ -111,8 +111,8 @@ def test_lag_rows(committed: dict, ends: dict, rows: list) -> None:
 def test_status_text_has_every_section() -> None:
     doc = {
         "prefix": "p.",
-        "topics": [{"topic": "p.features", "exists": True, "partitions": 3, "retained_offsets": 1200,
-                    "end_offsets": 1500},
+        "topics": [{"topic": "p.features", "exists": True, "partitions": 3,
+                    "retained_offsets": 1200, "end_offsets": 1500},
                    {"topic": "p.labels", "exists": False}],
         "groups": [{"group": "p-worker-scorer", "topic": "p.features", "partitions": 3,
                     "committed": 1400, "lag": 100}],
