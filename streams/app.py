@@ -6,7 +6,9 @@
   store (streams/join_loop.py)
 * monitor: on the event loop, fed the join's committed steps, ticked by a Faust timer
   (streams/monitors.py)
-* web: /metrics, the status page and /status.json (streams/web.py)
+* web: /metrics, the status page and /status.json (streams/web.py), whose last known
+  state is read back from the metrics, alerts and retrain topics at start-up
+  (streams/restore.py)
 * SIGHUP: reload the models file (driftline/reload.py); a broken one is refused with a
   ``config_rejected`` alert and the last good configuration stays in force
 
@@ -53,6 +55,7 @@ from driftline.streams.join_loop import JoinLoop
 from driftline.streams.joinstore import open_store
 from driftline.streams.monitors import Monitors, Recent, install, log_alert
 from driftline.streams.registry import RegistryFollower
+from driftline.streams.restore import read_last_known, restore
 from driftline.streams.scorer import ScorerLoop
 
 log = logging.getLogger(__name__)
@@ -228,6 +231,7 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
         """Starts the registry follower, then the scorer, on threads; stops them."""
 
         async def on_start(self) -> None:
+            self.add_future(self._restore())  # the status page's last known state
             # SIGHUP reloads the models file, on the event loop (the monitor's thread)
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.reload)
             t = threading.Thread(target=follower.run, args=(worker.stop,), name="registry",
@@ -242,6 +246,15 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
                 s.start()
                 worker.threads.append(s)
             log.info("driftline worker ready: scoring %s", settings.topic("features"))
+
+        async def _restore(self) -> None:
+            """Read the metrics, alerts and retrain topics' tails back into the status
+            page's memory (streams/restore.py); a failure only leaves the page empty."""
+            try:
+                tails = await self.loop.run_in_executor(None, read_last_known, settings, codec)
+                restore(recent, tails)
+            except Exception:
+                log.exception("could not restore the status page from the topics")
 
         @mode.Service.task
         async def _feed_monitor(self) -> None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import faust
@@ -136,15 +136,23 @@ class Recent:
     >>> r.add(Emit("alerts", "m", {"kind": "concept_drift"}))
     >>> [a["kind"] for a in r.alerts]
     ['concept_drift']
+
+    After a restart, :meth:`restore` folds in the last known state read back from the
+    metrics, alerts and retrain topics (``driftline.streams.restore``); a snapshot so
+    restored stays marked in :attr:`restored` until a fresh one of the same key arrives.
     """
 
-    def __init__(self, points: int = 720, keep: int = 50, versions_per_model: int = 4) -> None:
+    def __init__(self, points: int = 720, keep: int = 50, versions_per_model: int = 8) -> None:
         self.points = points
+        self.keep = keep
         self.versions_per_model = versions_per_model
-        self.snapshots: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        self.snapshots: dict[SnapshotKey, dict[str, Any]] = {}
         self.history: dict[tuple[str, str], deque[tuple[int, dict[str, float]]]] = {}
         self.alerts: deque[dict[str, Any]] = deque(maxlen=keep)
         self.triggers: deque[dict[str, Any]] = deque(maxlen=keep)
+        self.restored: set[SnapshotKey] = set()
+        """Keys whose snapshot was read back from the metrics topic, not emitted since."""
+        self.restored_at_ms: int | None = None
 
     def add(self, emit: Emit) -> None:
         v = emit.value
@@ -153,24 +161,88 @@ class Recent:
         elif emit.topic == "retrain":
             self.triggers.append(v)
         elif emit.topic == "metrics":
-            key = (v["model"], v["version"])
-            if v["version"] == ALL_VERSIONS:  # a rate over every version: not a version
-                self.snapshots[(v["model"], v["version"], v["segment"], v["window"])] = v
-                return
-            if key not in self.history:
-                self._make_room(v["model"])
-                self.history[key] = deque(maxlen=self.points)
-            self.snapshots[(v["model"], v["version"], v["segment"], v["window"])] = v
-            if v["segment"] == "all" and v["window"].startswith("count"):
-                self.history[key].append((v["emitted_at_ms"], dict(v["metrics"])))
+            self.restored.discard(snapshot_key(v))
+            self._metrics(v)
+
+    def _metrics(self, v: dict[str, Any]) -> None:
+        key = (v["model"], v["version"])
+        if v["version"] == ALL_VERSIONS:  # a rate over every version: not a version
+            self.snapshots[snapshot_key(v)] = v
+            return
+        if key not in self.history:
+            self._make_room(v["model"])
+            self.history[key] = deque(maxlen=self.points)
+        self.snapshots[snapshot_key(v)] = v
+        if v["segment"] == "all" and v["window"].startswith("count"):
+            self.history[key].append((v["emitted_at_ms"], dict(v["metrics"])))
+
+    def restore(
+        self,
+        snapshots: Iterable[dict[str, Any]],
+        alerts: Iterable[dict[str, Any]] = (),
+        triggers: Iterable[dict[str, Any]] = (),
+        at_ms: int | None = None,
+    ) -> int:
+        """Fold in the last known state, read in any order: per key the newest snapshot
+        (and the charted history) unless this worker has emitted that key itself; the
+        ``keep`` newest alerts and triggers (by ``created_at_ms``, one per id) with those
+        it holds. Returns how many snapshot keys are marked restored.
+
+        >>> r = Recent()
+        >>> old = {"model": "m", "version": "v1", "segment": "all", "window": "count:9",
+        ...        "emitted_at_ms": 1, "metrics": {"accuracy": 0.5}}
+        >>> r.restore([dict(old, emitted_at_ms=2), old], at_ms=5)
+        1
+        >>> r.add(Emit("metrics", "m", dict(old, emitted_at_ms=6)))
+        >>> r.restored, [t for t, _ in r.history[("m", "v1")]]
+        (set(), [1, 2, 6])
+        """
+        fresh = set(self.snapshots) - self.restored
+        since = {k: h[0][0] for k, h in self.history.items() if h}  # first point emitted here
+        for v in sorted(snapshots, key=lambda v: v["emitted_at_ms"]):
+            key = snapshot_key(v)
+            if key not in fresh:
+                self._metrics(v)
+                self.restored.add(key)
+            elif v["segment"] == "all" and v["window"].startswith("count"):
+                hist = self.history.get(key[:2])  # emitted since: only its earlier points
+                if hist is not None and v["emitted_at_ms"] < since.get(key[:2], 0):
+                    hist.append((v["emitted_at_ms"], dict(v["metrics"])))
+        for hist in self.history.values():  # restored points may predate fresh ones
+            if any(a[0] > b[0] for a, b in zip(hist, list(hist)[1:], strict=False)):
+                ordered = sorted(hist, key=lambda p: p[0])
+                hist.clear()
+                hist.extend(ordered)
+        self.alerts = _newest([*alerts, *self.alerts], "alert_id", self.keep)
+        self.triggers = _newest([*triggers, *self.triggers], "trigger_id", self.keep)
+        self.restored_at_ms = at_ms
+        return len(self.restored)
 
     def _make_room(self, model: str) -> None:
-        """Forget the oldest version of ``model`` once it has too many."""
+        """Forget the version of ``model`` emitted longest ago once it has too many."""
         mine = [k for k in self.history if k[0] == model]
-        for old in mine[: max(0, len(mine) - self.versions_per_model + 1)]:
+        while len(mine) >= self.versions_per_model:
+            old = min(mine, key=lambda k: self.history[k][-1][0] if self.history[k] else 0)
+            mine.remove(old)
             del self.history[old]
             for k in [k for k in self.snapshots if k[:2] == old]:
                 del self.snapshots[k]
+                self.restored.discard(k)
+
+
+SnapshotKey = tuple[str, str, str, str]
+"""model, version, segment, window."""
+
+
+def snapshot_key(v: Mapping[str, Any]) -> SnapshotKey:
+    return (v["model"], v["version"], v["segment"], v["window"])
+
+
+def _newest(records: list[dict[str, Any]], id_field: str, n: int) -> deque[dict[str, Any]]:
+    """The ``n`` newest of ``records`` by creation time, one per id (the last seen)."""
+    by_id = {r.get(id_field) or id(r): r for r in records}
+    ordered = sorted(by_id.values(), key=lambda r: r.get("created_at_ms") or 0)
+    return deque(ordered[-n:], maxlen=n)
 
 
 def export(emit: Emit) -> None:

@@ -139,6 +139,9 @@ def _served(model: Mapping[str, Any]) -> str:
         ]  # fmt: skip
         header = ("metric", *(f"{w['window']} (n={w['count']})" for w in windows), "validation")
         title = f"{escape(s['version'])} {_stage(s['role'])}"
+        if s.get("restored"):
+            title += ' <span class="muted restored">(last known, restored at start-up)</span>'
+
         table = (
             _table(header, rows, set(range(1, len(windows) + 2)))
             if rows
@@ -244,6 +247,11 @@ def render(status: Mapping[str, Any]) -> str:
         facts.append(f"scored {int(worker['scored']):,}")
     if worker.get("scorer_lag") is not None:
         facts.append(f"scorer lag {int(worker['scorer_lag']):,}")
+    restored = status.get("restored")
+    if restored and restored.get("snapshots"):
+        at = when(restored.get("at_ms"))
+        n = int(restored["snapshots"])
+        facts.append(f"{n:,} snapshots restored from the metrics topic at {at} UTC")
     models = "".join(_model(m) for m in status.get("models", [])) or (
         '<section><p class="muted">No model yet: publish a version to the registry '
         "(driftline models bootstrap).</p></section>"

@@ -25,6 +25,7 @@ import mode
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from driftline.streams.monitors import snapshot_key
 from driftline.streams.statuspage import render
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ def _served(worker: Worker, model: str, version: str, role: str) -> dict[str, An
         s for (m, v, _, _), s in worker.recent.snapshots.items() if m == model and v == version
     ]
     overall = sorted((s for s in snaps if s["segment"] == "all"), key=lambda s: s["window"])
+    restored = worker.recent.restored
     windows = [
         {
             "window": s["window"],
@@ -67,6 +69,7 @@ def _served(worker: Worker, model: str, version: str, role: str) -> dict[str, An
             "baseline": dict(s.get("baseline") or {}),
             "window_end_ms": s["window_end_ms"],
             "emitted_at_ms": s["emitted_at_ms"],
+            "restored": snapshot_key(s) in restored,
         }
         for s in overall
     ]
@@ -80,7 +83,8 @@ def _served(worker: Worker, model: str, version: str, role: str) -> dict[str, An
         if s["segment"] != "all" and s["window"].startswith("count")
     ]  # fmt: skip
     return {"version": version, "role": role, "windows": windows, "drift": drift,
-            "segments": segments}  # fmt: skip
+            "segments": segments,
+            "restored": bool(windows) and all(w["restored"] for w in windows)}  # fmt: skip
 
 
 def _model(worker: Worker, model: str, records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -135,6 +139,7 @@ def collect(worker: Worker, now_ms: int | None = None) -> dict[str, Any]:
     for _ in range(3):  # the registry thread may add a model while we list them
         try:
             names |= set(registry.models())
+            names = {n for n in names if not registry.retired(n)}  # left out, as documented
             break
         except RuntimeError:
             continue
@@ -149,10 +154,20 @@ def collect(worker: Worker, now_ms: int | None = None) -> dict[str, Any]:
             "scorer_lag": worker.scorer.lag,
             "refresh_s": REFRESH_S,
         },
+        "restored": _restored(worker),
         "models": models,
         "alerts": [_alert(a) for a in reversed(worker.recent.alerts)],
         "triggers": [_trigger(t) for t in reversed(worker.recent.triggers)],
     }
+
+
+def _restored(worker: Worker) -> dict[str, Any] | None:
+    """When the last known state was read back from the topics at start-up, and how many
+    of its snapshots no fresh one has replaced yet (None: nothing restored)."""
+    recent = worker.recent
+    if recent.restored_at_ms is None:
+        return None
+    return {"at_ms": recent.restored_at_ms, "snapshots": len(recent.restored)}
 
 
 def _alert(a: Mapping[str, Any]) -> dict[str, Any]:

@@ -123,22 +123,29 @@ def _count(n: int | None) -> str:
     return "-" if n is None else f"{n:,}"
 
 
+OFFSETS_NOTE = (
+    "  (offsets, not records: a transactional topic (predictions, outcomes, ...) also"
+    " spends one offset per partition on each transaction's commit marker)"
+)
+
+
 def status_lines(doc: Mapping[str, Any]) -> list[str]:
     """``driftline status`` as text, from its JSON document (``--json``): topics,
     consumer groups and their lag, models with versions and stages, last alerts."""
     out = [f"Topics ({doc.get('prefix', '')}*)"]
-    rows: list[tuple[str, ...]] = [("TOPIC", "PARTITIONS", "MESSAGES", "END OFFSETS")]
+    rows: list[tuple[str, ...]] = [("TOPIC", "PARTITIONS", "RETAINED OFFSETS", "END OFFSETS")]
     for t in doc.get("topics", []):
         if not t.get("exists", True):
             rows.append((t["topic"], "missing", "-", "-"))
             continue
-        rows.append((t["topic"], str(t["partitions"]), _count(t.get("messages")),
+        rows.append((t["topic"], str(t["partitions"]), _count(t.get("retained_offsets")),
                      _count(t.get("end_offsets"))))  # fmt: skip
     out += table(rows, indent="  ")
+    out.append(OFFSETS_NOTE)
     out += ["", "Consumer groups"]
     groups = doc.get("groups", [])
     if groups:
-        rows = [("GROUP", "TOPIC", "PARTITIONS", "COMMITTED", "LAG")]
+        rows = [("GROUP", "TOPIC", "PARTITIONS", "COMMITTED", "LAG (OFFSETS)")]
         rows += [(g["group"], g["topic"], str(g["partitions"]), _count(g.get("committed")),
                   _count(g.get("lag"))) for g in groups]  # fmt: skip
         out += table(rows, indent="  ")

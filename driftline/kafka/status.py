@@ -52,7 +52,8 @@ def collect(settings: Settings, n_alerts: int = 5) -> dict[str, Any]:
                 "topic": n,
                 "exists": True,
                 "partitions": len(present[n]),
-                "messages": sum(high - low for low, high in marks),
+                # offsets, not records: commit markers take offsets too
+                "retained_offsets": sum(high - low for low, high in marks),
                 "end_offsets": sum(high for _, high in marks),
             }
         )

@@ -111,8 +111,8 @@ def test_lag_rows(committed: dict, ends: dict, rows: list) -> None:
 def test_status_text_has_every_section() -> None:
     doc = {
         "prefix": "p.",
-        "topics": [{"topic": "p.features", "exists": True, "partitions": 3, "messages": 1200,
-                    "end_offsets": 1500},
+        "topics": [{"topic": "p.features", "exists": True, "partitions": 3,
+                    "retained_offsets": 1200, "end_offsets": 1500},
                    {"topic": "p.labels", "exists": False}],
         "groups": [{"group": "p-worker-scorer", "topic": "p.features", "partitions": 3,
                     "committed": 1400, "lag": 100}],
@@ -124,7 +124,9 @@ def test_status_text_has_every_section() -> None:
     }  # fmt: skip
     text = "\n".join(status_lines(doc))
     assert "Topics (p.*)" in text
-    assert "p.features  3           1,200     1,500" in text
+    assert "TOPIC       PARTITIONS  RETAINED OFFSETS  END OFFSETS" in text
+    assert "p.features  3           1,200             1,500" in text
+    assert "offsets, not records" in text  # issue 23: 1,492 "messages" for 750 predictions
     assert "p.labels    missing" in text
     assert "p-worker-scorer  p.features  3           1,400      100" in text
     assert "churn  v2       champion  1970-01-01T00:00:01.000Z" in text

@@ -7,6 +7,14 @@ scorer's batches (expired-label and skew rates, over aligned windows:
 on each :meth:`tick` emits MetricSnapshot, Alert and RetrainTrigger dicts. The monitor agent
 (``driftline.streams.monitors``) only decodes, routes and publishes.
 
+Each outcome also carries its challengers' predictions of the same event (Outcome v2's
+``challengers``): every challenger version gets a tracker of its own, fed those predictions
+against the same label, so its snapshots have the champion's windows, segments and metric
+names, with its own validation metrics as baseline. Only the champion's snapshots and
+outcomes reach the alert rules, the concept-drift detector and the retrain policy: a
+challenger's metrics are shown and published, never judged. An outcome without challengers
+costs nothing more.
+
 It follows the champion the registry names, not only the models file: a champion of
 another task (a model re-bootstrapped as a regressor) rebuilds the rules, retrain policy
 and trackers for that task, and each version's outcomes are tracked with its own task. A
@@ -55,7 +63,8 @@ PRIME_MAX = 1_000
 """At most this many held-out outcomes start a new champion's error history."""
 
 KEEP_VERSIONS = 3
-"""Trackers kept for this many versions (the champion and the last ones still scored)."""
+"""Trackers kept for this many versions (the champion and the last ones still scored), and
+besides them for every version in a challenger slot."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +100,8 @@ class ModelMonitor:
         """Versions in the champion or a challenger slot."""
         self._retired: set[str] = set()
         """Versions in the stage ``retired``."""
+        self._shadow: dict[str, tuple[dict[str, float], dict[str, Any]]] = {}
+        """Challengers' validation metrics, overall and per segment: their baselines."""
 
     @property
     def champion_version(self) -> str | None:
@@ -153,6 +164,10 @@ class ModelMonitor:
         self._retired.discard(version)
         if stage in ("champion", "challenger"):
             self._slots.add(version)
+        self._shadow.pop(version, None)
+        if stage == "challenger":
+            metrics = dict(record.get("metrics") or {})
+            self._shadow[version] = (metrics, dict(record.get("segment_metrics") or {}))
         elif stage == "retired":
             self._retired.add(version)
         if was_retired != self.retired:  # retired or back: the rates start afresh
@@ -227,8 +242,9 @@ class ModelMonitor:
     def observe_outcome(
         self, outcome: Mapping[str, Any], now_ms: int, settled: tuple[str, int] | None = None
     ) -> list[Emit]:
-        """An Outcome: rolling metrics of its version, concept drift of the champion; with
-        ``settled`` (the join step's (version, arrival ms)), the expired-label rate."""
+        """An Outcome: rolling metrics of its version and of each challenger it carries,
+        concept drift of the champion; with ``settled`` (the join step's (version,
+        arrival ms)), the expired-label rate."""
         if self.retired:
             return []
         version = outcome["version"]
@@ -238,6 +254,9 @@ class ModelMonitor:
         if tracker is None:
             tracker = self._tracker(version)
         tracker.update(outcome)
+        challengers = outcome.get("challengers")
+        if challengers:  # nothing to do, not even a loop, for an outcome without any
+            self._observe_challengers(outcome, challengers)
         self.pending_outcomes += 1
         out = self._when_due(now_ms)
         if self.detector is None or version != self.champion_version:
@@ -249,6 +268,25 @@ class ModelMonitor:
         self.policy.observe_outcomes(self.pending_outcomes, now_ms)
         self.pending_outcomes = 0
         return out + self._drift([event], now_ms)
+
+    def _observe_challengers(
+        self, outcome: Mapping[str, Any], challengers: list[Mapping[str, Any]]
+    ) -> None:
+        """Each challenger's prediction of the outcome's event, against the same label, in
+        that challenger's tracker: the same windows and metrics as the champion's. Never
+        an input of the champion's detector, alert rules or retrain policy."""
+        for c in challengers:
+            version = c["version"]
+            if version == outcome["version"]:
+                continue  # a version cannot shadow itself: counted once
+            tracker = self.trackers.get(version)
+            if tracker is None:
+                tracker = self._tracker(version)
+            tracker.update({
+                "event_time_ms": outcome["event_time_ms"], "prediction": c["prediction"],
+                "label": outcome["label"], "scores": c.get("scores"),
+                "segment": outcome.get("segment"),
+            })  # fmt: skip
 
     def _when_due(self, now_ms: int) -> list[Emit]:
         """Fire a count-driven retrain reason on the outcome that makes it due."""
@@ -279,11 +317,11 @@ class ModelMonitor:
         baseline, seg_baselines = self._baselines()
         for version, tracker in self.trackers.items():
             champion = version == self.champion_version
-            for snap in tracker.snapshot(
-                now_ms,
-                baseline if champion else None,
-                seg_baselines if champion else None,
-            ):
+            # a challenger is compared with its own validation metrics, never judged
+            base, seg_base = (
+                (baseline, seg_baselines) if champion else self._shadow.get(version, (None, None))
+            )
+            for snap in tracker.snapshot(now_ms, base, seg_base):
                 if champion and snap["segment"] == "all" and snap["window"].startswith("count"):
                     snap["metrics"].update(drift_values)
                 out.append(Emit("metrics", self.config.name, snap))
@@ -336,9 +374,12 @@ class ModelMonitor:
         return [] if trigger is None else [Emit("retrain", self.config.name, trigger)]
 
     def _tracker(self, version: str) -> PerformanceTracker:
-        if len(self.trackers) >= KEEP_VERSIONS:
-            oldest = next(v for v in self.trackers if v != self.champion_version)
-            del self.trackers[oldest]
+        shadows = len(self._slots - {self.champion_version})  # challengers: kept besides
+        if len(self.trackers) >= KEEP_VERSIONS + shadows:
+            slots = self._slots | {self.champion_version}
+            oldest = next((v for v in self.trackers if v not in slots), None)
+            if oldest is not None:
+                del self.trackers[oldest]
         task = self.version_tasks.get(version, self.task)
         positive = self.config.positive_class if task == "classification" else None
         if positive is not None and self.classes and positive not in self.classes:

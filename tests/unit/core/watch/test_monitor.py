@@ -39,6 +39,11 @@ def features(rng: random.Random) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def trained() -> dict[str, Any]:
     """A real champion record (its reference profile is what the monitor loads)."""
+    return train_champion()
+
+
+def train_champion() -> dict[str, Any]:
+    """The record :func:`trained` gives (for other modules' fixtures)."""
     rng = random.Random(5)
     rows = []
     for i in range(300):
@@ -64,7 +69,8 @@ def champion(trained: dict[str, Any], version: str, **kw: Any) -> dict[str, Any]
 def outcomes(
     n: int, version: str, error: Callable[[int], float], *, start: int = 0, seed: int = 0
 ) -> list[dict[str, Any]]:
-    """``n`` outcomes of ``version``; outcome i is wrong with probability ``error(i)``."""
+    """``n`` outcomes of ``version`` (no challenger); outcome i is wrong with probability
+    ``error(i)``."""
     rng = random.Random(seed)
     out = []
     for i in range(start, start + n):
@@ -81,6 +87,7 @@ def outcomes(
                 scores={"True": p, "False": 1 - p},
                 segment={"region": "eu" if i % 2 else "us"},
                 features=features(rng),
+                challengers=[],
             )
         )
     return out
