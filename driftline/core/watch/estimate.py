@@ -25,7 +25,9 @@ Estimates of a window of n predictions with calibrated confidences ``c_i``:
   classes' F1, as the realized macro F1); with a positive class, ``estimated_roc_auc``
   from fractional labels (each row counts ``p_i`` as a positive and ``1 - p_i`` as a
   negative). Their bands are the quantiles of the metric over ``draws`` label sets drawn
-  from the calibrated probabilities (a parametric bootstrap, seeded). Multi-class models
+  from the calibrated probabilities (a parametric bootstrap, seeded: ``± z`` standard
+  deviations of the drawn metrics). A segment's estimate is recomputed only when it got
+  new predictions since the last snapshot (~4 ms for a window of 1,000). Multi-class models
   get accuracy only: a sound multi-class F1 needs one calibrated map per class and
   enough rows per class, which the held-out rows seldom give.
 
@@ -129,6 +131,9 @@ class _Segment:
     chunks: deque[_Chunk]
     current: _Chunk | None = None
     errors: deque[float] = field(default_factory=lambda: deque(maxlen=20))
+    seen: int = 0
+    """Predictions added so far (a snapshot is recomputed only when it grew)."""
+    cached: tuple[int, dict[str, float]] | None = None
 
 
 def estimates(
@@ -140,7 +145,7 @@ def estimates(
     macro: bool = False,
     auc: bool = True,
     z: float = 1.96,
-    draws: int = 200,
+    draws: int = 40,
     seed: int = 0,
 ) -> dict[str, float]:
     """CBPE of one window: accuracy with its band, and for a binary model (``p_pos``
@@ -183,21 +188,26 @@ def estimates(
             f1s = (f1s + 2 * dtn / (2 * dtn + dfn + dfp)) / 2
     if not math.isnan(f1):
         out["estimated_f1"] = f1
-        out.update(_band("f1", f1s))
+        out.update(_band("f1", f1, f1s, z))
     if auc and raw is not None:
         value, aucs = _auc(raw, p_pos, ys)
         if not math.isnan(value):
             out["estimated_roc_auc"] = value
-            out.update(_band("roc_auc", aucs))
+            out.update(_band("roc_auc", value, aucs, z))
     return out
 
 
-def _band(name: str, values: np.ndarray) -> dict[str, float]:
+def _band(name: str, value: float, values: np.ndarray, z: float) -> dict[str, float]:
+    """``value ± z * sd`` of the metric over the drawn label sets (a few dozen draws
+    estimate a spread far better than they estimate 2.5% quantiles)."""
     finite = values[np.isfinite(values)]
-    if not len(finite):
+    if len(finite) < 2:
         return {}
-    lo, hi = np.quantile(finite, [0.025, 0.975])
-    return {f"estimated_{name}_lower": float(lo), f"estimated_{name}_upper": float(hi)}
+    half = z * float(finite.std(ddof=1))
+    return {
+        f"estimated_{name}_lower": max(0.0, value - half),
+        f"estimated_{name}_upper": min(1.0, value + half),
+    }
 
 
 def _auc(raw: np.ndarray, p: np.ndarray, ys: np.ndarray) -> tuple[float, np.ndarray]:
@@ -257,7 +267,7 @@ class PerformanceEstimator:
         window_size: int = 1_000,
         keep_chunks: int = 20,
         confidence: float = 0.95,
-        draws: int = 200,
+        draws: int = 40,
         max_segment_values: int = 50,
         max_segment_attributes: int = 10,
         seed: int = 0,
@@ -334,6 +344,7 @@ class PerformanceEstimator:
         t = int(prediction.get("event_time_ms") or 0)
         for seg in self._segments_of(prediction):
             seg.window.append(row)
+            seg.seen += 1
             c = seg.current
             if c is None:
                 c = seg.current = _Chunk(t, t)
@@ -395,34 +406,41 @@ class PerformanceEstimator:
         for key, seg in self._segments.items():
             if not seg.window:
                 continue
-            rows = np.array([r[:3] for r in seg.window], dtype=float)
-            pred_pos = np.array([r[3] for r in seg.window], dtype=bool)
-            binary = bool(self.binary)
-            metrics = estimates(
-                rows[:, 0],
-                rows[:, 1] if binary else None,
-                rows[:, 2] if binary else None,
-                pred_pos if binary else None,
-                macro=macro,
-                auc=not macro,
-                z=self.z,
-                draws=self.draws,
-                seed=self.seed,
-            )
+            if seg.cached is not None and seg.cached[0] == seg.seen:
+                metrics = dict(seg.cached[1])
+            else:
+                metrics = self._estimate(seg, macro)
+                seg.cached = (seg.seen, dict(metrics))
             span = [c for c in (*seg.chunks, seg.current) if c is not None]
             out.append(
                 self._snap(
                     key,
                     f"{ESTIMATE}:{self.window_size}",
                     now_ms,
-                    len(rows),
+                    len(seg.window),
                     metrics,
                     span[-1].start if span else 0,
                     span[-1].end if span else 0,
-                    {"n": len(rows), "calibrated": int(self.calibration is not None)},
+                    {"n": len(seg.window), "calibrated": int(self.calibration is not None)},
                 )
             )
         return out
+
+    def _estimate(self, seg: _Segment, macro: bool) -> dict[str, float]:
+        rows = np.array([r[:3] for r in seg.window], dtype=float)
+        pred_pos = np.array([r[3] for r in seg.window], dtype=bool)
+        binary = bool(self.binary)
+        return estimates(
+            rows[:, 0],
+            rows[:, 1] if binary else None,
+            rows[:, 2] if binary else None,
+            pred_pos if binary else None,
+            macro=macro,
+            auc=not macro,
+            z=self.z,
+            draws=self.draws,
+            seed=self.seed,
+        )
 
     def checks(self, now_ms: int, min_labelled: int = 100) -> list[dict[str, Any]]:
         """A MetricSnapshot dict (window ``estimate-check:N``) per closed chunk that has
