@@ -153,8 +153,10 @@ def main(argv: list[str] | None = None) -> None:
               f"{r['max_error']:>6.3f} {r['in_band']:>7.0%} {r['batch_mae']:>9.3f} "
               f"{r['update_us']:>9.1f}")  # fmt: skip
     r = results[0]
-    print(f"calibration {r['calibration']}, ECE {r['ece_raw']:.4f} raw, {r['ece']:.4f} "
-          f"calibrated; snapshot of one {args.window}-event window {r['snapshot_ms']:.1f} ms")  # fmt: skip
+    print(
+        f"calibration {r['calibration']}, ECE {r['ece_raw']:.4f} raw, {r['ece']:.4f} calibrated;"
+        f" snapshot of one {args.window}-event window {r['snapshot_ms']:.1f} ms"
+    )
 
 
 if __name__ == "__main__":
