@@ -88,10 +88,11 @@ class ModelVersion(Record):
 
     ``stage`` is candidate, challenger, champion, archived, rejected or retired
     (``previous_stage``: the one it left, v2). The nested
-    records stay dicts shaped as ``schemas/model_version.v2.avsc`` says:
+    records stay dicts shaped as ``schemas/model_version.v3.avsc`` says:
     ``feature_spec`` (a list of FeatureSpec), ``lineage`` (Lineage), ``gate``
     (GateVerdict or None) and ``artifact`` (Artifact). ``training_sample`` is the
-    compressed sample of its training rows (v2; None in v1 records).
+    compressed sample of its training rows (v2; None in v1 records); ``calibration``
+    the map of a classifier's scores to calibrated probabilities (v3; None before).
     """
 
     SCHEMA: ClassVar[str] = "io.driftline.ModelVersion"
@@ -116,6 +117,7 @@ class ModelVersion(Record):
     gate: Mapping[str, Any] | None = None
     training_sample: bytes | None = None
     previous_stage: str | None = None
+    calibration: Mapping[str, Any] | None = None
 
     def key(self) -> str:
         return f"{self.model}/{self.version}"
@@ -140,6 +142,7 @@ class ModelVersion(Record):
             "artifact": dict(copy.deepcopy(self.artifact)),
             "training_sample": self.training_sample,
             "previous_stage": self.previous_stage,
+            "calibration": None if self.calibration is None else dict(self.calibration),
         }
 
     @classmethod
@@ -164,4 +167,5 @@ class ModelVersion(Record):
             gate=None if gate is None else dict(gate),
             training_sample=d.get("training_sample"),
             previous_stage=d.get("previous_stage"),
+            calibration=d.get("calibration"),
         )

@@ -35,6 +35,12 @@ reference passes with probability at most ``improvement_alpha``. ``min_holdout_r
 held-out rows of a monotonic feature, promoted it (MAE 3.39 against the champion's
 7.56), and it then served an MAE of 30.7 against 7.0.
 
+A classifier is also calibrated on the held-out rows
+(:mod:`~driftline.core.model.calibration`): the verdict reports the expected calibration
+error of its raw scores (``ece_raw``) and of the calibrated ones (``ece``, cross-fitted)
+beside accuracy, and the summary says which map was fitted. Calibration is not a check:
+a poorly calibrated model may still be the better one, and the map fixes its scores.
+
 A segment holds a few hundred held-out rows, so its accuracy moves by a few points from
 sampling alone: with five segments, a candidate better by 20 points overall was seen
 rejected for one segment "worse by 0.04". So, with ``segment_alpha`` set, a segment
@@ -80,6 +86,8 @@ from driftline.core.lifecycle.improvement import (
     losses_of,
     trivial_prediction,
 )
+from driftline.core.model.calibration import Calibration
+from driftline.core.model.calibration import fit as calibrate
 from driftline.core.model.config import GateConfig
 from driftline.core.model.estimators import ServedModel, is_finite_output, load_version
 
@@ -137,6 +145,8 @@ class Evaluation:
     latencies_us: list[float] = field(default_factory=list, repr=False)
     losses: list[float | None] = field(default_factory=list, repr=False)
     """Per row: 0/1 error (classification) or absolute error; None when not scored."""
+    outputs: list[tuple[Any, dict[str, float], Any]] = field(default_factory=list, repr=False)
+    """(prediction, scores, label) of every row scored with finite output (for calibration)."""
 
     def percentile_us(self, q: float) -> float:
         if not self.latencies_us:
@@ -169,6 +179,8 @@ def evaluate(
             ev.non_finite += value is not None
             continue
         y = row["label"]
+        if classify:
+            ev.outputs.append((value, scores, y))
         ev.losses[-1] = float(_key(value) != _key(y)) if classify else abs(float(value) - float(y))
         segs = [f"{k}={v}" for k, v in sorted((row.get("segment") or {}).items())]
         for group in [
@@ -202,6 +214,8 @@ class GateResult:
     champion_error: str | None = None
     improvement: Bound | None = None
     """The candidate's gain over its reference (champion or baseline) and its bound."""
+    calibration: Calibration | None = None
+    """A classifier's calibration, fitted on the held-out rows (None: a regressor)."""
 
 
 def _load(record: Mapping[str, Any] | None, key: bytes) -> tuple[ServedModel | None, str | None]:
@@ -280,6 +294,10 @@ def run_gate(
     }
     if math.isfinite(bound.bound):
         cand_metrics["gain_bound"] = bound.bound
+    calibration = calibrate(ce.outputs) if task == "classification" else None
+    if calibration is not None and not math.isnan(calibration.ece_before):
+        cand_metrics["ece_raw"] = calibration.ece_before
+        cand_metrics["ece"] = calibration.ece_after
     if baseline_metric is not None:
         cand_metrics[f"baseline_{metric}"] = baseline_metric
     champ_metrics = {} if he is None else {**he.metrics, "rows": float(he.rows)}
@@ -288,13 +306,18 @@ def run_gate(
         if he is not None:
             champ_metrics[f"{metric}@{seg}"] = he.segments[seg][metric]
     summary = _summary(checks, task, ce, reference, bound, worst, p95, size, config)
+    if "ece" in cand_metrics and calibration is not None:
+        summary += (
+            f" Calibration ({calibration.method}): ECE {cand_metrics['ece_raw']:.4f} raw,"
+            f" {cand_metrics['ece']:.4f} calibrated (cross-fitted)."
+        )
     if champ_error:
         summary += (
             f" The champion could not be loaded ({champ_error}), so it was not compared;"
             " the candidate was compared with the baseline."
         )
     verdict = _verdict(checks, summary, cand_metrics, champ_metrics)
-    return GateResult(verdict, ce, he, champ_error, bound)
+    return GateResult(verdict, ce, he, champ_error, bound, calibration)
 
 
 def _constant_metric(task: str, losses: Sequence[float | None]) -> float:

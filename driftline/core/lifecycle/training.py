@@ -8,7 +8,10 @@ newest ``holdout_fraction`` are held out), ``spec`` (the models file's features,
 features in name order; with ``params.epochs`` > 1, more passes in orders shuffled with the
 model's seed: :func:`fit`), ``serialize`` (canonical pickle, sha256, HMAC signature),
 ``profile`` (reference profile of the training features, and of the predictions on
-the newest 5,000 rows, training and held-out alike) and ``gate``.
+the newest 5,000 rows, training and held-out alike), ``gate`` (which also calibrates a
+classifier's scores on the held-out rows: the record's ``calibration``, ModelVersion v3)
+and ``importance`` (permutation importance on the held-out rows, into
+``lineage.importance``: :mod:`~driftline.core.lifecycle.importance`).
 Same examples, code, parameters and seed: same artifact digest.
 
 >>> from driftline.core.model.config import GateConfig, ModelConfig
@@ -46,6 +49,7 @@ from driftline import __version__
 from driftline.core.errors import ConfigError
 from driftline.core.lifecycle import reservoir
 from driftline.core.lifecycle.gate import GateResult, run_gate, time_split
+from driftline.core.lifecycle.importance import permutation_importance
 from driftline.core.lifecycle.registry import MAX_CHALLENGERS, Registry, transition
 from driftline.core.lifecycle.reservoir import SAMPLE_ROWS
 from driftline.core.lifecycle.trainset import build_frame, examples
@@ -288,10 +292,12 @@ def train(
             "step_ms": steps,
             "earlier_rows": len(earlier),
             "earlier_version": earlier_version if earlier else None,
+            "importance": None,
         },
         "gate": None,
         "artifact": artifact,
         "training_sample": None,
+        "calibration": None,
     }
     if sample_rows > 0:
         kept = reservoir.sample(train_rows, sample_rows, config.seed)
@@ -301,6 +307,13 @@ def train(
     result = run_gate(record, champion, holdout, config.gate, key=key, train_labels=labels)
     lap("gate")
     record["gate"] = result.verdict
+    if result.calibration is not None:
+        record["calibration"] = result.calibration.to_record()
+    if result.candidate is not None and holdout:
+        record["lineage"]["importance"] = permutation_importance(
+            live, holdout, config.task, seed=config.seed
+        )
+        lap("importance")
     if result.candidate is not None:
         record["metrics"] = dict(result.candidate.metrics)
         record["segment_metrics"] = result.candidate.segments

@@ -285,8 +285,59 @@ class AlertRules:
             )
         return out
 
-    def check_drift(self, events: Sequence[DriftEvent], now_ms: int) -> list[dict[str, Any]]:
-        """One alert per (model, version, kind, segment) among ``events``, on the strongest."""
+    def check_estimate(self, snapshot: Mapping[str, Any], now_ms: int) -> list[dict[str, Any]]:
+        """estimated_performance_degradation: a CBPE snapshot (window ``estimate:N``) whose
+        estimated metric is more than ``margin`` below the version's baseline *and* whose
+        band's upper end is below the baseline too (the drop is beyond the sampling noise
+        the band describes). Judged on ``min_count`` predictions at least; no labels
+        needed. The metrics watched are those of ``watch`` that have an estimate."""
+        count = snapshot["count"]
+        if count < self.min_count:
+            return []
+        metrics, base = snapshot["metrics"], snapshot.get("baseline") or {}
+        worst: tuple[float, str, float, float, float] | None = None
+        for name in sorted(HIGHER_IS_BETTER):
+            value, upper = metrics.get(f"estimated_{name}"), metrics.get(f"estimated_{name}_upper")
+            if value is None or upper is None or name not in base:
+                continue
+            if self.watch is not None and name not in self.watch:
+                continue
+            drop = base[name] - value
+            if drop > self.margin and upper < base[name]:
+                ratio = drop / self.margin
+                if worst is None or ratio > worst[0]:
+                    worst = (ratio, name, value, base[name], upper)
+        if worst is None:
+            return []
+        ratio, name, value, b, upper = worst
+        model, version, seg, window = (snapshot["model"], snapshot["version"],
+                                       snapshot["segment"], snapshot["window"])  # fmt: skip
+        low = metrics.get(f"estimated_{name}_lower", value)
+        msg = (
+            f"estimated {name} of {model} {version} on {seg} fell to {_g(value)} "
+            f"(band {_g(low)}-{_g(upper)}) over the last {count} predictions, before their "
+            f"labels, {_g(b - value)} below its baseline {_g(b)} (margin {_g(self.margin)})."
+        )
+        evidence = {"metric": name, "value": value, "lower": low, "upper": upper,
+                    "baseline": b, "worse_by": b - value, "margin": self.margin,
+                    "count": count, "window": window}  # fmt: skip
+        return self._alert("estimated_performance_degradation", model, version, seg, ratio,
+                           msg, evidence, now_ms)  # fmt: skip
+
+    def check_drift(
+        self,
+        events: Sequence[DriftEvent],
+        now_ms: int,
+        importance: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> list[dict[str, Any]]:
+        """One alert per (model, version, kind, segment) among ``events``, on the strongest.
+
+        With ``importance`` (the version's permutation importance per feature), feature
+        drift is ranked by importance first (then strength), the alert carries the
+        importance of each drifted feature, and a drift whose every feature has
+        ~zero importance (mean within twice its spread of 0, or below
+        ``NEGLIGIBLE_IMPORTANCE``) is reported at severity ``info``: inputs moved, the
+        model does not use them."""
         groups: dict[tuple[str, str, str, str], list[DriftEvent]] = {}
         for e in events:
             groups.setdefault((e.model, e.version, e.kind, e.segment), []).append(e)
@@ -311,7 +362,16 @@ class AlertRules:
             def strength(e: DriftEvent) -> float:
                 return (e.statistic or 0.0) / (e.threshold or 1.0)
 
-            group = sorted(group, key=strength, reverse=True)
+            imp = importance or {}
+
+            def weight(e: DriftEvent, imp: Mapping[str, Mapping[str, Any]] = imp) -> float:
+                return float((imp.get(str(e.feature)) or {}).get("mean", 0.0))
+
+            ranked_by_importance = kind == "feature_drift" and bool(imp)
+            if ranked_by_importance:
+                group = sorted(group, key=lambda e: (weight(e), strength(e)), reverse=True)
+            else:
+                group = sorted(group, key=strength, reverse=True)
             e = group[0]
             what = "prediction distribution" if kind == "prediction_drift" else "features"
             names = ",".join(str(x.feature) for x in group)
@@ -321,6 +381,19 @@ class AlertRules:
                 f"{_g(e.threshold or 0.0)}, p={e.p_value or 0.0:.2g}, {e.n} live values)."
             )
             evidence = {**e.evidence(), "features": names, "drifted": len(group)}
+            if ranked_by_importance:
+                evidence.update({f"importance.{x.feature}": weight(x) for x in group})
+                negligible = all(_negligible(imp.get(str(x.feature))) for x in group)
+                if negligible:
+                    msg += " None of them matters to the model (permutation importance ~0)."
+                evidence["negligible_importance"] = negligible
+                alerts = self._alert(kind, model, version, seg, strength(e), msg, evidence,
+                                     now_ms)  # fmt: skip
+                if negligible:
+                    for a in alerts:
+                        a["severity"] = "info"
+                out += alerts
+                continue
             out += self._alert(kind, model, version, seg, strength(e), msg, evidence, now_ms)
         return out
 
@@ -389,6 +462,18 @@ class AlertRules:
             "window_end_ms": window.end_ms,
             "versions": window.served_by(),
         }
+
+
+NEGLIGIBLE_IMPORTANCE = 0.002
+"""A permutation importance below this (of accuracy, or of MAE relative units) is ~0."""
+
+
+def _negligible(imp: Mapping[str, Any] | None) -> bool:
+    """Whether a feature's importance is ~zero (unknown: not negligible)."""
+    if not imp:
+        return False
+    mean, std = float(imp.get("mean", 0.0)), float(imp.get("std", 0.0))
+    return mean < NEGLIGIBLE_IMPORTANCE or mean <= 2 * std
 
 
 def _version(window: Window) -> str | None:

@@ -45,9 +45,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from driftline.core.model.calibration import Calibration
 from driftline.core.model.config import ModelConfig
 from driftline.core.watch.alerts import AlertRules
 from driftline.core.watch.concept_drift import ConceptDriftDetector, DriftEvent
+from driftline.core.watch.estimate import PerformanceEstimator
 from driftline.core.watch.feature_drift import FeatureDriftMonitor, drift_metrics
 from driftline.core.watch.performance import PerformanceTracker
 from driftline.core.watch.profile import ReferenceProfile, label_spec
@@ -96,12 +98,20 @@ class ModelMonitor:
         """Outcome count at which the policy can fire without waiting for a tick."""
         self.expiry = ExpiryRate(config.join_ttl_ms)
         self.skew = SkewRate()
+        self.last_drifting: list[str] = []
+        """Features (and __prediction__, __score__) drifting at the last evaluation."""
         self._slots: set[str] = set()
         """Versions in the champion or a challenger slot."""
         self._retired: set[str] = set()
         """Versions in the stage ``retired``."""
         self._shadow: dict[str, tuple[dict[str, float], dict[str, Any]]] = {}
         """Challengers' validation metrics, overall and per segment: their baselines."""
+        self.calibrations: dict[str, Calibration | None] = {}
+        """Each version's calibration (ModelVersion v3), for its estimator."""
+        self.importance: dict[str, Any] = {}
+        """The champion's permutation importance per feature (lineage, v3)."""
+        self.estimators: dict[str, PerformanceEstimator] = {}
+        """CBPE per classifier version, fed by predictions (no labels needed)."""
 
     @property
     def champion_version(self) -> str | None:
@@ -119,6 +129,7 @@ class ModelMonitor:
         self.rules = AlertRules(watch=watch)
         self.policy = self._policy()
         self.trackers: dict[str, PerformanceTracker] = {}
+        self.estimators = {}
 
     def _policy(self) -> RetrainPolicy:
         retrain = dict(self.config.retrain)
@@ -151,6 +162,7 @@ class ModelMonitor:
             self.features = self._feature_monitor(self.champion)
         if config.positive_class != old.positive_class:
             self.trackers = {}
+            self.estimators = {}
         if config.join_ttl_ms != old.join_ttl_ms:  # buckets not yet judged wait the new TTL
             self.expiry.ttl_ms = config.join_ttl_ms
 
@@ -177,6 +189,10 @@ class ModelMonitor:
         self.version_tasks[str(record["version"])] = task
         if len(self.version_tasks) > 100:
             del self.version_tasks[next(iter(self.version_tasks))]
+        if "calibration" in record or version not in self.calibrations:
+            self.calibrations[version] = Calibration.from_record(record.get("calibration"))
+            if len(self.calibrations) > 100:
+                del self.calibrations[next(iter(self.calibrations))]
         champion = record["stage"] == "champion" and record["version"] != self.champion_version
         if champion and task != self.task:  # a champion of another task: start over
             self.task = task
@@ -195,6 +211,7 @@ class ModelMonitor:
             if accuracy is not None and 0 <= accuracy <= 1 and held_out:
                 self.detector.prime(1 - accuracy, min(held_out, PRIME_MAX), now_ms)
             self.features = self._feature_monitor(record)
+            self.importance = dict(lineage.get("importance") or {})
         self.due = self.policy.due_outcomes(now_ms)
 
     def observe_prediction(
@@ -206,6 +223,10 @@ class ModelMonitor:
             return
         if arrived_ms is not None:
             self.expiry.add_prediction(arrived_ms, prediction["version"])
+        version = prediction["version"]
+        if self.version_tasks.get(version, self.task) == "classification":
+            estimator = self.estimators.get(version) or self._estimator(version)
+            estimator.update(prediction)
         if self.features is not None and prediction["version"] == self.champion_version:
             self.features.update(
                 prediction["features"], prediction["prediction"], prediction["scores"]
@@ -257,6 +278,9 @@ class ModelMonitor:
         challengers = outcome.get("challengers")
         if challengers:  # nothing to do, not even a loop, for an outcome without any
             self._observe_challengers(outcome, challengers)
+        estimator = self.estimators.get(version)
+        if estimator is not None:
+            estimator.observe_outcome(outcome)
         self.pending_outcomes += 1
         out = self._when_due(now_ms)
         if self.detector is None or version != self.champion_version:
@@ -313,6 +337,7 @@ class ModelMonitor:
         if self.features is not None and self.features.count:
             results = self.features.evaluate()
             drift_values = drift_metrics(results)
+            self.last_drifting = [str(r.feature) for r in results if r.drifted]
             out += self._drift(self.features.events(results, now_ms), now_ms)
         baseline, seg_baselines = self._baselines()
         for version, tracker in self.trackers.items():
@@ -329,9 +354,55 @@ class ModelMonitor:
                     out += self._alerts(self.rules.check_snapshot(snap, now_ms))
                     if snap["segment"] == "all":
                         out += self._trigger(self.policy.observe_snapshot(snap, now_ms))
+        out += self._estimates(now_ms, baseline, seg_baselines)
         out += self._rates(now_ms)
         out += self._trigger(self.policy.tick(now_ms))
         self.due = self.policy.due_outcomes(now_ms)
+        return out
+
+    def _estimates(
+        self, now_ms: int, baseline: dict[str, float], seg_baselines: dict[str, Mapping[str, float]]
+    ) -> list[Emit]:
+        """Each classifier version's CBPE snapshots (window ``estimate:N``) and the checks
+        of its closed chunks against their labels (``estimate-check:N``); on the
+        champion's, the estimated-degradation alert and retrain reason."""
+        out: list[Emit] = []
+        for version, est in self.estimators.items():
+            champion = version == self.champion_version
+            for snap in est.snapshot(now_ms):
+                if champion:
+                    snap["baseline"] = dict(seg_baselines.get(snap["segment"], baseline))
+                out.append(Emit("metrics", self.config.name, snap))
+                if champion:
+                    out += self._alerts(self.rules.check_estimate(snap, now_ms))
+                    if snap["segment"] == "all":
+                        out += self._trigger(self.policy.observe_estimate(snap, now_ms))
+            out += [Emit("metrics", self.config.name, c) for c in est.checks(now_ms)]
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """Per model, at a glance: the champion's latest estimated and realized accuracy
+        (segment 'all'), the estimator's mean absolute error so far, and the drifting
+        features, most important first (from the last feature-drift evaluation)."""
+        version = self.champion_version
+        out: dict[str, Any] = {"model": self.config.name, "version": version}
+        est = self.estimators.get(version or "")
+        if est is not None:
+            snaps = est.snapshot(0)
+            if snaps:
+                out["estimated"] = {k: v for k, v in snaps[0]["metrics"].items()}
+        tracker = self.trackers.get(version or "")
+        if tracker is not None:
+            snaps = [s for s in tracker.snapshot(0, segments=["all"])
+                     if s["window"].startswith("count")]  # fmt: skip
+            if snaps:
+                out["realized"] = dict(snaps[0]["metrics"])
+        drifting = [f for f in self.last_drifting if not f.startswith("__")]  # features only
+        imp = self.importance
+        drifting.sort(key=lambda f: -float((imp.get(f) or {}).get("mean", 0.0)))
+        out["drifting"] = [
+            {"feature": f, "importance": (imp.get(f) or {}).get("mean")} for f in drifting
+        ]
         return out
 
     def request(self, now_ms: int, requested_by: str) -> list[Emit]:
@@ -361,7 +432,7 @@ class ModelMonitor:
         return [snap, *self._alerts(alerts)]
 
     def _drift(self, events: list[DriftEvent], now_ms: int) -> list[Emit]:
-        out = self._alerts(self.rules.check_drift(events, now_ms))
+        out = self._alerts(self.rules.check_drift(events, now_ms, self.importance))
         for e in events:
             out += self._trigger(self.policy.observe_drift(e, now_ms))
         self.due = self.policy.due_outcomes(now_ms)
@@ -372,6 +443,22 @@ class ModelMonitor:
 
     def _trigger(self, trigger: dict[str, Any] | None) -> list[Emit]:
         return [] if trigger is None else [Emit("retrain", self.config.name, trigger)]
+
+    def _estimator(self, version: str) -> PerformanceEstimator:
+        if len(self.estimators) >= KEEP_VERSIONS:
+            oldest = next(v for v in self.estimators if v != self.champion_version)
+            del self.estimators[oldest]
+        calibration = self.calibrations.get(version)
+        positive = self.config.positive_class
+        classes = calibration.classes if calibration else self.classes
+        if positive is not None and classes and str(positive) not in classes:
+            positive = None
+        est = PerformanceEstimator(
+            self.config.name, version, calibration, positive=positive,
+            window_size=self.window_size,
+        )  # fmt: skip
+        self.estimators[version] = est
+        return est
 
     def _tracker(self, version: str) -> PerformanceTracker:
         shadows = len(self._slots - {self.champion_version})  # challengers: kept besides

@@ -2,8 +2,10 @@
 
 Reasons combine: ``manual`` (``request``), ``schedule`` (every ``schedule_ms``),
 ``outcome_count`` (``every_n_outcomes`` new outcomes), ``performance_degradation``
-(``observe_snapshot``) and ``concept_drift`` / ``feature_drift`` / ``prediction_drift``
-(``observe_drift``). Pending reasons fire together as one RetrainTrigger dict when
+(``observe_snapshot``), ``estimated_performance_degradation`` (``observe_estimate``, the
+CBPE estimate before labels; off unless ``on_estimated_degradation``) and
+``concept_drift`` / ``feature_drift`` / ``prediction_drift`` (``observe_drift``).
+Pending reasons fire together as one RetrainTrigger dict when
 
 * no trigger is in flight for the model (cleared by a version trained for it, see
   ``on_version``, or after ``inflight_timeout_ms``),
@@ -62,7 +64,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from driftline.core.watch.alerts import AlertRules, degradations
+from driftline.core.watch.alerts import HIGHER_IS_BETTER, AlertRules, degradations
 from driftline.core.watch.concept_drift import DriftEvent
 
 __all__ = ["MIN_ROWS", "REASONS", "AlertRules", "RetrainPolicy"]
@@ -75,6 +77,7 @@ REASONS = (
     "schedule",
     "outcome_count",
     "performance_degradation",
+    "estimated_performance_degradation",
     "concept_drift",
     "feature_drift",
     "prediction_drift",
@@ -97,6 +100,8 @@ def _fresh_state() -> dict[str, Any]:
         "streak": 0,
         "armed": True,
         "growth": None,
+        "est_streak": 0,
+        "est_armed": True,
     }
 
 
@@ -111,6 +116,10 @@ class RetrainPolicy:
         Periodic reasons; None turns them off.
     on_degradation, drift_reasons
         Whether degradation triggers, and which drift kinds do.
+    on_estimated_degradation
+        Whether an estimated degradation (CBPE, before labels:
+        :meth:`observe_estimate`) triggers, with the same hysteresis, margin and
+        cooldown as the realized one (reason ``estimated_performance_degradation``).
     degradation_evaluations, margin, relative_margin, clear_ratio, min_count, watch
         Degradation hysteresis: K consecutive degraded snapshots (as in ``AlertRules``,
         with ``min_count`` outcomes at least) trigger; re-armed when every metric is worse
@@ -139,6 +148,7 @@ class RetrainPolicy:
         schedule_ms: int | None = None,
         every_n_outcomes: int | None = None,
         on_degradation: bool = True,
+        on_estimated_degradation: bool = False,
         drift_reasons: tuple[str, ...] | list[str] = DRIFT_REASONS,
         degradation_evaluations: int = 3,
         degradation_window: str | None = "count:",
@@ -181,6 +191,7 @@ class RetrainPolicy:
             "schedule_ms": schedule_ms,
             "every_n_outcomes": every_n_outcomes,
             "on_degradation": on_degradation,
+            "on_estimated_degradation": on_estimated_degradation,
             "drift_reasons": list(drift_reasons),
             "degradation_evaluations": degradation_evaluations,
             "degradation_window": degradation_window,
@@ -275,6 +286,48 @@ class RetrainPolicy:
                 st["armed"] = True
         return self.tick(now_ms)
 
+    def observe_estimate(self, snapshot: Mapping[str, Any], now_ms: int) -> dict[str, Any] | None:
+        """Judge one CBPE snapshot (window ``estimate:N``) of the champion on segment
+        'all': degraded when an estimated metric of ``watch`` is more than ``margin``
+        below its baseline and its band's upper end below the baseline;
+        ``degradation_evaluations`` in a row make the reason pending; re-armed when every
+        estimate is within ``clear_ratio`` margins of its baseline."""
+        st, cfg = self.state, self.config
+        if (
+            snapshot["model"] != self.model
+            or snapshot["segment"] != "all"
+            or not self._is_champion(snapshot["version"])
+            or snapshot["count"] < cfg["min_count"]
+            or not cfg["on_estimated_degradation"]
+        ):
+            return self.tick(now_ms)
+        metrics, base = snapshot["metrics"], snapshot.get("baseline") or {}
+        watch = cfg["watch"]
+        judged = []
+        for name in sorted(HIGHER_IS_BETTER):
+            value = metrics.get(f"estimated_{name}")
+            if value is None or name not in base or (watch is not None and name not in watch):
+                continue
+            upper = metrics.get(f"estimated_{name}_upper", value)
+            judged.append((base[name] - value, upper < base[name], name, value, base[name]))
+        worse = [j for j in judged if j[0] > cfg["margin"] and j[1]]
+        st.setdefault("est_streak", 0)
+        st.setdefault("est_armed", True)
+        if worse:
+            st["est_streak"] += 1
+            drop, _, name, value, b = max(worse)
+            if st["est_armed"] and st["est_streak"] >= cfg["degradation_evaluations"]:
+                self._pend("estimated_performance_degradation", now_ms, {
+                    "metric": name, "value": value, "baseline": b, "worse_by": drop,
+                    "margin": cfg["margin"], "window": snapshot["window"],
+                    "count": snapshot["count"], "evaluations": st["est_streak"],
+                })  # fmt: skip
+        else:
+            st["est_streak"] = 0
+            if all(j[0] <= cfg["clear_ratio"] * cfg["margin"] for j in judged):
+                st["est_armed"] = True
+        return self.tick(now_ms)
+
     def observe_drift(self, event: DriftEvent, now_ms: int) -> dict[str, Any] | None:
         """Take one drift event of the champion; the latest change point wins."""
         st = self.state
@@ -323,7 +376,11 @@ class RetrainPolicy:
         if stage == "champion" and version != st["champion"]:
             st["champion"] = version
             st["streak"], st["armed"] = 0, True
-            for reason in ("performance_degradation", *DRIFT_REASONS):
+            for reason in (
+                "performance_degradation",
+                "estimated_performance_degradation",
+                *DRIFT_REASONS,
+            ):
                 st["pending"].pop(reason, None)
 
     def tick(self, now_ms: int) -> dict[str, Any] | None:
@@ -456,6 +513,9 @@ class RetrainPolicy:
             pending={},
             streak=0,
             armed=st["armed"] and "performance_degradation" not in reasons,
+            est_streak=0,
+            est_armed=st.get("est_armed", True)
+            and "estimated_performance_degradation" not in reasons,
             growth=growth,
         )
         return {

@@ -203,6 +203,10 @@ def model_version(**overrides: Any) -> dict[str, Any]:
             "step_ms": {"read": 4_200.0, "train": 5_100.5, "gate": 610.25},
             "earlier_rows": 1_000,
             "earlier_version": "v3",
+            "importance": {
+                "age": {"mean": 0.12, "std": 0.01, "repeats": 5},
+                "plan": {"mean": 0.0, "std": 0.0, "repeats": 5},
+            },
         },
         "gate": {
             "passed": True,
@@ -220,6 +224,17 @@ def model_version(**overrides: Any) -> dict[str, Any]:
             "uri": None,
         },
         "training_sample": b"x\x9c\x03\x00\x00\x00\x00\x01",
+        "calibration": {
+            "method": "isotonic",
+            "reason": "isotonic: 2000 held-out rows, 600 of the rarer outcome",
+            "rows": 2_000,
+            "classes": ["False", "True"],
+            "maps": {
+                "True": {"xs": [0.1, 0.9], "ys": [0.2, 0.8], "slope": None, "intercept": None}
+            },
+            "ece_before": 0.08,
+            "ece_after": 0.02,
+        },
         **overrides,
     }
 

@@ -133,12 +133,18 @@ def test_lineage_and_metrics_of_a_run() -> None:
     assert lin["started_at_ms"] == T0 + 9_000
     assert lin["finished_at_ms"] > T0 + 10_000
     assert set(lin["step_ms"]) == {"read", "frame", "split", "spec", "train", "serialize",
-                                   "profile", "gate"}  # fmt: skip
+                                   "profile", "gate", "importance"}  # fmt: skip
     assert all(v == 5.0 for k, v in lin["step_ms"].items() if k not in ("read", "frame"))
     assert [f["name"] for f in rec["feature_spec"]] == ["amount", "plan"]
     assert rec["metrics"]["accuracy"] > 0.8
     assert set(rec["segment_metrics"]) == {"region=eu", "region=us"}
     assert rec["gate"]["champion_metrics"]["rows"] == 100
+    # calibrated on the held-out rows (100: Platt), ECE beside accuracy, importance recorded
+    assert rec["calibration"]["method"] == "platt" and rec["calibration"]["rows"] == 100
+    assert {"ece", "ece_raw"} <= set(rec["gate"]["candidate_metrics"])
+    assert "ECE" in rec["gate"]["summary"]
+    assert set(lin["importance"]) == {"amount", "plan"}
+    assert all(v["repeats"] == 5 for v in lin["importance"].values())
     profile = ReferenceProfile.from_json(rec["reference_profile"])
     assert profile.n == 400 and set(profile.features) == {"amount", "plan"}
     # the record is a valid ModelVersion and its artifact loads

@@ -401,7 +401,11 @@ def test_tick_emits_snapshots_of_the_champion(trained: dict[str, Any]) -> None:
     now = rows[-1]["event_time_ms"] + 1
     emits = mon.tick(now)
     check_encodes(emits)
-    snaps = of(emits, "metrics")
+    estimated = [s for s in of(emits, "metrics") if s["window"].startswith("estimate")]
+    assert {(s["segment"], s["window"]) for s in estimated} == {("all", "estimate:50")}
+    assert estimated[0]["baseline"] == record["metrics"]
+    assert 0 < estimated[0]["metrics"]["estimated_accuracy"] <= 1
+    snaps = [s for s in of(emits, "metrics") if not s["window"].startswith("estimate")]
     segments = {o["segment"]["region"] for o in rows}
     expected = {("all", w) for w in ("count:50", "time:300s")} | {
         (f"region={r}", w) for r in segments for w in ("count:50", "time:300s")
@@ -577,3 +581,89 @@ def test_an_excluded_feature_never_alerts_or_triggers(
     else:
         assert of(emits, "alerts", "feature_drift") == []
         assert "amount" not in tested and "plan" in tested
+
+
+# -- estimated performance (CBPE) ---------------------------------------------------------------
+
+
+def confident(i: int, version: str, p: float, t0: int = T0) -> dict[str, Any]:
+    """A prediction whose calibrated confidence is ``p`` (identity: the record's map is
+    dropped by ``champion(..., calibration=None)``)."""
+    rng = random.Random(i)
+    return prediction(event_id=f"e{i}", version=version, features=features(rng), segment={},
+                      event_time_ms=t0 + i * STEP_MS, prediction=True,
+                      scores={"True": p, "False": 1 - p})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("p_after", "alerts"),
+    [(0.9, 0), (0.95, 0), (0.6, 1)],  # stationary, more confident, less confident
+)
+def test_estimated_degradation_alerts_before_any_label(
+    trained: dict[str, Any], p_after: float, alerts: int
+) -> None:
+    retrain = {"on_estimated_degradation": True, "degradation_evaluations": 2, "min_rows": 5}
+    config = ModelConfig("churn", retrain=retrain)
+    mon = ModelMonitor(config, window_size=200)
+    record = champion(trained, "v1-aaaaaaa", calibration=None)
+    mon.on_version(record, T0)
+    emits: list[Emit] = []
+    for i in range(2_000):
+        mon.observe_prediction(confident(i, record["version"], 0.9 if i < 1_000 else p_after))
+        if i % 100 == 99:
+            emits += mon.tick(T0 + i * STEP_MS)
+    check_encodes(emits)
+    found = of(emits, "alerts", "estimated_performance_degradation")
+    assert len(found) == alerts
+    assert not of(emits, "alerts", "performance_degradation")  # no label came
+    # the retrain reason is pending; it fires once there are min_rows labelled rows
+    pending = mon.policy.state["pending"]
+    assert ("estimated_performance_degradation" in pending) == bool(alerts)
+    if alerts:
+        assert found[0]["evidence"]["upper"] < BASELINE["accuracy"]
+        later: list[Emit] = []
+        for i in range(2_000, 2_010):
+            o = {**confident(i, "v1-aaaaaaa", 0.6), "label": True, "label_time_ms": 0}
+            later += mon.observe_outcome(o, T0 + i * STEP_MS) + mon.tick(T0 + i * STEP_MS)
+        (trigger,) = of(later, "retrain")
+        assert "estimated_performance_degradation" in trigger["reasons"]
+
+
+def test_the_estimator_error_is_published_when_labels_come(trained: dict[str, Any]) -> None:
+    mon = ModelMonitor(ModelConfig("churn"), window_size=200)
+    record = champion(trained, "v1-aaaaaaa", calibration=None)
+    mon.on_version(record, T0)
+    rng = random.Random(3)
+    preds = [confident(i, record["version"], 0.8) for i in range(1_000)]
+    for p in preds:
+        mon.observe_prediction(p)
+    assert not [s for s in of(mon.tick(T0), "metrics") if s["window"].startswith("estimate-check")]
+    for p in preds:  # labels right 80% of the time: the calibration holds
+        o = {**p, "label": rng.random() < 0.8, "label_time_ms": p["event_time_ms"] + 1}
+        mon.observe_outcome(o, p["event_time_ms"])
+    checks = [s for s in of(mon.tick(T0 + 10**6), "metrics")
+              if s["window"] == "estimate-check:200"]  # fmt: skip
+    assert len(checks) == 5
+    for c in checks:
+        m = c["metrics"]
+        assert abs(m["estimation_error_accuracy"] - (m["realized_accuracy"] - 0.8)) < 1e-9
+        assert m["estimation_mae_accuracy"] < 0.1
+
+
+def test_feature_drift_on_an_unimportant_feature_is_info(trained: dict[str, Any]) -> None:
+    lineage = {**trained["lineage"], "importance": {
+        "amount": {"mean": 0.4, "std": 0.02, "repeats": 5},
+        "plan": {"mean": 0.0, "std": 0.0, "repeats": 5},
+    }}  # fmt: skip
+    mon = ModelMonitor(ModelConfig("churn"), window_size=200)
+    mon.on_version(champion(trained, "v1-aaaaaaa", lineage=lineage), T0)
+    rng = random.Random(9)
+    for i in range(3_000):  # "plan" moves to one category, "amount" stays
+        x = {"amount": rng.random() * 10, "plan": "a"}
+        mon.observe_prediction(prediction(event_id=f"d{i}", version="v1-aaaaaaa", features=x,
+                                          segment={}))  # fmt: skip
+    drift = of(mon.tick(T0 + 10**6), "alerts", "feature_drift")
+    assert len(drift) == 1
+    assert drift[0]["severity"] == "info"
+    assert drift[0]["evidence"]["importance.plan"] == 0.0
+    assert mon.summary()["drifting"][0]["feature"] == "plan"
