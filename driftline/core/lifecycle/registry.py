@@ -68,7 +68,7 @@ SLOTS = ("champion", "challenger")
 ALLOWED: dict[str, frozenset[str]] = {
     "candidate": frozenset({"challenger", "champion", "rejected", "archived"}),
     "challenger": frozenset({"champion", "archived", "rejected"}),
-    "champion": frozenset({"archived"}),
+    "champion": frozenset({"archived", "challenger"}),
     "archived": frozenset({"champion", "challenger"}),
     "rejected": frozenset(),
 }
@@ -128,6 +128,9 @@ class Registry:
         versions = self._versions.setdefault(model, {})
         old = versions.get(version)
         if old is not None and _fingerprint(old) == _fingerprint(record):
+            if old["artifact"].get("sha256") != record["artifact"].get("sha256"):
+                # an online learner's checkpoint: new state, same stage
+                versions[version] = dict(record)
             return None
         versions[version] = dict(record)
         for slot, holders in self._slots.items():

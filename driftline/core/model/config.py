@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,64 @@ class GateConfig:
 
 
 @dataclass(frozen=True)
+class OnlineConfig:
+    """An online challenger that learns from every outcome (``[models.NAME.online]``;
+    see driftline.core.lifecycle.online). Off unless the section is present."""
+
+    factory: str = ""
+    """Factory of the learner; default: ``hoeffding_adaptive_tree`` for classifiers,
+    the model's own factory for regressors."""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    seed: int = 42
+    learn_fraction: float = 1.0
+    """Share of outcomes learnt (a deterministic sample by event id), for learners slower
+    than the outcome rate; every outcome is still scored test-then-train."""
+    checkpoint_every: int = 500
+    """Publish the learner's state after this many rows learnt..."""
+    checkpoint_min_ms: int = 1_000
+    """...but not sooner than this after the last checkpoint..."""
+    checkpoint_max_ms: int = 30_000
+    """...and at least this often while it learns."""
+    window: int = 1_000
+    """Outcomes in the learner's prequential (test-then-train) score."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.learn_fraction <= 1:
+            raise ConfigError(f"online.learn_fraction must be in (0, 1], not {self.learn_fraction}")
+        for name in ("checkpoint_every", "window"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"online.{name} must be >= 1")
+        if not 0 <= self.checkpoint_min_ms <= self.checkpoint_max_ms:
+            raise ConfigError("online: 0 <= checkpoint_min_ms <= checkpoint_max_ms")
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """Promotion, probation and rollback on live paired evidence (``[models.NAME.live]``;
+    see driftline.core.lifecycle.promotion)."""
+
+    enabled: bool = True
+    alpha: float = 0.05
+    """Bound on the chance that a challenger no better than the champion is promoted (or
+    a champion no worse than the one it replaced is rolled back), over all time."""
+    min_pairs: int = 200
+    """Paired outcomes before any decision."""
+    min_segment_pairs: int = 100
+    """Discordant pairs that make a segment large enough to veto a promotion."""
+    max_pairs: int = 20_000
+    """Discordant pairs after which the evidence restarts without a decision."""
+    probation_pairs: int = 2_000
+    """Paired outcomes the previous champion stays in shadow after a promotion."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"live.alpha must be in (0, 1), not {self.alpha}")
+        for name in ("min_pairs", "min_segment_pairs", "max_pairs", "probation_pairs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"live.{name} must be >= 1")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """How Driftline serves, monitors and retrains one model."""
 
@@ -90,6 +148,8 @@ class ModelConfig:
     positive_class: str | None = None
     gate: GateConfig = field(default_factory=GateConfig)
     retrain: Mapping[str, Any] = field(default_factory=dict)
+    online: OnlineConfig | None = None
+    live: LiveConfig = field(default_factory=LiveConfig)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -100,6 +160,9 @@ class ModelConfig:
             raise ConfigError(f"model {self.name}: join_ttl_ms must be >= 1")
         if not self.factory:
             object.__setattr__(self, "factory", DEFAULT_FACTORY[self.task])
+        if self.online is not None and not self.online.factory:
+            default = "hoeffding_adaptive_tree" if self.task == "classification" else self.factory
+            object.__setattr__(self, "online", replace(self.online, factory=default))
 
     def spec(self) -> Spec:
         """The feature spec declared here (used until a champion brings its own)."""
@@ -117,6 +180,12 @@ class ModelConfig:
                 kw["gate"] = GateConfig(**kw["gate"])
             except TypeError as exc:
                 raise ConfigError(f"model {name}: bad gate config: {exc}") from exc
+        for key, kind in (("online", OnlineConfig), ("live", LiveConfig)):
+            if key in kw:
+                try:
+                    kw[key] = kind(**kw[key])
+                except TypeError as exc:
+                    raise ConfigError(f"model {name}: bad {key} config: {exc}") from exc
         if "features" in kw:
             kw["features"] = tuple(kw["features"])
         return cls(name=name, **kw)
