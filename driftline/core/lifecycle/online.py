@@ -40,8 +40,10 @@ learners too slow for the outcome rate (``river.forest.ARFClassifier`` learns a 
 >>> learner.checkpoint_due(now_ms=10)
 True
 >>> record = learner.checkpoint(now_ms=10, key=b"k", feature_spec=[])
->>> record["version"], record["lineage"]["data_ranges"], record["lineage"]["rows"]
-('online-1', [{'topic': 'o', 'partition': 0, 'start_offset': 0, 'end_offset': 120}], 120)
+>>> record["version"], record["stage"], record["lineage"]["rows"]
+('online-1', 'checkpoint', 120)
+>>> record["lineage"]["data_ranges"]
+[{'topic': 'o', 'partition': 0, 'start_offset': 0, 'end_offset': 120}]
 >>> again = OnlineLearner.resume(record, b"k", OnlineConfig(factory="hoeffding_tree"))
 >>> again.learn({"event_id": "e5", "model": "churn", "features": {"x": 1}, "label": True,
 ...              "event_time_ms": 5, "segment": {}}, ("o", 0, 5))  # already in the state
@@ -58,6 +60,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from driftline.core.errors import ConfigError
+from driftline.core.lifecycle.registry import CHECKPOINT
 from driftline.core.model.artifact import serialize
 from driftline.core.model.config import OnlineConfig
 from driftline.core.model.estimators import (
@@ -68,12 +71,18 @@ from driftline.core.model.estimators import (
     load_version,
 )
 from driftline.core.model.validation import Spec
+from driftline.core.watch.profile import ReferenceProfile
 
 __all__ = ["ONLINE_PREFIX", "OnlineLearner", "is_online"]
 
 ONLINE_PREFIX = "online-"
 Position = tuple[str, int, int]
 """(topic, partition, offset) of an outcome."""
+PROFILE_ROWS = 2_000
+"""Rows (features and the learner's own predictions) a checkpoint's reference profile
+is built from: the newest ones learnt."""
+PROFILE_EVERY_MS = 60_000
+"""A checkpoint rebuilds the profile at most this often; between, it repeats the last."""
 Store = Callable[[str, str, bytes], str]
 """``(model, name, data) -> uri``: keeps an artifact too large to travel inline."""
 
@@ -124,6 +133,11 @@ class OnlineLearner:
         self.last_checkpoint_ms: int | None = None
         self._served = ServedModel(model, version, task, estimator, Spec(()), "{}")
         self._window: deque[float] = deque(maxlen=config.window)
+        self._recent: deque[tuple[Mapping[str, Any], Any, dict[str, float]]] = deque(
+            maxlen=PROFILE_ROWS
+        )
+        self._profile: tuple[int, str] | None = None
+        """(when, JSON) of the reference profile the last checkpoints carried."""
 
     @classmethod
     def start(
@@ -166,6 +180,7 @@ class OnlineLearner:
         features = outcome.get("features") or {}
         value, scores = self._served.predict_one(features)
         if value is not None and is_finite_output(value, scores):
+            self._recent.append((features, value, scores))
             if self.task == "classification":
                 self._window.append(float(_key(value) == _key(y)))
             else:
@@ -211,19 +226,21 @@ class OnlineLearner:
         key: bytes,
         feature_spec: Sequence[Mapping[str, Any]],
         *,
-        current: Mapping[str, Any] | None = None,
-        reference_profile: str = "{}",
+        score_class: str | None = None,
         code: str = "",
         host: str | None = None,
         inline_max_bytes: int = 512_000,
         store: Store | None = None,
     ) -> dict[str, Any]:
-        """The learner as a ModelVersion record: its signed artifact as it is now and the
-        outcome offsets its state holds. ``current`` is the version's record on the
-        registry, if any: its stage and who set it stay as they are (a checkpoint changes
-        the artifact, the lineage and the metrics, never the stage); else the record is
-        a new challenger. An artifact over ``inline_max_bytes`` goes to ``store`` under a
-        name with its digest, so a reader of an older record never reads newer bytes."""
+        """The learner as a checkpoint record (a ModelVersion record in the pseudo-stage
+        ``checkpoint``, see driftline.core.lifecycle.registry): its signed artifact as it
+        is now and the outcome offsets its state holds. It never changes the version's
+        stage: the first time, publish :func:`~driftline.core.lifecycle.registry.restage`
+        of it as a challenger too. An artifact over ``inline_max_bytes`` goes to
+        ``store`` under a name with its digest, so a reader of an older record never
+        reads newer bytes. The reference profile (for drift, once it serves) is of the
+        newest rows learnt and the learner's predictions of them, rebuilt at most every
+        ``PROFILE_EVERY_MS``."""
         blob = serialize(self.estimator)
         self.since_checkpoint = 0
         self.last_checkpoint_ms = now_ms
@@ -240,25 +257,20 @@ class OnlineLearner:
             for (t, p), end in sorted(self.next_offsets.items())
         ]  # fmt: skip
         cfg = self.config
-        stage = {
-            "stage": "challenger",
-            "stage_changed_at_ms": now_ms,
-            "stage_changed_by": "online-learner",
-            "stage_reason": f"online learner of {cfg.factory} started",
-        }
-        if current is not None:
-            stage = {k: current[k] for k in stage}
         return {
             "model": self.model,
             "version": self.version,
-            **stage,
+            "stage": CHECKPOINT,
+            "stage_changed_at_ms": now_ms,
+            "stage_changed_by": "online-learner",
+            "stage_reason": f"{self.learned} outcomes learnt online by {cfg.factory}",
             "created_at_ms": self.started_at_ms,
             "task": self.task,
             "factory": cfg.factory,
             "feature_spec": [dict(f) for f in feature_spec],
             "metrics": self.prequential,
             "segment_metrics": {},
-            "reference_profile": reference_profile,
+            "reference_profile": self._reference_profile(now_ms, feature_spec, score_class),
             "lineage": {
                 "trigger_id": None,
                 "trigger_key": None,
@@ -280,3 +292,20 @@ class OnlineLearner:
             "gate": None,
             "artifact": artifact,
         }
+
+    def _reference_profile(
+        self, now_ms: int, spec: Sequence[Mapping[str, Any]], score_class: str | None
+    ) -> str:
+        if self._profile is None or now_ms - self._profile[0] >= PROFILE_EVERY_MS:
+            rows = list(self._recent)
+            classify = self.task == "classification"
+            profile = ReferenceProfile.build(
+                (f for f, _, _ in rows),
+                spec,
+                predictions=[p for _, p, _ in rows] if rows else None,
+                scores=[s for _, _, s in rows] if rows and classify else None,
+                task=self.task,
+                score_class=score_class,
+            )
+            self._profile = (now_ms, profile.to_json())
+        return self._profile[1]

@@ -53,7 +53,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from driftline.core.errors import StageError
-from driftline.core.lifecycle.registry import Registry, registry_key, restage
+from driftline.core.lifecycle.registry import (
+    PROBATION,
+    Registry,
+    is_probation,
+    registry_key,
+    restage,
+)
 from driftline.core.model.config import LiveConfig
 
 __all__ = [
@@ -66,19 +72,6 @@ __all__ = [
     "is_probation",
     "outcome_pairs",
 ]
-
-PROBATION = "probation: "
-"""How the stage reason of a champion replaced on live evidence starts: the registry
-record itself says the version is on probation, so a restarted trainer knows it too."""
-
-
-def is_probation(record: Mapping[str, Any] | None) -> bool:
-    """Whether ``record`` is a previous champion on probation (a challenger)."""
-    return (
-        record is not None
-        and record["stage"] == "challenger"
-        and str(record["stage_reason"]).startswith(PROBATION)
-    )
 
 
 def _log_mixture_lr(b: int, c: int) -> float:
@@ -250,13 +243,14 @@ class Promoter:
         self.probation: str | None = None
         self.probation_pairs = 0
         self.restarts = 0
-        self._waiting = False
+        self._pending: Decision | None = None
 
     def on_registry(
         self, champion: str | None, challengers: Iterable[str], probation: str | None = None
     ) -> None:
         """The registry's champion and challengers of the model now; ``probation`` is
-        the challenger that was champion before this one (None: none)."""
+        the challenger that was champion before this one (None: none). A decision taken
+        is awaited until the registry shows it (or :meth:`drop` gives it up)."""
         challengers = [v for v in challengers if v != champion]
         if champion != self.champion:
             self.champion = champion
@@ -264,7 +258,22 @@ class Promoter:
             self.probation_pairs = 0
         self.probation = probation if probation in challengers else None
         self.tests = {v: self.tests.get(v) or PairedTest(self.config) for v in challengers}
-        self._waiting = False
+        pending = self._pending
+        if pending is not None and (
+            champion != pending.replaces
+            if pending.action != "end_probation"
+            else pending.version not in challengers or probation != pending.version
+        ):
+            self._pending = None
+
+    def drop(self) -> None:
+        """Give up the decision awaited (its records could not be published): the evidence
+        that led to it restarts."""
+        if self._pending is not None:
+            version = self._pending.version
+            if version in self.tests:
+                self.tests[version] = PairedTest(self.config)
+            self._pending = None
 
     def on_alarm(self) -> None:
         """A concept drift alarm of the model: restart the evidence of every challenger."""
@@ -287,7 +296,7 @@ class Promoter:
 
     def decide(self) -> Decision | None:
         """The next decision, if the evidence allows one (see :class:`Decision`)."""
-        if self._waiting or self.champion is None:
+        if self._pending is not None or self.champion is None:
             return None
         best: tuple[float, str, PairedTest] | None = None
         for version, test in self.tests.items():
@@ -309,17 +318,17 @@ class Promoter:
                 f"over {test.pairs} paired outcomes (likelihood ratio "
                 f"{math.exp(min(test.log_lr(), 700)):.3g} >= {1 / self.config.alpha:g})"
             )
-            self._waiting = True
-            return Decision(action, self.model, version, self.champion, why, ev)
+            self._pending = Decision(action, self.model, version, self.champion, why, ev)
+            return self._pending
         if self.probation is not None and self.probation_pairs >= self.config.probation_pairs:
             test = self.tests[self.probation]
             why = (
                 f"probation over: {self.champion} not worse than {self.probation} on "
                 f"{self.probation_pairs} paired outcomes"
             )
-            self._waiting = True
-            return Decision("end_probation", self.model, self.probation, None, why,
-                            {**test.evidence(), "champion": self.champion})  # fmt: skip
+            self._pending = Decision("end_probation", self.model, self.probation, None, why,
+                                     {**test.evidence(), "champion": self.champion})  # fmt: skip
+            return self._pending
         return None
 
 

@@ -15,6 +15,13 @@ slot archives the one that held it (the archive record is published first). A
 rollback republishes an earlier version as champion. Who and why travel in every
 record, so a manual approval is recorded like any other change.
 
+An online learner's state changes between stage changes: each of its checkpoints is a
+record with the pseudo-stage ``checkpoint`` under its own key (``model/version@checkpoint``,
+:func:`record_key`). It carries the version's new artifact, lineage and metrics and
+never changes the stage, so a checkpoint published while a promotion was in flight
+cannot undo it, and compaction keeps the newest of each kind. :meth:`Registry.get` gives
+the stage record with the newest state of the two (by ``lineage.finished_at_ms``).
+
 The topic is compacted: it keeps the *last* record per key, so it always holds every
 version and its current stage, but older stage changes of a version disappear
 once the log cleaner runs. The full history lives in the SQL view (stage_history),
@@ -52,11 +59,15 @@ from typing import Any
 from driftline.core.errors import StageError
 
 __all__ = [
+    "CHECKPOINT",
+    "PROBATION",
     "STAGES",
     "Registry",
     "StageChange",
     "approve",
+    "is_probation",
     "promote",
+    "record_key",
     "registry_key",
     "restage",
     "rollback",
@@ -64,6 +75,16 @@ __all__ = [
 ]
 
 STAGES = ("candidate", "challenger", "champion", "archived", "rejected")
+CHECKPOINT = "checkpoint"
+"""The pseudo-stage of an online learner's checkpoint record (not a stage)."""
+STATE_FIELDS = (
+    "artifact", "lineage", "metrics", "segment_metrics", "reference_profile", "feature_spec",
+)  # fmt: skip
+"""What a checkpoint updates."""
+PROBATION = "probation: "
+"""How the stage reason of a champion replaced by a promotion starts: it stays a
+challenger, scored in shadow, for a probation window. The record itself says so, so a
+restarted trainer knows it too."""
 SLOTS = ("champion", "challenger")
 ALLOWED: dict[str, frozenset[str]] = {
     "candidate": frozenset({"challenger", "champion", "rejected", "archived"}),
@@ -78,6 +99,29 @@ ALLOWED: dict[str, frozenset[str]] = {
 def registry_key(model: str, version: str) -> str:
     """The registry topic key of a version: ``model/version``."""
     return f"{model}/{version}"
+
+
+def record_key(record: Mapping[str, Any]) -> str:
+    """The registry topic key of a record: ``model/version``, or
+    ``model/version@checkpoint`` for a checkpoint."""
+    key = registry_key(record["model"], record["version"])
+    return key + "@checkpoint" if record["stage"] == CHECKPOINT else key
+
+
+def is_probation(record: Mapping[str, Any] | None) -> bool:
+    """Whether ``record`` is a previous champion on probation (a challenger)."""
+    return (
+        record is not None
+        and record["stage"] == "challenger"
+        and str(record["stage_reason"]).startswith(PROBATION)
+    )
+
+
+def _newer_state(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether record ``a`` holds a newer learnt state than ``b``."""
+    return int((a.get("lineage") or {}).get("finished_at_ms") or 0) > int(
+        (b.get("lineage") or {}).get("finished_at_ms") or 0
+    )
 
 
 @dataclass(frozen=True)
@@ -110,6 +154,7 @@ class Registry:
         self._slots: dict[str, dict[str, str]] = {slot: {} for slot in SLOTS}
         self._champions: dict[str, list[str]] = {}  # versions in the order they became champion
         self._answered: dict[str, tuple[str, str]] = {}
+        self._checkpoints: dict[tuple[str, str], dict[str, Any]] = {}
         self.changes: list[StageChange] = []
         """Every change applied, in order (what this process saw, not what compaction kept)."""
 
@@ -123,6 +168,11 @@ class Registry:
     def apply(self, record: Mapping[str, Any]) -> StageChange | None:
         """Fold one record in; the change it makes, or None for a repeat of the last one."""
         model, version, stage = record["model"], record["version"], record["stage"]
+        if stage == CHECKPOINT:
+            old_state = self._checkpoints.get((model, version))
+            if old_state is None or _newer_state(record, old_state):
+                self._checkpoints[(model, version)] = dict(record)
+            return None
         if stage not in STAGES:
             raise StageError(f"{registry_key(model, version)}: unknown stage {stage!r}")
         versions = self._versions.setdefault(model, {})
@@ -159,6 +209,7 @@ class Registry:
     def delete(self, model: str, version: str) -> None:
         """Forget a version (a tombstone on the registry topic)."""
         self._versions.get(model, {}).pop(version, None)
+        self._checkpoints.pop((model, version), None)
         for holders in self._slots.values():
             if holders.get(model) == version:
                 del holders[model]
@@ -167,12 +218,19 @@ class Registry:
         return sorted(self._versions)
 
     def get(self, model: str, version: str) -> dict[str, Any] | None:
-        return self._versions.get(model, {}).get(version)
+        """The version's stage record, with the state of a newer checkpoint if any."""
+        record = self._versions.get(model, {}).get(version)
+        if record is None:
+            return None
+        state = self._checkpoints.get((model, version))
+        if state is None or not _newer_state(state, record):
+            return record
+        return {**record, **{k: state[k] for k in STATE_FIELDS if k in state}}
 
     def versions(self, model: str) -> list[dict[str, Any]]:
         """Every version of ``model``, oldest first (by creation time, then first seen)."""
-        found = list(self._versions.get(model, {}).values())
-        return sorted(found, key=lambda r: r["created_at_ms"])
+        found = [self.get(model, v) for v in self._versions.get(model, {})]
+        return sorted((r for r in found if r is not None), key=lambda r: r["created_at_ms"])
 
     def champion(self, model: str) -> dict[str, Any] | None:
         version = self._slots["champion"].get(model)

@@ -7,8 +7,10 @@ import pytest
 
 from driftline.core.errors import ArtifactError, ConfigError
 from driftline.core.lifecycle.online import OnlineLearner, is_online
+from driftline.core.lifecycle.registry import Registry, record_key, restage
 from driftline.core.model.artifact import deserialize, serialize, sha256_hex
 from driftline.core.model.config import ModelConfig, ModelsConfig, OnlineConfig
+from driftline.core.watch.profile import ReferenceProfile
 
 KEY = b"k"
 
@@ -84,23 +86,45 @@ def test_checkpoint_cadence():
     assert not lr.checkpoint_due(6_099) and lr.checkpoint_due(6_100)  # max interval
 
 
-def test_a_checkpoint_keeps_the_stage_it_has_and_is_signed():
+def test_a_checkpoint_never_changes_the_stage_even_published_after_a_promotion():
+    """The learner's first checkpoint enters the registry as a challenger; the
+    promotion and a checkpoint built before it arrive in either order: the version is
+    champion and serves the newest state."""
     lr = learner()
     for i, r in enumerate(rows(50)):
         lr.learn(r, ("o", 0, i))
     first = lr.checkpoint(10, KEY, [{"name": "x", "type": "integer"}])
     assert (first["stage"], first["version"], is_online(first["version"])) == (
-        "challenger", "online-1", True)  # fmt: skip
-    promoted = {**first, "stage": "champion", "stage_changed_at_ms": 20,
-                "stage_changed_by": "trainer", "stage_reason": "promoted"}  # fmt: skip
+        "checkpoint", "online-1", True)  # fmt: skip
+    assert record_key(first) == "m/online-1@checkpoint"
+    entered = restage(first, "challenger", by="trainer", reason="online learner", now_ms=10)
+    assert record_key(entered) == "m/online-1"
     lr.learn(next(rows(1, 50)), ("o", 0, 50))
-    later = lr.checkpoint(30, KEY, [], current=promoted)
-    assert (later["stage"], later["stage_changed_at_ms"], later["stage_reason"]) == (
-        "champion", 20, "promoted")  # fmt: skip
-    assert later["artifact"]["sha256"] != first["artifact"]["sha256"]
-    assert later["lineage"]["rows"] == 51
+    later = lr.checkpoint(30, KEY, [])
+    promoted = restage(entered, "champion", by="trainer", reason="better", now_ms=20)
+    orders = ([entered, later, promoted], [entered, promoted, later], [later, entered, promoted])
+    for order in orders:
+        reg = Registry.from_records(order)
+        got = reg.champion("m")
+        assert got is not None and got["version"] == "online-1", order
+        assert got["artifact"]["sha256"] == later["artifact"]["sha256"]
+        assert got["lineage"]["rows"] == 51 and got["stage_reason"] == "better"
+        assert [c.stage for c in reg.changes] == ["challenger", "champion"]
+    older = Registry.from_records([entered, later, first])  # an older checkpoint comes late
+    assert older.get("m", "online-1")["lineage"]["rows"] == 51
     with pytest.raises(ArtifactError):
         OnlineLearner.resume(later, b"another key", OnlineConfig(factory="hoeffding_tree"))
+
+
+def test_a_checkpoint_carries_a_reference_profile_of_what_it_learnt():
+    lr = learner()
+    for i, r in enumerate(rows(300)):
+        lr.learn(r, ("o", 0, i))
+    spec = [{"name": "x", "type": "integer"}, {"name": "c", "type": "category"}]
+    record = lr.checkpoint(10, KEY, spec)
+    profile = ReferenceProfile.from_json(record["reference_profile"])
+    assert sorted(profile.features) == ["c", "x"] and profile.n == 299
+    assert profile.prediction is not None
 
 
 def test_a_large_checkpoint_goes_to_the_store_under_a_name_with_its_digest():

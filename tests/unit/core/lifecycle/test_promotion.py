@@ -246,9 +246,16 @@ def test_an_online_champion_rolled_back_stays_a_challenger_and_probation_ends_ar
                          by="t", now_ms=4)  # fmt: skip
 
 
-def test_a_checkpoint_updates_the_record_without_a_stage_change():
-    reg = Registry.from_records([version("online-1", "challenger")])
-    newer = {**version("online-1", "challenger"), "artifact": {"sha256": "new"}}
-    assert reg.apply(newer) is None
-    assert reg.get("m", "online-1")["artifact"]["sha256"] == "new"
-    assert len(reg.changes) == 1
+def test_a_decision_is_awaited_until_the_registry_shows_it_or_it_is_dropped():
+    p = Promoter("m", "classification", LiveConfig(min_pairs=10))
+    p.on_registry("v1", ["v2"])
+    feed(p, 60, lambda i: False, {"v2": lambda i: True})
+    assert p.decide().version == "v2"
+    p.on_registry("v1", ["v2"])  # an unrelated record (a checkpoint): still awaited
+    assert p.decide() is None
+    p.drop()  # its records were refused: the evidence starts again
+    assert p.tests["v2"].pairs == 0 and p.decide() is None
+    feed(p, 60, lambda i: False, {"v2": lambda i: True})
+    assert p.decide().version == "v2"
+    p.on_registry("v2", ["v1"], probation="v1")
+    assert p.tests == {"v1": p.tests["v1"]} and p.tests["v1"].pairs == 0
