@@ -42,10 +42,12 @@ from driftline.core.lifecycle.answers import alert, config_for, failure_alert, s
 from driftline.core.wire.codec import default_codec
 from driftline.core.errors import ArtifactError, CodecError
 from driftline.core.model.config import ModelsConfig
+from driftline.core.watch import models_file
 from driftline.core.model.estimators import load_version, write_artifact
 from driftline.core.lifecycle.training import decide, stage_records, train
 from driftline.core.lifecycle.trainset import build_frame, examples
 from driftline.kafka.clients import consumer_config
+from driftline.reload import ModelsReloader
 from driftline.settings import Settings
 
 log = logging.getLogger("driftline.trainer")
@@ -325,10 +327,25 @@ def main(settings: Settings, metrics_port: int | None = None) -> None:
         stop = True
 
     signal.signal(signal.SIGTERM, _stop)
-    trainer = Trainer(settings, ModelsConfig.load(settings.models_file))
+    trainer = Trainer(settings, models_file.load(settings.models_file))
+
+    def _alert_now(record: Mapping[str, Any]) -> None:
+        trainer._alert(record)
+        trainer.publisher.flush()
+
+    # SIGHUP reloads the models file between triggers; a broken one is refused, alerted
+    reloader = ModelsReloader(settings.models_file, trainer.models, process="trainer",
+                              on_change=lambda new: setattr(trainer, "models", new),
+                              on_alert=_alert_now)  # fmt: skip
+    reloader.install()
+
+    def _should_stop() -> bool:
+        reloader.poll()
+        return stop
+
     log.info("trainer started on %s (metrics on :%s)", settings.topic("retrain"), port or "-")
     try:
-        trainer.run(should_stop=lambda: stop)
+        trainer.run(should_stop=_should_stop)
     except KeyboardInterrupt:
         pass
     finally:

@@ -11,6 +11,7 @@ import click
 
 from driftline import __version__
 from driftline.cli_acls import acls_cmd
+from driftline.cli_config import checked_models
 from driftline.cli_models import register as register_training_commands
 from driftline.cli_ops import register as register_ops_commands
 from driftline.cli_schemas import schemas_cmd
@@ -121,12 +122,15 @@ def kafka_tool(args: tuple[str, ...]) -> None:
 def worker_cmd(
     settings: Settings, name: str, web_port: int | None, without_web: bool, loglevel: str
 ) -> None:
-    """Run a worker: validate and score features, join labels, monitor, alert, trigger."""
+    """Run a worker: validate and score features, join labels, monitor, alert, trigger.
+
+    A broken models file stops it before it starts (exit 2); SIGHUP reloads the file."""
+    models = checked_models(settings, "worker")
     from driftline.streams import worker
 
     if web_port is not None:
         settings = settings.model_copy(update={"worker_web_port": web_port})
-    worker.run(settings, name=name, web=not without_web, loglevel=loglevel)
+    worker.run(settings, name=name, web=not without_web, loglevel=loglevel, models=models)
 
 
 # -- topics -------------------------------------------------------------------------

@@ -18,10 +18,10 @@ from typing import Any
 
 import click
 
+from driftline.cli_config import CONFIG_EXIT, checked_models, models_check
 from driftline.cli_format import parse_since, typed, version_report, version_table
 from driftline.core.errors import ConfigError, StageError
 from driftline.core.lifecycle.registry import Registry, approve, rollback, transition
-from driftline.core.model.config import ModelConfig, ModelsConfig
 from driftline.settings import Settings
 
 
@@ -55,7 +55,10 @@ port_option = click.option(
 @click.option("-v", "--verbose", is_flag=True)
 @click.pass_obj
 def trainer_cmd(settings: Settings, metrics_port: int | None, verbose: bool) -> None:
-    """Run the trainer: answer retrain triggers with gated versions on the registry."""
+    """Run the trainer: answer retrain triggers with gated versions on the registry.
+
+    A broken models file stops it before it starts (exit 2); SIGHUP reloads the file."""
+    checked_models(settings, "trainer")
     from driftline.consumers import trainer
 
     _logging(verbose)
@@ -158,7 +161,8 @@ def _wait_for_answer(follower: Any, trigger: dict[str, Any], wait: float) -> Non
 
 @click.group("models")
 def models_group() -> None:
-    """Model versions on the registry topic: list, show, promote, approve, roll back."""
+    """Model versions on the registry topic (list, show, promote, approve, roll back,
+    bootstrap) and the models file (check)."""
 
 
 def _registry(settings: Settings) -> Registry:
@@ -274,7 +278,12 @@ def _rows(path: Path, label: str | None, segments: tuple[str, ...]) -> Iterator[
     if label is None:
         raise ConfigError("a CSV needs --label COLUMN")
     with path.open(newline="") as fh:
-        for row in csv.DictReader(fh):
+        reader = csv.DictReader(fh)
+        missing = [c for c in (label, *segments) if c not in (reader.fieldnames or ())]
+        if missing:
+            raise ConfigError(f"{path.name} has no column {', '.join(map(repr, missing))} "
+                              f"(columns: {', '.join(reader.fieldnames or ())})")  # fmt: skip
+        for row in reader:
             yield {
                 "label": typed(row.pop(label)),
                 "segment": {s: row.pop(s) for s in segments},
@@ -287,8 +296,20 @@ def _rows(path: Path, label: str | None, segments: tuple[str, ...]) -> Iterator[
 @click.argument("rows", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--label", default=None, help="CSV: the label column.")
 @click.option("--segment", multiple=True, help="CSV: a segment column (repeatable).")
-@click.option("--task", type=click.Choice(["classification", "regression"]), default=None)
+@click.option(
+    "--task",
+    type=click.Choice(["classification", "regression"]),
+    default=None,
+    help="Default: the models file's, else read from the labels (docs/configuration.md).",
+)
 @click.option("--factory", default=None, help="Factory name or pkg.module:function.")
+@click.option(
+    "--write-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the model's configuration as a models file to review ('-': print it).",
+)
+@click.option("--config-only", is_flag=True, help="Infer and write the config; train nothing.")
 @click.option("--force", is_flag=True, help="Even if MODEL already has a champion.")
 @by_option
 @click.option("--reason", default="first version", show_default=True)
@@ -301,20 +322,59 @@ def models_bootstrap(
     segment: tuple[str, ...],
     task: str | None,
     factory: str | None,
+    write_config: Path | None,
+    config_only: bool,
     force: bool,
     by: str,
     reason: str,
 ) -> None:
-    """Train MODEL's first champion from ROWS (JSON lines of features/label, or a CSV)."""
-    from driftline.core.lifecycle.training import bootstrap
+    """Train MODEL's first champion from ROWS (JSON lines of features/label, or a CSV).
 
-    cfg = ModelsConfig.load(settings.models_file).get(model) or ModelConfig(
-        model, task=task or "classification", factory=factory or ""
-    )
+    Without a models file entry for MODEL it reads the task from the labels (refusing an
+    ambiguous one: pass --task), infers every feature's type, bounds and categories, and
+    flags columns that drift by construction; --write-config writes all of it as a
+    models file to review."""
+    from driftline.core.lifecycle.training import bootstrap
+    from driftline.core.model.config_problems import ModelsFileError
+    from driftline.core.model.from_rows import plan
+    from driftline.core.watch.models_file import models_toml
+
+    models = checked_models(settings, "models bootstrap")
+    if write_config is not None and str(write_config) != "-" and write_config.exists():
+        raise click.UsageError(f"{write_config} exists; choose another path or remove it")
+    try:
+        data = list(_rows(rows, label, segment))
+        found = plan(model, data, models.get(model), task=task, factory=factory,
+                     label_column=label or "label")  # fmt: skip
+    except ModelsFileError as exc:
+        click.echo(f"driftline models bootstrap: {exc}", err=True)
+        raise click.exceptions.Exit(CONFIG_EXIT) from None
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    for line in found.lines(len(data), label or "label"):
+        click.echo(line)
+    if write_config is not None:
+        header = [
+            f"Written by `driftline models bootstrap {model} {rows.name}` from {len(data)} rows.",
+            "Review it, then set DRIFTLINE_MODELS_FILE to it; `driftline models check` checks",
+            "it. Every key: docs/configuration.md.",
+        ]
+        notes = {"task": found.task_why, "join_ttl_ms": "24 h: see docs/configuration.md"}
+        notes.update({n: f"drifts by construction: {why}" for n, why in found.drifting.items()})
+        if found.drifting:
+            notes["drift.exclude"] = "flagged by bootstrap: remove a name to test it"
+        text = models_toml(found.file_config(), header=header, notes=notes)
+        if str(write_config) == "-":
+            click.echo(text, nl=False)
+        else:
+            write_config.write_text(text)
+            click.echo(f"wrote {write_config}")
+    if config_only:
+        return
+    cfg = found.config
     reg = _registry(settings)
     if reg.champion(model) is not None and not force:
         raise click.ClickException(f"{model} has a champion already (use --force)")
-    data = list(_rows(rows, label, segment))
     current = [r for r in (reg.champion(model), reg.challenger(model)) if r is not None]
     with click.progressbar(length=len(data), label=f"training {model}") as bar:
 
@@ -339,5 +399,6 @@ def models_bootstrap(
 
 def register(cli: click.Group) -> None:
     """Add the continuous-training commands to the ``driftline`` group."""
+    models_group.add_command(models_check)
     for cmd in (trainer_cmd, projector_cmd, retrain_cmd, models_group):
         cli.add_command(cmd)

@@ -7,6 +7,8 @@
 * monitor: on the event loop, fed the join's committed steps, ticked by a Faust timer
   (streams/monitors.py)
 * web: /metrics, the status page and /status.json (streams/web.py)
+* SIGHUP: reload the models file (driftline/reload.py); a broken one is refused with a
+  ``config_rejected`` alert and the last good configuration stays in force
 
 Faust is the frame: services, timers, the web server and the worker's lifecycle. Both
 data paths are confluent-kafka loops that own their Kafka transactions
@@ -17,9 +19,11 @@ Run it with ``driftline worker`` (or :func:`run`).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
+import signal
 import threading
 import time
 from collections import deque
@@ -37,7 +41,10 @@ from driftline.core.wire.headers import for_confluent
 from driftline.core.join.joiner import Joiner, Step
 from driftline.core.model.config import ModelsConfig
 from driftline.core.model.scoring import Scoring
+from driftline.core.watch.profile import label_spec
+from driftline.core.wire.envelope import LabelSpec
 from driftline.kafka.clients import faust_broker_url, faust_credentials, producer_config
+from driftline.reload import ModelsReloader
 from driftline.settings import Settings
 from driftline.streams import telemetry as m
 from driftline.streams import web
@@ -69,6 +76,7 @@ class Worker:
     monitors: Monitors
     join: JoinLoop
     recent: Recent = field(default_factory=Recent)
+    reloader: ModelsReloader | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
 
@@ -145,22 +153,35 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
     monitors = Monitors(models)
     follower = RegistryFollower(settings, codec, on_alert=send_alert,
                                 on_change=monitors.versions.append)  # fmt: skip
+    # the models file in force: replaced whole by a SIGHUP reload (driftline/reload.py)
+    reloader = ModelsReloader(settings.models_file, models, process="worker",
+                              on_alert=send_alert)  # fmt: skip
 
     def known(model: str) -> bool:
-        return model in models or follower.versions(model)[0] is not None
+        return model in reloader.current or follower.versions(model)[0] is not None
 
     scoring = Scoring(codec, follower.versions, known)
     scorer = ScorerLoop(settings, scoring, codec, group_id=f"{app_id}-scorer")
+    labels: dict[tuple[str, str], LabelSpec] = {}
 
-    def task_of(model: str) -> str | None:
-        config = models.get(model)
-        if config is not None:
-            return config.task
+    def task_of(model: str) -> str | LabelSpec | None:
+        """What a label of ``model`` is checked against: the task, label types and
+        classes of its champion (the registry's, cached per version), else the models
+        file's task; None for an unknown model."""
         record = follower.registry.champion(model)
-        return None if record is None else str(record["task"])
+        if record is not None:
+            key = (model, str(record["version"]))
+            spec = labels.get(key)
+            if spec is None:
+                if len(labels) > 1_000:
+                    labels.clear()
+                spec = labels[key] = label_spec(record)
+            return spec
+        config = reloader.current.get(model)
+        return None if config is None else config.task
 
     def ttl_of(model: str) -> int:
-        config = models.get(model)
+        config = reloader.current.get(model)
         return config.join_ttl_ms if config is not None else settings.join_ttl_ms
 
     joiner = Joiner(codec, task_of, ttl_of, settings.topic("predictions"))
@@ -184,7 +205,13 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
                       group_id=f"{app_id}-join", on_committed=on_committed)  # fmt: skip
     scorer.on_dead = monitors.dead_inbox.append
     worker = Worker(settings, models, app, codec, follower, scorer, monitors, joined, recent,
-                    stop=stop)  # fmt: skip
+                    reloader, stop=stop)  # fmt: skip
+
+    def on_models(new: ModelsConfig) -> None:  # on the event loop
+        worker.models = new
+        monitors.reconfigure(new)
+
+    reloader.on_change = on_models
     # Our own web server replaces Faust's legacy one (see streams/web.py).
     app.web_server(web.server(worker, settings.worker_web_bind, settings.worker_web_port))
 
@@ -192,6 +219,8 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
         """Starts the registry follower, then the scorer, on threads; stops them."""
 
         async def on_start(self) -> None:
+            # SIGHUP reloads the models file, on the event loop (the monitor's thread)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.reload)
             t = threading.Thread(target=follower.run, args=(worker.stop,), name="registry",
                                  daemon=True)  # fmt: skip
             t.start()

@@ -9,7 +9,10 @@ arrive through a thread-safe inbox. A worker's monitor thus sees the predictions
 outcomes of the partitions it owns: with one worker, all of them. (Several workers each
 watch their share; repartitioning by model is the follow-up noted in
 docs/architecture.md.) A timer ticks the monitors: snapshots, feature drift, rate alerts
-and clock-driven retrain reasons.
+and clock-driven retrain reasons. Each monitor follows its model's champion as the
+registry names it (a champion of another task rebuilds it, see
+:class:`~driftline.core.watch.monitor.ModelMonitor`), and a reloaded models file
+reconfigures them (:meth:`Monitors.reconfigure`).
 """
 
 from __future__ import annotations
@@ -60,6 +63,16 @@ class Monitors:
             config = self.models.get(model) or ModelConfig(model, task=task or "classification")
             mon = self.by_model[model] = ModelMonitor(config, window_size=self.window_size)
         return mon
+
+    def reconfigure(self, models: ModelsConfig) -> None:
+        """A reloaded models file (on the event loop): each monitor takes its model's new
+        configuration; a model the file no longer names keeps monitoring with defaults for
+        its champion's task."""
+        self.models = models
+        for name, mon in self.by_model.items():
+            config = models.get(name) or ModelConfig(name, task=mon.task)
+            if config != mon.config:
+                mon.reconfigure(config)
 
     def sync_versions(self, now: int) -> None:
         while self.versions:

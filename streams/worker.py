@@ -8,6 +8,7 @@ import logging
 import faust
 
 from driftline.core.model.config import ModelsConfig
+from driftline.core.watch import models_file
 from driftline.settings import Settings
 from driftline.streams.app import create_worker
 
@@ -26,10 +27,17 @@ class _QuietWorker(faust.Worker):
 
 
 def run(
-    settings: Settings, *, name: str = "worker", web: bool = True, loglevel: str = "info"
+    settings: Settings,
+    *,
+    name: str = "worker",
+    web: bool = True,
+    loglevel: str = "info",
+    models: ModelsConfig | None = None,
 ) -> None:
-    """Build the worker and run it until SIGTERM/SIGINT."""
-    models = ModelsConfig.load(settings.models_file)
+    """Build the worker and run it until SIGTERM/SIGINT (SIGHUP reloads the models file).
+    ``models``: the models file already read (default: read and check it now)."""
+    if models is None:
+        models = models_file.load(settings.models_file)
     worker = create_worker(settings, models, name=name)
     level = getattr(logging, loglevel.upper(), logging.INFO)
     _QuietWorker.quiet_level = level

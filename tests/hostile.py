@@ -439,11 +439,11 @@ def label_wrong_record(rng: random.Random, n: int) -> Bad:
 
 
 def label_wrong_type(rng: random.Random, n: int) -> Bad:
-    """The churn model classifies: a float or null label is a type mismatch."""
+    """The churn model classifies: a float or null label is a label type mismatch."""
     eid = f"l{n}"
     value = rng.choice([0.5, 1.0, math.nan, math.inf, None])
     return _l("label_wrong_type", eid.encode(), _label_bytes(rng, eid, label=value),
-              "type_mismatch")  # fmt: skip
+              "label_type_mismatch")  # fmt: skip
 
 
 def label_unknown_model(rng: random.Random, n: int) -> Bad:

@@ -15,8 +15,8 @@ from confluent_kafka import Producer
 
 from driftline import broker
 from driftline.core.lifecycle.training import bootstrap
-from driftline.core.model.config import ModelsConfig
 from driftline.core.model.estimators import load_version
+from driftline.core.watch import models_file
 from driftline.core.wire.codec import default_codec
 from driftline.core.wire.headers import build as build_headers
 from driftline.core.wire.headers import for_confluent
@@ -132,7 +132,7 @@ def run(opts: Options, echo: Callable[[str], None] = say) -> Path:
 
 
 def _bootstrap(settings: Settings, rows: list[Row], echo: Callable[[str], None]) -> Any:
-    config = ModelsConfig.load(settings.models_file)[MODEL]
+    config = models_file.load(settings.models_file)[MODEL]  # checked as the worker will
     key = settings.signing_key.get_secret_value().encode()
     _, records = bootstrap(
         ({"features": r.features, "label": r.label, "event_time_ms": r.index,

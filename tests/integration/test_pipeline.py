@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import math
 import random
+import signal
 import time
 from pathlib import Path
 
 import pytest
 from rocksdict import Options, Rdict
 
+from driftline.consumers.registry_io import read_registry
 from driftline.core.join.leanentry import is_names_key
+from driftline.core.lifecycle.training import bootstrap
+from driftline.core.model.config import ModelConfig, ModelsConfig
 from driftline.core.wire.codec import default_codec
 from driftline.streams.joinstore import OFFSET_KEY
 from tests.integration import harness
@@ -218,3 +222,114 @@ def test_join_state_survives_a_worker_restart(settings, tmp_path, store) -> None
     finally:
         second.stop()
         first.stop()
+
+
+def _dead(s, reason: str, n: int, timeout: float = 60) -> list[dict]:
+    def enough(got: list) -> bool:
+        return sum(d["reason"] == reason for d in got) >= n
+
+    return [d for d in harness.collect(s, "deadletter", enough, timeout) if d["reason"] == reason]
+
+
+def test_labels_are_checked_against_the_champion_and_a_new_task_is_followed(pipeline) -> None:
+    """The trial: a boolean model joined ``1`` and ``"True"`` labels (the string counted
+    as a wrong prediction), and a model re-bootstrapped as a regressor was monitored as
+    a classifier until the worker restarted."""
+    s, champion, proc = pipeline
+    rng = random.Random(23)
+    events = [example(rng, i) for i in range(3)]
+    harness.produce(s, "features", harness.encoded(
+        "io.driftline.FeatureEvent", map(feature_event, events)))  # fmt: skip
+    labels = [{**label(e), "label": value} for e, value in zip(events, [1, "True", True],
+                                                               strict=True)]  # fmt: skip
+    harness.produce(s, "labels", harness.encoded("io.driftline.Label", labels))
+    dead = _dead(s, "label_type_mismatch", 2)
+    assert sorted(d["source_key"] for d in dead) == sorted(
+        e["event_id"].encode() for e in events[:2]), proc.tail()  # fmt: skip
+    assert all(d["stage"] == "join" for d in dead)
+    details = sorted(d["detail"] for d in dead)
+    assert "label 'True' (string): churn " in details[0]
+    assert "label 1 (integer): churn " in details[1]
+    assert all(f"{champion} predicts boolean classes (False, True)" in d for d in details)
+    outcomes = harness.collect(s, "outcomes", lambda got: len(got) >= 1)
+    assert [o["event_id"] for o in outcomes] == [events[2]["event_id"]]
+
+    # the same model re-bootstrapped as a regressor, the worker running on (its models
+    # file still says classification): labels and metrics follow the registry's champion
+    old = read_registry(s).champion("churn")
+    config = ModelConfig("churn", task="regression", factory="linear_regression",
+                         features=ModelsConfig.load(s.models_file)["churn"].features)  # fmt: skip
+    rows = [{**example(rng, i), "label": float(i % 50)} for i in range(600)]
+    _, records = bootstrap(rows, config, key=s.signing_key.get_secret_value().encode(),
+                           by="test", reason="now a regressor", now_ms=int(time.time() * 1000),
+                           current=[old], existing_versions=[old["version"]])  # fmt: skip
+    new = records[-1]["version"]
+    harness.publish(s, "registry", "io.driftline.ModelVersion", records,
+                    key=lambda r: f"{r['model']}/{r['version']}")  # fmt: skip
+    deadline = time.monotonic() + 60
+    served: list[dict] = []
+    while not any(p["version"] == new for p in served):  # the scorer swaps within seconds
+        assert time.monotonic() < deadline, proc.tail()
+        probe = example(rng, 10_000 + len(served))
+        harness.produce(s, "features", harness.encoded("io.driftline.FeatureEvent",
+                                                       [feature_event(probe)]))  # fmt: skip
+        time.sleep(0.5)
+        served = harness.collect(s, "predictions", lambda got: False, timeout=2)
+    batch = [example(rng, 20_000 + i) for i in range(300)]
+    harness.produce(s, "features", harness.encoded(
+        "io.driftline.FeatureEvent", map(feature_event, batch)))  # fmt: skip
+    preds = harness.collect(s, "predictions", lambda got: sum(
+        p["version"] == new for p in got) >= len(batch))  # fmt: skip
+    assert sum(p["version"] == new for p in preds) >= len(batch)
+    regression_labels = [{**label(e), "label": float(i % 50)} for i, e in enumerate(batch)]
+    regression_labels[0]["label"] = True  # a classifier's label, for the regressor
+    harness.produce(s, "labels", harness.encoded("io.driftline.Label", regression_labels))
+    dead = _dead(s, "label_type_mismatch", 3)
+    (mine,) = [d for d in dead if d["source_key"] == batch[0]["event_id"].encode()]
+    assert f"label True (boolean): churn {new} is a regression model" in mine["detail"]
+
+    def mae_of_new(got: list) -> bool:
+        return any(m["version"] == new and "mae" in m["metrics"] for m in got)
+
+    snaps = harness.collect(s, "metrics", mae_of_new, timeout=60)
+    assert mae_of_new(snaps), proc.tail()
+    assert not any(m["version"] == new and "accuracy" in m["metrics"] for m in snaps)
+    assert proc.running()
+
+
+def test_sighup_reloads_the_models_file_and_refuses_a_broken_one(pipeline) -> None:
+    """A broken file is refused with a config_rejected alert and the worker runs on with
+    its last good configuration; a good one is applied without a restart."""
+    s, _, proc = pipeline
+    assert s.models_file is not None
+    s.models_file.write_text(MODELS.replace("min_rows = 300", "min_rws = 300"))
+    assert proc.proc is not None
+    proc.proc.send_signal(signal.SIGHUP)
+
+    def rejected(got: list) -> bool:
+        return any(a["kind"] == "config_rejected" for a in got)
+
+    alerts = harness.collect(s, "alerts", rejected, timeout=30)
+    assert rejected(alerts), proc.tail()
+    alert = next(a for a in alerts if a["kind"] == "config_rejected")
+    assert alert["model"] == "churn" and alert["evidence"]["process"] == "worker"
+    assert "models.churn.retrain.min_rws (line 11): unknown key" in alert["message"]
+    assert proc.running()
+    assert "refused models file" in proc.tail()
+
+    # the last good file is in force (TTL 8 s); a good one with a 1 s TTL is applied
+    s.models_file.write_text(MODELS.replace("join_ttl_ms = 8000", "join_ttl_ms = 1000"))
+    proc.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    while "reloaded models file" not in proc.tail():
+        assert time.monotonic() < deadline, proc.tail()
+        time.sleep(0.2)
+    assert "changed: churn" in proc.tail()
+    lonely = example(random.Random(29), 0)  # a prediction whose label never comes
+    harness.produce(s, "features", harness.encoded("io.driftline.FeatureEvent",
+                                                   [feature_event(lonely)]))  # fmt: skip
+    (expired,) = _dead(s, "expired_prediction", 1, timeout=30)
+    (pred,) = [p for p in harness.collect(s, "predictions", lambda got: len(got) >= 1)
+               if p["event_id"] == lonely["event_id"]]  # fmt: skip
+    assert expired["failed_at_ms"] - pred["predicted_at_ms"] < 7_000  # 1 s, not 8 s
+    assert proc.running()

@@ -112,12 +112,37 @@ def test_bootstrap_command_from_a_csv(s: Settings, tmp_path: Path, run) -> None:
     out = run("models", "bootstrap", "churn", str(path), "--label", "churned",
               "--segment", "region", "--factory", "hoeffding_tree", "--by", "ana")  # fmt: skip
     assert "-> champion (bootstrap: first version (rows.csv))" in out
+    assert "task: classification (label 'churned': boolean labels)" in out
     champ = read_registry(s).champion("churn")
-    assert champ["factory"] == "hoeffding_tree"
+    assert (champ["task"], champ["factory"]) == ("classification", "hoeffding_tree")
     assert [f["name"] for f in champ["feature_spec"]] == ["amount", "plan"]
+    amount, plan = champ["feature_spec"]
+    assert (amount["type"], amount["min"], amount["max"]) == ("integer", -5.0, 14.0)  # 0-9 +- 4.5
+    assert plan["categories"] == ["basic", "pro"]
     assert "region=eu" in champ["segment_metrics"]
     assert "has a champion already" in run("models", "bootstrap", "churn", str(path),
                                             "--label", "churned", ok=False)  # fmt: skip
+
+
+def test_bootstrap_reads_a_float_label_as_regression_and_writes_its_config(
+    s: Settings, tmp_path: Path, run
+) -> None:
+    """The trial: a float label silently became a classifier ("accuracy 0.0000")."""
+    path = tmp_path / "approval.csv"
+    lines = ["ordinal_date,gallup,approval"]
+    lines += [f"{736_000 + i},{40 + (i * 7) % 11 / 2:.1f},{38 + (i * 13) % 17 / 3:.3f}"
+              for i in range(300)]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    config = tmp_path / "models.toml"
+    out = run("models", "bootstrap", "trump", str(path), "--label", "approval",
+              "--write-config", str(config))  # fmt: skip
+    assert "task: regression (label 'approval': numbers with a fraction)" in out
+    assert "column 'ordinal_date' drifts by construction" in out
+    champ = read_registry(s).champion("trump")
+    assert (champ["task"], champ["factory"]) == ("regression", "linear_regression")
+    assert "mae" in champ["metrics"] and "accuracy" not in champ["metrics"]
+    assert 'exclude = ["ordinal_date"]' in config.read_text()
+    assert "OK (1 model(s): trump)" in run("models", "check", str(config))
 
 
 def test_sql_view_rebuilt_from_the_topics_equals_the_live_one(

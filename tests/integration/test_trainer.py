@@ -3,6 +3,7 @@ down to offsets, a failing gate, idempotency, commits and a tampered champion.""
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from driftline.consumers.registry_io import read_registry
 from driftline.core.errors import ArtifactError
 from driftline.core.model.estimators import load_version
 from driftline.settings import Settings
+from tests.integration import harness
 from tests.integration.loop_helpers import (
     T0,
     bootstrap_champion,
@@ -187,3 +189,37 @@ def test_last_n_reads_back_past_other_models(s: Settings) -> None:
     for r in got.ranges:
         mine = [off for p, off in offsets if p == r["partition"]]
         assert (r["start_offset"], r["end_offset"]) == (min(mine), max(mine) + 1)
+
+
+def test_a_running_trainer_reloads_its_models_file_on_sighup(s: Settings, tmp_path: Path) -> None:
+    """A broken file is refused with a config_rejected alert and the trainer runs on with
+    its last good configuration; a good one is applied between triggers."""
+    path = tmp_path / "models.toml"
+    path.write_text('[models.churn]\nfactory = "logistic_regression"\n')
+    settings = s.model_copy(update={"models_file": path})
+    proc = harness.Process(settings, ["trainer", "--metrics-port", "0"],
+                           tmp_path / "trainer.log", "trainer started").start()  # fmt: skip
+    try:
+        assert proc.proc is not None
+        path.write_text('[models.churn]\nfactory = "logistic_regresion"\n')
+        proc.proc.send_signal(signal.SIGHUP)
+
+        def rejected(got: list) -> bool:
+            return any(a["kind"] == "config_rejected" for a in got)
+
+        alerts = harness.collect(s, "alerts", rejected, timeout=30)
+        assert rejected(alerts), proc.tail()
+        (alert,) = [a for a in alerts if a["kind"] == "config_rejected"]
+        assert alert["model"] == "churn" and alert["evidence"]["process"] == "trainer"
+        assert "models.churn.factory (line 2): unknown model factory" in alert["message"]
+        assert proc.running() and "refused models file" in proc.tail()
+
+        path.write_text('[models.churn]\nfactory = "logistic_regression"\npromotion = "manual"\n')
+        proc.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while "reloaded models file" not in proc.tail():
+            assert time.monotonic() < deadline, proc.tail()
+            time.sleep(0.2)
+        assert "changed: churn" in proc.tail()
+    finally:
+        assert proc.stop() == 0, proc.tail()

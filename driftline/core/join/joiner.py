@@ -4,8 +4,8 @@ agent (``driftline.streams.join_loop``) only moves bytes.
 
 Every message ends in exactly one place: a stored entry, an Outcome, or a dead letter
 with stage ``join`` and a reason (undecodable, too_large, wrong_record, key_mismatch,
-unknown_model, type_mismatch, duplicate_label, duplicate_prediction, late_label,
-late_prediction, expired_prediction, orphan_label, model_mismatch). A prediction and a
+unknown_model, label_type_mismatch, non_finite, duplicate_label, duplicate_prediction,
+late_label, late_prediction, expired_prediction, orphan_label, model_mismatch). A prediction and a
 label of different models do not join: the one that arrives second is dead-lettered as
 model_mismatch and the held one waits on. Externally produced predictions are accepted:
 their envelope is checked, their features are kept as given.
@@ -25,6 +25,7 @@ from driftline.core.wire.deadletter import Origin, dead_letter
 from driftline.core.wire.envelope import (
     MAX_LABEL_BYTES,
     MAX_PREDICTION_BYTES,
+    LabelSpec,
     check_envelope,
     check_label,
     check_size,
@@ -72,8 +73,9 @@ class Step:
 class Joiner:
     """Applies the join rules to raw messages.
 
-    ``task_of(model)`` gives a model's task (None: unknown model); ``ttl_of(model)`` its
-    join TTL in ms. A prediction is held in the lean form of
+    ``task_of(model)`` gives a model's task, or the LabelSpec of its champion (task, class
+    types and classes) that its labels are checked against (None: unknown model);
+    ``ttl_of(model)`` its join TTL in ms. A prediction is held in the lean form of
     :mod:`driftline.core.join.leanentry` when the caller passes a ``lookup`` of the store
     (which finds and keeps the names records); without one it is held whole.
     """
@@ -84,7 +86,7 @@ class Joiner:
     def __init__(
         self,
         codec: Codec,
-        task_of: Callable[[str], str | None],
+        task_of: Callable[[str], str | LabelSpec | None],
         ttl_of: Callable[[str], int],
         predictions_topic: str,
     ) -> None:

@@ -15,7 +15,9 @@ and ``a`` is ``alpha`` divided by the number of tests in the evaluation (Bonferr
 needs at least 300 live values. Large windows thus do not flag tiny shifts, and small
 windows or frequent evaluations do not flag noise.
 The prediction (``__prediction__``) and top or chosen class score (``__score__``) are
-tested the same way and need no labels.
+tested the same way and need no labels. Names in ``exclude`` (the models file's
+``[models.NAME.drift] exclude``: time stamps, ids, counters) are neither counted nor
+tested, so they never drift, alert or trigger, nor count in the Bonferroni correction.
 
 >>> import random
 >>> from driftline.core.watch.profile import ReferenceProfile
@@ -37,7 +39,7 @@ import math
 import random
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,6 +116,8 @@ class FeatureDriftMonitor:
         Features with fewer live values are reported without tests.
     seed
         Seed of the reservoir's random draws.
+    exclude
+        Features (or ``__prediction__``, ``__score__``) left out of every test.
 
     """
 
@@ -132,6 +136,7 @@ class FeatureDriftMonitor:
         eps: float = 1e-4,
         min_count: int = 200,
         seed: int = 0,
+        exclude: Iterable[str] = (),
     ) -> None:
         if n_chunks < 1 or window_size < n_chunks:
             raise ValueError("n_chunks must be >= 1 and window_size >= n_chunks")
@@ -148,22 +153,27 @@ class FeatureDriftMonitor:
         self._chunk_size = window_size // n_chunks
         self._reservoir = reservoir_size // n_chunks
         self._rng = random.Random(seed)
+        self.exclude = frozenset(exclude)
         self._num: list[tuple[str, NumericProfile]] = []
         self._cat: list[tuple[str, CategoricalProfile]] = []
         for name, p in profile.features.items():
+            if name in self.exclude:
+                continue
             if isinstance(p, NumericProfile):
                 self._num.append((name, p))
             else:
                 self._cat.append((name, p))
         self._names = [name for name, _ in self._num]
         self._n_cat = len(self._cat)
-        self._pred_numeric = isinstance(profile.prediction, NumericProfile)
-        if isinstance(profile.prediction, NumericProfile):
-            self._num.append((PREDICTION, profile.prediction))
-        elif isinstance(profile.prediction, CategoricalProfile):
-            self._cat.append((PREDICTION, profile.prediction))
-        if profile.score is not None:
-            self._num.append((SCORE, profile.score))
+        prediction = None if PREDICTION in self.exclude else profile.prediction
+        self._pred_numeric = isinstance(prediction, NumericProfile)
+        if isinstance(prediction, NumericProfile):
+            self._num.append((PREDICTION, prediction))
+        elif isinstance(prediction, CategoricalProfile):
+            self._cat.append((PREDICTION, prediction))
+        self._score = None if SCORE in self.exclude else profile.score
+        if self._score is not None:
+            self._num.append((SCORE, self._score))
         self._edges = [p.edges for _, p in self._num]
         self._known = [frozenset(p.counts) for _, p in self._cat]
         self._chunks: deque[_Chunk] = deque(maxlen=n_chunks)
@@ -189,7 +199,7 @@ class FeatureDriftMonitor:
         xs: list[Any] = [get(name) for name in self._names]
         if self._pred_numeric:
             xs.append(prediction)
-        if self.profile.score is not None:
+        if self._score is not None:
             xs.append(score_of(scores, self.profile.score_class))
         bad, bins, edges = chunk.bad, chunk.bins, self._edges
         for j, x in enumerate(xs):

@@ -6,6 +6,12 @@ expired-label rates) and registry records (which version is champion), and on ea
 :meth:`tick` emits MetricSnapshot, Alert and RetrainTrigger dicts. The monitor agent
 (``driftline.streams.monitors``) only decodes, routes and publishes.
 
+It follows the champion the registry names, not only the models file: a champion of
+another task (a model re-bootstrapped as a regressor) rebuilds the rules, retrain policy
+and trackers for that task, and each version's outcomes are tracked with its own task. A
+reloaded models file is applied by :meth:`ModelMonitor.reconfigure`, keeping the history
+that still applies. Features named in ``[models.NAME.drift] exclude`` are not tested.
+
 >>> from driftline.core.model.config import ModelConfig
 >>> mon = ModelMonitor(ModelConfig("churn", retrain={"cooldown_ms": 0}))
 >>> mon.observe_outcome({"model": "churn", "version": "v1", "event_time_ms": 1,
@@ -28,8 +34,9 @@ from driftline.core.watch.alerts import AlertRules
 from driftline.core.watch.concept_drift import ConceptDriftDetector, DriftEvent
 from driftline.core.watch.feature_drift import FeatureDriftMonitor, drift_metrics
 from driftline.core.watch.performance import PerformanceTracker
-from driftline.core.watch.profile import ReferenceProfile
+from driftline.core.watch.profile import ReferenceProfile, label_spec
 from driftline.core.watch.retrain_policy import RetrainPolicy
+from driftline.core.watch.window_stats import TASK_METRICS
 
 PRIMARY_METRICS = {"classification": ("accuracy", "f1"), "regression": ("mae", "rmse")}
 """What degradation alerts and triggers watch unless the models file says otherwise: log
@@ -57,10 +64,12 @@ class ModelMonitor:
     def __init__(self, config: ModelConfig, *, window_size: int = 1_000) -> None:
         self.config = config
         self.window_size = window_size
-        watch = list(PRIMARY_METRICS[config.task])
-        self.rules = AlertRules(watch=watch)
-        self.policy = RetrainPolicy(config.name, **{"watch": watch, **dict(config.retrain)})
-        self.trackers: dict[str, PerformanceTracker] = {}
+        self.task = config.task
+        """The champion's task (the models file's until a champion is known)."""
+        self.classes: tuple[str, ...] = ()
+        """The champion's classes, as its profile names them (empty: unknown)."""
+        self.version_tasks: dict[str, str] = {}
+        self._for_task()
         self.champion: Mapping[str, Any] | None = None
         self.detector: ConceptDriftDetector | None = None
         self.features: FeatureDriftMonitor | None = None
@@ -74,26 +83,71 @@ class ModelMonitor:
     def champion_version(self) -> str | None:
         return None if self.champion is None else str(self.champion["version"])
 
+    def _for_task(self) -> None:
+        """Rules, retrain policy and trackers for ``self.task`` (a fresh start)."""
+        watch = list(PRIMARY_METRICS[self.task])
+        self.rules = AlertRules(watch=watch)
+        self.policy = self._policy()
+        self.trackers: dict[str, PerformanceTracker] = {}
+
+    def _policy(self) -> RetrainPolicy:
+        retrain = dict(self.config.retrain)
+        if not set(retrain.get("watch") or ()) <= set(TASK_METRICS[self.task]):
+            retrain.pop("watch")  # metrics of the file's task, not of the champion's
+        return RetrainPolicy(
+            self.config.name, **{"watch": list(PRIMARY_METRICS[self.task]), **retrain}
+        )
+
+    def _feature_monitor(self, record: Mapping[str, Any]) -> FeatureDriftMonitor:
+        profile = ReferenceProfile.from_json(record["reference_profile"])
+        return FeatureDriftMonitor(
+            self.config.name, record["version"], profile, exclude=self.config.drift.exclude
+        )
+
+    def reconfigure(self, config: ModelConfig) -> None:
+        """A reloaded models file: the new settings, keeping what still applies (the
+        retrain policy's state, the trackers unless ``positive_class`` changed, the
+        feature-drift window unless ``drift`` changed)."""
+        old, self.config = self.config, config
+        if self.champion is None and config.task != self.task:
+            self.task = config.task
+            self._for_task()
+            return
+        if config.retrain != old.retrain:
+            state = self.policy.state
+            self.policy = self._policy()
+            self.policy.state = state
+        if config.drift != old.drift and self.champion is not None:
+            self.features = self._feature_monitor(self.champion)
+        if config.positive_class != old.positive_class:
+            self.trackers = {}
+
     # -- inputs -----------------------------------------------------------------------
 
     def on_version(self, record: Mapping[str, Any], now_ms: int) -> None:
         """A ModelVersion record of this model (in registry order)."""
+        task = str(record.get("task") or self.task)
+        self.version_tasks[str(record["version"])] = task
+        if len(self.version_tasks) > 100:
+            del self.version_tasks[next(iter(self.version_tasks))]
+        champion = record["stage"] == "champion" and record["version"] != self.champion_version
+        if champion and task != self.task:  # a champion of another task: start over
+            self.task = task
+            self._for_task()
         lineage = record.get("lineage") or {}
         self.policy.on_version(
             record["version"], record["stage"], record["created_at_ms"], now_ms,
             trigger_id=lineage.get("trigger_id"),
         )  # fmt: skip
-        if record["stage"] == "champion" and record["version"] != self.champion_version:
+        if champion:
             self.champion = record
-            self.detector = ConceptDriftDetector(
-                self.config.name, record["version"], self.config.task
-            )
+            self.classes = label_spec(record).classes
+            self.detector = ConceptDriftDetector(self.config.name, record["version"], self.task)
             accuracy = (record.get("metrics") or {}).get("accuracy")
             held_out = int((record.get("lineage") or {}).get("holdout_rows") or 0)
             if accuracy is not None and 0 <= accuracy <= 1 and held_out:
                 self.detector.prime(1 - accuracy, min(held_out, PRIME_MAX), now_ms)
-            profile = ReferenceProfile.from_json(record["reference_profile"])
-            self.features = FeatureDriftMonitor(self.config.name, record["version"], profile)
+            self.features = self._feature_monitor(record)
         self.due = self.policy.due_outcomes(now_ms)
 
     def observe_prediction(self, prediction: Mapping[str, Any]) -> None:
@@ -220,9 +274,12 @@ class ModelMonitor:
         if len(self.trackers) >= KEEP_VERSIONS:
             oldest = next(v for v in self.trackers if v != self.champion_version)
             del self.trackers[oldest]
+        task = self.version_tasks.get(version, self.task)
+        positive = self.config.positive_class if task == "classification" else None
+        if positive is not None and self.classes and positive not in self.classes:
+            positive = None  # the champion has no such class: macro averages
         tracker = PerformanceTracker(
-            self.config.name, version, self.config.task,
-            positive=self.config.positive_class, window_size=self.window_size,
+            self.config.name, version, task, positive=positive, window_size=self.window_size,
         )  # fmt: skip
         self.trackers[version] = tracker
         return tracker

@@ -5,7 +5,10 @@ quantiles), the training counts per bin and a sorted sample of at most ``sample_
 values (evenly spaced order statistics) for the KS test; per categorical feature the counts
 of its ``max_categories`` most frequent values (the rest under ``'__other__'``); and the
 distribution of the predictions (class frequencies, or bins for a regressor) and of the
-scores. It travels as compact JSON in ``ModelVersion.reference_profile``.
+scores; for a classifier, the types of the classes it predicts and the classes its scores
+name (``label_types``, ``classes``: what its labels are checked against, see
+:func:`label_spec`). It travels as compact JSON in ``ModelVersion.reference_profile``;
+keys added later are optional, so older profiles still read.
 
 Bins are right-closed: value ``x`` falls in bin ``bisect_left(edges, x)``, so a discrete
 feature's most common value does not swallow its neighbours.
@@ -37,6 +40,7 @@ import numpy as np
 from scipy import stats as sps
 
 from driftline.core.watch.performance import label_key
+from driftline.core.wire.envelope import LabelSpec, label_type
 
 __all__ = [
     "CategoricalProfile",
@@ -44,6 +48,7 @@ __all__ = [
     "ReferenceProfile",
     "chi2_test",
     "ks_test",
+    "label_spec",
     "psi",
 ]
 
@@ -233,6 +238,10 @@ class ReferenceProfile:
     score: NumericProfile | None = None
     score_class: str | None = None
     n: int = 0
+    label_types: tuple[str, ...] = ()
+    """Classifier: the types of the classes it predicts (boolean, integer, string)."""
+    classes: tuple[str, ...] = ()
+    """Classifier: the classes its predictions and scores name (``label_key`` form)."""
 
     @classmethod
     def build(
@@ -268,11 +277,18 @@ class ReferenceProfile:
             else:
                 raise ValueError(f"feature {name!r} has unknown type {kind!r}")
         prediction: Profile | None = None
+        label_types: set[str] = set()
+        classes: set[str] = set()
+        scores = None if scores is None else list(scores)
         if predictions is not None:
             preds = list(predictions)
             categorical = task == "classification" or (
                 task is None and any(isinstance(p, (str, bool)) for p in preds)
             )
+            if categorical:
+                label_types = {label_type(p) for p in preds if p is not None}
+                classes = {label_key(p) for p in preds if p is not None}
+                classes.update(c for s in scores or () for c in s)
             prediction = (
                 CategoricalProfile.build(preds, max_categories)
                 if categorical
@@ -283,7 +299,10 @@ class ReferenceProfile:
             score = NumericProfile.build(
                 (score_of(s, score_class) for s in scores), n_bins, sample_size
             )
-        return cls(features, prediction, score, score_class, len(rows))
+        return cls(
+            features, prediction, score, score_class, len(rows),
+            tuple(sorted(label_types)), tuple(sorted(classes)[:max_categories]),
+        )  # fmt: skip
 
     def to_json(self) -> str:
         d: dict[str, Any] = {
@@ -296,6 +315,9 @@ class ReferenceProfile:
         if self.score is not None:
             d["score"] = self.score.to_dict()
             d["score_class"] = self.score_class
+        if self.label_types:
+            d["label_types"] = list(self.label_types)
+            d["classes"] = list(self.classes)
         return json.dumps(d, separators=(",", ":"), allow_nan=False)
 
     @classmethod
@@ -311,6 +333,8 @@ class ReferenceProfile:
             None if score is None else NumericProfile.from_dict(score),
             d.get("score_class"),
             int(d.get("n", 0)),
+            tuple(d.get("label_types", ())),
+            tuple(d.get("classes", ())),
         )
 
 
@@ -321,3 +345,35 @@ def score_of(scores: Mapping[str, float] | None, score_class: str | None) -> flo
     if score_class is not None:
         return scores.get(score_class)
     return max(scores.values())
+
+
+def label_spec(record: Mapping[str, Any]) -> LabelSpec:
+    """What the labels of a ModelVersion record's model must be (see
+    :func:`driftline.core.wire.envelope.check_label`): its task and, for a classifier,
+    the class types and classes its profile recorded. A version profiled before they were
+    recorded is judged by its predictions' profile: only ``True``/``False`` means a
+    boolean model; other class names are ambiguous (``"1"`` is the int 1 or the string
+    "1"), so such a version checks the task only.
+
+    >>> rows = [{"x": float(i)} for i in range(10)]
+    >>> profile = ReferenceProfile.build(rows, [{"name": "x", "type": "number"}],
+    ...     predictions=[i > 4 for i in range(10)], task="classification")
+    >>> spec = label_spec({"model": "churn", "version": "v1", "task": "classification",
+    ...                    "reference_profile": profile.to_json()})
+    >>> sorted(spec.types), spec.classes, spec.source
+    (['boolean'], ('False', 'True'), 'churn v1')
+    """
+    task = str(record["task"])
+    source = f"{record.get('model')} {record.get('version')}"
+    if task != "classification":
+        return LabelSpec(task, source=source)
+    try:
+        profile = ReferenceProfile.from_json(record["reference_profile"])
+    except (ValueError, KeyError, TypeError):
+        return LabelSpec(task, source=source)
+    types, classes = profile.label_types, profile.classes
+    if not types and isinstance(profile.prediction, CategoricalProfile):
+        seen = set(profile.prediction.counts) - {OTHER}
+        if seen and seen <= {"True", "False"}:
+            types, classes = ("boolean",), tuple(sorted(seen))
+    return LabelSpec(task, frozenset(types), classes, source)

@@ -33,6 +33,7 @@ __all__ = [
     "OK",
     "REGRESSION",
     "STATUS_NAMES",
+    "TASK_METRICS",
     "ScoreHistogram",
     "WindowStats",
     "loss_of",
@@ -45,6 +46,11 @@ CLASSIFICATION = "classification"
 REGRESSION = "regression"
 OK, NAN, INF, ABSTAIN = 0, 1, 2, 3
 STATUS_NAMES = ("ok", "nan", "inf", "abstained")
+TASK_METRICS = {
+    CLASSIFICATION: ("accuracy", "precision", "recall", "f1", "log_loss", "roc_auc"),
+    REGRESSION: ("mae", "rmse", "r2"),
+}
+"""Every metric :func:`window_metrics` may give, by task (what ``retrain.watch`` may name)."""
 
 
 def status_of(x: float) -> int:

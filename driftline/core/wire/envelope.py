@@ -3,7 +3,7 @@
 The envelope is what every FeatureEvent, Prediction and Label carries around its
 payload: an ``event_id`` that is also the Kafka key, and the ``model``. Reason codes:
 invalid_event_id, missing_key, key_mismatch, unknown_model (:func:`check_envelope`);
-type_mismatch, non_finite (:func:`check_label`); too_large (:func:`check_size`). The
+label_type_mismatch, non_finite (:func:`check_label`); too_large (:func:`check_size`). The
 feature map itself is checked by :class:`driftline.core.model.validation.Spec`.
 
 Sizes: what the pipeline publishes about an event must fit in one Kafka message
@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Container, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from driftline.core.errors import ConfigError, ValidationError
 
 __all__ = [
     "MAX_EVENT_BYTES", "MAX_EVENT_ID_CHARS", "MAX_LABEL_BYTES", "MAX_PREDICTION_BYTES",
-    "TASKS", "check_envelope", "check_label", "check_size",
+    "TASKS", "LabelSpec", "check_envelope", "check_label", "check_size", "label_type",
 ]  # fmt: skip
 
 TASKS = ("classification", "regression")
@@ -106,35 +107,103 @@ def check_size(value: bytes, limit: int, what: str) -> None:
         raise ValidationError("too_large", f"{what} of {len(value)} bytes: at most {limit}")
 
 
-def check_label(value: object, task: str) -> None:
-    """Check that a label value fits the task.
+def label_type(value: object) -> str:
+    """A label value's type as Avro names it: boolean, integer, number, string or null.
 
-    classification: bool, int or str (a float, even 1.0, is a type_mismatch: class
-    labels are compared exactly); regression: an int or finite float, never bool.
-    A null label is a type_mismatch for both.
+    >>> [label_type(v) for v in (True, 1, 1.0, "1", None)]
+    ['boolean', 'integer', 'number', 'string', 'null']
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return type(value).__name__
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSpec:
+    """What a model's labels must be: its task and, for a classifier, the types of the
+    classes its champion predicts (empty: any class type) and those classes (as the
+    scores map keys them), for the message. ``source`` names the version it comes from.
+    """
+
+    task: str
+    types: frozenset[str] = frozenset()
+    classes: tuple[str, ...] = ()
+    source: str = ""
+
+
+_HOW = {"boolean": "true or false", "integer": "an integer", "string": "a string"}
+_CLASS_TYPES = frozenset({"boolean", "integer", "string"})
+
+
+def check_label(value: object, task: str | LabelSpec) -> None:
+    """Check that a label value fits the model: its task, or a :class:`LabelSpec`.
+
+    classification: bool, int or str (a float, even 1.0, is refused: class labels are
+    compared exactly), and of a type the champion predicts when ``task`` is a LabelSpec
+    that knows it (a boolean model refuses ``1`` and ``"True"``: neither could ever
+    equal a prediction); a class value of the right type that the champion never
+    predicted is accepted (a new class is the model's error to count, not the label's).
+    regression: an int or finite float, never bool. A null label is refused for both.
+    Reason ``label_type_mismatch`` (what arrived and what was expected), or
+    ``non_finite`` for NaN or infinity.
 
     >>> check_label("churned", "classification")
+    >>> bools = LabelSpec("classification", frozenset({"boolean"}), ("False", "True"),
+    ...                   "churn v3")
+    >>> try:
+    ...     check_label("True", bools)
+    ... except ValidationError as e:
+    ...     print(e.reason)
+    ...     print(e.detail[:56])
+    label_type_mismatch
+    label 'True' (string): churn v3 predicts boolean classes
     >>> try:
     ...     check_label(float("nan"), "regression")
     ... except ValidationError as e:
     ...     print(e.reason)
     non_finite
     """
+    spec = task if isinstance(task, LabelSpec) else None
+    name = spec.task if spec is not None else task
     t = type(value)
-    if task == "classification":
+    kind = label_type(value)
+    if name == "classification":
         if t is str or t is bool or t is int or isinstance(value, str | int):
-            return
-        expected = "bool, int or str"
-    elif task == "regression":
+            types = spec.types & _CLASS_TYPES if spec is not None else frozenset()
+            if not types or kind in types:
+                return
+            assert spec is not None
+            shown = ", ".join(spec.classes[:10]) + (", ..." if len(spec.classes) > 10 else "")
+            how = " or ".join(_HOW[x] for x in sorted(types))
+            raise ValidationError(
+                "label_type_mismatch",
+                f"label {_show(value)} ({kind}): {spec.source or 'the champion'} predicts "
+                f"{' and '.join(sorted(types))} classes ({shown}); send {how}",
+            )
+        expected = "a boolean, integer or string class"
+    elif name == "regression":
         if t is int or (t is not bool and isinstance(value, int)):
             return
         if isinstance(value, float):
             if math.isfinite(value):
                 return
             raise ValidationError("non_finite", f"label {_show(value)}: must be finite")
-        expected = "int or float"
+        expected = "a number (integer or float)"
     else:
-        raise ConfigError(f"task must be one of {TASKS}, got {task!r}")
+        raise ConfigError(f"task must be one of {TASKS}, got {name!r}")
+    whose = (
+        f"{spec.source} is a {name} model, which needs"
+        if spec and spec.source
+        else (f"{name} needs")
+    )
     raise ValidationError(
-        "type_mismatch", f"label {_show(value)}: {task} needs {expected}, got {t.__name__}"
+        "label_type_mismatch", f"label {_show(value)} ({kind}): {whose} {expected}"
     )

@@ -16,13 +16,17 @@ from driftline.core.join.rules import JoinEntry, JoinState
 from driftline.core.wire import headers as h
 from driftline.core.wire.codec import MARKER, default_codec
 from driftline.core.wire.deadletter import Origin
-from driftline.core.wire.envelope import MAX_LABEL_BYTES, MAX_PREDICTION_BYTES
+from driftline.core.wire.envelope import MAX_LABEL_BYTES, MAX_PREDICTION_BYTES, LabelSpec
 from tests.unit.core.examples import T0, feature_event, label, prediction
 
 CODEC = default_codec()
 TTL = 1_000
-TASKS = {"churn": "classification", "fraud": "classification", "price": "regression"}
-TTLS = {"churn": TTL, "fraud": TTL, "price": 2 * TTL}
+FLAG = LabelSpec("classification", frozenset({"boolean"}), ("False", "True"), "flag v1")
+"""A model whose champion predicts booleans: its labels must be booleans."""
+TASKS: dict[str, str | LabelSpec] = {
+    "churn": "classification", "fraud": "classification", "price": "regression", "flag": FLAG,
+}  # fmt: skip
+TTLS = {"churn": TTL, "fraud": TTL, "price": 2 * TTL, "flag": TTL}
 PREDICTIONS, LABELS = "t.predictions", "t.labels"
 KEY = b"evt-0001"
 RULE_KINDS = {
@@ -203,19 +207,42 @@ CASES: list[tuple[str, list[Send | Sweep], list[list[str]], JoinState | None]] =
     ("per-model TTL", [pred(0, **PRICE_P), Sweep(TTL)], [[], []], W),
     ("prediction for unknown model", [pred(0, model="nope")], [["unknown_model"]], E),
     ("label for unknown model", [pred(0), lab(5, model="nope")], [[], ["unknown_model"]], W),
-    ("float label, classification", [pred(0), lab(5, label=1.5)], [[], ["type_mismatch"]], W),
-    ("null label", [lab(0, label=None)], [["type_mismatch"]], E),
+    (
+        "float label, classification",
+        [pred(0), lab(5, label=1.5)],
+        [[], ["label_type_mismatch"]],
+        W,
+    ),
+    ("null label", [lab(0, label=None)], [["label_type_mismatch"]], E),
     (
         "str label, regression",
         [pred(0, **PRICE_P), lab(5, model="price", label="high")],
-        [[], ["type_mismatch"]],
+        [[], ["label_type_mismatch"]],
         W,
     ),
     (
         "bool label, regression",
         [lab(0, model="price", label=True)],
-        [["type_mismatch"]],
+        [["label_type_mismatch"]],
         E,
+    ),
+    (
+        "int label, boolean model",
+        [pred(0, model="flag"), lab(5, model="flag", label=1)],
+        [[], ["label_type_mismatch"]],
+        W,
+    ),
+    (
+        "str label, boolean model",
+        [pred(0, model="flag"), lab(5, model="flag", label="True")],
+        [[], ["label_type_mismatch"]],
+        W,
+    ),
+    (
+        "bool label, boolean model",
+        [pred(0, model="flag"), lab(5, model="flag", label=True)],
+        [[], ["joined"]],
+        J,
     ),
     (
         "NaN label, regression",
@@ -369,8 +396,8 @@ def test_every_kind_is_covered() -> None:
     """The table reaches every reason the joiner documents."""
     documented = {
         "undecodable", "too_large", "wrong_record", "key_mismatch", "unknown_model",
-        "type_mismatch", "duplicate_label", "duplicate_prediction", "late_label", "late_prediction",
-        "expired_prediction", "orphan_label", "model_mismatch",
+        "label_type_mismatch", "non_finite", "duplicate_label", "duplicate_prediction",
+        "late_label", "late_prediction", "expired_prediction", "orphan_label", "model_mismatch",
     }  # fmt: skip
     doc = " ".join((joiner_module.__doc__ or "").split())
     assert all(reason in doc for reason in documented)

@@ -172,5 +172,5 @@ def test_the_online_section_of_the_models_file():
     assert ModelConfig("m").online is None
     with pytest.raises(ConfigError, match="online"):
         ModelsConfig.from_toml("[models.m]\n[models.m.online]\nlearn_fraction = 0\n")
-    with pytest.raises(ConfigError, match="bad online config"):
+    with pytest.raises(ConfigError, match=r"models.m.online.factoryy .*did you mean factory"):
         ModelsConfig.from_toml('[models.m]\n[models.m.online]\nfactoryy = "x"\n')

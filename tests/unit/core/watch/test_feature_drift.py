@@ -183,3 +183,28 @@ def test_discrete_scores_do_not_flag_for_their_rounding() -> None:
     monitor = FeatureDriftMonitor("m", "v1", prof, window_size=5_000)
     feed(monitor, rows(5_000, 7), tree_scores(5_000, 8))
     assert flagged(monitor) == {}
+
+
+@pytest.mark.parametrize(
+    ("exclude", "tested"),
+    [
+        ((), {"x", "k", PREDICTION, SCORE}),
+        (("x",), {"k", PREDICTION, SCORE}),
+        (("x", PREDICTION, SCORE), {"k"}),
+        (("nothing-of-that-name",), {"x", "k", PREDICTION, SCORE}),
+    ],
+)
+def test_excluded_features_are_never_tested(
+    profile: ReferenceProfile, exclude: tuple[str, ...], tested: set[str]
+) -> None:
+    """``[models.NAME.drift] exclude``: a shifted excluded feature is neither counted nor
+    tested, so it raises no drift event; the others are tested as before."""
+    monitor = FeatureDriftMonitor("churn", "v1", profile, window_size=2_000, exclude=exclude)
+    live_scores = scores(2_000, 3, a=5.0)
+    feed(monitor, rows(2_000, 2, shift=2.0), live_scores)
+    results = monitor.evaluate()
+    assert {r.feature for r in results} == tested
+    events = {e.feature for e in monitor.events(results, now_ms=0)}
+    assert events == tested & {"x", PREDICTION, SCORE}  # k did not move
+    assert set(drift_metrics(results)) == {f"{s}.{f}" for f in tested for s in ("psi", "ks")
+                                           if s == "psi" or f in ("x", SCORE)}  # fmt: skip

@@ -12,7 +12,7 @@ import pytest
 from driftline.core.join.joiner import LABEL, PREDICTION, Joiner
 from driftline.core.join.rules import JoinEntry, JoinState
 from driftline.core.lifecycle.training import bootstrap
-from driftline.core.model.config import GateConfig, ModelConfig
+from driftline.core.model.config import DriftConfig, GateConfig, ModelConfig
 from driftline.core.watch.monitor import KEEP_VERSIONS, Emit, ModelMonitor
 from driftline.core.wire.codec import default_codec
 from driftline.core.wire.deadletter import Origin, dead_letter
@@ -390,3 +390,127 @@ def test_min_rows_fire_on_the_outcome_that_completes_them(trained: dict[str, Any
     (trigger,) = of(emits, "retrain")
     assert trigger["evidence"]["post_change_rows"] == 300
     assert trigger["evidence"]["outcomes"] == mon.counts["outcomes"]
+
+
+# -- following the champion's task, a reloaded models file, excluded features ---------------
+
+
+@pytest.fixture(scope="module")
+def regressor() -> dict[str, Any]:
+    """A real champion record of the same model re-bootstrapped as a regressor."""
+    rng = random.Random(6)
+    rows = []
+    for i in range(300):
+        x = features(rng)
+        rows.append({"event_time_ms": T0 + i, "features": x, "label": x["amount"] * 2.0})
+    config = ModelConfig("churn", task="regression", gate=GateConfig(min_segment_samples=10))
+    _, records = bootstrap(
+        rows, config, key=KEY, by="test", reason="unit test", now_ms=T0, host="h", code="0"
+    )
+    return {**records[-1], "version": "v2-regress"}
+
+
+def regression_outcomes(n: int, version: str, start: int = 0) -> list[dict[str, Any]]:
+    rng = random.Random(start)
+    return [
+        outcome(event_id=f"r{i}", version=version, event_time_ms=T0 + i * STEP_MS,
+                prediction=rng.random() * 20, label=rng.random() * 20, scores={},
+                segment={}, features=features(rng))
+        for i in range(start, start + n)
+    ]  # fmt: skip
+
+
+def test_a_champion_of_another_task_rebuilds_the_monitor(
+    trained: dict[str, Any], regressor: dict[str, Any]
+) -> None:
+    """The trial: a model re-bootstrapped as a regressor was still monitored as a
+    classifier (accuracy 0.0, no MAE) until the worker restarted."""
+    mon = ModelMonitor(ModelConfig("churn", retrain={"min_rows": 300}))
+    v1 = champion(trained, "v1-aaaaaaa")
+    mon.on_version(v1, T0)
+    drive(mon, outcomes(200, v1["version"], const(0.1)))
+    assert (mon.task, mon.policy.config["watch"]) == ("classification", ["accuracy", "f1"])
+    assert mon.classes == ("False", "True")
+
+    mon.on_version(regressor, T0 + 200 * STEP_MS)
+    assert mon.task == "regression" and mon.champion_version == "v2-regress"
+    assert mon.policy.config["watch"] == ["mae", "rmse"]
+    assert mon.policy.config["min_rows"] == 300  # the models file's settings stay
+    assert mon.policy.state["champion"] == "v2-regress"
+    assert mon.detector is not None and mon.detector.task == "regression"
+    emits = drive(mon, regression_outcomes(300, "v2-regress", start=200), tick_every=10**9)
+    # late outcomes of the classifier still arrive: tracked with their own task
+    emits += drive(mon, outcomes(20, v1["version"], const(0.1), start=500), tick_every=10**9)
+    emits += mon.tick(T0 + 600 * STEP_MS)
+    check_encodes(emits)
+    snaps = {(s["version"], s["window"]): s for s in of(emits, "metrics") if s["segment"] == "all"}
+    count_window = f"count:{mon.window_size}"
+    assert {"mae", "rmse"} <= set(snaps[("v2-regress", count_window)]["metrics"])
+    assert "accuracy" not in snaps[("v2-regress", count_window)]["metrics"]
+    assert "accuracy" in snaps[(v1["version"], count_window)]["metrics"]
+
+
+def test_a_reloaded_models_file_keeps_what_still_applies(trained: dict[str, Any]) -> None:
+    mon = ModelMonitor(ModelConfig("churn", retrain={"cooldown_ms": 0}))
+    record = champion(trained, "v1-aaaaaaa")
+    mon.on_version(record, T0)
+    drive(mon, outcomes(300, record["version"], const(0.1)))
+    mon.request(T0 + 10**6, "ana")
+    inflight = mon.policy.state["inflight"]
+    assert inflight is not None
+    trackers, features = dict(mon.trackers), mon.features
+
+    mon.reconfigure(ModelConfig("churn", retrain={"cooldown_ms": 5, "min_rows": 10}))
+    assert mon.policy.config["min_rows"] == 10 and mon.policy.config["cooldown_ms"] == 5
+    assert mon.policy.state["inflight"] == inflight  # the trigger in flight is not forgotten
+    assert mon.trackers == trackers and mon.features is features
+
+    mon.reconfigure(ModelConfig("churn", drift=DriftConfig(("amount",))))
+    assert mon.features is not features and mon.features is not None
+    assert "amount" in mon.features.exclude
+    mon.reconfigure(ModelConfig("churn", positive_class="True"))
+    assert mon.trackers == {}
+
+
+def shifted_predictions(n: int, version: str, shift: float) -> list[dict[str, Any]]:
+    rng = random.Random(9)
+    out = []
+    for i in range(n):
+        x = features(rng)
+        out.append(prediction(event_id=f"s{i}", version=version, segment={},
+                              features={**x, "amount": x["amount"] + shift}))  # fmt: skip
+    return out
+
+
+EXCLUDES = [
+    ((), True, {"feature_drift", "prediction_drift"}),
+    (("amount",), False, {"prediction_drift"}),  # the shift still moves the predictions
+    (("amount", "__prediction__", "__score__"), False, set()),
+]
+
+
+@pytest.mark.parametrize(("exclude", "alerted", "reasons"), EXCLUDES)
+def test_an_excluded_feature_never_alerts_or_triggers(
+    trained: dict[str, Any], exclude: tuple[str, ...], alerted: bool, reasons: set[str]
+) -> None:
+    """A feature that always drifts (a date, an id) drifts here by construction."""
+    config = ModelConfig("churn", retrain={"cooldown_ms": 0, "drift_max_wait_ms": 1},
+                         drift=DriftConfig(exclude))  # fmt: skip
+    mon = ModelMonitor(config)
+    record = champion(trained, "v1-aaaaaaa")
+    mon.on_version(record, T0)
+    for p in shifted_predictions(3_000, record["version"], shift=25.0):
+        mon.observe_prediction(p)
+    emits = mon.tick(T0 + 10**6) + mon.tick(T0 + 2 * 10**6)
+    check_encodes(emits)
+    drifted = {a["evidence"].get("feature") for a in of(emits, "alerts", "feature_drift")}
+    triggers = of(emits, "retrain")
+    assert mon.features is not None
+    tested = {r.feature for r in mon.features.evaluate()}
+    fired = {r for t in triggers for r in t["reasons"]}
+    assert fired <= reasons and bool(fired) == bool(reasons)
+    if alerted:
+        assert "amount" in drifted and "amount" in tested and "feature_drift" in fired
+    else:
+        assert of(emits, "alerts", "feature_drift") == []
+        assert "amount" not in tested and "plan" in tested

@@ -16,6 +16,7 @@ from driftline.core.watch.profile import (
     ReferenceProfile,
     chi2_test,
     ks_test,
+    label_spec,
     psi,
 )
 
@@ -158,3 +159,64 @@ def test_reference_profile_rejects_unknown_types(spec, match):
 def test_reference_profile_rejects_other_formats():
     with pytest.raises(ValueError, match="format"):
         ReferenceProfile.from_json('{"v": 99, "features": {}}')
+
+
+LABELLED: list[tuple[str, list[object], list[dict[str, float]] | None, str, tuple, tuple]] = [
+    ("booleans", [True, False, True], [{"True": 0.6, "False": 0.4}], "classification",
+     ("boolean",), ("False", "True")),
+    ("integers, a class never predicted", [1, 2, 2], [{"1": 0.5, "2": 0.3, "3": 0.2}],
+     "classification", ("integer",), ("1", "2", "3")),
+    ("strings", ["ham", "spam"], None, "classification", ("string",), ("ham", "spam")),
+    ("no prediction yet", [None, None], None, "classification", (), ()),
+    ("a regressor", [1.5, 2.5], None, "regression", (), ()),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("predictions", "scores", "task", "types", "classes"),
+    [c[1:] for c in LABELLED],
+    ids=[c[0] for c in LABELLED],
+)
+def test_a_profile_records_what_its_classifier_predicts(
+    predictions: list[object],
+    scores: list[dict[str, float]] | None,
+    task: str,
+    types: tuple[str, ...],
+    classes: tuple[str, ...],
+) -> None:
+    rows = [{"x": float(i)} for i in range(len(predictions))]
+    profile = ReferenceProfile.build(
+        rows, [{"name": "x", "type": "number"}], predictions, scores, task=task
+    )
+    assert (profile.label_types, profile.classes) == (types, classes)
+    back = ReferenceProfile.from_json(profile.to_json())
+    assert back == profile
+    spec = label_spec({"model": "m", "version": "v1", "task": task,
+                       "reference_profile": profile.to_json()})  # fmt: skip
+    assert (spec.task, spec.types, spec.classes, spec.source) == (
+        task, frozenset(types), classes, "m v1")  # fmt: skip
+
+
+def _legacy(counts: dict[str, int]) -> str:
+    """A profile written before label types were recorded."""
+    prediction = {"type": "category", "counts": counts, "missing": 0}
+    return json.dumps({"v": 1, "n": 3, "features": {}, "prediction": prediction})
+
+
+@pytest.mark.parametrize(
+    ("counts", "types"),
+    [
+        ({"True": 3, "False": 1}, {"boolean"}),
+        ({"True": 3}, {"boolean"}),
+        ({"True": 3, OTHER: 1}, {"boolean"}),
+        ({"1": 3, "0": 1}, set()),  # the int 1 or the string "1": only the task is checked
+        ({"yes": 1, "True": 2}, set()),
+    ],
+)
+def test_label_spec_of_a_version_profiled_before_label_types(
+    counts: dict[str, int], types: set[str]
+) -> None:
+    record = {"model": "m", "version": "v0", "task": "classification",
+              "reference_profile": _legacy(counts)}  # fmt: skip
+    assert label_spec(record).types == types
+    assert label_spec({**record, "reference_profile": "not json"}).types == frozenset()

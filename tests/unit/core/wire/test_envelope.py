@@ -9,7 +9,12 @@ from typing import Any
 import pytest
 
 from driftline.core.errors import ConfigError, ValidationError
-from driftline.core.wire.envelope import MAX_EVENT_ID_CHARS, check_envelope, check_label
+from driftline.core.wire.envelope import (
+    MAX_EVENT_ID_CHARS,
+    LabelSpec,
+    check_envelope,
+    check_label,
+)
 
 MODELS = {"churn"}
 LONG_ID = "e" * MAX_EVENT_ID_CHARS
@@ -62,31 +67,61 @@ def test_check_envelope(
     assert len(info.value.detail) < 300
 
 
-LABEL_CASES: list[tuple[object, str, str | None]] = [
-    (True, "classification", None),
-    (3, "classification", None),
-    ("spam", "classification", None),
-    (1.0, "classification", "type_mismatch"),
-    (None, "classification", "type_mismatch"),
-    (2.5, "regression", None),
-    (-4, "regression", None),
-    (True, "regression", "type_mismatch"),
-    ("2.5", "regression", "type_mismatch"),
-    (None, "regression", "type_mismatch"),
-    (math.nan, "regression", "non_finite"),
-    (math.inf, "regression", "non_finite"),
-    (-math.inf, "regression", "non_finite"),
+BOOLS = LabelSpec("classification", frozenset({"boolean"}), ("False", "True"), "churn v3")
+INTS = LabelSpec("classification", frozenset({"integer"}), ("1", "2", "3"), "digits v1")
+STRS = LabelSpec("classification", frozenset({"string"}), ("ham", "spam"), "mail v2")
+ANY_CLASS = LabelSpec("classification", source="old v1")  # a version that recorded no types
+PRICE = LabelSpec("regression", source="price v2")
+
+# (value, task or LabelSpec, expected reason, words the detail must hold)
+LABEL_CASES: list[tuple[object, str | LabelSpec, str | None, tuple[str, ...]]] = [
+    (True, "classification", None, ()),
+    (3, "classification", None, ()),
+    ("spam", "classification", None, ()),
+    (1.0, "classification", "label_type_mismatch", ("1.0 (number)", "boolean, integer or string")),
+    (None, "classification", "label_type_mismatch", ("None (null)",)),
+    (2.5, "regression", None, ()),
+    (-4, "regression", None, ()),
+    (True, "regression", "label_type_mismatch", ("True (boolean)", "a number")),
+    ("2.5", "regression", "label_type_mismatch", ("'2.5' (string)", "a number")),
+    (None, "regression", "label_type_mismatch", ("None (null)",)),
+    (math.nan, "regression", "non_finite", ("must be finite",)),
+    (math.inf, "regression", "non_finite", ()),
+    (-math.inf, "regression", "non_finite", ()),
+    (False, BOOLS, None, ()),
+    (
+        1,
+        BOOLS,
+        "label_type_mismatch",
+        ("1 (integer)", "churn v3 predicts boolean", "true or"),
+    ),
+    ("True", BOOLS, "label_type_mismatch", ("'True' (string)", "(False, True)")),
+    (1.0, BOOLS, "label_type_mismatch", ("1.0 (number)",)),
+    (7, INTS, None, ()),  # a class it never predicted, of the right type: accepted
+    (True, INTS, "label_type_mismatch", ("True (boolean)", "digits v1 predicts integer")),
+    ("3", INTS, "label_type_mismatch", ("'3' (string)", "send an integer")),
+    ("eggs", STRS, None, ()),
+    (0, STRS, "label_type_mismatch", ("0 (integer)", "mail v2 predicts string")),
+    ("x", ANY_CLASS, None, ()),
+    (True, ANY_CLASS, None, ()),
+    (2.5, ANY_CLASS, "label_type_mismatch", ("old v1 is a classification model",)),
+    (4.5, PRICE, None, ()),
+    ("abc", PRICE, "label_type_mismatch", ("'abc' (string)", "price v2 is a regression model")),
 ]
 
 
-@pytest.mark.parametrize(("value", "task", "reason"), LABEL_CASES)
-def test_check_label(value: object, task: str, reason: str | None) -> None:
+@pytest.mark.parametrize(("value", "task", "reason", "words"), LABEL_CASES)
+def test_check_label(
+    value: object, task: str | LabelSpec, reason: str | None, words: tuple[str, ...]
+) -> None:
     if reason is None:
         check_label(value, task)
         return
     with pytest.raises(ValidationError) as info:
         check_label(value, task)
     assert info.value.reason == reason
+    for word in words:
+        assert word in info.value.detail
 
 
 def test_unknown_task_is_config_error() -> None:
