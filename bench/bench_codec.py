@@ -1,4 +1,5 @@
-"""Microseconds per encode/decode of a FeatureEvent with 10 features.
+"""Microseconds per encode/decode of a FeatureEvent with 10 features, and per feature-spec
+check of its features (as typed, and as Apache avro's Python writer sends them).
 
 Run: .venv/bin/python bench/bench_codec.py  (not a test: timings vary by machine)
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 from fastavro import schemaless_reader, schemaless_writer
 
 from driftline.core.errors import CodecError
+from driftline.core.model.validation import Spec
 from driftline.core.wire.codec import Codec
 from driftline.core.wire.schemas import Schemas
 from tests.schema_compat import FIXTURES, schema_dir_with
@@ -31,10 +33,15 @@ def main() -> None:
     schema = codec.schemas.current("FeatureEvent").schema
     body = data[10:]
     with tempfile.TemporaryDirectory() as tmp:
-        v2 = (FIXTURES / "feature_event.v2.avsc").read_text()
-        v2_codec = Codec(
-            Schemas.from_dir(schema_dir_with(Path(tmp), {"feature_event.v2.avsc": v2}))
+        v3 = (FIXTURES / "feature_event.v3.avsc").read_text()
+        v3_codec = Codec(
+            Schemas.from_dir(schema_dir_with(Path(tmp), {"feature_event.v3.avsc": v3}))
         )
+    features = event["features"]
+    spec = Spec.infer([features, {**features, "last_login_days": 3}])
+    as_apache = {  # Apache avro's Python DatumWriter: ints and bools of the union as doubles
+        k: float(v) if isinstance(v, int) else v for k, v in features.items()
+    }
 
     def raw_write() -> bytes:
         out = io.BytesIO()
@@ -50,11 +57,14 @@ def main() -> None:
         ),
         ("Codec.decode (writer = current)", lambda: codec.decode(data)),
         ("Codec.decode(expect=...)", lambda: codec.decode(data, expect="FeatureEvent")),
-        ("Codec.decode v1 bytes into v2", lambda: v2_codec.decode(data)),
+        ("Codec.decode current bytes into a v3", lambda: v3_codec.decode(data)),
         (
             "Codec.decode unknown fingerprint (error)",
             lambda: _swallow(codec, b"\xc3\x01" + bytes(8)),
         ),
+        ("Spec.check", lambda: spec.check(features)),
+        ("Spec.conform (as typed: the scorer's path)", lambda: spec.conform(features)),
+        ("Spec.conform (ints, bools as doubles)", lambda: spec.conform(as_apache)),
     ]
     print(f"FeatureEvent, 10 features, {len(data)} bytes")
     for name, fn in rows:

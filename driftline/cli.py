@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -12,6 +13,7 @@ import click
 from driftline import __version__
 from driftline.cli_acls import acls_cmd
 from driftline.cli_config import checked_models
+from driftline.cli_deadletters import deadletters
 from driftline.cli_models import register as register_training_commands
 from driftline.cli_ops import register as register_ops_commands
 from driftline.cli_schemas import schemas_cmd
@@ -26,16 +28,27 @@ def cli(ctx: click.Context) -> None:
     """Driftline keeps ML models healthy in production on Apache Kafka.
 
     Settings come from DRIFTLINE_* environment variables (see `driftline settings`).
+    Every command talks to DRIFTLINE_BOOTSTRAP_SERVERS when it is set, else to the
+    local broker when one runs in DRIFTLINE_BROKER_DIR (`driftline broker up`), else
+    to 127.0.0.1:9092.
     """
-    ctx.obj = Settings()
+    from driftline import broker as b
+
+    ctx.obj, ctx.meta["bootstrap_from"] = b.resolve(Settings())
 
 
 @cli.command("settings")
-@click.pass_obj
-def settings_cmd(settings: Settings) -> None:
+@click.pass_context
+def settings_cmd(ctx: click.Context) -> None:
     """Print the settings in force (secrets masked)."""
+    from driftline import broker as b
+
+    settings: Settings = ctx.obj
     for name, value in settings.model_dump().items():
+        if name == "broker_dir":
+            value = b.directory(settings)
         click.echo(f"DRIFTLINE_{name.upper()}={value}")
+    click.echo(f"(bootstrap servers from {ctx.meta['bootstrap_from']})", err=True)
 
 
 # -- broker -------------------------------------------------------------------------
@@ -49,44 +62,62 @@ def broker() -> None:
 @broker.command("up")
 @click.option("--port", default=None, help="Port, or 'auto' for a free one (default 9092).")
 @click.option(
-    "--dir",
-    "directory",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Data and state directory (default .cache/broker).",
-)
-@click.option(
     "--security",
     is_flag=True,
     help="SASL_SSL (SCRAM-SHA-512, TLS) with ACLs; CA and passwords under the directory.",
 )
-def broker_up(port: str | None, directory: Path | None, security: bool) -> None:
-    """Fetch the jars if needed, start the broker and wait until it serves requests."""
+@click.pass_obj
+def broker_up(settings: Settings, port: str | None, security: bool) -> None:
+    """Fetch the jars if needed, start the broker in DRIFTLINE_BROKER_DIR (default
+    ~/.cache/driftline/broker) and wait until it serves requests; print its address.
+    Every driftline command then uses it, unless DRIFTLINE_BOOTSTRAP_SERVERS is set."""
     from driftline import broker as b
 
-    click.echo(b.up(port, directory, security))
+    click.echo(b.up(port, b.directory(settings), security))
 
 
 @broker.command("down")
-@click.option("--dir", "directory", type=click.Path(path_type=Path), default=None)
 @click.option("--purge", is_flag=True, help="Also delete the broker's data.")
-def broker_down(directory: Path | None, purge: bool) -> None:
-    """Stop the broker cleanly (SIGTERM, then SIGKILL after 30 s)."""
+@click.pass_context
+def broker_down(ctx: click.Context, purge: bool) -> None:
+    """Stop the local broker of DRIFTLINE_BROKER_DIR cleanly (SIGTERM, then SIGKILL
+    after 30 s). A cluster of DRIFTLINE_BOOTSTRAP_SERVERS is not Driftline's to stop."""
     from driftline import broker as b
 
-    b.down(directory, purge)
+    settings: Settings = ctx.obj
+    path = b.directory(settings)
+    if b.running(path) is None and not purge:
+        click.echo(f"no local broker runs in {path}: nothing to stop"
+                   + _cluster_note(ctx), err=True)  # fmt: skip
+        return
+    b.down(path, purge)
 
 
 @broker.command("status")
-@click.option("--dir", "directory", type=click.Path(path_type=Path), default=None)
-def broker_status(directory: Path | None) -> None:
-    """Say whether the broker runs, with its pid and address (exit 3 if stopped)."""
+@click.pass_context
+def broker_status(ctx: click.Context) -> None:
+    """Say whether the local broker runs, with its pid and address (exit 3 if stopped)."""
     from driftline import broker as b
 
-    args = ["bash", str(b.script("broker.sh")), "status"]
-    if directory is not None:
-        args += ["--dir", str(directory)]
-    sys.exit(subprocess.run(args, check=False).returncode)
+    path = b.directory(ctx.obj)
+    args = ["bash", str(b.script("broker.sh")), "status", "--dir", str(path)]
+    code = subprocess.run(args, check=False).returncode
+    if code != 0:
+        click.echo(f"(no local broker runs in {path}){_cluster_note(ctx)}", err=True)
+    sys.exit(code)
+
+
+def _cluster_note(ctx: click.Context) -> str:
+    settings: Settings = ctx.obj
+    if ctx.meta.get("bootstrap_from") != "DRIFTLINE_BOOTSTRAP_SERVERS":
+        return ""
+    return (f"; driftline commands use DRIFTLINE_BOOTSTRAP_SERVERS="
+            f"{settings.bootstrap_servers}, which `driftline broker` does not manage")  # fmt: skip
+
+
+_GIVEN = ("--bootstrap-server", "--bootstrap-controller", "--broker-list")
+_CONFIGS = ("--command-config", "--consumer.config", "--producer.config", "--admin.config",
+            "--config")  # fmt: skip
 
 
 @cli.command(
@@ -95,17 +126,43 @@ def broker_status(directory: Path | None) -> None:
     add_help_option=False,
 )
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def kafka_tool(args: tuple[str, ...]) -> None:
+@click.pass_context
+def kafka_tool(ctx: click.Context, args: tuple[str, ...]) -> None:
     """Run one of Kafka's own admin tools: driftline kafka topics --list, ...
 
     TOOL is one of topics, consumer-groups, configs, console-consumer,
     console-producer, broker-api-versions, acls, get-offsets, log-dirs,
-    metadata-quorum. Without --bootstrap-server the local broker is used.
+    metadata-quorum, ... (driftline kafka --list). Without --bootstrap-server, the
+    tool connects where every driftline command does (see driftline --help), with
+    the security of the same DRIFTLINE_* settings (a client config file made for the
+    run, removed after it, unless you pass one).
     """
     from driftline import broker as b
+    from driftline.kafka.clients import java_properties, properties_text
 
+    settings: Settings = ctx.obj
     cmd = ["bash", str(b.script("kafka-tool.sh")), *args]
-    os.execvp(cmd[0], cmd)
+    env = dict(os.environ, DRIFTLINE_BROKER_DIR=str(b.directory(settings)))
+    names = {a.split("=", 1)[0] for a in args}
+    if not args or args[0].startswith("-") or names & {*_GIVEN, "-h", "--help"}:
+        os.execvpe(cmd[0], cmd, env)  # help, --list, or the user's own servers
+    env["DRIFTLINE_TOOL_BOOTSTRAP"] = settings.bootstrap_servers
+    local = ctx.meta["bootstrap_from"].startswith("the local broker")
+    admin = b.directory(settings) / "secrets" / "admin.properties"
+    if local and admin.exists() and settings.security_protocol == "PLAINTEXT":
+        click.echo(f"driftline kafka: the local broker is secured (SASL_SSL): set "
+                   f"DRIFTLINE_SECURITY_PROTOCOL and DRIFTLINE_SASL_*, or pass "
+                   f"--command-config {admin}", err=True)  # fmt: skip
+    props = {} if names & set(_CONFIGS) else java_properties(settings)
+    if not props:
+        os.execvpe(cmd[0], cmd, env)
+    with tempfile.TemporaryDirectory(prefix="driftline-kafka-") as tmp:  # mode 0700
+        path = Path(tmp) / "client.properties"
+        path.touch(mode=0o600)
+        path.write_text(properties_text(props))
+        env["DRIFTLINE_TOOL_CONFIG"] = str(path)
+        code = subprocess.call(cmd, env=env)
+    sys.exit(code)
 
 
 # -- worker -------------------------------------------------------------------------
@@ -265,6 +322,7 @@ register_training_commands(cli)
 cli.add_command(schemas_cmd)
 register_ops_commands(cli)  # tail, produce, status (driftline/cli_ops.py)
 cli.add_command(acls_cmd)  # ACLs of the principals of a secured cluster (driftline/cli_acls.py)
+cli.add_command(deadletters)  # replay dead letters to their source topics (cli_deadletters.py)
 
 
 def main() -> None:

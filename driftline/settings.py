@@ -39,6 +39,14 @@ class Settings(BaseSettings):
     )
     replication_factor: int = Field(1, ge=1, description="Replication factor of every topic.")
     client_id: str = Field("driftline", description="Kafka client.id prefix.")
+    broker_dir: Path | None = Field(
+        None,
+        description="Directory of the local development broker (`driftline broker`): its "
+        "config, data, pid and port. Every `driftline` command finds the local broker "
+        "there; when it runs and DRIFTLINE_BOOTSTRAP_SERVERS is not set, they all use it. "
+        "Default: ~/.cache/driftline/broker ($XDG_CACHE_HOME/driftline/broker), outside "
+        "the checkout.",
+    )
 
     # Security, passed alike to Faust (aiokafka) and confluent-kafka (librdkafka)
     security_protocol: SecurityProtocol = "PLAINTEXT"
@@ -97,6 +105,12 @@ class Settings(BaseSettings):
     )
     artifact_inline_max_bytes: int = Field(
         512_000, ge=0, description="Artifacts up to this size travel inside the registry record."
+    )
+    max_challengers: int = Field(
+        3,
+        ge=1,
+        description="Challengers a model holds at most (each scored in shadow); one more "
+        "archives the oldest. Read by the trainer and the models commands.",
     )
     signing_key: SecretStr = Field(
         SecretStr("driftline-dev-signing-key"),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent system set-up for Driftline on a Debian machine: makes sure Java (>= 17),
-# Maven, python3, kcat, openssl, Prometheus (prometheus, promtool) and Chromium are there,
+# Maven, python3, kcat, xxd, openssl, Prometheus (prometheus, promtool) and Chromium are there,
 # installing Debian's packages only when something is missing. A fast no-op when
 # everything is present.
 set -euo pipefail
@@ -9,12 +9,13 @@ usage() {
   cat <<'EOF'
 usage: infra/bootstrap.sh [--quiet] [--help]
 
-Checks for java (>= 17), mvn, python3, kcat, openssl, prometheus, promtool and
+Checks for java (>= 17), mvn, python3, kcat, xxd, openssl, prometheus, promtool and
 chromium; if any is missing, runs `apt-get update` once and `apt-get install -y
-openjdk-17-jdk-headless maven python3 kcat openssl prometheus chromium` (only the
+openjdk-17-jdk-headless maven python3 kcat xxd openssl prometheus chromium` (only the
 missing ones), as root or through sudo. The tests use prometheus and promtool (a real
-scrape, config and rule checks), chromium (the status page, headless) and openssl
-(certificates of the secured broker, infra/kafka/certs.sh). Prints (to stderr)
+scrape, config and rule checks), chromium (the status page, headless), openssl
+(certificates of the secured broker, infra/kafka/certs.sh) and xxd (a command of
+docs/wire-format.md, run by tests/integration/test_docs.py). Prints (to stderr)
 what it found and what it did; with --quiet, only what it did.
 EOF
 }
@@ -65,6 +66,12 @@ if command -v kcat >/dev/null 2>&1; then
 else
   log "kcat missing"
   missing+=(kcat)
+fi
+if command -v xxd >/dev/null 2>&1; then
+  info "xxd: ok"
+else
+  log "xxd missing"
+  missing+=(xxd)
 fi
 if command -v openssl >/dev/null 2>&1; then
   info "openssl: ok"

@@ -13,13 +13,18 @@ and clock-driven retrain reasons. Each monitor follows its model's champion as t
 registry names it (a champion of another task rebuilds it, see
 :class:`~driftline.core.watch.monitor.ModelMonitor`), and a reloaded models file
 reconfigures them (:meth:`Monitors.reconfigure`).
+
+The rates count each event on one time axis (driftline.core.watch.rates): a prediction
+at the join's clock when it first held it, its outcome or expiry at that same arrival
+(the join's ``Step.settled``); the scorer's events at the clock of the batch that
+committed them, scored and refused together.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,9 +35,13 @@ from driftline.core.wire.headers import build as record_headers
 from driftline.core.join.joiner import Step
 from driftline.core.model.config import ModelConfig, ModelsConfig
 from driftline.core.watch.monitor import Emit, ModelMonitor
+from driftline.core.watch.rates import ALL_VERSIONS
 from driftline.streams import telemetry as m
 
 log = logging.getLogger(__name__)
+
+ScorerBatch = tuple[int, Counter[tuple[str, str]], list[dict[str, Any]]]
+"""A committed scorer batch: its clock, events scored per (model, version), dead letters."""
 
 RECORD = {
     "metrics": "io.driftline.MetricSnapshot",
@@ -54,8 +63,9 @@ class Monitors:
         self.window_size = window_size
         self.by_model: dict[str, ModelMonitor] = {}
         self.versions: deque[dict[str, Any]] = deque()
-        self.dead_inbox: deque[dict[str, Any]] = deque(maxlen=100_000)
-        """Dead letters from other threads (the scorer); deque appends are thread-safe."""
+        self.scorer_inbox: deque[ScorerBatch] = deque(maxlen=100_000)
+        """Committed scorer batches, from the scorer's thread; deque appends are
+        thread-safe, and one item per batch keeps its two sides together."""
 
     def get(self, model: str, task: str | None = None) -> ModelMonitor:
         mon = self.by_model.get(model)
@@ -78,13 +88,39 @@ class Monitors:
         while self.versions:
             record = self.versions.popleft()
             self.get(record["model"], record.get("task")).on_version(record, now)
-        while self.dead_inbox:
-            self.observe_dead(self.dead_inbox.popleft())
+        while self.scorer_inbox:
+            self.observe_scorer_batch(*self.scorer_inbox.popleft())
 
-    def observe_dead(self, record: dict[str, Any]) -> None:
+    def on_scorer_batch(
+        self, now_ms: int, scored: Counter[tuple[str, str]], dead: list[dict[str, Any]]
+    ) -> None:
+        """The scorer's ``on_batch`` hook (its thread): queue the batch for the loop."""
+        self.scorer_inbox.append((now_ms, scored, dead))
+
+    def observe_scorer_batch(
+        self, at_ms: int, scored: Counter[tuple[str, str]], dead: list[dict[str, Any]]
+    ) -> None:
+        """One committed scorer batch into every model's skew rate (also the models
+        with no event in it: a later batch closes their earlier buckets)."""
+        by_model: dict[str, tuple[Counter[str], Counter[str]]] = {}
+        for (model, version), n in scored.items():
+            by_model.setdefault(model, (Counter(), Counter()))[0][version] += n
+        for record in dead:
+            whose = record.get("model")
+            if whose:
+                by_model.setdefault(whose, (Counter(), Counter()))[1][record["reason"]] += 1
+        for name in by_model:
+            self.get(name)
+        for name, mon in self.by_model.items():
+            versions, reasons = by_model.get(name) or (Counter(), Counter())
+            mon.observe_scorer_batch(at_ms, versions, reasons)
+
+    def observe_dead(
+        self, record: dict[str, Any], settled: tuple[str, int] | None = None
+    ) -> None:
         model = record.get("model")
         if model:
-            self.get(model).observe_dead_letter(record)
+            self.get(model).observe_dead_letter(record, settled)
 
 
 class Recent:
@@ -120,6 +156,9 @@ class Recent:
             self.triggers.append(v)
         elif emit.topic == "metrics":
             key = (v["model"], v["version"])
+            if v["version"] == ALL_VERSIONS:  # a rate over every version: not a version
+                self.snapshots[(v["model"], v["version"], v["segment"], v["window"])] = v
+                return
             if key not in self.history:
                 self._make_room(v["model"])
                 self.history[key] = deque(maxlen=self.points)
@@ -155,6 +194,12 @@ def export(emit: Emit) -> None:
         m.RETRAIN_TRIGGERS.labels(v["model"]).inc()
 
 
+def log_alert(alert: dict[str, Any]) -> None:
+    """One INFO line per alert raised: model, version, kind, severity and its message."""
+    log.info("alert: %s %s %s %s: %s", alert["model"], alert.get("version") or "-",
+             alert["kind"], alert["severity"], alert["message"])  # fmt: skip
+
+
 Observe = Callable[[list[Step], int], Awaitable[None]]
 Send = Callable[[str, bytes, bytes, list[tuple[str, bytes]]], None]
 """``send(topic, key, value, headers)``: hand a record to a producer without waiting."""
@@ -180,6 +225,8 @@ def install(
             hdrs = record_headers(RECORD[e.topic], e.value.get("created_at_ms"), None)
             send(topic(e.topic), e.model.encode(), value, hdrs)
             export(e)
+            if e.topic == "alerts":
+                log_alert(e.value)
             if on_emit is not None:
                 on_emit(e)
 
@@ -189,7 +236,14 @@ def install(
         n = 0
         for step in steps:
             if step.prediction is not None:
-                monitors.get(step.prediction["model"]).observe_prediction(step.prediction)
+                # a prediction refused on arrival (build_outcome's key_mismatch or
+                # model_mismatch, a safety net now that entries are keyed by model and
+                # event_id) is not held, so it never joins or expires: not a unit of the
+                # expiry rate
+                held = "model_mismatch" not in step.kinds and "key_mismatch" not in step.kinds
+                monitors.get(step.prediction["model"]).observe_prediction(
+                    step.prediction, now if held else None
+                )
                 n += 1
             for out in step.outputs:
                 v = out.record
@@ -197,9 +251,11 @@ def install(
                     continue
                 n += 1
                 if out.topic == "outcomes":
-                    emits += monitors.get(v["model"]).observe_outcome(v, now)
+                    emits += monitors.get(v["model"]).observe_outcome(v, now, step.settled)
                 elif out.topic == "deadletter":
-                    monitors.observe_dead(v)
+                    monitors.observe_dead(v, step.settled)
+        for mon in monitors.by_model.values():
+            mon.join_seen(now)
         m.EVENTS_IN.labels("monitor").inc(n)
         if emits:
             await publish(emits)

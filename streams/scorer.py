@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 PREDICTION = "io.driftline.Prediction"
 DEAD_LETTER = "io.driftline.DeadLetter"
 ALERT = "io.driftline.Alert"
+OnBatch = Callable[[int, Counter[tuple[str, str]], list[dict[str, Any]]], None]
+"""``on_batch(now_ms, scored per (model, version), dead letters naming a model)``."""
 
 
 def model_error_alert(exc: ModelError, now_ms: int) -> dict[str, Any]:
@@ -100,8 +102,11 @@ class ScorerLoop:
         )
         self.txn = Transactions.for_loop(settings, "scorer", group_id, self.consumer)
         self.processed = 0
-        self.on_dead: Callable[[dict[str, Any]], None] | None = None
-        """Called (on this thread) with each dead letter, e.g. to count skew."""
+        self.on_batch: OnBatch | None = None
+        """Called (on this thread) after each committed batch with its clock, the events
+        it scored per (model, champion version: each event once, its challengers'
+        predictions not counted) and its dead letters that name a model: the monitor's
+        skew rate counts both sides of one batch together."""
         self.lag: int | None = None
         """Messages behind the end of the assigned partitions, at the last look."""
         self.lag_every_s = lag_every_s
@@ -155,6 +160,7 @@ class ScorerLoop:
         now_ms = int(time.time() * 1000)
         dead: Counter[tuple[str, ...]] = Counter()
         dead_records: list[dict[str, Any]] = []
+        scored: Counter[tuple[str, str]] = Counter()
         ok = 0
 
         def produce_batch() -> None:
@@ -162,15 +168,15 @@ class ScorerLoop:
             ok = 0
             dead.clear()
             dead_records.clear()
+            scored.clear()
             for msg in msgs:
                 if usable(msg):
-                    ok += self._score(msg, now_ms, dead, dead_records)
+                    ok += self._score(msg, now_ms, dead, dead_records, scored)
 
         if not self.txn.run(msgs, produce_batch):
             return
-        if self.on_dead is not None:
-            for record in dead_records:
-                self.on_dead(record)
+        if self.on_batch is not None:
+            self.on_batch(now_ms, scored, dead_records)
         self.processed += len(msgs)
         m.EVENTS_IN.labels("score").inc(len(msgs))
         m.EVENTS_OUT.labels("score").inc(ok)
@@ -183,8 +189,9 @@ class ScorerLoop:
         now_ms: int,
         dead: Counter[tuple[str, ...]],
         dead_records: list[dict[str, Any]],
+        scored: Counter[tuple[str, str]],
     ) -> int:
-        """Produce the prediction (and shadow) of one event, or its dead letter; 1 if scored."""
+        """Produce the prediction (and shadows) of one event, or its dead letter; 1 if scored."""
         raw = msg.value() or b""
         key = msg.key()
         try:
@@ -211,13 +218,16 @@ class ScorerLoop:
             self._dead_letter(msg, raw, "score", "internal_error", repr(exc), now_ms)
             dead[("score", "internal_error")] += 1
             return 0
-        if s.shadow_error is not None:
-            self._model_alert(s.shadow_error, now_ms)
+        for error in s.shadow_errors:
+            self._model_alert(error, now_ms)
         trace = header_value(msg.headers(), TRACE_ID)
         hdrs = record_headers(PREDICTION, s.event_time_ms, trace.decode() if trace else None)
         self.txn.produce(self.predictions, s.prediction, key, hdrs)
-        if s.shadow is not None:
-            self.txn.produce(self.shadow, s.shadow, key, hdrs)
+        for shadow in s.shadows:  # one per challenger; the champion's carries them too
+            self.txn.produce(self.shadow, shadow, key, hdrs)
+        # one event, counted once for the skew rate, under the champion's version that
+        # served it: its challengers' predictions are not events of their own
+        scored[(s.model, s.version)] += 1
         return 1
 
     def _dead_letter(
@@ -257,6 +267,8 @@ class ScorerLoop:
             return
         self._last_alert[k] = now_ms
         alert = model_error_alert(exc, now_ms)
+        log.info("alert: %s %s %s %s: %s", alert["model"], alert.get("version") or "-",
+                 alert["kind"], alert["severity"], alert["message"])  # fmt: skip
         self.txn.produce(
             self.alerts,
             self.codec.encode(ALERT, alert),

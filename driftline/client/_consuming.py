@@ -101,6 +101,8 @@ class Reader(Generic[R]):
                 **dict(config or {}),
             },
         )
+        if "logger" not in (config or {}):  # an application keeps librdkafka's own logging
+            del conf["logger"]
         try:
             self.consumer = Consumer(conf)
             self.consumer.subscribe(

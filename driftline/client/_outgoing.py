@@ -55,6 +55,8 @@ class ProducerBase:
         self.settings = settings if settings is not None else Settings()
         self.codec = codec if codec is not None else default_codec()
         conf = producer_config(self.settings, f"client-{app}", **dict(config or {}))
+        if "logger" not in (config or {}):  # an application keeps librdkafka's own logging
+            del conf["logger"]
         try:
             self._producer = _KafkaProducer(conf)
         except KafkaException as exc:

@@ -28,7 +28,7 @@ options:
                   (--command-config). A DIR keeps the mode it was formatted with;
                   default: that mode, else plaintext. See docs/broker.md, Security.
   --dir DIR       broker directory: config, data, pid, port, log
-                  (env DRIFTLINE_BROKER_DIR, default <repo>/.cache/broker)
+                  (env DRIFTLINE_BROKER_DIR, default ~/.cache/driftline/broker)
   --timeout SECS  up: how long to wait for the broker (env DRIFTLINE_BROKER_TIMEOUT, 90)
   --purge         down: also delete DIR
   -n, --lines N   logs: how many lines (default 100)

@@ -4,13 +4,17 @@
 # Environment variables these scripts read (all optional):
 #   DRIFTLINE_KAFKA_VERSION        Kafka jars to use (3.9.1)
 #   DRIFTLINE_KAFKA_CACHE          jar cache (<repo>/.cache/kafka): <version>/libs
-#   DRIFTLINE_BROKER_DIR           broker directory (<repo>/.cache/broker)
+#   DRIFTLINE_BROKER_DIR           broker directory (~/.cache/driftline/broker: outside
+#                                  the checkout; $XDG_CACHE_HOME/driftline/broker if set)
 #   DRIFTLINE_BROKER_PORT          broker.sh: port or auto (DIR's last port, else 9092)
 #   DRIFTLINE_BROKER_SECURITY      broker.sh up: sasl_ssl or plaintext (DIR's mode, else plaintext)
 #   DRIFTLINE_BROKER_TIMEOUT       broker.sh up: seconds to wait for readiness (90)
 #   DRIFTLINE_BROKER_STOP_TIMEOUT  broker.sh down: seconds before SIGKILL (30)
 #   DRIFTLINE_BROKER_HEAP          broker JVM heap ("-Xmx1g -Xms256m")
 #   DRIFTLINE_TOOL_JAVA_OPTS       kafka-tool.sh JVM options ("-Xmx512m")
+#   DRIFTLINE_TOOL_BOOTSTRAP       kafka-tool.sh: bootstrap servers instead of DIR's broker
+#   DRIFTLINE_TOOL_CONFIG          kafka-tool.sh: a client config file for the tool
+#                                  (`driftline kafka` sets both from the DRIFTLINE_* settings)
 #   MAVEN_OPTS                     read by mvn in fetch.sh (e.g. -Dmaven.repo.local=DIR)
 
 KAFKA_INFRA_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -20,8 +24,9 @@ REPO_ROOT=$(cd "$KAFKA_INFRA_DIR/../.." && pwd)
 KAFKA_VERSION=${DRIFTLINE_KAFKA_VERSION:-3.9.1}
 # Where fetched jars go: $KAFKA_CACHE/<version>/libs.
 KAFKA_CACHE=${DRIFTLINE_KAFKA_CACHE:-$REPO_ROOT/.cache/kafka}
-# Default broker directory (config, data, pid, port, log).
-BROKER_DIR_DEFAULT=${DRIFTLINE_BROKER_DIR:-$REPO_ROOT/.cache/broker}
+# Default broker directory (config, data, pid, port, log): outside the checkout, one per
+# machine like the default port 9092. driftline.broker.directory() has the same rule.
+BROKER_DIR_DEFAULT=${DRIFTLINE_BROKER_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/driftline/broker}
 
 kafka_libs() { printf '%s\n' "$KAFKA_CACHE/$KAFKA_VERSION/libs"; }
 

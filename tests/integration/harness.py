@@ -88,7 +88,8 @@ def consumed_all(settings: Settings, topic: str, group: str, timeout: float = 10
     """True when ``group`` has committed past every record of ``topic`` a read_committed
     reader can see. (Comparing committed offsets with end offsets does not work for a
     topic written in transactions: each commit marker takes an offset after the last
-    record, which no consumer commits past.)"""
+    record, which a consumer that commits what it processed does not pass; Driftline's
+    join does, once idle: docs/architecture.md, "Lag at rest".)"""
     c = Consumer(consumer_config(settings, "test", f"probe-{uuid.uuid4().hex[:8]}",
                                  **{"enable.partition.eof": True}))  # fmt: skip
     try:

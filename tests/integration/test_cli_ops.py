@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pandas as pd
 from click.testing import CliRunner, Result
 
 from driftline.cli import cli
+from driftline.kafka import admin
 from driftline.procs import env_for
 from driftline.settings import Settings
 from tests.integration import harness
@@ -130,6 +133,7 @@ def test_status_summarizes_topics_lag_models_and_alerts(pipeline, tmp_path: Path
     assert topics[s.topic("features")]["partitions"] == s.data_partitions
     assert topics[s.topic("registry")]["partitions"] == 1
     assert doc["models"] == [{"model": "churn", "champion": champion, "challenger": None,
+                              "challengers": [],
                               "versions": doc["models"][0]["versions"]}]  # fmt: skip
     assert [v["stage"] for v in doc["models"][0]["versions"]] == ["champion"]
     assert [a["message"] for a in doc["alerts"] if a["message"] == "test alert"] == ["test alert"]
@@ -137,3 +141,39 @@ def test_status_summarizes_topics_lag_models_and_alerts(pipeline, tmp_path: Path
     text = run(s, "status").stdout
     assert f"churn  {champion}  champion" in text
     assert "test alert" in text and s.topic("features") in text
+
+
+def driftline(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``driftline ARGS`` in a child process (``driftline kafka`` execs Kafka's tool)."""
+    return subprocess.run([sys.executable, "-m", "driftline", *args], env=env,
+                          capture_output=True, text=True, timeout=180, check=False)  # fmt: skip
+
+
+def test_kafka_status_and_broker_follow_the_settings(settings: Settings, tmp_path: Path) -> None:
+    """Issue 22: with no local broker recorded, `driftline kafka` said "no broker recorded
+    in .cache/broker; pass --bootstrap-server" while every other command followed
+    DRIFTLINE_BOOTSTRAP_SERVERS. Here the broker was started elsewhere (the test
+    session's) and the broker directory is empty."""
+    s = settings.model_copy(update={"broker_dir": tmp_path / "no-broker"})
+    admin.apply(s)
+    env = env_for(s)
+    listed = driftline(env, "kafka", "topics", "--list")
+    assert listed.returncode == 0, listed.stderr
+    assert {t.name for t in admin.declared(s)} <= set(listed.stdout.split())
+    groups = driftline(env, "kafka", "consumer-groups", "--list")
+    assert groups.returncode == 0, groups.stderr
+    status = driftline(env, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert {t["topic"] for t in json.loads(status.stdout)["topics"] if t["exists"]} == {
+        t.name for t in admin.declared(s)
+    }
+    down = driftline(env, "broker", "down")
+    assert down.returncode == 0
+    assert f"no local broker runs in {tmp_path / 'no-broker'}: nothing to stop" in down.stderr
+    assert f"DRIFTLINE_BOOTSTRAP_SERVERS={s.bootstrap_servers}" in down.stderr
+    state = driftline(env, "broker", "status")
+    assert state.returncode == 3 and "state: stopped" in state.stdout
+    assert not (tmp_path / "no-broker").exists()  # nothing was written there
+    shown = driftline(env, "settings")
+    assert f"DRIFTLINE_BOOTSTRAP_SERVERS={s.bootstrap_servers}" in shown.stdout
+    assert "(bootstrap servers from DRIFTLINE_BOOTSTRAP_SERVERS)" in shown.stderr

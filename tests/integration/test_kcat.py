@@ -32,7 +32,8 @@ KEYS = [f"evt-{i}" for i in range(8)]
 
 def documented(index: int) -> dict[str, Any]:
     """Run the ``index``-th tested Python block of the wire-format doc; its globals."""
-    blocks = re.findall(r"<!-- tested:[^>]*-->\n```python\n(.*?)```", DOC.read_text(), re.S)
+    mine = r"<!-- tested: tests/integration/test_kcat.py[^>]*-->\n```python\n(.*?)```"
+    blocks = re.findall(mine, DOC.read_text(), re.S)
     namespace: dict[str, Any] = {}
     exec(compile(blocks[index], f"{DOC}:block{index}", "exec"), namespace)
     return namespace

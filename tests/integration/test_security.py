@@ -389,3 +389,27 @@ def test_broker_status_and_kafka_tools_with_the_admin_config(secured: Secured) -
     assert listed.returncode == 0, listed.stderr
     assert f"name={secured.prefix}features, patternType=LITERAL" in listed.stdout
     assert "operation=WRITE" in listed.stdout
+
+
+def test_driftline_kafka_takes_the_security_settings(secured: Secured, tmp_path: Path) -> None:
+    """`driftline kafka` connects with the DRIFTLINE_* security settings, the worker's
+    (a client config file made for the run and removed after it); a wrong password is
+    refused the same way."""
+    from driftline.procs import env_for
+
+    def kafka(s: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+        env = env_for(s.model_copy(update={"broker_dir": tmp_path / "none"}),
+                      TMPDIR=str(tmp_path))  # fmt: skip
+        return subprocess.run([sys.executable, "-m", "driftline", "kafka", *args], env=env,
+                              capture_output=True, text=True, timeout=180, check=False)  # fmt: skip
+
+    listed = kafka(secured.settings("admin"), "topics", "--list")
+    assert listed.returncode == 0, listed.stderr
+    assert f"{secured.prefix}features" in listed.stdout.split()
+    acls = kafka(secured.settings("admin"), "acls", "--list", "--principal", "User:app")
+    assert acls.returncode == 0, acls.stderr
+    assert f"name={secured.prefix}features, patternType=LITERAL" in acls.stdout
+    refused = kafka(secured.settings("admin", password="wrong"), "topics", "--list")
+    assert refused.returncode != 0
+    assert "Authentication failed" in refused.stdout + refused.stderr
+    assert list(tmp_path.glob("driftline-kafka-*")) == []  # the config file is gone

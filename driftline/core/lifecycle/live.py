@@ -226,7 +226,8 @@ class LiveModel:
             out.records.append(record)
             if not self._entered:
                 why = f"online learner of {learner.config.factory}, learning every outcome"
-                out.records.append(restage(record, "challenger", by="trainer", reason=why,
+                first = {**record, "stage": "candidate"}
+                out.records.append(restage(first, "challenger", by="trainer", reason=why,
                                            now_ms=now_ms))  # fmt: skip
                 self._entered = True
         if not self.config.live.enabled:

@@ -60,7 +60,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from driftline.core.errors import ConfigError
-from driftline.core.lifecycle.registry import CHECKPOINT
+from driftline.core.lifecycle.registry import CHECKPOINT, ONLINE_PREFIX, is_online
 from driftline.core.model.artifact import serialize
 from driftline.core.model.config import OnlineConfig
 from driftline.core.model.estimators import (
@@ -75,7 +75,6 @@ from driftline.core.watch.profile import ReferenceProfile
 
 __all__ = ["ONLINE_PREFIX", "OnlineLearner", "is_online"]
 
-ONLINE_PREFIX = "online-"
 Position = tuple[str, int, int]
 """(topic, partition, offset) of an outcome."""
 PROFILE_ROWS = 2_000
@@ -85,11 +84,6 @@ PROFILE_EVERY_MS = 60_000
 """A checkpoint rebuilds the profile at most this often; between, it repeats the last."""
 Store = Callable[[str, str, bytes], str]
 """``(model, name, data) -> uri``: keeps an artifact too large to travel inline."""
-
-
-def is_online(version: str) -> bool:
-    """Whether ``version`` names an online learner."""
-    return version.startswith(ONLINE_PREFIX)
 
 
 def _sampled(event_id: str, fraction: float) -> bool:

@@ -54,11 +54,14 @@ from typing import Any
 
 from driftline.core.errors import StageError
 from driftline.core.lifecycle.registry import (
+    MAX_CHALLENGERS,
     PROBATION,
     Registry,
+    is_online,
     is_probation,
     registry_key,
     restage,
+    transition,
 )
 from driftline.core.model.config import LiveConfig
 
@@ -333,14 +336,21 @@ class Promoter:
 
 
 def decision_records(
-    reg: Registry, decision: Decision, *, by: str, now_ms: int
+    reg: Registry,
+    decision: Decision,
+    *,
+    by: str,
+    now_ms: int,
+    max_challengers: int = MAX_CHALLENGERS,
 ) -> list[dict[str, Any]]:
     """The registry records that carry out ``decision``, in publish order.
 
-    * promote: the champion becomes a challenger on probation, then the winner champion;
+    * promote: the champion goes on probation, the winner becomes champion
+      (:func:`~driftline.core.lifecycle.registry.transition`);
     * rollback: the champion on trial leaves (archived; an online learner stays a
-      challenger and keeps learning), then the version on probation is champion again;
-    * end_probation: the version on probation is archived.
+      challenger and keeps learning), the version on probation is champion again;
+    * end_probation: the version on probation is archived (an online learner stays a
+      plain challenger).
 
     Raises StageError when the registry no longer matches the decision (it was made on
     an older state): the caller drops it.
@@ -354,19 +364,21 @@ def decision_records(
     if decision.action == "end_probation":
         if not is_probation(target):
             raise StageError(f"{where} is not on probation")
-        return [restage(target, "archived", by=by, reason=decision.reason, now_ms=now_ms)]
+        stays = is_online(decision.version)
+        return [restage(target, "challenger" if stays else "archived", by=by,
+                        reason=decision.reason, now_ms=now_ms)]  # fmt: skip
     if champion is None or champion["version"] != decision.replaces:
         raise StageError(f"{model}: the champion is no longer {decision.replaces}")
     if target["stage"] != "challenger":
         raise StageError(f"{where} is {target['stage']}, not a challenger")
     if decision.action == "promote":
-        why = f"{PROBATION}replaced by {decision.version} on live evidence"
-        first = restage(champion, "challenger", by=by, reason=why, now_ms=now_ms)
+        replaced = "probation"
     elif decision.action == "rollback":
-        why = f"rolled back to {decision.version}: {decision.reason}"
-        stays = str(champion["version"]).startswith("online-")
-        first = restage(champion, "challenger" if stays else "archived", by=by, reason=why,
-                        now_ms=now_ms)  # fmt: skip
+        replaced = "challenger" if is_online(champion["version"]) else "archived"
     else:
         raise StageError(f"unknown decision {decision.action!r}")
-    return [first, restage(target, "champion", by=by, reason=decision.reason, now_ms=now_ms)]
+    reason = decision.reason if decision.action == "promote" else f"rollback: {decision.reason}"
+    return transition(
+        reg, model, decision.version, "champion", by=by, reason=reason,
+        now_ms=now_ms, max_challengers=max_challengers, replaced=replaced,
+    )  # fmt: skip

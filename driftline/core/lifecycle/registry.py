@@ -7,13 +7,28 @@ into the current state; the functions below compute the records a stage change
 publishes, in publish order. Stages::
 
     candidate ──▶ challenger ──▶ champion ──▶ archived ──▶ champion (rollback)
-        │             │                          │
-        └──▶ rejected ◀┘                         └──▶ challenger
+        │             │   │          │             │
+        └──▶ rejected ◀┘   └─────────┴──▶ retired  └──▶ challenger
 
-A model has at most one champion and one challenger: a version moving into either
-slot archives the one that held it (the archive record is published first). A
-rollback republishes an earlier version as champion. Who and why travel in every
-record, so a manual approval is recorded like any other change.
+A model has at most one champion and ``max_challengers`` challengers (default
+:data:`MAX_CHALLENGERS`, 3; the worker scores every one of them in shadow): a version
+becoming champion archives the champion, and one challenger past the cap archives the
+oldest challenger, saying so in its stage reason (the archive records are published
+first). A rollback republishes an earlier version as champion. Who and why travel in
+every record, so a manual approval is recorded like any other change.
+
+A model is **retired** (:func:`retire`) by moving its champion and challengers (or, with
+none, its newest version) to ``retired``: it is then served by no worker (its events are
+dead-lettered as ``model_retired``) and left out of :meth:`Registry.models` (listings),
+while every version stays on the topic. :func:`unretire` moves each retired version
+back to the stage it left (``previous_stage``, ModelVersion v2), so the champion serves
+again. A retired model's versions cannot enter a slot otherwise.
+
+**Probation.** A version becoming champion does not archive the champion it replaces:
+that one stays a challenger, scored in shadow, *on probation* (its stage reason starts
+with :data:`PROBATION`), so the live paired evidence can roll back a promotion that
+turns out worse (driftline.core.lifecycle.promotion). Challengers past the cap are
+archived oldest first, online learners (``online-<n>``) last.
 
 An online learner's state changes between stage changes: each of its checkpoints is a
 record with the pseudo-stage ``checkpoint`` under its own key (``model/version@checkpoint``,
@@ -41,10 +56,13 @@ True
 >>> [(r["version"], r["stage"]) for r in promote(reg, "churn", "v2", by="bo", reason="better",
 ...                                                now_ms=5)]
 [('v1', 'archived'), ('v2', 'champion')]
->>> for r in promote(reg, "churn", "v2", by="bo", reason="better", now_ms=5):
+>>> for r in promote(reg, "churn", "v2", by="bo", reason="better", now_ms=5,
+...                  replaced="probation"):  # where a live loop watches the model
 ...     _ = reg.apply(r)
 >>> reg.champion("churn")["version"], reg.answered("k-1")["version"]
 ('v2', 'v2')
+>>> reg.get("churn", "v1")["stage_reason"]  # scored in shadow, on probation
+'probation: replaced by v2: better'
 >>> [(r["version"], r["stage"]) for r in rollback(reg, "churn", by="ana", reason="v2 drifts",
 ...                                                 now_ms=9)]
 [('v2', 'archived'), ('v1', 'champion')]
@@ -60,21 +78,27 @@ from driftline.core.errors import StageError
 
 __all__ = [
     "CHECKPOINT",
+    "MAX_CHALLENGERS",
+    "ONLINE_PREFIX",
     "PROBATION",
     "STAGES",
     "Registry",
     "StageChange",
     "approve",
+    "is_online",
     "is_probation",
     "promote",
     "record_key",
     "registry_key",
     "restage",
+    "retire",
     "rollback",
     "transition",
+    "unretire",
 ]
 
-STAGES = ("candidate", "challenger", "champion", "archived", "rejected")
+STAGES = ("candidate", "challenger", "champion", "archived", "rejected", "retired")
+SLOTS = ("champion", "challenger")
 CHECKPOINT = "checkpoint"
 """The pseudo-stage of an online learner's checkpoint record (not a stage)."""
 STATE_FIELDS = (
@@ -85,15 +109,20 @@ PROBATION = "probation: "
 """How the stage reason of a champion replaced by a promotion starts: it stays a
 challenger, scored in shadow, for a probation window. The record itself says so, so a
 restarted trainer knows it too."""
-SLOTS = ("champion", "challenger")
+ONLINE_PREFIX = "online-"
+"""Versions named so are online learners (driftline.core.lifecycle.online)."""
+MAX_CHALLENGERS = 3
+"""Challengers a model holds at most, unless the writer says otherwise
+(``DRIFTLINE_MAX_CHALLENGERS``)."""
 ALLOWED: dict[str, frozenset[str]] = {
     "candidate": frozenset({"challenger", "champion", "rejected", "archived"}),
-    "challenger": frozenset({"champion", "archived", "rejected"}),
-    "champion": frozenset({"archived", "challenger"}),
+    "challenger": frozenset({"champion", "archived", "rejected", "retired"}),
+    "champion": frozenset({"archived", "challenger", "retired"}),
     "archived": frozenset({"champion", "challenger"}),
     "rejected": frozenset(),
+    "retired": frozenset(),
 }
-"""Stage changes allowed without ``force``."""
+"""Stage changes allowed without ``force`` (a retired version leaves with :func:`unretire`)."""
 
 
 def registry_key(model: str, version: str) -> str:
@@ -106,6 +135,11 @@ def record_key(record: Mapping[str, Any]) -> str:
     ``model/version@checkpoint`` for a checkpoint."""
     key = registry_key(record["model"], record["version"])
     return key + "@checkpoint" if record["stage"] == CHECKPOINT else key
+
+
+def is_online(version: str) -> bool:
+    """Whether ``version`` names an online learner."""
+    return version.startswith(ONLINE_PREFIX)
 
 
 def is_probation(record: Mapping[str, Any] | None) -> bool:
@@ -151,7 +185,8 @@ class Registry:
 
     def __init__(self) -> None:
         self._versions: dict[str, dict[str, dict[str, Any]]] = {}
-        self._slots: dict[str, dict[str, str]] = {slot: {} for slot in SLOTS}
+        self._champion: dict[str, str] = {}
+        self._challengers: dict[str, list[str]] = {}  # in the order they became challenger
         self._champions: dict[str, list[str]] = {}  # versions in the order they became champion
         self._answered: dict[str, tuple[str, str]] = {}
         self._checkpoints: dict[tuple[str, str], dict[str, Any]] = {}
@@ -178,16 +213,17 @@ class Registry:
         versions = self._versions.setdefault(model, {})
         old = versions.get(version)
         if old is not None and _fingerprint(old) == _fingerprint(record):
-            if old["artifact"].get("sha256") != record["artifact"].get("sha256"):
-                # an online learner's checkpoint: new state, same stage
-                versions[version] = dict(record)
             return None
         versions[version] = dict(record)
-        for slot, holders in self._slots.items():
-            if stage == slot:
-                holders[model] = version
-            elif holders.get(model) == version:
-                del holders[model]
+        if stage == "champion":
+            self._champion[model] = version
+        elif self._champion.get(model) == version:
+            del self._champion[model]
+        challengers = self._challengers.setdefault(model, [])
+        if stage == "challenger" and version not in challengers:
+            challengers.append(version)
+        elif stage != "challenger" and version in challengers:
+            challengers.remove(version)
         if stage == "champion":
             self._champions.setdefault(model, []).append(version)
         lineage = record.get("lineage") or {}
@@ -210,12 +246,36 @@ class Registry:
         """Forget a version (a tombstone on the registry topic)."""
         self._versions.get(model, {}).pop(version, None)
         self._checkpoints.pop((model, version), None)
-        for holders in self._slots.values():
-            if holders.get(model) == version:
-                del holders[model]
+        if self._champion.get(model) == version:
+            del self._champion[model]
+        if version in self._challengers.get(model, []):
+            self._challengers[model].remove(version)
 
-    def models(self) -> list[str]:
-        return sorted(self._versions)
+    def models(self, *, retired: bool = False) -> list[str]:
+        """Every model with a version, retired ones only if ``retired``."""
+        return sorted(m for m in self._versions if retired or not self.retired(m))
+
+    def retired(self, model: str) -> bool:
+        """Whether ``model`` is retired: a version of it is, and none holds a slot."""
+        found = self._versions.get(model, {}).values()
+        return (
+            any(r["stage"] == "retired" for r in found)
+            and model not in self._champion
+            and not self._challengers.get(model)
+        )
+
+    def retired_champion(self, model: str) -> dict[str, Any] | None:
+        """For a retired ``model``, the version retired from the champion slot (the
+        newest such): what labels of its earlier predictions are still checked against.
+        None for a model that is not retired, or was retired without a champion."""
+        if not self.retired(model):
+            return None
+        found = [
+            r
+            for r in self.versions(model)
+            if r["stage"] == "retired" and r.get("previous_stage") == "champion"
+        ]
+        return max(found, key=lambda r: r["stage_changed_at_ms"]) if found else None
 
     def get(self, model: str, version: str) -> dict[str, Any] | None:
         """The version's stage record, with the state of a newer checkpoint if any."""
@@ -233,12 +293,18 @@ class Registry:
         return sorted((r for r in found if r is not None), key=lambda r: r["created_at_ms"])
 
     def champion(self, model: str) -> dict[str, Any] | None:
-        version = self._slots["champion"].get(model)
+        version = self._champion.get(model)
         return None if version is None else self.get(model, version)
 
+    def challengers(self, model: str) -> list[dict[str, Any]]:
+        """Every challenger of ``model``, in the order they became one (oldest first)."""
+        found = (self.get(model, v) for v in self._challengers.get(model, []))
+        return [r for r in found if r is not None]
+
     def challenger(self, model: str) -> dict[str, Any] | None:
-        version = self._slots["challenger"].get(model)
-        return None if version is None else self.get(model, version)
+        """The newest challenger of ``model`` (see :meth:`challengers` for all)."""
+        found = self.challengers(model)
+        return found[-1] if found else None
 
     def answered(self, trigger_key: str) -> dict[str, Any] | None:
         """The version trained for a trigger (by idempotency key or trigger id), if any."""
@@ -254,17 +320,17 @@ class Registry:
         return next(self.previous_champions(model), None)
 
     def previous_champions(self, model: str) -> Iterator[dict[str, Any]]:
-        """Every rollback target, best first: the earlier champions that are archived now,
-        latest first, then the other archived versions that passed their gate (or were
-        bootstrapped), newest first. A worker that refuses the current champion's
+        """Every rollback target, best first: the earlier champions that are archived or
+        on probation now, latest first, then the other archived versions that passed their
+        gate (or were bootstrapped), newest first. A worker that refuses the current champion's
         artifact serves the first of these it can verify."""
-        current = self._slots["champion"].get(model)
+        current = self._champion.get(model)
         seen: set[str] = set()
         for version in self._champions.get(model, [])[::-1]:
             rec = self.get(model, version)
             if rec is None or version == current or version in seen:
                 continue
-            if rec["stage"] == "archived":
+            if rec["stage"] == "archived" or is_probation(rec):
                 seen.add(version)
                 yield rec
         for old in self.versions(model)[::-1]:
@@ -286,6 +352,7 @@ def restage(
     return {
         **record,
         "stage": stage,
+        "previous_stage": record["stage"],
         "stage_changed_at_ms": now_ms,
         "stage_changed_by": by,
         "stage_reason": reason,
@@ -302,11 +369,25 @@ def transition(
     reason: str,
     now_ms: int,
     force: bool = False,
+    max_challengers: int = MAX_CHALLENGERS,
+    replaced: str = "archived",
 ) -> list[dict[str, Any]]:
-    """The records that move ``model/version`` into ``stage``, in publish order."""
+    """The records that move ``model/version`` into ``stage``, in publish order: first
+    the archiving of the oldest challengers past ``max_challengers`` (online learners
+    last), then what becomes of the champion it replaces (``replaced``: ``probation``, a
+    challenger whose reason starts with :data:`PROBATION`; ``archived``; or
+    ``challenger``, a plain one), then the version itself."""
+    if replaced not in ("probation", "archived", "challenger"):
+        raise StageError(f"replaced must be probation, archived or challenger, not {replaced!r}")
     record = reg.get(model, version)
     if record is None:
         raise StageError(f"no version {registry_key(model, version)} in the registry")
+    if max_challengers < 1:
+        raise StageError(f"max_challengers must be >= 1, not {max_challengers}")
+    if stage in SLOTS and reg.retired(model) and not force:
+        raise StageError(
+            f"model {model} is retired: `driftline models unretire {model}` first (or force)"
+        )
     current = record["stage"]
     if current == stage:
         raise StageError(f"{registry_key(model, version)} is already {stage}")
@@ -316,11 +397,29 @@ def transition(
             + (" (use force)" if stage in SLOTS else "")
         )
     out = []
-    if stage in SLOTS:
-        holder = reg.champion(model) if stage == "champion" else reg.challenger(model)
-        if holder is not None and holder["version"] != version:
+    holder = reg.champion(model)
+    others = [r for r in reg.challengers(model) if r["version"] != version]
+    entering = []
+    if stage == "champion" and holder is not None and holder["version"] != version:
+        if replaced == "archived":
             why = f"replaced by {version}: {reason}"
             out.append(restage(holder, "archived", by=by, reason=why, now_ms=now_ms))
+        else:
+            prefix = PROBATION if replaced == "probation" else ""
+            why = f"{prefix}replaced by {version}: {reason}"
+            entering.append(restage(holder, "challenger", by=by, reason=why, now_ms=now_ms))
+    newcomer = entering[0]["version"] if entering else version
+    joins = len(entering) + (stage == "challenger")
+    # the oldest leave first, online learners last (they keep learning while they wait)
+    leave = sorted(others, key=lambda r: is_online(r["version"]))
+    for old in leave[: max(0, len(others) + joins - max_challengers)]:
+        why = (
+            f"the oldest of {len(others)} challengers, archived for {newcomer}"
+            f" (at most {max_challengers}): {reason}"
+        )
+        out.append(restage(old, "archived", by=by, reason=why, now_ms=now_ms))
+    if stage == "champion":
+        out += entering
     out.append(restage(record, stage, by=by, reason=reason, now_ms=now_ms))
     return out
 
@@ -328,7 +427,8 @@ def transition(
 def promote(
     reg: Registry, model: str, version: str, *, by: str, reason: str, now_ms: int, **kw: Any
 ) -> list[dict[str, Any]]:
-    """Make ``version`` the champion (archiving the current one)."""
+    """Make ``version`` the champion (the current one is archived; ``replaced`` says
+    otherwise: see :func:`transition`)."""
     return transition(reg, model, version, "champion", by=by, reason=reason, now_ms=now_ms, **kw)
 
 
@@ -358,10 +458,65 @@ def rollback(
     reason: str,
     now_ms: int,
 ) -> list[dict[str, Any]]:
-    """Republish an earlier version (default: the previous champion) as champion."""
+    """Republish an earlier version (default: the previous champion) as champion; the
+    champion rolled back from is archived (an online learner stays a challenger: it keeps
+    learning)."""
     if version is None:
         target = reg.previous_champion(model)
         if target is None:
             raise StageError(f"model {model} has no earlier champion to roll back to")
         version = target["version"]
-    return promote(reg, model, version, by=by, reason=f"rollback: {reason}", now_ms=now_ms)
+    champion = reg.champion(model)
+    replaced = (
+        "challenger" if champion is not None and is_online(champion["version"]) else ("archived")
+    )
+    return transition(reg, model, version, "champion", by=by, reason=f"rollback: {reason}",
+                      now_ms=now_ms, replaced=replaced)  # fmt: skip
+
+
+def retire(reg: Registry, model: str, *, by: str, reason: str, now_ms: int) -> list[dict[str, Any]]:
+    """The records that retire ``model``: its challengers, then its champion (with
+    neither, its newest version) move to ``retired``; every version stays on the topic."""
+    versions = reg.versions(model)
+    if not versions:
+        raise StageError(f"no model {model} in the registry")
+    if reg.retired(model):
+        raise StageError(f"model {model} is retired already")
+    champion = reg.champion(model)
+    holders = [*reg.challengers(model), *([champion] if champion is not None else [])]
+    why = f"model retired: {reason}"
+    return [
+        restage(r, "retired", by=by, reason=why, now_ms=now_ms) for r in holders or versions[-1:]
+    ]
+
+
+def unretire(
+    reg: Registry,
+    model: str,
+    *,
+    by: str,
+    reason: str,
+    now_ms: int,
+    max_challengers: int = MAX_CHALLENGERS,
+) -> list[dict[str, Any]]:
+    """The records that bring a retired ``model`` back: each retired version returns to
+    the stage it left (champion and challengers, at most ``max_challengers`` of them,
+    the newest), any other to ``archived``. A version retired by a writer older than
+    ModelVersion v2 (no ``previous_stage``) goes to ``archived``: then promote one."""
+    if not reg.retired(model):
+        raise StageError(f"model {model} is not retired")
+    retired = sorted(
+        (r for r in reg.versions(model) if r["stage"] == "retired"),
+        key=lambda r: r["stage_changed_at_ms"],
+    )
+    champions = [r for r in retired if r.get("previous_stage") == "champion"]
+    challengers = [r for r in retired if r.get("previous_stage") == "challenger"]
+    keep = {r["version"] for r in [*champions[-1:], *challengers[-max_challengers:]]}
+    why = f"model unretired: {reason}"
+    out = []
+    for r in retired:
+        back = r.get("previous_stage") if r["version"] in keep else "archived"
+        out.append(restage(r, str(back), by=by, reason=why, now_ms=now_ms))
+    # archives first, then challengers, the champion last: a reader never sees two champions
+    order = {"archived": 0, "challenger": 1, "champion": 2}
+    return sorted(out, key=lambda r: order.get(r["stage"], 0))

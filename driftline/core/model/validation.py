@@ -5,15 +5,16 @@ records into one small checking function per feature, so :meth:`Spec.check` cost
 few microseconds per event. Values are taken as Avro decodes them (None, bool, int,
 float, str). :meth:`Spec.check` raises :class:`~driftline.core.errors.ValidationError`
 for the first problem, looking at the spec's features in spec order, then at names
-the spec does not know. Reason codes:
+the spec does not know. :meth:`Spec.conform` is what the scorer calls: the same check,
+but it takes the values Apache Avro's own Python writer sends for ints and bools (see
+below) as the ints and bools they were. Reason codes:
 
 ================== ===========================================================
 missing_feature    a required feature is absent or null
 unexpected_feature a name the spec does not know (unless ``allow_extra``)
-type_mismatch      number: int or float, never bool; integer: int only, so a
-                   float is a mismatch even when integral (Avro keeps long and
-                   double apart: 3.0 means the producer's typing changed);
-                   boolean: bool; category: str
+type_mismatch      number: int or float, never bool; integer: int only (check),
+                   or a whole double (conform); boolean: bool (check), or 0.0
+                   or 1.0 (conform); category: str
 non_finite         NaN or +-inf in a number
 out_of_range       below ``min`` or above ``max`` (number, integer)
 unseen_category    a category outside ``categories`` (empty means any)
@@ -22,16 +23,29 @@ unseen_category    a category outside ``categories`` (empty means any)
 The envelope of an event and a label's value are checked in
 :mod:`driftline.core.wire.envelope`.
 
+Why :meth:`Spec.conform` takes doubles for ints and bools: the feature map's values are
+the union ``["null", "boolean", "long", "double", "string"]``. Apache Avro's Python
+library (``avro``, its default ``DatumWriter``) writes a union value with the *last*
+branch that accepts it, and a Python int or bool is accepted by ``double``: it writes
+``41`` as ``41.0`` and ``True`` as ``1.0``. fastavro and Java's ``GenericDatumWriter``
+take the branch of the value's type. A whole double for an integer feature, and 0.0 or
+1.0 for a boolean one, can only mean that int or bool: the scorer takes it as such (and
+the Prediction carries the int or bool). Anything else is a type_mismatch whose detail
+says what arrived, what the spec expects and how to write it (docs/wire-format.md).
+
 >>> spec = Spec.from_dicts([
 ...     {"name": "age", "type": "integer", "min": 0.0, "max": 130.0},
 ...     {"name": "country", "type": "category", "categories": ["de", "fr"]},
 ... ])
 >>> spec.check({"age": 42, "country": "fr"})
+>>> spec.conform({"age": 42.0, "country": "fr"})  # what Apache avro's Python writer sends
+{'age': 42, 'country': 'fr'}
 >>> try:
-...     spec.check({"age": 42.0, "country": "fr"})
+...     spec.conform({"age": 42.5, "country": "fr"})
 ... except ValidationError as e:
-...     print(e.reason, "|", e.detail)
-type_mismatch | feature 'age' = 42.0: expected integer, got float
+...     print(e.reason, "|", e.detail)  # doctest: +NORMALIZE_WHITESPACE
+type_mismatch | feature 'age' = 42.5: expected integer (an Avro long), got a double that
+is not whole; write a long (a Python int, a java.lang.Long)
 >>> [e.reason for e in spec.check_all({"age": -1, "country": "uk", "x": 1})]
 ['out_of_range', 'unseen_category', 'unexpected_feature']
 """
@@ -50,6 +64,7 @@ __all__ = ["FEATURE_TYPES", "FeatureSpec", "Spec", "ValidationError"]
 FEATURE_TYPES = ("number", "integer", "boolean", "category")
 _SHOW = 80
 _INF = math.inf
+_EXACT = 2**53  # doubles are whole and exact up to here
 _ABSENT: Any = object()
 
 _Rule = Callable[[Any], "str | None"]
@@ -124,7 +139,7 @@ class FeatureSpec:
         if reason == "missing_feature":
             return ValidationError(reason, f"feature {_show(self.name)} is required")
         if reason == "type_mismatch":
-            why = f"expected {self.type}, got {type(value).__name__}"
+            why = _mismatch(self.type, value)
         elif reason == "non_finite":
             why = "must be finite"
         elif reason == "out_of_range":
@@ -132,6 +147,32 @@ class FeatureSpec:
         else:
             why = f"must be one of {_show(sorted(self.categories))}"
         return ValidationError(reason, f"feature {_show(self.name)} = {_show(value)}: {why}")
+
+
+_BRANCH = {bool: "boolean", int: "long", float: "double", str: "string"}
+_WRITE = {
+    "number": "a double or a long",
+    "integer": "a long (a Python int, a java.lang.Long)",
+    "boolean": "a boolean (a Python bool, a java.lang.Boolean)",
+    "category": "a string",
+}
+_EXPECT = {
+    "number": "an Avro double or long",
+    "integer": "an Avro long",
+    "boolean": "an Avro boolean",
+    "category": "an Avro string",
+}
+
+
+def _mismatch(expected: str, value: object) -> str:
+    """What arrived, what the spec expects and how to write it (a type_mismatch)."""
+    branch = next((b for t, b in _BRANCH.items() if isinstance(value, t)), None)
+    got = f"a {branch}" if branch else f"a {type(value).__name__}"
+    if branch == "double" and expected == "integer":
+        got = "a double that is not whole"
+    elif branch == "double" and expected == "boolean":
+        got = "a double other than 0.0 or 1.0"
+    return f"expected {expected} ({_EXPECT[expected]}), got {got}; write {_WRITE[expected]}"
 
 
 def _number_rule(lo: float, hi: float) -> _Rule:
@@ -224,6 +265,47 @@ class Spec:
                 raise spec.error(reason, v)
         if seen != len(features) and not self.allow_extra:
             raise self._extras(features)[0]
+
+    def conform(self, features: Mapping[str, object]) -> Mapping[str, object]:
+        """``features`` if they pass :meth:`check`; else, when Apache avro's Python writer
+        turned ints and bools into doubles (module docstring), a new dict with them as
+        int and bool if that passes; else the first problem of the values so taken.
+
+        >>> spec = Spec.from_dicts([{"name": "n", "type": "integer"},
+        ...                         {"name": "b", "type": "boolean"}])
+        >>> spec.conform({"n": 3.0, "b": 1.0})
+        {'n': 3, 'b': True}
+        """
+        try:
+            self.check(features)
+            return features
+        except ValidationError as exc:
+            if exc.reason != "type_mismatch":
+                raise
+            fixed = self._undone(features)
+            if fixed is None:
+                raise
+        self.check(fixed)  # what is wrong with the values as taken, if anything
+        return fixed
+
+    def _undone(self, features: Mapping[str, object]) -> dict[str, object] | None:
+        """``features`` with whole doubles of integer features as ints and 0.0 / 1.0 of
+        boolean features as bools; None when no value is such a double."""
+        fixed: dict[str, object] | None = None
+        for name, _, _, spec in self._rules:
+            v = features.get(name)
+            if type(v) is not float or spec.type not in ("integer", "boolean"):
+                continue
+            if spec.type == "integer" and v.is_integer() and abs(v) <= _EXACT:
+                new: object = int(v)
+            elif spec.type == "boolean" and v in (0.0, 1.0):
+                new = v == 1.0
+            else:
+                continue
+            if fixed is None:
+                fixed = dict(features)
+            fixed[name] = new
+        return fixed
 
     def check_all(self, features: Mapping[str, object]) -> list[ValidationError]:
         """Every problem of ``features`` (for reports), in the order :meth:`check` looks."""

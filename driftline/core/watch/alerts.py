@@ -28,9 +28,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from statistics import NormalDist
 from typing import Any
 
 from driftline.core.watch.concept_drift import DriftEvent
+from driftline.core.watch.rates import Window, wilson_lower
 
 __all__ = ["HIGHER_IS_BETTER", "LOWER_IS_BETTER", "AlertRules", "Degradation", "degradations"]
 
@@ -47,6 +50,7 @@ _SETTINGS = (
     "min_events",
     "cooldown_ms",
     "critical_factor",
+    "confidence",
 )
 _NAMESPACE = uuid.UUID("6f1d2a52-5c43-4c1e-9a55-2f1f0c7e3b10")
 
@@ -104,8 +108,16 @@ class AlertRules:
         failure) rate and the expired-label rate.
     min_events
         Rates over fewer events are not judged.
+    confidence
+        The skew and expired-label rates alert only when the rate is above its threshold
+        with this confidence (the one-sided Wilson lower bound of the window's rate is
+        above it), so a rate at or below the threshold rarely alerts on sampling noise:
+        at 0.95 a window at exactly the threshold alerts in at most about 5% of
+        judgements, and far less often below it. 0.5: the rate itself is compared.
     cooldown_ms
-        The same (model, version, kind, segment) alert is not repeated within it.
+        The same (model, version, kind, segment) alert is not repeated within it; a rate
+        alert (skew, expired labels) is about the model's windows, whichever versions
+        served them: not repeated per model and kind.
     critical_factor
         Severity is critical when the statistic reaches ``critical_factor`` times its
         threshold, else warning.
@@ -125,6 +137,7 @@ class AlertRules:
         min_events: int = 100,
         cooldown_ms: int = 3_600_000,
         critical_factor: float = 2.0,
+        confidence: float = 0.95,
     ) -> None:
         for name, value in [
             ("margin", margin),
@@ -137,11 +150,15 @@ class AlertRules:
                 raise ValueError(f"{name} must be in (0, 1], not {value!r}")
         if min_count < 1 or min_events < 1 or cooldown_ms < 0 or critical_factor < 1:
             raise ValueError("min_count, min_events >= 1, cooldown_ms >= 0, critical_factor >= 1")
+        if not 0.5 <= confidence < 1:
+            raise ValueError(f"confidence must be in [0.5, 1), not {confidence!r}")
         self.margin, self.relative_margin, self.min_count = margin, relative_margin, min_count
         self.watch = None if watch is None else frozenset(watch)
         self.nan_rate, self.skew_rate, self.expired_rate = nan_rate, skew_rate, expired_rate
         self.min_events, self.cooldown_ms = min_events, cooldown_ms
         self.critical_factor = critical_factor
+        self.confidence = confidence
+        self._z = NormalDist().inv_cdf(confidence)
         self._last: dict[str, int] = {}
         self.suppressed = 0
 
@@ -173,8 +190,9 @@ class AlertRules:
         message: str,
         evidence: Mapping[str, Any],
         now_ms: int,
+        per_version: bool = True,
     ) -> list[dict[str, Any]]:
-        key = f"{model}|{version}|{kind}|{segment}"
+        key = f"{model}|{version if per_version else '*'}|{kind}|{segment}"
         last = self._last.get(key)
         if last is not None and now_ms - last < self.cooldown_ms:
             self.suppressed += 1
@@ -306,73 +324,82 @@ class AlertRules:
             out += self._alert(kind, model, version, seg, strength(e), msg, evidence, now_ms)
         return out
 
-    def check_skew(
-        self,
-        model: str,
-        failed: int,
-        total: int,
-        now_ms: int,
-        *,
-        version: str | None = None,
-        window: str = "",
-        reasons: Mapping[str, int] | None = None,
-    ) -> list[dict[str, Any]]:
-        """skew_rate: dead-lettered (undecodable or invalid) events over all events."""
-        if total < self.min_events or failed / total <= self.skew_rate:
+    def check_skew(self, model: str, window: Window, now_ms: int) -> list[dict[str, Any]]:
+        """skew_rate: of the events the scorer handled in ``window``, the share it
+        dead-lettered (undecodable, invalid, or refused by the model)."""
+        if not self._above(window, self.skew_rate):
             return []
-        rate = failed / total
-        top = max(reasons.items(), key=lambda kv: kv[1]) if reasons else None
+        top = window.reasons[0] if window.reasons else None
         most = f", mostly {top[0]} ({top[1]})" if top else ""
-        evidence: dict[str, Any] = {
-            "rate": rate,
-            "threshold": self.skew_rate,
-            "failed": failed,
-            "total": total,
-            "window": window,
-        }
-        evidence.update({f"reason.{k}": v for k, v in (reasons or {}).items()})
         msg = (
-            f"{rate:.1%} of the events of {model} failed decoding or validation "
-            f"({failed} of {total}{', ' + window if window else ''}{most}), above the "
-            f"{self.skew_rate:.1%} threshold."
+            f"{window.rate:.1%} of the events of {model} handled {_span(window)} were "
+            f"dead-lettered ({window.hits} of {window.total}{most}; scored by "
+            f"{window.served_by()}), above the {self.skew_rate:.1%} threshold"
+            f"{self._surely(window)}."
         )
+        evidence = self._rate_evidence(window, self.skew_rate, "failed")
+        evidence.update({f"reason.{k}": v for k, v in window.reasons})
         return self._alert(
-            "skew_rate", model, version, None, rate / self.skew_rate, msg, evidence, now_ms
-        )
+            "skew_rate", model, _version(window), None, window.rate / self.skew_rate, msg,
+            evidence, now_ms, per_version=False,
+        )  # fmt: skip
 
-    def check_expired(
-        self,
-        model: str,
-        expired: int,
-        total: int,
-        now_ms: int,
-        *,
-        version: str | None = None,
-        window: str = "",
-    ) -> list[dict[str, Any]]:
-        """expired_label_rate: predictions whose label never came within the TTL."""
-        if total < self.min_events or expired / total <= self.expired_rate:
+    def check_expired(self, model: str, window: Window, now_ms: int) -> list[dict[str, Any]]:
+        """expired_label_rate: of the predictions that reached the join in ``window``,
+        the share whose label did not come within the TTL."""
+        if not self._above(window, self.expired_rate):
             return []
-        rate = expired / total
         msg = (
-            f"{rate:.1%} of the predictions of {model} expired before their label arrived "
-            f"({expired} of {total}{', ' + window if window else ''}), above the "
-            f"{self.expired_rate:.1%} threshold."
+            f"{window.rate:.1%} of the predictions of {model} that reached the join "
+            f"{_span(window)} expired before their label arrived ({window.hits} of "
+            f"{window.total}; served by {window.served_by()}), above the "
+            f"{self.expired_rate:.1%} threshold{self._surely(window)}."
         )
-        evidence = {
-            "rate": rate,
-            "threshold": self.expired_rate,
-            "expired": expired,
-            "total": total,
-            "window": window,
-        }
+        evidence = self._rate_evidence(window, self.expired_rate, "expired")
+        evidence.update({f"expired.{v}": n for v, n in window.hits_by_version})
+        evidence["unresolved"] = window.unresolved
         return self._alert(
-            "expired_label_rate",
-            model,
-            version,
-            None,
-            rate / self.expired_rate,
-            msg,
-            evidence,
-            now_ms,
-        )
+            "expired_label_rate", model, _version(window), None,
+            window.rate / self.expired_rate, msg, evidence, now_ms, per_version=False,
+        )  # fmt: skip
+
+    def _above(self, window: Window, threshold: float) -> bool:
+        """The window is large enough and its rate above ``threshold`` with the rules'
+        confidence (the Wilson lower bound too, unless ``confidence`` is 0.5)."""
+        if window.total < self.min_events or window.rate <= threshold:
+            return False
+        return wilson_lower(window.hits, window.total, self._z) > threshold
+
+    def _surely(self, window: Window) -> str:
+        if self._z <= 0:
+            return ""
+        low = wilson_lower(window.hits, window.total, self._z)
+        return f" (at least {low:.1%} at {self.confidence:.0%} confidence)"
+
+    def _rate_evidence(self, window: Window, threshold: float, hits: str) -> dict[str, Any]:
+        return {
+            "rate": window.rate,
+            "threshold": threshold,
+            "lower_bound": wilson_lower(window.hits, window.total, self._z),
+            "confidence": self.confidence,
+            hits: window.hits,
+            "total": window.total,
+            "window": f"{window.kind}:{window.start_ms}-{window.end_ms}",
+            "window_start_ms": window.start_ms,
+            "window_end_ms": window.end_ms,
+            "versions": window.served_by(),
+        }
+
+
+def _version(window: Window) -> str | None:
+    """The version a rate alert is about: the one that served the whole window, else
+    None (the evidence and message name every version)."""
+    return window.versions[0][0] if len(window.versions) == 1 else None
+
+
+def _span(window: Window) -> str:
+    """``between 2026-12-06 10:00:00 and 10:01:40 UTC`` (the window's span)."""
+    start = datetime.fromtimestamp(window.start_ms / 1000, UTC)
+    end = datetime.fromtimestamp(window.end_ms / 1000, UTC)
+    last = end.strftime("%H:%M:%S" if end.date() == start.date() else "%Y-%m-%d %H:%M:%S")
+    return f"between {start:%Y-%m-%d %H:%M:%S} and {last} UTC"

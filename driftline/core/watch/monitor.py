@@ -1,9 +1,10 @@
 """Everything Driftline watches about one model, put together; pure and clock-injected.
 
 A :class:`ModelMonitor` takes the model's predictions (feature and prediction drift need
-no labels), outcomes (rolling performance, concept drift), dead letters (skew and
-expired-label rates) and registry records (which version is champion), and on each
-:meth:`tick` emits MetricSnapshot, Alert and RetrainTrigger dicts. The monitor agent
+no labels), outcomes (rolling performance, concept drift), expired predictions and the
+scorer's batches (expired-label and skew rates, over aligned windows:
+:mod:`driftline.core.watch.rates`) and registry records (which version is champion), and
+on each :meth:`tick` emits MetricSnapshot, Alert and RetrainTrigger dicts. The monitor agent
 (``driftline.streams.monitors``) only decodes, routes and publishes.
 
 It follows the champion the registry names, not only the models file: a champion of
@@ -11,6 +12,14 @@ another task (a model re-bootstrapped as a regressor) rebuilds the rules, retrai
 and trackers for that task, and each version's outcomes are tracked with its own task. A
 reloaded models file is applied by :meth:`ModelMonitor.reconfigure`, keeping the history
 that still applies. Features named in ``[models.NAME.drift] exclude`` are not tested.
+
+A **retired** model (its champion and challengers moved to the stage ``retired``, no
+version left in a slot: ``driftline models retire``) is not monitored: nothing serves
+it, its feature events are dead-lettered as ``model_retired`` and its triggers would be
+refused, so it emits no snapshot, alert or trigger and ignores what still arrives (labels
+of earlier predictions) until a version of it holds a slot again (``models unretire``);
+its rates then start afresh. ``model_retired`` dead letters never count in the skew rate:
+they are an operator's decision, not data the scorer could not take.
 
 >>> from driftline.core.model.config import ModelConfig
 >>> mon = ModelMonitor(ModelConfig("churn", retrain={"cooldown_ms": 0}))
@@ -24,7 +33,6 @@ that still applies. Features named in ``[models.NAME.drift] exclude`` are not te
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +43,7 @@ from driftline.core.watch.concept_drift import ConceptDriftDetector, DriftEvent
 from driftline.core.watch.feature_drift import FeatureDriftMonitor, drift_metrics
 from driftline.core.watch.performance import PerformanceTracker
 from driftline.core.watch.profile import ReferenceProfile, label_spec
+from driftline.core.watch.rates import ExpiryRate, SkewRate, Window, rate_snapshot
 from driftline.core.watch.retrain_policy import RetrainPolicy
 from driftline.core.watch.window_stats import TASK_METRICS
 
@@ -76,12 +85,22 @@ class ModelMonitor:
         self.pending_outcomes = 0
         self.due: int | None = None
         """Outcome count at which the policy can fire without waiting for a tick."""
-        self.counts: Counter[str] = Counter()
-        self.dead_reasons: Counter[str] = Counter()
+        self.expiry = ExpiryRate(config.join_ttl_ms)
+        self.skew = SkewRate()
+        self._slots: set[str] = set()
+        """Versions in the champion or a challenger slot."""
+        self._retired: set[str] = set()
+        """Versions in the stage ``retired``."""
 
     @property
     def champion_version(self) -> str | None:
         return None if self.champion is None else str(self.champion["version"])
+
+    @property
+    def retired(self) -> bool:
+        """Whether the model is retired: a version of it is, and none holds a slot (as
+        :meth:`driftline.core.lifecycle.registry.Registry.retired` says)."""
+        return bool(self._retired) and not self._slots
 
     def _for_task(self) -> None:
         """Rules, retrain policy and trackers for ``self.task`` (a fresh start)."""
@@ -107,7 +126,7 @@ class ModelMonitor:
     def reconfigure(self, config: ModelConfig) -> None:
         """A reloaded models file: the new settings, keeping what still applies (the
         retrain policy's state, the trackers unless ``positive_class`` changed, the
-        feature-drift window unless ``drift`` changed)."""
+        feature-drift window unless ``drift`` changed, the rates' buckets)."""
         old, self.config = self.config, config
         if self.champion is None and config.task != self.task:
             self.task = config.task
@@ -121,11 +140,24 @@ class ModelMonitor:
             self.features = self._feature_monitor(self.champion)
         if config.positive_class != old.positive_class:
             self.trackers = {}
+        if config.join_ttl_ms != old.join_ttl_ms:  # buckets not yet judged wait the new TTL
+            self.expiry.ttl_ms = config.join_ttl_ms
 
     # -- inputs -----------------------------------------------------------------------
 
     def on_version(self, record: Mapping[str, Any], now_ms: int) -> None:
         """A ModelVersion record of this model (in registry order)."""
+        version, stage = str(record["version"]), record["stage"]
+        was_retired = self.retired
+        self._slots.discard(version)
+        self._retired.discard(version)
+        if stage in ("champion", "challenger"):
+            self._slots.add(version)
+        elif stage == "retired":
+            self._retired.add(version)
+        if was_retired != self.retired:  # retired or back: the rates start afresh
+            self.expiry = ExpiryRate(self.config.join_ttl_ms)
+            self.skew = SkewRate()
         task = str(record.get("task") or self.task)
         self.version_tasks[str(record["version"])] = task
         if len(self.version_tasks) > 100:
@@ -150,32 +182,62 @@ class ModelMonitor:
             self.features = self._feature_monitor(record)
         self.due = self.policy.due_outcomes(now_ms)
 
-    def observe_prediction(self, prediction: Mapping[str, Any]) -> None:
-        """A Prediction: feeds feature and prediction drift of the champion."""
-        self.counts["predictions"] += 1
+    def observe_prediction(
+        self, prediction: Mapping[str, Any], arrived_ms: int | None = None
+    ) -> None:
+        """A Prediction: feeds feature and prediction drift of the champion, and, with
+        ``arrived_ms`` (when the join first held it), the expired-label rate."""
+        if self.retired:
+            return
+        if arrived_ms is not None:
+            self.expiry.add_prediction(arrived_ms, prediction["version"])
         if self.features is not None and prediction["version"] == self.champion_version:
             self.features.update(
                 prediction["features"], prediction["prediction"], prediction["scores"]
             )
 
-    def observe_dead_letter(self, dead: Mapping[str, Any]) -> None:
-        """A DeadLetter of this model: counted for skew and expired-label rates."""
-        reason = dead["reason"]
-        if dead["stage"] == "join":
-            if reason == "expired_prediction":
-                self.counts["expired"] += 1
+    def observe_dead_letter(
+        self, dead: Mapping[str, Any], settled: tuple[str, int] | None = None
+    ) -> None:
+        """A DeadLetter of this model from the join: an expired prediction counts in the
+        expired-label rate, in the bucket of its arrival (``settled``: the join step's
+        (version, arrival ms)). The scorer's dead letters reach the skew rate with the
+        rest of their batch (:meth:`observe_scorer_batch`)."""
+        if self.retired:
             return
-        self.counts["failed"] += 1
-        self.dead_reasons[reason] += 1
+        expired = dead["stage"] == "join" and dead["reason"] == "expired_prediction"
+        if settled is not None and expired:
+            self.expiry.add_expired(settled[1], settled[0])
 
-    def observe_outcome(self, outcome: Mapping[str, Any], now_ms: int) -> list[Emit]:
-        """An Outcome: rolling metrics of its version, concept drift of the champion."""
+    def observe_scorer_batch(
+        self, at_ms: int, scored: Mapping[str, int], refused: Mapping[str, int]
+    ) -> None:
+        """A committed scorer batch of this model (its clock ``at_ms``): events scored
+        per version and dead-lettered per reason, for the skew rate (``model_retired``
+        left out: see the module docstring)."""
+        if self.retired:
+            return
+        refused = {why: n for why, n in refused.items() if why != "model_retired"}
+        self.skew.add_batch(at_ms, scored, refused)
+
+    def join_seen(self, now_ms: int) -> None:
+        """The join committed a batch at ``now_ms``: no prediction can reach it earlier."""
+        self.expiry.seen(now_ms)
+
+    def observe_outcome(
+        self, outcome: Mapping[str, Any], now_ms: int, settled: tuple[str, int] | None = None
+    ) -> list[Emit]:
+        """An Outcome: rolling metrics of its version, concept drift of the champion; with
+        ``settled`` (the join step's (version, arrival ms)), the expired-label rate."""
+        if self.retired:
+            return []
         version = outcome["version"]
+        if settled is not None:
+            self.expiry.add_joined(settled[1], settled[0])
         tracker = self.trackers.get(version)
         if tracker is None:
             tracker = self._tracker(version)
         tracker.update(outcome)
-        self.counts["outcomes"] += 1
         self.pending_outcomes += 1
         out = self._when_due(now_ms)
         if self.detector is None or version != self.champion_version:
@@ -202,7 +264,10 @@ class ModelMonitor:
     # -- outputs ----------------------------------------------------------------------
 
     def tick(self, now_ms: int) -> list[Emit]:
-        """Snapshots, feature drift, rate alerts and the clock-driven retrain reasons."""
+        """Snapshots, feature drift, rate alerts and the clock-driven retrain reasons
+        (nothing for a retired model)."""
+        if self.retired:
+            return []
         out: list[Emit] = []
         self.policy.observe_outcomes(self.pending_outcomes, now_ms)
         self.pending_outcomes = 0
@@ -232,30 +297,30 @@ class ModelMonitor:
         return out
 
     def request(self, now_ms: int, requested_by: str) -> list[Emit]:
-        """A retrain asked for by a person (``driftline retrain``)."""
+        """A retrain asked for by a person (``driftline retrain``); none for a retired
+        model."""
+        if self.retired:
+            return []
         out = self._trigger(self.policy.request(now_ms, requested_by))
         self.due = self.policy.due_outcomes(now_ms)
         return out
 
     def _rates(self, now_ms: int) -> list[Emit]:
-        c = self.counts
-        failed, total = c["failed"], c["failed"] + c["predictions"]
-        out = self._alerts(
-            self.rules.check_skew(
-                self.config.name, failed, total, now_ms, version=self.champion_version,
-                window=f"since {total} events", reasons=dict(self.dead_reasons),
-            )
-        )  # fmt: skip
-        expired, judged = c["expired"], c["expired"] + c["outcomes"]
-        out += self._alerts(
-            self.rules.check_expired(
-                self.config.name, expired, judged, now_ms, version=self.champion_version
-            )
-        )
-        if total >= 10 * self.rules.min_events:  # rates over a sliding-ish window
-            self.counts = Counter()
-            self.dead_reasons = Counter()
+        """Skew and expired-label rates of the windows that settled since the last tick:
+        a snapshot each, and an alert when above the threshold."""
+        out: list[Emit] = []
+        name = self.config.name
+        skew = self.skew.judge(now_ms)
+        if skew is not None:
+            out += self._rate(skew, self.rules.check_skew(name, skew, now_ms), now_ms)
+        expiry = self.expiry.judge(now_ms)
+        if expiry is not None:
+            out += self._rate(expiry, self.rules.check_expired(name, expiry, now_ms), now_ms)
         return out
+
+    def _rate(self, window: Window, alerts: list[dict[str, Any]], now_ms: int) -> list[Emit]:
+        snap = Emit("metrics", self.config.name, rate_snapshot(self.config.name, window, now_ms))
+        return [snap, *self._alerts(alerts)]
 
     def _drift(self, events: list[DriftEvent], now_ms: int) -> list[Emit]:
         out = self._alerts(self.rules.check_drift(events, now_ms))

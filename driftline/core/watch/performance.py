@@ -11,7 +11,9 @@ attribute keeps at most ``max_segment_values`` distinct values, later ones share
   newest event time seen), kept as ``n_buckets`` buckets of river metrics merged at snapshot
   time. ``river.utils.TimeRolling`` copies its whole history on each expiry, which is too
   slow for thousands of events per second, hence the buckets. An outcome older than the
-  oldest live bucket is not added to the time window (counted as ``late``).
+  oldest live bucket is not added to the time window; it is counted as ``late`` in the
+  bucket that was newest when it came, so a snapshot's ``late`` counts the late outcomes
+  seen while its window's buckets were the newest, not since the tracker started.
 
 Classification (``positive`` set: binary metrics of that class and ROC AUC; ``positive=None``:
 macro averages over classes) gives accuracy, precision, recall, f1, log_loss and roc_auc;
@@ -80,14 +82,14 @@ class _Segment:
         )
         self.buckets: dict[int, WindowStats] = {}
         self.newest = -1
-        self.late = 0
+        self.late: dict[int, int] = {}  # newest bucket when they came -> late outcomes
 
     def update(self, args: Args, b: int, tr: PerformanceTracker) -> None:
         self.rolling.update(*args)
         bucket = self.buckets.get(b)
         if bucket is None:
             if b <= tr._newest_bucket - tr.n_buckets:
-                self.late += 1
+                self.late[tr._newest_bucket] = self.late.get(tr._newest_bucket, 0) + 1
                 return
             bucket = self.buckets[b] = WindowStats(tr.task, tr._pos, None, tr.n_thresholds)
             if b > self.newest:
@@ -98,6 +100,8 @@ class _Segment:
     def evict(self, oldest_dead: int) -> None:
         for k in [k for k in self.buckets if k <= oldest_dead]:
             del self.buckets[k]
+        for k in [k for k in self.late if k <= oldest_dead]:
+            del self.late[k]
 
 
 class PerformanceTracker:
@@ -276,7 +280,7 @@ class PerformanceTracker:
                     (
                         buckets,
                         f"time:{self.period_ms / 1000:g}s",
-                        seg.late,
+                        sum(seg.late.values()),
                         min(s.t_min for s in buckets),
                         max(s.t_max for s in buckets),
                     )

@@ -227,7 +227,8 @@ def test_decisions_become_registry_records_and_probation_survives_in_the_record(
     back = decision_records(reg, Decision("rollback", "m", "v1", "v2", "worse", {}),
                             by="trainer", now_ms=7)  # fmt: skip
     assert [(r["version"], r["stage"]) for r in back] == [("v2", "archived"), ("v1", "champion")]
-    assert back[0]["stage_reason"] == "rolled back to v1: worse"
+    assert back[0]["stage_reason"] == "replaced by v1: rollback: worse"
+    assert back[1]["stage_reason"] == "rollback: worse"
 
 
 def test_an_online_champion_rolled_back_stays_a_challenger_and_probation_ends_archived():

@@ -104,7 +104,14 @@ def test_check_all_lists_every_problem() -> None:
 @pytest.mark.parametrize(
     ("features", "fragments"),
     [
-        ({"x": "s" * 500}, ["feature 'x'", "expected number, got str", "..."]),
+        (
+            {"x": "s" * 500},
+            [
+                "feature 'x'",
+                "expected number (an Avro double or long), got a string; write a double or a long",
+                "...",
+            ],
+        ),
         ({"x": 42.0}, ["feature 'x' = 42.0", "within [0.0, 10.0]"]),
         ({}, ["feature 'x' is required"]),
         ({"x": 1.0, "y" * 200: 1}, ["not in the spec", "..."]),
@@ -117,6 +124,59 @@ def test_detail_names_feature_value_and_rule(
         Spec.from_dicts([NUM_BOUNDED]).check(features)
     for fragment in fragments:
         assert fragment in info.value.detail
+    assert len(info.value.detail) < 250
+
+
+# What Apache avro's Python writer sends (ints and bools of the feature union as
+# doubles) is taken as the int or bool it was; anything else is refused with a detail
+# that says what arrived, what was expected and how to write it.
+CONFORM: list[tuple[str, list[dict[str, Any]], dict[str, object], object]] = [
+    ("as given when valid", [INT, BOOL], {"n": 3, "b": True}, {"n": 3, "b": True}),
+    ("whole double to integer", [INT], {"n": 3.0}, {"n": 3}),
+    ("negative zero to integer", [INT], {"n": -0.0}, {"n": 0}),
+    ("2**53 to integer", [INT], {"n": 2.0**53}, {"n": 2**53}),
+    ("1.0 to True", [BOOL], {"b": 1.0}, {"b": True}),
+    ("0.0 to False", [BOOL], {"b": 0.0}, {"b": False}),
+    ("numbers stay as sent", [NUM, INT], {"x": 2.0, "n": 2.0}, {"x": 2.0, "n": 2}),
+    ("the rest is kept", [INT, CAT, OPT], {"n": 1.0, "c": "a", "o": None},
+     {"n": 1, "c": "a", "o": None}),
+    ("bounds after the int", [INT_BOUNDED], {"n": 6.0}, ("out_of_range", "n' = 6:")),
+    ("half is no integer", [INT], {"n": 2.5},
+     ("type_mismatch", "expected integer (an Avro long), got a double that is not whole; "
+                       "write a long (a Python int, a java.lang.Long)")),
+    ("beyond 2**53 is not exact", [INT], {"n": 2.0**60}, ("type_mismatch", "not whole")),
+    ("NaN is no integer", [INT], {"n": math.nan}, ("type_mismatch", "not whole")),
+    ("2.0 is no boolean", [BOOL], {"b": 2.0},
+     ("type_mismatch", "expected boolean (an Avro boolean), got a double other than 0.0 or "
+                       "1.0; write a boolean (a Python bool, a java.lang.Boolean)")),
+    ("a long is no boolean", [BOOL], {"b": 1}, ("type_mismatch", "got a long")),
+    ("a double is no category", [CAT], {"c": 1.0},
+     ("type_mismatch", "expected category (an Avro string), got a double; write a string")),
+    ("the first mismatch is reported", [INT, BOOL], {"n": 1.5, "b": 1.0},
+     ("type_mismatch", "feature 'n' = 1.5")),
+    ("another mismatch is still one", [INT, CAT], {"n": 1.0, "c": 2},
+     ("type_mismatch", "feature 'c' = 2")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("case", "specs", "features", "want"), CONFORM, ids=[c[0] for c in CONFORM]
+)
+def test_conform(
+    case: str, specs: list[dict[str, Any]], features: dict[str, object], want: object
+) -> None:
+    spec = Spec.from_dicts(specs)
+    if isinstance(want, dict):
+        got = spec.conform(features)
+        assert got == want and [type(v) for v in got.values()] == [type(v) for v in want.values()]
+        if got == features and all(type(features[k]) is type(v) for k, v in got.items()):
+            assert got is features  # nothing to undo: the same mapping, no copy
+        return
+    reason, fragment = want  # type: ignore[misc]
+    with pytest.raises(ValidationError) as info:
+        spec.conform(features)
+    assert info.value.reason == reason
+    assert fragment in info.value.detail
     assert len(info.value.detail) < 250
 
 

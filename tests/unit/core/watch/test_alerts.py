@@ -11,6 +11,7 @@ import pytest
 
 from driftline.core.watch.alerts import AlertRules, degradations
 from driftline.core.watch.concept_drift import DriftEvent
+from driftline.core.watch.rates import Window
 
 SCHEMAS = Path(__file__).resolve().parents[4] / "schemas"
 ALERT_SCHEMA = fastavro.parse_schema(json.loads((SCHEMAS / "alert.v1.avsc").read_text()))
@@ -213,24 +214,75 @@ def test_feature_drift_alerts_once_per_kind_on_the_strongest():
     assert alerts[0]["severity"] == "critical"  # 0.9 >= 2 x 0.2
 
 
-@pytest.mark.parametrize(
-    ("failed", "total", "want"),
-    [(4, 100, None), (6, 100, "warning"), (20, 100, "critical"), (50, 60, None)],
-)
-def test_skew_rate(failed, total, want):
-    alerts = valid(
-        AlertRules().check_skew(
-            "churn", failed, total, 0, window="5m", reasons={"missing_feature": failed}
-        )
-    )
+T_WINDOW = 1_796_635_000_000  # 2026-12-07 09:16:40 UTC
+
+
+def window(kind: str, hits: int, total: int, versions: tuple[tuple[str, int], ...] = (("v3", 0),),
+           **kw: Any) -> Window:  # fmt: skip
+    return Window(kind, T_WINDOW, T_WINDOW + 100_000, total, hits, versions, **kw)
+
+
+# (failed, total, confidence, severity or None): the rate must be above the threshold
+# (5%) and, at confidence 0.95, its Wilson lower bound too
+SKEW = [
+    (4, 100, 0.95, None),
+    (6, 100, 0.5, "warning"),  # 6% > 5%: the rate alone
+    (6, 100, 0.95, None),  # lower bound 3.2%: not surely above
+    (12, 100, 0.95, "critical"),  # 12% >= 2 x 5%, lower bound 7.6%
+    (80, 1_000, 0.95, "warning"),  # lower bound 6.7%
+    (50, 60, 0.95, None),  # fewer than min_events
+]
+
+
+@pytest.mark.parametrize(("failed", "total", "confidence", "want"), SKEW)
+def test_skew_rate(failed: int, total: int, confidence: float, want: str | None) -> None:
+    w = window("skew_rate", failed, total, (("v3", total - failed),),
+               reasons=(("missing_feature", failed - 1), ("type_mismatch", 1)))  # fmt: skip
+    alerts = valid(AlertRules(confidence=confidence).check_skew("churn", w, 0))
     assert [a["severity"] for a in alerts] == ([] if want is None else [want])
     if want:
+        a = alerts[0]
+        assert a["version"] == "v3"
         assert (
-            f"({failed} of {total}, 5m, mostly missing_feature ({failed}))" in alerts[0]["message"]
+            f"of the events of churn handled between 2026-12-07 09:16:40 and 09:18:20 UTC "
+            f"were dead-lettered ({failed} of {total}, mostly missing_feature ({failed - 1}); "
+            f"scored by v3 ({total - failed}))" in a["message"]
         )
+        ev = a["evidence"]
+        assert (ev["failed"], ev["total"], ev["reason.type_mismatch"]) == (failed, total, 1)
+        assert (ev["window_start_ms"], ev["window_end_ms"]) == (T_WINDOW, T_WINDOW + 100_000)
 
 
-@pytest.mark.parametrize(("expired", "total", "want"), [(10, 100, None), (30, 100, "warning")])
-def test_expired_label_rate(expired, total, want):
-    alerts = valid(AlertRules().check_expired("churn", expired, total, 0, version="v3"))
+EXPIRED = [
+    (10, 100, (("v3", 100),), None, "v3"),
+    (30, 100, (("v3", 100),), "warning", "v3"),  # 30%, lower bound 23.1% > 20%
+    (25, 100, (("v3", 100),), None, "v3"),  # 25%, lower bound 18.2%: not surely above
+    (210, 1_000, (("v3", 1_000),), None, "v3"),  # 21%: not surely above 20%
+    (500, 1_000, (("v2", 600), ("v3", 400)), "critical", None),  # two versions: both named
+]
+
+
+@pytest.mark.parametrize(("expired", "total", "versions", "want", "version"), EXPIRED)
+def test_expired_label_rate(
+    expired: int, total: int, versions: tuple[tuple[str, int], ...], want: str | None,
+    version: str | None,
+) -> None:  # fmt: skip
+    w = window("expired_label_rate", expired, total, versions)
+    alerts = valid(AlertRules().check_expired("churn", w, 0))
     assert [a["severity"] for a in alerts] == ([] if want is None else [want])
+    if want:
+        a = alerts[0]
+        assert a["version"] == version
+        served = ", ".join(f"{v} ({n})" for v, n in versions)
+        assert a["message"].startswith(
+            f"{expired / total:.1%} of the predictions of churn that reached the join between "
+            f"2026-12-07 09:16:40 and 09:18:20 UTC expired before their label arrived "
+            f"({expired} of {total}; served by {served}), above the 20.0% threshold (at least"
+        )
+        assert a["evidence"]["versions"] == served
+
+
+def test_confidence_must_be_at_least_a_half() -> None:
+    with pytest.raises(ValueError, match="confidence"):
+        AlertRules(confidence=0.4)
+    assert AlertRules.from_dict(AlertRules(confidence=0.99).to_dict()).confidence == 0.99

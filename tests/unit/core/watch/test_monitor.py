@@ -4,12 +4,14 @@ records that encode as the published schemas."""
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
 
 from driftline.core.join.joiner import LABEL, PREDICTION, Joiner
+from driftline.core.join.keys import entry_key
 from driftline.core.join.rules import JoinEntry, JoinState
 from driftline.core.lifecycle.training import bootstrap
 from driftline.core.model.config import DriftConfig, GateConfig, ModelConfig
@@ -43,7 +45,9 @@ def trained() -> dict[str, Any]:
         x = features(rng)
         rows.append({"event_time_ms": T0 + i, "features": x, "label": x["amount"] > 5})
     config = ModelConfig(
-        "churn", factory="logistic_regression", gate=GateConfig(min_segment_samples=10)
+        "churn",
+        factory="logistic_regression",
+        gate=GateConfig(min_segment_samples=10, min_holdout_rows=50),  # 60 held out
     )
     _, records = bootstrap(
         rows, config, key=KEY, by="test", reason="unit test", now_ms=T0, host="h", code="0"
@@ -236,51 +240,48 @@ def prediction_of(i: int, version: str) -> dict[str, Any]:
     return prediction(event_id=f"p{i}", version=version, features=features(rng), segment={})
 
 
-JOINER = Joiner(CODEC, {"churn": "classification"}.get, lambda model: 1_000, "t.predictions")
+JOINER = Joiner(CODEC, {"churn": "classification"}.get, lambda model: 1_000, "t.predictions",
+                "t.labels")  # fmt: skip
 HELD = {  # what a join expiry gives up: the state and the message it held
     "expired_prediction": (JoinState.WAITING_FOR_LABEL, PREDICTION, prediction()),
     "orphan_label": (JoinState.WAITING_FOR_PREDICTION, LABEL, label()),
 }
 
 
-def join_dead_letter(reason: str, i: int) -> dict[str, Any]:
-    """A join dead letter; those of an expiry made by the joiner, as the agent's sweep does."""
+def join_dead_letter(reason: str, i: int) -> tuple[dict[str, Any], tuple[str, int] | None]:
+    """A join dead letter and its step's ``settled``; those of an expiry made by the
+    joiner, as the agent's sweep does (the prediction arrived at T0, TTL 1 s)."""
     if reason in HELD:
         state, name, record = HELD[reason]
+        if name == PREDICTION:
+            record = {**record, "version": "v1-aaaaaaa"}
         held = CODEC.encode(name, {**record, "event_id": f"x{i}"})
-        origin = Origin("t.predictions", 0, -1, f"x{i}".encode(), None, [])
-        step = JOINER.on_expire(origin, JoinEntry(state, T0, T0, 1_000, held).to_bytes(), T0)
+        entry = JoinEntry(state, T0 + 1_000, T0, 1_000, held)
+        key = entry_key("churn", f"x{i}".encode())
+        step = JOINER.on_expire(0, key, entry.to_bytes(), T0 + 1_000, {}.get)
         (out,) = step.outputs
-        return CODEC.decode(out.value).value
+        return CODEC.decode(out.value).value, step.settled
     letter, _ = dead_letter(
         Origin("t.labels", 0, i, f"x{i}".encode(), T0, []), stage="join", reason=reason,
         detail="d", raw=b"", model="churn", now_ms=T0,
     )  # fmt: skip
-    return letter
+    return letter, None
 
 
-def validate_dead_letter(reason: str, i: int) -> dict[str, Any]:
-    record, _ = dead_letter(
-        Origin("t.features", 0, i, f"f{i}".encode(), T0, []), stage="validate", reason=reason,
-        detail="d", raw=b"", model="churn", now_ms=T0,
-    )  # fmt: skip
-    return record
-
-
-# (name, predictions, validation dead letters, outcomes, join dead letters, alert kinds)
+# (name, events scored, scorer dead letters, outcomes, join dead letters, alert kinds)
 RATES: list[tuple[str, int, list[str], int, list[str], list[str]]] = [
     ("clean", 200, [], 200, [], []),
     ("skew at the threshold", 95, ["missing_feature"] * 5, 0, [], []),
-    ("skew above", 90, ["missing_feature"] * 7 + ["type_mismatch"] * 3, 0, [], ["skew_rate"]),
+    ("skew above", 80, ["missing_feature"] * 17 + ["type_mismatch"] * 3, 0, [], ["skew_rate"]),
     ("skew, too few events", 40, ["missing_feature"] * 10, 0, [], []),
     ("join letters are no skew", 90, [], 0, ["duplicate_label"] * 10, []),
-    ("expired above", 0, [], 70, ["expired_prediction"] * 30, ["expired_label_rate"]),
+    ("expired above", 0, [], 60, ["expired_prediction"] * 40, ["expired_label_rate"]),
     ("expired at the threshold", 0, [], 80, ["expired_prediction"] * 20, []),
     ("orphans are not expiries", 0, [], 70, ["orphan_label"] * 30, []),
     (
         "both",
-        90,
-        ["unseen_category"] * 10,
+        80,
+        ["unseen_category"] * 20,
         60,
         ["expired_prediction"] * 40,
         ["expired_label_rate", "skew_rate"],
@@ -289,44 +290,93 @@ RATES: list[tuple[str, int, list[str], int, list[str], list[str]]] = [
 
 
 @pytest.mark.parametrize(
-    ("n_pred", "failed", "n_out", "join", "kinds"),
+    ("n_scored", "failed", "n_out", "join", "kinds"),
     [r[1:] for r in RATES],
     ids=[r[0] for r in RATES],
 )
 def test_rate_alerts(
     trained: dict[str, Any],
-    n_pred: int,
+    n_scored: int,
     failed: list[str],
     n_out: int,
     join: list[str],
     kinds: list[str],
 ) -> None:
-    mon = ModelMonitor(ModelConfig("churn"))
+    """Both sides of each rate come in together: the scorer's batch (scored and refused),
+    the predictions that reached the join and what became of each."""
+    mon = ModelMonitor(ModelConfig("churn", join_ttl_ms=1_000))
     record = champion(trained, "v1-aaaaaaa")
+    v = record["version"]
     mon.on_version(record, T0)
-    for i in range(n_pred):
-        mon.observe_prediction(prediction_of(i, record["version"]))
-    for i, reason in enumerate(failed):
-        mon.observe_dead_letter(validate_dead_letter(reason, i))
+    mon.observe_scorer_batch(T0, {v: n_scored} if n_scored else {}, Counter(failed))
     letters = [join_dead_letter(reason, i) for i, reason in enumerate(join)]
-    assert all(d["model"] == "churn" and d["stage"] == "join" for d in letters)
-    for d in letters:
-        mon.observe_dead_letter(d)
-    emits = drive(mon, outcomes(n_out, record["version"], const(0.1)), tick_every=10**9)
+    assert all(d["model"] == "churn" and d["stage"] == "join" for d, _ in letters)
+    expired = join.count("expired_prediction")
+    for i in range(n_out + expired):
+        mon.observe_prediction(prediction_of(i, v), arrived_ms=T0)
+    for d, settled in letters:
+        mon.observe_dead_letter(d, settled)
+    emits: list[Emit] = []
+    for o in outcomes(n_out, v, const(0.1)):
+        emits += mon.observe_outcome(o, T0 + 500, settled=(v, T0))
     emits += mon.tick(T0 + 10**6)
     check_encodes(emits)
     rates = [a for a in of(emits, "alerts") if a["kind"] in ("skew_rate", "expired_label_rate")]
     assert sorted(a["kind"] for a in rates) == kinds
     for a in rates:
-        assert a["version"] == record["version"]
+        assert a["version"] == v
         ev = a["evidence"]
         if a["kind"] == "skew_rate":
-            assert (ev["failed"], ev["total"]) == (len(failed), len(failed) + n_pred)
+            assert (ev["failed"], ev["total"]) == (len(failed), len(failed) + n_scored)
             for reason in set(failed):
                 assert ev[f"reason.{reason}"] == failed.count(reason)
         else:
-            expired = join.count("expired_prediction")
             assert (ev["expired"], ev["total"]) == (expired, expired + n_out)
+    snaps = {s["window"]: s for s in of(emits, "metrics") if s["version"] == "all"}
+    if n_scored or failed:
+        skew = snaps["scored:settled"]
+        assert (skew["count"], skew["counts"]["hits"]) == (n_scored + len(failed), len(failed))
+    if n_out or expired:
+        exp = snaps["arrived:settled"]
+        assert (exp["count"], exp["counts"]["hits"]) == (n_out + expired, expired)
+        assert exp["counts"][f"events.{v}"] == n_out + expired
+
+
+def test_a_retired_model_is_not_monitored_until_unretired(trained: dict[str, Any]) -> None:
+    """Retired (champion and challenger moved to ``retired``): every event dead-lettered as
+    model_retired, a schedule due, a degraded stream: no snapshot, alert or trigger.
+    Unretired: monitored again, with fresh rates; model_retired letters never skew."""
+    mon = ModelMonitor(ModelConfig("churn", retrain={"schedule_ms": 1_000, "min_rows": 1}))
+    record = champion(trained, "v1-aaaaaaa")
+    v = record["version"]
+    mon.on_version(record, T0)
+    mon.on_version(champion(trained, "v2-bbbbbbb", stage="challenger"), T0)
+    assert not mon.retired and mon.tick(T0) == []  # the schedule starts counting
+    mon.on_version(champion(trained, "v2-bbbbbbb", stage="retired"), T0 + 1)
+    assert not mon.retired  # the champion still holds its slot
+    mon.on_version({**record, "stage": "retired", "previous_stage": "champion"}, T0 + 2)
+    assert mon.retired
+    mon.observe_scorer_batch(T0 + 3, {}, Counter({"model_retired": 500}))
+    emits = drive(mon, outcomes(300, v, const(0.6)))  # labels of earlier predictions
+    emits += mon.tick(T0 + 10**6)
+    assert emits == [] and mon.request(T0 + 10**6, "ana") == []
+
+    mon.on_version({**record, "stage": "champion", "previous_stage": "retired"}, T0 + 10**6)
+    assert not mon.retired and mon.champion_version == v
+    at = T0 + 2 * 10**6
+    mon.observe_scorer_batch(at, {v: 200}, Counter({"model_retired": 300}))
+    for i in range(100):
+        mon.observe_prediction(prediction_of(i, v), arrived_ms=at)
+    emits = [e for o in outcomes(100, v, const(0.1)) for e in mon.observe_outcome(
+        {**o, "event_time_ms": at}, at + 500, settled=(v, at))]  # fmt: skip
+    emits += mon.tick(at + 10**6)
+    check_encodes(emits)
+    assert {t["reasons"][0] for t in of(emits, "retrain")} == {"schedule"}
+    snaps = {s["window"]: s for s in of(emits, "metrics") if s["version"] == "all"}
+    skew = snaps["scored:settled"]  # the 300 model_retired letters are not in it
+    assert (skew["count"], skew["counts"]["hits"]) == (200, 0)
+    assert snaps["arrived:settled"]["count"] == 100  # nothing from the retired spell
+    assert of(emits, "alerts", "skew_rate") == []
 
 
 # -- what tick emits --------------------------------------------------------------------------
@@ -364,7 +414,9 @@ def test_manual_request_emits_a_trigger(trained: dict[str, Any]) -> None:
     mon = ModelMonitor(ModelConfig("churn"))
     record = champion(trained, "v1-aaaaaaa")
     mon.on_version(record, T0)
-    emits = mon.request(T0 + 1, "ana")
+    assert mon.request(T0 + 1, "ana") == []  # waits for min_rows (2,000) outcomes
+    mon.policy.observe_outcomes(2_000, T0 + 1)
+    emits = mon.tick(T0 + 1)
     check_encodes(emits)
     (trigger,) = of(emits, "retrain")
     assert (trigger["reasons"], trigger["requested_by"]) == (["manual"], "ana")
@@ -383,13 +435,15 @@ def test_min_rows_fire_on_the_outcome_that_completes_them(trained: dict[str, Any
     record = champion(trained, "v1-aaaaaaa")
     mon.on_version(record, T0)
     emits: list[Emit] = []
+    fed = 0
     for o in outcomes(6_000, record["version"], jump(3_000, 0.05, 0.5), seed=3):
         emits += mon.observe_outcome(o, o["event_time_ms"] + 500)
+        fed += 1
         if of(emits, "retrain"):
             break
     (trigger,) = of(emits, "retrain")
     assert trigger["evidence"]["post_change_rows"] == 300
-    assert trigger["evidence"]["outcomes"] == mon.counts["outcomes"]
+    assert trigger["evidence"]["outcomes"] == fed
 
 
 # -- following the champion's task, a reloaded models file, excluded features ---------------
@@ -403,7 +457,8 @@ def regressor() -> dict[str, Any]:
     for i in range(300):
         x = features(rng)
         rows.append({"event_time_ms": T0 + i, "features": x, "label": x["amount"] * 2.0})
-    config = ModelConfig("churn", task="regression", gate=GateConfig(min_segment_samples=10))
+    config = ModelConfig("churn", task="regression",
+                         gate=GateConfig(min_segment_samples=10, min_holdout_rows=50))  # fmt: skip
     _, records = bootstrap(
         rows, config, key=KEY, by="test", reason="unit test", now_ms=T0, host="h", code="0"
     )
@@ -451,11 +506,11 @@ def test_a_champion_of_another_task_rebuilds_the_monitor(
 
 
 def test_a_reloaded_models_file_keeps_what_still_applies(trained: dict[str, Any]) -> None:
-    mon = ModelMonitor(ModelConfig("churn", retrain={"cooldown_ms": 0}))
+    mon = ModelMonitor(ModelConfig("churn", retrain={"cooldown_ms": 0, "min_rows": 300}))
     record = champion(trained, "v1-aaaaaaa")
     mon.on_version(record, T0)
     drive(mon, outcomes(300, record["version"], const(0.1)))
-    mon.request(T0 + 10**6, "ana")
+    mon.request(T0 + 10**6, "ana")  # 300 rows: min_rows met
     inflight = mon.policy.state["inflight"]
     assert inflight is not None
     trackers, features = dict(mon.trackers), mon.features
@@ -501,6 +556,7 @@ def test_an_excluded_feature_never_alerts_or_triggers(
     mon.on_version(record, T0)
     for p in shifted_predictions(3_000, record["version"], shift=25.0):
         mon.observe_prediction(p)
+    mon.policy.observe_outcomes(2_000, T0)  # the rows a trigger needs (min_rows)
     emits = mon.tick(T0 + 10**6) + mon.tick(T0 + 2 * 10**6)
     check_encodes(emits)
     drifted = {a["evidence"].get("feature") for a in of(emits, "alerts", "feature_drift")}

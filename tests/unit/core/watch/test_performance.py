@@ -144,6 +144,11 @@ def test_late_outcomes_stay_out_of_the_time_window():
     snap = by(tracker.snapshot(now_ms=0), "all", "time:")
     assert (snap["count"], snap["counts"]["late"], snap["metrics"]["accuracy"]) == (1, 1, 1.0)
     assert by(tracker.snapshot(now_ms=0), "all", "count:")["count"] == 2
+    # late counts, like the rest of the snapshot, belong to the window: once the buckets
+    # that were newest when they came are gone, so are they
+    tracker.update(outcome(200_000, "a", "a"))
+    snap = by(tracker.snapshot(now_ms=0), "all", "time:")
+    assert (snap["count"], snap["counts"]["late"]) == (1, 0)
 
 
 @pytest.mark.parametrize(

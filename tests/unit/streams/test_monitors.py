@@ -1,0 +1,135 @@
+"""The monitor's glue (streams/monitors.py): what it hands each ModelMonitor from a
+committed join batch and a committed scorer batch, what it exports, and the log line of
+each alert."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from typing import Any
+
+import faust
+import pytest
+
+from driftline.core.join.joiner import LABEL, PREDICTION, Joiner, Step
+from driftline.core.model.config import ModelConfig, ModelsConfig
+from driftline.core.watch.monitor import Emit
+from driftline.core.watch.rates import ALL_VERSIONS
+from driftline.core.wire.codec import default_codec
+from driftline.core.wire.deadletter import Origin
+from driftline.streams import monitors as glue
+from driftline.streams import telemetry
+from tests.unit.core.examples import T0, label, prediction
+
+CODEC = default_codec()
+TTL = 5_000
+
+
+def joined_steps() -> tuple[list[Step], list[Step], list[Step]]:
+    """Steps of the real joiner, whose entries are keyed by model and event_id: model
+    ``other`` holds a label for ``c``; churn's predictions of ``a``, ``b`` and ``c`` are
+    held at T0 (``other``'s label is not theirs), and other's prediction of ``c`` joins its
+    own label at once; churn's ``a`` joins at T0 + 1 s, ``b`` expires at T0 + 6 s."""
+    joiner = Joiner(CODEC, {"churn": "classification", "other": "classification"}.get,
+                    lambda m: TTL, "t.predictions", "t.labels")  # fmt: skip
+    store: dict[bytes, bytes] = {}
+
+    def apply(s: Step) -> Step:
+        for k, v in s.extra:
+            if v is None:
+                store.pop(k, None)
+            else:
+                store[k] = v
+        if not s.keep and s.key is not None:
+            if s.entry is None:
+                store.pop(s.key, None)
+            else:
+                store[s.key] = s.entry
+        return s
+
+    def step(topic: str, value: dict[str, Any], now: int) -> Step:
+        key = value["event_id"].encode()
+        name = PREDICTION if topic == "predictions" else LABEL
+        origin = Origin(f"t.{topic}", 0, 0, key, None, [])
+        return apply(joiner.on_message(origin, CODEC.encode(name, value), now, store.get))
+
+    step("labels", label(event_id="c", model="other"), T0 - 10)
+    first = [step("predictions", prediction(event_id=e, version="v1"), T0) for e in "abc"]
+    first.append(step("predictions", prediction(event_id="c", model="other", version="v7"), T0))
+    second = [step("labels", label(event_id="a"), T0 + 1_000)]
+    (b_key,) = [k for k in store if k.endswith(b"b")]
+    third = [apply(joiner.on_expire(0, b_key, store[b_key], T0 + 6_000, store.get))]
+    assert [s.kinds for s in first] == [[], [], [], ["joined"]]
+    assert [s.settled for s in first] == [None, None, None, ("v7", T0)]  # arrived joined
+    assert second[0].settled == ("v1", T0) == third[0].settled
+    assert third[0].outputs[0].record["model"] == "churn"  # type: ignore[index]
+    return first, second, third
+
+
+def installed(monitors: glue.Monitors, sent: list[tuple[str, bytes]]) -> glue.Observe:
+    app = faust.App("test-monitors", broker="kafka://127.0.0.1:1", web_enabled=False)
+    return glue.install(app, CODEC, monitors, lambda n: f"t.{n}", 5.0,
+                        lambda topic, key, value, headers: sent.append((topic, value)))  # fmt: skip
+
+
+def test_a_join_batch_feeds_the_expiry_rate_at_arrival() -> None:
+    monitors = glue.Monitors(ModelsConfig({"churn": ModelConfig("churn", join_ttl_ms=TTL)}))
+    sent: list[tuple[str, bytes]] = []
+    observe = installed(monitors, sent)
+    first, second, third = joined_steps()
+    asyncio.run(observe(first, T0))
+    mon = monitors.by_model["churn"]
+    ((_, bucket),) = mon.expiry.pending.items()
+    assert bucket.units == Counter({"v1": 3})  # another model's label does not join them
+    ((_, other),) = monitors.by_model["other"].expiry.pending.items()
+    assert (other.units, other.joined) == (Counter({"v7": 1}), 1)  # its own label did
+    asyncio.run(observe(second, T0 + 1_000))
+    asyncio.run(observe(third, T0 + 6_000))
+    assert (bucket.joined, bucket.hits) == (1, Counter({"v1": 1}))
+    emits = mon.tick(T0 + 60_000)
+    (snap,) = [e.value for e in emits if e.value.get("window") == "arrived:settled"]
+    assert (snap["count"], snap["counts"]["hits"], snap["version"]) == (2, 1, ALL_VERSIONS)
+
+
+def test_a_scorer_batch_feeds_the_skew_rate_of_every_model() -> None:
+    monitors = glue.Monitors(ModelsConfig())
+    monitors.get("quiet")
+    dead = [{"model": "churn", "reason": "type_mismatch"}, {"model": None, "reason": "undecodable"}]
+    monitors.on_scorer_batch(T0, Counter({("churn", "v1"): 9}), dead)
+    monitors.on_scorer_batch(T0 + 20_000, Counter(), [])
+    monitors.sync_versions(T0 + 20_000)
+    churn, quiet = monitors.by_model["churn"], monitors.by_model["quiet"]
+    assert quiet.skew.watermark == churn.skew.watermark == T0 + 20_000
+    window = churn.skew.judge(T0 + 20_000)
+    assert window is not None
+    assert (window.total, window.hits, window.reasons) == (10, 1, (("type_mismatch", 1),))
+    assert quiet.skew.judge(T0 + 20_000) is None  # no event of its own
+
+
+def test_rate_snapshots_are_exported_and_kept_apart_from_versions() -> None:
+    recent = glue.Recent()
+    snap = {"model": "m", "version": ALL_VERSIONS, "segment": "all", "window": "arrived:settled",
+            "emitted_at_ms": T0, "metrics": {"expired_label_rate": 0.25}, "baseline": {}}  # fmt: skip
+    recent.add(Emit("metrics", "m", snap))
+    glue.export(Emit("metrics", "m", snap))
+    assert recent.history == {}  # "all" is no version of the model
+    assert recent.snapshots[("m", ALL_VERSIONS, "all", "arrived:settled")] is snap
+    gauge = telemetry.MODEL_METRIC.labels("m", ALL_VERSIONS, "all", "arrived:settled",
+                                          "expired_label_rate")  # fmt: skip
+    assert gauge._value.get() == 0.25
+
+
+def test_each_alert_raised_is_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    monitors = glue.Monitors(ModelsConfig({"churn": ModelConfig("churn", join_ttl_ms=TTL)}))
+    sent: list[tuple[str, bytes]] = []
+    observe = installed(monitors, sent)
+    first, second, third = joined_steps()
+    alert = {"alert_id": "a1", "model": "churn", "version": None, "segment": None,
+             "kind": "expired_label_rate", "severity": "critical", "message": "50.0% ...",
+             "evidence": {}, "created_at_ms": T0}  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="driftline.streams.monitors"):
+        asyncio.run(observe(first, T0))
+        glue.log_alert(alert)
+    lines = [r.getMessage() for r in caplog.records if r.name == "driftline.streams.monitors"]
+    assert lines == ["alert: churn - expired_label_rate critical: 50.0% ..."]
