@@ -30,7 +30,7 @@ from driftline.core.wire.codec import default_codec
 from driftline.core.errors import KafkaError
 from driftline.core.wire.headers import build as build_headers
 from driftline.core.wire.headers import for_confluent
-from driftline.core.lifecycle.registry import registry_key
+from driftline.core.lifecycle.registry import record_key
 from driftline.kafka.clients import admin_config, consumer_config, producer_config
 from driftline.settings import Settings
 
@@ -155,8 +155,7 @@ class Publisher:
 
     def send_versions(self, records: Iterable[Mapping[str, Any]]) -> None:
         for r in records:
-            key = registry_key(r["model"], r["version"])
-            self.send("registry", key, "ModelVersion", r, r["stage_changed_at_ms"])
+            self.send("registry", record_key(r), "ModelVersion", r, r["stage_changed_at_ms"])
 
     def close(self) -> None:
         """Flush (see :meth:`flush`) and release the producer."""

@@ -16,6 +16,12 @@ triggers). For each trigger, in order:
    ``manual``; else rejected), then its alerts;
 5. only once the producer confirmed delivery, commit the trigger's offset.
 
+With ``live`` (the ``driftline trainer`` command), the trainer also runs the live loop
+(:mod:`driftline.consumers.live`) between triggers: an online challenger per model that
+has one configured, learning every outcome as it arrives, and promotion, probation and
+rollback on live paired evidence. A champion replaced by a trigger's answer then stays in
+shadow on probation, so that live evidence can undo the promotion.
+
 A run that fails publishes an Alert (kind ``training_failed``) and commits: a trigger
 that cannot be trained is answered by the alert, not retried forever. A trigger with
 too few rows is answered the same way, by a ``training_refused`` alert (status
@@ -40,6 +46,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Histogram
 
 from driftline.consumers.kafka_io import Publisher, keep_alive_until
+from driftline.consumers.live import LiveLoop
 from driftline.consumers.outcomes import OutcomeReader
 from driftline.consumers.registry_io import RegistryFollower
 from driftline.core.errors import CodecError
@@ -108,9 +115,10 @@ class Trainer:
         group_id: str | None = None,
         consumer_overrides: Mapping[str, Any] | None = None,
         progress: Callable[[str, int, int], None] | None = None,
+        live: bool = False,
     ) -> None:
         self.settings = settings
-        self.models = models
+        self._models = models
         self.key = settings.signing_key.get_secret_value().encode()
         self.progress = progress
         conf = consumer_config(
@@ -129,6 +137,20 @@ class Trainer:
         self.reader = OutcomeReader(settings)
         self.publisher = Publisher(settings, "trainer")
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="driftline-train")
+        self.live: LiveLoop | None = None
+        if live:
+            self.live = LiveLoop(settings, models, self.follower, self.publisher, key=self.key,
+                                 store=self._store)  # fmt: skip
+
+    @property
+    def models(self) -> ModelsConfig:
+        return self._models
+
+    @models.setter
+    def models(self, models: ModelsConfig) -> None:
+        self._models = models
+        if self.live is not None:
+            self.live.models = models
 
     # -- loop ------------------------------------------------------------------------
 
@@ -143,7 +165,9 @@ class Trainer:
         done: list[Outcome] = []
         idle_since = time.monotonic()
         while not should_stop() and (max_triggers is None or len(done) < max_triggers):
-            msg = self.consumer.poll(0.5)
+            if self.live is not None:
+                self.live.pump(0.2)
+            msg = self.consumer.poll(0.5 if self.live is None else 0.01)
             if msg is None or msg.error() is not None:
                 if msg is not None:
                     log.warning("retrain topic: %s", msg.error())
@@ -239,6 +263,7 @@ class Trainer:
             data_ranges=read.ranges,
             inline_max_bytes=self.settings.artifact_inline_max_bytes,
             max_challengers=self.settings.max_challengers,
+            probation=self.live is not None and self.live.probation(model),
             store=self._store,
             started_at_ms=started_ms,
             step_ms={"read": round(read.seconds * 1000, 3)},
@@ -281,6 +306,8 @@ class Trainer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        if self.live is not None:
+            self.live.close()
         self.consumer.close()
         self.follower.close()
         self.reader.close()
@@ -302,7 +329,7 @@ def main(settings: Settings, metrics_port: int | None = None) -> None:
         stop = True
 
     signal.signal(signal.SIGTERM, _stop)
-    trainer = Trainer(settings, models_file.load(settings.models_file))
+    trainer = Trainer(settings, models_file.load(settings.models_file), live=settings.live)
 
     def _alert_now(record: Mapping[str, Any]) -> None:
         trainer._alert(record)
