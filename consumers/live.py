@@ -76,6 +76,7 @@ class LiveLoop:
         code: str = "",
         clock_ms: Callable[[], int] = _now_ms,
         registry_every_s: float = 0.5,
+        report_every_s: float = 10.0,
     ) -> None:
         self.settings = settings
         self.follower = follower
@@ -94,6 +95,8 @@ class LiveLoop:
         self.undecodable = 0
         self._registry_due = 0.0
         self._started = False
+        self.report_every_s = report_every_s
+        self._report_due = time.monotonic() + report_every_s
 
     # -- set-up -----------------------------------------------------------------------
 
@@ -143,9 +146,10 @@ class LiveLoop:
 
     # -- the loop ---------------------------------------------------------------------
 
-    def pump(self, timeout_s: float = 0.1, batch: int = 2_000) -> int:
+    def pump(self, timeout_s: float = 0.1, batch: int = 2_000, decide: bool = True) -> int:
         """Read what arrived (waiting up to ``timeout_s``), feed it, publish what the
-        models ask for. Returns the number of outcomes read."""
+        models ask for (with ``decide`` false, checkpoints only: no stage changes, as
+        while a trigger is answered). Returns the number of outcomes read."""
         if not self._started:
             self.start()
         msgs = self.consumer.consume(batch, timeout_s)
@@ -168,7 +172,11 @@ class LiveLoop:
             live.on_outcome(outcome, (msg.topic() or "", msg.partition() or 0, msg.offset() or 0))
         self._refresh(force=False)
         for live in self.lives.values():
-            self._step(live)
+            self._step(live, decide)
+        if time.monotonic() >= self._report_due:
+            self._report_due = time.monotonic() + self.report_every_s
+            for line in self.report():
+                log.info("%s", line)
         return n
 
     def _refresh(self, force: bool) -> None:
@@ -203,9 +211,9 @@ class LiveLoop:
             )
         )
 
-    def _step(self, live: LiveModel) -> None:
+    def _step(self, live: LiveModel, decide: bool) -> None:
         reg = self.follower.registry
-        out = live.step(reg, self.clock_ms())
+        out = live.step(reg, self.clock_ms(), decide=decide)
         if not out.records and not out.alerts:
             return
         model = live.config.name
@@ -238,6 +246,25 @@ class LiveLoop:
         decides its end)."""
         live = self.lives.get(model)
         return live is not None and live.config.live.enabled
+
+    def report(self) -> list[str]:
+        """One line per model: its learner and the evidence of each challenger against
+        the champion (challenger right where the champion was wrong : the reverse)."""
+        lines = []
+        for name, live in sorted(self.lives.items()):
+            p = live.promoter
+            tests = ", ".join(
+                f"{v} {t.b}:{t.c} of {t.pairs} (log LR {t.log_lr():.1f})"
+                for v, t in sorted(p.tests.items())
+            )
+            learner = live.learner
+            lines.append(
+                f"live {name}: champion {p.champion}; "
+                + (f"learner {learner.version} {learner.learned} rows; " if learner else "")
+                + (f"evidence {tests}" if tests else "no challenger")
+                + (f"; probation {p.probation}" if p.probation else "")
+            )
+        return lines
 
     def state(self) -> Mapping[str, Any]:
         """Per model: the learner, its rows learnt, the promoter's tests (for logs)."""

@@ -269,7 +269,11 @@ class Trainer:
             step_ms={"read": round(read.seconds * 1000, 3)},
             progress=lambda done, total: self._progress(model, done, total),
         )
-        answer = keep_alive_until(self.consumer, future)
+        live = self.live
+        # while it trains, the online learners keep learning and checkpointing; live
+        # decisions wait for the answer (both change stages: one registry state at a time)
+        meanwhile = None if live is None else (lambda: live.pump(0.2, decide=False))
+        answer = keep_alive_until(self.consumer, future, meanwhile)
         if answer.verdict is None:
             log.warning("%s: %s", model, answer.alerts[-1]["message"])
         else:

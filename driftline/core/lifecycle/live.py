@@ -213,8 +213,10 @@ class LiveModel:
 
     # -- outputs ----------------------------------------------------------------------
 
-    def step(self, reg: Registry, now_ms: int) -> LiveOutput:
-        """What to publish now: a checkpoint when due, then a decision if one is due."""
+    def step(self, reg: Registry, now_ms: int, decide: bool = True) -> LiveOutput:
+        """What to publish now: a checkpoint when due, then a decision if one is due.
+        With ``decide`` false, the checkpoint alone: no stage change (the learner's entry
+        as challenger and the decisions wait)."""
         out = LiveOutput()
         learner, champion = self.learner, self.champion
         if learner is not None and champion is not None and learner.checkpoint_due(now_ms):
@@ -224,13 +226,13 @@ class LiveModel:
                 store=self.store,
             )  # fmt: skip
             out.records.append(record)
-            if not self._entered:
+            if not self._entered and decide:
                 why = f"online learner of {learner.config.factory}, learning every outcome"
                 first = {**record, "stage": "candidate"}
                 out.records.append(restage(first, "challenger", by="trainer", reason=why,
                                            now_ms=now_ms))  # fmt: skip
                 self._entered = True
-        if not self.config.live.enabled:
+        if not self.config.live.enabled or not decide:
             return out
         decision = self.promoter.decide()
         if decision is None:
