@@ -31,6 +31,7 @@ the commit replays the trigger, and step 1 keeps the answer single.
 
 from __future__ import annotations
 
+import copy
 import logging
 import signal
 import socket
@@ -50,7 +51,7 @@ from driftline.consumers.live import LiveLoop
 from driftline.consumers.outcomes import OutcomeReader
 from driftline.consumers.registry_io import RegistryFollower
 from driftline.core.errors import CodecError
-from driftline.core.lifecycle.answer import answer_trigger, failure_alert
+from driftline.core.lifecycle.answer import answer_trigger, failure_alert, restage_answer
 from driftline.core.model.config import ModelsConfig
 from driftline.core.model.estimators import write_artifact
 from driftline.core.watch import models_file
@@ -251,11 +252,17 @@ class Trainer:
             read.seconds,
         )
         ROWS.observe(len(read.rows))
+        champion = reg.champion(model)
+        champion_then = None if champion is None else champion["version"]
+        live = self.live
+        # the live loop goes on while it trains (it changes the registry): the answer is
+        # computed on a copy, its stages derived again on the registry as it then stands
+        snapshot = copy.deepcopy(reg) if live is not None else reg
         future = self._pool.submit(
             answer_trigger,
             trigger,
             read.rows,
-            reg,
+            snapshot,
             self.models,
             key=self.key,
             clock_ms=_now_ms,
@@ -269,11 +276,16 @@ class Trainer:
             step_ms={"read": round(read.seconds * 1000, 3)},
             progress=lambda done, total: self._progress(model, done, total),
         )
-        live = self.live
-        # while it trains, the online learners keep learning and checkpointing; live
-        # decisions wait for the answer (both change stages: one registry state at a time)
-        meanwhile = None if live is None else (lambda: live.pump(0.2, decide=False))
+        meanwhile = None if live is None else (lambda: live.pump(0.2))
         answer = keep_alive_until(self.consumer, future, meanwhile)
+        if live is not None:
+            self.follower.catch_up()
+            answer = restage_answer(
+                answer, reg, champion_then=champion_then,
+                now_ms=max(_now_ms(), answer.records[0]["stage_changed_at_ms"] + 1)
+                if answer.records else _now_ms(),
+                max_challengers=self.settings.max_challengers, probation=live.probation(model),
+            )  # fmt: skip
         if answer.verdict is None:
             log.warning("%s: %s", model, answer.alerts[-1]["message"])
         else:

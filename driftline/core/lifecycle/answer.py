@@ -45,7 +45,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from driftline.core.errors import ArtifactError, ConfigError
@@ -254,6 +254,57 @@ def _param(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def restage_answer(
+    answer: Answer,
+    registry: Registry,
+    *,
+    champion_then: str | None,
+    now_ms: int,
+    max_challengers: int = MAX_CHALLENGERS,
+    probation: bool = False,
+) -> Answer:
+    """``answer`` (computed on a registry whose champion was ``champion_then``) with its
+    stage records derived again on ``registry`` as it stands now: while a trigger trains,
+    the live loop may have promoted or rolled back. A candidate gated against a champion
+    that no longer is one enters as a challenger instead (live evidence decides).
+
+    >>> from driftline.core.lifecycle.registry import Registry
+    >>> from driftline.core.model.config import ModelConfig
+    >>> base = {"model": "m", "gate": None, "stage_changed_at_ms": 1, "created_at_ms": 1,
+    ...         "stage_changed_by": "t", "stage_reason": "r", "lineage": {}}
+    >>> reg = Registry.from_records([{**base, "version": "online-1", "stage": "champion"},
+    ...                              {**base, "version": "v1", "stage": "challenger"}])
+    >>> candidate = {**base, "version": "v2", "stage": "candidate"}
+    >>> old = Answer(ModelConfig("m"), None, "champion", [candidate], [])
+    >>> new = restage_answer(old, reg, champion_then="v1", now_ms=5)
+    >>> new.stage, [(r["version"], r["stage"]) for r in new.records]
+    ('challenger', [('v2', 'candidate'), ('v2', 'challenger')])
+    """
+    if answer.stage not in ("champion", "challenger") or not answer.records:
+        return answer
+    candidate = answer.records[0]
+    model = candidate["model"]
+    champion = registry.champion(model)
+    now_version = None if champion is None else champion["version"]
+    stage, reason = answer.stage, candidate.get("stage_reason") or ""
+    later = answer.records[1:]
+    if later:
+        reason = later[-1]["stage_reason"]
+    if stage == "champion" and now_version != champion_then:
+        stage = "challenger"
+        reason = (
+            f"gate passed against {champion_then}, which is no longer the champion "
+            f"({now_version} is): enters as a challenger, live evidence decides"
+        )
+    records = stage_records(
+        candidate, stage,
+        current=[*([champion] if champion else []), *registry.challengers(model)],
+        by="trainer", reason=reason, now_ms=now_ms, max_challengers=max_challengers,
+        replaced="probation" if probation else "archived",
+    )  # fmt: skip
+    return replace(answer, stage=stage, records=[candidate, *records])
 
 
 def stage_reason(stage: str, verdict: Mapping[str, Any]) -> str:
