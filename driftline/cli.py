@@ -18,6 +18,7 @@ from driftline.cli_models import register as register_training_commands
 from driftline.cli_ops import register as register_ops_commands
 from driftline.cli_schemas import schemas_cmd
 from driftline.core.errors import DriftlineError
+from driftline.demo.synthetic import KINDS as STREAM_KINDS
 from driftline.settings import Settings
 
 
@@ -264,9 +265,10 @@ def topics_describe(settings: Settings) -> None:
 @cli.command("demo")
 @click.option(
     "--stream",
-    type=click.Choice(["agrawal", "sea"]),
+    type=click.Choice(sorted(STREAM_KINDS)),
     default="agrawal",
-    help="River generator: Agrawal (functions 0,2,5,8) or SEA (variants 0-3).",
+    help="A stream kind of driftline.demo.synthetic: abrupt (agrawal, sea, led), gradual, "
+    "incremental (hyperplane, rbf) or stationary; each with its own model.",
 )
 @click.option("--events", type=int, default=24_000, show_default=True, help="Stream length.")
 @click.option(
@@ -274,7 +276,7 @@ def topics_describe(settings: Settings) -> None:
     type=int,
     default=6_000,
     show_default=True,
-    help="Abrupt concept change every N events.",
+    help="Concept change every N events (abrupt and gradual kinds).",
 )
 @click.option(
     "--warmup",

@@ -1,17 +1,22 @@
-"""One benchmark task: a stream, a seed and a label delay through the loop and every
-baseline; or a stationary stream through the loop alone (false triggers)."""
+"""One in-process benchmark task: a stream, a seed and a label delay through the loop
+and every baseline (frozen, periodic at each N of the grid, HAT, ARF, the oracle); a
+stationary stream through the loop, frozen and HAT only (false triggers; periodic and
+ARF over 200,000 events would cost minutes and have no drift to answer)."""
 
 from __future__ import annotations
 
 import time
 import warnings
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from bench.loop import baselines
+from bench.loop.lineage import stage_counts
 from bench.loop.loop import Loop, demo_config
-from driftline.demo.synthetic import drift_points, drifting_stream
+from driftline.core.lifecycle.registry import Registry
+from driftline.demo.synthetic import change_points, drifting_stream, kind, transition
 
 TOLERANCE = 1_000
 """An alarm within this many events after a drift (by the event time of the outcome that
@@ -34,25 +39,43 @@ class Task:
     retrain: tuple[tuple[str, Any], ...] = ()
     """Retrain settings overriding the demo's."""
 
+    arf: bool = True
+    """Run the ARF baseline (1.2-1.5 ms per learnt event)."""
+
     @property
     def stationary(self) -> bool:
-        return self.drift_every >= self.events
+        drift = kind(self.kind).drift
+        return drift == "none" or (drift != "incremental" and self.drift_every >= self.events)
+
+    @property
+    def change_points(self) -> list[int]:
+        return change_points(self.kind, self.events, self.drift_every)
 
 
-def detection(alarms: list[int], drifts: list[int], tolerance: int = TOLERANCE) -> dict[str, Any]:
-    """Hits (a drift ``d`` with an alarm in ``[d, d + tolerance)``), the delay of the first
-    such alarm, and false alarms: alarms in no such window (a second detector confirming a
-    hit is no false alarm).
+def detection(
+    alarms: list[int], drifts: list[int], tolerance: int = TOLERANCE, width: int = 0
+) -> dict[str, Any]:
+    """Hits (a drift ``d`` with an alarm in ``[d - width, d + width + tolerance)``: a
+    gradual change of sigmoid ``width`` is under way from ``d - width``, 2% of the new
+    concept, to ``d + width``, 98%), the delay of the first such alarm from ``d``
+    (negative: before the centre), and false alarms: alarms in no such window (a second
+    detector confirming a hit is no false alarm).
 
     >>> detection([150, 900, 1_010, 1_020, 2_050, 4_500], [1_000, 2_000, 3_000])
     {'hits': 2, 'delays': [10, 50], 'false_alarms': 3}
+    >>> detection([150, 900, 1_010, 1_020, 2_050, 4_500], [1_000, 2_000, 3_000], width=200)
+    {'hits': 2, 'delays': [-100, 50], 'false_alarms': 2}
     """
+
+    def near(a: int, d: int) -> bool:
+        return d - width <= a < d + width + tolerance
+
     delays = []
     for d in drifts:
-        first = next((a for a in sorted(alarms) if d <= a < d + tolerance), None)
+        first = next((a for a in sorted(alarms) if near(a, d)), None)
         if first is not None:
             delays.append(first - d)
-    false = [a for a in alarms if not any(d <= a < d + tolerance for d in drifts)]
+    false = [a for a in alarms if not any(near(a, d) for d in drifts)]
     return {"hits": len(delays), "delays": delays, "false_alarms": len(false)}
 
 
@@ -68,14 +91,15 @@ def run_task(task: Task) -> dict[str, Any]:
     warm, rows = stream[: task.warmup], stream[task.warmup :]
     loop = Loop(config, warm, delay=task.delay, tick_every=task.tick_every,
                 serve_lag=task.serve_lag)  # fmt: skip
+    applied = _recording(loop.registry)
     res = loop.run(rows)
-    drifts = drift_points(task.events, task.drift_every)
+    drifts = task.change_points
     out: dict[str, Any] = {
         "task": task.__dict__,
         "driftline": {
             "accuracy": res.accuracy,
             "retrains": res.retrains,
-            "promotions": res.promotions,
+            **stage_counts(applied),
             "reasons": dict(Counter(r for t in res.triggers for r in t["reasons"])),
             "trigger_at": res.trigger_at,
             "train_rows": res.train_rows,
@@ -83,16 +107,18 @@ def run_task(task: Task) -> dict[str, Any]:
             "old_rule": res.old_rule,
             "alarms": res.alarms,
             "feature_alarms": res.feature_alarms,
-            **detection(res.alarms, drifts),
+            **detection(res.alarms, drifts, width=transition(task.kind, task.drift_every)),
         },
     }
     out["seconds_loop"] = time.perf_counter() - t0
-    if task.stationary:
-        out["seconds"] = time.perf_counter() - t0
-        out["cpu_seconds"] = time.process_time() - cpu0
-        return out
     initial = loop.frozen.model
     out["frozen"] = _mean(baselines.frozen(initial, rows))
+    tree_params = config.params if "tree" in config.factory else {}
+    hat = baselines.hat(warm, rows, delay=task.delay, params=tree_params, seed=task.seed)
+    out["hat"] = _mean(hat.correct)
+    out["hat_cost"] = _cost(hat)
+    if task.stationary:
+        return _done(out, t0, cpu0)
     periodic = baselines.Periodic(config, rows, delay=task.delay,
                                   window=int(config.retrain["last_n"]))  # fmt: skip
     same_every = periodic.every_for(res.retrains)
@@ -102,11 +128,36 @@ def run_task(task: Task) -> dict[str, Any]:
     for every in task.grid:
         correct, n = periodic.run(every, initial)
         out["periodic_grid"][str(every)] = {"retrains": n, "accuracy": _mean(correct)}
-    t1 = time.perf_counter()
-    tree_params = config.params if "tree" in config.factory else {}
-    out["hat"] = _mean(baselines.hat(warm, rows, delay=task.delay, params=tree_params,
-                                     seed=task.seed))  # fmt: skip
-    out["seconds_hat"] = time.perf_counter() - t1
+    if drifts:
+        correct, n = baselines.oracle(config, initial, rows, drifts, delay=task.delay)
+        out["oracle"] = {"accuracy": _mean(correct), "retrains": n}
+    if task.arf:
+        arf = baselines.arf(warm, rows, delay=task.delay, seed=task.seed)
+        out["arf"] = _mean(arf.correct)
+        out["arf_cost"] = _cost(arf)
+    return _done(out, t0, cpu0)
+
+
+def _recording(registry: Registry) -> list[dict[str, Any]]:
+    """The current champions, then every record applied to ``registry`` from now on, in
+    order (whatever part of the loop applies it), for :func:`bench.loop.lineage.stage_counts`."""
+    applied = [c for m in registry.models() if (c := registry.champion(m)) is not None]
+    apply = registry.apply
+
+    def recorded(record: Mapping[str, Any]) -> Any:
+        applied.append(dict(record))
+        return apply(record)
+
+    setattr(registry, "apply", recorded)  # noqa: B010 (an instance attribute over the method)
+    return applied
+
+
+def _cost(o: baselines.Online) -> dict[str, float]:
+    return {"us_per_learn": o.us_per_learn, "cpu_us_per_learn": o.cpu_us_per_learn,
+            "learn_seconds": o.learn_seconds, "learns": o.learns}  # fmt: skip
+
+
+def _done(out: dict[str, Any], t0: float, cpu0: float) -> dict[str, Any]:
     out["seconds"] = time.perf_counter() - t0
     out["cpu_seconds"] = time.process_time() - cpu0
     return out

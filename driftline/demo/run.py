@@ -21,7 +21,7 @@ from driftline.core.wire.codec import default_codec
 from driftline.core.wire.headers import build as build_headers
 from driftline.core.wire.headers import for_confluent
 from driftline.demo import report
-from driftline.demo.synthetic import Row, drift_points, drifting_stream
+from driftline.demo.synthetic import Row, change_points, drifting_stream, kind
 from driftline.demo.watch import Watcher, wait_for
 from driftline.kafka import admin
 from driftline.kafka.clients import producer_config
@@ -54,14 +54,6 @@ cooldown_ms = 5000
 [models.demo.online]
 checkpoint_every = 500
 """
-FACTORIES = {
-    # a retrained model learns from a window of 500-8,000 rows, not from an endless stream:
-    # the tree splits at 99% confidence (river's default delta of 1e-7 needs ~10x the rows
-    # to split), and both learn the window 5 times (bench/loop, Agrawal delay 500: 0.867 ->
-    # 0.922; a tree on 500 rows of a new concept: 0.79 -> 0.89)
-    "agrawal": ("hoeffding_tree", "grace_period = 50\ndelta = 0.01\nepochs = 5"),
-    "sea": ("logistic_regression", "epochs = 5"),
-}
 
 
 @dataclass(frozen=True)
@@ -81,10 +73,18 @@ class Options:
 
 
 def models_toml(stream: str, min_rows: int, max_rows: int) -> str:
-    """The models file of the demo (the closed-loop benchmark trains with the same)."""
-    factory, params = FACTORIES[stream]
+    """The models file of the demo for stream kind ``stream``, with the factory and
+    parameters the kind names (:data:`driftline.demo.synthetic.KINDS`); the closed-loop
+    benchmark trains with the same.
+
+    A retrained model learns from a window of ``min_rows``-``max_rows`` rows, not from an
+    endless stream: the kinds' trees split at 99% confidence (river's default delta of
+    1e-7 needs ~10x the rows to split) and every model learns its window 5 times
+    (bench/loop, Agrawal delay 500: 0.867 -> 0.922; a tree on 500 rows of a new concept:
+    0.79 -> 0.89)."""
+    k = kind(stream)
     return MODELS_TOML.format(
-        factory=factory, params=params, min_rows=min_rows, max_rows=max(min_rows, max_rows)
+        factory=k.factory, params=k.params, min_rows=min_rows, max_rows=max(min_rows, max_rows)
     )
 
 
@@ -96,6 +96,39 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
+def settings_for(bootstrap_servers: str, prefix: str, out: Path) -> Settings:
+    """The settings of a demo (or loop bench) system whose models file, logs, artifacts,
+    worker data and SQL view live in ``out``."""
+    return Settings(
+        bootstrap_servers=bootstrap_servers, topic_prefix=prefix, data_partitions=3,
+        models_file=out / "models.toml", monitor_interval_s=1.0,
+        sql_url=f"sqlite:///{out}/driftline.db", metrics_port=0,
+        data_dir=out / "worker-data", artifact_dir=out / "artifacts",
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
+def closed_loop(
+    settings: Settings, warm: list[Row], out: Path, echo: Callable[[str], None] = say
+) -> Iterator[tuple[Any, Watcher]]:
+    """Topics applied, a first champion bootstrapped on ``warm`` and published, a worker
+    and a trainer running as child processes (logs in ``out``) and a watcher reading
+    their outputs: yields (the champion's ServedModel, the watcher); stops them all."""
+    procs: list[Process] = []
+    try:
+        admin.apply(settings)
+        echo(f"topics applied under prefix {settings.topic_prefix}")
+        champion = _bootstrap(settings, warm, echo)
+        procs.append(worker(settings, out).start())
+        procs.append(Process(settings, ["trainer", "--verbose"], out / "trainer.log",
+                             "trainer started").start())  # fmt: skip
+        with _watching(settings) as watcher:
+            yield champion, watcher
+    finally:
+        for p in reversed(procs):
+            p.stop()
+
+
 def run(opts: Options, echo: Callable[[str], None] = say) -> Path:
     """Run the demo; returns the report's path."""
     out = opts.out
@@ -103,26 +136,15 @@ def run(opts: Options, echo: Callable[[str], None] = say) -> Path:
     echo(f"starting a local Kafka broker in {opts.broker_dir} (fresh) ...")
     broker.down(opts.broker_dir, purge=True)
     bootstrap_servers = broker.up("auto", opts.broker_dir)
-    models_file = out / "models.toml"
-    models_file.write_text(models_toml(opts.stream, opts.min_rows, opts.max_rows))
-    settings = Settings(
-        bootstrap_servers=bootstrap_servers, topic_prefix="demo.", data_partitions=3,
-        models_file=models_file, monitor_interval_s=1.0, sql_url=f"sqlite:///{out}/driftline.db",
-        metrics_port=0,
-    )  # fmt: skip
-    procs: list[Process] = []
+    echo(f"broker {bootstrap_servers}")
+    settings = settings_for(bootstrap_servers, "demo.", out)
+    (out / "models.toml").write_text(models_toml(opts.stream, opts.min_rows, opts.max_rows))
     try:
-        admin.apply(settings)
-        echo(f"broker {bootstrap_servers}; topics applied under prefix {settings.topic_prefix}")
         rows = list(drifting_stream(opts.stream, opts.events, opts.drift_every, opts.seed))
-        champion = _bootstrap(settings, rows[: opts.warmup], echo)
-        procs.append(worker(settings, out).start())
-        procs.append(Process(settings, ["trainer", "--verbose"], out / "trainer.log",
-                             "trainer started").start())  # fmt: skip
-        echo("worker and trainer running; replaying the stream (Ctrl-C stops cleanly)")
-        with _watching(settings) as watcher:
+        with closed_loop(settings, rows[: opts.warmup], out, echo) as (champion, watcher):
+            echo("worker and trainer running; replaying the stream (Ctrl-C stops cleanly)")
             t0 = time.monotonic()
-            _replay(settings, rows[opts.warmup :], opts, watcher, echo)
+            replay(settings, rows[opts.warmup :], opts.label_delay, opts.rate, watcher, echo)
             expected = len(rows) - opts.warmup
             wait_for(lambda: len(watcher.seen.outcomes) >= expected, timeout=120)
             _drain(watcher, echo)
@@ -131,8 +153,6 @@ def run(opts: Options, echo: Callable[[str], None] = say) -> Path:
         echo(f"\nreport: {path.resolve()}")
         return path
     finally:
-        for p in reversed(procs):
-            p.stop()
         broker.down(opts.broker_dir)
 
 
@@ -155,8 +175,7 @@ def _bootstrap(settings: Settings, rows: list[Row], echo: Callable[[str], None])
 
 
 def _segment(r: Row) -> dict[str, str]:
-    level = r.features.get("elevel")
-    return {} if level is None else {"elevel": str(int(level))}
+    return dict(r.segment)
 
 
 def _now() -> int:
@@ -172,8 +191,13 @@ def _watching(settings: Settings) -> Iterator[Watcher]:
         watcher.close()
 
 
-def _replay(settings: Settings, rows: list[Row], opts: Options, watcher: Watcher,
-            echo: Callable[[str], None]) -> None:  # fmt: skip
+def replay(settings: Settings, rows: list[Row], label_delay: int, rate: float,
+           watcher: Watcher, echo: Callable[[str], None] = say) -> float:  # fmt: skip
+    """Publish ``rows``' features at up to ``rate`` events/s, each label ``label_delay``
+    events after its features, slowing down while the outcomes trail the features by
+    more than the label delay plus :data:`MAX_LAG` (so the rate is the lower of ``rate``
+    and what the worker keeps up with); the status line goes to ``echo`` every second.
+    Returns the seconds spent waiting for the outcomes (0: the worker kept up)."""
     codec = default_codec()
     p = Producer(producer_config(settings, "demo-app"))
     features, labels = settings.topic("features"), settings.topic("labels")
@@ -186,30 +210,33 @@ def _replay(settings: Settings, rows: list[Row], opts: Options, watcher: Watcher
             "label_time_ms": _now()}), event_id(r.index).encode(), headers=la_headers)  # fmt: skip
 
     start = time.monotonic()
-    last_print = start
+    last_print, paused = start, 0.0
     for k, r in enumerate(rows):
         p.produce(features, codec.encode("io.driftline.FeatureEvent", {
             "event_id": event_id(r.index), "model": MODEL, "event_time_ms": _now(),
             "features": r.features, "segment": _segment(r)}),
             event_id(r.index).encode(), headers=fe_headers)  # fmt: skip
-        if k >= opts.label_delay:
-            send_label(rows[k - opts.label_delay])
+        if k >= label_delay:
+            send_label(rows[k - label_delay])
         if k % 100 == 0:
             p.poll(0)
-            ahead = (k + 1) / opts.rate - (time.monotonic() - start)
+            ahead = (k + 1) / rate - (time.monotonic() - start)
             if ahead > 0:
                 time.sleep(ahead)
             # backpressure: --rate is an upper bound; a loop whose outcomes trail far
             # behind would retrain and promote long after the drift it answers
-            while k - opts.label_delay - len(watcher.seen.outcomes) > MAX_LAG:
+            waited = time.monotonic()
+            while k - label_delay - len(watcher.seen.outcomes) > MAX_LAG:
                 time.sleep(0.05)
             now = time.monotonic()
+            paused += now - waited
             if now - last_print >= 1.0:
                 last_print = now
                 _status(watcher, k + 1, len(rows), (k + 1) / (now - start), echo)
-    for r in rows[max(0, len(rows) - opts.label_delay) :]:
+    for r in rows[max(0, len(rows) - label_delay) :]:
         send_label(r)
     p.flush(60)
+    return paused
 
 
 def _status(
@@ -239,7 +266,7 @@ def _report(opts: Options, rows: list[Row], frozen_model: Any, watcher: Watcher,
     replayed = rows[opts.warmup :]
     served = sorted((i, ok) for i, (_, ok) in s.outcomes.items())
     frozen = [(r.index, frozen_model.predict_one(r.features)[0] == r.label) for r in replayed]
-    drifts = drift_points(opts.events, opts.drift_every)
+    drifts = change_points(opts.stream, opts.events, opts.drift_every)
     first_served: dict[str, int] = {}
     for i, (version, _) in sorted(s.outcomes.items()):
         first_served.setdefault(version, i)

@@ -4,10 +4,13 @@ fault bench's quick mode is tests/integration/test_faults.py.)"""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,10 +36,27 @@ def run(*args: str, timeout: float) -> str:
     return out
 
 
-def test_loop_bench_quick_prints_driftline_against_its_baselines() -> None:
-    out = run("-m", "bench.loop", "--quick", "--workers", "2", timeout=280)
-    for word in ("Driftline", "frozen", "periodic", "HAT", "agrawal", "sea"):
+@pytest.mark.timeout(600)
+def test_loop_bench_quick_prints_driftline_in_process_and_through_kafka(tmp_path: Path) -> None:
+    """In process on three streams against every baseline, and one run through its own
+    broker, worker and trainer whose predictions are all read back, none twice."""
+    raw = tmp_path / "loop.json"
+    out = run("-m", "bench.loop", "--quick", "--workers", "2", "--json", str(raw),
+              "--out", str(tmp_path / "out"), timeout=480)  # fmt: skip
+    for word in ("Driftline in process", "Driftline Kafka 1,000/s", "frozen", "periodic",
+                 "HAT", "ARF", "oracle", "agrawal", "sea", "stationary",
+                 "trigger to serving", "Targets"):  # fmt: skip
         assert word in out, out
+    assert "nan" not in out, out
+    results = json.loads(raw.read_text())
+    assert {r["task"]["kind"] for r in results["process"]} == {"sea", "agrawal", "stationary"}
+    (kafka,) = results["kafka"]
+    replayed = kafka["task"]["events"] - kafka["task"]["warmup"]
+    assert kafka["complete"] and kafka["predictions"] == replayed, kafka
+    assert kafka["missing"] == 0 and kafka["duplicates"] == 0, kafka
+    assert kafka["rate"] > 0 and 0 < kafka["accuracy"] <= 1, kafka
+    # served accuracy from the predictions topic agrees with the outcomes the join made
+    assert abs(kafka["accuracy"] - kafka["outcome_accuracy"]) < 1e-9, kafka
 
 
 def test_throughput_bench_quick_prints_every_system_and_the_join() -> None:

@@ -1,7 +1,8 @@
 """Dead letters name their true origin (issue 25) and can be replayed, on the real broker.
 
 The join runs in process (streams/join_loop.py, as the worker runs it); model ``short``
-has a 1.5 s TTL, the others one that no pair can outlast.
+has a 1.5 s TTL, the others one that no pair can outlast; the join's clock is the
+test's, so the expiry and the tombstones after it do not depend on the machine's speed.
 One record of each reason the join dead-letters is produced with headers; every dead
 letter must name the topic, partition, offset, key and headers of the record it carries
 and carry its exact bytes: the orphan label and the expired prediction too, which the
@@ -119,6 +120,8 @@ def test_every_join_dead_letter_names_its_origin_and_replays_to_it(
     admin.apply(s)
     joiner = Joiner(CODEC, TASKS.get, ttl_of, s.topic("predictions"), s.topic("labels"))
     loop = JoinLoop(s, joiner, MemoryStore(), group_id=f"{group_id}-join", sweep_every_s=0.2)
+    clock = [int(time.time() * 1000)]  # the join's processing time, moved by the test alone
+    loop.clock = lambda: clock[0]
     first: list[Record] = [
         *AT_ONCE.values(),
         prediction("d-1"),
@@ -138,8 +141,13 @@ def test_every_join_dead_letter_names_its_origin_and_replays_to_it(
     records = first + later
     with harness.Background(loop.run):
         sent = produce(s, first, headers)
-        time.sleep(TTL / 1000 + 1.5)  # x-1 and o-1 expire; the sweep gives them up
-        dead_letters(s, len(AT_ONCE) + 4)
+        dead_letters(s, len(AT_ONCE) + 2)
+        deadline = time.monotonic() + 60
+        while len(loop.index) < 4 and time.monotonic() < deadline:  # d-1, d-2, x-1, o-1
+            time.sleep(0.05)
+        assert len(loop.index) == 4, f"the join holds {len(loop.index)} keys, not 4"
+        clock[0] += TTL + 1_000  # past the expiry index's 1 s bucket: x-1 and o-1 expire; their
+        dead_letters(s, len(AT_ONCE) + 4)  # tombstones live until the clock moves again
         sent += produce(s, later, lambda i: headers(len(first) + i))
         dead = dead_letters(s, len(reason_of))
     reason_of = {i: name.split(" ")[0] for i, name in reason_of.items()}  # the reason itself

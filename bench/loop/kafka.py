@@ -1,0 +1,186 @@
+"""The loop through a real broker: ``driftline worker`` and ``driftline trainer`` as child
+processes, the stream replayed at a rate, served accuracy read back from Kafka.
+
+Each run uses the demo's machinery (:mod:`driftline.demo.run`): its settings (3 data
+partitions, a metric snapshot every second), its models file for the stream kind (the
+same factory, parameters, gate and retrain policy as the in-process loop), a first
+champion bootstrapped on the warm-up events and published to the registry, a worker and
+a trainer started as ``driftline`` commands, and ``replay``: features at up to the target
+rate, each label ``delay`` events after its features, slowed down while the outcomes
+trail the features by more than the label delay plus 1,500 events (so the rate achieved
+is the lower of the target and what the worker keeps up with). Runs share one broker,
+each under its own topic prefix with fresh processes, logs in its own directory.
+
+After the last outcome arrived, the run reads (read_committed, from the beginning):
+- predictions: served accuracy is every replayed event's served prediction against its
+  label (a missing prediction counts as wrong; duplicates are counted); the achieved rate
+  is the replayed events over the span of their features' event times, which the replay
+  stamps as it sends; scoring latency is ``predicted_at_ms - event_time_ms``;
+- retrain: every trigger's id and creation time;
+- registry: promotions, rollbacks and rejections (:func:`bench.loop.lineage.stage_counts`),
+  and trigger-to-serving time in seconds and in events for every promoted version whose
+  lineage names a trigger (:func:`bench.loop.lineage.trigger_to_serving`).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from bench.loop.lineage import percentile, stage_counts, trigger_to_serving
+from driftline.consumers.kafka_io import consume_to_end, reader
+from driftline.core.wire.codec import default_codec
+from driftline.demo import run as demo
+from driftline.demo.synthetic import drifting_stream
+from driftline.demo.watch import event_index, wait_for
+from driftline.kafka.clients import admin_config
+from driftline.settings import Settings
+
+READ = ("predictions", "retrain", "registry", "alerts")
+
+
+@dataclass(frozen=True)
+class KafkaTask:
+    kind: str
+    seed: int
+    delay: int
+    events: int
+    drift_every: int
+    rate: float
+    """Target events per second."""
+    warmup: int = 2_000
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}-s{self.seed}-d{self.delay}-r{self.rate:g}"
+
+
+def run_kafka(task: KafkaTask, bootstrap_servers: str, root: Path) -> dict[str, Any]:
+    """One run through the broker at ``bootstrap_servers``; logs and files under
+    ``root/<task name>``. A JSON-compatible result."""
+    out = root / task.name
+    out.mkdir(parents=True, exist_ok=True)
+    opts = demo.Options()
+    (out / "models.toml").write_text(demo.models_toml(task.kind, opts.min_rows, opts.max_rows))
+    settings = demo.settings_for(bootstrap_servers, f"bl-{uuid.uuid4().hex[:6]}.", out)
+    rows = list(drifting_stream(task.kind, task.events, task.drift_every, task.seed))
+    warm, replayed = rows[: task.warmup], rows[task.warmup :]
+    t0 = time.monotonic()
+    with (out / "replay.log").open("w") as log:
+
+        def echo(line: str) -> None:
+            print(line, file=log, flush=True)
+
+        with demo.closed_loop(settings, warm, out, echo) as (_, watcher):
+            started = time.monotonic()
+            paused = demo.replay(settings, replayed, task.delay, task.rate, watcher, echo)
+            replay_s = time.monotonic() - started
+            complete = wait_for(lambda: len(watcher.seen.outcomes) >= len(replayed), 300)
+            drained_s = time.monotonic() - started
+    got = _read(settings)
+    _delete_topics(settings)
+    result = measure(replayed, got)
+    result.update(
+        task=asdict(task), complete=complete, outcomes=len(watcher.seen.outcomes),
+        outcome_accuracy=_mean(ok for _, ok in watcher.seen.outcomes.values()),
+        replay_seconds=replay_s, paused_seconds=paused, drained_seconds=drained_s,
+        seconds=time.monotonic() - t0, dir=str(out),
+    )  # fmt: skip
+    return result
+
+
+def _read(settings: Settings) -> dict[str, list[dict[str, Any]]]:
+    """Every record of the topics in :data:`READ`, decoded, in partition/offset order."""
+    codec = default_codec()
+    c = reader(settings, "bench-loop", **{"enable.partition.eof": True})
+    try:
+        ends: dict[tuple[str, int], int] = {}
+        for t in READ:
+            topic = settings.topic(t)
+            for p in c.list_topics(topic, timeout=30).topics[topic].partitions:
+                ends[(topic, p)] = c.get_watermark_offsets(TopicPartition(topic, p), 30)[1]
+        c.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in ends])
+        names = {settings.topic(t): t for t in READ}
+        out: dict[str, list[dict[str, Any]]] = {t: [] for t in READ}
+        consume_to_end(c, ends, lambda m: out[names[m.topic() or ""]].append(
+            codec.decode(m.value() or b"").value))  # fmt: skip
+        return out
+    finally:
+        c.close()
+
+
+def _delete_topics(settings: Settings) -> None:
+    """Drop the run's topics (the next runs share the broker)."""
+    admin = AdminClient(admin_config(settings))
+    prefix = settings.topic_prefix
+    names = [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
+    if names:
+        for f in admin.delete_topics(names, operation_timeout=30).values():
+            f.result()
+
+
+def measure(replayed: list[Any], got: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Served accuracy, rates, latency, triggers, promotions and trigger-to-serving."""
+    labels = {r.index: r.label for r in replayed}
+    preds: dict[int, dict[str, Any]] = {}
+    duplicates = 0
+    for p in got["predictions"]:
+        i = event_index(p["event_id"])
+        if i in preds:
+            duplicates += 1
+            continue
+        preds[i] = p
+    correct = sum(1 for i, y in labels.items() if i in preds and preds[i]["prediction"] == y)
+    sent = sorted(p["event_time_ms"] for p in preds.values())
+    scored = sorted(p["predicted_at_ms"] for p in preds.values())
+    latency = [p["predicted_at_ms"] - p["event_time_ms"] for p in preds.values()]
+    triggers = {t["trigger_id"]: t["created_at_ms"] for t in got["retrain"]}
+    registry = sorted(got["registry"], key=lambda r: r["stage_changed_at_ms"])
+    champions = [r for r in registry if r["stage"] == "champion"]
+    served = [(p["predicted_at_ms"], i, p["version"]) for i, p in preds.items()]
+    t2s = trigger_to_serving(triggers, champions, served)
+    reasons: dict[str, int] = {}
+    for t in got["retrain"]:
+        for r in t["reasons"]:
+            reasons[r] = reasons.get(r, 0) + 1
+    return {
+        "accuracy": correct / max(1, len(labels)),
+        "predictions": len(preds),
+        "missing": len(labels) - sum(1 for i in labels if i in preds),
+        "duplicates": duplicates,
+        "rate": _rate(sent),
+        "scored_rate": _rate(scored),
+        "latency_ms": {"p50": percentile(latency, 50), "p99": percentile(latency, 99)},
+        "triggers": len(triggers),
+        "reasons": dict(sorted(reasons.items())),
+        "alerts": sum(1 for a in got["alerts"] if a["kind"] == "concept_drift"),
+        **stage_counts(registry),
+        "versions": len({r["version"] for r in registry}),
+        "trigger_to_serving": t2s,
+        "t2s_seconds": _p(t["seconds"] for t in t2s),
+        "t2s_events": _p(t["events"] for t in t2s),
+    }
+
+
+def _mean(flags: Any) -> float:
+    v = list(flags)
+    return sum(v) / len(v) if v else math.nan
+
+
+def _rate(times_ms: list[int]) -> float:
+    span = (times_ms[-1] - times_ms[0]) / 1000 if len(times_ms) > 1 else 0.0
+    return (len(times_ms) - 1) / span if span > 0 else math.nan
+
+
+def _p(xs: Any) -> dict[str, float]:
+    v = list(xs)
+    return {"p50": percentile(v, 50), "p99": percentile(v, 99),
+            "mean": statistics.fmean(v) if v else math.nan}  # fmt: skip

@@ -1,0 +1,237 @@
+"""The loop bench's bookkeeping without a broker (bench/loop): promotions and rollbacks
+from registry records, trigger-to-serving from lineage and served versions, the oracle's
+schedule, the online baselines' cost, the summary's shares and the report's targets."""
+
+from __future__ import annotations
+
+import doctest
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import bench.loop.baselines as baselines
+import bench.loop.lineage as lineage
+import bench.loop.runs as runs
+import bench.loop.summary as summary
+from bench.loop.cli import main
+from bench.loop.kafka import measure
+from bench.loop.report import report, targets
+from driftline.core.model.config import ModelConfig
+from driftline.demo.synthetic import Row
+
+
+@pytest.mark.parametrize("module", [lineage, summary, baselines, runs])
+def test_docstring_examples(module: Any) -> None:
+    assert doctest.testmod(module).failed == 0
+
+
+def _recs(*pairs: tuple[str, str]) -> list[dict[str, Any]]:
+    return [{"version": v, "stage": s} for v, s in pairs]
+
+
+@pytest.mark.parametrize(
+    ("records", "expected"),
+    [
+        (_recs(("v1", "champion")), (0, 0, 0, 0)),
+        (_recs(("v1", "champion"), ("v1", "champion")), (0, 0, 0, 0)),  # a repeat
+        (_recs(("v1", "champion"), ("v2", "candidate"), ("v2", "rejected")), (0, 0, 0, 1)),
+        (_recs(("v1", "champion"), ("v2", "champion"), ("v3", "champion")), (2, 0, 0, 0)),
+        (_recs(("v1", "champion"), ("v2", "champion"), ("v1", "champion")), (1, 1, 0, 0)),
+        (_recs(("v1", "champion"), ("v2", "champion"), ("v3", "champion"), ("v2", "champion"),
+               ("v3", "champion")), (2, 2, 0, 0)),
+        # kept in shadow by the gate, one of them later archived, the other promoted
+        (_recs(("v1", "champion"), ("v2", "candidate"), ("v2", "challenger"),
+               ("v3", "candidate"), ("v3", "challenger"), ("v2", "archived"),
+               ("v3", "champion")), (1, 0, 2, 0)),
+        (_recs(("v1", "champion"), ("v2", "challenger"), ("v2", "challenger")), (0, 0, 1, 0)),
+    ],
+)  # fmt: skip
+def test_stage_counts(records: list[dict[str, Any]], expected: tuple[int, int, int, int]) -> None:
+    c = lineage.stage_counts(records)
+    assert (c["promotions"], c["rollbacks"], c["challengers"], c["rejected"]) == expected
+
+
+def test_trigger_to_serving_skips_versions_without_a_trigger_or_never_served() -> None:
+    served = [(1_000 + 10 * i, i, "v1" if i < 40 else "v2" if i < 80 else "v3") for i in range(100)]
+    champions = [
+        {"version": "v2", "lineage": {"trigger_id": "t1"}},
+        {"version": "v2", "lineage": {"trigger_id": "t1"}},  # repeated record: counted once
+        {"version": "v3", "lineage": {"trigger_id": None}},  # promoted without a trigger
+        {"version": "v4", "lineage": {"trigger_id": "t2"}},  # never served
+    ]
+    got = lineage.trigger_to_serving({"t1": 1_100, "t2": 1_900}, champions, served)
+    assert got == [{"version": "v2", "trigger_id": "t1", "seconds": 0.3, "events": 30}]
+
+
+def test_trigger_before_any_prediction_counts_from_the_stream_start() -> None:
+    served = [(1_000 + i, i, "v2") for i in range(5)]
+    got = lineage.trigger_to_serving(
+        {"t": 500}, [{"version": "v2", "lineage": {"trigger_id": "t"}}], served
+    )
+    assert got[0]["events"] == 1 and got[0]["seconds"] == 0.5
+
+
+class Const:
+    """A model that always predicts ``value``."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        self.learnt: list[Any] = []
+
+    def predict_proba_one(self, x: dict[str, Any]) -> dict[Any, float]:
+        return {self.value: 1.0}
+
+    def learn_one(self, x: dict[str, Any], y: Any) -> None:
+        self.learnt.append(y)
+
+
+def _rows(labels: list[Any], first: int = 0) -> list[Row]:
+    return [Row(first + i, {"x": float(i)}, y, "c") for i, y in enumerate(labels)]
+
+
+def test_online_learns_each_label_delay_events_late() -> None:
+    model = Const(True)
+    out = baselines.online(model, _rows([False]), _rows([True, False, True, True], 1), delay=2)
+    assert out.correct == [True, False, True, True]
+    assert model.learnt == [False, True, False]  # the warm-up row, then events 1 and 2
+    assert out.learns == 2 and out.us_per_learn >= 0 and out.cpu_us_per_learn >= 0
+
+
+@pytest.mark.parametrize(
+    ("retrain", "sizes"),
+    [
+        ({"min_rows": 500, "max_rows": 8_000}, [500, 1_000, 2_000, 4_000, 8_000]),
+        ({"min_rows": 500, "max_rows": 3_000}, [500, 1_000, 2_000]),
+        ({"min_rows": 500, "max_rows": 8_000, "growth": None}, [500]),
+        ({"min_rows": 100, "last_n": 1_000, "growth": 3.0}, [100, 300, 900]),
+    ],
+)
+def test_oracle_sizes_follow_the_policy(retrain: dict[str, Any], sizes: list[int]) -> None:
+    assert baselines.oracle_sizes(ModelConfig("m", retrain=retrain)) == sizes
+
+
+def test_oracle_serves_post_change_models_after_the_label_delay() -> None:
+    """Concept True until 400, False after; events from 100. A model trained on 100
+    post-change rows serves from 400 + 100 + 50, one on 200 from 650; the initial model
+    (always True) serves until then."""
+    config = ModelConfig("m", factory="logistic_regression",
+                         retrain={"min_rows": 100, "max_rows": 200})  # fmt: skip
+    rows = _rows([i < 400 for i in range(100, 800)], first=100)
+    correct, retrains = baselines.oracle(config, Const(True), rows, [400, 2_000], delay=50)
+    assert retrains == 2
+    assert len(correct) == 700
+    assert all(correct[: 400 - 100])  # before the change the initial model is right
+    assert not any(correct[300:450])  # 400..549: the initial model, wrong
+    assert all(correct[450:])  # from 550 the model trained after the change
+
+
+def test_oracle_never_serves_a_model_across_the_next_change() -> None:
+    config = ModelConfig("m", factory="logistic_regression",
+                         retrain={"min_rows": 100, "max_rows": 400})  # fmt: skip
+    rows = _rows([(i // 300) % 2 == 0 for i in range(900)])
+    _, retrains = baselines.oracle(config, Const(True), rows, [300, 600], delay=50)
+    # after 300: 100 rows (serves from 450), 200 (from 550); 400 would serve after 600
+    assert retrains == 4
+
+
+def _prediction(i: int, version: str, prediction: Any, at: int) -> dict[str, Any]:
+    return {"event_id": f"demo-{i:07d}", "version": version, "prediction": prediction,
+            "event_time_ms": 10_000 + i, "predicted_at_ms": at}  # fmt: skip
+
+
+def test_measure_reads_served_accuracy_from_the_predictions() -> None:
+    replayed = _rows([True, False, True, True], first=10)
+    got = {
+        "predictions": [
+            _prediction(10, "v1", True, 10_020), _prediction(11, "v1", True, 10_030),
+            _prediction(11, "v1", True, 10_030),  # a duplicate: counted, not scored twice
+            _prediction(12, "v2", True, 10_040),  # event 13: no prediction
+        ],
+        "retrain": [{"trigger_id": "t", "created_at_ms": 10_031, "reasons": ["concept_drift"]}],
+        "registry": [
+            {"version": "v1", "stage": "champion", "stage_changed_at_ms": 1, "lineage": {}},
+            {"version": "v2", "stage": "champion", "stage_changed_at_ms": 2,
+             "lineage": {"trigger_id": "t"}},
+        ],
+        "alerts": [],
+    }  # fmt: skip
+    m = measure(replayed, got)
+    assert m["accuracy"] == 2 / 4
+    assert (m["missing"], m["duplicates"], m["predictions"]) == (1, 1, 3)
+    assert m["rate"] == pytest.approx(2 / 0.002)
+    assert (m["triggers"], m["promotions"], m["rollbacks"]) == (1, 1, 0)
+    assert m["trigger_to_serving"] == [
+        {"version": "v2", "trigger_id": "t", "seconds": 0.009, "events": 1}
+    ]
+    assert m["reasons"] == {"concept_drift": 1}
+
+
+def _process(kind: str, delay: int, acc: float, **extra: Any) -> dict[str, Any]:
+    return {
+        "task": {"kind": kind, "delay": delay, "seed": 1, "events": 30_000, "drift_every": 7_500},
+        "driftline": {"accuracy": acc, "retrains": 3, "promotions": 2, "rollbacks": 0,
+                      "rejected": 1, "reasons": {"concept_drift": 3}, "alarms": [1, 2, 3],
+                      "delays": [10, 20, 30], "hits": 3, "false_alarms": 0,
+                      "feature_alarms": 0},
+        "frozen": 0.5, "hat": 0.8, "hat_cost": {"us_per_learn": 150.0},
+        "seconds_loop": 10.0, **extra,
+    }  # fmt: skip
+
+
+def _kafka(kind: str, delay: int, rate: float, acc: float, **extra: Any) -> dict[str, Any]:
+    return {"task": {"kind": kind, "delay": delay, "rate": rate}, "accuracy": acc,
+            "rate": rate * 0.9, "latency_ms": {"p50": 20, "p99": 300}, "triggers": 3,
+            "promotions": 2, "rollbacks": 0, "rejected": 1, "reasons": {},
+            "t2s_seconds": {"p50": 1.0, "p99": 2.0}, "t2s_events": {"p50": 900, "p99": 1_800},
+            "trigger_to_serving": [{}, {}], "missing": 0, "duplicates": 0, "complete": True,
+            "seconds": 60.0, "paused_seconds": 0.5, "replay_seconds": 30.0, **extra}  # fmt: skip
+
+
+def test_summary_and_targets_side_by_side() -> None:
+    grid = {"1000": {"accuracy": 0.82, "retrains": 28}, "2000": {"accuracy": 0.84,
+            "retrains": 14}}  # fmt: skip
+    arf_cost = {"us_per_learn": 1_300.0, "learn_seconds": 36.0}
+    oracle = {"accuracy": 0.9, "retrains": 12}
+    process = [
+        _process("agrawal", 500, 0.86, arf=0.85, arf_cost=arf_cost, oracle=oracle,
+                 periodic_grid=grid),
+        _process("stationary", 500, 0.85),
+    ]  # fmt: skip
+    kafka = [_kafka("agrawal", 500, 1_000.0, 0.855, challengers=1),
+             _kafka("agrawal", 500, 5_000.0, 0.7),
+             _kafka("stationary", 500, 1_000.0, 0.85, triggers=1)]  # fmt: skip
+    rows = summary.summarize(process, kafka)["rows"]
+    assert [r["stream"] for r in rows] == ["agrawal", "stationary"]
+    a = rows[0]
+    # a run from before the gate kept challengers (no count in its JSON) had none
+    assert (a["challengers"], a["kafka"][1_000.0]["challengers"]) == (0, 1)
+    assert a["kafka"][5_000.0]["challengers"] == 0
+    assert a["best_baseline"] == 0.85 and a["periodic_best_every"] == 2_000
+    assert summary.share(a["process"], a["frozen"], a["oracle"]) == pytest.approx(0.9)
+    lines = targets(rows)
+    assert lines[0] == ("- agrawal delay 500 in process: 0.860; >= best baseline 0.850: met; "
+                        "oracle share 90% >= 80%: met")  # fmt: skip
+    assert "within 0.01 of in process 0.860: met" in lines[1]
+    assert "Kafka 5,000/s: 0.700; >= best baseline 0.850: MISSED" in lines[2]
+    assert "oracle share 50% >= 80%: MISSED" in lines[2]
+    assert lines[-1].endswith("triggers / promotions / rollbacks 1 / 2 / 0: MISSED")
+    text = report({"rows": rows})
+    assert "0.855 (900/s)" in text and "0.700 (4,500/s)" in text and "0 of 30" in text
+    assert "nan" not in text
+
+
+def test_report_renders_an_earlier_runs_json(tmp_path: Path, capsys: Any) -> None:
+    raw = {"process": [_process("stationary", 0, 0.85)],
+           "kafka": [_kafka("stationary", 0, 1_000.0, 0.85)]}  # fmt: skip
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(raw))
+    main(["--report", str(path)])
+    out = capsys.readouterr().out
+    assert "stationary delay 0 Kafka 1,000/s: 0.850; triggers / promotions / rollbacks 3 / 2" in out
+
+
+def test_share_without_a_gain_is_undefined() -> None:
+    assert math.isnan(summary.share(0.9, 0.9, 0.85))
