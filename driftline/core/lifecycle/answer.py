@@ -30,7 +30,10 @@ Steps, in order:
    ``auto``), challenger (passed, ``manual``) or rejected; then the stage records
    (:func:`~driftline.core.lifecycle.training.stage_records`: the champion it replaces,
    or the oldest challengers past ``max_challengers``, archived first) and, for a
-   rejected candidate, a ``candidate_rejected`` alert.
+   rejected candidate, a ``candidate_rejected`` alert. Where the live loop runs
+   (``probation``) and the champion is an online learner, which has learnt the held-out
+   rows, a candidate that passes every check but the comparison with it becomes a
+   challenger: live paired evidence decides.
 
 >>> stage_reason("champion", {"summary": "passed: ..."})
 'gate passed, promotion auto'
@@ -50,7 +53,7 @@ from typing import Any
 
 from driftline.core.errors import ArtifactError, ConfigError
 from driftline.core.lifecycle import reservoir
-from driftline.core.lifecycle.registry import MAX_CHALLENGERS, Registry
+from driftline.core.lifecycle.registry import MAX_CHALLENGERS, Registry, is_online
 from driftline.core.lifecycle.training import Store, TrainingRun, decide, stage_records, train
 from driftline.core.lifecycle.trainset import build_frame, examples, window
 from driftline.core.model.config import ModelConfig, ModelsConfig
@@ -183,12 +186,24 @@ def answer_trigger(
     )  # fmt: skip
     record, verdict = run.record, run.verdict
     stage = decide(verdict, config.promotion, config.gate.min_improvement)
+    reason = stage_reason(stage, verdict)
+    if champion is not None and is_online(champion["version"]) and probation:
+        # an online champion has learnt the held-out rows: the comparison with it says
+        # nothing. A candidate that passes every other check waits in shadow, and live
+        # paired evidence decides (the live loop runs: ``probation``)
+        others = [ok for check, ok in verdict["checks"].items() if check != "improvement"]
+        if all(others):
+            stage = "challenger"
+            reason = (
+                f"the champion {champion['version']} learns online (it has learnt the "
+                "held-out rows): enters as a challenger, live evidence decides"
+            )
     later = stage_records(
         record,
         stage,
         current=[*([champion] if champion else []), *registry.challengers(model)],
         by="trainer",
-        reason=stage_reason(stage, verdict),
+        reason=reason,
         now_ms=max(clock_ms(), record["stage_changed_at_ms"] + 1),
         max_challengers=max_challengers,
         replaced="probation" if probation else "archived",

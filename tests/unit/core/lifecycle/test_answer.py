@@ -289,3 +289,19 @@ def test_an_answer_is_restaged_on_the_registry_as_it_stands_after_training(
         assert [r["stage"] for r in again.records] == [r["stage"] for r in got.records]
     else:
         assert "no longer the champion" in again.records[-1]["stage_reason"]
+
+
+@pytest.mark.parametrize(("probation", "stage"), [(True, "challenger"), (False, "champion")])
+def test_a_candidate_against_an_online_champion_waits_for_live_evidence(
+    probation: bool, stage: str
+) -> None:
+    """An online champion has learnt the held-out rows: with the live loop running, a
+    candidate that passes every other check enters as a challenger."""
+    reg, models = registry_with_champion(True)
+    online = {**reg.champion("churn"), "version": "online-1"}
+    reg = Registry.from_records([online])
+    got = answer_trigger(manual_trigger(), rows(500, start=1_000), reg, models, key=KEY,
+                         clock_ms=clock(), code="c", host="h", probation=probation)  # fmt: skip
+    assert got.stage == stage
+    if probation:
+        assert "learns online" in got.records[-1]["stage_reason"]
