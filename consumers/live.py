@@ -30,14 +30,14 @@ from typing import Any
 from confluent_kafka import TopicPartition
 from prometheus_client import Counter, Gauge
 
-from driftline.consumers.kafka_io import Offsets, Publisher, reader
-from driftline.consumers.registry_io import RegistryFollower
 from driftline.core.errors import CodecError, DriftlineError
 from driftline.core.lifecycle.live import LiveModel
 from driftline.core.lifecycle.online import Store
 from driftline.core.lifecycle.registry import CHECKPOINT
 from driftline.core.model.config import ModelsConfig
 from driftline.core.wire.codec import default_codec
+from driftline.kafka.helpers import Offsets, Publisher, reader
+from driftline.kafka.registry_follower import RegistryFollower
 from driftline.settings import Settings
 
 log = logging.getLogger("driftline.trainer.live")

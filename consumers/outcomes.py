@@ -10,9 +10,9 @@ from typing import Any
 
 from confluent_kafka import Message, TopicPartition
 
-from driftline.consumers.kafka_io import Offsets, consume_to_end, reader
-from driftline.core.wire.codec import default_codec
 from driftline.core.errors import CodecError
+from driftline.core.wire.codec import default_codec
+from driftline.kafka.helpers import Offsets, consume_to_end, reader
 from driftline.settings import Settings
 
 log = logging.getLogger("driftline.outcomes")

@@ -23,9 +23,9 @@ from prometheus_client import Counter
 from sqlalchemy import Connection, Engine, create_engine, delete
 
 from driftline.consumers import sqlview
-from driftline.consumers.kafka_io import Offsets, reader
-from driftline.core.wire.codec import default_codec
 from driftline.core.errors import CodecError
+from driftline.core.wire.codec import default_codec
+from driftline.kafka.helpers import Offsets, reader
 from driftline.settings import Settings
 
 log = logging.getLogger("driftline.projector")

@@ -46,10 +46,8 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Histogram
 
-from driftline.consumers.kafka_io import Publisher, keep_alive_until
 from driftline.consumers.live import LiveLoop
 from driftline.consumers.outcomes import OutcomeReader
-from driftline.consumers.registry_io import RegistryFollower
 from driftline.core.errors import CodecError
 from driftline.core.lifecycle.answer import answer_trigger, failure_alert, restage_answer
 from driftline.core.model.config import ModelsConfig
@@ -57,6 +55,8 @@ from driftline.core.model.estimators import write_artifact
 from driftline.core.watch import models_file
 from driftline.core.wire.codec import default_codec
 from driftline.kafka.clients import consumer_config
+from driftline.kafka.helpers import Publisher, keep_alive_until
+from driftline.kafka.registry_follower import RegistryFollower
 from driftline.reload import ModelsReloader
 from driftline.settings import Settings
 
@@ -302,7 +302,9 @@ class Trainer:
         self.publisher.flush()
         for r in answer.records:
             reg.apply(r)
-        detail = answer.alerts[-1]["message"] if answer.verdict is None else answer.verdict["summary"]
+        detail = (
+            answer.alerts[-1]["message"] if answer.verdict is None else answer.verdict["summary"]
+        )
         kinds = tuple(a["kind"] for a in answer.alerts)
         return Outcome(trigger["trigger_id"], model, answer.stage, answer.version, detail, kinds)
 

@@ -35,23 +35,23 @@ import faust
 import mode
 from confluent_kafka import Producer
 
-from driftline.core.wire.codec import Codec, default_codec
-from driftline.core.wire.headers import build as record_headers
-from driftline.core.wire.headers import for_confluent
-from driftline.core.join.joiner import Joiner, Step
 from driftline.core.errors import ValidationError
+from driftline.core.join.joiner import Joiner, Step
 from driftline.core.model.config import ModelsConfig
 from driftline.core.model.scoring import Scoring
 from driftline.core.watch.profile import label_spec
+from driftline.core.wire.codec import Codec, default_codec
 from driftline.core.wire.envelope import LabelSpec
+from driftline.core.wire.headers import build as record_headers
+from driftline.core.wire.headers import for_confluent
 from driftline.kafka.clients import faust_broker_url, faust_credentials, producer_config
 from driftline.reload import ModelsReloader
 from driftline.settings import Settings
 from driftline.streams import telemetry as m
 from driftline.streams import web
-from driftline.streams.monitors import Monitors, Recent, install, log_alert
 from driftline.streams.join_loop import JoinLoop
 from driftline.streams.joinstore import open_store
+from driftline.streams.monitors import Monitors, Recent, install, log_alert
 from driftline.streams.registry import RegistryFollower
 from driftline.streams.scorer import ScorerLoop
 

@@ -30,12 +30,12 @@ from typing import Any
 
 import faust
 
-from driftline.core.wire.codec import Codec
-from driftline.core.wire.headers import build as record_headers
 from driftline.core.join.joiner import Step
 from driftline.core.model.config import ModelConfig, ModelsConfig
 from driftline.core.watch.monitor import Emit, ModelMonitor
 from driftline.core.watch.rates import ALL_VERSIONS
+from driftline.core.wire.codec import Codec
+from driftline.core.wire.headers import build as record_headers
 from driftline.streams import telemetry as m
 
 log = logging.getLogger(__name__)
@@ -115,9 +115,7 @@ class Monitors:
             versions, reasons = by_model.get(name) or (Counter(), Counter())
             mon.observe_scorer_batch(at_ms, versions, reasons)
 
-    def observe_dead(
-        self, record: dict[str, Any], settled: tuple[str, int] | None = None
-    ) -> None:
+    def observe_dead(self, record: dict[str, Any], settled: tuple[str, int] | None = None) -> None:
         model = record.get("model")
         if model:
             self.get(model).observe_dead_letter(record, settled)

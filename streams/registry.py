@@ -24,10 +24,10 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from driftline.core.wire.codec import Codec
 from driftline.core.errors import ArtifactError, DriftlineError
-from driftline.core.model.estimators import ServedModel, load_version
 from driftline.core.lifecycle.registry import Registry
+from driftline.core.model.estimators import ServedModel, load_version
+from driftline.core.wire.codec import Codec
 from driftline.kafka.clients import confluent_common
 from driftline.settings import Settings
 from driftline.streams import telemetry as m

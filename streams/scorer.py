@@ -20,12 +20,12 @@ from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer
 
+from driftline.core.errors import CodecError, DriftlineError, ModelError
+from driftline.core.model.scoring import Scoring
 from driftline.core.wire.codec import Codec
 from driftline.core.wire.deadletter import Origin, dead_letter
-from driftline.core.errors import CodecError, DriftlineError, ModelError
 from driftline.core.wire.headers import TRACE_ID, header_list, header_value
 from driftline.core.wire.headers import build as record_headers
-from driftline.core.model.scoring import Scoring
 from driftline.kafka.clients import consumer_config
 from driftline.settings import Settings
 from driftline.streams import telemetry as m

@@ -36,12 +36,12 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from bench.loop.lineage import percentile, stage_counts, trigger_to_serving
-from driftline.consumers.kafka_io import consume_to_end, reader
 from driftline.core.wire.codec import default_codec
 from driftline.demo import run as demo
 from driftline.demo.synthetic import drifting_stream
 from driftline.demo.watch import event_index, wait_for
 from driftline.kafka.clients import admin_config
+from driftline.kafka.helpers import consume_to_end, reader
 from driftline.settings import Settings
 
 READ = ("predictions", "retrain", "registry", "alerts")

@@ -260,7 +260,6 @@ class Loop:
         res.train_rows.append(0 if answer.run is None else answer.run.train_rows)
         res.old_rule.append(answer.verdict is not None and _old_rule(answer.verdict, self.config))
 
-
     def _probation(self) -> bool:
         return self.live is not None and self.config.live.enabled
 
@@ -284,9 +283,7 @@ class Loop:
 
 def is_online_checkpoint(records: list[dict[str, Any]], champion: Mapping[str, Any]) -> bool:
     """Whether ``records`` hold a checkpoint of the serving ``champion``."""
-    return any(
-        r["stage"] == "checkpoint" and r["version"] == champion["version"] for r in records
-    )
+    return any(r["stage"] == "checkpoint" and r["version"] == champion["version"] for r in records)
 
 
 def _old_rule(verdict: Mapping[str, Any], config: ModelConfig) -> bool:

@@ -1,7 +1,7 @@
 """What ``driftline status`` reads from the cluster: Driftline's topics with their
 partitions and offsets, the consumer groups reading them and their lag, the models
 on the registry topic, and the newest alerts. One JSON-ready dict; the text comes
-from :func:`driftline.cli_ops_format.status_lines`.
+from :func:`driftline.cli.ops_format.status_lines`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from driftline.core.errors import DriftlineError, KafkaError
 from driftline.core.wire.codec import default_codec
 from driftline.kafka.admin import declared
 from driftline.kafka.clients import admin_config
+from driftline.kafka.helpers import Offsets, consume_to_end, reader
+from driftline.kafka.registry_follower import read_registry
 from driftline.settings import Settings
 
 __all__ = ["collect", "lag_rows", "model_rows"]
@@ -56,8 +58,6 @@ def collect(settings: Settings, n_alerts: int = 5) -> dict[str, Any]:
         )
     models: list[dict[str, Any]] = []
     if settings.topic("registry") in present:
-        from driftline.consumers.registry_io import read_registry
-
         registry = read_registry(settings)
         models = model_rows((m, registry.versions(m)) for m in registry.models())
     alerts_topic = settings.topic("alerts")
@@ -76,8 +76,6 @@ def _watermarks(
     settings: Settings, partitions: dict[str, list[int]]
 ) -> dict[str, dict[int, tuple[int, int]]]:
     """(low, high) offsets per topic and partition: two batched admin requests."""
-    from driftline.consumers.kafka_io import Offsets
-
     offsets = Offsets(settings)
     tps = [(t, p) for t, ps in partitions.items() for p in ps]
     lows, highs = offsets.query(tps, "earliest"), offsets.query(tps, "latest")
@@ -115,8 +113,6 @@ def _last_alerts(
     settings: Settings, marks: dict[int, tuple[int, int]], n: int
 ) -> list[dict[str, Any]]:
     """The ``n`` newest alerts (by creation time) of the alerts topic."""
-    from driftline.consumers.kafka_io import consume_to_end, reader  # consumers/ sits above
-
     if n <= 0 or not any(high > low for low, high in marks.values()):
         return []
     topic = settings.topic("alerts")

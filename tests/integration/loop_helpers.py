@@ -10,13 +10,13 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from driftline.consumers.kafka_io import Publisher
 from driftline.consumers.trainer import Trainer
 from driftline.core.lifecycle.training import bootstrap
 from driftline.core.model.config import GateConfig, ModelConfig, ModelsConfig
 from driftline.core.wire.codec import default_codec
 from driftline.kafka import admin
 from driftline.kafka.clients import consumer_config, producer_config
+from driftline.kafka.helpers import Publisher
 from driftline.settings import Settings
 
 T0 = (int(time.time()) - 86_400) * 1_000

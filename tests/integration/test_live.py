@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from driftline.consumers.registry_io import read_registry
 from driftline.consumers.trainer import Trainer
 from driftline.core.lifecycle.registry import is_online, is_probation
 from driftline.core.model.config import LiveConfig, ModelsConfig, OnlineConfig
 from driftline.core.wire.codec import default_codec
 from driftline.kafka.clients import producer_config
+from driftline.kafka.registry_follower import read_registry
 from driftline.settings import Settings
 from tests.integration.loop_helpers import (
     FAST_GROUP,

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from rocksdict import Options, Rdict
 
-from driftline.consumers.registry_io import read_registry
 from driftline.core.join.leanentry import is_names_key
 from driftline.core.lifecycle.training import bootstrap
 from driftline.core.model.config import ModelConfig, ModelsConfig
 from driftline.core.model.estimators import load_version
 from driftline.core.wire.codec import default_codec
+from driftline.kafka.registry_follower import read_registry
 from driftline.streams.joinstore import OFFSET_KEY
 from tests.integration import harness
 from tests.integration.churn import MODELS, example, feature_event, label, send, start_pipeline

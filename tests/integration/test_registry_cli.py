@@ -13,11 +13,11 @@ from sqlalchemy import create_engine, select
 
 from driftline.cli import cli
 from driftline.consumers import sqlview
-from driftline.consumers.kafka_io import Publisher
 from driftline.consumers.projector import Projector, rebuild
-from driftline.consumers.registry_io import read_registry
 from driftline.core.lifecycle.training import train
 from driftline.core.lifecycle.trainset import build_frame, examples
+from driftline.kafka.helpers import Publisher
+from driftline.kafka.registry_follower import read_registry
 from driftline.settings import Settings
 from tests.integration.loop_helpers import (
     T0,

@@ -24,13 +24,13 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 
 from driftline import broker
-from driftline.consumers.kafka_io import Publisher
-from driftline.consumers.registry_io import read_registry
 from driftline.core.lifecycle.training import bootstrap
 from driftline.core.model.config import ModelsConfig
 from driftline.core.wire.codec import default_codec
 from driftline.kafka import acls, admin
 from driftline.kafka.clients import consumer_config, producer_config
+from driftline.kafka.helpers import Publisher
+from driftline.kafka.registry_follower import read_registry
 from driftline.settings import Settings
 from tests.integration import churn, harness
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import random
 import time
 
-from driftline.consumers.kafka_io import Publisher
-from driftline.consumers.registry_io import read_registry
 from driftline.consumers.trainer import Trainer
 from driftline.core.lifecycle.registry import retire, unretire
 from driftline.core.model.config import ModelsConfig
+from driftline.kafka.helpers import Publisher
+from driftline.kafka.registry_follower import read_registry
 from tests.integration import harness
 from tests.integration.churn import MODELS, example, label, send, start_pipeline
 from tests.integration.loop_helpers import FAST_GROUP, publish_trigger, trigger

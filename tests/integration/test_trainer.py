@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from driftline.consumers.kafka_io import Publisher
 from driftline.consumers.outcomes import OutcomeReader
-from driftline.consumers.registry_io import read_registry
 from driftline.core.errors import ArtifactError
 from driftline.core.lifecycle import reservoir
 from driftline.core.model.estimators import load_version
+from driftline.kafka.helpers import Publisher
+from driftline.kafka.registry_follower import read_registry
 from driftline.settings import Settings
 from tests.integration import harness
 from tests.integration.loop_helpers import (

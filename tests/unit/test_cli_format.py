@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from driftline.cli import cli
-from driftline.cli_format import parse_since, typed, version_report, version_table
+from driftline.cli.models_format import parse_since, typed, version_report, version_table
 from driftline.core.errors import ConfigError
 from driftline.core.lifecycle.registry import StageChange
 from tests.unit.core.examples import model_version

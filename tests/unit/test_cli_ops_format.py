@@ -15,14 +15,14 @@ import pytest
 from click.testing import CliRunner
 
 from driftline.cli import cli
-from driftline.cli_ops_format import (
+from driftline.cli.ops_format import (
     jsonable,
     status_lines,
-    table,
     tail_line,
     tail_record,
     topic_name,
 )
+from driftline.cli.text import table, when
 from driftline.core.errors import ConfigError
 from driftline.kafka.status import lag_rows, model_rows
 from driftline.replay import Pacer, cell, feature_events, labels, plan, read_frame
@@ -140,9 +140,31 @@ def test_status_text_of_an_empty_cluster() -> None:
     assert "Last alerts\n  (none)" in text
 
 
-def test_table_pads_columns() -> None:
-    assert table([("A", "B"), ("long", "x")]) == ["  A     B", "  long  x"]
-    assert table([]) == []
+@pytest.mark.parametrize(
+    ("rows", "indent", "expected"),
+    [
+        ([("A", "B"), ("long", "x")], "  ", ["  A     B", "  long  x"]),
+        ([("A", "B"), ("long", "x")], "", ["A     B", "long  x"]),
+        ([("MODEL", "NOTE"), ("m", "")], "", ["MODEL  NOTE", "m"]),
+        ([], "  ", []),
+    ],
+)
+def test_table_pads_columns_and_strips_the_right(rows, indent, expected) -> None:
+    assert table(rows, indent=indent) == expected
+
+
+@pytest.mark.parametrize(
+    ("ms", "precise", "expected"),
+    [
+        (0, True, "1970-01-01T00:00:00.000Z"),
+        (1_700_000_000_123, True, "2023-11-14T22:13:20.123Z"),
+        (1_700_000_000_999, False, "2023-11-14 22:13:20"),
+        (None, True, "-"),
+        (None, False, "-"),
+    ],
+)
+def test_one_time_formatter(ms, precise, expected) -> None:
+    assert when(ms, precise=precise) == expected
 
 
 # -- replay: files as records --------------------------------------------------------
@@ -269,7 +291,13 @@ def test_commands_have_help(command: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["driftline.cli_ops_format", "driftline.replay", "driftline.kafka.status"]
+    "name",
+    [
+        "driftline.cli.ops_format",
+        "driftline.cli.text",
+        "driftline.replay",
+        "driftline.kafka.status",
+    ],
 )
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name))

@@ -10,7 +10,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from driftline.cli import cli
-from driftline.cli_schemas import rows
+from driftline.cli.schemas import rows
 from driftline.core.wire.codec import encode
 from driftline.core.wire.schemas import Schemas
 from tests.schema_compat import FIXTURES

@@ -1,13 +1,16 @@
-"""The core's rooms import downward only, and the core imports no I/O library.
+"""The core's rooms import downward only, the core imports no I/O library, and the
+layers around the core (settings, kafka, the services, the CLI) import downward only.
 
-The rooms and their order are drawn in ``driftline/core/__init__.py``; this test reads
-every module's imports (top level and inside functions) with ``ast`` and fails on an
-import of a room above the importer's, or of Kafka, Faust, SQL or Prometheus code.
+The rooms and their order are drawn in ``driftline/core/__init__.py``, the layers in
+docs/architecture.md; this test reads every module's imports (top level and inside
+functions) with ``ast`` and fails on an import of a room or layer above the importer's
+(or a sibling layer), or of Kafka, Faust, SQL or Prometheus code in the core.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -126,3 +129,130 @@ def test_an_upward_or_io_import_is_refused(module, source, expected):
 )
 def test_a_downward_or_sideways_import_is_allowed(module, source):
     assert violations({module: source}) == []
+
+
+# -- the layers around the core ------------------------------------------------------
+
+ROOT = CORE.parent.parent
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("core",),
+    ("settings",),
+    ("kafka", "broker", "procs", "reload", "replay"),
+    ("client", "streams", "consumers", "demo"),
+    ("cli",),
+    ("__main__",),
+)
+"""Lowest first, as docs/architecture.md draws them: a package (or module) of
+``driftline`` imports only those of the layers below its own, never a sibling of its
+layer nor anything above. ``streams`` and ``consumers`` are the top-level folders
+(``driftline/streams`` and ``driftline/consumers`` are symlinks to them)."""
+OUTER = {name: i for i, layer in enumerate(LAYERS) for name in layer}
+EVERYONE = ("driftline", "driftline.__version__")
+"""The package itself (its version) may be imported from anywhere."""
+
+
+def layer_of(module: str) -> str | None:
+    """The ``driftline`` package or root module ``module`` belongs to (None: not ours)."""
+    parts = module.split(".")
+    if parts[0] != "driftline" or len(parts) < 2:
+        return None
+    return parts[1]
+
+
+def layer_violations(sources: dict[str, str]) -> list[str]:
+    """Imports against :data:`LAYERS` among ``{module name: source}``, one per line."""
+    found = []
+    for module, source in sorted(sources.items()):
+        mine = layer_of(module)
+        seen: set[int] = set()
+        for line, target in imports_of(source, module):
+            theirs = layer_of(target)
+            if target in EVERYONE or theirs is None or theirs == mine or line in seen:
+                continue
+            if mine not in OUTER or theirs not in OUTER:
+                why = f"{theirs if mine in OUTER else mine} is in no layer"
+            elif OUTER[theirs] > OUTER[mine]:
+                why = f"{mine} -> {theirs}: upward"
+            elif OUTER[theirs] == OUTER[mine]:
+                why = f"{mine} -> {theirs}: a sibling"
+            else:
+                continue
+            seen.add(line)
+            found.append(f"{module}:{line} imports {target} ({why})")
+    return found
+
+
+def tree_sources() -> dict[str, str]:
+    """Every module of the package, streams/ and consumers/ named as they are imported
+    (``driftline.streams.scorer``), read once at their real place."""
+    out = {}
+    for top in ("driftline", "streams", "consumers"):
+        for path in (ROOT / top).rglob("*.py"):
+            rel = path.relative_to(ROOT).with_suffix("")
+            if top == "driftline" and rel.parts[1] in ("streams", "consumers"):
+                continue  # the symlinks: read at the top level
+            parts = rel.parts if top == "driftline" else ("driftline", *rel.parts)
+            out[".".join(parts).removesuffix(".__init__")] = path.read_text()
+    return out
+
+
+def test_every_package_of_driftline_is_in_a_layer():
+    loose = sorted({m.split(".")[1] for m in tree_sources() if m.count(".")} - set(OUTER))
+    assert loose == [], f"packages or modules of driftline in no layer: {loose}"
+
+
+def test_the_layers_import_downward_only():
+    assert layer_violations(tree_sources()) == []
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "expected"),
+    [
+        ("driftline.kafka.status", "def f():\n    from driftline.consumers import trainer\n",
+         "kafka -> consumers: upward"),
+        ("driftline.streams.scorer", "from driftline.consumers.trainer import run\n",
+         "streams -> consumers: a sibling"),
+        ("driftline.consumers.trainer", "from driftline.cli.models import retrain_cmd\n",
+         "consumers -> cli: upward"),
+        ("driftline.settings", "from driftline.kafka.clients import admin_config\n",
+         "settings -> kafka: upward"),
+        ("driftline.client.producer", "from ..streams import telemetry\n",
+         "client -> streams: a sibling"),
+        ("driftline.core.wire.codec", "import driftline.settings\n", "core -> settings: upward"),
+        ("driftline.kafka.admin", "from driftline.newthing import x\n", "newthing is in no layer"),
+    ],
+)  # fmt: skip
+def test_an_upward_or_sideways_layer_import_is_refused(module, source, expected):
+    found = layer_violations({module: source})
+    assert len(found) == 1 and expected in found[0], found
+
+
+@pytest.mark.parametrize(
+    ("module", "source"),
+    [
+        ("driftline.cli.app", "from driftline.streams import worker\n"),
+        ("driftline.streams.scorer", "from driftline.kafka.clients import consumer_config\n"),
+        ("driftline.consumers.trainer", "from driftline.core.lifecycle import answer\n"),
+        ("driftline.kafka.status", "from driftline import __version__\n"),
+        ("driftline.streams.app", "from . import telemetry\n"),
+    ],
+)
+def test_a_downward_layer_import_is_allowed(module, source):
+    assert layer_violations({module: source}) == []
+
+
+def test_the_architecture_picture_names_every_layer_and_room():
+    """docs/architecture.md draws :data:`LAYERS` top down, one row between rules
+    (``__main__`` shares the CLI's), and the core's :data:`ROOMS`."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    picture = text.split("## Rooms and import directions", 1)[1].split("```")[1]
+    rows = re.split(r"\n *─+ *\n", picture)[::-1]  # lowest first, like LAYERS
+    assert len(rows) == len(LAYERS) - 1
+    placed: dict[str, int] = {}
+    for i, row in enumerate(rows):
+        for name in OUTER:
+            if re.search(rf"(driftline/|[ {{,]){re.escape(name)}(/|\.py|,|}})", row):
+                placed.setdefault(name, i)
+    assert sorted(placed) == sorted(OUTER)
+    assert placed == {name: min(layer, len(rows) - 1) for name, layer in OUTER.items()}
+    assert [room for room in ROOMS if f"   {room}/" not in picture] == []

@@ -13,7 +13,7 @@ import pytest
 import driftline.client
 
 MODULES = sorted(
-    ["driftline.core.wire.headers", "driftline.cli_schemas", "driftline.consumers.trainer"]
+    ["driftline.core.wire.headers", "driftline.cli.schemas", "driftline.consumers.trainer"]
     + [f"driftline.client.{m.name}" for m in pkgutil.iter_modules(driftline.client.__path__)]
     + ["driftline.client"]
 )

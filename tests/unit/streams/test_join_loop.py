@@ -23,22 +23,22 @@ import pytest
 from confluent_kafka import KafkaError as CKafkaError
 from confluent_kafka import KafkaException, TopicPartition
 
-from driftline.core.wire import headers as h
-from driftline.core.wire.codec import default_codec
 from driftline.core.errors import KafkaError
-from driftline.core.join.rules import JoinEntry, JoinState, build_outcome
-from driftline.core.join.joiner import DEAD_LETTER, LABEL, OUTCOME, PREDICTION, Joiner, Step
 from driftline.core.join import origins
+from driftline.core.join.joiner import DEAD_LETTER, LABEL, OUTCOME, PREDICTION, Joiner, Step
 from driftline.core.join.keys import entry_key, split_key
 from driftline.core.join.leanentry import LeanPredictions, is_names_key
+from driftline.core.join.rules import JoinEntry, JoinState, build_outcome
 from driftline.core.model.config import ModelsConfig
+from driftline.core.wire import headers as h
+from driftline.core.wire.codec import default_codec
 from driftline.settings import Settings
 from driftline.streams import join_loop as join_module
-from driftline.streams.monitors import Monitors, install
 from driftline.streams import txn as txn_module
 from driftline.streams.app import create_app
 from driftline.streams.join_loop import JoinLoop
 from driftline.streams.joinstore import MemoryStore, RocksStore, Store
+from driftline.streams.monitors import Monitors, install
 from driftline.streams.txn import Helper, Transactions
 from tests.unit.core.examples import label, prediction
 

@@ -109,8 +109,9 @@ def test_a_scorer_batch_feeds_the_skew_rate_of_every_model() -> None:
 
 def test_rate_snapshots_are_exported_and_kept_apart_from_versions() -> None:
     recent = glue.Recent()
-    snap = {"model": "m", "version": ALL_VERSIONS, "segment": "all", "window": "arrived:settled",
-            "emitted_at_ms": T0, "metrics": {"expired_label_rate": 0.25}, "baseline": {}}  # fmt: skip
+    snap = {"model": "m", "version": ALL_VERSIONS, "segment": "all",
+            "window": "arrived:settled", "emitted_at_ms": T0,
+            "metrics": {"expired_label_rate": 0.25}, "baseline": {}}  # fmt: skip
     recent.add(Emit("metrics", "m", snap))
     glue.export(Emit("metrics", "m", snap))
     assert recent.history == {}  # "all" is no version of the model
@@ -124,7 +125,7 @@ def test_each_alert_raised_is_one_log_line(caplog: pytest.LogCaptureFixture) -> 
     monitors = glue.Monitors(ModelsConfig({"churn": ModelConfig("churn", join_ttl_ms=TTL)}))
     sent: list[tuple[str, bytes]] = []
     observe = installed(monitors, sent)
-    first, second, third = joined_steps()
+    first, _, _ = joined_steps()
     alert = {"alert_id": "a1", "model": "churn", "version": None, "segment": None,
              "kind": "expired_label_rate", "severity": "critical", "message": "50.0% ...",
              "evidence": {}, "created_at_ms": T0}  # fmt: skip

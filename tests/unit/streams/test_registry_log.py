@@ -120,8 +120,7 @@ def test_challengers_and_retirement_are_logged(caplog: pytest.LogCaptureFixture)
         f"registry: serving churn champion {v1}, challengers {c1}, {c2} (registry offset 1)",
         f"registry: churn champion {v1} -> none (registry offset {at + 2})",
         f"registry: churn challengers {c1}, {c2} -> none (registry offset {at + 1})",
-        f"registry: churn challenger {c1} dropped, now retired; 0 in shadow"
-        f" (registry offset {at})",
+        f"registry: churn challenger {c1} dropped, now retired; 0 in shadow (registry offset {at})",
         f"registry: churn challenger {c2} dropped, now retired; 0 in shadow"
         f" (registry offset {at + 1})",
         "registry: churn retired: not served, its events are dead-lettered (model_retired)",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from driftline.cli_ops_format import topic_name
+from driftline.cli.ops_format import topic_name
 from driftline.core.errors import DriftlineError
 from driftline.core.wire.deadletter import replay_refusal
 from driftline.settings import Settings
@@ -168,8 +168,8 @@ def replay_cmd(
     """
     from confluent_kafka import KafkaError, Message, Producer
 
-    from driftline.consumers.kafka_io import reader
     from driftline.kafka.clients import producer_config
+    from driftline.kafka.helpers import reader
 
     wanted = [topic_name(t, settings.topic_prefix) for t in source_topics]
     topic = settings.topic("deadletter")
@@ -218,3 +218,6 @@ def replay_cmd(
         raise click.ClickException(f"{len(failed)} records not delivered: {failed[0]}")
     if refused:
         raise SystemExit(1)
+
+
+COMMANDS: tuple[click.Command, ...] = (deadletters,)

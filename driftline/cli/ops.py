@@ -1,7 +1,7 @@
 """Operator commands: ``driftline tail``, ``driftline produce``, ``driftline status``.
 
-Registered on the ``driftline`` group by :func:`register`. Text and JSON come from
-:mod:`driftline.cli_ops_format`, rows of files from :mod:`driftline.replay` (both
+Registered on the ``driftline`` group from :data:`COMMANDS`. Text and JSON come from
+:mod:`driftline.cli.ops_format`, rows of files from :mod:`driftline.replay` (both
 pure), the cluster summary from :mod:`driftline.kafka.status`. Kafka clients are imported inside the
 commands so ``driftline --help`` stays fast.
 """
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from driftline.cli_ops_format import status_lines, tail_line, tail_record, topic_name
+from driftline.cli.ops_format import status_lines, tail_line, tail_record, topic_name
 from driftline.core.errors import DriftlineError
 from driftline.settings import Settings
 
@@ -60,8 +60,8 @@ def tail_cmd(
     """
     from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, TopicPartition
 
-    from driftline.consumers.kafka_io import reader
     from driftline.core.wire.codec import default_codec
+    from driftline.kafka.helpers import reader
 
     name = topic_name(topic, settings.topic_prefix)
     codec = default_codec()
@@ -245,7 +245,4 @@ def status_cmd(settings: Settings, n_alerts: int, as_json: bool) -> None:
         click.echo("\n".join(status_lines(doc)))
 
 
-def register(cli: click.Group) -> None:
-    """Add ``tail``, ``produce`` and ``status`` to the ``driftline`` group."""
-    for command in (tail_cmd, produce_cmd, status_cmd):
-        cli.add_command(command)
+COMMANDS: tuple[click.Command, ...] = (tail_cmd, produce_cmd, status_cmd)

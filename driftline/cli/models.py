@@ -1,6 +1,6 @@
 """``driftline trainer|projector|retrain|models ...``: continuous training commands.
 
-Registered on the ``driftline`` group by :func:`register`. Kafka clients are imported
+Registered on the ``driftline`` group from :data:`COMMANDS`. Kafka clients are imported
 inside the commands so that ``--help`` stays fast.
 """
 
@@ -18,8 +18,8 @@ from typing import Any
 
 import click
 
-from driftline.cli_config import CONFIG_EXIT, checked_models, models_check
-from driftline.cli_format import parse_since, typed, version_report, version_table
+from driftline.cli.config import CONFIG_EXIT, checked_models, models_check
+from driftline.cli.models_format import parse_since, typed, version_report, version_table
 from driftline.core.errors import ConfigError, StageError
 from driftline.core.lifecycle.registry import (
     Registry,
@@ -122,8 +122,8 @@ def retrain_cmd(
 ) -> None:
     """Publish a manual retrain trigger for MODEL (trained once its window holds the
     model's retrain.min_rows rows, unless --force)."""
-    from driftline.consumers.kafka_io import Publisher
-    from driftline.consumers.registry_io import RegistryFollower
+    from driftline.kafka.helpers import Publisher
+    from driftline.kafka.registry_follower import RegistryFollower
 
     now = _now_ms()
     follower = RegistryFollower(settings)
@@ -176,13 +176,13 @@ def models_group() -> None:
 
 
 def _registry(settings: Settings) -> Registry:
-    from driftline.consumers.registry_io import read_registry
+    from driftline.kafka.registry_follower import read_registry
 
     return read_registry(settings)
 
 
 def _publish(settings: Settings, records: list[dict[str, Any]]) -> None:
-    from driftline.consumers.kafka_io import Publisher
+    from driftline.kafka.helpers import Publisher
 
     pub = Publisher(settings, "cli")
     pub.send_versions(records)
@@ -438,8 +438,6 @@ def models_bootstrap(
     _publish(settings, records)
 
 
-def register(cli: click.Group) -> None:
-    """Add the continuous-training commands to the ``driftline`` group."""
-    models_group.add_command(models_check)
-    for cmd in (trainer_cmd, projector_cmd, retrain_cmd, models_group):
-        cli.add_command(cmd)
+models_group.add_command(models_check)  # the models file check (driftline/cli/config.py)
+
+COMMANDS: tuple[click.Command, ...] = (trainer_cmd, projector_cmd, retrain_cmd, models_group)

@@ -26,15 +26,15 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from driftline.core.wire.codec import default_codec
 from driftline.core.errors import KafkaError
+from driftline.core.lifecycle.registry import record_key
+from driftline.core.wire.codec import default_codec
 from driftline.core.wire.headers import build as build_headers
 from driftline.core.wire.headers import for_confluent
-from driftline.core.lifecycle.registry import record_key
 from driftline.kafka.clients import admin_config, consumer_config, producer_config
 from driftline.settings import Settings
 
-log = logging.getLogger("driftline.kafka_io")
+log = logging.getLogger("driftline.kafka_io")  # the name logs have always shown
 
 T = TypeVar("T")
 TIMEOUT_S = 30.0

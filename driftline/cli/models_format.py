@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from driftline.cli.text import table, when
 from driftline.core.errors import ConfigError
 from driftline.core.lifecycle.registry import StageChange
 
@@ -29,12 +30,12 @@ def parse_since(text: str, now_ms: int) -> int:
     if text.strip().isdigit():
         return int(text)
     try:
-        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        at = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise ConfigError(f"not a time: {text!r} (ISO 8601, epoch ms, or 30m/2h/7d)") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return int(when.timestamp() * 1000)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return int(at.timestamp() * 1000)
 
 
 def typed(text: str) -> Any:
@@ -51,10 +52,9 @@ def typed(text: str) -> Any:
     return text
 
 
-def when(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+def _utc(ms: int | None) -> str:
+    """To the second: the tables' columns say (UTC)."""
+    return when(ms, precise=False)
 
 
 def _primary(rec: Mapping[str, Any]) -> str:
@@ -75,16 +75,13 @@ def version_table(records: Iterable[Mapping[str, Any]]) -> list[str]:
                 r["model"],
                 r["version"],
                 r["stage"],
-                when(r["created_at_ms"]),
+                _utc(r["created_at_ms"]),
                 _primary(r),
                 "-" if gate is None else ("passed" if gate["passed"] else "failed"),
                 r["stage_changed_by"],
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    ]
+    return table(rows)
 
 
 def _kv(d: Mapping[str, Any], fmt: str = "{:.4g}") -> str:
@@ -100,9 +97,9 @@ def version_report(
     lin, art, gate = rec["lineage"], rec["artifact"], rec.get("gate")
     steps = lin.get("step_ms") or {}
     lines = [
-        f"{rec['model']} {rec['version']}: {rec['stage']} since {when(rec['stage_changed_at_ms'])}"
+        f"{rec['model']} {rec['version']}: {rec['stage']} since {_utc(rec['stage_changed_at_ms'])}"
         f" (by {rec['stage_changed_by']}: {rec['stage_reason']})",
-        f"  task {rec['task']}, factory {rec['factory']}, created {when(rec['created_at_ms'])}",
+        f"  task {rec['task']}, factory {rec['factory']}, created {_utc(rec['created_at_ms'])}",
         f"  metrics: {_kv(rec['metrics']) or '-'}",
     ]
     for seg, m in sorted(rec["segment_metrics"].items()):
@@ -122,7 +119,7 @@ def version_report(
         f"    trained on {lin['rows']} rows, {lin.get('holdout_rows') or 0} held out;"
         f" seed {lin['seed']}; params {_kv(lin['params']) or '-'}",
         f"    code {lin['code_version']} on {lin.get('host') or '-'},"
-        f" {when(lin.get('started_at_ms'))} .. {when(lin.get('finished_at_ms'))}",
+        f" {_utc(lin.get('started_at_ms'))} .. {_utc(lin.get('finished_at_ms'))}",
         f"    steps (ms): {_kv(steps, '{:.1f}') or '-'}",
         f"    compared with champion {lin['champion_version'] or '- (none)'}",
     ]
@@ -156,6 +153,6 @@ def version_report(
     if seen:
         lines.append("  stage history (as the registry topic holds it):")
         for h in seen:
-            lines.append(f"    {when(h.at_ms)}  {h.previous or 'new'} -> {h.stage}"
+            lines.append(f"    {_utc(h.at_ms)}  {h.previous or 'new'} -> {h.stage}"
                          f"  by {h.by}: {h.reason}")  # fmt: skip
     return lines

@@ -1,4 +1,5 @@
-"""The ``driftline`` command: one entry point, a subcommand per job."""
+"""The ``driftline`` command: the root group, its own commands (settings, kafka, worker,
+demo) and the one place every other module's commands are added (:data:`GROUPS`)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,8 @@ from pathlib import Path
 import click
 
 from driftline import __version__
-from driftline.cli_acls import acls_cmd
-from driftline.cli_config import checked_models
-from driftline.cli_deadletters import deadletters
-from driftline.cli_models import register as register_training_commands
-from driftline.cli_ops import register as register_ops_commands
-from driftline.cli_schemas import schemas_cmd
+from driftline.cli import acls, broker, deadletters, models, ops, schemas, topics
+from driftline.cli.config import checked_models
 from driftline.core.errors import DriftlineError
 from driftline.demo.synthetic import KINDS as STREAM_KINDS
 from driftline.settings import Settings
@@ -52,69 +49,7 @@ def settings_cmd(ctx: click.Context) -> None:
     click.echo(f"(bootstrap servers from {ctx.meta['bootstrap_from']})", err=True)
 
 
-# -- broker -------------------------------------------------------------------------
-
-
-@cli.group()
-def broker() -> None:
-    """The local development broker (Apache Kafka, KRaft, from Maven Central jars)."""
-
-
-@broker.command("up")
-@click.option("--port", default=None, help="Port, or 'auto' for a free one (default 9092).")
-@click.option(
-    "--security",
-    is_flag=True,
-    help="SASL_SSL (SCRAM-SHA-512, TLS) with ACLs; CA and passwords under the directory.",
-)
-@click.pass_obj
-def broker_up(settings: Settings, port: str | None, security: bool) -> None:
-    """Fetch the jars if needed, start the broker in DRIFTLINE_BROKER_DIR (default
-    ~/.cache/driftline/broker) and wait until it serves requests; print its address.
-    Every driftline command then uses it, unless DRIFTLINE_BOOTSTRAP_SERVERS is set."""
-    from driftline import broker as b
-
-    click.echo(b.up(port, b.directory(settings), security))
-
-
-@broker.command("down")
-@click.option("--purge", is_flag=True, help="Also delete the broker's data.")
-@click.pass_context
-def broker_down(ctx: click.Context, purge: bool) -> None:
-    """Stop the local broker of DRIFTLINE_BROKER_DIR cleanly (SIGTERM, then SIGKILL
-    after 30 s). A cluster of DRIFTLINE_BOOTSTRAP_SERVERS is not Driftline's to stop."""
-    from driftline import broker as b
-
-    settings: Settings = ctx.obj
-    path = b.directory(settings)
-    if b.running(path) is None and not purge:
-        click.echo(f"no local broker runs in {path}: nothing to stop"
-                   + _cluster_note(ctx), err=True)  # fmt: skip
-        return
-    b.down(path, purge)
-
-
-@broker.command("status")
-@click.pass_context
-def broker_status(ctx: click.Context) -> None:
-    """Say whether the local broker runs, with its pid and address (exit 3 if stopped)."""
-    from driftline import broker as b
-
-    path = b.directory(ctx.obj)
-    args = ["bash", str(b.script("broker.sh")), "status", "--dir", str(path)]
-    code = subprocess.run(args, check=False).returncode
-    if code != 0:
-        click.echo(f"(no local broker runs in {path}){_cluster_note(ctx)}", err=True)
-    sys.exit(code)
-
-
-def _cluster_note(ctx: click.Context) -> str:
-    settings: Settings = ctx.obj
-    if ctx.meta.get("bootstrap_from") != "DRIFTLINE_BOOTSTRAP_SERVERS":
-        return ""
-    return (f"; driftline commands use DRIFTLINE_BOOTSTRAP_SERVERS="
-            f"{settings.bootstrap_servers}, which `driftline broker` does not manage")  # fmt: skip
-
+# -- kafka --------------------------------------------------------------------------
 
 _GIVEN = ("--bootstrap-server", "--bootstrap-controller", "--broker-list")
 _CONFIGS = ("--command-config", "--consumer.config", "--producer.config", "--admin.config",
@@ -191,74 +126,6 @@ def worker_cmd(
     worker.run(settings, name=name, web=not without_web, loglevel=loglevel, models=models)
 
 
-# -- topics -------------------------------------------------------------------------
-
-
-@cli.group()
-def topics() -> None:
-    """Driftline's topics as code."""
-
-
-@topics.command("apply")
-@click.pass_obj
-def topics_apply(settings: Settings) -> None:
-    """Create missing topics and align configs; safe to run again."""
-    from driftline.kafka import admin
-
-    results = admin.apply(settings)
-    for r in results:
-        click.echo(f"{r.action:<10} {r.name}" + (f"  ({r.detail})" if r.detail else ""))
-    if any(r.action == "refused" for r in results):
-        raise click.ClickException("some topics differ in ways apply will not change (see above)")
-
-
-@topics.command("describe")
-@click.pass_obj
-def topics_describe(settings: Settings) -> None:
-    """Show every declared topic against the cluster."""
-    from driftline.kafka import admin
-
-    rows = [("topic", "partitions", "replication", "policy", "retention.ms", "state")]
-    for d in admin.describe(settings):
-        s = d.spec
-        parts = (
-            f"{s.partitions}"
-            if d.actual_partitions in (None, s.partitions)
-            else (f"{d.actual_partitions} (declared {s.partitions})")
-        )
-        repl = (
-            f"{s.replication_factor}"
-            if d.actual_replication in (None, s.replication_factor)
-            else (f"{d.actual_replication} (declared {s.replication_factor})")
-        )
-        state = (
-            "missing"
-            if not d.exists
-            else (
-                "in sync"
-                if d.in_sync
-                else "differs: "
-                + ", ".join(
-                    [f"{k} {old}->{new}" for k, (old, new) in d.config_changes.items()]
-                    + d.problems()
-                )
-            )
-        )
-        rows.append(
-            (
-                s.name,
-                parts,
-                repl,
-                s.configs.get("cleanup.policy", ""),
-                s.configs.get("retention.ms", ""),
-                state,
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-
-
 # -- demo -----------------------------------------------------------------------------
 
 
@@ -318,13 +185,20 @@ def demo_cmd(stream: str, events: int, drift_every: int, warmup: int, label_dela
         sys.exit(130)
 
 
-# -- continuous training: trainer, projector, retrain, models (driftline/cli_models.py) --
+# -- every other command: one module per group, each listing its commands in COMMANDS --
 
-register_training_commands(cli)
-cli.add_command(schemas_cmd)
-register_ops_commands(cli)  # tail, produce, status (driftline/cli_ops.py)
-cli.add_command(acls_cmd)  # ACLs of the principals of a secured cluster (driftline/cli_acls.py)
-cli.add_command(deadletters)  # replay dead letters to their source topics (cli_deadletters.py)
+GROUPS = (
+    broker,  # the local development broker
+    topics,  # topics as code
+    models,  # trainer, projector, retrain, models ...
+    ops,  # tail, produce, status
+    deadletters,  # replay dead letters to their source topics
+    schemas,  # published records and fingerprints
+    acls,  # ACLs of the principals of a secured cluster
+)
+for _module in GROUPS:
+    for _command in _module.COMMANDS:
+        cli.add_command(_command)
 
 
 def main() -> None:

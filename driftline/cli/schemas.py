@@ -19,9 +19,10 @@ from typing import Any
 
 import click
 
+from driftline.cli import text
 from driftline.core.wire.schemas import Schemas
 
-__all__ = ["rows", "schemas_cmd"]
+__all__ = ["COMMANDS", "rows", "schemas_cmd"]
 
 
 def rows(schemas: Schemas) -> list[dict[str, Any]]:
@@ -69,6 +70,8 @@ def schemas_cmd(directory: Path | None, as_json: bool) -> None:
                 "current" if r["current"] else "",
             )
         )
-    widths = [max(len(c[i]) for c in cells) for i in range(len(cells[0]))]
-    for c in cells:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
+    for line in text.table(cells):
+        click.echo(line)
+
+
+COMMANDS: tuple[click.Command, ...] = (schemas_cmd,)

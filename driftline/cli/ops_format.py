@@ -11,20 +11,19 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
+from driftline.cli.text import table, when
 from driftline.core.wire.topics import declare
 
 __all__ = [
     "DEAD_LETTER",
     "jsonable",
     "status_lines",
-    "table",
     "tail_line",
     "tail_record",
     "topic_name",
-    "when",
 ]
 
 DEAD_LETTER = "io.driftline.DeadLetter"
@@ -36,17 +35,6 @@ RAW_PREVIEW_BYTES = 256
 def topic_name(name: str, prefix: str) -> str:
     """The full topic name: Driftline's short names get the prefix, others stay."""
     return prefix + name if name in SHORT_NAMES else name
-
-
-def when(ms: int | None) -> str:
-    """ISO 8601 UTC (milliseconds) of epoch ``ms``.
-
-    >>> when(1_700_000_000_123), when(None)
-    ('2023-11-14T22:13:20.123Z', '-')
-    """
-    if ms is None:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _bytes(data: bytes, limit: int | None = None) -> str:
@@ -131,21 +119,6 @@ def tail_line(record: Mapping[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False, allow_nan=False)
 
 
-def table(rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
-    """Left-aligned columns; the first row is the header.
-
-    >>> table([("A", "BB"), ("ccc", "d")])
-    ['  A    BB', '  ccc  d']
-    """
-    if not rows:
-        return []
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return [
-        indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-        for r in rows
-    ]
-
-
 def _count(n: int | None) -> str:
     return "-" if n is None else f"{n:,}"
 
@@ -161,14 +134,14 @@ def status_lines(doc: Mapping[str, Any]) -> list[str]:
             continue
         rows.append((t["topic"], str(t["partitions"]), _count(t.get("messages")),
                      _count(t.get("end_offsets"))))  # fmt: skip
-    out += table(rows)
+    out += table(rows, indent="  ")
     out += ["", "Consumer groups"]
     groups = doc.get("groups", [])
     if groups:
         rows = [("GROUP", "TOPIC", "PARTITIONS", "COMMITTED", "LAG")]
         rows += [(g["group"], g["topic"], str(g["partitions"]), _count(g.get("committed")),
                   _count(g.get("lag"))) for g in groups]  # fmt: skip
-        out += table(rows)
+        out += table(rows, indent="  ")
     else:
         out.append("  (no group has committed offsets on these topics)")
     out += ["", "Models"]
@@ -178,7 +151,7 @@ def status_lines(doc: Mapping[str, Any]) -> list[str]:
         for m in models:
             for v in m["versions"]:
                 rows.append((m["model"], v["version"], v["stage"], when(v.get("created_at_ms"))))
-        out += table(rows)
+        out += table(rows, indent="  ")
     else:
         out.append("  (no model version on the registry topic)")
     out += ["", "Last alerts"]

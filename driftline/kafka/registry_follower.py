@@ -6,10 +6,10 @@ import logging
 
 from confluent_kafka import Message, TopicPartition
 
-from driftline.consumers.kafka_io import Offsets, consume_to_end, reader
-from driftline.core.wire.codec import default_codec
 from driftline.core.errors import CodecError
 from driftline.core.lifecycle.registry import Registry, StageChange
+from driftline.core.wire.codec import default_codec
+from driftline.kafka.helpers import Offsets, consume_to_end, reader
 from driftline.settings import Settings
 
 log = logging.getLogger("driftline.registry")

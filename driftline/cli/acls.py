@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from driftline.cli.text import table
 from driftline.settings import Settings
 
 
@@ -40,14 +41,14 @@ def acls_cmd(
     names = acls.Principals(scorer, trainer, app, app_group)
     grants = acls.declare(settings, names, worker_name)
     if not do_apply:
-        rows = acls.table(grants)
-        w1 = max(len(p) for p, _, _ in rows)
-        w2 = max(len(r) for _, _, r in rows)
-        for principal, ops, resource in rows:
-            click.echo(f"{principal:<{w1}}  {resource:<{w2}}  {ops}")
+        for line in table([(p, r, ops) for p, ops, r in acls.table(grants)]):
+            click.echo(line)
         return
     result = acls.apply(settings, grants, prune=prune)
     click.echo(
         f"{len(result.created)} created, {len(result.deleted)} deleted, "
         f"{result.unchanged} unchanged"
     )
+
+
+COMMANDS: tuple[click.Command, ...] = (acls_cmd,)
