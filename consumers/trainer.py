@@ -16,6 +16,12 @@ triggers). For each trigger, in order:
    ``manual``; else rejected), then its alerts;
 5. only once the producer confirmed delivery, commit the trigger's offset.
 
+With ``live`` (the ``driftline trainer`` command), the trainer also runs the live loop
+(:mod:`driftline.consumers.live`) between triggers: an online challenger per model that
+has one configured, learning every outcome as it arrives, and promotion, probation and
+rollback on live paired evidence. A champion replaced by a trigger's answer then stays in
+shadow on probation, so that live evidence can undo the promotion.
+
 A run that fails publishes an Alert (kind ``training_failed``) and commits: a trigger
 that cannot be trained is answered by the alert, not retried forever. A trigger with
 too few rows is answered the same way, by a ``training_refused`` alert (status
@@ -25,6 +31,7 @@ the commit replays the trigger, and step 1 keeps the answer single.
 
 from __future__ import annotations
 
+import copy
 import logging
 import signal
 import socket
@@ -39,9 +46,10 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Histogram
 
+from driftline.consumers.live import LiveLoop
 from driftline.consumers.outcomes import OutcomeReader
 from driftline.core.errors import CodecError
-from driftline.core.lifecycle.answer import answer_trigger, failure_alert
+from driftline.core.lifecycle.answer import answer_trigger, failure_alert, restage_answer
 from driftline.core.model.config import ModelsConfig
 from driftline.core.model.estimators import write_artifact
 from driftline.core.watch import models_file
@@ -108,9 +116,10 @@ class Trainer:
         group_id: str | None = None,
         consumer_overrides: Mapping[str, Any] | None = None,
         progress: Callable[[str, int, int], None] | None = None,
+        live: bool = False,
     ) -> None:
         self.settings = settings
-        self.models = models
+        self._models = models
         self.key = settings.signing_key.get_secret_value().encode()
         self.progress = progress
         conf = consumer_config(
@@ -129,6 +138,20 @@ class Trainer:
         self.reader = OutcomeReader(settings)
         self.publisher = Publisher(settings, "trainer")
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="driftline-train")
+        self.live: LiveLoop | None = None
+        if live:
+            self.live = LiveLoop(settings, models, self.follower, self.publisher, key=self.key,
+                                 store=self._store)  # fmt: skip
+
+    @property
+    def models(self) -> ModelsConfig:
+        return self._models
+
+    @models.setter
+    def models(self, models: ModelsConfig) -> None:
+        self._models = models
+        if self.live is not None:
+            self.live.models = models
 
     # -- loop ------------------------------------------------------------------------
 
@@ -143,7 +166,9 @@ class Trainer:
         done: list[Outcome] = []
         idle_since = time.monotonic()
         while not should_stop() and (max_triggers is None or len(done) < max_triggers):
-            msg = self.consumer.poll(0.5)
+            if self.live is not None:
+                self.live.pump(0.2)
+            msg = self.consumer.poll(0.5 if self.live is None else 0.01)
             if msg is None or msg.error() is not None:
                 if msg is not None:
                     log.warning("retrain topic: %s", msg.error())
@@ -227,11 +252,17 @@ class Trainer:
             read.seconds,
         )
         ROWS.observe(len(read.rows))
+        champion = reg.champion(model)
+        champion_then = None if champion is None else champion["version"]
+        live = self.live
+        # the live loop goes on while it trains (it changes the registry): the answer is
+        # computed on a copy, its stages derived again on the registry as it then stands
+        snapshot = copy.deepcopy(reg) if live is not None else reg
         future = self._pool.submit(
             answer_trigger,
             trigger,
             read.rows,
-            reg,
+            snapshot,
             self.models,
             key=self.key,
             clock_ms=_now_ms,
@@ -239,12 +270,22 @@ class Trainer:
             data_ranges=read.ranges,
             inline_max_bytes=self.settings.artifact_inline_max_bytes,
             max_challengers=self.settings.max_challengers,
+            probation=self.live is not None and self.live.probation(model),
             store=self._store,
             started_at_ms=started_ms,
             step_ms={"read": round(read.seconds * 1000, 3)},
             progress=lambda done, total: self._progress(model, done, total),
         )
-        answer = keep_alive_until(self.consumer, future)
+        meanwhile = None if live is None else (lambda: live.pump(0.2))
+        answer = keep_alive_until(self.consumer, future, meanwhile)
+        if live is not None:
+            self.follower.catch_up()
+            answer = restage_answer(
+                answer, reg, champion_then=champion_then,
+                now_ms=max(_now_ms(), answer.records[0]["stage_changed_at_ms"] + 1)
+                if answer.records else _now_ms(),
+                max_challengers=self.settings.max_challengers, probation=live.probation(model),
+            )  # fmt: skip
         if answer.verdict is None:
             log.warning("%s: %s", model, answer.alerts[-1]["message"])
         else:
@@ -283,6 +324,8 @@ class Trainer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        if self.live is not None:
+            self.live.close()
         self.consumer.close()
         self.follower.close()
         self.reader.close()
@@ -304,7 +347,7 @@ def main(settings: Settings, metrics_port: int | None = None) -> None:
         stop = True
 
     signal.signal(signal.SIGTERM, _stop)
-    trainer = Trainer(settings, models_file.load(settings.models_file))
+    trainer = Trainer(settings, models_file.load(settings.models_file), live=settings.live)
 
     def _alert_now(record: Mapping[str, Any]) -> None:
         trainer._alert(record)

@@ -112,6 +112,11 @@ class Settings(BaseSettings):
         description="Challengers a model holds at most (each scored in shadow); one more "
         "archives the oldest. Read by the trainer and the models commands.",
     )
+    live: bool = Field(
+        True,
+        description="Whether the trainer runs its live loop: online challengers learning every "
+        "outcome, promotion and rollback on live paired evidence (docs/training.md).",
+    )
     signing_key: SecretStr = Field(
         SecretStr("driftline-dev-signing-key"),
         description="HMAC key that signs model artifacts; set a real secret in production.",

@@ -167,7 +167,8 @@ class RegistryFollower:
             if value is None:
                 if key and b"/" in key:
                     model, version = key.decode().split("/", 1)
-                    self.registry.delete(model, version)
+                    if not version.endswith("@checkpoint"):  # a checkpoint's: version stays
+                        self.registry.delete(model, version)
                 return
             record = self.codec.decode(value, expect=MODEL_VERSION).value
             self._offsets[(record["model"], record["version"])] = offset
@@ -235,6 +236,8 @@ class RegistryFollower:
             if self.on_alert is not None:
                 self.on_alert(rejected_alert(record, exc, int(time.time() * 1000)))
             return None
+        for old in [k for k in self._cache if k[:2] == ident[:2]]:
+            del self._cache[old]  # an online version's earlier checkpoint: not kept
         self._cache[ident] = served
         return served
 

@@ -12,7 +12,13 @@ Per event ``i`` (the simulated clock reads ``i`` ms: the demo replays 1,000 even
    gate against the champion, decide, stage records), on the outcomes of its window
    (event time from ``window_start_ms``, newest ``last_n``); the records reach the
    registry and the monitor ``serve_lag`` events later, and a new champion serves from
-   then on.
+   then on;
+5. with an ``[online]`` section or live promotion on (the trainer's live loop,
+   :class:`driftline.core.lifecycle.live.LiveModel`): every outcome also goes to the
+   LiveModel, every challenger scores each event in shadow (its prediction travels in the
+   Outcome), and what the LiveModel publishes (checkpoints, promotions, rollbacks)
+   reaches the registry ``serve_lag`` events later, like an answer. A trigger's answer is
+   derived again on the registry as it stands when it arrives (``restage_answer``).
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from driftline.core.join.rules import build_outcome
-from driftline.core.lifecycle.answer import answer_trigger
+from driftline.core.lifecycle.answer import Answer, answer_trigger, restage_answer
+from driftline.core.lifecycle.live import LiveModel
 from driftline.core.lifecycle.registry import Registry
 from driftline.core.lifecycle.training import bootstrap
 from driftline.core.model.config import ModelConfig, ModelsConfig
@@ -87,6 +94,9 @@ class LoopResult:
     """Event time (index) of the outcome at which each concept-drift alarm fired."""
     feature_alarms: int = 0
     train_rows: list[int] = field(default_factory=list)
+    live: list[tuple[int, str, str]] = field(default_factory=list)
+    """(event index, action, version) of each live decision (promote, rollback,
+    end_probation) and each online learner's entry (enter)."""
     old_rule: list[bool] = field(default_factory=list)
     """Per answered trigger: would the gate's rule before its confidence bound (point
     estimate, any number of held-out rows) have passed the candidate."""
@@ -115,6 +125,8 @@ class Loop:
         delay: int,
         tick_every: int = 1_000,
         serve_lag: int = 0,
+        live: bool = True,
+        step_every: int = 50,
     ) -> None:
         self.config = config
         self.models = ModelsConfig({config.name: config})
@@ -128,11 +140,16 @@ class Loop:
             [as_outcome_row(r) for r in warm], config, key=KEY, by="bench",
             reason=f"first {len(warm)} events", now_ms=now, code="bench", host="bench",
         )  # fmt: skip
+        self.step_every = step_every
+        self.live: LiveModel | None = None
+        if live and (config.online is not None or config.live.enabled):
+            self.live = LiveModel(config, key=KEY, host="bench", code="bench")
+        self.shadow: dict[str, ServedModel] = {}
         self.served: ServedModel = self._publish(records, now) or self._champion_model()
         self.frozen = self.served
         self.outcomes: list[dict[str, Any]] = []
         self.times: list[int] = []  # event times of self.outcomes (arrival order = time order)
-        self.due: deque[tuple[int, list[dict[str, Any]]]] = deque()
+        self.due: deque[tuple[int, list[dict[str, Any]] | tuple[Answer, str | None]]] = deque()
 
     def _champion_model(self) -> ServedModel:
         champion = self.registry.champion(self.config.name)
@@ -144,9 +161,22 @@ class Loop:
         new = None
         for rec in records:
             self.registry.apply(rec)
-            self.monitor.on_version(rec, now)
+            if rec["stage"] != "checkpoint":
+                self.monitor.on_version(rec, now)
             if rec["stage"] == "champion":
                 new = rec
+        name = self.config.name
+        if self.live is not None:
+            self.live.on_registry(self.registry, now)
+            shadow = {}
+            for r in self.registry.challengers(name):
+                old = self.shadow.get(r["version"])
+                same = old is not None and old.sha256 == r["artifact"]["sha256"]
+                shadow[r["version"]] = old if same else load_version(r, KEY)
+            self.shadow = shadow
+            champion = self.registry.champion(name)
+            if new is None and champion is not None and is_online_checkpoint(records, champion):
+                new = self.registry.get(name, champion["version"])  # its newest state serves
         return None if new is None else load_version(new, KEY)
 
     def run(self, rows: list[Row]) -> LoopResult:
@@ -157,17 +187,26 @@ class Loop:
         for r in rows:
             i = r.index
             while self.due and self.due[0][0] <= i:
-                _, records = self.due.popleft()
-                new = self._publish(records, i)
+                _, what = self.due.popleft()
+                if isinstance(what, tuple):  # a trigger's answer, restaged on arrival
+                    answer, then = what
+                    what = restage_answer(answer, self.registry, champion_then=then, now_ms=i,
+                                          probation=self._probation()).records  # fmt: skip
+                new = self._publish(what, i)
                 if new is not None:
                     self.served = new
             value, scores = self.served.predict_one(r.features)
             res.correct.append(value == r.label)
+            shadow = []
+            for version, model in self.shadow.items():
+                if version != self.served.version:
+                    v, s = model.predict_one(r.features)
+                    shadow.append({"version": version, "prediction": v, "scores": s})
             prediction = {
                 "event_id": f"e{i:07d}", "model": name, "version": self.served.version,
                 "event_time_ms": i, "predicted_at_ms": i, "prediction": value,
                 "scores": scores, "features": r.features, "segment": _segment(r),
-                "label": r.label,
+                "label": r.label, "challengers": shadow,
             }  # fmt: skip
             self.monitor.observe_prediction(prediction)
             pending.append(prediction)
@@ -180,6 +219,11 @@ class Loop:
                 self.outcomes.append(outcome)
                 self.times.append(p["event_time_ms"])
                 emits += self.monitor.observe_outcome(outcome, i)
+                if self.live is not None:
+                    n = len(self.outcomes)
+                    self.live.on_outcome(outcome, ("outcomes", 0, n - 1))
+                    if n % self.step_every == 0:
+                        self._live_step(i, res)
                 since_tick += 1
                 if since_tick >= self.tick_every:
                     since_tick = 0
@@ -200,17 +244,46 @@ class Loop:
         hi = len(self.times) if end is None else bisect.bisect_left(self.times, end)
         if last_n is not None:
             lo = max(lo, hi - last_n)
+        champion = self.registry.champion(self.config.name)
         answer = answer_trigger(
             trigger, self.outcomes[lo:hi], self.registry, self.models, key=KEY,
-            clock_ms=lambda: now, code="bench", host="bench",
+            clock_ms=lambda: now, code="bench", host="bench", probation=self._probation(),
         )  # fmt: skip
         at = now + self.serve_lag
-        self.due.append((at, answer.records))
+        if self.live is None:
+            self.due.append((at, answer.records))
+        else:
+            self.due.append((at, (answer, None if champion is None else champion["version"])))
         res.triggers.append(dict(trigger))
         res.trigger_at.append(now)
         res.stages.append((at, answer.version or "-", answer.stage))
         res.train_rows.append(0 if answer.run is None else answer.run.train_rows)
         res.old_rule.append(answer.verdict is not None and _old_rule(answer.verdict, self.config))
+
+    def _probation(self) -> bool:
+        return self.live is not None and self.config.live.enabled
+
+    def _live_step(self, now: int, res: LoopResult) -> None:
+        """What the trainer's live loop publishes now; it serves ``serve_lag`` later."""
+        assert self.live is not None
+        out = self.live.step(self.registry, now)
+        if not out.records:
+            return
+        if out.decision is not None:
+            res.live.append((now, out.decision.action, out.decision.version))
+        elif any(r["stage"] == "challenger" for r in out.records):
+            res.live.append((now, "enter", out.records[-1]["version"]))
+        if self.serve_lag == 0:
+            new = self._publish(out.records, now)
+            if new is not None:
+                self.served = new
+        else:
+            self.due.append((now + self.serve_lag, out.records))
+
+
+def is_online_checkpoint(records: list[dict[str, Any]], champion: Mapping[str, Any]) -> bool:
+    """Whether ``records`` hold a checkpoint of the serving ``champion``."""
+    return any(r["stage"] == "checkpoint" and r["version"] == champion["version"] for r in records)
 
 
 def _old_rule(verdict: Mapping[str, Any], config: ModelConfig) -> bool:

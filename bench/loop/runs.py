@@ -41,6 +41,8 @@ class Task:
 
     arf: bool = True
     """Run the ARF baseline (1.2-1.5 ms per learnt event)."""
+    live: bool = True
+    """Run the trainer's live loop in the loop (online challenger, live promotion)."""
 
     @property
     def stationary(self) -> bool:
@@ -90,7 +92,7 @@ def run_task(task: Task) -> dict[str, Any]:
     )
     warm, rows = stream[: task.warmup], stream[task.warmup :]
     loop = Loop(config, warm, delay=task.delay, tick_every=task.tick_every,
-                serve_lag=task.serve_lag)  # fmt: skip
+                serve_lag=task.serve_lag, live=task.live)  # fmt: skip
     applied = _recording(loop.registry)
     res = loop.run(rows)
     drifts = task.change_points
@@ -105,6 +107,7 @@ def run_task(task: Task) -> dict[str, Any]:
             "train_rows": res.train_rows,
             "stages": [s for _, _, s in res.stages],
             "old_rule": res.old_rule,
+            "live": [list(x) for x in res.live],
             "alarms": res.alarms,
             "feature_alarms": res.feature_alarms,
             **detection(res.alarms, drifts, width=transition(task.kind, task.drift_every)),

@@ -48,6 +48,11 @@ min_rows = {min_rows}
 max_rows = {max_rows}
 last_n = {max_rows}
 cooldown_ms = 5000
+
+# an online challenger learns every outcome as it arrives (the trainer's live loop) and
+# is promoted, or the champion it replaced restored, on live paired evidence
+[models.demo.online]
+checkpoint_every = 500
 """
 
 

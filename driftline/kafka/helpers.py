@@ -27,7 +27,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from driftline.core.errors import KafkaError
-from driftline.core.lifecycle.registry import registry_key
+from driftline.core.lifecycle.registry import record_key
 from driftline.core.wire.codec import default_codec
 from driftline.core.wire.headers import build as build_headers
 from driftline.core.wire.headers import for_confluent
@@ -155,8 +155,7 @@ class Publisher:
 
     def send_versions(self, records: Iterable[Mapping[str, Any]]) -> None:
         for r in records:
-            key = registry_key(r["model"], r["version"])
-            self.send("registry", key, "ModelVersion", r, r["stage_changed_at_ms"])
+            self.send("registry", record_key(r), "ModelVersion", r, r["stage_changed_at_ms"])
 
     def close(self) -> None:
         """Flush (see :meth:`flush`) and release the producer."""
@@ -228,14 +227,19 @@ def poll_error(exc: KafkaException) -> KafkaError:
     return KafkaError(str(err if err is not None else exc), code=code)
 
 
-def keep_alive_until(consumer: Consumer, future: Future[T]) -> T:
+def keep_alive_until(
+    consumer: Consumer, future: Future[T], meanwhile: Callable[[], object] | None = None
+) -> T:
     """``future.result()``, polling ``consumer`` meanwhile with its partitions paused, so a
     long task neither exceeds ``max.poll.interval.ms`` nor reads ahead. A message from a
-    partition a rebalance assigned meanwhile is sought back and paused, not lost."""
+    partition a rebalance assigned meanwhile is sought back and paused, not lost.
+    ``meanwhile()`` (short) is called between polls."""
     consumer.pause(consumer.assignment())
     try:
         while not future.done():
-            msg = consumer.poll(0.2)
+            if meanwhile is not None:
+                meanwhile()
+            msg = consumer.poll(0.2 if meanwhile is None else 0.01)
             if msg is not None and msg.error() is None:
                 tp = TopicPartition(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
                 consumer.seek(tp)

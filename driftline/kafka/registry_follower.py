@@ -31,7 +31,8 @@ class RegistryFollower:
         value = msg.value()
         if value is None:  # a tombstone: model/version deleted
             model, _, version = (msg.key() or b"").decode().partition("/")
-            self.registry.delete(model, version)
+            if not version.endswith("@checkpoint"):  # a checkpoint's: its version stays
+                self.registry.delete(model, version)
             return
         try:
             record = default_codec().decode(value, expect="ModelVersion").value

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from driftline.core.model.config import DRIFT_KEYS, FEATURE_KEYS, GATE_KEYS, KEYS
+from driftline.core.model.config import (
+    DRIFT_KEYS,
+    FEATURE_KEYS,
+    GATE_KEYS,
+    KEYS,
+    LIVE_KEYS,
+    ONLINE_KEYS,
+)
 from driftline.core.watch.models_file import RETRAIN_KEYS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
@@ -18,6 +25,8 @@ SECTIONS = {
     "### `[models.NAME.gate]`": GATE_KEYS,
     "### `[models.NAME.retrain]`": RETRAIN_KEYS,
     "### `[models.NAME.drift]`": DRIFT_KEYS,
+    "### `[models.NAME.online]`": ONLINE_KEYS,
+    "### `[models.NAME.live]`": LIVE_KEYS,
 }
 
 

@@ -30,7 +30,10 @@ Steps, in order:
    ``auto``), challenger (passed, ``manual``) or rejected; then the stage records
    (:func:`~driftline.core.lifecycle.training.stage_records`: the champion it replaces,
    or the oldest challengers past ``max_challengers``, archived first) and, for a
-   rejected candidate, a ``candidate_rejected`` alert.
+   rejected candidate, a ``candidate_rejected`` alert. Where the live loop runs
+   (``probation``) and the champion is an online learner, which has learnt the held-out
+   rows, a candidate that passes every check but the comparison with it becomes a
+   challenger: live paired evidence decides.
 
 >>> stage_reason("champion", {"summary": "passed: ..."})
 'gate passed, promotion auto'
@@ -45,12 +48,12 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from driftline.core.errors import ArtifactError, ConfigError
 from driftline.core.lifecycle import reservoir
-from driftline.core.lifecycle.registry import MAX_CHALLENGERS, Registry
+from driftline.core.lifecycle.registry import MAX_CHALLENGERS, Registry, is_online
 from driftline.core.lifecycle.training import Store, TrainingRun, decide, stage_records, train
 from driftline.core.lifecycle.trainset import build_frame, examples, window
 from driftline.core.model.config import ModelConfig, ModelsConfig
@@ -110,14 +113,17 @@ def answer_trigger(
     code: str | None = None,
     host: str | None = None,
     max_challengers: int = MAX_CHALLENGERS,
+    probation: bool = False,
 ) -> Answer:
     """Answer ``trigger`` (a RetrainTrigger dict) from ``rows``, Outcome-like dicts holding
     (at least) its window, against ``registry`` as it stands (see the module docstring).
 
     ``clock_ms()`` gives the version's creation time, then the stage changes' (at least
-    1 ms later) and the alerts'. Raises what training raises (no rows, an unknown model,
-    an artifact too large with no ``store``); the caller answers that with
-    :func:`failure_alert`.
+    1 ms later) and the alerts'. With ``probation`` (a live loop watches the model), a
+    champion replaced by a promotion stays in shadow on probation instead of being
+    archived, so live evidence can roll the promotion back. Raises what training raises
+    (no rows, an unknown model, an artifact too large with no ``store``); the caller
+    answers that with :func:`failure_alert`.
     """
     model = trigger["model"]
     run_id = run_id or str(uuid.uuid4())
@@ -180,14 +186,27 @@ def answer_trigger(
     )  # fmt: skip
     record, verdict = run.record, run.verdict
     stage = decide(verdict, config.promotion, config.gate.min_improvement)
+    reason = stage_reason(stage, verdict)
+    if champion is not None and is_online(champion["version"]) and probation:
+        # an online champion has learnt the held-out rows: the comparison with it says
+        # nothing. A candidate that passes every other check waits in shadow, and live
+        # paired evidence decides (the live loop runs: ``probation``)
+        others = [ok for check, ok in verdict["checks"].items() if check != "improvement"]
+        if all(others):
+            stage = "challenger"
+            reason = (
+                f"the champion {champion['version']} learns online (it has learnt the "
+                "held-out rows): enters as a challenger, live evidence decides"
+            )
     later = stage_records(
         record,
         stage,
         current=[*([champion] if champion else []), *registry.challengers(model)],
         by="trainer",
-        reason=stage_reason(stage, verdict),
+        reason=reason,
         now_ms=max(clock_ms(), record["stage_changed_at_ms"] + 1),
         max_challengers=max_challengers,
+        replaced="probation" if probation else "archived",
     )
     if stage == "rejected":
         message = f"Candidate {record['version']} was rejected: {verdict['summary']}"
@@ -250,6 +269,57 @@ def _param(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def restage_answer(
+    answer: Answer,
+    registry: Registry,
+    *,
+    champion_then: str | None,
+    now_ms: int,
+    max_challengers: int = MAX_CHALLENGERS,
+    probation: bool = False,
+) -> Answer:
+    """``answer`` (computed on a registry whose champion was ``champion_then``) with its
+    stage records derived again on ``registry`` as it stands now: while a trigger trains,
+    the live loop may have promoted or rolled back. A candidate gated against a champion
+    that no longer is one enters as a challenger instead (live evidence decides).
+
+    >>> from driftline.core.lifecycle.registry import Registry
+    >>> from driftline.core.model.config import ModelConfig
+    >>> base = {"model": "m", "gate": None, "stage_changed_at_ms": 1, "created_at_ms": 1,
+    ...         "stage_changed_by": "t", "stage_reason": "r", "lineage": {}}
+    >>> reg = Registry.from_records([{**base, "version": "online-1", "stage": "champion"},
+    ...                              {**base, "version": "v1", "stage": "challenger"}])
+    >>> candidate = {**base, "version": "v2", "stage": "candidate"}
+    >>> old = Answer(ModelConfig("m"), None, "champion", [candidate], [])
+    >>> new = restage_answer(old, reg, champion_then="v1", now_ms=5)
+    >>> new.stage, [(r["version"], r["stage"]) for r in new.records]
+    ('challenger', [('v2', 'candidate'), ('v2', 'challenger')])
+    """
+    if answer.stage not in ("champion", "challenger") or not answer.records:
+        return answer
+    candidate = answer.records[0]
+    model = candidate["model"]
+    champion = registry.champion(model)
+    now_version = None if champion is None else champion["version"]
+    stage, reason = answer.stage, candidate.get("stage_reason") or ""
+    later = answer.records[1:]
+    if later:
+        reason = later[-1]["stage_reason"]
+    if stage == "champion" and now_version != champion_then:
+        stage = "challenger"
+        reason = (
+            f"gate passed against {champion_then}, which is no longer the champion "
+            f"({now_version} is): enters as a challenger, live evidence decides"
+        )
+    records = stage_records(
+        candidate, stage,
+        current=[*([champion] if champion else []), *registry.challengers(model)],
+        by="trainer", reason=reason, now_ms=now_ms, max_challengers=max_challengers,
+        replaced="probation" if probation else "archived",
+    )  # fmt: skip
+    return replace(answer, stage=stage, records=[candidate, *records])
 
 
 def stage_reason(stage: str, verdict: Mapping[str, Any]) -> str:

@@ -24,6 +24,19 @@ while every version stays on the topic. :func:`unretire` moves each retired vers
 back to the stage it left (``previous_stage``, ModelVersion v2), so the champion serves
 again. A retired model's versions cannot enter a slot otherwise.
 
+**Probation.** A version becoming champion does not archive the champion it replaces:
+that one stays a challenger, scored in shadow, *on probation* (its stage reason starts
+with :data:`PROBATION`), so the live paired evidence can roll back a promotion that
+turns out worse (driftline.core.lifecycle.promotion). Challengers past the cap are
+archived oldest first, online learners (``online-<n>``) last.
+
+An online learner's state changes between stage changes: each of its checkpoints is a
+record with the pseudo-stage ``checkpoint`` under its own key (``model/version@checkpoint``,
+:func:`record_key`). It carries the version's new artifact, lineage and metrics and
+never changes the stage, so a checkpoint published while a promotion was in flight
+cannot undo it, and compaction keeps the newest of each kind. :meth:`Registry.get` gives
+the stage record with the newest state of the two (by ``lineage.finished_at_ms``).
+
 The topic is compacted: it keeps the *last* record per key, so it always holds every
 version and its current stage, but older stage changes of a version disappear
 once the log cleaner runs. The full history lives in the SQL view (stage_history),
@@ -43,10 +56,13 @@ True
 >>> [(r["version"], r["stage"]) for r in promote(reg, "churn", "v2", by="bo", reason="better",
 ...                                                now_ms=5)]
 [('v1', 'archived'), ('v2', 'champion')]
->>> for r in promote(reg, "churn", "v2", by="bo", reason="better", now_ms=5):
+>>> for r in promote(reg, "churn", "v2", by="bo", reason="better", now_ms=5,
+...                  replaced="probation"):  # where a live loop watches the model
 ...     _ = reg.apply(r)
 >>> reg.champion("churn")["version"], reg.answered("k-1")["version"]
 ('v2', 'v2')
+>>> reg.get("churn", "v1")["stage_reason"]  # scored in shadow, on probation
+'probation: replaced by v2: better'
 >>> [(r["version"], r["stage"]) for r in rollback(reg, "churn", by="ana", reason="v2 drifts",
 ...                                                 now_ms=9)]
 [('v2', 'archived'), ('v1', 'champion')]
@@ -61,12 +77,18 @@ from typing import Any
 from driftline.core.errors import StageError
 
 __all__ = [
+    "CHECKPOINT",
     "MAX_CHALLENGERS",
+    "ONLINE_PREFIX",
+    "PROBATION",
     "STAGES",
     "Registry",
     "StageChange",
     "approve",
+    "is_online",
+    "is_probation",
     "promote",
+    "record_key",
     "registry_key",
     "restage",
     "retire",
@@ -77,13 +99,25 @@ __all__ = [
 
 STAGES = ("candidate", "challenger", "champion", "archived", "rejected", "retired")
 SLOTS = ("champion", "challenger")
+CHECKPOINT = "checkpoint"
+"""The pseudo-stage of an online learner's checkpoint record (not a stage)."""
+STATE_FIELDS = (
+    "artifact", "lineage", "metrics", "segment_metrics", "reference_profile", "feature_spec",
+)  # fmt: skip
+"""What a checkpoint updates."""
+PROBATION = "probation: "
+"""How the stage reason of a champion replaced by a promotion starts: it stays a
+challenger, scored in shadow, for a probation window. The record itself says so, so a
+restarted trainer knows it too."""
+ONLINE_PREFIX = "online-"
+"""Versions named so are online learners (driftline.core.lifecycle.online)."""
 MAX_CHALLENGERS = 3
 """Challengers a model holds at most, unless the writer says otherwise
 (``DRIFTLINE_MAX_CHALLENGERS``)."""
 ALLOWED: dict[str, frozenset[str]] = {
     "candidate": frozenset({"challenger", "champion", "rejected", "archived"}),
     "challenger": frozenset({"champion", "archived", "rejected", "retired"}),
-    "champion": frozenset({"archived", "retired"}),
+    "champion": frozenset({"archived", "challenger", "retired"}),
     "archived": frozenset({"champion", "challenger"}),
     "rejected": frozenset(),
     "retired": frozenset(),
@@ -94,6 +128,34 @@ ALLOWED: dict[str, frozenset[str]] = {
 def registry_key(model: str, version: str) -> str:
     """The registry topic key of a version: ``model/version``."""
     return f"{model}/{version}"
+
+
+def record_key(record: Mapping[str, Any]) -> str:
+    """The registry topic key of a record: ``model/version``, or
+    ``model/version@checkpoint`` for a checkpoint."""
+    key = registry_key(record["model"], record["version"])
+    return key + "@checkpoint" if record["stage"] == CHECKPOINT else key
+
+
+def is_online(version: str) -> bool:
+    """Whether ``version`` names an online learner."""
+    return version.startswith(ONLINE_PREFIX)
+
+
+def is_probation(record: Mapping[str, Any] | None) -> bool:
+    """Whether ``record`` is a previous champion on probation (a challenger)."""
+    return (
+        record is not None
+        and record["stage"] == "challenger"
+        and str(record["stage_reason"]).startswith(PROBATION)
+    )
+
+
+def _newer_state(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether record ``a`` holds a newer learnt state than ``b``."""
+    return int((a.get("lineage") or {}).get("finished_at_ms") or 0) > int(
+        (b.get("lineage") or {}).get("finished_at_ms") or 0
+    )
 
 
 @dataclass(frozen=True)
@@ -127,6 +189,7 @@ class Registry:
         self._challengers: dict[str, list[str]] = {}  # in the order they became challenger
         self._champions: dict[str, list[str]] = {}  # versions in the order they became champion
         self._answered: dict[str, tuple[str, str]] = {}
+        self._checkpoints: dict[tuple[str, str], dict[str, Any]] = {}
         self.changes: list[StageChange] = []
         """Every change applied, in order (what this process saw, not what compaction kept)."""
 
@@ -140,6 +203,11 @@ class Registry:
     def apply(self, record: Mapping[str, Any]) -> StageChange | None:
         """Fold one record in; the change it makes, or None for a repeat of the last one."""
         model, version, stage = record["model"], record["version"], record["stage"]
+        if stage == CHECKPOINT:
+            old_state = self._checkpoints.get((model, version))
+            if old_state is None or _newer_state(record, old_state):
+                self._checkpoints[(model, version)] = dict(record)
+            return None
         if stage not in STAGES:
             raise StageError(f"{registry_key(model, version)}: unknown stage {stage!r}")
         versions = self._versions.setdefault(model, {})
@@ -177,6 +245,7 @@ class Registry:
     def delete(self, model: str, version: str) -> None:
         """Forget a version (a tombstone on the registry topic)."""
         self._versions.get(model, {}).pop(version, None)
+        self._checkpoints.pop((model, version), None)
         if self._champion.get(model) == version:
             del self._champion[model]
         if version in self._challengers.get(model, []):
@@ -209,12 +278,19 @@ class Registry:
         return max(found, key=lambda r: r["stage_changed_at_ms"]) if found else None
 
     def get(self, model: str, version: str) -> dict[str, Any] | None:
-        return self._versions.get(model, {}).get(version)
+        """The version's stage record, with the state of a newer checkpoint if any."""
+        record = self._versions.get(model, {}).get(version)
+        if record is None:
+            return None
+        state = self._checkpoints.get((model, version))
+        if state is None or not _newer_state(state, record):
+            return record
+        return {**record, **{k: state[k] for k in STATE_FIELDS if k in state}}
 
     def versions(self, model: str) -> list[dict[str, Any]]:
         """Every version of ``model``, oldest first (by creation time, then first seen)."""
-        found = list(self._versions.get(model, {}).values())
-        return sorted(found, key=lambda r: r["created_at_ms"])
+        found = [self.get(model, v) for v in self._versions.get(model, {})]
+        return sorted((r for r in found if r is not None), key=lambda r: r["created_at_ms"])
 
     def champion(self, model: str) -> dict[str, Any] | None:
         version = self._champion.get(model)
@@ -244,9 +320,9 @@ class Registry:
         return next(self.previous_champions(model), None)
 
     def previous_champions(self, model: str) -> Iterator[dict[str, Any]]:
-        """Every rollback target, best first: the earlier champions that are archived now,
-        latest first, then the other archived versions that passed their gate (or were
-        bootstrapped), newest first. A worker that refuses the current champion's
+        """Every rollback target, best first: the earlier champions that are archived or
+        on probation now, latest first, then the other archived versions that passed their
+        gate (or were bootstrapped), newest first. A worker that refuses the current champion's
         artifact serves the first of these it can verify."""
         current = self._champion.get(model)
         seen: set[str] = set()
@@ -254,7 +330,7 @@ class Registry:
             rec = self.get(model, version)
             if rec is None or version == current or version in seen:
                 continue
-            if rec["stage"] == "archived":
+            if rec["stage"] == "archived" or is_probation(rec):
                 seen.add(version)
                 yield rec
         for old in self.versions(model)[::-1]:
@@ -294,10 +370,15 @@ def transition(
     now_ms: int,
     force: bool = False,
     max_challengers: int = MAX_CHALLENGERS,
+    replaced: str = "archived",
 ) -> list[dict[str, Any]]:
     """The records that move ``model/version`` into ``stage``, in publish order: first
-    the archiving of the champion it replaces, or of the oldest challengers past
-    ``max_challengers``."""
+    the archiving of the oldest challengers past ``max_challengers`` (online learners
+    last), then what becomes of the champion it replaces (``replaced``: ``probation``, a
+    challenger whose reason starts with :data:`PROBATION`; ``archived``; or
+    ``challenger``, a plain one), then the version itself."""
+    if replaced not in ("probation", "archived", "challenger"):
+        raise StageError(f"replaced must be probation, archived or challenger, not {replaced!r}")
     record = reg.get(model, version)
     if record is None:
         raise StageError(f"no version {registry_key(model, version)} in the registry")
@@ -317,17 +398,28 @@ def transition(
         )
     out = []
     holder = reg.champion(model)
+    others = [r for r in reg.challengers(model) if r["version"] != version]
+    entering = []
     if stage == "champion" and holder is not None and holder["version"] != version:
-        why = f"replaced by {version}: {reason}"
-        out.append(restage(holder, "archived", by=by, reason=why, now_ms=now_ms))
-    if stage == "challenger":
-        others = [r for r in reg.challengers(model) if r["version"] != version]
-        for old in others[: max(0, len(others) + 1 - max_challengers)]:
-            why = (
-                f"the oldest of {len(others)} challengers, archived for {version}"
-                f" (at most {max_challengers}): {reason}"
-            )
-            out.append(restage(old, "archived", by=by, reason=why, now_ms=now_ms))
+        if replaced == "archived":
+            why = f"replaced by {version}: {reason}"
+            out.append(restage(holder, "archived", by=by, reason=why, now_ms=now_ms))
+        else:
+            prefix = PROBATION if replaced == "probation" else ""
+            why = f"{prefix}replaced by {version}: {reason}"
+            entering.append(restage(holder, "challenger", by=by, reason=why, now_ms=now_ms))
+    newcomer = entering[0]["version"] if entering else version
+    joins = len(entering) + (stage == "challenger")
+    # the oldest leave first, online learners last (they keep learning while they wait)
+    leave = sorted(others, key=lambda r: is_online(r["version"]))
+    for old in leave[: max(0, len(others) + joins - max_challengers)]:
+        why = (
+            f"the oldest of {len(others)} challengers, archived for {newcomer}"
+            f" (at most {max_challengers}): {reason}"
+        )
+        out.append(restage(old, "archived", by=by, reason=why, now_ms=now_ms))
+    if stage == "champion":
+        out += entering
     out.append(restage(record, stage, by=by, reason=reason, now_ms=now_ms))
     return out
 
@@ -335,7 +427,8 @@ def transition(
 def promote(
     reg: Registry, model: str, version: str, *, by: str, reason: str, now_ms: int, **kw: Any
 ) -> list[dict[str, Any]]:
-    """Make ``version`` the champion (archiving the current one)."""
+    """Make ``version`` the champion (the current one is archived; ``replaced`` says
+    otherwise: see :func:`transition`)."""
     return transition(reg, model, version, "champion", by=by, reason=reason, now_ms=now_ms, **kw)
 
 
@@ -365,13 +458,20 @@ def rollback(
     reason: str,
     now_ms: int,
 ) -> list[dict[str, Any]]:
-    """Republish an earlier version (default: the previous champion) as champion."""
+    """Republish an earlier version (default: the previous champion) as champion; the
+    champion rolled back from is archived (an online learner stays a challenger: it keeps
+    learning)."""
     if version is None:
         target = reg.previous_champion(model)
         if target is None:
             raise StageError(f"model {model} has no earlier champion to roll back to")
         version = target["version"]
-    return promote(reg, model, version, by=by, reason=f"rollback: {reason}", now_ms=now_ms)
+    champion = reg.champion(model)
+    replaced = (
+        "challenger" if champion is not None and is_online(champion["version"]) else ("archived")
+    )
+    return transition(reg, model, version, "champion", by=by, reason=f"rollback: {reason}",
+                      now_ms=now_ms, replaced=replaced)  # fmt: skip
 
 
 def retire(reg: Registry, model: str, *, by: str, reason: str, now_ms: int) -> list[dict[str, Any]]:

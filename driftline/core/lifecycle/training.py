@@ -330,14 +330,16 @@ def stage_records(
     reason: str,
     now_ms: int,
     max_challengers: int = MAX_CHALLENGERS,
+    replaced: str = "archived",
 ) -> list[dict[str, Any]]:
     """The records that follow a published candidate into ``stage`` (archiving the
-    champion among ``current``, or the oldest challengers past ``max_challengers``), in
-    publish order. ``current``: the model's champion and every challenger."""
+    champion among ``current``, or putting it on probation with ``replaced``, and the
+    oldest challengers past ``max_challengers``), in publish order. ``current``: the
+    model's champion and every challenger."""
     reg = Registry.from_records([*current, candidate])
     model, version = candidate["model"], candidate["version"]
     return transition(reg, model, version, stage, by=by, reason=reason, now_ms=now_ms,
-                      max_challengers=max_challengers)  # fmt: skip
+                      max_challengers=max_challengers, replaced=replaced)  # fmt: skip
 
 
 def bootstrap(

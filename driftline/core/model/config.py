@@ -20,6 +20,12 @@ TTL, promotion policy, gate, retrain policy and drift exclusions. Read from a TO
     [models.churn.drift]
     exclude = ["signup_date"]   # never tested for drift, never a retrain reason
 
+    [models.churn.online]       # an online challenger that learns every outcome (opt-in)
+    factory = "hoeffding_adaptive_tree"
+
+    [models.churn.live]         # promotion and rollback on live paired evidence
+    alpha = 0.05
+
     [[models.churn.features]]   # FeatureSpec records (schemas/model_version.v1.avsc)
     name = "age"
     type = "integer"
@@ -58,7 +64,7 @@ import re
 import tomllib
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +89,11 @@ __all__ = [
     "TASKS",
     "DriftConfig",
     "GateConfig",
+    "LiveConfig",
     "ModelConfig",
     "ModelsConfig",
     "ModelsFileError",
+    "OnlineConfig",
     "Problem",
     "check_model",
     "parse",
@@ -153,6 +161,69 @@ class DriftConfig:
 
 
 @dataclass(frozen=True)
+class OnlineConfig:
+    """An online challenger that learns from every outcome (``[models.NAME.online]``;
+    see driftline.core.lifecycle.online). Off unless the section is present."""
+
+    factory: str = ""
+    """Factory of the learner; default: ``hoeffding_adaptive_tree`` for classifiers,
+    the model's own factory for regressors."""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    """Its parameters; default: the model's own for a regressor's own factory, else the
+    factory's defaults."""
+    seed: int = 42
+    learn_fraction: float = 1.0
+    """Share of outcomes learnt (a deterministic sample by event id), for learners slower
+    than the outcome rate; every outcome is still scored test-then-train."""
+    checkpoint_every: int = 200
+    """Publish the learner's state after this many rows learnt..."""
+    checkpoint_min_ms: int = 250
+    """...but not sooner than this after the last checkpoint..."""
+    checkpoint_max_ms: int = 30_000
+    """...and at least this often while it learns."""
+    window: int = 1_000
+    """Outcomes in the learner's prequential (test-then-train) score."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.learn_fraction <= 1:
+            raise ConfigError(f"learn_fraction must be in (0, 1], not {self.learn_fraction}")
+        for name in ("checkpoint_every", "window"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if not 0 <= self.checkpoint_min_ms <= self.checkpoint_max_ms:
+            raise ConfigError(
+                "checkpoint_min_ms must be >= 0 and <= checkpoint_max_ms, not "
+                f"{self.checkpoint_min_ms} and {self.checkpoint_max_ms}"
+            )
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """Promotion, probation and rollback on live paired evidence (``[models.NAME.live]``;
+    see driftline.core.lifecycle.promotion)."""
+
+    enabled: bool = True
+    alpha: float = 0.05
+    """Bound on the chance that a challenger no better than the champion is promoted (or
+    a champion no worse than the one it replaced is rolled back), over all time."""
+    min_pairs: int = 200
+    """Paired outcomes before any decision."""
+    min_segment_pairs: int = 100
+    """Discordant pairs that make a segment large enough to veto a promotion."""
+    max_pairs: int = 20_000
+    """Discordant pairs after which the evidence restarts without a decision."""
+    probation_pairs: int = 2_000
+    """Paired outcomes the previous champion stays in shadow after a promotion."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"alpha must be in (0, 1), not {self.alpha}")
+        for name in ("min_pairs", "min_segment_pairs", "max_pairs", "probation_pairs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, not {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """How Driftline serves, monitors and retrains one model."""
 
@@ -169,6 +240,8 @@ class ModelConfig:
     gate: GateConfig = field(default_factory=GateConfig)
     retrain: Mapping[str, Any] = field(default_factory=dict)
     drift: DriftConfig = field(default_factory=DriftConfig)
+    online: OnlineConfig | None = None
+    live: LiveConfig = field(default_factory=LiveConfig)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -179,6 +252,16 @@ class ModelConfig:
             raise ConfigError(f"model {self.name}: join_ttl_ms must be >= 1")
         if not self.factory:
             object.__setattr__(self, "factory", DEFAULT_FACTORY[self.task])
+        online = self.online
+        if online is not None and not online.factory:
+            if self.task == "classification":
+                online = replace(online, factory="hoeffding_adaptive_tree")
+            else:
+                from driftline.core.model.estimators import estimator_params
+
+                params = online.params or estimator_params(self.params)
+                online = replace(online, factory=self.factory, params=params)
+            object.__setattr__(self, "online", online)
 
     def spec(self) -> Spec:
         """The feature spec declared here (used until a champion brings its own)."""
@@ -197,14 +280,18 @@ class ModelConfig:
 
 KEYS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name != "name")
 """The keys of a ``[models.NAME]`` table."""
-TABLES = ("params", "gate", "retrain", "drift")
+TABLES = ("params", "gate", "retrain", "drift", "online", "live")
 FEATURE_KEYS = tuple(f.name for f in dataclasses.fields(FeatureSpec))
 GATE_KEYS = tuple(f.name for f in dataclasses.fields(GateConfig))
 DRIFT_KEYS = tuple(f.name for f in dataclasses.fields(DriftConfig))
+ONLINE_KEYS = tuple(f.name for f in dataclasses.fields(OnlineConfig))
+LIVE_KEYS = tuple(f.name for f in dataclasses.fields(LiveConfig))
 _HINTS = typing.get_type_hints(ModelConfig)
 _FEATURE_HINTS = {**typing.get_type_hints(FeatureSpec), "categories": list[str]}
 _GATE_HINTS = typing.get_type_hints(GateConfig)
 _DRIFT_HINTS = {"exclude": list[str]}
+_ONLINE_HINTS = {**typing.get_type_hints(OnlineConfig), "params": dict[str, Any]}
+_LIVE_HINTS = typing.get_type_hints(LiveConfig)
 _ENUMS = {"task": TASKS, "promotion": PROMOTIONS}
 
 
@@ -251,6 +338,16 @@ def _parse_model(name: str, d: Any, found: Found) -> ModelConfig | None:
         kw["gate"] = _gate(kw["gate"], found)
     if "drift" in kw:
         kw["drift"] = DriftConfig(**checked_keys(("drift",), kw["drift"], _DRIFT_HINTS, found))
+    sections = (("online", OnlineConfig, _ONLINE_HINTS), ("live", LiveConfig, _LIVE_HINTS))
+    for key, kind, hints in sections:
+        if key in kw:
+            good = checked_keys((key,), kw[key], hints, found)
+            try:
+                kw[key] = kind(**good)
+            except ConfigError as exc:
+                bad = key_in_message(str(exc), good)
+                found.append(((key, bad) if bad else (key,), str(exc)))
+                kw[key] = None if key == "online" else LiveConfig()
     try:
         cfg = ModelConfig(name=name, **kw)
     except ConfigError as exc:  # every field was checked above: a safety net
@@ -375,6 +472,17 @@ def check_model(cfg: ModelConfig, skip: Iterable[str | int] = ()) -> Found:
                 culprits = [named] if named else [k for k in keys if _refused(cfg, k)]
                 why = f"factory {cfg.factory} refused it: {text}"
                 found += [(("params", k), why) for k in culprits] or [(("params",), why)]
+    online = cfg.online
+    if online is not None and "online" not in skipped:
+        task = factory_task(online.factory)
+        if task is not None and task != cfg.task:
+            why = f"{online.factory} is a {task} factory; task is {cfg.task}"
+            found.append((("online", "factory"), why))
+        else:
+            try:
+                build(online.factory, online.params, online.seed)
+            except ConfigError as exc:
+                found.append((("online", "params" if online.params else "factory"), str(exc)))
     if cfg.positive_class is not None and cfg.task != "classification":
         found.append((("positive_class",), "applies to classification only"))
     declared = {f["name"] for f in cfg.features}

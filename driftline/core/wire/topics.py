@@ -56,14 +56,17 @@ _TOPICS: tuple[tuple[str, str, str, bool, dict[str, str]], ...] = (
     ("retrain", "model", "RetrainTrigger", False, _delete(4 * WEEK_MS)),
     (
         "registry",
-        "model/version",
+        "model/version (model/version@checkpoint: an online learner's newest state)",
         "ModelVersion",
         False,
         {
             "cleanup.policy": "compact",
             "retention.ms": "-1",
             "min.cleanable.dirty.ratio": "0.1",
-            "segment.ms": str(DAY_MS),
+            # online learners checkpoint every few seconds: segments roll hourly (or at
+            # 64 MiB) so that compaction keeps only each key's newest state
+            "segment.ms": str(3_600_000),
+            "segment.bytes": str(64 * 1024 * 1024),
         },
     ),
     ("deadletter", "source key", "DeadLetter", False, _delete(4 * WEEK_MS)),

@@ -15,9 +15,10 @@ from driftline.core.lifecycle.answer import (
     answer_trigger,
     config_for,
     failure_alert,
+    restage_answer,
     stage_reason,
 )
-from driftline.core.lifecycle.registry import Registry, retire
+from driftline.core.lifecycle.registry import Registry, is_probation, promote, retire
 from driftline.core.lifecycle.training import bootstrap
 from driftline.core.model.config import GateConfig, ModelConfig, ModelsConfig
 from driftline.core.wire.codec import default_codec
@@ -161,6 +162,16 @@ def test_answer_decides_the_stage_and_what_to_publish(
     assert reg.champion("churn")["version"] == old["version"]
 
 
+def test_with_a_live_loop_the_replaced_champion_stays_on_probation() -> None:
+    reg, models = registry_with_champion(True)
+    old = reg.champion("churn")
+    got = answer_trigger(manual_trigger(), rows(500, start=1_000), reg, models, key=KEY,
+                         clock_ms=clock(), code="c", host="h", probation=True)  # fmt: skip
+    assert [(r["version"], r["stage"]) for r in got.records[1:]] == [
+        (old["version"], "challenger"), (got.version, "champion")]  # fmt: skip
+    assert is_probation(got.records[1]) and not is_probation(got.records[2])
+
+
 def test_answer_trains_on_the_trigger_window_only() -> None:
     reg, models = registry_with_champion(True)
     data = rows(800)
@@ -249,3 +260,48 @@ def test_a_retired_model_is_refused_and_challengers_are_capped() -> None:
     assert (got.stage, got.records, got.run) == ("refused", [], None)
     assert got.alerts[0]["evidence"]["reason"] == "model_retired"
     assert "is retired" in got.alerts[0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("champion_now", "stage"),
+    [("same", "champion"), ("another", "challenger")],
+)
+def test_an_answer_is_restaged_on_the_registry_as_it_stands_after_training(
+    champion_now: str, stage: str
+) -> None:
+    """While a trigger trains the live loop may change the champion: a candidate gated
+    against one that no longer is champion enters as a challenger."""
+    reg, models = registry_with_champion(True)
+    old = reg.champion("churn")
+    got = answer_trigger(manual_trigger(), rows(500, start=1_000), reg, models, key=KEY,
+                         clock_ms=clock(), code="c", host="h", probation=True)  # fmt: skip
+    assert got.stage == "champion"
+    if champion_now == "another":
+        other = {**old, "version": "online-1", "stage": "candidate"}
+        reg.apply(other)
+        for r in promote(reg, "churn", "online-1", by="t", reason="live", now_ms=T0 + 9_000):
+            reg.apply(r)
+    again = restage_answer(got, reg, champion_then=old["version"], now_ms=T0 + 10_000,
+                           probation=True)  # fmt: skip
+    assert again.stage == stage and again.records[0] == got.records[0]
+    assert again.records[-1]["version"] == got.version and again.records[-1]["stage"] == stage
+    if stage == "champion":
+        assert [r["stage"] for r in again.records] == [r["stage"] for r in got.records]
+    else:
+        assert "no longer the champion" in again.records[-1]["stage_reason"]
+
+
+@pytest.mark.parametrize(("probation", "stage"), [(True, "challenger"), (False, "champion")])
+def test_a_candidate_against_an_online_champion_waits_for_live_evidence(
+    probation: bool, stage: str
+) -> None:
+    """An online champion has learnt the held-out rows: with the live loop running, a
+    candidate that passes every other check enters as a challenger."""
+    reg, models = registry_with_champion(True)
+    online = {**reg.champion("churn"), "version": "online-1"}
+    reg = Registry.from_records([online])
+    got = answer_trigger(manual_trigger(), rows(500, start=1_000), reg, models, key=KEY,
+                         clock_ms=clock(), code="c", host="h", probation=probation)  # fmt: skip
+    assert got.stage == stage
+    if probation:
+        assert "learns online" in got.records[-1]["stage_reason"]

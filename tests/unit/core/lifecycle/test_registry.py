@@ -12,6 +12,7 @@ from driftline.core.lifecycle.registry import (
     STAGES,
     Registry,
     approve,
+    is_probation,
     promote,
     registry_key,
     restage,
@@ -92,10 +93,14 @@ def test_unknown_stage_is_refused() -> None:
         Registry().apply(version("v1", "live", 1))
 
 
-def test_promote_archives_the_old_champion_first(reg: Registry) -> None:
-    out = promote(reg, "churn", "v2", by="trainer", reason="gate passed", now_ms=20)
-    assert publish(reg, out) == [("v1", "archived"), ("v2", "champion")]
-    assert out[0]["stage_reason"] == "replaced by v2: gate passed"
+def test_promote_with_probation_keeps_the_old_champion_in_shadow_first(reg: Registry) -> None:
+    out = promote(
+        reg, "churn", "v2", by="trainer", reason="gate passed", now_ms=20, replaced="probation"
+    )
+    assert publish(reg, out) == [("v1", "challenger"), ("v2", "champion")]
+    assert out[0]["stage_reason"] == "probation: replaced by v2: gate passed"
+    assert is_probation(reg.get("churn", "v1")) and not is_probation(reg.get("churn", "v2"))
+    assert reg.previous_champion("churn")["version"] == "v1"  # the first rollback target
     assert all(r["stage_changed_at_ms"] == 20 and r["stage_changed_by"] == "trainer" for r in out)
     assert reg.champion("churn")["version"] == "v2"
     # everything but the stage fields is the version as published
@@ -138,6 +143,43 @@ def test_challengers_up_to_the_cap_the_oldest_archived_past_it(
     out = promote(reg, "churn", left[0], by="a", reason="r", now_ms=50)
     assert publish(reg, out) == [("v1", "archived"), (left[0], "champion")]
     assert [r["version"] for r in reg.challengers("churn")] == left[1:]
+
+
+@pytest.mark.parametrize(
+    ("cap", "expected_archived"),
+    [(3, []), (2, ["v4"]), (1, ["v4", "online-1"])],
+)
+def test_a_probation_past_the_cap_archives_the_oldest_batch_challenger_first(
+    reg: Registry, cap: int, expected_archived: list[str]
+) -> None:
+    """online-1 is the oldest challenger, but online learners leave last."""
+    for i, v in enumerate(["online-1", "v4"]):
+        reg.apply(version(v, "candidate", 6 + i))
+        publish(reg, transition(reg, "churn", v, "challenger", by="a", reason="r", now_ms=10 + i))
+    reg.apply(version("v5", "candidate", 9))
+    out = transition(reg, "churn", "v5", "champion", by="a", reason="r", now_ms=20,
+                     max_challengers=cap, replaced="probation")  # fmt: skip
+    archived = [r["version"] for r in out if r["stage"] == "archived"]
+    assert archived == expected_archived
+    publish(reg, out)
+    assert reg.champion("churn")["version"] == "v5" and is_probation(reg.get("churn", "v1"))
+
+
+@pytest.mark.parametrize(
+    ("replaced", "stage", "prefix"),
+    [("probation", "challenger", "probation: "), ("archived", "archived", ""),
+     ("challenger", "challenger", "")],
+)  # fmt: skip
+def test_what_becomes_of_the_replaced_champion(
+    reg: Registry, replaced: str, stage: str, prefix: str
+) -> None:
+    out = transition(reg, "churn", "v2", "champion", by="a", reason="r", now_ms=20,
+                     replaced=replaced)  # fmt: skip
+    assert (out[0]["version"], out[0]["stage"]) == ("v1", stage)
+    assert out[0]["stage_reason"] == f"{prefix}replaced by v2: r"
+    with pytest.raises(StageError, match="replaced must be"):
+        transition(reg, "churn", "v2", "champion", by="a", reason="r", now_ms=20,
+                   replaced="gone")  # fmt: skip
 
 
 def test_max_challengers_must_be_positive(reg: Registry) -> None:

@@ -237,7 +237,7 @@ def test_next_version(existing: list[str], version: str) -> None:
     assert next_version(existing, "abcdef1234") == version
 
 
-def test_stage_records_archive_the_slot_holder() -> None:
+def test_stage_records_archive_the_champion_or_put_it_on_probation() -> None:
     run = train(examples(build_frame(outcomes(100))), CFG, key=KEY, now_ms=5, code="c", host="h")
     old = {**run.record, "version": "v0", "stage": "champion"}
     out = stage_records(
@@ -247,6 +247,10 @@ def test_stage_records_archive_the_slot_holder() -> None:
         ("v0", "archived"),
         (run.record["version"], "champion"),
     ]
+    out = stage_records(run.record, "champion", current=[old], by="trainer", reason="r",
+                        now_ms=9, replaced="probation")  # fmt: skip
+    assert [r["stage"] for r in out] == ["challenger", "champion"]
+    assert out[0]["stage_reason"].startswith("probation: ")
     out = stage_records(run.record, "rejected", current=[old], by="trainer", reason="r", now_ms=9)
     assert [(r["version"], r["stage"]) for r in out] == [(run.record["version"], "rejected")]
 

@@ -1,0 +1,123 @@
+"""The trainer's live loop through the real broker (issue 17): an online challenger that
+learns every outcome once, across a restart, enters as a challenger and is promoted on
+live paired evidence, the champion it replaces kept on probation."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from driftline.consumers.trainer import Trainer
+from driftline.core.lifecycle.registry import is_online, is_probation
+from driftline.core.model.config import LiveConfig, ModelsConfig, OnlineConfig
+from driftline.core.wire.codec import default_codec
+from driftline.kafka.clients import producer_config
+from driftline.kafka.registry_follower import read_registry
+from driftline.settings import Settings
+from tests.integration.loop_helpers import (
+    FAST_GROUP,
+    T0,
+    bootstrap_champion,
+    loop_settings,
+    models,
+    read_topic,
+)
+
+
+@pytest.fixture
+def s(settings: Settings, tmp_path: Path) -> Settings:
+    return loop_settings(settings, tmp_path)
+
+
+def live_models() -> ModelsConfig:
+    cfg = replace(
+        models()["churn"],
+        online=OnlineConfig(factory="hoeffding_tree", checkpoint_every=100, checkpoint_min_ms=0),
+        live=LiveConfig(min_pairs=50, probation_pairs=200),
+    )
+    return ModelsConfig({"churn": cfg})
+
+
+def produce(s: Settings, n: int, start: int, champion: str, challenger: str | None) -> None:
+    """``n`` outcomes of the concept ``amount > 5``: the champion predicts the opposite,
+    the challenger (when given) the truth."""
+    rng = random.Random(start)
+    producer = Producer(producer_config(s, "test"))
+    for i in range(start, start + n):
+        amount = rng.random() * 10
+        label, t = amount > 5, T0 + i * 1_000
+        row = {
+            "event_id": f"e-{uuid.uuid4().hex[:8]}-{i}", "model": "churn", "version": champion,
+            "event_time_ms": t, "predicted_at_ms": t + 5, "label_time_ms": t + 1_000,
+            "label_delay_ms": 1_000, "prediction": not label, "scores": {}, "label": label,
+            "features": {"amount": amount, "plan": rng.choice(["basic", "pro"])},
+            "segment": {"region": "eu" if i % 2 else "us"},
+            "challengers": [] if challenger is None else [
+                {"version": challenger, "prediction": label, "scores": {}}],
+        }  # fmt: skip
+        producer.produce(s.topic("outcomes"), default_codec().encode("Outcome", row),
+                         row["event_id"].encode(), timestamp=row["label_time_ms"])  # fmt: skip
+    assert producer.flush(30) == 0
+
+
+def pump_until(t: Trainer, done: Callable[[], bool], what: str, timeout_s: float = 90) -> None:
+    assert t.live is not None
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, f"no {what} after {timeout_s} s: {t.live.state()}"
+        t.live.pump(0.2)
+
+
+def learned(t: Trainer) -> int:
+    assert t.live is not None
+    learner = t.live.lives["churn"].learner
+    return 0 if learner is None else learner.learned
+
+
+def test_an_online_challenger_learns_each_outcome_once_and_wins_on_live_evidence(
+    s: Settings, group_id: str
+) -> None:
+    old = bootstrap_champion(s)["version"]
+    t = Trainer(s, live_models(), group_id=group_id, consumer_overrides=FAST_GROUP, live=True)
+    try:
+        assert t.live is not None
+        t.live.start()  # no learner yet: from the end of the outcomes topic
+        produce(s, 350, 0, old, None)
+        pump_until(t, lambda: learned(t) == 350, "350 rows learnt")
+        pump_until(t, lambda: read_registry(s).challengers("churn") != [], "online challenger")
+    finally:
+        t.close()
+    reg = read_registry(s)
+    (entered,) = reg.challengers("churn")
+    online = entered["version"]
+    assert is_online(online) and reg.champion("churn")["version"] == old
+    checkpoint_rows = entered["lineage"]["rows"]
+    assert 300 <= checkpoint_rows <= 350  # the newest checkpoint's, every 100 rows at least
+
+    # a restarted trainer resumes the learner from its checkpoint and reads on from there:
+    # the rows after the checkpoint are learnt once more into the state, never twice
+    t = Trainer(s, live_models(), group_id=group_id, consumer_overrides=FAST_GROUP, live=True)
+    try:
+        assert t.live is not None
+        t.live.start()
+        assert learned(t) == checkpoint_rows
+        pump_until(t, lambda: learned(t) == 350, "the rows after the checkpoint")
+        produce(s, 400, 350, old, online)  # paired: the champion wrong, the learner right
+        pump_until(t, lambda: read_registry(s).champion("churn")["version"] == online,
+                   "live promotion")  # fmt: skip
+        pump_until(t, lambda: learned(t) == 750, "every row learnt")
+        assert learned(t) == 750
+    finally:
+        t.close()
+    reg = read_registry(s)
+    assert is_probation(reg.get("churn", old))  # the replaced champion, still in shadow
+    promoted = [a for a in read_topic(s, "alerts", "Alert") if a["kind"] == "live_promotion"]
+    assert [a["version"] for a in promoted] == [online]
+    assert "better" in promoted[0]["message"] or promoted[0]["evidence"]

@@ -1,0 +1,142 @@
+"""LiveModel: what the trainer's live loop publishes for one model (the online learner's
+checkpoints and entry, decisions on live evidence, manual promotion, the champion's drift)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from driftline.core.lifecycle.live import LiveModel
+from driftline.core.lifecycle.registry import CHECKPOINT, Registry, is_probation
+from driftline.core.model.config import LiveConfig, ModelConfig, OnlineConfig
+
+FEATURES = [{"name": "x", "type": "number"}]
+
+
+def champion(version: str = "v1") -> dict[str, Any]:
+    return {"model": "m", "version": version, "stage": "champion", "task": "classification",
+            "stage_changed_at_ms": 0, "stage_changed_by": "t", "stage_reason": "r",
+            "created_at_ms": 0, "feature_spec": FEATURES, "lineage": {},
+            "artifact": {"sha256": "a"}, "metrics": {}}  # fmt: skip
+
+
+def config(promotion: str = "auto", online: bool = True, **live: Any) -> ModelConfig:
+    return ModelConfig(
+        "m", promotion=promotion,
+        online=OnlineConfig(factory="hoeffding_tree", checkpoint_every=50, checkpoint_min_ms=0)
+        if online else None,
+        live=LiveConfig(**{"min_pairs": 30, **live}),
+    )  # fmt: skip
+
+
+def outcome(i: int, rng: random.Random, version: str, challengers: dict[str, float]) -> dict:
+    """Concept ``x > 0.5``; the champion right half the time, each challenger at its rate."""
+    x = rng.random()
+    label = x > 0.5
+    right = {v: rng.random() < p for v, p in challengers.items()}
+    return {"event_id": f"e{i}", "model": "m", "version": version, "event_time_ms": i,
+            "features": {"x": x}, "label": label, "segment": {},
+            "prediction": label if rng.random() < 0.5 else not label,
+            "challengers": [{"version": v, "prediction": label if r else not label, "scores": {}}
+                            for v, r in right.items()]}  # fmt: skip
+
+
+def feed(live: LiveModel, reg: Registry, n: int, start: int, challengers: dict[str, float],
+         seed: int = 1) -> list[dict]:  # fmt: skip
+    """Feed ``n`` outcomes, stepping every 10 and applying what is published."""
+    rng, published = random.Random(seed), []
+    version = reg.champion("m")["version"]
+    for i in range(start, start + n):
+        live.on_outcome(outcome(i, rng, version, challengers), ("o", 0, i))
+        if i % 10 == 9:
+            out = live.step(reg, now_ms=i)
+            for r in out.records:
+                reg.apply(r)
+            published.append(out)
+            if out.records:
+                live.on_registry(reg, now_ms=i)
+            version = reg.champion("m")["version"]
+    return published
+
+
+def test_the_learner_checkpoints_then_enters_once_as_challenger() -> None:
+    reg = Registry.from_records([champion()])
+    live = LiveModel(config(), key=b"k", host="h", code="c")
+    live.on_registry(reg, now_ms=0)
+    outs = feed(live, reg, 200, 0, {})
+    records = [r for o in outs for r in o.records]
+    stages = [r["stage"] for r in records]
+    assert stages.count("challenger") == 1 and stages[0] == CHECKPOINT
+    assert stages.count(CHECKPOINT) == 4  # every 50 rows
+    assert live.learner is not None and live.learner.learned == 200
+    assert live.positions == {("o", 0): 200}
+    assert [r["version"] for r in reg.challengers("m")] == ["online-1"]
+
+
+def test_while_a_trigger_trains_only_checkpoints_are_published() -> None:
+    reg = Registry.from_records([champion()])
+    live = LiveModel(config(), key=b"k", host="h", code="c")
+    live.on_registry(reg, now_ms=0)
+    rng = random.Random(2)
+    for i in range(60):
+        live.on_outcome(outcome(i, rng, "v1", {}), ("o", 0, i))
+    out = live.step(reg, now_ms=60, decide=False)
+    assert [r["stage"] for r in out.records] == [CHECKPOINT]  # no entry yet
+    for i in range(60, 120):
+        live.on_outcome(outcome(i, rng, "v1", {}), ("o", 0, i))
+    out = live.step(reg, now_ms=120)
+    assert [r["stage"] for r in out.records] == [CHECKPOINT, "challenger"]
+
+
+@pytest.mark.parametrize(
+    ("promotion", "champion_after", "alert"),
+    [("auto", "v2", "live_promotion"), ("manual", "v1", "challenger_better")],
+)
+def test_a_better_challenger_is_promoted_or_reported(
+    promotion: str, champion_after: str, alert: str
+) -> None:
+    reg = Registry.from_records([champion(), {**champion("v2"), "stage": "challenger"}])
+    live = LiveModel(config(promotion, online=False), key=b"k", host="h", code="c")
+    live.on_registry(reg, now_ms=0)
+    outs = feed(live, reg, 400, 0, {"v2": 0.95})
+    alerts = [a["kind"] for o in outs for a in o.alerts]
+    assert alerts[0] == alert
+    assert reg.champion("m")["version"] == champion_after
+    if promotion == "auto":
+        assert is_probation(reg.get("m", "v1"))  # the replaced champion stays in shadow
+
+
+def test_a_challenger_no_better_is_not_promoted() -> None:
+    reg = Registry.from_records([champion(), {**champion("v2"), "stage": "challenger"}])
+    live = LiveModel(config(online=False), key=b"k", host="h", code="c")
+    live.on_registry(reg, now_ms=0)
+    outs = feed(live, reg, 2_000, 0, {"v2": 0.5})
+    assert reg.champion("m")["version"] == "v1"
+    assert not [a for o in outs for a in o.alerts]
+
+
+def test_nothing_is_decided_when_live_promotion_is_off() -> None:
+    reg = Registry.from_records([champion(), {**champion("v2"), "stage": "challenger"}])
+    live = LiveModel(config(online=False, enabled=False), key=b"k", host="h", code="c")
+    live.on_registry(reg, now_ms=0)
+    outs = feed(live, reg, 400, 0, {"v2": 0.95})
+    assert reg.champion("m")["version"] == "v1" and not any(o.alerts for o in outs)
+
+
+def test_a_refused_decision_is_dropped_and_its_evidence_gathered_again() -> None:
+    reg = Registry.from_records([champion(), {**champion("v2"), "stage": "challenger"}])
+    live = LiveModel(config(online=False), key=b"k", host="h", code="c")
+    live.on_registry(reg, now_ms=0)
+    rng = random.Random(5)
+    decided = None
+    for i in range(400):
+        live.on_outcome(outcome(i, rng, "v1", {"v2": 0.95}), ("o", 0, i))
+        decided = live.step(reg, now_ms=i)
+        if decided.decision is not None:
+            break
+    assert decided is not None and decided.decision is not None
+    live.refused()  # its records were not delivered: the registry still says v1
+    assert live.promoter.tests["v2"].pairs == 0
+    assert live.step(reg, now_ms=500).decision is None

@@ -1,0 +1,176 @@
+"""The online challenger: test-then-train, checkpoints that resume without learning an
+outcome twice, sampling, and its configuration."""
+
+from __future__ import annotations
+
+import pytest
+
+from driftline.core.errors import ArtifactError, ConfigError
+from driftline.core.lifecycle.online import OnlineLearner, is_online
+from driftline.core.lifecycle.registry import Registry, record_key, restage
+from driftline.core.model.artifact import deserialize, serialize, sha256_hex
+from driftline.core.model.config import ModelConfig, ModelsConfig, OnlineConfig
+from driftline.core.watch.profile import ReferenceProfile
+
+KEY = b"k"
+
+
+def rows(n: int, start: int = 0, task: str = "classification"):
+    for i in range(start, start + n):
+        x = {"x": (i * 7) % 10, "c": "a" if i % 3 else "b"}
+        y = x["x"] > 4 if task == "classification" else 2.0 * x["x"] + 1
+        yield {"event_id": f"e{i}", "model": "m", "features": x, "label": y,
+               "event_time_ms": i, "segment": {}}  # fmt: skip
+
+
+def canonical(estimator) -> str:
+    """The digest of an estimator after one pickle round trip: pickle memoizes shared
+    strings by identity, which a round trip changes without changing the state."""
+    return sha256_hex(serialize(deserialize(serialize(estimator))))
+
+
+def learner(factory: str = "hoeffding_tree", task: str = "classification", **kw) -> OnlineLearner:
+    return OnlineLearner.start("m", task, OnlineConfig(factory=factory, **kw), number=1,
+                               started_at_ms=0)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("factory", "task"),
+    [("hoeffding_tree", "classification"), ("logistic_regression", "classification"),
+     ("linear_regression", "regression")],
+)  # fmt: skip
+def test_a_resumed_learner_ends_where_one_that_never_stopped_ends(factory, task):
+    """Learn 0..299 straight, or 0..149, checkpoint, resume, then 0..299 again (the first
+    150 offered twice, as after a crash): the same state, byte for byte."""
+    straight = learner(factory, task)
+    for i, r in enumerate(rows(300, task=task)):
+        assert straight.learn(r, ("o", i % 2, i // 2))
+    first = learner(factory, task)
+    for i, r in enumerate(rows(150, task=task)):
+        first.learn(r, ("o", i % 2, i // 2))
+    record = first.checkpoint(now_ms=1, key=KEY, feature_spec=[])
+    resumed = OnlineLearner.resume(record, KEY, OnlineConfig(factory=factory))
+    learnt = [resumed.learn(r, ("o", i % 2, i // 2)) for i, r in enumerate(rows(300, task=task))]
+    assert learnt == [False] * 150 + [True] * 150
+    assert resumed.learned == straight.learned == 300
+    assert resumed.next_offsets == straight.next_offsets == {("o", 0): 150, ("o", 1): 150}
+    assert canonical(resumed.estimator) == canonical(straight.estimator)
+
+
+def test_it_predicts_before_it_learns():
+    """Test-then-train: the very first outcome is scored by an empty model (no
+    prediction), so it counts in no prequential score; later ones do."""
+    lr = learner()
+    lr.learn(next(rows(1)), ("o", 0, 0))
+    assert lr.prequential == {}
+    for i, r in enumerate(rows(500, start=1)):
+        lr.learn(r, ("o", 0, i + 1))
+    assert lr.prequential["accuracy"] > 0.9 and lr.prequential["count"] == 500
+
+
+def test_checkpoint_cadence():
+    lr = learner(checkpoint_every=10, checkpoint_min_ms=1_000, checkpoint_max_ms=5_000)
+    for i, r in enumerate(rows(9)):
+        lr.learn(r, ("o", 0, i))
+    assert not lr.checkpoint_due(0)
+    lr.learn(next(rows(1, 9)), ("o", 0, 9))
+    assert lr.checkpoint_due(0)
+    lr.checkpoint(100, KEY, [])
+    for i, r in enumerate(rows(10, 10)):
+        lr.learn(r, ("o", 0, 10 + i))
+    assert not lr.checkpoint_due(1_099)  # enough rows, too soon
+    assert lr.checkpoint_due(1_100)
+    lr.checkpoint(1_100, KEY, [])
+    assert not lr.checkpoint_due(10_000)  # nothing learnt since
+    lr.learn(next(rows(1, 20)), ("o", 0, 20))
+    assert not lr.checkpoint_due(6_099) and lr.checkpoint_due(6_100)  # max interval
+
+
+def test_a_checkpoint_never_changes_the_stage_even_published_after_a_promotion():
+    """The learner's first checkpoint enters the registry as a challenger; the
+    promotion and a checkpoint built before it arrive in either order: the version is
+    champion and serves the newest state."""
+    lr = learner()
+    for i, r in enumerate(rows(50)):
+        lr.learn(r, ("o", 0, i))
+    first = lr.checkpoint(10, KEY, [{"name": "x", "type": "integer"}])
+    assert (first["stage"], first["version"], is_online(first["version"])) == (
+        "checkpoint", "online-1", True)  # fmt: skip
+    assert record_key(first) == "m/online-1@checkpoint"
+    entered = restage(first, "challenger", by="trainer", reason="online learner", now_ms=10)
+    assert record_key(entered) == "m/online-1"
+    lr.learn(next(rows(1, 50)), ("o", 0, 50))
+    later = lr.checkpoint(30, KEY, [])
+    promoted = restage(entered, "champion", by="trainer", reason="better", now_ms=20)
+    orders = ([entered, later, promoted], [entered, promoted, later], [later, entered, promoted])
+    for order in orders:
+        reg = Registry.from_records(order)
+        got = reg.champion("m")
+        assert got is not None and got["version"] == "online-1", order
+        assert got["artifact"]["sha256"] == later["artifact"]["sha256"]
+        assert got["lineage"]["rows"] == 51 and got["stage_reason"] == "better"
+        assert [c.stage for c in reg.changes] == ["challenger", "champion"]
+    older = Registry.from_records([entered, later, first])  # an older checkpoint comes late
+    assert older.get("m", "online-1")["lineage"]["rows"] == 51
+    with pytest.raises(ArtifactError):
+        OnlineLearner.resume(later, b"another key", OnlineConfig(factory="hoeffding_tree"))
+
+
+def test_a_checkpoint_carries_a_reference_profile_of_what_it_learnt():
+    lr = learner()
+    for i, r in enumerate(rows(300)):
+        lr.learn(r, ("o", 0, i))
+    spec = [{"name": "x", "type": "integer"}, {"name": "c", "type": "category"}]
+    record = lr.checkpoint(10, KEY, spec)
+    profile = ReferenceProfile.from_json(record["reference_profile"])
+    assert sorted(profile.features) == ["c", "x"] and profile.n == 299
+    assert profile.prediction is not None
+
+
+def test_a_large_checkpoint_goes_to_the_store_under_a_name_with_its_digest():
+    lr = learner()
+    for i, r in enumerate(rows(20)):
+        lr.learn(r, ("o", 0, i))
+    stored = {}
+
+    def store(model, name, data):
+        stored[name] = data
+        return f"file:///tmp/{name}"
+
+    record = lr.checkpoint(5, KEY, [], inline_max_bytes=10, store=store)
+    (name,) = stored
+    assert name.startswith("online-1-") and record["artifact"]["sha256"].startswith(name[9:])
+    assert record["artifact"]["inline"] is None
+    with pytest.raises(ConfigError, match="too large"):
+        lr.checkpoint(6, KEY, [], inline_max_bytes=10)
+
+
+def test_learn_fraction_learns_a_deterministic_sample_and_scores_every_outcome():
+    a, b = learner(learn_fraction=0.3), learner(learn_fraction=0.3)
+    for i, r in enumerate(rows(2_000)):
+        a.learn(r, ("o", 0, i))
+        b.learn(r, ("o", 0, i))
+    assert 500 <= a.learned <= 700 and a.learned == b.learned
+    assert a.prequential["count"] == 1_000  # the window, full: every outcome scored
+
+
+def test_an_outcome_without_label_is_not_learnt():
+    lr = learner()
+    assert not lr.learn({"event_id": "e", "features": {"x": 1}, "label": None}, ("o", 0, 0))
+    assert lr.learned == 0
+
+
+def test_the_online_section_of_the_models_file():
+    cfg = ModelsConfig.from_toml(
+        '[models.m]\ntask = "classification"\n[models.m.online]\nlearn_fraction = 0.5\n'
+        "[models.m.live]\nalpha = 0.01\n"
+    )["m"]
+    assert cfg.online is not None and cfg.online.factory == "hoeffding_adaptive_tree"
+    assert cfg.online.learn_fraction == 0.5 and cfg.live.alpha == 0.01
+    assert ModelConfig("r", task="regression", online=OnlineConfig()).online.factory == (
+        "linear_regression")  # fmt: skip
+    assert ModelConfig("m").online is None
+    with pytest.raises(ConfigError, match="online"):
+        ModelsConfig.from_toml("[models.m]\n[models.m.online]\nlearn_fraction = 0\n")
+    with pytest.raises(ConfigError, match=r"models.m.online.factoryy .*did you mean factory"):
+        ModelsConfig.from_toml('[models.m]\n[models.m.online]\nfactoryy = "x"\n')
