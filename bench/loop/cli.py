@@ -70,7 +70,8 @@ def process_tasks(args: argparse.Namespace) -> list[Task]:
             for seed in args.seeds:
                 out.append(Task(stream, seed, delay, events, every, grid=GRID,
                                 tick_every=args.tick_every, serve_lag=args.serve_lag,
-                                retrain=args.retrain, arf=not args.no_arf))  # fmt: skip
+                                retrain=args.retrain, arf=not args.no_arf,
+                                live=not args.no_live))  # fmt: skip
     # the long ones first, so the workers finish together
     return sorted(out, key=lambda t: (t.kind == "led", t.events), reverse=True)
 
@@ -163,6 +164,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--drift-every", type=int,
                    help="events between changes of abrupt and gradual streams (6,000)")  # fmt: skip
     p.add_argument("--no-arf", action="store_true", help="skip the ARF baseline")
+    p.add_argument("--no-live", action="store_true",
+                   help="in process: without the trainer's live loop (online challenger, "
+                        "live promotion); through Kafka it follows the models file")  # fmt: skip
     p.add_argument("--workers", type=int, default=2, help="in-process workers (default 2)")
     p.add_argument("--tick-every", type=int, default=1_000,
                    help="in process: outcomes between monitor ticks (the demo ticks every "
