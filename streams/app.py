@@ -132,7 +132,7 @@ def tune_gc() -> None:
 def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "worker") -> Worker:
     """Build the worker: app, agents, scorer and registry follower (nothing started)."""
     codec = default_codec()
-    app_id = f"{settings.topic_prefix}{name}".replace(".", "-")
+    app_id = settings.group(name)
     app = create_app(settings, app_id)
     alert_producer = Producer(producer_config(settings, "worker-alerts"))
 

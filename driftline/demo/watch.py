@@ -68,7 +68,7 @@ class Watcher:
 
     def _run(self) -> None:
         codec = default_codec()
-        group = f"demo-watch-{uuid.uuid4().hex[:8]}"
+        group = f"{self.settings.group('demo-watch')}-{uuid.uuid4().hex[:8]}"
         c = Consumer(consumer_config(self.settings, "demo", group, **{"enable.auto.commit": False}))
         c.subscribe([self.settings.topic(t) for t in TOPICS])
         try:
