@@ -82,6 +82,7 @@ def run_task(task: Task) -> dict[str, Any]:
             "stages": [s for _, _, s in res.stages],
             "alarms": res.alarms,
             "feature_alarms": res.feature_alarms,
+            "incidents": res.incident_counts(),
             **detection(res.alarms, drifts),
         },
     }

@@ -17,6 +17,7 @@ from typing import Any
 
 from driftline.core.errors import ConfigError
 from driftline.core.model.config import ModelConfig, ModelsConfig
+from driftline.core.watch.incidents import NOTICE_FIELDS
 
 __all__ = ["alert", "config_for", "failure_alert", "stage_reason"]
 
@@ -66,7 +67,7 @@ def alert(
     *,
     now_ms: int,
 ) -> dict[str, Any]:
-    """An Alert record."""
+    """An Alert record: a notice (no incident, ``state`` null)."""
     return {
         "alert_id": str(uuid.uuid4()),
         "model": model,
@@ -77,6 +78,7 @@ def alert(
         "message": message,
         "evidence": dict(evidence),
         "created_at_ms": now_ms,
+        **NOTICE_FIELDS,
     }
 
 

@@ -229,6 +229,59 @@ def test_concept_drift_retrains_once(
     assert trigger["window_start_ms"] == ev["concept_drift.change_time_ms"]
 
 
+# -- incidents --------------------------------------------------------------------------------
+
+# (name, error per outcome, outcomes, incidents as (cause, state at the end))
+STREAMS = [
+    ("stationary", const(0.1), 6_000, []),
+    ("a drift that recovers", lambda i: 0.45 if 2_000 <= i < 4_000 else 0.1, 9_000,
+     [("concept_drift", "resolved"), ("performance_degradation", "resolved")]),
+    ("a drift that stays", jump(2_000, 0.1, 0.45), 6_000,
+     [("concept_drift", "firing"), ("performance_degradation", "firing")]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("error", "n", "want"), [r[1:] for r in STREAMS], ids=[r[0] for r in STREAMS]
+)
+def test_a_stream_through_the_monitor_raises_one_incident_per_cause(
+    trained: dict[str, Any],
+    error: Callable[[int], float],
+    n: int,
+    want: list[tuple[str, str]],
+) -> None:
+    """Every judgement of every tick (two segments, count and time windows, drift) goes
+    through the incidents: one incident per cause, published when it opens, escalates
+    (warning to critical) and resolves."""
+    mon = ModelMonitor(ModelConfig("churn", retrain={"on_degradation": False}))
+    record = champion(trained, "v1-aaaaaaa")
+    mon.on_version(record, T0)
+    emits = drive(mon, outcomes(n, record["version"], error, seed=3))
+    check_encodes(emits)
+    alerts = of(emits, "alerts")
+    got: dict[str, list[str]] = {}
+    for a in alerts:
+        got.setdefault(a["kind"], []).append(a["state"])
+    assert sorted((kind, states[-1]) for kind, states in got.items()) == want
+    for kind, states in got.items():
+        mine = [a for a in alerts if a["kind"] == kind]
+        assert len({a["incident_id"] for a in mine}) == 1  # one incident
+        assert states[0] == "firing" and states.count("resolved") <= 1
+        assert len(states) <= 3  # opened, escalated at most once, resolved
+    perf = [a for a in alerts if a["kind"] == "performance_degradation"]
+    if perf:
+        assert {"all", "region=eu", "region=us"} >= set(perf[-1]["segments"]) >= {"all"}
+        assert len({a["incident_id"] for a in perf}) == 1
+    for a in alerts:
+        if a["state"] == "resolved":
+            assert a["duration_ms"] == a["resolved_at_ms"] - a["opened_at_ms"] > 0
+            # resolved on evidence from after the recovery (outcome 4,000 on)
+            assert a["resolved_at_ms"] > T0 + 4_000 * STEP_MS
+    assert {a["kind"] for a in alerts} == set(mon.incidents.open) | {
+        k for k, states in got.items() if states[-1] == "resolved"
+    }
+
+
 # -- rate alerts ----------------------------------------------------------------------------
 
 
