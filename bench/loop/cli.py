@@ -163,6 +163,7 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
             "reasons": r["driftline"]["reasons"],
             "alarms": len(r["driftline"]["alarms"]),
             "feature_alarms": r["driftline"]["feature_alarms"],
+            "incidents": r["driftline"].get("incidents", {}).get("opened", 0),
             "accuracy": r["driftline"]["accuracy"],
         }
         for r in sorted(stationary, key=lambda r: (r["task"]["kind"], r["task"]["concepts"]))
@@ -241,12 +242,13 @@ def report(summary: dict[str, Any]) -> str:
     )  # fmt: skip
     stat = _table(
         ["stream", "delay", "events", "retrain triggers", "concept alarms", "feature alerts",
-         "accuracy"],
+         "incidents", "accuracy"],
         [
             [
                 s["stream"], str(s["delay"]), f"{s['events']:,}",
                 f"{s['triggers']}" + (f" ({s['reasons']})" if s["reasons"] else ""),
-                str(s["alarms"]), str(s["feature_alarms"]), f"{s['accuracy']:.3f}",
+                str(s["alarms"]), str(s["feature_alarms"]), str(s["incidents"]),
+                f"{s['accuracy']:.3f}",
             ]
             for s in summary["stationary"]
         ],
@@ -279,6 +281,10 @@ def targets(summary: dict[str, Any]) -> list[str]:
         lines.append(
             f"- stationary {s['stream']} ({s['events']:,} events): {s['triggers']} false "
             f"triggers: {'met' if ok else 'MISSED'}"
+        )
+        lines.append(
+            f"- stationary {s['stream']} ({s['events']:,} events): {s['incidents']} "
+            f"incidents: {'met' if s['incidents'] == 0 else 'MISSED'}"
         )
     for r in summary["rows"]:
         same_ok = r["driftline"] >= r["periodic_same"]

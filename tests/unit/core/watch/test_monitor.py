@@ -282,6 +282,28 @@ def test_a_stream_through_the_monitor_raises_one_incident_per_cause(
     }
 
 
+def test_a_segment_is_judged_only_against_a_baseline_of_enough_rows(
+    trained: dict[str, Any],
+) -> None:
+    """Both segments serve 10% below their validation accuracy; only the one whose
+    baseline was measured on at least min_segment_samples held-out rows is judged:
+    a segment alone opens its own incident (all is healthy)."""
+    config = ModelConfig("churn", gate=GateConfig(min_segment_samples=200))
+    mon = ModelMonitor(config)
+    record = champion(trained, "v1-aaaaaaa", segment_metrics={
+        "region=eu": {"accuracy": 0.99, "count": 150},
+        "region=us": {"accuracy": 0.99, "count": 250},
+    })  # fmt: skip
+    mon.on_version(record, T0)
+    emits = drive(mon, outcomes(3_000, record["version"], const(0.1), seed=4))
+    check_encodes(emits)
+    alerts = of(emits, "alerts")
+    assert len({a["incident_id"] for a in alerts}) == 1  # (maybe escalated once)
+    for a in alerts:
+        assert (a["kind"], a["state"], a["segments"]) == (
+            "performance_degradation", "firing", ["region=us"])  # fmt: skip
+
+
 # -- rate alerts ----------------------------------------------------------------------------
 
 
