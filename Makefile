@@ -41,6 +41,7 @@ bench-quick: setup
 	$(BIN)/python bench/throughput.py --quick
 	$(BIN)/python -m bench.loop --quick
 	$(BIN)/python -m bench.faults --quick
+	$(BIN)/python -m bench.gate_trial --quick
 
 demo: setup
 	$(BIN)/driftline demo
