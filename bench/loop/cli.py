@@ -1,7 +1,8 @@
 """``python -m bench.loop [--quick] [--workers 2] [--json PATH]``: Driftline's closed loop
 against the frozen model, periodic retraining and HoeffdingAdaptiveTree on river's drifting
 Agrawal and SEA streams, with labels delayed by 0 and 500 events; plus stationary streams
-for false triggers. Prints side-by-side tables and the issue's targets.
+for false triggers and incidents (``--stationary-only``: those alone). Prints side-by-side
+tables and the issue's targets.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def tasks(args: argparse.Namespace) -> list[Task]:
         for kind in args.streams
         for delay in args.delays
         for seed in seeds
+        if not args.stationary_only
     ]
     out += [
         Task(
@@ -303,16 +305,19 @@ def _list(kind: type) -> Any:
     return lambda text: [kind(v) for v in text.split(",") if v]
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line of ``python -m bench.loop``."""
     p = argparse.ArgumentParser(prog="python -m bench.loop", description=__doc__)
     p.add_argument("--quick", action="store_true", help="small sizes (CI)")
     p.add_argument("--streams", type=_list(str), default=list(KINDS), help="agrawal,sea")
     p.add_argument("--delays", type=_list(int), default=list(DELAYS), help="0,500")
     p.add_argument("--seeds", type=_list(int), help="1,2,3,4,5 (quick: 1)")
     p.add_argument("--no-stationary", action="store_true", help="skip the stationary runs")
+    p.add_argument("--stationary-only", action="store_true",
+                   help="only the stationary runs (false triggers and incidents)")  # fmt: skip
     p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     p.add_argument("--tick-every", type=int, default=1_000,
-                   help="outcomes between monitor ticks (the demo ticks every ~1,000)")  # fmt: skip
+                   help="outcomes between monitor ticks (the demo: ~500)")  # fmt: skip
     p.add_argument("--serve-lag", type=int, default=0,
                    help="events between a trigger and its answer serving")  # fmt: skip
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -321,6 +326,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json", type=Path, help="write the raw results and summary here")
     args = p.parse_args(argv)
     args.retrain = tuple((k, json.loads(v)) for k, _, v in (s.partition("=") for s in args.set))
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
     t0 = time.perf_counter()
     results = _run(args.workers, tasks(args))
     summary = summarize(results)
