@@ -9,7 +9,9 @@ cooldown: it folds every alert into an incident (:mod:`driftline.core.watch.inci
 A judgement that raises no alert is a :class:`~driftline.core.watch.incidents.Check`
 (``checks_snapshot``, ``check_rate``, ``checks_drift``, ``check_concept``): healthy when
 the statistic is at most ``clear_factor`` times its threshold, which is what resolves an
-incident; between the two it is recovering.
+incident; between the two it is recovering. For accuracy the clearing margin also allows
+for the baseline's own sampling error when the baseline says on how many held-out rows
+(``count``) it was measured (:meth:`AlertRules.clearing_margin`).
 
 Performance is worse than baseline when a higher-is-better metric (accuracy, precision,
 recall, f1, roc_auc, r2) is more than ``margin`` below it (absolute), or a loss (log_loss,
@@ -39,6 +41,7 @@ baseline 0.9: within the clearing margin 0.025.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -339,7 +342,7 @@ class AlertRules:
         if not found or found[0].ratio > 1:
             return out
         d = found[0]
-        clear = self.clear_factor * d.margin
+        clear = self.clearing_margin(d, (snapshot.get("baseline") or {}).get("count"))
         healthy = d.worse_by <= clear
         if d.metric in HIGHER_IS_BETTER:
             gap = f"{_g(abs(d.worse_by))} {'below' if d.worse_by > 0 else 'above'}"
@@ -356,6 +359,28 @@ class AlertRules:
              "worse_by": d.worse_by, "clear_margin": clear, "count": count, "window": window},
         ))  # fmt: skip
         return out
+
+    def clearing_margin(self, d: Degradation, baseline_rows: float | None) -> float:
+        """How far below its baseline ``d`` may be and still count as healthy:
+        ``clear_factor`` times its margin, plus, for accuracy with a baseline measured on
+        ``baseline_rows`` held-out rows, one standard error of that baseline
+        (``sqrt(b (1 - b) / rows)``), at most halfway from there to the alerting margin.
+
+        A baseline of 100 rows is itself give or take 0.02: a version serving 0.93
+        against a lucky 0.96 would never count as recovered against 0.025 alone.
+
+        >>> rules = AlertRules(margin=0.05)
+        >>> d = Degradation("accuracy", 0.93, 0.96, 0.03, 0.05)
+        >>> rules.clearing_margin(d, None), round(rules.clearing_margin(d, 100), 4)
+        (0.025, 0.0375)
+        >>> round(rules.clearing_margin(d, 10_000), 4)  # 0.025 + 0.00196
+        0.027
+        """
+        clear = self.clear_factor * d.margin
+        if d.metric != "accuracy" or not baseline_rows or not 0 <= d.baseline <= 1:
+            return clear
+        se = math.sqrt(d.baseline * (1 - d.baseline) / baseline_rows)
+        return min(clear + se, (clear + d.margin) / 2)
 
     def checks_drift(
         self, model: str, version: str, results: Sequence[FeatureDrift]

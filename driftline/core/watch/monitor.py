@@ -404,6 +404,13 @@ class ModelMonitor:
         return rows >= self.config.gate.min_segment_samples
 
     def _baselines(self) -> tuple[dict[str, float], dict[str, Mapping[str, float]]]:
+        """The champion's held-out metrics on 'all' (with ``count``, its held-out rows,
+        when the gate says, as each segment's baseline has) and per segment."""
         if self.champion is None:
             return {}, {}
-        return dict(self.champion["metrics"]), dict(self.champion.get("segment_metrics") or {})
+        base = dict(self.champion["metrics"])
+        gate = self.champion.get("gate") or {}
+        rows = (gate.get("candidate_metrics") or {}).get("rows")
+        if rows and "count" not in base:
+            base["count"] = float(rows)
+        return base, dict(self.champion.get("segment_metrics") or {})

@@ -158,9 +158,11 @@ def test_version_switch(trained: dict[str, Any]) -> None:
     count_window = f"count:{mon.window_size}"
     assert snaps[(v2["version"], "all", count_window)]["count"] == 200
     assert snaps[(v1["version"], "all", count_window)]["count"] == 350
+    rows = v2["gate"]["candidate_metrics"]["rows"]  # 'all' says on how many rows, as segments do
     for (version, segment, _), snap in snaps.items():
         # an old version is tracked but not judged: no baseline
-        expected = seg_base.get(segment, v2["metrics"]) if version == v2["version"] else {}
+        mine = seg_base.get(segment, {**v2["metrics"], "count": rows})
+        expected = mine if version == v2["version"] else {}
         assert snap["baseline"] == expected, (version, segment)
     assert v1["version"] not in {a["version"] for a in of(emits, "alerts")}
     check_encodes(emits)
@@ -477,7 +479,8 @@ def test_tick_emits_snapshots_of_the_champion(trained: dict[str, Any]) -> None:
     assert {(s["segment"], s["window"]) for s in snaps} == expected
     for s in snaps:
         assert (s["model"], s["version"], s["emitted_at_ms"]) == ("churn", record["version"], now)
-        assert s["baseline"] == record["metrics"]
+        rows = record["gate"]["candidate_metrics"]["rows"]  # held-out rows of the baseline
+        assert s["baseline"] == {**record["metrics"], "count": rows}
         assert s["count"] > 0
         assert "accuracy" in s["metrics"]
     (all_count,) = [s for s in snaps if s["segment"] == "all" and s["window"] == "count:50"]
