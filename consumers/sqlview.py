@@ -8,7 +8,8 @@ stage_history   one row per registry record (keyed by its partition and offset):
                 whole history of stage changes, which the compacted topic forgets
 training_runs   one row per training run: from a version's lineage, or a failure alert
 data_ranges     the Kafka offset ranges each version was trained on
-alerts          every Alert
+alerts          every Alert; an incident's records share its ``incident_id`` (``state``
+                firing or resolved; null for a notice)
 triggers        every RetrainTrigger
 source_offsets  the next offset to project per topic partition, written in the same
                 transaction as the rows: projection is exactly once
@@ -38,11 +39,12 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    text,
 )
 
 from driftline.core.errors import ConfigError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
 """``n -> migrate(conn)`` brings tables from version n to n + 1."""
 
@@ -93,11 +95,17 @@ data_ranges = Table(
     _s("model", primary_key=True), _s("version", primary_key=True), _s("topic", primary_key=True),
     Column("partition", Integer, primary_key=True), _i("start_offset"), _i("end_offset"),
 )  # fmt: skip
+ALERT_INCIDENT_COLUMNS = (  # Alert v2 (schema version 2 of the view)
+    ("incident_key", String(1000)), ("incident_id", String(255)), ("state", String(255)),
+    ("opened_at_ms", BigInteger()), ("resolved_at_ms", BigInteger()),
+    ("duration_ms", BigInteger()), ("segments", Text()), ("versions", Text()),
+)  # fmt: skip
 alerts = Table(
     "alerts", metadata,
     _s("alert_id", primary_key=True), _s("model"), _s("version", nullable=True),
     _s("segment", nullable=True), _s("kind"), _s("severity"), _j("message"), _j("evidence"),
     _i("created_at_ms"),
+    *(Column(name, kind, nullable=True) for name, kind in ALERT_INCIDENT_COLUMNS),
 )  # fmt: skip
 triggers = Table(
     "triggers", metadata,
@@ -116,6 +124,15 @@ schema_version = Table(
 )
 
 VIEW_TABLES = (versions, stage_history, training_runs, data_ranges, alerts, triggers)
+
+
+def _alert_incident_columns(conn: Connection) -> None:
+    """1 -> 2: the incident columns of Alert v2 on ``alerts`` (null on older rows)."""
+    for name, kind in ALERT_INCIDENT_COLUMNS:
+        conn.execute(text(f"ALTER TABLE alerts ADD COLUMN {name} {kind.compile(conn.dialect)}"))
+
+
+MIGRATIONS[1] = _alert_incident_columns
 
 
 def dumps(value: Any) -> str:
@@ -214,7 +231,10 @@ def project_version(conn: Connection, rec: Mapping[str, Any], partition: int, of
 
 def project_alert(conn: Connection, a: Mapping[str, Any]) -> None:
     """An Alert; a ``training_failed`` one is also a failed training run."""
-    _upsert(conn, alerts, {**a, "evidence": dumps(a["evidence"])})
+    row = {**a, "evidence": dumps(a["evidence"])}
+    for name in ("segments", "versions"):
+        row[name] = None if a.get(name) is None else dumps(a[name])
+    _upsert(conn, alerts, row)
     ev = a["evidence"]
     if a["kind"] == "training_failed" and ev.get("training_run_id"):
         _upsert(conn, training_runs, {

@@ -125,7 +125,7 @@ class Trainer:
         conf = consumer_config(
             settings,
             "trainer",
-            group_id or f"{settings.client_id}-trainer",
+            group_id or settings.group("trainer"),
             **{
                 "enable.auto.commit": False,
                 "max.poll.interval.ms": 600_000,

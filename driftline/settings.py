@@ -7,6 +7,8 @@ upper case): ``DRIFTLINE_BOOTSTRAP_SERVERS``, ``DRIFTLINE_TOPIC_PREFIX``,
 >>> s = Settings(bootstrap_servers="127.0.0.1:9999", topic_prefix="x.")
 >>> s.topic("features")
 'x.features'
+>>> s.group("trainer"), Settings().group("worker")
+('x-trainer', 'driftline-worker')
 >>> "hunter2" in repr(Settings(sasl_password="hunter2"))
 False
 """
@@ -38,7 +40,11 @@ class Settings(BaseSettings):
         6, ge=1, description="Partitions of features, predictions, labels and outcomes."
     )
     replication_factor: int = Field(1, ge=1, description="Replication factor of every topic.")
-    client_id: str = Field("driftline", description="Kafka client.id prefix.")
+    client_id: str = Field(
+        "driftline",
+        description="Kafka client.id prefix (logs, quotas). Consumer groups and "
+        "transactional ids derive from the topic prefix instead (Settings.group).",
+    )
     broker_dir: Path | None = Field(
         None,
         description="Directory of the local development broker (`driftline broker`): its "
@@ -133,6 +139,15 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """Full name of the Driftline topic ``name`` (``features``, ``registry``, ...)."""
         return f"{self.topic_prefix}{name}"
+
+    def group(self, name: str) -> str:
+        """Consumer group (and transactional id stem) of the process role ``name`` in this
+        deployment: the topic prefix with '.' as '-', then ``name``. The default prefix
+        gives the names Driftline always used (``driftline-worker``, ``driftline-trainer``).
+        Two deployments with different prefixes on one cluster share no group and no
+        transactional id, whatever their client ids (prefixes that differ only by '.'
+        against '-' would collide)."""
+        return f"{self.topic_prefix}{name}".replace(".", "-")
 
     def sasl_password_value(self) -> str | None:
         """The SASL password in clear, for client configuration only."""

@@ -1,7 +1,10 @@
 """An alert handler: reads Driftline's alerts and acts on each by severity.
 
-critical pages the on-call engineer, warning opens a ticket, info is logged. Here
-the actions are printed; put your pager or ticket API in ``act``.
+critical pages the on-call engineer, warning opens a ticket, info is logged. An
+incident is paged once when it opens (and again if it escalates); its ``resolved``
+record closes the page or ticket (``incident_id`` says which). Here the actions are
+printed; put your pager or ticket API in ``act``. (With Prometheus, Alertmanager does
+this for you: docs/on-call.md.)
 
     python examples/alert_handler.py --bootstrap localhost:9092 --min-severity warning
 """
@@ -16,6 +19,7 @@ from driftline.settings import Settings
 
 SEVERITIES = ("info", "warning", "critical")
 ACTIONS = {"critical": "PAGE", "warning": "TICKET", "info": "LOG"}
+RESOLVED = "resolved"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -43,7 +47,8 @@ def act(alert: Alert) -> str:
     where = alert.model + (f"/{alert.version}" if alert.version else "")
     where += f" segment {alert.segment}" if alert.segment else ""
     evidence = ", ".join(f"{k}={v}" for k, v in sorted(alert.evidence.items()))
-    line = f"{ACTIONS.get(alert.severity, 'LOG')} [{alert.severity}] {where} {alert.kind}: "
+    action = "CLOSE" if alert.state == RESOLVED else ACTIONS.get(alert.severity, "LOG")
+    line = f"{action} [{alert.severity}] {where} {alert.kind}: "
     line += f"{alert.message} ({evidence})"
     print(line, flush=True)
     return line

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent system set-up for Driftline on a Debian machine: makes sure Java (>= 17),
-# Maven, python3, kcat, xxd, openssl, Prometheus (prometheus, promtool) and Chromium are there,
+# Maven, python3, kcat, xxd, openssl, Prometheus (prometheus, promtool), Alertmanager
+# (prometheus-alertmanager, amtool) and Chromium are there,
 # installing Debian's packages only when something is missing. A fast no-op when
 # everything is present.
 set -euo pipefail
@@ -9,11 +10,13 @@ usage() {
   cat <<'EOF'
 usage: infra/bootstrap.sh [--quiet] [--help]
 
-Checks for java (>= 17), mvn, python3, kcat, xxd, openssl, prometheus, promtool and
-chromium; if any is missing, runs `apt-get update` once and `apt-get install -y
-openjdk-17-jdk-headless maven python3 kcat xxd openssl prometheus chromium` (only the
-missing ones), as root or through sudo. The tests use prometheus and promtool (a real
-scrape, config and rule checks), chromium (the status page, headless), openssl
+Checks for java (>= 17), mvn, python3, kcat, xxd, openssl, prometheus, promtool,
+prometheus-alertmanager, amtool and chromium; if any is missing, runs `apt-get update`
+once and `apt-get install -y openjdk-17-jdk-headless maven python3 kcat xxd openssl
+prometheus prometheus-alertmanager chromium` (only the missing ones), as root or through
+sudo. The tests use prometheus and promtool (a real scrape, config and rule checks),
+prometheus-alertmanager and amtool (incidents routed to a real Alertmanager, its config
+checked; the package's service is not started), chromium (the status page, headless), openssl
 (certificates of the secured broker, infra/kafka/certs.sh) and xxd (a command of
 docs/wire-format.md, run by tests/integration/test_docs.py). Prints (to stderr)
 what it found and what it did; with --quiet, only what it did.
@@ -85,6 +88,12 @@ else
   log "prometheus or promtool missing"
   missing+=(prometheus)
 fi
+if command -v prometheus-alertmanager >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1; then
+  info "prometheus-alertmanager, amtool: ok"
+else
+  log "prometheus-alertmanager or amtool missing"
+  missing+=(prometheus-alertmanager)
+fi
 if command -v chromium >/dev/null 2>&1; then
   info "chromium: ok"
 else
@@ -117,7 +126,7 @@ if ((jm < 17)); then
   log "java on PATH is still ${jm/#0/missing} after the install: select Java 17 with update-alternatives --config java"
   exit 1
 fi
-for c in mvn python3 kcat openssl prometheus promtool chromium; do
+for c in mvn python3 kcat openssl prometheus promtool prometheus-alertmanager amtool chromium; do
   command -v "$c" >/dev/null 2>&1 || { log "$c is still not on PATH after the install"; exit 1; }
 done
 log "installed: ${missing[*]}"

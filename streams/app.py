@@ -5,7 +5,8 @@
 * join: a transactional confluent-kafka loop on its own thread, with a changelogged
   store (streams/join_loop.py)
 * monitor: on the event loop, fed the join's committed steps, ticked by a Faust timer
-  (streams/monitors.py)
+  (streams/monitors.py); its incidents rebuilt from the alerts topic before the join
+  starts (streams/incidents.py)
 * web: /metrics, the status page and /status.json (streams/web.py), whose last known
   state is read back from the metrics, alerts and retrain topics at start-up
   (streams/restore.py)
@@ -41,6 +42,8 @@ from driftline.core.errors import ValidationError
 from driftline.core.join.joiner import Joiner, Step
 from driftline.core.model.config import ModelsConfig
 from driftline.core.model.scoring import Scoring
+from driftline.core.watch.incidents import open_incidents
+from driftline.core.watch.monitor import Emit
 from driftline.core.watch.profile import label_spec
 from driftline.core.wire.codec import Codec, default_codec
 from driftline.core.wire.envelope import LabelSpec
@@ -51,9 +54,10 @@ from driftline.reload import ModelsReloader
 from driftline.settings import Settings
 from driftline.streams import telemetry as m
 from driftline.streams import web
+from driftline.streams.incidents import read_alerts
 from driftline.streams.join_loop import JoinLoop
 from driftline.streams.joinstore import open_store
-from driftline.streams.monitors import Monitors, Recent, install, log_alert
+from driftline.streams.monitors import INCIDENTS, Monitors, Recent, install, log_alert
 from driftline.streams.registry import RegistryFollower
 from driftline.streams.restore import read_last_known, restore
 from driftline.streams.scorer import ScorerLoop
@@ -136,7 +140,7 @@ def tune_gc() -> None:
 def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "worker") -> Worker:
     """Build the worker: app, agents, scorer and registry follower (nothing started)."""
     codec = default_codec()
-    app_id = f"{settings.topic_prefix}{name}".replace(".", "-")
+    app_id = settings.group(name)
     app = create_app(settings, app_id)
     alert_producer = Producer(producer_config(settings, "worker-alerts"))
 
@@ -239,6 +243,7 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
             t.start()
             worker.threads.append(t)
             await self.loop.run_in_executor(None, follower.ready.wait, 60)
+            await self._restore_incidents()
             tune_gc()
             for name, loop in (("scorer", scorer), ("join", joined)):
                 s = threading.Thread(target=loop.run, args=(worker.stop,), name=name,
@@ -255,6 +260,26 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
                 restore(recent, tails)
             except Exception:
                 log.exception("could not restore the status page from the topics")
+
+        async def _restore_incidents(self) -> None:
+            """The incidents still open on the alerts topic, into the monitors (on the
+            event loop, before the join feeds them), the gauge and the status page."""
+            try:
+                records = await self.loop.run_in_executor(
+                    None, read_alerts, settings, codec, f"{app_id}-incidents"
+                )
+            except Exception:  # no history is no reason not to serve
+                log.exception("incidents: could not read %s; none rebuilt",
+                              settings.topic("alerts"))  # fmt: skip
+                return
+            restored = monitors.restore(open_incidents(records))
+            for r in restored:
+                INCIDENTS.update(r)
+                recent.add(Emit("alerts", r["model"], r))
+            log.info("incidents: %d still open on %s (of %d records), rebuilt%s",
+                     len(restored), settings.topic("alerts"), len(records),
+                     "".join(f"; {r['incident_key']} {r['severity']} since "
+                             f"{r['opened_at_ms']}" for r in restored))  # fmt: skip
 
         @mode.Service.task
         async def _feed_monitor(self) -> None:

@@ -14,6 +14,11 @@ registry names it (a champion of another task rebuilds it, see
 :class:`~driftline.core.watch.monitor.ModelMonitor`), and a reloaded models file
 reconfigures them (:meth:`Monitors.reconfigure`).
 
+Alerts are incidents (driftline.core.watch.incidents): the monitors publish one when it
+opens, escalates or resolves; :meth:`Monitors.restore` gives them the incidents still
+open on the alerts topic when the worker starts (streams/incidents.py), so a restarted
+worker does not page again for one still firing.
+
 The rates count each event on one time axis (driftline.core.watch.rates): a prediction
 at the join's clock when it first held it, its outcome or expiry at that same arrival
 (the join's ``Step.settled``); the scorer's events at the clock of the batch that
@@ -32,11 +37,13 @@ import faust
 
 from driftline.core.join.joiner import Step
 from driftline.core.model.config import ModelConfig, ModelsConfig
+from driftline.core.watch.incidents import FIRING
 from driftline.core.watch.monitor import Emit, ModelMonitor
 from driftline.core.watch.rates import ALL_VERSIONS
 from driftline.core.wire.codec import Codec
 from driftline.core.wire.headers import build as record_headers
 from driftline.streams import telemetry as m
+from driftline.streams.incidents import IncidentGauge
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +127,23 @@ class Monitors:
         if model:
             self.get(model).observe_dead_letter(record, settled)
 
+    def restore(self, open_by_model: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """The incidents still open on the alerts topic (per model, the newest record of
+        each), into each model's monitor; returns the records restored."""
+        out = []
+        for model, records in sorted(open_by_model.items()):
+            mon = self.get(model)
+            for r in records:
+                mon.incidents.restore(r)
+                out.append(r)
+        return out
+
 
 class Recent:
     """What the status page shows, kept in memory: the latest snapshot per model, version,
     segment and window; each version's rolling metrics over time (count window, all
-    segments); the last alerts and retrain triggers. Bounded; fed by the monitor's
+    segments); the last alerts and retrain triggers; the incidents, open and recently
+    resolved (the record that opened each and its latest). Bounded; fed by the monitor's
     ``on_emit`` hook on the event loop, read there by the web views.
 
     >>> r = Recent(points=2)
@@ -140,6 +159,10 @@ class Recent:
     After a restart, :meth:`restore` folds in the last known state read back from the
     metrics, alerts and retrain topics (``driftline.streams.restore``); a snapshot so
     restored stays marked in :attr:`restored` until a fresh one of the same key arrives.
+    >>> r.add(Emit("alerts", "m", {"kind": "skew_rate", "incident_id": "i1", "state": "firing"}))
+    >>> r.add(Emit("alerts", "m", {"kind": "skew_rate", "incident_id": "i1", "state": "resolved"}))
+    >>> [(i["first"]["state"], i["last"]["state"]) for i in r.incidents.values()]
+    [('firing', 'resolved')]
     """
 
     def __init__(self, points: int = 720, keep: int = 50, versions_per_model: int = 8) -> None:
@@ -153,10 +176,20 @@ class Recent:
         self.restored: set[SnapshotKey] = set()
         """Keys whose snapshot was read back from the metrics topic, not emitted since."""
         self.restored_at_ms: int | None = None
+        self.keep = keep
+        self.incidents: dict[str, dict[str, dict[str, Any]]] = {}
+        """By incident id, in the order they opened: ``first`` and ``last`` record."""
 
     def add(self, emit: Emit) -> None:
         v = emit.value
-        if emit.topic == "alerts":
+        if emit.topic == "alerts" and v.get("incident_id"):
+            self.alerts.append(v)
+            seen = self.incidents.setdefault(v["incident_id"], {"first": v, "last": v})
+            seen["last"] = v
+            if len(self.incidents) > self.keep:  # forget the oldest resolved one
+                done = [k for k, i in self.incidents.items() if i["last"]["state"] != FIRING]
+                del self.incidents[(done or list(self.incidents))[0]]
+        elif emit.topic == "alerts":
             self.alerts.append(v)
         elif emit.topic == "retrain":
             self.triggers.append(v)
@@ -245,6 +278,10 @@ def _newest(records: list[dict[str, Any]], id_field: str, n: int) -> deque[dict[
     return deque(ordered[-n:], maxlen=n)
 
 
+INCIDENTS = IncidentGauge()
+"""The worker's ``driftline_incident_firing`` (one per process, like the metrics)."""
+
+
 def export(emit: Emit) -> None:
     """Mirror what a monitor publishes into Prometheus."""
     v = emit.value
@@ -258,15 +295,20 @@ def export(emit: Emit) -> None:
             m.MODEL_BASELINE.labels(v["model"], v["version"], name).set(value)
     elif emit.topic == "alerts":
         m.ALERTS.labels(v["model"], v["kind"], v["severity"]).inc()
-        if v["kind"].endswith("drift"):
+        if v["kind"].endswith("drift") and v.get("state") == FIRING:
             m.DRIFT_DETECTIONS.labels(v["model"], v["kind"]).inc()
+        INCIDENTS.update(v)
     elif emit.topic == "retrain":
         m.RETRAIN_TRIGGERS.labels(v["model"]).inc()
 
 
 def log_alert(alert: dict[str, Any]) -> None:
-    """One INFO line per alert raised: model, version, kind, severity and its message."""
-    log.info("alert: %s %s %s %s: %s", alert["model"], alert.get("version") or "-",
+    """One INFO line per alert record published: ``incident firing:`` (opened or
+    escalated), ``incident resolved:`` or ``alert:`` (a notice), then model, version,
+    kind, severity and its message."""
+    state = alert.get("state")
+    what = "alert" if state is None else f"incident {state}"
+    log.info("%s: %s %s %s %s: %s", what, alert["model"], alert.get("version") or "-",
              alert["kind"], alert["severity"], alert["message"])  # fmt: skip
 
 
@@ -336,5 +378,6 @@ def install(
         monitors.sync_versions(now)
         for mon in list(monitors.by_model.values()):
             await publish(mon.tick(now))
+        INCIDENTS.prune()
 
     return observe

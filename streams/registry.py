@@ -97,7 +97,7 @@ class RegistryFollower:
         conf = confluent_common(settings, "registry")
         conf.update(
             {
-                "group.id": f"{settings.client_id}-registry-unused",
+                "group.id": f"{settings.group('registry')}-unused",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
             }

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
+from driftline.core.watch.incidents import duration_text
 from driftline.streams.svgchart import line_chart, when
 
 __all__ = ["fmt_value", "line_chart", "render", "when"]
@@ -199,6 +200,37 @@ def _model(model: Mapping[str, Any]) -> str:
     )
 
 
+def _severity(severity: str) -> str:
+    color = SEVERITY_COLORS.get(severity, "#374151")
+    return f'<span style="color:{color}">{escape(severity)}</span>'
+
+
+def _incidents(incidents: Sequence[Mapping[str, Any]], now_ms: int | None) -> str:
+    """Firing incidents first (for how long so far), then the resolved ones (how long
+    they lasted and why they cleared)."""
+    if not incidents:
+        return '<p class="muted">No incident since this worker started.</p>'
+    rows = []
+    for i in incidents:
+        firing = i.get("state") == "firing"
+        state = '<span class="bad">firing</span>' if firing else "resolved"
+        lasted = (now_ms or 0) - (i.get("opened_at_ms") or 0) if firing else i.get("duration_ms")
+        text = escape(i.get("message") or "")
+        if i.get("resolution"):
+            text += f'<br><span class="muted">{escape(i["resolution"])}</span>'
+        rows.append((
+            state, escape(i.get("model", "")), escape(i.get("cause", "")),
+            _severity(i.get("severity", "")), when(i.get("opened_at_ms")),
+            when(i.get("resolved_at_ms")) if not firing else "-",
+            ("-" if lasted is None else duration_text(lasted)) + (" so far" if firing else ""),
+            escape(", ".join(i.get("segments") or [])), escape(", ".join(i.get("versions") or [])),
+            text,
+        ))  # fmt: skip
+    header = ("state", "model", "cause", "severity", "opened (UTC)", "resolved (UTC)",
+              "lasted", "segments", "versions", "what opened it; how it cleared")  # fmt: skip
+    return _table(header, rows, set(), frozenset({4, 5, 6}))
+
+
 def _alerts(alerts: Sequence[Mapping[str, Any]]) -> str:
     if not alerts:
         return '<p class="muted">No alert since this worker started.</p>'
@@ -207,14 +239,14 @@ def _alerts(alerts: Sequence[Mapping[str, Any]]) -> str:
             when(a.get("created_at_ms")),
             escape(a.get("model", "")),
             escape(a.get("version") or "-"),
-            f'<span style="color:{SEVERITY_COLORS.get(a.get("severity", ""), "#374151")}">'
-            f"{escape(a.get('severity', ''))}</span>",
+            _severity(a.get("severity", "")),
             escape(a.get("kind", "")),
+            escape(a.get("state") or "notice"),
             escape(a.get("message", "")),
         )
         for a in alerts
     ]
-    header = ("time (UTC)", "model", "version", "severity", "kind", "message")
+    header = ("time (UTC)", "model", "version", "severity", "kind", "state", "message")
     return _table(header, rows, set(), frozenset({0, 2}))
 
 
@@ -266,6 +298,9 @@ def render(status: Mapping[str, Any]) -> str:
         + '<span class="links"><a style="color:#93c5fd" href="status.json">status.json</a> · '
         '<a style="color:#93c5fd" href="metrics">metrics</a></span></header><main>'
         + models
+        + "<section><h2>Incidents</h2>"
+        + _incidents(status.get("incidents", []), status.get("generated_at_ms"))
+        + "</section>"
         + f"<section><h2>Recent alerts</h2>{_alerts(status.get('alerts', []))}</section>"
         + f"<section><h2>Recent retrain triggers</h2>{_triggers(status.get('triggers', []))}"
         "</section></main></body></html>"

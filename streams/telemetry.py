@@ -72,9 +72,22 @@ DRIFT_SCORE = Gauge(
     ["model", "version", "feature", "statistic"],
 )
 DRIFT_DETECTIONS = Counter(
-    "driftline_drift_detections_total", "Drift alarms by kind.", ["model", "kind"]
+    "driftline_drift_detections_total",
+    "Drift incidents opened or escalated, by kind.",
+    ["model", "kind"],
 )
-ALERTS = Counter("driftline_alerts_total", "Alerts raised.", ["model", "kind", "severity"])
+ALERTS = Counter(
+    "driftline_alerts_total",
+    "Alert records published: incidents opened, escalated or resolved, and notices.",
+    ["model", "kind", "severity"],
+)
+INCIDENT_FIRING = Gauge(
+    "driftline_incident_firing",
+    "1 while an incident of the model and cause is firing, 0 for a while after it "
+    "resolved (version: the one it opened on). Alertmanager's source, through the rule "
+    "in infra/prometheus/rules/incidents.yml.",
+    ["model", "cause", "severity", "version"],
+)
 RETRAIN_TRIGGERS = Counter(
     "driftline_retrain_triggers_total", "Retrain triggers published.", ["model"]
 )

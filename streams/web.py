@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import mode
@@ -104,9 +104,9 @@ def _model(worker: Worker, model: str, records: list[dict[str, Any]]) -> dict[st
     ]  # fmt: skip
     baseline = None if champion is None else champion.get("metrics", {}).get(metric)
     markers = [
-        {"t": a["created_at_ms"], "kind": "alert", "label": a["kind"]}
+        {"t": a["created_at_ms"], "kind": "alert", "label": f"{a['kind']} {a['state']}"}
         for a in worker.recent.alerts
-        if a.get("model") == model and a.get("kind", "").endswith("drift")
+        if a.get("model") == model and a.get("state") is not None
     ]
     markers += [
         {"t": t["created_at_ms"], "kind": "trigger", "label": ", ".join(t["reasons"])}
@@ -156,6 +156,7 @@ def collect(worker: Worker, now_ms: int | None = None) -> dict[str, Any]:
         },
         "restored": _restored(worker),
         "models": models,
+        "incidents": incidents(worker.recent.incidents.values()),
         "alerts": [_alert(a) for a in reversed(worker.recent.alerts)],
         "triggers": [_trigger(t) for t in reversed(worker.recent.triggers)],
     }
@@ -170,9 +171,39 @@ def _restored(worker: Worker) -> dict[str, Any] | None:
     return {"at_ms": recent.restored_at_ms, "snapshots": len(recent.restored)}
 
 
+def incidents(seen: Iterable[Mapping[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
+    """Incidents for the status page, firing ones first, newest first: what opened each
+    (its first record) and where it stands (its latest).
+
+    >>> first = {"incident_id": "i1", "incident_key": "m/skew_rate", "model": "m",
+    ...          "kind": "skew_rate", "severity": "warning", "state": "firing",
+    ...          "opened_at_ms": 1, "message": "up", "segments": ["all"], "versions": ["v1"]}
+    >>> last = {**first, "state": "resolved", "resolved_at_ms": 9, "duration_ms": 8,
+    ...         "message": "Resolved after 0 s: down"}
+    >>> [(i["state"], i["duration_ms"], i["resolution"]) for i in incidents([
+    ...     {"first": first, "last": last}])]
+    [('resolved', 8, 'Resolved after 0 s: down')]
+    """
+    out = []
+    for i in seen:
+        first, last = i["first"], i["last"]
+        resolved = last.get("state") == "resolved"
+        out.append({
+            "incident_id": first["incident_id"], "incident_key": first["incident_key"],
+            "model": first["model"], "cause": first["kind"], "severity": last["severity"],
+            "state": last["state"], "opened_at_ms": first["opened_at_ms"],
+            "resolved_at_ms": last.get("resolved_at_ms"), "duration_ms": last.get("duration_ms"),
+            "segments": list(last.get("segments") or []),
+            "versions": list(last.get("versions") or []),
+            "message": first["message"], "resolution": last["message"] if resolved else None,
+        })  # fmt: skip
+    out.sort(key=lambda i: (i["state"] != "firing", -(i["opened_at_ms"] or 0)))
+    return out
+
+
 def _alert(a: Mapping[str, Any]) -> dict[str, Any]:
     keep = ("alert_id", "model", "version", "segment", "kind", "severity", "message",
-            "created_at_ms")  # fmt: skip
+            "created_at_ms", "state", "incident_id")  # fmt: skip
     return {k: a.get(k) for k in keep}
 
 

@@ -147,7 +147,8 @@ def _list(kind: type) -> Any:
     return lambda text: [kind(v) for v in text.split(",") if v]
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line of ``python -m bench.loop``."""
     p = argparse.ArgumentParser(prog="python -m bench.loop", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--quick", action="store_true", help="small sizes, one Kafka run (CI)")
@@ -164,6 +165,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--drift-every", type=int,
                    help="events between changes of abrupt and gradual streams (6,000)")  # fmt: skip
     p.add_argument("--no-arf", action="store_true", help="skip the ARF baseline")
+    p.add_argument("--stationary-only", action="store_true",
+                   help="only the stationary stream (false triggers and incidents)")  # fmt: skip
     p.add_argument("--no-live", action="store_true",
                    help="in process: without the trainer's live loop (online challenger, "
                         "live promotion); through Kafka it follows the models file")  # fmt: skip
@@ -184,10 +187,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="print the tables of an earlier run's --json; run nothing")  # fmt: skip
     args = p.parse_args(argv)
     if args.report:
-        raw = json.loads(args.report.read_text())
-        print(report(summarize(raw["process"], raw["kafka"])))
-        return
+        return args
     args.streams = args.streams or list(QUICK_STREAMS if args.quick else KINDS)
+    if args.stationary_only:
+        args.streams = [s for s in args.streams if s in KINDS and KINDS[s].drift == "none"]
     args.rates = args.rates or list(QUICK_RATES if args.quick else RATES)
     args.delays = args.delays or list(QUICK_DELAYS if args.quick else DELAYS)
     for s in args.streams:
@@ -197,6 +200,15 @@ def main(argv: list[str] | None = None) -> None:
         if path not in PATHS:
             p.error(f"unknown path {path!r}: process or kafka")
     args.retrain = tuple((k, json.loads(v)) for k, _, v in (s.partition("=") for s in args.set))
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    if args.report:
+        raw = json.loads(args.report.read_text())
+        print(report(summarize(raw["process"], raw["kafka"])))
+        return
     t0 = time.perf_counter()
     say(f"load before: {_load()}")
     process = _pool(args.workers, process_tasks(args)) if "process" in args.through else []

@@ -97,9 +97,19 @@ class LoopResult:
     live: list[tuple[int, str, str]] = field(default_factory=list)
     """(event index, action, version) of each live decision (promote, rollback,
     end_probation) and each online learner's entry (enter)."""
+    incidents: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    """(event index, record) of every incident record the monitor published (firing,
+    escalated, resolved)."""
     old_rule: list[bool] = field(default_factory=list)
     """Per answered trigger: would the gate's rule before its confidence bound (point
     estimate, any number of held-out rows) have passed the candidate."""
+
+    def incident_counts(self) -> dict[str, int]:
+        """Incidents opened and resolved, and those still firing at the end."""
+        opened = {r["incident_id"] for _, r in self.incidents if r["state"] == "firing"}
+        resolved = {r["incident_id"] for _, r in self.incidents if r["state"] == "resolved"}
+        return {"opened": len(opened), "resolved": len(resolved),
+                "firing_at_end": len(opened - resolved)}  # fmt: skip
 
     @property
     def retrains(self) -> int:
@@ -231,6 +241,8 @@ class Loop:
             for e in emits:
                 if e.topic == "alerts" and e.value["kind"] in ("feature_drift", "prediction_drift"):
                     res.feature_alarms += 1
+                if e.topic == "alerts" and e.value.get("state") is not None:
+                    res.incidents.append((i, e.value))
                 if e.topic == "retrain":
                     self._answer(e.value, i, res)
         res.alarms = [a.detected_at_ms for a in self.monitor.alarms]

@@ -158,14 +158,15 @@ def _stationary(rows: list[dict[str, Any]]) -> str:
         if r["seeds"]:
             body.append([r["stream"], str(r["delay"]), "in process", _f(r["retrains"], ".0f"),
                          _f(r["promotions"], ".0f"), _f(r["rollbacks"], ".0f"),
-                         _f(r["process"]), _f(r["frozen"]), _f(r["hat"])])  # fmt: skip
+                         _f(r.get("incidents"), ".0f"), _f(r["process"]), _f(r["frozen"]),
+                         _f(r["hat"])])  # fmt: skip
         for rate, k in r["kafka"].items():
             body.append([r["stream"], str(r["delay"]), f"Kafka {rate:,.0f}/s",
                          _f(k["triggers"], ".0f"), _f(k["promotions"], ".0f"),
-                         _f(k["rollbacks"], ".0f"), _f(k["accuracy"]), _f(r["frozen"]),
+                         _f(k["rollbacks"], ".0f"), "-", _f(k["accuracy"]), _f(r["frozen"]),
                          _f(r["hat"])])  # fmt: skip
     return _table(["stream", "delay", "path", "retrain triggers", "promotions", "rollbacks",
-                   "served", "frozen", "HAT"], body)  # fmt: skip
+                   "incidents", "served", "frozen", "HAT"], body)  # fmt: skip
 
 
 def targets(rows: list[dict[str, Any]]) -> list[str]:

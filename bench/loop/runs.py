@@ -110,6 +110,7 @@ def run_task(task: Task) -> dict[str, Any]:
             "live": [list(x) for x in res.live],
             "alarms": res.alarms,
             "feature_alarms": res.feature_alarms,
+            "incidents": res.incident_counts(),
             **detection(res.alarms, drifts, width=transition(task.kind, task.drift_every)),
         },
     }

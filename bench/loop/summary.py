@@ -66,6 +66,8 @@ def _row(
         "retrains": _m(x["retrains"] for x in d),
         "promotions": _m(x["promotions"] for x in d),
         "rollbacks": _m(x.get("rollbacks", 0) for x in d),
+        "incidents": _m((x.get("incidents") or {}).get("opened", 0) for x in d),
+        "incidents_firing": _m((x.get("incidents") or {}).get("firing_at_end", 0) for x in d),
         "challengers": _m(x.get("challengers", 0) for x in d),
         "rejected": _m(x.get("rejected", 0) for x in d),
         "reasons": _sum_counts(x["reasons"] for x in d),

@@ -166,8 +166,9 @@ def status_lines(doc: Mapping[str, Any]) -> list[str]:
     if alerts:
         for a in alerts:
             version = a.get("version") or "-"
+            state = f" ({a['state']})" if a.get("state") else ""  # an incident's record
             out.append(f"  {when(a.get('created_at_ms'))}  {a.get('severity', ''):<8} "
-                       f"{a.get('model', '')} {version} {a.get('kind', '')}: "
+                       f"{a.get('model', '')} {version} {a.get('kind', '')}{state}: "
                        f"{a.get('message', '')}")  # fmt: skip
     else:
         out.append("  (none)")

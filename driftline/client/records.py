@@ -318,6 +318,11 @@ class Alert(Record):
     """Something an operator should know about a model. Key: ``model``.
 
     ``severity`` is info, warning or critical; ``evidence`` holds the numbers behind it.
+    An alert of a condition the monitor judges again is an *incident*: ``state`` is
+    ``firing`` (opened, or escalated) or ``resolved``, and every record of one incident
+    has the same ``incident_id`` (``incident_key`` is ``model/cause`` for all of them).
+    Other alerts are notices, ``state`` None. Page on ``firing`` records (once per
+    incident and severity), close on ``resolved``.
     """
 
     SCHEMA: ClassVar[str] = "io.driftline.Alert"
@@ -333,6 +338,14 @@ class Alert(Record):
     created_at_ms: int
     version: str | None = None
     segment: str | None = None
+    incident_key: str | None = None
+    incident_id: str | None = None
+    state: str | None = None
+    opened_at_ms: int | None = None
+    resolved_at_ms: int | None = None
+    duration_ms: int | None = None
+    segments: tuple[str, ...] | None = None
+    versions: tuple[str, ...] | None = None
 
     def key(self) -> str:
         return self.model
@@ -348,10 +361,19 @@ class Alert(Record):
             "message": self.message,
             "evidence": dict(self.evidence),
             "created_at_ms": self.created_at_ms,
+            "incident_key": self.incident_key,
+            "incident_id": self.incident_id,
+            "state": self.state,
+            "opened_at_ms": self.opened_at_ms,
+            "resolved_at_ms": self.resolved_at_ms,
+            "duration_ms": self.duration_ms,
+            "segments": None if self.segments is None else list(self.segments),
+            "versions": None if self.versions is None else list(self.versions),
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Self:
+        segments, versions = d.get("segments"), d.get("versions")
         return cls(
             alert_id=d["alert_id"],
             model=d["model"],
@@ -362,4 +384,12 @@ class Alert(Record):
             created_at_ms=d["created_at_ms"],
             version=d.get("version"),
             segment=d.get("segment"),
+            incident_key=d.get("incident_key"),
+            incident_id=d.get("incident_id"),
+            state=d.get("state"),
+            opened_at_ms=d.get("opened_at_ms"),
+            resolved_at_ms=d.get("resolved_at_ms"),
+            duration_ms=d.get("duration_ms"),
+            segments=None if segments is None else tuple(segments),
+            versions=None if versions is None else tuple(versions),
         )

@@ -1,17 +1,20 @@
 """The demo's report: served accuracy over time against a frozen model, with drifts,
-alerts, retrain triggers and version switches marked, and each version's lineage and
-gate verdict. Writes ``report.html`` (plots embedded) and the PNGs beside it."""
+incidents (from opened to resolved), retrain triggers and version switches marked; the
+incidents with their lifecycle; each version's lineage and gate verdict. Writes
+``report.html`` (plots embedded) and the PNGs beside it."""
 
 from __future__ import annotations
 
 import base64
 import html
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+
+from driftline.core.watch.incidents import duration_text
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -42,6 +45,27 @@ def accuracy_after(points: Sequence[tuple[int, bool]], start: int) -> float:
     return sum(kept) / len(kept) if kept else float("nan")
 
 
+Span = tuple[int, int | None, str]
+"""An incident on the stream: (opened at, resolved at or None while firing, cause)."""
+
+
+def spans(incidents: Iterable[Sequence[tuple[int, Mapping[str, Any]]]], last: int) -> list[Span]:
+    """Each incident's records ((stream position, record), in order) as a span, ending
+    at ``last`` while it is still firing.
+
+    >>> spans([[(10, {"kind": "concept_drift", "state": "firing"}),
+    ...         (40, {"kind": "concept_drift", "state": "resolved"})],
+    ...        [(30, {"kind": "skew_rate", "state": "firing"})]], last=50)
+    [(10, 40, 'concept_drift'), (30, None, 'skew_rate')]
+    """
+    out: list[Span] = []
+    for records in incidents:
+        opened, first = records[0]
+        end, latest = records[-1]
+        out.append((opened, end if latest["state"] == "resolved" else None, first["kind"]))
+    return out
+
+
 def plot(
     path: Path,
     served: Sequence[tuple[int, bool]],
@@ -50,8 +74,10 @@ def plot(
     marks: Mapping[str, Sequence[tuple[int, str]]],
     window: int,
     title: str,
+    incidents: Sequence[Span] = (),
 ) -> None:
-    """Served and frozen rolling accuracy with vertical marks."""
+    """Served and frozen rolling accuracy with vertical marks, and each incident as a
+    bar near the top, from opened to resolved (to the end, dashed, while firing)."""
     fig, ax = plt.subplots(figsize=(12, 5), dpi=110)
     for points, label, style in (
         (served, "served (Driftline)", "-"),
@@ -68,6 +94,15 @@ def plot(
                        label=kind if k == 0 else None)  # fmt: skip
             if kind == "promotions":
                 ax.annotate(text, (i, 0.02), rotation=90, fontsize=7, color=colours[kind])
+    causes = sorted({c for _, _, c in incidents})
+    last = max((i for i, _ in served), default=0)
+    for start, end, cause in incidents:
+        y = 0.99 - 0.03 * causes.index(cause)
+        colour = f"C{3 + causes.index(cause)}"
+        ax.plot([start, last if end is None else end], [y, y], color=colour, linewidth=4,
+                solid_capstyle="butt", linestyle="--" if end is None else "-",
+                label=f"incident: {cause}" if start == min(s for s, _, c in incidents
+                                                          if c == cause) else None)  # fmt: skip
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("event (stream position); black lines: concept changes")
     ax.set_ylabel(f"accuracy over the last {window} outcomes")
@@ -103,8 +138,30 @@ def _lineage_rows(versions: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def _incident_rows(incidents: Sequence[Sequence[tuple[int, Mapping[str, Any]]]]) -> str:
+    rows = []
+    for records in incidents:
+        opened, first = records[0]
+        end, latest = records[-1]
+        resolved = latest["state"] == "resolved"
+        rows.append(
+            "<tr>" + "".join(
+                f"<td>{html.escape(str(c))}</td>"
+                for c in (first["kind"], latest["severity"],
+                          "resolved" if resolved else "FIRING", opened,
+                          end if resolved else "-",
+                          duration_text(latest["duration_ms"]) if resolved else "-",
+                          ", ".join(latest.get("segments") or []),
+                          ", ".join(latest.get("versions") or []), first["message"],
+                          latest["message"] if resolved else "")
+            ) + "</tr>"
+        )  # fmt: skip
+    return "\n".join(rows)
+
+
 def write(out: Path, summary: Mapping[str, Any], plot_path: Path,
-          versions: Sequence[Mapping[str, Any]], events: Sequence[str]) -> Path:  # fmt: skip
+          versions: Sequence[Mapping[str, Any]], events: Sequence[str],
+          incidents: Sequence[Sequence[tuple[int, Mapping[str, Any]]]] = ()) -> Path:  # fmt: skip
     """Write report.html (and summary.json) into ``out``; returns the HTML path."""
     rows = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
@@ -120,6 +177,13 @@ padding:1em;white-space:pre-wrap}}</style></head><body>
 <table>{rows}</table>
 <h2>Served accuracy against a frozen model</h2>
 <img alt="served accuracy over time" src="data:image/png;base64,{_png(plot_path)}">
+<h2>Incidents</h2>
+<p>One per model and cause, from the first alert to the evidence that it cleared (stream
+positions: the outcomes seen when the record arrived).</p>
+<table><tr><th>cause</th><th>severity</th><th>state</th><th>opened at</th><th>resolved at</th>
+<th>lasted</th><th>segments</th><th>versions</th><th>what opened it</th>
+<th>how it cleared</th></tr>
+{_incident_rows(incidents)}</table>
 <h2>Versions, lineage and gate verdicts</h2>
 <table><tr><th>version</th><th>stage</th><th>why</th><th>rows</th>
 <th>training data (Kafka offsets)</th><th>validation metrics</th><th>gate</th></tr>

@@ -32,6 +32,9 @@ class Seen:
 
     outcomes: dict[int, tuple[str, bool]] = field(default_factory=dict)
     alerts: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    """Every record of the alerts topic: incidents (opened, escalated, resolved), notices."""
+    incidents: dict[str, list[tuple[int, dict[str, Any]]]] = field(default_factory=dict)
+    """The records of each incident, by incident id, in order."""
     triggers: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     versions: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     dead: Counter[str] = field(default_factory=Counter)
@@ -45,6 +48,10 @@ class Seen:
         if not self.recent:
             return None
         return sum(ok for _, ok in self.recent) / len(self.recent)
+
+    def firing(self) -> list[str]:
+        """Ids of the incidents still firing."""
+        return [i for i, recs in self.incidents.items() if recs[-1][1]["state"] == "firing"]
 
 
 class Watcher:
@@ -68,7 +75,7 @@ class Watcher:
 
     def _run(self) -> None:
         codec = default_codec()
-        group = f"demo-watch-{uuid.uuid4().hex[:8]}"
+        group = f"{self.settings.group('demo-watch')}-{uuid.uuid4().hex[:8]}"
         c = Consumer(consumer_config(self.settings, "demo", group, **{"enable.auto.commit": False}))
         c.subscribe([self.settings.topic(t) for t in TOPICS])
         try:
@@ -94,7 +101,16 @@ class Watcher:
             s.last_index = max(s.last_index, i)
         elif kind == "Alert":
             s.alerts.append((s.last_index, v))
-            self.lines.put(f"ALERT   {v['severity']:<8} {v['kind']}: {v['message']}")
+            state = v.get("state")
+            if state is None:
+                self.lines.put(f"ALERT   {v['severity']:<8} {v['kind']}: {v['message']}")
+                return
+            s.incidents.setdefault(v["incident_id"], []).append((s.last_index, v))
+            if state == "resolved":
+                what = "RESOLVED"
+            else:
+                what = "INCIDENT" if v["opened_at_ms"] == v["created_at_ms"] else "ESCALATE"
+            self.lines.put(f"{what:<9}{v['severity']:<9}{v['kind']}: {v['message']}")
         elif kind == "RetrainTrigger":
             s.triggers.append((s.last_index, v))
             window = f"last {v['last_n']} outcomes" if v.get("last_n") else "recent outcomes"

@@ -83,7 +83,7 @@ def worker_prefix(settings: Settings, name: str = "worker") -> str:
     """The Faust app id of ``driftline worker --name NAME`` (as streams/app.py builds it):
     the prefix of the worker's group, its scorer's group, internal topics and
     transactional ids."""
-    return f"{settings.topic_prefix}{name}".replace(".", "-")
+    return settings.group(name)
 
 
 def declare(
@@ -114,14 +114,14 @@ def declare(
     prefixed(sc, "topic", wp, ("READ", "WRITE", "CREATE", "DESCRIBE", "DESCRIBE_CONFIGS"))
     prefixed(sc, "group", wp, GROUP)
     prefixed(sc, "transactional_id", wp, ("WRITE", "DESCRIBE"))
-    prefixed(sc, "group", f"{settings.client_id}-registry", GROUP)
+    prefixed(sc, "group", settings.group("registry"), GROUP)
 
     # trainer: the retrain consumer group, registry and outcome readers (assign only)
     tr = names.trainer
     topics(tr, READ, "retrain", "outcomes", "registry")
     topics(tr, WRITE, "registry", "alerts")
     for role in ("trainer", "registry", "outcomes"):
-        prefixed(tr, "group", f"{settings.client_id}-{role}", GROUP)
+        prefixed(tr, "group", settings.group(role), GROUP)
 
     # app: an upstream application (driftline.client or any Kafka client)
     ap = names.app

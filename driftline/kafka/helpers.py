@@ -48,7 +48,7 @@ def headers(record_name: str, event_time_ms: int | None = None) -> list[tuple[st
 
 def reader(settings: Settings, role: str, **overrides: Any) -> Consumer:
     """A consumer for ``assign()`` reads: never joins a group, never commits."""
-    group = f"{settings.client_id}-{role}-{uuid.uuid4().hex[:8]}"
+    group = f"{settings.group(role)}-{uuid.uuid4().hex[:8]}"
     conf = consumer_config(settings, role, group, **{"enable.auto.commit": False, **overrides})
     return Consumer(conf)
 

@@ -21,7 +21,11 @@ def test_demo_closes_the_loop(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     log = "\n".join(lines)
     assert summary["outcomes"] == opts.events - opts.warmup, log
-    assert summary["drift alerts"] >= 1, log
+    assert summary["incidents opened"] >= 1, log
+    assert (
+        summary["incidents opened"]
+        == summary["incidents resolved"] + summary["incidents firing at the end"]
+    )
     assert summary["retrain triggers"] >= 1, log
     assert summary["versions promoted"] >= 1, log
     after = summary["served accuracy after the first change"]
@@ -29,4 +33,4 @@ def test_demo_closes_the_loop(tmp_path: Path) -> None:
     assert after > frozen, log
     html = path.read_text()
     assert "Versions, lineage and gate verdicts" in html and "data:image/png;base64," in html
-    assert "champion" in html
+    assert "champion" in html and "<h2>Incidents</h2>" in html

@@ -97,7 +97,8 @@ def test_downstream_app_prints_the_predictions_of_its_model(s: Settings, capsys)
 def test_alert_handler_acts_by_severity_run_as_a_script(s: Settings) -> None:
     with Producer(s, app="monitor-stand-in") as producer:
         for i, severity in enumerate(["critical", "info", "warning", "critical"]):
-            a = EXAMPLES["Alert"](alert_id=f"a{i}", severity=severity, kind=f"kind{i}")
+            a = EXAMPLES["Alert"](alert_id=f"a{i}", severity=severity, kind=f"kind{i}",
+                                  state="resolved" if i == 3 else "firing")  # fmt: skip
             producer.send(Alert.from_dict(a))
     script = EXAMPLES_DIR / "alert_handler.py"
     argv = [*common(s), "--from-beginning", "--min-severity", "warning", "--count", "3"]
@@ -106,7 +107,7 @@ def test_alert_handler_acts_by_severity_run_as_a_script(s: Settings) -> None:
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout.splitlines()
-    assert [ln.split()[0] for ln in out[:-1]] == ["PAGE", "TICKET", "PAGE"]
+    assert [ln.split()[0] for ln in out[:-1]] == ["PAGE", "TICKET", "CLOSE"]
     assert out[0].startswith("PAGE [critical] churn/v3 kind0: PSI of income rose")
     assert "psi=0.31" in out[0]
     assert out[-1] == "handled 3 alerts, ignored 1 below warning, skipped 0 undecodable"

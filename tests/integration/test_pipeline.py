@@ -151,7 +151,7 @@ def test_induced_drift_raises_an_alert_and_exactly_one_retrain_trigger(pipeline)
     # an operator reads the same from the worker's log: what it serves, each alert
     log = proc.log.read_text()
     assert f"registry: serving churn champion {champion} (registry offset " in log
-    assert f"alert: churn {champion} concept_drift " in log
+    assert f"incident firing: churn {champion} concept_drift " in log
 
 
 def rocksdb_tables(data_dir: Path) -> dict[int, tuple[int, int | None]]:

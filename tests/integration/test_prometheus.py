@@ -1,27 +1,20 @@
 """A real Prometheus (Debian's binary) scrapes a running worker's /metrics every second
-and evaluates infra/prometheus/rules/driftline.yml plus a rule that must fire."""
+and evaluates infra/prometheus/rules/*.yml plus a rule that must fire."""
 
 from __future__ import annotations
 
 import json
 import random
-import shutil
-import subprocess
-import time
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from driftline.procs import free_port
 from tests.integration.churn import example, send, worker_url
+from tests.integration.observability import RULES_DIR, Prometheus
 
-ROOT = Path(__file__).resolve().parents[2]
-RULES = ROOT / "infra" / "prometheus" / "rules" / "driftline.yml"
 TEST_RULES = {
     "groups": [
         {
@@ -41,92 +34,11 @@ TEST_RULES = {
 }  # fmt: skip
 
 
-class Prometheus:
-    """``prometheus`` on a free 127.0.0.1 port, its data and log under ``tmp``."""
-
-    def __init__(self, tmp: Path, target: str) -> None:
-        exe = shutil.which("prometheus")
-        assert exe, "prometheus is missing: run infra/bootstrap.sh (Debian package prometheus)"
-        tmp.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tmp / "prometheus.log"
-        (tmp / "test_rules.yml").write_text(yaml.safe_dump(TEST_RULES))
-        config = {
-            # a scrape may not take longer than its interval: 2 s leaves room for a
-            # worker sharing two busy cores with the rest of the suite
-            "global": {"scrape_interval": "2s", "scrape_timeout": "2s",
-                       "evaluation_interval": "1s"},
-            "rule_files": [str(RULES), str(tmp / "test_rules.yml")],
-            "scrape_configs": [
-                {"job_name": "driftline-worker", "metrics_path": "/metrics",
-                 "static_configs": [{"targets": [target]}]}
-            ],
-        }  # fmt: skip
-        (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-        self.args = [
-            exe,
-            f"--config.file={tmp / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp / 'data'}",
-            f"--web.listen-address=127.0.0.1:{self.port}",
-            "--log.level=warn",
-        ]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> Prometheus:
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT)
-        self.wait("ready", lambda: self._get("/-/ready") is not None, 60)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.proc is not None
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def _get(self, path: str) -> bytes | None:
-        try:
-            with urllib.request.urlopen(self.url + path, timeout=5) as resp:
-                return bytes(resp.read())
-        except OSError:
-            return None
-
-    def api(self, path: str, **params: str) -> Any:
-        body = self._get(f"/api/v1/{path}?{urllib.parse.urlencode(params)}")
-        assert body is not None, f"prometheus did not answer {path}: {self.tail()}"
-        doc = json.loads(body)
-        assert doc["status"] == "success", doc
-        return doc["data"]
-
-    def query(self, expr: str) -> dict[str, float]:
-        """Instant vector as {metric labels as text: value}."""
-        result = self.api("query", query=expr)["result"]
-        return {json.dumps(r["metric"], sort_keys=True): float(r["value"][1]) for r in result}
-
-    def wait(self, what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"prometheus exited: {self.tail()}")
-            got = check()
-            if got:
-                return got
-            time.sleep(0.5)
-        raise AssertionError(f"prometheus: {what} not seen in {timeout} s: {self.tail()}")
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
-
-
 @pytest.fixture
 def prometheus(pipeline, tmp_path: Path) -> Iterator[Prometheus]:
     _, _, proc = pipeline
     target = worker_url(proc, "").removeprefix("http://")
-    with Prometheus(tmp_path / "prometheus", target) as prom:
+    with Prometheus(tmp_path / "prometheus", target, TEST_RULES) as prom:
         yield prom
 
 
@@ -165,7 +77,9 @@ def test_prometheus_scrapes_the_worker_and_evaluates_the_rules(pipeline, prometh
 
     # Every shipped rule was loaded and evaluated without error.
     groups = {g["name"]: g for g in prom.api("rules")["groups"]}
-    shipped = yaml.safe_load(RULES.read_text())["groups"]
+    shipped = [g for p in sorted(RULES_DIR.glob("*.yml")) for g in yaml.safe_load(
+        p.read_text())["groups"]]  # fmt: skip
+    assert {g["name"] for g in shipped} >= {"driftline", "driftline-incidents"}
     for group in shipped:
         loaded = groups[group["name"]]
         assert [r["name"] for r in loaded["rules"]] == [r["alert"] for r in group["rules"]]

@@ -160,7 +160,7 @@ def group_of(s: Secured, user: str) -> str:
     tag = uuid.uuid4().hex[:8]
     return {
         "app": f"app-{tag}",
-        "trainer": f"{s.client_id}-trainer-{tag}",
+        "trainer": f"{s.settings('trainer').group('trainer')}-{tag}",
         "scorer": f"{acls.worker_prefix(s.settings('scorer'))}-{tag}",
     }[user]
 

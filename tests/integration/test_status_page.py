@@ -69,7 +69,7 @@ def test_status_page_in_headless_chromium(pipeline, tmp_path: Path) -> None:
 
     def settled(d: dict[str, Any]) -> bool:
         points = [p for m in d["models"] for sr in m["history"]["series"] for p in sr["points"]]
-        return bool(d["alerts"]) and bool(d["triggers"]) and len(points) >= 8
+        return bool(d["incidents"]) and bool(d["triggers"]) and len(points) >= 8
 
     doc = status_until(proc, settled)
     (model,) = doc["models"]
@@ -92,6 +92,10 @@ def test_status_page_in_headless_chromium(pipeline, tmp_path: Path) -> None:
     assert "churn: rolling accuracy per served version" in dom and "<polyline" in dom
     assert "plan=pro" in dom and "psi" in dom
     assert doc["alerts"][-1]["kind"] in dom and doc["triggers"][0]["trigger_id"] in dom
+    incident = doc["incidents"][0]  # the drift: open, with what opened it
+    assert incident["state"] == "firing" and incident["model"] == "churn"
+    assert incident["cause"] in ("concept_drift", "performance_degradation", "feature_drift")
+    assert "<h2>Incidents</h2>" in dom and incident["cause"] in dom
     assert "scored 3,000" in dom
 
     shot = tmp_path / "status.png"

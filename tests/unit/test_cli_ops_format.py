@@ -120,7 +120,9 @@ def test_status_text_has_every_section() -> None:
             {"version": "v1", "stage": "archived", "created_at_ms": 0},
             {"version": "v2", "stage": "champion", "created_at_ms": 1000}])]),
         "alerts": [{"created_at_ms": 0, "model": "churn", "version": "v2", "severity": "warning",
-                    "kind": "concept_drift", "message": "ADWIN shrank"}],
+                    "kind": "concept_drift", "message": "ADWIN shrank"},
+                   {"created_at_ms": 0, "model": "churn", "version": "v2", "severity": "warning",
+                    "kind": "skew_rate", "message": "1.0% ...", "state": "resolved"}],
     }  # fmt: skip
     text = "\n".join(status_lines(doc))
     assert "Topics (p.*)" in text
@@ -131,6 +133,7 @@ def test_status_text_has_every_section() -> None:
     assert "p-worker-scorer  p.features  3           1,400      100" in text
     assert "churn  v2       champion  1970-01-01T00:00:01.000Z" in text
     assert "warning  churn v2 concept_drift: ADWIN shrank" in text
+    assert "warning  churn v2 skew_rate (resolved): 1.0% ..." in text
     assert doc["models"][0]["champion"] == "v2" and doc["models"][0]["challenger"] is None
 
 

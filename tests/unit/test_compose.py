@@ -23,7 +23,7 @@ def compose() -> dict:
 
 def test_services_and_dependencies_exist(compose: dict) -> None:
     services = compose["services"]
-    assert {"kafka", "worker", "trainer", "prometheus", "grafana"} <= set(services)
+    assert {"kafka", "worker", "trainer", "prometheus", "alertmanager", "grafana"} <= set(services)
     for name, svc in services.items():
         for dep in svc.get("depends_on", []):
             assert dep in services, f"{name} depends on unknown service {dep}"
@@ -100,3 +100,17 @@ def test_every_driftline_command_and_option_exists(compose: dict) -> None:
             out = CliRunner().invoke(cli, [*sub, "--help"]).output
             for opt in options:
                 assert opt in out, f"{name}: {opt} is no option of driftline {sub}"
+
+
+def test_prometheus_sends_alerts_to_the_alertmanager_of_the_repo(compose: dict) -> None:
+    """The Alertmanager service runs infra/alertmanager/alertmanager.yml (the file the
+    integration test runs with Debian's binary), on the port Prometheus sends to."""
+    am = compose["services"]["alertmanager"]
+    assert "./infra/alertmanager:/etc/alertmanager:ro" in am["volumes"]
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in am["command"]
+    assert "9093:9093" in am["ports"]
+    assert "alertmanager" in compose["services"]["prometheus"]["depends_on"]
+    prom = yaml.safe_load((ROOT / "infra" / "prometheus" / "prometheus.yml").read_text())
+    (target,) = [t for am in prom["alerting"]["alertmanagers"]
+                 for sc in am["static_configs"] for t in sc["targets"]]  # fmt: skip
+    assert target == "alertmanager:9093"

@@ -104,12 +104,16 @@ evaluation_interval: 1m
 tests:
   - interval: 1m
     input_series:
-      - series: 'driftline_drift_detections_total{{model="churn", kind="concept_drift"}}'
-        values: '0 0 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1'
-      - series: 'driftline_model_metric{{model="churn", version="v1", segment="all", window="count:1000", metric="accuracy"}}'
-        values: '0.95x5 0.80x20'
-      - series: 'driftline_model_baseline{{model="churn", version="v1", metric="accuracy"}}'
-        values: '0.95x25'
+      # an incident: opened at 2m, its worker restarting at 4m-5m (stale: no sample),
+      # resolved at 8m (0); a second worker never saw it (0)
+      - series: 'driftline_incident_firing{{model="churn", cause="concept_drift", severity="warning", version="v1", instance="w:6066"}}'
+        values: '_ _ 1 1 stale stale 1 1 0 0 0 0'
+      - series: 'driftline_incident_firing{{model="churn", cause="concept_drift", severity="warning", version="v1", instance="w2:6066"}}'
+        values: '0x11'
+      # an incident whose worker went away for good at 3m: firing 5 minutes past its
+      # last sample (2m), then not (the version label is empty: Prometheus drops it)
+      - series: 'driftline_incident_firing{{model="fraud", cause="skew_rate", severity="critical", version="", instance="w:6066"}}'
+        values: '1 1 1 stale'
       - series: 'up{{job="driftline-worker", instance="w:6066"}}'
         values: '1 1 0 0 0 0'
       - series: 'driftline_artifacts_rejected_total{{model="churn", reason="bad_signature"}}'
@@ -121,26 +125,36 @@ tests:
       - series: 'driftline_transactions_retried_total{{loop="scorer", why="aborted", instance="w:6066"}}'
         values: '0 3 6 9 12'
     alert_rule_test:
+      - eval_time: 1m
+        alertname: DriftlineIncident
+        exp_alerts:
+          - exp_labels: {{severity: critical, model: fraud, cause: skew_rate}}
+            exp_annotations:
+              summary: "skew_rate of fraud (critical)"
+              description: "Driftline's monitor opened a skew_rate incident for fraud (version  served when it opened). Its evidence is on the alerts topic (driftline tail alerts) and the worker's status page."
+              runbook: "docs/on-call.md#skew_rate"
       - eval_time: 3m
-        alertname: DriftlineDriftDetected
-        exp_alerts:
-          - exp_labels: {{severity: info, model: churn, kind: concept_drift}}
+        alertname: DriftlineIncident
+        exp_alerts: &churn
+          - exp_labels: {{severity: warning, model: churn, cause: concept_drift, version: v1}}
             exp_annotations:
-              summary: "concept_drift detected for churn"
-              description: "The monitor raised concept_drift in the last 15 minutes; see the alerts topic."
-      - eval_time: 30m
-        alertname: DriftlineDriftDetected
-        exp_alerts: []
-      - eval_time: 10m
-        alertname: DriftlineAccuracyBelowBaseline
-        exp_alerts: []
-      - eval_time: 17m
-        alertname: DriftlineAccuracyBelowBaseline
-        exp_alerts:
-          - exp_labels: {{severity: warning, model: churn, version: v1, segment: all, window: "count:1000", metric: accuracy}}
+              summary: "concept_drift of churn (warning)"
+              description: "Driftline's monitor opened a concept_drift incident for churn (version v1 served when it opened). Its evidence is on the alerts topic (driftline tail alerts) and the worker's status page."
+              runbook: "docs/on-call.md#concept_drift"
+          - exp_labels: {{severity: critical, model: fraud, cause: skew_rate}}
             exp_annotations:
-              summary: "churn v1 accuracy below its validation baseline"
-              description: "Rolling accuracy 0.8 is more than 0.05 below the version's validation accuracy."
+              summary: "skew_rate of fraud (critical)"
+              description: "Driftline's monitor opened a skew_rate incident for fraud (version  served when it opened). Its evidence is on the alerts topic (driftline tail alerts) and the worker's status page."
+              runbook: "docs/on-call.md#skew_rate"
+      - eval_time: 5m
+        alertname: DriftlineIncident
+        exp_alerts: *churn
+      - eval_time: 7m
+        alertname: DriftlineIncident
+        exp_alerts: *churn
+      - eval_time: 8m
+        alertname: DriftlineIncident
+        exp_alerts: []
       - eval_time: 4m
         alertname: DriftlineWorkerDown
         exp_alerts:

@@ -28,6 +28,32 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None
     assert "s3cret" not in repr(s) and "s3cret" not in str(s.model_dump())
 
 
+GROUPS = [
+    # (topic prefix, client id, role, group): the default prefix keeps the names used
+    # before groups followed the prefix, whatever the client id
+    ("driftline.", "driftline", "trainer", "driftline-trainer"),
+    ("driftline.", "driftline", "worker", "driftline-worker"),
+    ("driftline.", "driftline", "registry", "driftline-registry"),
+    ("driftline.", "other-client", "trainer", "driftline-trainer"),
+    ("staging.", "driftline", "trainer", "staging-trainer"),
+    ("prod.eu.", "driftline", "worker", "prod-eu-worker"),
+    ("t_1-", "driftline", "trainer", "t_1-trainer"),
+]
+
+
+@pytest.mark.parametrize(("prefix", "client_id", "role", "group"), GROUPS)
+def test_groups_derive_from_the_topic_prefix(
+    prefix: str, client_id: str, role: str, group: str
+) -> None:
+    assert Settings(topic_prefix=prefix, client_id=client_id).group(role) == group
+
+
+def test_two_prefixes_share_no_group() -> None:
+    roles = ["worker", "worker-scorer", "worker-join", "trainer", "registry", "outcomes"]
+    a, b = Settings(topic_prefix="staging."), Settings(topic_prefix="prod.")
+    assert not {a.group(r) for r in roles} & {b.group(r) for r in roles}
+
+
 @pytest.mark.parametrize("prefix", ["bad prefix", "a/b", "ü."])
 def test_illegal_topic_prefix_is_refused(prefix: str) -> None:
     with pytest.raises(ValidationError, match="topic prefix"):

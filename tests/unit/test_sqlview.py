@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, insert, select, update
+from sqlalchemy import create_engine, insert, select, text, update
 
 from driftline.consumers import sqlview
 from driftline.core.errors import ConfigError
@@ -71,6 +71,49 @@ def test_alerts_triggers_and_failed_runs(engine) -> None:
     assert json.loads(trg.reasons) == retrain_trigger()["reasons"]
 
 
+def test_incident_records_keep_their_lifecycle(engine) -> None:
+    opened = alert(alert_id="a-1")
+    resolved = alert(alert_id="a-2", state="resolved", resolved_at_ms=opened["opened_at_ms"] + 90,
+                     duration_ms=90, segments=["all", "plan=pro"])  # fmt: skip
+    notice = alert(alert_id="a-3", kind="artifact_rejected", incident_key=None, incident_id=None,
+                   state=None, opened_at_ms=None, segments=None, versions=None)  # fmt: skip
+    with engine.begin() as conn:
+        for a in (opened, resolved, notice):
+            sqlview.project_alert(conn, a)
+    got = {r.alert_id: r for r in rows(engine, sqlview.alerts)}
+    assert got["a-1"].incident_id == got["a-2"].incident_id == opened["incident_id"]
+    assert (got["a-1"].state, got["a-2"].state, got["a-3"].state) == ("firing", "resolved", None)
+    assert got["a-2"].duration_ms == 90 and json.loads(got["a-2"].segments) == ["all", "plan=pro"]
+    assert got["a-3"].segments is None and got["a-3"].incident_key is None
+
+
+def test_a_view_of_schema_version_1_gets_the_incident_columns(tmp_path: Path) -> None:
+    """A view written before Alert v2 (its alerts table without the incident columns)
+    is migrated in place: old rows keep their values, with null incident fields."""
+    eng = create_engine(f"sqlite:///{tmp_path}/old.db")
+    sqlview.ensure_schema(eng)
+    v1 = [c.name for c in sqlview.alerts.columns][:9]
+    with eng.begin() as conn:
+        conn.execute(text("DROP TABLE alerts"))
+        conn.execute(text("CREATE TABLE alerts (alert_id VARCHAR(255) PRIMARY KEY, model "
+                          "VARCHAR(255), version VARCHAR(255), segment VARCHAR(255), kind "
+                          "VARCHAR(255), severity VARCHAR(255), message TEXT, evidence TEXT, "
+                          "created_at_ms BIGINT)"))  # fmt: skip
+        conn.execute(text(f"INSERT INTO alerts ({', '.join(v1)}) VALUES ('old', 'churn', "
+                          "'v1', NULL, 'concept_drift', 'warning', 'm', '{}', 5)"))  # fmt: skip
+        conn.execute(sqlview.schema_version.delete())
+        conn.execute(insert(sqlview.schema_version).values(version=1, applied_at_ms=0))
+    assert sqlview.ensure_schema(eng) == 1  # found 1, migrated to 2
+    with eng.begin() as conn:
+        sqlview.project_alert(conn, alert(alert_id="new"))
+    got = {r.alert_id: r for r in rows(eng, sqlview.alerts)}
+    assert (got["old"].kind, got["old"].state, got["old"].incident_id) == ("concept_drift", None,
+                                                                          None)  # fmt: skip
+    assert got["new"].state == "firing"
+    assert sqlview.ensure_schema(eng) == sqlview.SCHEMA_VERSION == 2
+    eng.dispose()
+
+
 def test_offsets_are_stored_with_the_rows(engine) -> None:
     with engine.begin() as conn:
         sqlview.write_offsets(conn, {("t.registry", 0): 5, ("t.alerts", 2): 7})
@@ -105,6 +148,10 @@ def test_snapshot_compares_whole_tables(engine, tmp_path: Path) -> None:
             sqlview.project_trigger(conn, retrain_trigger())
     assert sqlview.snapshot(engine) == sqlview.snapshot(other)
     with other.begin() as conn:
-        conn.execute(insert(sqlview.alerts).values(**{**alert(), "evidence": "{}"}))
+        conn.execute(
+            insert(sqlview.alerts).values(
+                **{**alert(segments=None, versions=None), "evidence": "{}"}
+            )
+        )
     assert sqlview.snapshot(engine) != sqlview.snapshot(other)
     other.dispose()

@@ -58,6 +58,7 @@ from driftline.core.lifecycle.training import Store, TrainingRun, decide, stage_
 from driftline.core.lifecycle.trainset import build_frame, examples, window
 from driftline.core.model.config import ModelConfig, ModelsConfig
 from driftline.core.model.estimators import load_version
+from driftline.core.watch.incidents import NOTICE_FIELDS
 from driftline.core.watch.retrain_policy import MIN_ROWS
 
 __all__ = [
@@ -343,7 +344,7 @@ def alert(
     *,
     now_ms: int,
 ) -> dict[str, Any]:
-    """An Alert record."""
+    """An Alert record: a notice (no incident, ``state`` null)."""
     return {
         "alert_id": str(uuid.uuid4()),
         "model": model,
@@ -354,6 +355,7 @@ def alert(
         "message": message,
         "evidence": dict(evidence),
         "created_at_ms": now_ms,
+        **NOTICE_FIELDS,
     }
 
 

@@ -3,7 +3,15 @@
 Pure and clock-injected: every check takes ``now_ms``. An alert says what happened and why
 in one sentence with the numbers, and ``evidence`` holds the numbers. The same (model,
 version, kind, segment) alert is not raised again within ``cooldown_ms``; the state of that
-dedupe is ``to_dict`` / ``from_dict``-able for a changelogged table.
+dedupe is ``to_dict`` / ``from_dict``-able for a changelogged table. The monitor sets no
+cooldown: it folds every alert into an incident (:mod:`driftline.core.watch.incidents`).
+
+A judgement that raises no alert is a :class:`~driftline.core.watch.incidents.Check`
+(``checks_snapshot``, ``check_rate``, ``checks_drift``, ``check_concept``): healthy when
+the statistic is at most ``clear_factor`` times its threshold, which is what resolves an
+incident; between the two it is recovering. For accuracy the clearing margin also allows
+for the baseline's own sampling error when the baseline says on how many held-out rows
+(``count``) it was measured (:meth:`AlertRules.clearing_margin`).
 
 Performance is worse than baseline when a higher-is-better metric (accuracy, precision,
 recall, f1, roc_auc, r2) is more than ``margin`` below it (absolute), or a loss (log_loss,
@@ -21,10 +29,19 @@ accuracy of churn v3 on all fell to 0.81 over count:1000 (1000 outcomes), 0.09 b
 baseline 0.9 (margin 0.05).
 >>> rules.check_snapshot(snap, now_ms=30_000)  # within the cooldown
 []
+>>> snap["metrics"] = {"accuracy": 0.89}  # recovered: a healthy check of each rule
+>>> for check in rules.checks_snapshot(snap):
+...     print(check.kind, check.healthy)
+numerical_instability True
+performance_degradation True
+>>> print(check.message)
+accuracy of churn v3 on all is 0.89 over count:1000 (1000 outcomes), 0.01 below its \
+baseline 0.9: within the clearing margin 0.025.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,7 +49,9 @@ from datetime import UTC, datetime
 from statistics import NormalDist
 from typing import Any
 
-from driftline.core.watch.concept_drift import DriftEvent
+from driftline.core.watch.concept_drift import CONCEPT_DRIFT, DriftEvent
+from driftline.core.watch.feature_drift import FeatureDrift
+from driftline.core.watch.incidents import PRIMARY, Check
 from driftline.core.watch.rates import Window, wilson_lower
 
 __all__ = ["HIGHER_IS_BETTER", "LOWER_IS_BETTER", "AlertRules", "Degradation", "degradations"]
@@ -51,6 +70,8 @@ _SETTINGS = (
     "cooldown_ms",
     "critical_factor",
     "confidence",
+    "clear_factor",
+    "quiet_outcomes",
 )
 _NAMESPACE = uuid.UUID("6f1d2a52-5c43-4c1e-9a55-2f1f0c7e3b10")
 
@@ -121,6 +142,13 @@ class AlertRules:
     critical_factor
         Severity is critical when the statistic reaches ``critical_factor`` times its
         threshold, else warning.
+    clear_factor
+        A judgement is healthy (evidence that an incident cleared) when the statistic is
+        at most ``clear_factor`` times its threshold: hysteresis, so a value hovering at
+        the threshold neither raises nor resolves incidents over and over.
+    quiet_outcomes
+        Concept drift is healthy again once this many outcomes came with no alarm and
+        the served version's performance is healthy.
 
     """
 
@@ -138,6 +166,8 @@ class AlertRules:
         cooldown_ms: int = 3_600_000,
         critical_factor: float = 2.0,
         confidence: float = 0.95,
+        clear_factor: float = 0.5,
+        quiet_outcomes: int = 1_000,
     ) -> None:
         for name, value in [
             ("margin", margin),
@@ -152,6 +182,9 @@ class AlertRules:
             raise ValueError("min_count, min_events >= 1, cooldown_ms >= 0, critical_factor >= 1")
         if not 0.5 <= confidence < 1:
             raise ValueError(f"confidence must be in [0.5, 1), not {confidence!r}")
+        if not 0 <= clear_factor <= 1 or quiet_outcomes < 0:
+            raise ValueError("clear_factor must be in [0, 1] and quiet_outcomes >= 0")
+        self.clear_factor, self.quiet_outcomes = clear_factor, quiet_outcomes
         self.margin, self.relative_margin, self.min_count = margin, relative_margin, min_count
         self.watch = None if watch is None else frozenset(watch)
         self.nan_rate, self.skew_rate, self.expired_rate = nan_rate, skew_rate, expired_rate
@@ -285,6 +318,125 @@ class AlertRules:
             )
         return out
 
+    def checks_snapshot(self, snapshot: Mapping[str, Any]) -> list[Check]:
+        """The judgements of ``snapshot`` that raise no alert: performance (any segment,
+        when it has ``min_count`` outcomes and a baseline) and numerical stability
+        (segment 'all'), each healthy or recovering."""
+        model, version, seg = snapshot["model"], snapshot["version"], snapshot["segment"]
+        window, count = snapshot["window"], snapshot["count"]
+        out = []
+        counts = snapshot.get("counts") or {}
+        bad = counts.get("nan", 0) + counts.get("inf", 0)
+        if seg == PRIMARY and count >= self.min_events and bad / count <= self.nan_rate:
+            rate, clear = bad / count, self.clear_factor * self.nan_rate
+            out.append(Check(
+                "numerical_instability", PRIMARY, rate <= clear, version,
+                f"{rate:.1%} of the predictions of {model} {version} were NaN or infinite "
+                f"({bad} of {count}, {window}): {'within' if rate <= clear else 'above'} the "
+                f"clearing threshold {clear:.1%}.",
+                {"rate": rate, "clear_threshold": clear, "count": count, "window": window},
+            ))  # fmt: skip
+        if count < self.min_count:
+            return out
+        found = degradations(snapshot, self.margin, self.relative_margin, self.watch)
+        if not found or found[0].ratio > 1:
+            return out
+        d = found[0]
+        clear = self.clearing_margin(d, (snapshot.get("baseline") or {}).get("count"))
+        healthy = d.worse_by <= clear
+        if d.metric in HIGHER_IS_BETTER:
+            gap = f"{_g(abs(d.worse_by))} {'below' if d.worse_by > 0 else 'above'}"
+            limit = _g(clear)
+        else:
+            gap = f"{abs(d.worse_by):.0%} {'above' if d.worse_by > 0 else 'below'}"
+            limit = f"{clear:.0%}"
+        out.append(Check(
+            "performance_degradation", seg, healthy, version,
+            f"{d.metric} of {model} {version} on {seg} is {_g(d.value)} over {window} "
+            f"({count} outcomes), {gap} its baseline {_g(d.baseline)}: "
+            f"{'within' if healthy else 'outside'} the clearing margin {limit}.",
+            {"metric": d.metric, "value": d.value, "baseline": d.baseline,
+             "worse_by": d.worse_by, "clear_margin": clear, "count": count, "window": window},
+        ))  # fmt: skip
+        return out
+
+    def clearing_margin(self, d: Degradation, baseline_rows: float | None) -> float:
+        """How far below its baseline ``d`` may be and still count as healthy:
+        ``clear_factor`` times its margin, plus, for accuracy with a baseline measured on
+        ``baseline_rows`` held-out rows, one standard error of that baseline
+        (``sqrt(b (1 - b) / rows)``), at most halfway from there to the alerting margin.
+
+        A baseline of 100 rows is itself give or take 0.02: a version serving 0.93
+        against a lucky 0.96 would never count as recovered against 0.025 alone.
+
+        >>> rules = AlertRules(margin=0.05)
+        >>> d = Degradation("accuracy", 0.93, 0.96, 0.03, 0.05)
+        >>> rules.clearing_margin(d, None), round(rules.clearing_margin(d, 100), 4)
+        (0.025, 0.0375)
+        >>> round(rules.clearing_margin(d, 10_000), 4)  # 0.025 + 0.00196
+        0.027
+        """
+        clear = self.clear_factor * d.margin
+        if d.metric != "accuracy" or not baseline_rows or not 0 <= d.baseline <= 1:
+            return clear
+        se = math.sqrt(d.baseline * (1 - d.baseline) / baseline_rows)
+        return min(clear + se, (clear + d.margin) / 2)
+
+    def checks_drift(
+        self, model: str, version: str, results: Sequence[FeatureDrift]
+    ) -> list[Check]:
+        """Feature and prediction drift judged on ``results`` (one evaluation of the live
+        window): a healthy check per kind with tested features and none drifted."""
+        out = []
+        for kind in ("feature_drift", "prediction_drift"):
+            tested = [r for r in results if r.kind == kind and r.psi is not None]
+            if not tested or any(r.drifted for r in tested):
+                continue
+            top = max(tested, key=lambda r: r.psi or 0.0)
+            what = "prediction distribution" if kind == "prediction_drift" else "features"
+            out.append(Check(
+                kind, PRIMARY, True, version,
+                f"none of the {len(tested)} {what} of {model} {version} drifted from the "
+                f"training data (highest PSI {_g(top.psi or 0.0)}, {top.feature}; {top.n} "
+                "live values).",
+                {"tested": len(tested), "feature": top.feature, "psi": top.psi, "n": top.n},
+            ))  # fmt: skip
+        return out
+
+    def check_concept(self, model: str, quiet: int, performance: Check | None) -> Check | None:
+        """Concept drift judged at a tick: once ``quiet_outcomes`` outcomes (``quiet``)
+        came with no alarm, as healthy as the served version's ``performance`` on 'all'
+        (the change is over and the model copes with it); None before, or while that
+        performance is degraded or not judged."""
+        if quiet < self.quiet_outcomes or performance is None:
+            return None
+        p = performance
+        return Check(
+            CONCEPT_DRIFT, PRIMARY, p.healthy, p.version,
+            f"no change in the error of {model} over its last {quiet} outcomes, and {p.message}",
+            {"quiet_outcomes": quiet, **p.evidence},
+        )  # fmt: skip
+
+    def check_rate(self, kind: str, model: str, window: Window) -> Check | None:
+        """A settled rate window (``skew_rate`` or ``expired_label_rate``) that raises no
+        alert: healthy at or below ``clear_factor`` times the threshold; None when too
+        small to judge."""
+        threshold = self.skew_rate if kind == "skew_rate" else self.expired_rate
+        if window.total < self.min_events or self._above(window, threshold):
+            return None
+        clear = self.clear_factor * threshold
+        what = "were dead-lettered" if kind == "skew_rate" else "expired before their label"
+        healthy = window.rate <= clear
+        return Check(
+            kind, PRIMARY, healthy, _version(window),
+            f"{window.rate:.1%} of the events of {model} {_span(window)} {what} "
+            f"({window.hits} of {window.total}): {'within' if healthy else 'above'} the "
+            f"clearing threshold {clear:.1%}.",
+            {"rate": window.rate, "clear_threshold": clear, "hits": window.hits,
+             "total": window.total, "window_start_ms": window.start_ms,
+             "window_end_ms": window.end_ms},
+        )  # fmt: skip
+
     def check_estimate(self, snapshot: Mapping[str, Any], now_ms: int) -> list[dict[str, Any]]:
         """estimated_performance_degradation: a CBPE snapshot (window ``estimate:N``) whose
         estimated metric is more than ``margin`` below the version's baseline *and* whose
@@ -323,6 +475,35 @@ class AlertRules:
                     "count": count, "window": window}  # fmt: skip
         return self._alert("estimated_performance_degradation", model, version, seg, ratio,
                            msg, evidence, now_ms)  # fmt: skip
+
+    def checks_estimate(self, snapshot: Mapping[str, Any]) -> list[Check]:
+        """A CBPE snapshot of segment 'all' that raises no alert, judged: healthy when
+        every watched estimate is at most ``clear_factor`` times the margin below its
+        baseline (hysteresis, as for performance); none before ``min_count``."""
+        if snapshot["segment"] != PRIMARY or snapshot["count"] < self.min_count:
+            return []
+        metrics, base = snapshot["metrics"], snapshot.get("baseline") or {}
+        clear = self.clear_factor * self.margin
+        drops = {
+            name: base[name] - metrics[f"estimated_{name}"]
+            for name in sorted(HIGHER_IS_BETTER)
+            if f"estimated_{name}" in metrics and name in base
+            and (self.watch is None or name in self.watch)
+        }  # fmt: skip
+        if not drops:
+            return []
+        name = max(drops, key=lambda n: drops[n])
+        healthy = drops[name] <= clear
+        model, version = snapshot["model"], snapshot["version"]
+        return [Check(
+            "estimated_performance_degradation", PRIMARY, healthy, version,
+            f"estimated {name} of {model} {version} is {_g(metrics[f'estimated_{name}'])} over "
+            f"the last {snapshot['count']} predictions, {_g(drops[name])} below its baseline "
+            f"{_g(base[name])}: {'within' if healthy else 'outside'} the clearing margin "
+            f"{_g(clear)}.",
+            {"metric": name, "worse_by": drops[name], "clear_margin": clear,
+             "count": snapshot["count"], "window": snapshot["window"]},
+        )]  # fmt: skip
 
     def check_drift(
         self,

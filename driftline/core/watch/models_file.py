@@ -49,6 +49,7 @@ from driftline.core.model.config_problems import (
     checked_keys,
     key_in_message,
 )
+from driftline.core.watch.incidents import NOTICE_FIELDS
 from driftline.core.watch.monitor import PRIMARY_METRICS
 from driftline.core.watch.retrain_policy import RetrainPolicy
 from driftline.core.watch.window_stats import TASK_METRICS
@@ -147,6 +148,7 @@ def rejected_alerts(
                 ),
                 "evidence": evidence,
                 "created_at_ms": now_ms,
+                **NOTICE_FIELDS,
             }
         )
     return out

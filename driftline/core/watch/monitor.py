@@ -15,6 +15,11 @@ outcomes reach the alert rules, the concept-drift detector and the retrain polic
 challenger's metrics are shown and published, never judged. An outcome without challengers
 costs nothing more.
 
+Alerts are incidents (:mod:`driftline.core.watch.incidents`): every judgement of a tick
+(performance on the count window of each segment of the champion, drift, the rates)
+goes to the model's :class:`~driftline.core.watch.incidents.Incidents`, which publishes
+an incident when it opens, escalates or resolves, and folds the rest into it.
+
 It follows the champion the registry names, not only the models file: a champion of
 another task (a model re-bootstrapped as a regressor) rebuilds the rules, retrain policy
 and trackers for that task, and each version's outcomes are tracked with its own task. A
@@ -51,6 +56,7 @@ from driftline.core.watch.alerts import AlertRules
 from driftline.core.watch.concept_drift import ConceptDriftDetector, DriftEvent
 from driftline.core.watch.estimate import PerformanceEstimator
 from driftline.core.watch.feature_drift import FeatureDriftMonitor, drift_metrics
+from driftline.core.watch.incidents import PRIMARY, Check, Incidents
 from driftline.core.watch.performance import PerformanceTracker
 from driftline.core.watch.profile import ReferenceProfile, label_spec
 from driftline.core.watch.rates import ExpiryRate, SkewRate, Window, rate_snapshot
@@ -100,6 +106,9 @@ class ModelMonitor:
         self.skew = SkewRate()
         self.last_drifting: list[str] = []
         """Features (and __prediction__, __score__) drifting at the last evaluation."""
+        self.incidents = Incidents(config.name)
+        self.quiet = 0
+        """Outcomes of the champions since the last concept-drift alarm."""
         self._slots: set[str] = set()
         """Versions in the champion or a challenger slot."""
         self._retired: set[str] = set()
@@ -126,7 +135,7 @@ class ModelMonitor:
     def _for_task(self) -> None:
         """Rules, retrain policy and trackers for ``self.task`` (a fresh start)."""
         watch = list(PRIMARY_METRICS[self.task])
-        self.rules = AlertRules(watch=watch)
+        self.rules = AlertRules(watch=watch, cooldown_ms=0)  # incidents fold repeats
         self.policy = self._policy()
         self.trackers: dict[str, PerformanceTracker] = {}
         self.estimators = {}
@@ -287,7 +296,9 @@ class ModelMonitor:
             return out
         event = self.detector.update_outcome(outcome)
         if event is None:
+            self.quiet += 1
             return out
+        self.quiet = 0
         # the policy places the change point by its outcome count: bring it up to date
         self.policy.observe_outcomes(self.pending_outcomes, now_ms)
         self.pending_outcomes = 0
@@ -326,55 +337,92 @@ class ModelMonitor:
     # -- outputs ----------------------------------------------------------------------
 
     def tick(self, now_ms: int) -> list[Emit]:
-        """Snapshots, feature drift, rate alerts and the clock-driven retrain reasons
-        (nothing for a retired model)."""
+        """Snapshots, every judgement of the alert rules (into the incidents), rate
+        snapshots and the clock-driven retrain reasons (nothing for a retired model).
+
+        Performance is judged on the count window of each segment of the champion (its
+        last ``window_size`` outcomes): the time window holds the same outcomes and
+        older ones, so it lagged every recovery by up to its period. A segment other
+        than 'all' is judged only against a baseline of its own measured on at least the
+        gate's ``min_segment_samples`` held-out rows: the gate does not trust fewer, and
+        on a stationary stream a 77-row baseline (0.896, give or take 0.035) put a
+        segment 0.05 "below" it and opened incidents that meant nothing."""
         if self.retired:
             return []
         out: list[Emit] = []
+        alerts: list[dict[str, Any]] = []
+        checks: list[Check] = []
         self.policy.observe_outcomes(self.pending_outcomes, now_ms)
         self.pending_outcomes = 0
         drift_values: dict[str, float] = {}
-        if self.features is not None and self.features.count:
+        champion_version = self.champion_version
+        if self.features is not None and self.features.count and champion_version:
             results = self.features.evaluate()
             drift_values = drift_metrics(results)
             self.last_drifting = [str(r.feature) for r in results if r.drifted]
-            out += self._drift(self.features.events(results, now_ms), now_ms)
+            events = self.features.events(results, now_ms)
+            alerts += self.rules.check_drift(events, now_ms, self.importance)
+            checks += self.rules.checks_drift(self.config.name, champion_version, results)
+            for e in events:
+                out += self._trigger(self.policy.observe_drift(e, now_ms))
         baseline, seg_baselines = self._baselines()
+        performance: Check | None = None  # the champion's on 'all', unless degraded
         for version, tracker in self.trackers.items():
-            champion = version == self.champion_version
+            champion = version == champion_version
             # a challenger is compared with its own validation metrics, never judged
             base, seg_base = (
                 (baseline, seg_baselines) if champion else self._shadow.get(version, (None, None))
             )
             for snap in tracker.snapshot(now_ms, base, seg_base):
-                if champion and snap["segment"] == "all" and snap["window"].startswith("count"):
+                counted = snap["window"].startswith("count")
+                if champion and snap["segment"] == PRIMARY and counted:
                     snap["metrics"].update(drift_values)
                 out.append(Emit("metrics", self.config.name, snap))
-                if champion:
-                    out += self._alerts(self.rules.check_snapshot(snap, now_ms))
-                    if snap["segment"] == "all":
-                        out += self._trigger(self.policy.observe_snapshot(snap, now_ms))
-        out += self._estimates(now_ms, baseline, seg_baselines)
-        out += self._rates(now_ms)
+                if champion and counted and self._judged(snap["segment"], seg_baselines):
+                    bad = self.rules.check_snapshot(snap, now_ms)
+                    judged = self.rules.checks_snapshot(snap)
+                    alerts += bad
+                    checks += judged
+                    if snap["segment"] == PRIMARY:
+                        perf = [c for c in judged if c.kind == "performance_degradation"]
+                        performance = perf[0] if perf else None
+                if champion and snap["segment"] == PRIMARY:
+                    out += self._trigger(self.policy.observe_snapshot(snap, now_ms))
+        if self.detector is not None:
+            check = self.rules.check_concept(self.config.name, self.quiet, performance)
+            checks += [] if check is None else [check]
+        out += self._estimates(now_ms, baseline, seg_baselines, alerts, checks)
+        out += self._rates(now_ms, alerts, checks)
+        out += self._incidents(now_ms, alerts, checks)
         out += self._trigger(self.policy.tick(now_ms))
         self.due = self.policy.due_outcomes(now_ms)
         return out
 
     def _estimates(
-        self, now_ms: int, baseline: dict[str, float], seg_baselines: dict[str, Mapping[str, float]]
+        self,
+        now_ms: int,
+        baseline: dict[str, float],
+        seg_baselines: dict[str, Mapping[str, float]],
+        alerts: list[dict[str, Any]],
+        checks: list[Check],
     ) -> list[Emit]:
         """Each classifier version's CBPE snapshots (window ``estimate:N``) and the checks
         of its closed chunks against their labels (``estimate-check:N``); on the
-        champion's, the estimated-degradation alert and retrain reason."""
+        champion's, the estimated-degradation alert (added to ``alerts``, for the
+        incidents) and retrain reason."""
         out: list[Emit] = []
         for version, est in self.estimators.items():
             champion = version == self.champion_version
             for snap in est.snapshot(now_ms):
                 if champion:
-                    snap["baseline"] = dict(seg_baselines.get(snap["segment"], baseline))
+                    base = seg_baselines.get(snap["segment"], baseline)
+                    snap["baseline"] = {k: v for k, v in base.items() if k != "count"}
                 out.append(Emit("metrics", self.config.name, snap))
                 if champion:
-                    out += self._alerts(self.rules.check_estimate(snap, now_ms))
+                    bad = self.rules.check_estimate(snap, now_ms)
+                    alerts += bad
+                    if not bad:
+                        checks += self.rules.checks_estimate(snap)
                     if snap["segment"] == "all":
                         out += self._trigger(self.policy.observe_estimate(snap, now_ms))
             out += [Emit("metrics", self.config.name, c) for c in est.checks(now_ms)]
@@ -414,32 +462,41 @@ class ModelMonitor:
         self.due = self.policy.due_outcomes(now_ms)
         return out
 
-    def _rates(self, now_ms: int) -> list[Emit]:
+    def _rates(self, now_ms: int, alerts: list[dict[str, Any]], checks: list[Check]) -> list[Emit]:
         """Skew and expired-label rates of the windows that settled since the last tick:
-        a snapshot each, and an alert when above the threshold."""
+        a snapshot each; their judgements go to ``alerts`` and ``checks``."""
         out: list[Emit] = []
         name = self.config.name
-        skew = self.skew.judge(now_ms)
-        if skew is not None:
-            out += self._rate(skew, self.rules.check_skew(name, skew, now_ms), now_ms)
-        expiry = self.expiry.judge(now_ms)
-        if expiry is not None:
-            out += self._rate(expiry, self.rules.check_expired(name, expiry, now_ms), now_ms)
+        for kind, rate in (("skew_rate", self.skew), ("expired_label_rate", self.expiry)):
+            window = rate.judge(now_ms)
+            if window is None:
+                continue
+            out.append(Emit("metrics", name, rate_snapshot(name, window, now_ms)))
+            check = self._rate_alerts(kind, window, now_ms)
+            alerts += check
+            if not check:
+                judged = self.rules.check_rate(kind, name, window)
+                checks += [] if judged is None else [judged]
         return out
 
-    def _rate(self, window: Window, alerts: list[dict[str, Any]], now_ms: int) -> list[Emit]:
-        snap = Emit("metrics", self.config.name, rate_snapshot(self.config.name, window, now_ms))
-        return [snap, *self._alerts(alerts)]
+    def _rate_alerts(self, kind: str, window: Window, now_ms: int) -> list[dict[str, Any]]:
+        if kind == "skew_rate":
+            return self.rules.check_skew(self.config.name, window, now_ms)
+        return self.rules.check_expired(self.config.name, window, now_ms)
 
     def _drift(self, events: list[DriftEvent], now_ms: int) -> list[Emit]:
-        out = self._alerts(self.rules.check_drift(events, now_ms, self.importance))
+        out = self._incidents(now_ms, self.rules.check_drift(events, now_ms, self.importance), [])
         for e in events:
             out += self._trigger(self.policy.observe_drift(e, now_ms))
         self.due = self.policy.due_outcomes(now_ms)
         return out
 
-    def _alerts(self, alerts: list[dict[str, Any]]) -> list[Emit]:
-        return [Emit("alerts", self.config.name, a) for a in alerts]
+    def _incidents(
+        self, now_ms: int, alerts: list[dict[str, Any]], checks: list[Check]
+    ) -> list[Emit]:
+        """Alerts and checks through the incidents: what to publish on the alerts topic."""
+        records = self.incidents.observe(now_ms, alerts, checks)
+        return [Emit("alerts", self.config.name, r) for r in records]
 
     def _trigger(self, trigger: dict[str, Any] | None) -> list[Emit]:
         return [] if trigger is None else [Emit("retrain", self.config.name, trigger)]
@@ -477,7 +534,21 @@ class ModelMonitor:
         self.trackers[version] = tracker
         return tracker
 
+    def _judged(self, segment: str, seg_baselines: Mapping[str, Mapping[str, float]]) -> bool:
+        """Whether the rules judge ``segment`` (see :meth:`tick`)."""
+        if segment == PRIMARY:
+            return True
+        rows = (seg_baselines.get(segment) or {}).get("count") or 0
+        return rows >= self.config.gate.min_segment_samples
+
     def _baselines(self) -> tuple[dict[str, float], dict[str, Mapping[str, float]]]:
+        """The champion's held-out metrics on 'all' (with ``count``, its held-out rows,
+        when the gate says, as each segment's baseline has) and per segment."""
         if self.champion is None:
             return {}, {}
-        return dict(self.champion["metrics"]), dict(self.champion.get("segment_metrics") or {})
+        base = dict(self.champion["metrics"])
+        gate = self.champion.get("gate") or {}
+        rows = (gate.get("candidate_metrics") or {}).get("rows")
+        if rows and "count" not in base:
+            base["count"] = float(rows)
+        return base, dict(self.champion.get("segment_metrics") or {})

@@ -129,6 +129,14 @@ def alert(**overrides: Any) -> dict[str, Any]:
             "previous": None,
         },
         "created_at_ms": T0 + 3_600_600,
+        "incident_key": "churn/feature_drift",
+        "incident_id": "5b1f0e8a-6c2d-5d3e-9f1a-2b3c4d5e6f70",
+        "state": "firing",
+        "opened_at_ms": T0 + 3_600_600,
+        "resolved_at_ms": None,
+        "duration_ms": None,
+        "segments": ["all"],
+        "versions": ["v3"],
         **overrides,
     }
 

@@ -20,6 +20,7 @@ from driftline.core.wire.codec import default_codec
 from driftline.core.wire.deadletter import Origin
 from driftline.streams import monitors as glue
 from driftline.streams import telemetry
+from driftline.streams.incidents import IncidentGauge
 from tests.unit.core.examples import T0, label, prediction
 
 CODEC = default_codec()
@@ -134,3 +135,58 @@ def test_each_alert_raised_is_one_log_line(caplog: pytest.LogCaptureFixture) -> 
         glue.log_alert(alert)
     lines = [r.getMessage() for r in caplog.records if r.name == "driftline.streams.monitors"]
     assert lines == ["alert: churn - expired_label_rate critical: 50.0% ..."]
+
+
+def test_incident_records_log_their_state(caplog: pytest.LogCaptureFixture) -> None:
+    base = {"model": "churn", "version": "v1", "kind": "skew_rate", "severity": "warning",
+            "message": "m"}  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="driftline.streams.monitors"):
+        glue.log_alert({**base, "state": "firing"})
+        glue.log_alert({**base, "state": "resolved"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "driftline.streams.monitors"]
+    assert lines == ["incident firing: churn v1 skew_rate warning: m",
+                     "incident resolved: churn v1 skew_rate warning: m"]  # fmt: skip
+
+
+def gauge_value(*labels: str) -> float | None:
+    for metric in telemetry.INCIDENT_FIRING.collect():
+        for s in metric.samples:
+            if tuple(s.labels[k] for k in ("model", "cause", "severity", "version")) == labels:
+                return float(s.value)
+    return None
+
+
+def test_the_incident_gauge_follows_the_lifecycle() -> None:
+    """1 while firing (version: the one it opened on), 0 once resolved, then removed; an
+    escalation moves the incident to its new severity."""
+    g = IncidentGauge(keep_s=60)
+    fire = {"incident_key": "gm/concept_drift", "model": "gm", "kind": "concept_drift",
+            "severity": "warning", "state": "firing", "version": "v2",
+            "versions": ["v1", "v2"]}  # fmt: skip
+    g.update(fire, now_s=0)
+    assert gauge_value("gm", "concept_drift", "warning", "v1") == 1
+    g.update({**fire, "severity": "critical"}, now_s=10)
+    assert gauge_value("gm", "concept_drift", "warning", "v1") == 0
+    assert gauge_value("gm", "concept_drift", "critical", "v1") == 1
+    g.update({**fire, "severity": "critical", "state": "resolved"}, now_s=20)
+    assert gauge_value("gm", "concept_drift", "critical", "v1") == 0
+    notice = {"incident_key": None, "model": "gm", "kind": "artifact_rejected",
+              "severity": "critical", "state": None}  # fmt: skip
+    g.update(notice, now_s=65)  # a notice: no series of its own
+    g.prune(now_s=75)
+    assert gauge_value("gm", "concept_drift", "warning", "v1") is None  # 65 s at 0: gone
+    assert gauge_value("gm", "concept_drift", "critical", "v1") == 0  # 55 s at 0: kept
+    g.prune(now_s=81)
+    assert gauge_value("gm", "concept_drift", "critical", "v1") is None
+    assert gauge_value("gm", "artifact_rejected", "critical", "") is None
+
+
+def test_restored_incidents_reach_each_monitor() -> None:
+    monitors = glue.Monitors(ModelsConfig({}))
+    record = {"model": "m2", "kind": "skew_rate", "state": "firing", "incident_id": "i9",
+              "severity": "critical", "created_at_ms": 5, "opened_at_ms": 3,
+              "segments": ["all"], "versions": ["v7"], "version": "v7"}  # fmt: skip
+    assert monitors.restore({"m2": [record]}) == [record]
+    (inc,) = monitors.by_model["m2"].incidents.open.values()
+    assert (inc.incident_id, inc.opened_at_ms, inc.severity, inc.versions) == (
+        "i9", 3, "critical", ["v7"])  # fmt: skip

@@ -68,6 +68,18 @@ def status(**over: object) -> dict:
                             {"t": T0 + 5000, "kind": "trigger", "label": "concept_drift"}],
             }
         ],
+        "incidents": [
+            {"incident_id": "i2", "incident_key": "churn/performance_degradation",
+             "model": "churn", "cause": "performance_degradation", "severity": "critical",
+             "state": "firing", "opened_at_ms": T0 + 50_000, "resolved_at_ms": None,
+             "duration_ms": None, "segments": ["all", "plan=pro"], "versions": ["v2-abc"],
+             "message": "accuracy of churn v2-abc on all fell to 0.71", "resolution": None},
+            {"incident_id": "i1", "incident_key": "churn/concept_drift", "model": "churn",
+             "cause": "concept_drift", "severity": "warning", "state": "resolved",
+             "opened_at_ms": T0, "resolved_at_ms": T0 + 125_000, "duration_ms": 125_000,
+             "segments": ["all"], "versions": ["v1-old", "v2-abc"],
+             "message": "adwin detected a change", "resolution": "Resolved after 2 min 5 s: ok"},
+        ],
         "alerts": [{"alert_id": "a1", "model": "churn", "version": "v2-abc", "segment": None,
                     "kind": "concept_drift", "severity": "warning",
                     "message": "ADWIN <b>shrank</b> & said so", "created_at_ms": T0 + 4000}],
@@ -130,6 +142,33 @@ def test_page_is_self_contained_and_well_formed() -> None:
     for svg in re.findall(r"<svg.*?</svg>", page, re.S):
         ET.fromstring(svg)  # every chart is well-formed XML
     assert '<meta http-equiv="refresh" content="5">' in page
+
+
+def test_page_shows_incidents_with_their_lifecycle() -> None:
+    page = render(status())
+    section = page[page.index("<h2>Incidents</h2>") : page.index("<h2>Recent alerts</h2>")]
+    firing, resolved = section.split("<tr>")[2:]
+    for text in ('class="bad">firing', "performance_degradation", "critical", "10 s so far",
+                 "all, plan=pro", "fell to 0.71"):  # fmt: skip
+        assert text in firing, text
+    for text in ("resolved", "concept_drift", "2 min 5 s<", "v1-old, v2-abc",
+                 "Resolved after 2 min 5 s: ok", when(T0 + 125_000)):  # fmt: skip
+        assert text in resolved, text
+    assert "No incident since this worker started." in render(status(incidents=[]))
+
+
+def test_recent_keeps_each_incident_opened_and_where_it_stands() -> None:
+    r = Recent(keep=2)
+    for i in range(3):
+        base = {"incident_id": f"i{i}", "kind": "skew_rate", "model": "m"}
+        r.add(Emit("alerts", "m", {**base, "state": "firing", "severity": "warning"}))
+        r.add(Emit("alerts", "m", {**base, "state": "firing", "severity": "critical"}))
+    r.add(Emit("alerts", "m", {"incident_id": "i1", "kind": "skew_rate", "state": "resolved"}))
+    r.add(Emit("alerts", "m", {"incident_id": "i3", "kind": "skew_rate", "state": "firing"}))
+    # at most 2: the oldest resolved one made room first
+    assert list(r.incidents) == ["i2", "i3"]
+    assert r.incidents["i2"]["first"]["severity"] == "warning"
+    assert r.incidents["i2"]["last"]["severity"] == "critical"
 
 
 def test_text_from_records_is_escaped() -> None:
@@ -261,7 +300,12 @@ def test_recent_keeps_the_last_alerts_and_triggers() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["driftline.streams.statuspage", "driftline.streams.svgchart", "driftline.streams.monitors"],
+    [
+        "driftline.streams.statuspage",
+        "driftline.streams.svgchart",
+        "driftline.streams.monitors",
+        "driftline.streams.web",
+    ],
 )
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name))

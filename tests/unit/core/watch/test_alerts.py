@@ -102,6 +102,32 @@ def test_performance_degradation(metrics, baseline, count, want):
     assert got == ([] if want is None else [want])
 
 
+@pytest.mark.parametrize(
+    ("value", "baseline", "want"),
+    [
+        # (served accuracy, baseline with its held-out rows): healthy, recovering or degraded
+        (0.94, {"accuracy": 0.96}, "healthy"),  # 0.02 below: within 0.025 whatever the rows
+        (0.93, {"accuracy": 0.96}, "recovering"),  # 0.03: outside 0.025, rows unknown
+        (0.93, {"accuracy": 0.96, "count": 10_000.0}, "recovering"),  # se 0.002: 0.027
+        (0.93, {"accuracy": 0.96, "count": 100.0}, "healthy"),  # se 0.0196: capped at 0.0375
+        (0.92, {"accuracy": 0.96, "count": 100.0}, "recovering"),  # 0.04: never past 0.0375
+        (0.90, {"accuracy": 0.96, "count": 100.0}, "degraded"),  # 0.06: the alert, unchanged
+        (0.85, {"accuracy": 0.88, "count": 10.0}, "healthy"),  # a tiny baseline: the cap
+    ],
+)
+def test_clearing_margin_allows_for_the_baselines_own_error(
+    value: float, baseline: dict[str, float], want: str
+) -> None:
+    rules = AlertRules(margin=0.05, min_count=100)
+    snap = snapshot({"accuracy": value}, baseline)
+    if rules.check_snapshot(snap, now_ms=0):
+        got = "degraded"
+    else:
+        perf = [c for c in rules.checks_snapshot(snap) if c.kind == "performance_degradation"]
+        got = "healthy" if perf[0].healthy else "recovering"
+    assert got == want
+
+
 def test_degradation_message_and_evidence_hold_the_numbers():
     [alert] = AlertRules().check_snapshot(
         snapshot({"rmse": 1.5, "mae": 1.0}, {"rmse": 1.0, "mae": 0.9}, segment="region=eu"), 0

@@ -165,9 +165,11 @@ def test_version_switch(trained: dict[str, Any]) -> None:
     count_window = f"count:{mon.window_size}"
     assert snaps[(v2["version"], "all", count_window)]["count"] == 200
     assert snaps[(v1["version"], "all", count_window)]["count"] == 350
+    rows = v2["gate"]["candidate_metrics"]["rows"]  # 'all' says on how many rows, as segments do
     for (version, segment, _), snap in snaps.items():
         # an old version is tracked but not judged: no baseline
-        expected = seg_base.get(segment, v2["metrics"]) if version == v2["version"] else {}
+        mine = seg_base.get(segment, {**v2["metrics"], "count": rows})
+        expected = mine if version == v2["version"] else {}
         assert snap["baseline"] == expected, (version, segment)
     assert v1["version"] not in {a["version"] for a in of(emits, "alerts")}
     check_encodes(emits)
@@ -237,6 +239,81 @@ def test_concept_drift_retrains_once(
     assert ev["post_change_rows"] >= mon.policy.config["min_rows"]
     assert trigger["last_n"] == ev["post_change_rows"]
     assert trigger["window_start_ms"] == ev["concept_drift.change_time_ms"]
+
+
+# -- incidents --------------------------------------------------------------------------------
+
+# (name, error per outcome, outcomes, incidents as (cause, state at the end))
+STREAMS = [
+    ("stationary", const(0.1), 6_000, []),
+    ("a drift that recovers", lambda i: 0.45 if 2_000 <= i < 4_000 else 0.1, 9_000,
+     [("concept_drift", "resolved"), ("performance_degradation", "resolved")]),
+    ("a drift that stays", jump(2_000, 0.1, 0.45), 6_000,
+     [("concept_drift", "firing"), ("performance_degradation", "firing")]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("error", "n", "want"), [r[1:] for r in STREAMS], ids=[r[0] for r in STREAMS]
+)
+def test_a_stream_through_the_monitor_raises_one_incident_per_cause(
+    trained: dict[str, Any],
+    error: Callable[[int], float],
+    n: int,
+    want: list[tuple[str, str]],
+) -> None:
+    """Every judgement of every tick (two segments, count and time windows, drift) goes
+    through the incidents: one incident per cause, published when it opens, escalates
+    (warning to critical) and resolves."""
+    mon = ModelMonitor(ModelConfig("churn", retrain={"on_degradation": False}))
+    record = champion(trained, "v1-aaaaaaa")
+    mon.on_version(record, T0)
+    emits = drive(mon, outcomes(n, record["version"], error, seed=3))
+    check_encodes(emits)
+    alerts = of(emits, "alerts")
+    got: dict[str, list[str]] = {}
+    for a in alerts:
+        got.setdefault(a["kind"], []).append(a["state"])
+    assert sorted((kind, states[-1]) for kind, states in got.items()) == want
+    for kind, states in got.items():
+        mine = [a for a in alerts if a["kind"] == kind]
+        assert len({a["incident_id"] for a in mine}) == 1  # one incident
+        assert states[0] == "firing" and states.count("resolved") <= 1
+        assert len(states) <= 3  # opened, escalated at most once, resolved
+    perf = [a for a in alerts if a["kind"] == "performance_degradation"]
+    if perf:
+        assert {"all", "region=eu", "region=us"} >= set(perf[-1]["segments"]) >= {"all"}
+        assert len({a["incident_id"] for a in perf}) == 1
+    for a in alerts:
+        if a["state"] == "resolved":
+            assert a["duration_ms"] == a["resolved_at_ms"] - a["opened_at_ms"] > 0
+            # resolved on evidence from after the recovery (outcome 4,000 on)
+            assert a["resolved_at_ms"] > T0 + 4_000 * STEP_MS
+    assert {a["kind"] for a in alerts} == set(mon.incidents.open) | {
+        k for k, states in got.items() if states[-1] == "resolved"
+    }
+
+
+def test_a_segment_is_judged_only_against_a_baseline_of_enough_rows(
+    trained: dict[str, Any],
+) -> None:
+    """Both segments serve 10% below their validation accuracy; only the one whose
+    baseline was measured on at least min_segment_samples held-out rows is judged:
+    a segment alone opens its own incident (all is healthy)."""
+    config = ModelConfig("churn", gate=GateConfig(min_segment_samples=200))
+    mon = ModelMonitor(config)
+    record = champion(trained, "v1-aaaaaaa", segment_metrics={
+        "region=eu": {"accuracy": 0.99, "count": 150},
+        "region=us": {"accuracy": 0.99, "count": 250},
+    })  # fmt: skip
+    mon.on_version(record, T0)
+    emits = drive(mon, outcomes(3_000, record["version"], const(0.1), seed=4))
+    check_encodes(emits)
+    alerts = of(emits, "alerts")
+    assert len({a["incident_id"] for a in alerts}) == 1  # (maybe escalated once)
+    for a in alerts:
+        assert (a["kind"], a["state"], a["segments"]) == (
+            "performance_degradation", "firing", ["region=us"])  # fmt: skip
 
 
 # -- rate alerts ----------------------------------------------------------------------------
@@ -413,7 +490,8 @@ def test_tick_emits_snapshots_of_the_champion(trained: dict[str, Any]) -> None:
     assert {(s["segment"], s["window"]) for s in snaps} == expected
     for s in snaps:
         assert (s["model"], s["version"], s["emitted_at_ms"]) == ("churn", record["version"], now)
-        assert s["baseline"] == record["metrics"]
+        rows = record["gate"]["candidate_metrics"]["rows"]  # held-out rows of the baseline
+        assert s["baseline"] == {**record["metrics"], "count": rows}
         assert s["count"] > 0
         assert "accuracy" in s["metrics"]
     (all_count,) = [s for s in snaps if s["segment"] == "all" and s["window"] == "count:50"]

@@ -116,7 +116,9 @@ def test_each_challenger_has_the_champions_metrics_and_fires_nothing(
     # the challengers change nothing the champion raises, and raise nothing themselves
     fired = fire(emits)
     assert fired == fire(runs["without"]), name
-    assert fired and {f[1] for f in fired if len(f) == 3} == {CHAMPION}  # the champion's
+    assert {f[1] for f in fired if len(f) == 3} <= {CHAMPION}  # the champion's alone
+    if "champion degrades" in name:  # incidents: a steady error raises nothing at all
+        assert fired, name
     assert monitors["with"].detector is not None and monitors["with"].detector.n == len(rows)
     assert set(monitors["with"].trackers) == {CHAMPION, *shadows}
 
