@@ -65,14 +65,24 @@ def broker() -> None:
     is_flag=True,
     help="SASL_SSL (SCRAM-SHA-512, TLS) with ACLs; CA and passwords under the directory.",
 )
+@click.option(
+    "--nodes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="3 or more: a cluster of that many KRaft nodes on free ports, replication factor "
+    "3, min.insync.replicas 2 (docs/broker.md).",
+)
 @click.pass_obj
-def broker_up(settings: Settings, port: str | None, security: bool) -> None:
+def broker_up(settings: Settings, port: str | None, security: bool, nodes: int) -> None:
     """Fetch the jars if needed, start the broker in DRIFTLINE_BROKER_DIR (default
     ~/.cache/driftline/broker) and wait until it serves requests; print its address.
-    Every driftline command then uses it, unless DRIFTLINE_BOOTSTRAP_SERVERS is set."""
+    Every driftline command then uses it, unless DRIFTLINE_BOOTSTRAP_SERVERS is set.
+    With --nodes 3, every node of a cluster; driftline commands then use them all, and
+    create Driftline's topics with 3 replicas."""
     from driftline import broker as b
 
-    click.echo(b.up(port, b.directory(settings), security))
+    click.echo(b.up(port, b.directory(settings), security, nodes))
 
 
 @broker.command("down")
@@ -95,11 +105,14 @@ def broker_down(ctx: click.Context, purge: bool) -> None:
 @broker.command("status")
 @click.pass_context
 def broker_status(ctx: click.Context) -> None:
-    """Say whether the local broker runs, with its pid and address (exit 3 if stopped)."""
+    """Say whether the local broker runs, with its pid and address (exit 3 if stopped;
+    for a cluster, one line per node and the active controller, exit 3 unless every
+    node runs)."""
     from driftline import broker as b
 
     path = b.directory(ctx.obj)
-    args = ["bash", str(b.script("broker.sh")), "status", "--dir", str(path)]
+    script = "cluster.sh" if b.is_cluster(path) else "broker.sh"
+    args = ["bash", str(b.script(script)), "status", "--dir", str(path)]
     code = subprocess.run(args, check=False).returncode
     if code != 0:
         click.echo(f"(no local broker runs in {path}){_cluster_note(ctx)}", err=True)
@@ -292,6 +305,13 @@ def topics_describe(settings: Settings) -> None:
 @click.option("--rate", type=float, default=1_000.0, show_default=True, help="Events per second.")
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option(
+    "--nodes",
+    type=click.Choice(["1", "3"]),
+    default="1",
+    show_default=True,
+    help="Kafka nodes: 3 runs the demo on a cluster of three, at replication factor 3.",
+)
+@click.option(
     "--out",
     type=click.Path(path_type=Path),
     default=Path("reports/demo"),
@@ -299,7 +319,7 @@ def topics_describe(settings: Settings) -> None:
     help="Where the report and logs go.",
 )
 def demo_cmd(stream: str, events: int, drift_every: int, warmup: int, label_delay: int,
-             rate: float, seed: int, out: Path) -> None:  # fmt: skip
+             rate: float, seed: int, nodes: str, out: Path) -> None:  # fmt: skip
     """Close the loop on a drifting stream: drift detected, retrain triggered, a new
     version validated and promoted, accuracy recovering; then write a report."""
     from driftline.demo.run import Options, run
@@ -309,7 +329,8 @@ def demo_cmd(stream: str, events: int, drift_every: int, warmup: int, label_dela
             "need warmup < events, drift-every > 0, label-delay >= 0, rate > 0"
         )
     try:
-        run(Options(stream, events, drift_every, warmup, label_delay, rate, seed, out=out))
+        run(Options(stream, events, drift_every, warmup, label_delay, rate, seed, out=out,
+                    nodes=int(nodes)))  # fmt: skip
     except KeyboardInterrupt:
         click.echo("demo interrupted: processes and broker stopped", err=True)
         sys.exit(130)

@@ -300,11 +300,14 @@ class JoinLoop:
     # -- partitions ---------------------------------------------------------------------
 
     def ensure_changelog(self) -> None:
-        """Create the compacted changelog topic if it is missing."""
+        """Create the compacted changelog topic if it is missing (with three replicas or
+        more, min.insync.replicas 2, like Driftline's topics)."""
+        from driftline.core.wire.topics import replication_configs
+
         s = self.settings
         admin = AdminClient(admin_config(s))
-        topic = NewTopic(self.changelog, s.data_partitions, s.replication_factor,
-                         config={"cleanup.policy": "compact"})  # fmt: skip
+        config = {"cleanup.policy": "compact", **replication_configs(s.replication_factor)}
+        topic = NewTopic(self.changelog, s.data_partitions, s.replication_factor, config=config)
         for fut in admin.create_topics([topic], operation_timeout=30).values():
             try:
                 fut.result(timeout=60)

@@ -73,6 +73,7 @@ class Options:
     max_rows: int = 8_000
     out: Path = Path("reports/demo")
     broker_dir: Path = Path(".cache/demo-broker")
+    nodes: int = 1  # 3: a cluster of three nodes, topics at replication factor 3
 
 
 def models_toml(stream: str, min_rows: int, max_rows: int) -> str:
@@ -95,15 +96,16 @@ def run(opts: Options, echo: Callable[[str], None] = say) -> Path:
     """Run the demo; returns the report's path."""
     out = opts.out
     out.mkdir(parents=True, exist_ok=True)
-    echo(f"starting a local Kafka broker in {opts.broker_dir} (fresh) ...")
+    what = "broker" if opts.nodes == 1 else f"cluster of {opts.nodes} nodes"
+    echo(f"starting a local Kafka {what} in {opts.broker_dir} (fresh) ...")
     broker.down(opts.broker_dir, purge=True)
-    bootstrap_servers = broker.up("auto", opts.broker_dir)
+    bootstrap_servers = broker.up("auto", opts.broker_dir, nodes=opts.nodes)
     models_file = out / "models.toml"
     models_file.write_text(models_toml(opts.stream, opts.min_rows, opts.max_rows))
     settings = Settings(
         bootstrap_servers=bootstrap_servers, topic_prefix="demo.", data_partitions=3,
         models_file=models_file, monitor_interval_s=1.0, sql_url=f"sqlite:///{out}/driftline.db",
-        metrics_port=0,
+        metrics_port=0, replication_factor=min(opts.nodes, broker.CLUSTER_REPLICATION),
     )  # fmt: skip
     procs: list[Process] = []
     try:
