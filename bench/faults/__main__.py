@@ -21,12 +21,18 @@ from bench.faults.run import (
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.faults", description=__doc__)
     ap.add_argument(
-        "--events", type=int, help=f"feature events (default 100000; --quick {QUICK_EVENTS})"
+        "--events",
+        type=int,
+        help=f"feature events (default 100000; --quick {QUICK_EVENTS}, with --brokers 3 "
+        f"{QUICK_CLUSTER_EVENTS})",
     )
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--partitions", type=int, default=4, help="data partitions")
     ap.add_argument(
-        "--rate", type=float, help=f"feature events/s (default 300; --quick {QUICK_RATE:.0f})"
+        "--rate",
+        type=float,
+        help=f"feature events/s (default 300, with --brokers 3 200; --quick {QUICK_RATE:.0f}, "
+        f"with --brokers 3 {QUICK_CLUSTER_RATE:.0f})",
     )
     ap.add_argument("--quick", action="store_true", help="the reduced size and schedule of CI")
     ap.add_argument("--no-faults", action="store_true", help="the same run without faults")
@@ -43,8 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     quick_events, quick_rate = (
         (QUICK_EVENTS, QUICK_RATE) if a.brokers == 1 else (QUICK_CLUSTER_EVENTS, QUICK_CLUSTER_RATE)
     )
+    # a cluster's full schedule has more faults, and a rolling restart takes 45-100 s:
+    # 500 s of events leave room for every one before 92% of them
+    full_rate = 300.0 if a.brokers == 1 else 200.0
     o = Options(events=a.events or (quick_events if a.quick else 100_000), workers=a.workers,
-                partitions=a.partitions, rate=a.rate or (quick_rate if a.quick else 300.0),
+                partitions=a.partitions, rate=a.rate or (quick_rate if a.quick else full_rate),
                 quick=a.quick, faults=not a.no_faults, seed=a.seed, keep=a.keep,
                 only=a.only, brokers=a.brokers)  # fmt: skip
     where = "one broker" if o.brokers == 1 else f"{o.brokers} brokers, replication factor 3"

@@ -8,7 +8,9 @@ read_committed prediction and outcome arrived, on which partition. So, with one 
 - a prediction's end-to-end latency is its arrival minus its features' production;
   an outcome's, its arrival minus its first label's production;
 - a fault's *window* runs from the fault to the next one (the last: to the end of
-  production); its latencies are those of the events (labels) produced in it;
+  production); its latencies are those of the events (labels) produced in it, shifted
+  by :data:`LEAD_S`: an event produced just before a fault is still on its way when it
+  hits, so it counts for that fault, not the one before;
 - its *stop* is the longest time, within the window, that some partition of
   predictions or outcomes went without a new record: how long outputs stopped there.
 """
@@ -18,6 +20,10 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+LEAD_S = 2.0
+"""Events produced this long before a window's start count in it (their outputs were
+still on the way; the baseline's p99 was 1.5-2.8 s on the loaded machine)."""
 
 Arrival = tuple[float, str, int, int]
 """(monotonic arrival time, "predictions" or "outcomes", partition, event index)."""
@@ -50,16 +56,17 @@ class Window:
 
 
 def window(arrivals: Sequence[Arrival], produced: Sequence[float], lag: int, t0: float,
-           t1: float, known: Sequence[tuple[str, int]] = ()) -> Window:  # fmt: skip
-    """The outputs of events produced in [t0, t1) (``produced[i]``: when step i was
-    produced; an outcome's label is produced at step ``i + lag``), and the longest
-    stop on any partition within [t0, t1) (a partition of ``known`` with no record in
-    it stopped for the whole window)."""
+           t1: float, known: Sequence[tuple[str, int]] = (), lead: float = 0.0
+           ) -> Window:  # fmt: skip
+    """The outputs of events produced in [t0 - lead, t1 - lead) (``produced[i]``: when
+    step i was produced; an outcome's label is produced at step ``i + lag``), and the
+    longest stop on any partition within [t0, t1) (a partition of ``known`` with no
+    record in it stopped for the whole window)."""
     lat: dict[str, list[float]] = {"predictions": [], "outcomes": []}
     times: dict[tuple[str, int], list[float]] = {k: [] for k in known}
     for at, topic, part, i in arrivals:
         step = i if topic == "predictions" else i + lag
-        if 0 <= step < len(produced) and t0 <= produced[step] < t1:
+        if 0 <= step < len(produced) and t0 - lead <= produced[step] < t1 - lead:
             lat[topic].append(at - produced[step])
         if t0 <= at < t1:
             times.setdefault((topic, part), []).append(at)
@@ -85,8 +92,8 @@ def windows(arrivals: Sequence[Arrival], produced: Sequence[float], lag: int,
     out = []
     for k, t0 in enumerate(starts):
         t1 = starts[k + 1] if k + 1 < len(starts) else end
-        # arrivals that can matter: from t0 on (earlier ones hold no event produced
-        # after t0, and are outside the stop's span)
-        lo = bisect.bisect_left(ordered, (t0,))
-        out.append(window(ordered[lo:], produced, lag, t0, t1, known))
+        # arrivals that can matter: from t0 - LEAD_S on (earlier ones hold no event
+        # produced after it, and are outside the stop's span)
+        lo = bisect.bisect_left(ordered, (t0 - LEAD_S,))
+        out.append(window(ordered[lo:], produced, lag, t0, t1, known, LEAD_S))
     return out

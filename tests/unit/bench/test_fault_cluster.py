@@ -12,14 +12,14 @@ from bench.faults.cluster import KINDS, Part, leader_counts, out_of_isr, under_r
 from bench.faults.report import render
 from bench.faults.retries import parse
 from bench.faults.run import FIRST_AT, Fault, Options, Run, schedule
-from bench.faults.timeline import quantile, window, windows
+from bench.faults.timeline import LEAD_S, quantile, window, windows
 from bench.faults.verify import Result, Row
 from bench.faults.watch import Probe
 
 
-def test_the_quick_cluster_schedule_is_a_rolling_restart_then_a_leader_kill() -> None:
+def test_the_quick_cluster_schedule_is_a_leader_kill_then_a_rolling_restart() -> None:
     faults = schedule(Options(events=1000, quick=True, brokers=3))
-    assert [(f.kind, f.at) for f in faults] == [("rolling", FIRST_AT), ("leader", 0.55)]
+    assert [(f.kind, f.at) for f in faults] == [("leader", FIRST_AT), ("rolling", 0.4)]
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -51,6 +51,8 @@ def test_only_a_cluster_fault_needs_a_cluster() -> None:
         (Fault(0, "rolling"), "rolling restart"),
         (Fault(0, "controller", 1), "SIGKILL controller n1"),
         (Fault(0, "isr", 3), "SIGSTOP n3 out of ISR"),
+        (Fault(0, "leader"), "SIGKILL leader"),  # not fired: no node chosen yet
+        (Fault(0, "isr"), "SIGSTOP a node out of ISR"),
     ],
 )
 def test_cluster_fault_names(fault: Fault, name: str) -> None:
@@ -112,7 +114,10 @@ def test_windows_run_from_each_start_to_the_next() -> None:
     produced = [float(i) for i in range(10)]
     arrivals = [(i + 0.5, "predictions", 0, i) for i in range(10)]
     ws = windows(arrivals, produced, 0, [0.0, 4.0, 7.0], 10.0)
-    assert [(w.t0, w.t1, w.predictions) for w in ws] == [(0.0, 4.0, 4), (4.0, 7.0, 3),
+    # an event counts for the window that starts within LEAD_S (2 s) after it was
+    # produced: events 2 and 3 were in flight when the fault at 4 s hit
+    assert LEAD_S == 2.0
+    assert [(w.t0, w.t1, w.predictions) for w in ws] == [(0.0, 4.0, 2), (4.0, 7.0, 3),
                                                           (7.0, 10.0, 3)]  # fmt: skip
     assert all(w.p50 == pytest.approx(0.5) for w in ws)
 
@@ -132,7 +137,8 @@ def test_the_report_shows_each_cluster_fault_with_its_steps_and_the_targets() ->
     o = Options(events=1000, quick=True, brokers=3)
     faults = schedule(o)
     for k, f in enumerate(faults):
-        f.t, f.probe = 10.0 * (k + 1), Probe(0.0, 0, 0, recovered_s=12.5 if k else 3.0)
+        recovered = 12.5 if f.kind == "leader" else 3.0
+        f.t, f.probe = 10.0 * (k + 1), Probe(0.0, 0, 0, recovered_s=recovered)
         f.target, f.detail = 2, "leads 9 of 20 partitions"
         f.steps = [(10.0 * (k + 1), "n2 SIGKILLed")]
         f.retried = Counter({"stuck": 2, "aborted": 1})
