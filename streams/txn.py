@@ -80,6 +80,7 @@ STUCK_MAX_S = 15.0
 # consume() reports these while a broker is away; librdkafka reconnects on its own
 _TRANSIENT = {
     CKafkaError._TRANSPORT,
+    CKafkaError._DESTROY_BROKER,  # a broker gone from a cluster's metadata
     CKafkaError._ALL_BROKERS_DOWN,
     CKafkaError._RESOLVE,
     CKafkaError._TIMED_OUT,

@@ -25,8 +25,14 @@ from driftline.streams.txn import Transactions, deliver_s, group_settings, trans
         (Settings(), 10_000, 10_000, 10.0),
         (Settings(replication_factor=2), 30_000, 20_000, 25.0),
         (Settings(replication_factor=3), 30_000, 20_000, 25.0),
-        (Settings(replication_factor=3, transaction_timeout_ms=60_000,
-                  session_timeout_ms=12_000), 60_000, 12_000, 55.0),  # fmt: skip
+        (
+            Settings(
+                replication_factor=3, transaction_timeout_ms=60_000, session_timeout_ms=12_000
+            ),
+            60_000,
+            12_000,
+            55.0,
+        ),
         (Settings(transaction_timeout_ms=5_000), 5_000, 10_000, 10.0),
     ],
 )
@@ -138,3 +144,30 @@ def test_stuck_offsets_are_waited_for_twice_as_long_in_a_row_until_a_commit(
     assert txn.stuck_s == 0.05
     # the call's own timeout is below the wait, for a librdkafka that keeps it
     assert all(w < 0.2 for p in made for w in p.waits)
+
+
+def test_the_joins_restore_asks_again_when_a_dying_leaders_handle_is_destroyed() -> None:
+    """Seen in the fault harness on three nodes: a leader SIGKILLed while the join
+    restored a changelog partition made get_watermark_offsets fail with _DESTROY_BROKER
+    (the broker left the client's metadata under the request), which ended the join's
+    thread and restarted the worker. It is asked again, as for a partition with no
+    leader yet."""
+    import time
+
+    from confluent_kafka import KafkaError as CKafkaError
+    from confluent_kafka import KafkaException
+
+    from driftline.streams.join_loop import watermarks
+
+    class Flaky:
+        calls = 0
+
+        def get_watermark_offsets(self, tp: TopicPartition, timeout: float) -> tuple[int, int]:
+            self.calls += 1
+            if self.calls == 1:
+                raise KafkaException(CKafkaError(CKafkaError._DESTROY_BROKER, "gone"))
+            return (0, 42)
+
+    c = Flaky()
+    assert watermarks(c, TopicPartition("t-changelog", 2), time.monotonic() + 5) == (0, 42)  # type: ignore[arg-type]
+    assert c.calls == 2
