@@ -42,6 +42,7 @@ bench-quick: setup
 	$(BIN)/python bench/throughput.py --quick
 	$(BIN)/python -m bench.loop --quick
 	$(BIN)/python -m bench.faults --quick
+	$(BIN)/python -m bench.gate_trial --quick
 	$(BIN)/python -m bench.faults --quick --brokers 3
 	$(BIN)/python bench/replication.py --quick
 

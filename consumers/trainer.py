@@ -7,15 +7,19 @@ triggers). For each trigger, in order:
    already answers is skipped;
 2. read the model's outcomes in the trigger's window (``offsets_for_times`` and/or the
    last N) with a separate ``assign()`` consumer;
-3. train, serialize, sign, profile and gate (:func:`driftline.core.lifecycle.training.train`) in a
-   worker thread while the main thread keeps polling the paused consumer, so a long run
-   never exceeds ``max.poll.interval.ms``;
-4. publish the candidate, then its stage: champion (the old one archived first) when
-   the gate passes and promotion is ``auto``, challenger when ``manual``, else rejected;
+3. answer it (:func:`driftline.core.lifecycle.answer.answer_trigger`: config, training
+   set, train, gate, stage, alerts; all decisions live there) in a worker thread while
+   the main thread keeps polling the paused consumer, so a long run never exceeds
+   ``max.poll.interval.ms``;
+4. publish what the answer holds: the candidate, then its stage (champion, the old one
+   archived first, when the gate passes and promotion is ``auto``; challenger when
+   ``manual``; else rejected), then its alerts;
 5. only once the producer confirmed delivery, commit the trigger's offset.
 
 A run that fails publishes an Alert (kind ``training_failed``) and commits: a trigger
-that cannot be trained is answered by the alert, not retried forever. A crash before
+that cannot be trained is answered by the alert, not retried forever. A trigger with
+too few rows is answered the same way, by a ``training_refused`` alert (status
+``refused``; see :func:`~driftline.core.lifecycle.answer.answer_trigger`). A crash before
 the commit replays the trigger, and step 1 keeps the answer single.
 """
 
@@ -38,14 +42,12 @@ from prometheus_client import Counter, Histogram
 from driftline.consumers.kafka_io import Publisher, keep_alive_until
 from driftline.consumers.outcomes import OutcomeReader
 from driftline.consumers.registry_io import RegistryFollower
-from driftline.core.lifecycle.answers import alert, config_for, failure_alert, stage_reason
-from driftline.core.wire.codec import default_codec
-from driftline.core.errors import ArtifactError, CodecError
+from driftline.core.errors import CodecError
+from driftline.core.lifecycle.answer import answer_trigger, failure_alert
 from driftline.core.model.config import ModelsConfig
+from driftline.core.model.estimators import write_artifact
 from driftline.core.watch import models_file
-from driftline.core.model.estimators import load_version, write_artifact
-from driftline.core.lifecycle.training import decide, stage_records, train
-from driftline.core.lifecycle.trainset import build_frame, examples
+from driftline.core.wire.codec import default_codec
 from driftline.kafka.clients import consumer_config
 from driftline.reload import ModelsReloader
 from driftline.settings import Settings
@@ -77,9 +79,22 @@ class Outcome:
 
     trigger_id: str
     model: str
-    status: str  # champion, challenger, rejected, skipped, failed, undecodable
+    status: str  # champion, challenger, rejected, refused, skipped, failed, undecodable
     version: str | None = None
     detail: str = ""
+    alerts: tuple[str, ...] = ()
+    """The kinds of the alerts published with the answer."""
+
+    def describe(self) -> str:
+        """What the trainer answered, for its one INFO line per trigger.
+
+        >>> Outcome("t", "churn", "rejected", "churn-v2", alerts=("candidate_rejected",)).describe()
+        'churn-v2 rejected; alerts: candidate_rejected'
+        >>> Outcome("t", "churn", "refused", alerts=("training_refused",)).describe()
+        'no version (refused); alerts: training_refused'
+        """
+        what = f"{self.version} {self.status}" if self.version else f"no version ({self.status})"
+        return f"{what}; alerts: {', '.join(self.alerts)}" if self.alerts else what
 
 
 class Trainer:
@@ -188,21 +203,19 @@ class Trainer:
                 )
             )
             self.publisher.flush()
-            outcome = Outcome(trigger["trigger_id"], model, "failed", detail=str(exc))
+            outcome = Outcome(trigger["trigger_id"], model, "failed", detail=str(exc),
+                              alerts=("training_failed",))  # fmt: skip
         RUNS.labels(model, outcome.status).inc()
         TRAINING_SECONDS.labels(model).observe(time.monotonic() - t0)
         log.info(
             "%s: answered trigger %s (%s) with %s in %.1f s", model, trigger["trigger_id"],
-            ",".join(trigger["reasons"]), f"{outcome.version} {outcome.status}"
-            if outcome.version else f"an alert ({outcome.status})", time.monotonic() - t0,
+            ",".join(trigger["reasons"]), outcome.describe(), time.monotonic() - t0,
         )  # fmt: skip
         return outcome
 
     def _train_and_publish(self, trigger: Mapping[str, Any], run_id: str) -> Outcome:
         model, reg = trigger["model"], self.follower.registry
         started_ms = _now_ms()
-        champion = reg.champion(model)
-        cfg = config_for(self.models, model, champion)
         window = (trigger["window_start_ms"], trigger["window_end_ms"], trigger["last_n"])
         read = self.reader.read(model, start_ms=window[0], end_ms=window[1], last_n=window[2])
         log.info(
@@ -214,86 +227,43 @@ class Trainer:
             read.seconds,
         )
         ROWS.observe(len(read.rows))
-        t = time.perf_counter()
-        rows = examples(build_frame(read.rows))
-        steps = {"read": round(read.seconds * 1000, 3), "frame": (time.perf_counter() - t) * 1000}
-        if champion is not None:
-            self._check_champion(champion)
         future = self._pool.submit(
-            train,
-            rows,
-            cfg,
+            answer_trigger,
+            trigger,
+            read.rows,
+            reg,
+            self.models,
             key=self.key,
-            now_ms=_now_ms(),
-            trigger=trigger,
+            clock_ms=_now_ms,
             run_id=run_id,
-            champion=champion,
             data_ranges=read.ranges,
-            existing_versions=[r["version"] for r in reg.versions(model)],
             inline_max_bytes=self.settings.artifact_inline_max_bytes,
+            max_challengers=self.settings.max_challengers,
             store=self._store,
             started_at_ms=started_ms,
-            step_ms=steps,
+            step_ms={"read": round(read.seconds * 1000, 3)},
             progress=lambda done, total: self._progress(model, done, total),
         )
-        run = keep_alive_until(self.consumer, future)
-        record, verdict = run.record, run.verdict
-        stage = decide(verdict, cfg.promotion)
-        log.info(
-            "%s: %s %s the gate: %s",
-            model,
-            record["version"],
-            "passed" if verdict["passed"] else "failed",
-            verdict["summary"],
-        )
-        later = stage_records(
-            record,
-            stage,
-            current=[r for r in (champion, reg.challenger(model)) if r is not None],
-            by="trainer",
-            reason=stage_reason(stage, verdict),
-            now_ms=max(_now_ms(), record["stage_changed_at_ms"] + 1),
-        )
-        self.publisher.send_versions([record, *later])
-        if stage == "rejected":
-            message = f"Candidate {record['version']} was rejected: {verdict['summary']}"
-            evidence = {"trigger_id": trigger["trigger_id"], "training_run_id": run_id}
-            self._alert(
-                alert(
-                    model,
-                    record["version"],
-                    "candidate_rejected",
-                    "info",
-                    message,
-                    evidence,
-                    now_ms=_now_ms(),
-                )
+        answer = keep_alive_until(self.consumer, future)
+        if answer.verdict is None:
+            log.warning("%s: %s", model, answer.alerts[-1]["message"])
+        else:
+            log.info(
+                "%s: %s %s the gate: %s",
+                model,
+                answer.version,
+                "passed" if answer.verdict["passed"] else "failed",
+                answer.verdict["summary"],
             )
+        self.publisher.send_versions(answer.records)
+        for record in answer.alerts:
+            self._alert(record)
         self.publisher.flush()
-        for r in [record, *later]:
+        for r in answer.records:
             reg.apply(r)
-        return Outcome(trigger["trigger_id"], model, stage, record["version"])
-
-    def _check_champion(self, champion: Mapping[str, Any]) -> None:
-        """Alert when the champion's artifact is refused (it is then not compared)."""
-        try:
-            load_version(champion, self.key)
-        except ArtifactError as exc:
-            message = (
-                f"The champion's artifact was refused ({exc.reason}); the candidate is "
-                "gated without a comparison."
-            )
-            self._alert(
-                alert(
-                    champion["model"],
-                    champion["version"],
-                    "artifact_rejected",
-                    "critical",
-                    message,
-                    {"reason": exc.reason},
-                    now_ms=_now_ms(),
-                )
-            )
+        detail = answer.alerts[-1]["message"] if answer.verdict is None else answer.verdict["summary"]
+        kinds = tuple(a["kind"] for a in answer.alerts)
+        return Outcome(trigger["trigger_id"], model, answer.stage, answer.version, detail, kinds)
 
     def _store(self, model: str, version: str, data: bytes) -> str:
         return write_artifact(Path(self.settings.artifact_dir), model, version, data)

@@ -13,6 +13,7 @@ import click
 from driftline import __version__
 from driftline.cli_acls import acls_cmd
 from driftline.cli_config import checked_models
+from driftline.cli_deadletters import deadletters
 from driftline.cli_models import register as register_training_commands
 from driftline.cli_ops import register as register_ops_commands
 from driftline.cli_schemas import schemas_cmd
@@ -342,6 +343,7 @@ register_training_commands(cli)
 cli.add_command(schemas_cmd)
 register_ops_commands(cli)  # tail, produce, status (driftline/cli_ops.py)
 cli.add_command(acls_cmd)  # ACLs of the principals of a secured cluster (driftline/cli_acls.py)
+cli.add_command(deadletters)  # replay dead letters to their source topics (cli_deadletters.py)
 
 
 def main() -> None:

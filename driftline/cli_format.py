@@ -126,6 +126,11 @@ def version_report(
         f"    steps (ms): {_kv(steps, '{:.1f}') or '-'}",
         f"    compared with champion {lin['champion_version'] or '- (none)'}",
     ]
+    if lin.get("earlier_rows"):
+        lines.append(
+            f"    completed with {lin['earlier_rows']} earlier rows from the training sample"
+            f" of {lin.get('earlier_version') or '-'}"
+        )
     if not lin["data_ranges"]:
         lines.append("    data: not read from Kafka (bootstrap rows)")
     for r in lin["data_ranges"]:
@@ -143,6 +148,10 @@ def version_report(
         f"{f['name']} {f['type']}" + ("" if f["required"] else "?") for f in rec["feature_spec"]
     ]
     lines.append(f"  features: {', '.join(feats) or '-'}")
+    sample = rec.get("training_sample")
+    lines.append(
+        "  training sample: " + (f"{len(sample)} bytes (compressed)" if sample else "none")
+    )
     seen = [h for h in history if h.model == rec["model"] and h.version == rec["version"]]
     if seen:
         lines.append("  stage history (as the registry topic holds it):")

@@ -21,7 +21,14 @@ import click
 from driftline.cli_config import CONFIG_EXIT, checked_models, models_check
 from driftline.cli_format import parse_since, typed, version_report, version_table
 from driftline.core.errors import ConfigError, StageError
-from driftline.core.lifecycle.registry import Registry, approve, rollback, transition
+from driftline.core.lifecycle.registry import (
+    Registry,
+    approve,
+    retire,
+    rollback,
+    transition,
+    unretire,
+)
 from driftline.settings import Settings
 
 
@@ -99,6 +106,7 @@ def projector_cmd(
 @by_option
 @click.option("--reason", default="manual request", show_default=True)
 @click.option("--wait", type=float, default=0, help="Seconds to wait for the trainer's answer.")
+@click.option("--force", is_flag=True, help="Train even on fewer than the model's min_rows rows.")
 @click.pass_obj
 def retrain_cmd(
     settings: Settings,
@@ -110,8 +118,10 @@ def retrain_cmd(
     by: str,
     reason: str,
     wait: float,
+    force: bool,
 ) -> None:
-    """Publish a manual retrain trigger for MODEL."""
+    """Publish a manual retrain trigger for MODEL (trained once its window holds the
+    model's retrain.min_rows rows, unless --force)."""
     from driftline.consumers.kafka_io import Publisher
     from driftline.consumers.registry_io import RegistryFollower
 
@@ -124,7 +134,7 @@ def retrain_cmd(
         "model": model,
         "idempotency_key": key or f"manual:{uuid.uuid4()}",
         "reasons": ["manual"],
-        "evidence": {"reason": reason},
+        "evidence": {"reason": reason, **({"force": True} if force else {})},
         "window_start_ms": None if since is None else parse_since(since, now),
         "window_end_ms": None if until is None else parse_since(until, now),
         "last_n": last_n,
@@ -162,7 +172,7 @@ def _wait_for_answer(follower: Any, trigger: dict[str, Any], wait: float) -> Non
 @click.group("models")
 def models_group() -> None:
     """Model versions on the registry topic (list, show, promote, approve, roll back,
-    bootstrap) and the models file (check)."""
+    retire, unretire, bootstrap) and the models file (check)."""
 
 
 def _registry(settings: Settings) -> Registry:
@@ -183,11 +193,12 @@ def _publish(settings: Settings, records: list[dict[str, Any]]) -> None:
 
 @models_group.command("list")
 @click.argument("model", required=False)
+@click.option("--all", "show_all", is_flag=True, help="Also the retired models.")
 @click.pass_obj
-def models_list(settings: Settings, model: str | None) -> None:
-    """List versions (of MODEL, or of every model) with their stage."""
+def models_list(settings: Settings, model: str | None, show_all: bool) -> None:
+    """List versions (of MODEL, or of every model but the retired ones) with their stage."""
     reg = _registry(settings)
-    names = [model] if model else reg.models()
+    names = [model] if model else reg.models(retired=show_all)
     for line in version_table(r for m in names for r in reg.versions(m)):
         click.echo(line)
 
@@ -234,8 +245,9 @@ def models_promote(
     reg = _registry(settings)
     try:
         out = transition(
-            reg, model, version, stage, by=by, reason=reason, now_ms=_now_ms(), force=force
-        )
+            reg, model, version, stage, by=by, reason=reason, now_ms=_now_ms(), force=force,
+            max_challengers=settings.max_challengers,
+        )  # fmt: skip
     except StageError as exc:
         raise click.ClickException(str(exc)) from exc
     _publish(settings, out)
@@ -262,6 +274,35 @@ def models_rollback(
     reg = _registry(settings)
     try:
         out = rollback(reg, model, version, by=by, reason=reason, now_ms=_now_ms())
+    except StageError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _publish(settings, out)
+
+
+@_stage_command(
+    "retire",
+    "Retire MODEL: no worker serves it (its events are dead-lettered as model_retired), "
+    "listings leave it out (models list --all shows it), its versions stay on the registry.",
+)
+@click.argument("model")
+def models_retire(settings: Settings, model: str, by: str, reason: str) -> None:
+    reg = _registry(settings)
+    try:
+        out = retire(reg, model, by=by, reason=reason, now_ms=_now_ms())
+    except StageError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _publish(settings, out)
+
+
+@_stage_command("unretire", "Serve a retired MODEL again: its versions return to their stages.")
+@click.argument("model")
+def models_unretire(settings: Settings, model: str, by: str, reason: str) -> None:
+    reg = _registry(settings)
+    try:
+        out = unretire(
+            reg, model, by=by, reason=reason, now_ms=_now_ms(),
+            max_challengers=settings.max_challengers,
+        )  # fmt: skip
     except StageError as exc:
         raise click.ClickException(str(exc)) from exc
     _publish(settings, out)
@@ -375,7 +416,7 @@ def models_bootstrap(
     reg = _registry(settings)
     if reg.champion(model) is not None and not force:
         raise click.ClickException(f"{model} has a champion already (use --force)")
-    current = [r for r in (reg.champion(model), reg.challenger(model)) if r is not None]
+    current = [r for r in (reg.champion(model), *reg.challengers(model)) if r is not None]
     with click.progressbar(length=len(data), label=f"training {model}") as bar:
 
         def step(done: int, total: int) -> None:

@@ -116,6 +116,12 @@ class Settings(BaseSettings):
     artifact_inline_max_bytes: int = Field(
         512_000, ge=0, description="Artifacts up to this size travel inside the registry record."
     )
+    max_challengers: int = Field(
+        3,
+        ge=1,
+        description="Challengers a model holds at most (each scored in shadow); one more "
+        "archives the oldest. Read by the trainer and the models commands.",
+    )
     signing_key: SecretStr = Field(
         SecretStr("driftline-dev-signing-key"),
         description="HMAC key that signs model artifacts; set a real secret in production.",

@@ -39,6 +39,7 @@ from driftline.core.wire.codec import Codec, default_codec
 from driftline.core.wire.headers import build as record_headers
 from driftline.core.wire.headers import for_confluent
 from driftline.core.join.joiner import Joiner, Step
+from driftline.core.errors import ValidationError
 from driftline.core.model.config import ModelsConfig
 from driftline.core.model.scoring import Scoring
 from driftline.core.watch.profile import label_spec
@@ -159,17 +160,24 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
                               on_alert=send_alert)  # fmt: skip
 
     def known(model: str) -> bool:
-        return model in reloader.current or follower.versions(model)[0] is not None
+        if follower.retired(model):  # dead-lettered with its own reason, not unknown_model
+            raise ValidationError(
+                "model_retired",
+                f"model {model!r} is retired: its events are not scored"
+                f" (driftline models unretire {model})",
+            )
+        return model in reloader.current or follower.lineup(model)[0] is not None
 
-    scoring = Scoring(codec, follower.versions, known)
+    scoring = Scoring(codec, follower.lineup, known)
     scorer = ScorerLoop(settings, scoring, codec, group_id=f"{app_id}-scorer")
     labels: dict[tuple[str, str], LabelSpec] = {}
 
     def task_of(model: str) -> str | LabelSpec | None:
         """What a label of ``model`` is checked against: the task, label types and
-        classes of its champion (the registry's, cached per version), else the models
-        file's task; None for an unknown model."""
-        record = follower.registry.champion(model)
+        classes of its champion (the registry's, cached per version; for a retired model,
+        the version retired from the champion slot, so labels of its earlier predictions
+        still join), else the models file's task; None for an unknown model."""
+        record = follower.registry.champion(model) or follower.retired_champion(model)
         if record is not None:
             key = (model, str(record["version"]))
             spec = labels.get(key)
@@ -185,7 +193,7 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
         config = reloader.current.get(model)
         return config.join_ttl_ms if config is not None else settings.join_ttl_ms
 
-    joiner = Joiner(codec, task_of, ttl_of, settings.topic("predictions"))
+    joiner = Joiner(codec, task_of, ttl_of, settings.topic("predictions"), settings.topic("labels"))
     recent = Recent()
     observe = install(app, codec, monitors, settings.topic, settings.monitor_interval_s,
                               send_record, on_emit=recent.add)  # fmt: skip

@@ -2,11 +2,12 @@
 
 predictions and labels are co-partitioned by event_id, and the join's consumer uses the
 range assignor, so one worker owns partition p of both topics and so every key's two
-sides. State is one bytes entry per event_id (:class:`driftline.core.join.rules.JoinEntry`;
-a pending prediction is held in the lean form of :mod:`driftline.core.join.leanentry`, with
-one names record per distinct list of feature names and partition) in a local store
-(:mod:`driftline.streams.joinstore`) whose source of truth is a compacted changelog
-topic partitioned the same way.
+sides. State is one bytes entry per model and event_id
+(:class:`driftline.core.join.rules.JoinEntry` under a key of
+:mod:`driftline.core.join.keys`; a pending prediction is held in the lean form of
+:mod:`driftline.core.join.leanentry`, with one names record per distinct list of feature
+names and partition) in a local store (:mod:`driftline.streams.joinstore`) whose source
+of truth is a compacted changelog topic partitioned the same way.
 
 Each batch (records read, plus the entries whose TTL passed) is one Kafka transaction
 (:mod:`driftline.streams.txn`): its outcomes, dead letters, changelog records and input
@@ -18,7 +19,10 @@ orphan and expired case once, and the store matches the changelog.
 
 On assignment the worker restores each partition's state from the changelog (all of
 it for ``memory://``; for ``rocksdb://`` only what follows the offset the store saved)
-before it reads that partition's input, then rebuilds the expiry index.
+before it reads that partition's input, then rebuilds the expiry index. A partition
+whose store still holds entries of the previous release (keyed by the event_id alone)
+is joined with ``legacy=True``: the joiner then migrates them inside the batches'
+transactions (:mod:`driftline.core.join.joiner`).
 
 It runs as a confluent-kafka loop on its own thread inside the worker, like the scorer:
 Faust's per-event consumer bounded the join near 760 outcomes/s (docs/benchmarks.md),
@@ -40,13 +44,14 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 from confluent_kafka import KafkaError as CKafkaError
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from driftline.core.wire.deadletter import Origin
 from driftline.core.errors import KafkaError
 from driftline.core.join.expiry import ExpiryIndex
-from driftline.core.wire.headers import header_list
-from driftline.core.join.rules import JoinEntry
 from driftline.core.join.joiner import Joiner, Step
+from driftline.core.join.keys import is_legacy_key
 from driftline.core.join.leanentry import is_names_key
+from driftline.core.join.rules import JoinEntry
+from driftline.core.wire.deadletter import Origin
+from driftline.core.wire.headers import header_list
 from driftline.kafka.clients import admin_config, consumer_config
 from driftline.settings import Settings
 from driftline.streams import telemetry as m
@@ -130,6 +135,9 @@ class JoinLoop:
         restores from where it stopped); a delivery callback per record costs CPU."""
         self.index: ExpiryIndex[Key] = ExpiryIndex(bucket_ms=1_000)
         self.owned: set[int] = set()
+        self.legacy: dict[int, int] = {}
+        """Per owned partition whose store holds entries of the previous release, how
+        many: its messages get a second lookup until the last one is gone."""
         self.lag: int | None = None
         self._sweep_due = 0.0
         self._lag_due = 0.0
@@ -225,13 +233,12 @@ class JoinLoop:
         origin = Origin(msg.topic() or "", partition, msg.offset() or 0, key,
                         ts if ts_type else None, header_list(msg.headers()))  # fmt: skip
         try:
-            stored = self._get(batch, (partition, key)) if key else None
             lookup = self._lookup(batch, partition)
-            step = self.joiner.on_message(origin, value, stored, now, lookup)
+            step = self.joiner.on_message(origin, value, now, lookup, partition in self.legacy)
         except Exception as exc:  # never drop a message: dead-letter what we cannot join
             log.exception("join: unexpected error at %s:%s", msg.topic(), msg.offset())
             step = self.joiner.internal_error(origin, value, repr(exc), now)
-        self._record(batch, (partition, key) if key else None, step)
+        self._record(batch, partition, step)
 
     def _on_expire(self, batch: Batch, key: Key, now: int) -> None:
         partition, k = key
@@ -240,25 +247,23 @@ class JoinLoop:
         stored = self._get(batch, key)
         if stored is None:
             return
-        origin = Origin(self.predictions, partition, -1, k, None, [])
-        step = self.joiner.on_expire(origin, stored, now, self._lookup(batch, partition))
-        self._record(batch, key, step)
+        step = self.joiner.on_expire(partition, k, stored, now, self._lookup(batch, partition))
+        self._record(batch, partition, step)
 
     def _lookup(self, batch: Batch, partition: int) -> Callable[[bytes], bytes | None]:
         return lambda k: self._get(batch, (partition, k))
 
-    def _record(self, batch: Batch, key: Key | None, step: Step) -> None:
+    def _record(self, batch: Batch, partition: int, step: Step) -> None:
         """Produce ``step``'s changelog records and outputs; remember its local change."""
-        for k, v in step.extra:  # a names record, in the key's partition
-            assert key is not None
-            batch.overlay[(key[0], k)] = v
-            self._produce(self.changelog, v, k, [], key[0], changelog=True)
-        if key is not None and not step.keep:
-            partition, k = key
+        for k, v in step.extra:  # a names record, a migrated legacy key: in the partition
+            batch.overlay[(partition, k)] = v
+            self._produce(self.changelog, v, k, [], partition, changelog=True)
+        if step.key is not None and not step.keep:
+            key = (partition, step.key)
             batch.overlay[key] = step.entry
             if step.entry is not None and step.deadline_ms is not None:
                 batch.deadlines[key] = step.deadline_ms
-            self._produce(self.changelog, step.entry, k, [], partition, changelog=True)
+            self._produce(self.changelog, step.entry, step.key, [], partition, changelog=True)
         for kind in step.kinds:
             batch.kinds[(kind,)] += 1
         for out in step.outputs:
@@ -287,8 +292,14 @@ class JoinLoop:
     def _apply(self, batch: Batch) -> None:
         """After the commit: the store and the expiry index take the batch's changes."""
         by_partition: dict[int, dict[bytes, bytes | None]] = {}
+        legacy = self.legacy
         for (p, k), value in batch.overlay.items():
             by_partition.setdefault(p, {})[k] = value
+            if p in legacy and value is None and is_legacy_key(k):  # migrated or swept
+                legacy[p] -= 1
+                if legacy[p] <= 0:
+                    del legacy[p]
+                    log.info("join: partition %d holds no entry of the previous release", p)
         for p, changes in by_partition.items():
             self.store.write(p, changes, batch.changelog_end.get(p, self.store.next_offset(p)))
         for key, deadline in batch.deadlines.items():
@@ -320,21 +331,37 @@ class JoinLoop:
         mine = {tp.partition for tp in partitions if tp.topic == self.predictions}
         t0 = time.monotonic()
         restored = self.restore(mine)
-        self.owned = mine
-        self.index = ExpiryIndex.rebuild(
-            (((p, k), JoinEntry.from_bytes(v).deadline_ms) for p in mine
-             for k, v in self.store.items(p) if not is_names_key(k)),
-            bucket_ms=1_000,
-        )  # fmt: skip
+        self.rebuild(mine)
         m.JOIN_PENDING.set(self.store.count(mine))
         log.info("join: assigned partitions %s; restored %d changelog records in %.1f s",
                  sorted(mine), restored, time.monotonic() - t0)  # fmt: skip
+
+    def rebuild(self, mine: set[int]) -> None:
+        """Own ``mine``, whose store is restored: rebuild the expiry index from it and
+        note the partitions that still hold entries of the previous release."""
+        self.owned = mine
+        self.legacy = {}
+        entries: list[tuple[Key, int]] = []
+        for p in mine:
+            for k, v in self.store.items(p):
+                if is_names_key(k):
+                    continue
+                if is_legacy_key(k):
+                    self.legacy[p] = self.legacy.get(p, 0) + 1
+                entries.append(((p, k), JoinEntry.from_bytes(v).deadline_ms))
+        self.index = ExpiryIndex.rebuild(entries, bucket_ms=1_000)
+        if self.legacy:
+            log.info("join: partitions %s hold entries of the previous release (keyed by "
+                     "event_id); they are migrated as they are read",
+                     sorted(self.legacy))  # fmt: skip
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         gone = {tp.partition for tp in partitions if tp.topic == self.predictions}
         for p in gone:
             self.store.release(p)
         self.owned -= gone
+        for p in gone:
+            self.legacy.pop(p, None)
 
     def restore(self, partitions: Iterable[int], timeout_s: float = 300.0) -> int:
         """Bring the store of ``partitions`` up to the changelog's committed end;
@@ -418,6 +445,7 @@ _NO_LEADER_YET = {
     CKafkaError.NOT_LEADER_FOR_PARTITION,
     CKafkaError.LEADER_NOT_AVAILABLE,
     CKafkaError.UNKNOWN_TOPIC_OR_PART,
+    CKafkaError._UNKNOWN_PARTITION,  # the client's metadata does not show it yet
 }
 
 

@@ -236,8 +236,10 @@ def install(
         n = 0
         for step in steps:
             if step.prediction is not None:
-                # a prediction refused on arrival (its held label is another model's) is
-                # not held, so it never joins or expires: not a unit of the expiry rate
+                # a prediction refused on arrival (build_outcome's key_mismatch or
+                # model_mismatch, a safety net now that entries are keyed by model and
+                # event_id) is not held, so it never joins or expires: not a unit of the
+                # expiry rate
                 held = "model_mismatch" not in step.kinds and "key_mismatch" not in step.kinds
                 monitors.get(step.prediction["model"]).observe_prediction(
                     step.prediction, now if held else None

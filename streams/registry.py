@@ -2,7 +2,8 @@
 
 A thread reads the registry from the beginning (no consumer group: every worker reads
 all of it), folds each ModelVersion into :class:`driftline.core.lifecycle.registry.Registry`, and
-loads the champion and challenger of each model through
+loads the champion and every challenger of each model (:meth:`RegistryFollower.lineup`; a
+retired model has none, see :meth:`RegistryFollower.retired`) through
 :func:`driftline.core.model.estimators.load_version`, which checks the artifact's digest and
 HMAC signature before unpickling. A refused artifact is never served: it raises an
 ``artifact_rejected`` alert and the previous version keeps serving: the one this worker
@@ -34,11 +35,16 @@ from driftline.streams import telemetry as m
 log = logging.getLogger(__name__)
 
 MODEL_VERSION = "io.driftline.ModelVersion"
-Served = tuple[ServedModel | None, ServedModel | None]
+Lineup = tuple[ServedModel | None, tuple[ServedModel, ...]]
+"""A model's champion and its challengers (oldest first), as served now."""
 
 
 def _v(served: ServedModel | None) -> str:
     return "none" if served is None else served.version
+
+
+def _vs(challengers: tuple[ServedModel, ...]) -> str:
+    return ", ".join(c.version for c in challengers) or "none"
 
 
 def rejected_alert(record: dict[str, Any], exc: ArtifactError, now_ms: int) -> dict[str, Any]:
@@ -64,7 +70,7 @@ def rejected_alert(record: dict[str, Any], exc: ArtifactError, now_ms: int) -> d
 
 
 class RegistryFollower:
-    """Keeps ``served[model] = (champion, challenger)`` in step with the registry topic."""
+    """Keeps ``served[model] = (champion, challengers)`` in step with the registry topic."""
 
     def __init__(
         self,
@@ -79,7 +85,10 @@ class RegistryFollower:
         self.on_alert = on_alert
         self.on_change = on_change
         self.registry = Registry()
-        self.served: dict[str, Served] = {}
+        self.served: dict[str, Lineup] = {}
+        self._retired: dict[str, dict[str, Any] | None] = {}
+        """Retired models and the version each retired from the champion slot (None: no
+        champion then); replaced whole, like ``served``, so other threads need no lock."""
         self._cache: dict[tuple[str, str, str], ServedModel] = {}
         self._refused: set[tuple[str, str, str]] = set()
         self._offsets: dict[tuple[str, str], int] = {}
@@ -95,9 +104,20 @@ class RegistryFollower:
         )
         self.consumer = Consumer(conf)
 
-    def versions(self, model: str) -> Served:
-        """(champion, challenger) served now for ``model``."""
-        return self.served.get(model, (None, None))
+    def lineup(self, model: str) -> Lineup:
+        """(champion, challengers) served now for ``model``: every challenger scores in
+        shadow. A retired model has neither."""
+        return self.served.get(model, (None, ()))
+
+    def retired(self, model: str) -> bool:
+        """Whether ``model`` is retired (its events are not scored: ``model_retired``);
+        a lookup cheap enough for every event."""
+        return model in self._retired
+
+    def retired_champion(self, model: str) -> dict[str, Any] | None:
+        """For a retired ``model``, the record of the version retired from the champion
+        slot (:meth:`~driftline.core.lifecycle.registry.Registry.retired_champion`)."""
+        return self._retired.get(model)
 
     def run(self, stop: threading.Event) -> None:
         """Follow the topic until ``stop``; ``ready`` is set once caught up at start."""
@@ -124,13 +144,19 @@ class RegistryFollower:
 
     def announce(self) -> None:
         """One INFO line per model: what this worker serves once caught up (the switches
-        replayed while catching up are not logged, each later switch is)."""
-        for model, (champion, challenger) in sorted(self.served.items()):
+        replayed while catching up are not logged, each later switch is); one per retired
+        model, which it serves not at all."""
+        for model, (champion, challengers) in sorted(self.served.items()):
+            also = ""
+            if challengers:
+                also = f", challenger{'s' if len(challengers) > 1 else ''} {_vs(challengers)}"
             log.info(
                 "registry: serving %s champion %s%s (registry offset %s)", model,
-                _v(champion), "" if challenger is None else f", challenger {challenger.version}",
-                self._offset(model, champion),
+                _v(champion), also, self._offset(model, champion),
             )  # fmt: skip
+        for model in sorted(self._retired):
+            log.info("registry: %s is retired: not served (driftline models unretire %s)",
+                     model, model)  # fmt: skip
 
     def _offset(self, model: str, served: ServedModel | None) -> str:
         at = None if served is None else self._offsets.get((model, served.version))
@@ -151,16 +177,46 @@ class RegistryFollower:
         except DriftlineError as exc:
             log.error("registry: skipped an unreadable record with key %r: %s", key, exc)
 
-    def _log_switch(self, model: str, old: Served, new: Served) -> None:
-        """One INFO line per champion (or challenger) switch, with the registry offset of
-        the record that made it."""
-        for i, stage in enumerate(("champion", "challenger")):
-            before, after = old[i], new[i]
-            if _v(before) != _v(after):
+    def _log_switch(self, model: str, old: Lineup, new: Lineup) -> None:
+        """One INFO line per champion switch; one per change of the challengers (the set
+        before and after, with the registry offset of the newest record added, else of the
+        newest one gone), then one per challenger that starts or stops scoring in shadow
+        (with its own record's offset, and the stage a dropped one went to); one more when
+        the model is retired (nothing served)."""
+        (before, was), (after, now) = old, new
+        if _v(before) != _v(after):
+            log.info(
+                "registry: %s champion %s -> %s (registry offset %s)", model,
+                _v(before), _v(after), self._offset(model, after if after else before),
+            )  # fmt: skip
+        had, kept = {c.version for c in was}, {c.version for c in now}
+        if had != kept:
+            added = [c for c in now if c.version not in had] or list(was)
+            offsets = [self._offset(model, c) for c in added]
+            at = max(offsets, key=lambda o: int(o) if o.isdigit() else -1)
+            label = "challengers" if max(len(was), len(now)) > 1 else "challenger"
+            log.info(
+                "registry: %s %s %s -> %s (registry offset %s)", model, label,
+                _vs(was), _vs(now), at,
+            )  # fmt: skip
+        for c in was:
+            if c.version not in kept:
+                record = self.registry.get(model, c.version)
                 log.info(
-                    "registry: %s %s %s -> %s (registry offset %s)", model, stage,
-                    _v(before), _v(after), self._offset(model, after if after else before),
+                    "registry: %s challenger %s dropped, now %s; %d in shadow"
+                    " (registry offset %s)", model, c.version,
+                    "gone" if record is None else record["stage"], len(now),
+                    self._offset(model, c),
                 )  # fmt: skip
+        for c in now:
+            if c.version not in had:
+                log.info(
+                    "registry: %s challenger %s added; %d in shadow (registry offset %s)",
+                    model, c.version, len(now), self._offset(model, c),
+                )  # fmt: skip
+        if (before is not None or was) and after is None and self.registry.retired(model):
+            log.info("registry: %s retired: not served, its events are dead-lettered "
+                     "(model_retired)", model)  # fmt: skip
 
     def _load(self, record: dict[str, Any] | None) -> ServedModel | None:
         if record is None:
@@ -195,9 +251,9 @@ class RegistryFollower:
         return None
 
     def _reload(self) -> None:
-        served: dict[str, Served] = {}
-        for model in self.registry.models():
-            previous = self.served.get(model, (None, None))
+        served: dict[str, Lineup] = {}
+        for model in self.registry.models():  # retired models are left out
+            previous = self.served.get(model, (None, ()))
             record = self.registry.champion(model)
             champion = self._load(record)
             if champion is None:
@@ -206,15 +262,37 @@ class RegistryFollower:
                 champion = previous[0]
             if champion is None and record is not None:  # refused, and nothing served yet
                 champion = self._fallback(model)
-            challenger = self._load(self.registry.challenger(model))
-            served[model] = (champion, challenger)
+            loaded = (self._load(r) for r in self.registry.challengers(model))
+            challengers = tuple(c for c in loaded if c is not None)
+            served[model] = (champion, challengers)
+        for model in sorted(set(served) | set(self.served)):  # with models retired since
+            before, after = self.served.get(model, (None, ())), served.get(model, (None, ()))
             if self.ready.is_set():
-                self._log_switch(model, previous, (champion, challenger))
-            for stage, s in (("champion", champion), ("challenger", challenger)):
-                if s is not None:
-                    m.MODEL_VERSION_INFO.labels(model, s.version, stage).set(1)
-            for stage, old in (("champion", previous[0]), ("challenger", previous[1])):
-                new = champion if stage == "champion" else challenger
-                if old is not None and (new is None or new.version != old.version):
-                    m.MODEL_VERSION_INFO.labels(model, old.version, stage).set(0)
+                self._log_switch(model, before, after)
+            self._label(model, before, after)
+        retired = {
+            model: self.registry.retired_champion(model)
+            for model in self.registry.models(retired=True)
+            if self.registry.retired(model)
+        }
+        # a model retired now is refused before it leaves `served`, and one back is served
+        # before it stops being refused: no event of it is ever an unknown model
+        self._retired = {**self._retired, **retired}
         self.served = served
+        self._retired = retired
+
+    @staticmethod
+    def _label(model: str, old: Lineup, new: Lineup) -> None:
+        """``driftline_model_version_info``: 1 for each version served now, 0 for one
+        that stopped being served in its stage."""
+
+        def roles(lineup: Lineup) -> set[tuple[str, str]]:
+            champion, challengers = lineup
+            out = {(c.version, "challenger") for c in challengers}
+            return out | ({(champion.version, "champion")} if champion is not None else set())
+
+        now = roles(new)
+        for version, stage in now:
+            m.MODEL_VERSION_INFO.labels(model, version, stage).set(1)
+        for version, stage in roles(old) - now:
+            m.MODEL_VERSION_INFO.labels(model, version, stage).set(0)

@@ -104,8 +104,9 @@ class ScorerLoop:
         self.processed = 0
         self.on_batch: OnBatch | None = None
         """Called (on this thread) after each committed batch with its clock, the events
-        it scored per (model, version) and its dead letters that name a model: the
-        monitor's skew rate counts both sides of one batch together."""
+        it scored per (model, champion version: each event once, its challengers'
+        predictions not counted) and its dead letters that name a model: the monitor's
+        skew rate counts both sides of one batch together."""
         self.lag: int | None = None
         """Messages behind the end of the assigned partitions, at the last look."""
         self.lag_every_s = lag_every_s
@@ -190,7 +191,7 @@ class ScorerLoop:
         dead_records: list[dict[str, Any]],
         scored: Counter[tuple[str, str]],
     ) -> int:
-        """Produce the prediction (and shadow) of one event, or its dead letter; 1 if scored."""
+        """Produce the prediction (and shadows) of one event, or its dead letter; 1 if scored."""
         raw = msg.value() or b""
         key = msg.key()
         try:
@@ -217,13 +218,15 @@ class ScorerLoop:
             self._dead_letter(msg, raw, "score", "internal_error", repr(exc), now_ms)
             dead[("score", "internal_error")] += 1
             return 0
-        if s.shadow_error is not None:
-            self._model_alert(s.shadow_error, now_ms)
+        for error in s.shadow_errors:
+            self._model_alert(error, now_ms)
         trace = header_value(msg.headers(), TRACE_ID)
         hdrs = record_headers(PREDICTION, s.event_time_ms, trace.decode() if trace else None)
         self.txn.produce(self.predictions, s.prediction, key, hdrs)
-        if s.shadow is not None:
-            self.txn.produce(self.shadow, s.shadow, key, hdrs)
+        for shadow in s.shadows:  # one per challenger; the champion's carries them too
+            self.txn.produce(self.shadow, shadow, key, hdrs)
+        # one event, counted once for the skew rate, under the champion's version that
+        # served it: its challengers' predictions are not events of their own
         scored[(s.model, s.version)] += 1
         return 1
 

@@ -179,11 +179,14 @@ def _chart(model: Mapping[str, Any]) -> str:
 
 def _model(model: Mapping[str, Any]) -> str:
     champion = model.get("champion") or "none"
-    challenger = model.get("challenger")
+    challengers = model.get("challengers") or (
+        [model["challenger"]] if model.get("challenger") else []
+    )
+    shown = ", ".join(f"<b>{escape(c)}</b>" for c in challengers)
     head = (
         f'<h2>{escape(model["model"])} <span class="muted">({escape(model.get("task") or "?")})'
         f"</span> champion <b>{escape(champion)}</b>"
-        + (f", challenger <b>{escape(challenger)}</b>" if challenger else "")
+        + (f", challenger{'s' if len(challengers) > 1 else ''} {shown}" if challengers else "")
         + "</h2>"
     )
     return (

@@ -85,11 +85,11 @@ def _served(worker: Worker, model: str, version: str, role: str) -> dict[str, An
 
 def _model(worker: Worker, model: str, records: list[dict[str, Any]]) -> dict[str, Any]:
     champion = next((r for r in records if r["stage"] == "champion"), None)
-    challenger = next((r for r in records if r["stage"] == "challenger"), None)
+    challengers = [r for r in records if r["stage"] == "challenger"]
     config = worker.models.get(model)
     task = config.task if config is not None else (records[0]["task"] if records else None)
     metric = PRIMARY.get(task or "", "accuracy")
-    roles = {r["version"]: r["stage"] for r in (champion, challenger) if r is not None}
+    roles = {r["version"]: r["stage"] for r in (champion, *challengers) if r is not None}
     seen = [v for (m, v) in worker.recent.history if m == model]
     served = [_served(worker, model, v, roles[v]) for v in roles]
     served += [_served(worker, model, v, "previous") for v in seen if v not in roles]
@@ -118,7 +118,8 @@ def _model(worker: Worker, model: str, records: list[dict[str, Any]]) -> dict[st
         "model": model,
         "task": task,
         "champion": None if champion is None else champion["version"],
-        "challenger": None if challenger is None else challenger["version"],
+        "challenger": challengers[-1]["version"] if challengers else None,
+        "challengers": [r["version"] for r in challengers],
         "versions": [_version(r) for r in records],
         "served": served,
         "history": {"metric": metric, "series": series, "baseline": baseline},

@@ -9,7 +9,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from bench.faults.workload import BASE_MS, first_label_time, index_of
+from bench.faults.workload import BASE_MS, first_label_time, index_of, kind
 from driftline.core.wire.codec import default_codec
 from driftline.kafka.clients import consumer_config
 from driftline.settings import Settings
@@ -53,14 +53,14 @@ def read_all(
 def kinds(
     topics: dict[str, list[tuple[int, int, bytes, dict[str, Any]]]],
 ) -> dict[str, Counter[str]]:
-    """Records per kind (prediction, outcome, dead-letter reason) and key."""
+    """Records per kind (prediction, outcome, dead-letter reason) and model, then key."""
     got: dict[str, Counter[str]] = defaultdict(Counter)
-    for name, kind in (("predictions", "prediction"), ("outcomes", "outcome")):
-        for _, _, key, _ in topics[name]:
-            got[kind][key.decode()] += 1
+    for name, what in (("predictions", "prediction"), ("outcomes", "outcome")):
+        for _, _, key, rec in topics[name]:
+            got[kind(what, rec["model"])][key.decode()] += 1
     for _, _, key, rec in topics["deadletter"]:
         reason = rec["reason"] if rec["stage"] == "join" else f"{rec['stage']}:{rec['reason']}"
-        got[reason][key.decode(errors="replace")] += 1
+        got[kind(reason, rec["model"])][key.decode(errors="replace")] += 1
     return got
 
 
@@ -91,15 +91,16 @@ class Result:
 
 
 def order(topics: dict[str, list[tuple[int, int, bytes, dict[str, Any]]]]) -> list[str]:
-    """Per-key (and per-partition) order: every outcome carries its event's first label;
-    a key's dead letters follow their sources' offsets; each partition of predictions
-    follows the order of its features."""
+    """Per-key (and per-partition) order: every outcome carries its event's first label
+    of its own model; a key's dead letters follow their sources' offsets; each partition
+    of predictions follows the order of its features, per model."""
     bad = []
     for p, off, key, rec in topics["outcomes"]:
-        i = index_of(key)
-        if rec["label_time_ms"] != first_label_time(i):
-            k = rec["label_time_ms"] - first_label_time(i)
-            bad.append(f"outcome {key.decode()} at {p}/{off} joined label {k}, not the first")
+        i, model = index_of(key), rec["model"]
+        if rec["label_time_ms"] != first_label_time(i, model):
+            k = rec["label_time_ms"] - first_label_time(i, model)
+            bad.append(f"outcome {model} {key.decode()} at {p}/{off} joined label {k}, "
+                       "not its model's first")  # fmt: skip
     last: dict[bytes, tuple[str, int]] = {}
     for p, off, key, rec in topics["deadletter"]:
         src = (rec["source_topic"], rec["source_offset"])
@@ -107,16 +108,18 @@ def order(topics: dict[str, list[tuple[int, int, bytes, dict[str, Any]]]]) -> li
             bad.append(f"dead letters of {key.decode()}: source offset {src[1]} at {p}/{off} "
                        f"after {last[key][1]}")  # fmt: skip
         last[key] = src
-    high: dict[int, int] = {}
-    seen: set[bytes] = set()
+    high: dict[tuple[int, str], int] = {}
+    seen: set[tuple[bytes, str]] = set()
     for p, off, key, rec in topics["predictions"]:
-        if key in seen:
+        if (key, rec["model"]) in seen:
             continue
-        seen.add(key)
+        seen.add((key, rec["model"]))
         t = rec["event_time_ms"] - BASE_MS
-        if t < high.get(p, -1):
-            bad.append(f"prediction {key.decode()} at {p}/{off} after event e{high[p]:07d}")
-        high[p] = max(t, high.get(p, -1))
+        where = (p, rec["model"])
+        if t < high.get(where, -1):
+            bad.append(f"prediction {rec['model']} {key.decode()} at {p}/{off} after event "
+                       f"e{high[where]:07d}")  # fmt: skip
+        high[where] = max(t, high.get(where, -1))
     return bad
 
 
@@ -125,10 +128,10 @@ def verify(s: Settings, expected: dict[str, Counter[str]]) -> Result:
     got = kinds(committed)
     raw = kinds(read_all(s, "read_uncommitted"))
     res = Result()
-    for kind in [*expected, *sorted((set(got) | set(raw)) - set(expected))]:
-        exp, g = expected.get(kind, Counter()), got.get(kind, Counter())
-        row = Row(kind, sum(exp.values()), sum(g.values()),
-                  uncommitted=sum(raw.get(kind, Counter()).values()))  # fmt: skip
+    for what in [*expected, *sorted((set(got) | set(raw)) - set(expected))]:
+        exp, g = expected.get(what, Counter()), got.get(what, Counter())
+        row = Row(what, sum(exp.values()), sum(g.values()),
+                  uncommitted=sum(raw.get(what, Counter()).values()))  # fmt: skip
         for k, n in exp.items():
             row.lost += max(0, n - g[k])
             row.duplicated += max(0, g[k] - n)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from bench.faults.workload import index_of
+from bench.faults.workload import SEEN, index_of, kind
 from driftline.core.wire.codec import default_codec
 from driftline.kafka.clients import consumer_config
 from driftline.settings import Settings
@@ -45,8 +45,8 @@ class Watcher:
     def __init__(self, settings: Settings) -> None:
         self.s = settings
         self.topics = {settings.topic(t): t for t in ("predictions", "outcomes", "deadletter")}
-        self.seen: dict[str, set[str]] = {"prediction": set(), "outcome": set()}
-        self.dead: set[tuple[str, str]] = set()  # (reason, key)
+        self.seen: dict[str, set[str]] = {}  # kind and model -> keys
+        self.dead: set[tuple[str, str]] = set()  # (reason and model, key)
         self.records = 0
         self.last_record = time.monotonic()
         self.probes: list[Probe] = []
@@ -97,10 +97,11 @@ class Watcher:
         self.records += 1
         self.last_record = now
         k = (key or b"").decode(errors="replace")
+        record = codec.decode(value).value
         if topic == "deadletter":
-            self.dead.add((codec.decode(value).value["reason"], k))
+            self.dead.add((kind(record["reason"], record["model"]), k))
             return
-        self.seen[topic[:-1]].add(k)
+        self.seen.setdefault(kind(topic[:-1], record["model"]), set()).add(k)
         i = index_of(key)
         for pr in self.probes:
             after = i >= (pr.p if topic == "predictions" else pr.lab + 1)
@@ -113,10 +114,10 @@ class Watcher:
     def complete(self, expected: dict) -> bool:
         """Has every expected (kind, id) been seen at least once?"""
         with self.lock:
-            for kind, ids in expected.items():
-                if kind in self.seen:
-                    if not ids.keys() <= self.seen[kind]:
+            for what, ids in expected.items():
+                if what.split(" ")[0] in SEEN:
+                    if not ids.keys() <= self.seen.get(what, set()):
                         return False
-                elif any((kind, k) not in self.dead for k in ids):
+                elif any((what, k) not in self.dead for k in ids):
                     return False
         return True

@@ -1,11 +1,18 @@
 """The workload and its ground truth, the models, and the pipeline's set-up.
 
-Two models. ``churn`` (a long join TTL) gets a label for every event, ``LABEL_LAG``
+Three models. ``churn`` (a long join TTL) gets a label for every event, ``LABEL_LAG``
 events behind its features; some events get one or two duplicate labels later still.
-``expiring`` (a 5 s TTL) gets no label for its predictions (each ends as an
-``expired_prediction``) and some labels for event ids that are never predicted (each
-ends as an ``orphan_label``). The churn TTL outlasts any run, so no pause or restart
-can turn a churn label late: the ground truth does not depend on timing.
+``twin`` scores every churn event too, under the same event_id (issue 23: one upstream
+event scored by several models), and gets its own labels (other values and times) and
+its own duplicates: each model must get every outcome, with its own label, and each
+duplicate must be dead-lettered for its own model. ``expiring`` (a 5 s TTL) gets no
+label for its predictions (each ends as an ``expired_prediction``) and some labels for
+event ids that are never predicted (each ends as an ``orphan_label``). The churn and
+twin TTL outlasts any run, so no pause or restart can turn a label late: the ground
+truth does not depend on timing.
+
+Results are counted per kind and model (``kind("outcome", "twin")`` is
+``"outcome twin"``), then per event_id.
 """
 
 from __future__ import annotations
@@ -48,9 +55,29 @@ categories = ["basic", "pro"]
 MODELS = "".join(
     f'[models.{m}]\ntask = "classification"\nfactory = "logistic_regression"\n'
     f"join_ttl_ms = {ttl}\n[models.{m}.retrain]\nmin_rows = 100000000\n" + _FEATURES.format(m=m)
-    for m, ttl in (("churn", 3_600_000), ("expiring", 5_000))
+    for m, ttl in (("churn", 3_600_000), ("twin", 3_600_000), ("expiring", 5_000))
 )
-KINDS = ("prediction", "outcome", "duplicate_label", "expired_prediction", "orphan_label")
+TWIN_OF = {"churn": "twin"}
+"""A model that scores every event of another one, under the same event_id."""
+LABELLED = ("churn", "twin")
+
+
+def kind(what: str, model: str | None) -> str:
+    """A result kind of one model: ``kind("outcome", "twin") == "outcome twin"``."""
+    return f"{what} {model}"
+
+
+KINDS = tuple(
+    kind(what, m)
+    for what, models in (
+        ("prediction", ("churn", "twin", "expiring")), ("outcome", LABELLED),
+        ("duplicate_label", LABELLED), ("expired_prediction", ("expiring",)),
+        ("orphan_label", ("expiring",)),
+    )
+    for m in models
+)  # fmt: skip
+SEEN = ("prediction", "outcome")
+"""Kinds read from the predictions and outcomes topics; the others are dead letters."""
 
 
 def event_id(i: int) -> str:
@@ -64,27 +91,32 @@ def index_of(key: bytes | None) -> int:
 
 @dataclass
 class Truth:
-    """What the pipeline must publish, per kind: event_id -> how many records."""
+    """What the pipeline must publish, per kind and model: event_id -> how many records."""
 
     events: int
-    model: list[str] = field(default_factory=list)  # model of event i
+    model: list[str] = field(default_factory=list)  # model of event i (and its twin's)
     dups: dict[int, int] = field(default_factory=dict)  # churn event -> duplicate labels
+    twin_dups: dict[int, int] = field(default_factory=dict)  # the same, for twin
     orphans: dict[int, str] = field(default_factory=dict)  # after event i: orphan label id
 
     def expected(self) -> dict[str, Counter[str]]:
         exp: dict[str, Counter[str]] = {k: Counter() for k in KINDS}
         for i, m in enumerate(self.model):
-            exp["prediction"][event_id(i)] = 1
-            exp["outcome" if m == "churn" else "expired_prediction"][event_id(i)] = 1
-        for i, n in self.dups.items():
-            exp["duplicate_label"][event_id(i)] = n
+            for scorer in (m, *([TWIN_OF[m]] if m in TWIN_OF else [])):
+                exp[kind("prediction", scorer)][event_id(i)] = 1
+                what = "outcome" if scorer in LABELLED else "expired_prediction"
+                exp[kind(what, scorer)][event_id(i)] = 1
+        for model, dups in (("churn", self.dups), ("twin", self.twin_dups)):
+            for i, n in dups.items():
+                exp[kind("duplicate_label", model)][event_id(i)] = n
         for oid in self.orphans.values():
-            exp["orphan_label"][oid] = 1
+            exp[kind("orphan_label", "expiring")][oid] = 1
         return exp
 
 
 def make_truth(events: int, seed: int) -> Truth:
     rng = random.Random(seed)
+    twins = random.Random(seed + 2)  # apart, so churn and expiring stay as they were
     t = Truth(events)
     for i in range(events):
         m = "expiring" if rng.random() < 0.2 else "churn"
@@ -94,6 +126,9 @@ def make_truth(events: int, seed: int) -> Truth:
             t.dups[i] = 2 if r < 0.01 else 1
         if rng.random() < 0.02:
             t.orphans[i] = f"o{i:07d}"
+        r = twins.random()
+        if m == "churn" and r < 0.06:
+            t.twin_dups[i] = 2 if r < 0.01 else 1
     return t
 
 
@@ -109,33 +144,43 @@ def steps(t: Truth, seed: int) -> Iterator[list[tuple[str, bytes, bytes]]]:
 
     def label(j: int, model: str, k: int, eid: str | None = None) -> tuple[str, bytes, bytes]:
         eid = eid or event_id(j)
-        x = {"event_id": eid, "model": model, "label": bool((j + k) % 3),
-             "label_time_ms": BASE_MS + j + 5_000 + k}  # fmt: skip
+        x = {"event_id": eid, "model": model, "label": bool((j + k + (model == "twin")) % 3),
+             "label_time_ms": label_time(j, model, k)}  # fmt: skip
         return "labels", eid.encode(), codec.encode("io.driftline.Label", x)
 
     for i in range(t.events + max(DUP_LAGS) + 1):
         out = []
         if i < t.events:
             f = _features(rng)
-            e = {"event_id": event_id(i), "model": t.model[i], "event_time_ms": BASE_MS + i,
-                 "features": f, "segment": {"plan": f["plan"]}}  # fmt: skip
-            out.append(("features", event_id(i).encode(),
-                        codec.encode("io.driftline.FeatureEvent", e)))  # fmt: skip
+            m = t.model[i]
+            for scorer in (m, *([TWIN_OF[m]] if m in TWIN_OF else [])):
+                e = {"event_id": event_id(i), "model": scorer, "event_time_ms": BASE_MS + i,
+                     "features": f, "segment": {"plan": f["plan"]}}  # fmt: skip
+                out.append(("features", event_id(i).encode(),
+                            codec.encode("io.driftline.FeatureEvent", e)))  # fmt: skip
             if i in t.orphans:
                 out.append(label(i, "expiring", 0, t.orphans[i]))
         j = i - LABEL_LAG
         if 0 <= j < t.events and t.model[j] == "churn":
-            out.append(label(j, "churn", 0))
+            out += [label(j, "churn", 0), label(j, "twin", 0)]
         for k, lag in enumerate(DUP_LAGS, start=1):
             j = i - lag
             if 0 <= j < t.events and t.dups.get(j, 0) >= k:
                 out.append(label(j, "churn", k))
+            if 0 <= j < t.events and t.twin_dups.get(j, 0) >= k:
+                out.append(label(j, "twin", k))
         yield out
 
 
-def first_label_time(i: int) -> int:
-    """label_time_ms of event i's first label: its outcome must carry this one."""
-    return BASE_MS + i + 5_000
+def label_time(i: int, model: str, k: int = 0) -> int:
+    """label_time_ms of label k (0: the first) of ``model`` for event i; twin's differ
+    from churn's, so an outcome shows which model's label it joined."""
+    return BASE_MS + i + (7_000 if model == "twin" else 5_000) + k
+
+
+def first_label_time(i: int, model: str = "churn") -> int:
+    """label_time_ms of event i's first label of ``model``: its outcome must carry it."""
+    return label_time(i, model)
 
 
 def setup(settings: Settings, run_dir: Path) -> Settings:

@@ -7,11 +7,12 @@ Per event ``i`` (the simulated clock reads ``i`` ms: the demo replays 1,000 even
 2. the label of event ``i - delay`` arrives: ``join.build_outcome`` makes the Outcome,
    which goes to ``ModelMonitor.observe_outcome`` and to the outcome store;
 3. every ``tick_every`` outcomes the monitor ticks (the worker's timer);
-4. a RetrainTrigger is answered like ``driftline.consumers.trainer`` does: the outcomes of
-   its window (event time from ``window_start_ms``, newest ``last_n``), ``build_frame`` ->
-   ``window`` -> ``examples`` -> ``training.train`` (gate against the champion) ->
-   ``decide`` -> ``stage_records``; the records reach the registry and the monitor
-   ``serve_lag`` events later, and a new champion serves from then on.
+4. a RetrainTrigger is answered by the function the trainer consumer calls,
+   ``driftline.core.lifecycle.answer.answer_trigger`` (training set of its window, train,
+   gate against the champion, decide, stage records), on the outcomes of its window
+   (event time from ``window_start_ms``, newest ``last_n``); the records reach the
+   registry and the monitor ``serve_lag`` events later, and a new champion serves from
+   then on.
 """
 
 from __future__ import annotations
@@ -24,10 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from driftline.core.join.rules import build_outcome
-from driftline.core.lifecycle.answers import stage_reason
+from driftline.core.lifecycle.answer import answer_trigger
 from driftline.core.lifecycle.registry import Registry
-from driftline.core.lifecycle.training import bootstrap, decide, stage_records, train
-from driftline.core.lifecycle.trainset import build_frame, examples, window
+from driftline.core.lifecycle.training import bootstrap
 from driftline.core.model.config import ModelConfig, ModelsConfig
 from driftline.core.model.estimators import ServedModel, load_version
 from driftline.core.watch.concept_drift import DriftEvent
@@ -87,6 +87,9 @@ class LoopResult:
     """Event time (index) of the outcome at which each concept-drift alarm fired."""
     feature_alarms: int = 0
     train_rows: list[int] = field(default_factory=list)
+    old_rule: list[bool] = field(default_factory=list)
+    """Per answered trigger: would the gate's rule before its confidence bound (point
+    estimate, any number of held-out rows) have passed the candidate."""
 
     @property
     def retrains(self) -> int:
@@ -114,6 +117,7 @@ class Loop:
         serve_lag: int = 0,
     ) -> None:
         self.config = config
+        self.models = ModelsConfig({config.name: config})
         self.delay = delay
         self.tick_every = tick_every
         self.serve_lag = serve_lag
@@ -189,30 +193,29 @@ class Loop:
         return res
 
     def _answer(self, trigger: Mapping[str, Any], now: int, res: LoopResult) -> None:
-        """What the trainer does for one trigger (driftline.consumers.trainer)."""
+        """What the trainer does for one trigger: the outcomes of its window, then
+        ``answer.answer_trigger`` (the trainer consumer's own decision)."""
         start, end, last_n = trigger["window_start_ms"], trigger["window_end_ms"], trigger["last_n"]
         lo = 0 if start is None else bisect.bisect_left(self.times, start)
         hi = len(self.times) if end is None else bisect.bisect_left(self.times, end)
         if last_n is not None:
             lo = max(lo, hi - last_n)
-        frame = window(build_frame(self.outcomes[lo:hi]), start, end, last_n)
-        rows = examples(frame)
-        reg, model = self.registry, self.config.name
-        champion = reg.champion(model)
-        run = train(
-            rows, self.config, key=KEY, now_ms=now, trigger=trigger, champion=champion,
-            existing_versions=[v["version"] for v in reg.versions(model)],
-            code="bench", host="bench",
-        )  # fmt: skip
-        stage = decide(run.verdict, self.config.promotion)
-        later = stage_records(
-            run.record, stage,
-            current=[v for v in (champion, reg.challenger(model)) if v is not None],
-            by="trainer", reason=stage_reason(stage, run.verdict), now_ms=now + 1,
+        answer = answer_trigger(
+            trigger, self.outcomes[lo:hi], self.registry, self.models, key=KEY,
+            clock_ms=lambda: now, code="bench", host="bench",
         )  # fmt: skip
         at = now + self.serve_lag
-        self.due.append((at, [run.record, *later]))
+        self.due.append((at, answer.records))
         res.triggers.append(dict(trigger))
         res.trigger_at.append(now)
-        res.stages.append((at, run.record["version"], stage))
-        res.train_rows.append(run.train_rows)
+        res.stages.append((at, answer.version or "-", answer.stage))
+        res.train_rows.append(0 if answer.run is None else answer.run.train_rows)
+        res.old_rule.append(answer.verdict is not None and _old_rule(answer.verdict, self.config))
+
+
+def _old_rule(verdict: Mapping[str, Any], config: ModelConfig) -> bool:
+    """Whether the gate before its confidence bound would have passed this verdict: the
+    same checks but the held-out minimum, and the point estimate of the gain."""
+    checks = {c: ok for c, ok in verdict["checks"].items() if c not in ("holdout", "improvement")}
+    gain = verdict["candidate_metrics"].get("gain", 0.0)
+    return all(checks.values()) and gain > config.gate.min_improvement

@@ -80,6 +80,7 @@ def run_task(task: Task) -> dict[str, Any]:
             "trigger_at": res.trigger_at,
             "train_rows": res.train_rows,
             "stages": [s for _, _, s in res.stages],
+            "old_rule": res.old_rule,
             "alarms": res.alarms,
             "feature_alarms": res.feature_alarms,
             **detection(res.alarms, drifts),

@@ -38,6 +38,7 @@ from driftline.client.producer import Producer
 from driftline.client.received import CommitMode, OnError, Received, Start
 from driftline.client.records import (
     Alert,
+    ChallengerPrediction,
     FeatureEvent,
     FeatureValue,
     Label,
@@ -53,6 +54,7 @@ __all__ = [
     "AsyncDelivery",
     "AsyncProducer",
     "AsyncSubscriber",
+    "ChallengerPrediction",
     "CommitMode",
     "Delivered",
     "Delivery",

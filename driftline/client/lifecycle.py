@@ -86,10 +86,12 @@ class ModelVersion(Record):
     """One version of a model and its stage, as the compacted registry holds it.
     Key: ``model/version``.
 
-    ``stage`` is candidate, challenger, champion, archived or rejected. The nested
-    records stay dicts shaped as ``schemas/model_version.v1.avsc`` says:
+    ``stage`` is candidate, challenger, champion, archived, rejected or retired
+    (``previous_stage``: the one it left, v2). The nested
+    records stay dicts shaped as ``schemas/model_version.v2.avsc`` says:
     ``feature_spec`` (a list of FeatureSpec), ``lineage`` (Lineage), ``gate``
-    (GateVerdict or None) and ``artifact`` (Artifact).
+    (GateVerdict or None) and ``artifact`` (Artifact). ``training_sample`` is the
+    compressed sample of its training rows (v2; None in v1 records).
     """
 
     SCHEMA: ClassVar[str] = "io.driftline.ModelVersion"
@@ -112,6 +114,8 @@ class ModelVersion(Record):
     artifact: Mapping[str, Any]
     segment_metrics: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     gate: Mapping[str, Any] | None = None
+    training_sample: bytes | None = None
+    previous_stage: str | None = None
 
     def key(self) -> str:
         return f"{self.model}/{self.version}"
@@ -134,6 +138,8 @@ class ModelVersion(Record):
             "lineage": dict(copy.deepcopy(self.lineage)),
             "gate": None if self.gate is None else dict(copy.deepcopy(self.gate)),
             "artifact": dict(copy.deepcopy(self.artifact)),
+            "training_sample": self.training_sample,
+            "previous_stage": self.previous_stage,
         }
 
     @classmethod
@@ -156,4 +162,6 @@ class ModelVersion(Record):
             artifact=dict(d["artifact"]),
             segment_metrics={k: dict(v) for k, v in (d.get("segment_metrics") or {}).items()},
             gate=None if gate is None else dict(gate),
+            training_sample=d.get("training_sample"),
+            previous_stage=d.get("previous_stage"),
         )

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Self, TypeAlias
 
 __all__ = [
     "Alert",
+    "ChallengerPrediction",
     "FeatureEvent",
     "FeatureValue",
     "Label",
@@ -150,10 +151,47 @@ class Label(Record):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ChallengerPrediction:
+    """A challenger version's prediction of the event its champion scored (the
+    ``challengers`` of a Prediction or Outcome v2).
+
+    >>> c = ChallengerPrediction.from_dict({"version": "v5", "prediction": True})
+    >>> c.scores, c.to_dict()
+    ({}, {'version': 'v5', 'prediction': True, 'scores': {}})
+    """
+
+    version: str
+    prediction: FeatureValue
+    scores: Mapping[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "prediction": self.prediction,
+                "scores": dict(self.scores)}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Self:
+        return cls(version=d["version"], prediction=d["prediction"],
+                   scores=dict(d.get("scores") or {}))  # fmt: skip
+
+
+def _challengers(d: Mapping[str, Any]) -> tuple[ChallengerPrediction, ...] | None:
+    found = d.get("challengers")
+    return None if found is None else tuple(ChallengerPrediction.from_dict(c) for c in found)
+
+
+def _challenger_dicts(
+    challengers: tuple[ChallengerPrediction, ...] | None,
+) -> list[dict[str, Any]] | None:
+    return None if challengers is None else [c.to_dict() for c in challengers]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Prediction(Record):
     """A model's prediction for one feature event. Key: ``event_id``.
 
     ``scores`` maps class labels (as strings) to probabilities; empty for regressors.
+    ``challengers`` (Prediction v2) holds the predictions of the model's challenger
+    versions for the same event, scored with the champion; None when none was served.
     """
 
     SCHEMA: ClassVar[str] = "io.driftline.Prediction"
@@ -171,6 +209,7 @@ class Prediction(Record):
     features: Mapping[str, FeatureValue] = field(default_factory=dict)
     segment: Mapping[str, str] = field(default_factory=dict)
     served_by: str = "driftline"
+    challengers: tuple[ChallengerPrediction, ...] | None = None
 
     def key(self) -> str:
         return self.event_id
@@ -188,6 +227,7 @@ class Prediction(Record):
             "segment": dict(self.segment),
             "latency_us": self.latency_us,
             "served_by": self.served_by,
+            "challengers": _challenger_dicts(self.challengers),
         }
 
     @classmethod
@@ -204,12 +244,17 @@ class Prediction(Record):
             features=dict(d.get("features") or {}),
             segment=dict(d.get("segment") or {}),
             served_by=d.get("served_by", "driftline"),
+            challengers=_challengers(d),
         )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Outcome(Record):
-    """A prediction joined with its label: training and monitoring data. Key: ``event_id``."""
+    """A prediction joined with its label: training and monitoring data. Key: ``event_id``.
+
+    ``challengers`` (Outcome v2): the challengers' predictions of the same event, copied
+    from the Prediction (empty when there were none; None in older outcomes).
+    """
 
     SCHEMA: ClassVar[str] = "io.driftline.Outcome"
     TOPIC: ClassVar[str] = "outcomes"
@@ -227,6 +272,7 @@ class Outcome(Record):
     features: Mapping[str, FeatureValue]
     scores: Mapping[str, float] = field(default_factory=dict)
     segment: Mapping[str, str] = field(default_factory=dict)
+    challengers: tuple[ChallengerPrediction, ...] | None = None
 
     def key(self) -> str:
         return self.event_id
@@ -245,6 +291,7 @@ class Outcome(Record):
             "label": self.label,
             "features": dict(self.features),
             "segment": dict(self.segment),
+            "challengers": _challenger_dicts(self.challengers),
         }
 
     @classmethod
@@ -262,6 +309,7 @@ class Outcome(Record):
             features=dict(d["features"]),
             scores=dict(d.get("scores") or {}),
             segment=dict(d.get("segment") or {}),
+            challengers=_challengers(d),
         )
 
 

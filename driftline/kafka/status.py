@@ -174,7 +174,8 @@ VERSION_KEYS = ("version", "stage", "created_at_ms", "stage_changed_at_ms", "sta
 def model_rows(
     registry_models: Iterable[tuple[str, Sequence[Mapping[str, Any]]]],
 ) -> list[dict[str, Any]]:
-    """Per model: champion, challenger and every version (oldest first) with its stage.
+    """Per model: champion, challengers (the newest also as ``challenger``) and every
+    version (oldest first) with its stage.
 
     >>> model_rows([("churn", [{"version": "v1", "stage": "champion"}])])[0]["champion"]
     'v1'
@@ -187,6 +188,7 @@ def model_rows(
                 "model": model,
                 "champion": by_stage.get("champion"),
                 "challenger": by_stage.get("challenger"),
+                "challengers": [v["version"] for v in versions if v["stage"] == "challenger"],
                 "versions": [{k: v.get(k) for k in VERSION_KEYS} for v in versions],
             }
         )

@@ -35,10 +35,14 @@ def loop_settings(settings: Settings, tmp_path: Path) -> Settings:
     return s
 
 
-def models(promotion: str = "auto", **gate: Any) -> ModelsConfig:
+def models(promotion: str = "auto", min_rows: int = 100, **gate: Any) -> ModelsConfig:
     gate = {"min_segment_samples": 50, **gate}
     cfg = ModelConfig(
-        "churn", factory="logistic_regression", promotion=promotion, gate=GateConfig(**gate)
+        "churn",
+        factory="logistic_regression",
+        promotion=promotion,
+        gate=GateConfig(**gate),
+        retrain={"min_rows": min_rows},
     )
     return ModelsConfig({"churn": cfg})
 
@@ -117,7 +121,7 @@ def trainer(settings: Settings, group_id: str, config: ModelsConfig | None = Non
 
 
 def bootstrap_champion(
-    settings: Settings, n: int = 400, seed: int = 7, noise: float = 1.0
+    settings: Settings, n: int = 600, seed: int = 7, noise: float = 1.0
 ) -> dict[str, Any]:
     """Publish a first champion; trained before the concept flipped (``noise=1``: every
     label inverted), so a version retrained on current outcomes beats it."""

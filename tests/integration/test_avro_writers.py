@@ -126,7 +126,7 @@ def shop(settings: Settings, tmp_path: Path) -> Any:
     admin.apply(s)
     rng = random.Random(3)
     rows = []
-    for i in range(400):
+    for i in range(500):  # 100 held out: the gate's min_holdout_rows
         f = features(rng)
         rows.append({"event_id": f"t{i}", "event_time_ms": 1_700_000_000_000 + i,
                      "features": f, "label": f["vip"] or f["age"] > 50})  # fmt: skip

@@ -49,3 +49,13 @@ def test_throughput_bench_quick_prints_every_system_and_the_join() -> None:
                 "ms per phase", "whole run, first 0.2 s", "plain EOS loop"):  # fmt: skip
         assert row in out, out
     assert "nan" not in out, out  # every latency run received records
+
+
+def test_gate_trial_bench_quick_shows_the_old_rule_promoting_worse_versions() -> None:
+    """The trial's regression case (issue 23), old rule and new in one run: the old rule
+    promotes versions that then serve worse, the new gate none on these streams."""
+    out = run("-m", "bench.gate_trial", "--quick", timeout=300)
+    for word in ("trump", "synthetic-1", "before", "after, min_rows 148", "served MAE"):
+        assert word in out, out
+    assert "after: 0 worse promotions" in out, out
+    assert "before: 0 worse" not in out, out

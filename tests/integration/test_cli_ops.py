@@ -133,6 +133,7 @@ def test_status_summarizes_topics_lag_models_and_alerts(pipeline, tmp_path: Path
     assert topics[s.topic("features")]["partitions"] == s.data_partitions
     assert topics[s.topic("registry")]["partitions"] == 1
     assert doc["models"] == [{"model": "churn", "champion": champion, "challenger": None,
+                              "challengers": [],
                               "versions": doc["models"][0]["versions"]}]  # fmt: skip
     assert [v["stage"] for v in doc["models"][0]["versions"]] == ["champion"]
     assert [a["message"] for a in doc["alerts"] if a["message"] == "test alert"] == ["test alert"]

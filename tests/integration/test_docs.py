@@ -168,7 +168,7 @@ def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     admin.apply(s)
     rng = random.Random(1)
     rows = []
-    for i in range(300):
+    for i in range(500):  # 100 held out: the gate's min_holdout_rows
         age, plan = rng.randrange(18, 90), rng.choice(["basic", "family", "pro"])
         rows.append({"event_id": f"r{i}", "event_time_ms": 1_700_000_000_000 + i,
                      "features": {"age": age, "plan": plan}, "label": age > 50})  # fmt: skip

@@ -1,6 +1,8 @@
 """The fault harness (bench/faults, issue 7) in its quick mode: SIGKILLs of each worker, a
 burst of kills, a hard broker restart and a SIGSTOPped worker, on a broker the harness
-starts (and kills) itself. Every output must be there exactly once, in order."""
+starts (and kills) itself. Every output must be there exactly once, in order, for each
+model: ``twin`` scores every event of ``churn`` under the same event_id (issue 23) and
+must get every outcome with its own label, as churn does."""
 
 from __future__ import annotations
 
@@ -18,6 +20,11 @@ def test_quick_fault_schedule_loses_and_duplicates_nothing() -> None:
     assert {f.kind for f in r.faults} == {"kill", "burst", "broker", "stop", "cont"}, report
     assert r.unfired == [], report
     assert r.result is not None, report
+    rows = {row.kind: row for row in r.result.rows}
+    for what in ("prediction", "outcome", "duplicate_label"):
+        assert rows[f"{what} twin"].expected > 0, report  # two models share every id
+        assert rows[f"{what} twin"].expected == rows[f"{what} twin"].got, report
+    assert rows["outcome twin"].expected == rows["outcome churn"].expected, report
     for row in r.result.rows:
         assert (row.lost, row.duplicated, row.unexpected) == (0, 0, 0), report
         assert row.got == row.expected, report

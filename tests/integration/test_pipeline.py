@@ -17,10 +17,11 @@ from driftline.consumers.registry_io import read_registry
 from driftline.core.join.leanentry import is_names_key
 from driftline.core.lifecycle.training import bootstrap
 from driftline.core.model.config import ModelConfig, ModelsConfig
+from driftline.core.model.estimators import load_version
 from driftline.core.wire.codec import default_codec
 from driftline.streams.joinstore import OFFSET_KEY
 from tests.integration import harness
-from tests.integration.churn import MODELS, example, feature_event, label, start_pipeline
+from tests.integration.churn import MODELS, example, feature_event, label, send, start_pipeline
 
 STORES = ["memory://", "rocksdb://"]
 
@@ -229,6 +230,64 @@ def test_join_state_survives_a_worker_restart(settings, tmp_path, store) -> None
         first.stop()
 
 
+def test_every_challengers_predictions_travel_with_the_champions_to_the_outcome(pipeline) -> None:
+    """Issue 23: a challenger's predictions went to predictions.shadow, which nothing
+    joins. The champion's Prediction now carries them and the join copies them into the
+    Outcome, so a challenger is judged on the champion's labelled events; with several
+    challengers (the registry holds up to DRIFTLINE_MAX_CHALLENGERS), every one of them,
+    oldest first."""
+    s, champion, proc = pipeline
+    config = ModelsConfig.load(s.models_file)["churn"]
+    shadows: list[dict] = []
+    for seed in (99, 98):
+        rows = random.Random(seed)  # rows that differ, 100 held out (the gate's minimum)
+        run, _ = bootstrap(
+            [example(rows, i) for i in range(500)], config,
+            key=s.signing_key.get_secret_value().encode(), by="test", reason="a challenger",
+            now_ms=int(time.time() * 1000),
+            existing_versions=[champion, *(r["version"] for r in shadows)],
+        )  # fmt: skip
+        shadows.append(dict(run.record, stage="challenger", stage_reason="shadow it"))
+    versions = [r["version"] for r in shadows]
+    assert champion not in versions and len(set(versions)) == 2
+    harness.publish(s, "registry", "io.driftline.ModelVersion", shadows,
+                    key=lambda r: f"{r['model']}/{r['version']}")  # fmt: skip
+    rng = random.Random(23)
+    warm = [example(rng, i) for i in range(20)]
+    deadline = time.monotonic() + 60
+
+    def both(got: list) -> bool:
+        return {x["version"] for x in got} >= set(versions)
+
+    while not both(harness.collect(s, "predictions.shadow", both, timeout=2)):
+        assert time.monotonic() < deadline, proc.tail()  # the worker loads the challengers
+        send(s, warm, labels=False)
+    before = len(harness.collect(s, "predictions", lambda got: False, timeout=2))
+    events = [example(rng, 1_000 + i) for i in range(100)]
+    ids = {e["event_id"] for e in events}
+    send(s, events)
+    preds = harness.collect(s, "predictions", lambda got: len(got) >= before + len(events))
+    mine = [p for p in preds if p["event_id"] in ids]
+    assert len(mine) == len(events), proc.tail()
+    outcomes = harness.collect(s, "outcomes", lambda got: len({o["event_id"] for o in got} & ids)
+                               >= len(events))  # fmt: skip
+    mine_out = {o["event_id"]: o for o in outcomes if o["event_id"] in ids}
+    assert set(mine_out) == ids, proc.tail()
+    key = s.signing_key.get_secret_value().encode()
+    models = [load_version(r, key) for r in shadows]
+    by_id = {e["event_id"]: e for e in events}
+    for p in mine:
+        assert [c["version"] for c in p["challengers"]] == versions
+        for c, model in zip(p["challengers"], models, strict=True):
+            value, scores = model.predict_one(by_id[p["event_id"]]["features"])
+            assert c["prediction"] == value
+            assert c["scores"] == pytest.approx(scores)
+        assert mine_out[p["event_id"]]["challengers"] == p["challengers"]
+    written = harness.collect(s, "predictions.shadow", lambda got: False, timeout=2)
+    for version in versions:  # still written, one per event and challenger
+        assert {x["event_id"] for x in written if x["version"] == version} >= ids
+
+
 def _dead(s, reason: str, n: int, timeout: float = 60) -> list[dict]:
     def enough(got: list) -> bool:
         return sum(d["reason"] == reason for d in got) >= n
@@ -252,6 +311,12 @@ def test_labels_are_checked_against_the_champion_and_a_new_task_is_followed(pipe
     assert sorted(d["source_key"] for d in dead) == sorted(
         e["event_id"].encode() for e in events[:2]), proc.tail()  # fmt: skip
     assert all(d["stage"] == "join" for d in dead)
+    # each names its model and the labels record it was (topic, offset, timestamp)
+    assert all(d["model"] == "churn" for d in dead)
+    assert all(d["source_topic"] == s.topic("labels") for d in dead)
+    assert all(d["source_offset"] >= 0 and d["source_timestamp_ms"] for d in dead)
+    sent = [v for _, v in harness.encoded("io.driftline.Label", labels[:2])]
+    assert sorted(d["raw"] for d in dead) == sorted(sent)
     details = sorted(d["detail"] for d in dead)
     assert "label 'True' (string): churn " in details[0]
     assert "label 1 (integer): churn " in details[1]
@@ -264,7 +329,9 @@ def test_labels_are_checked_against_the_champion_and_a_new_task_is_followed(pipe
     old = read_registry(s).champion("churn")
     config = ModelConfig("churn", task="regression", factory="linear_regression",
                          features=ModelsConfig.load(s.models_file)["churn"].features)  # fmt: skip
-    rows = [{**example(rng, i), "label": float(i % 50)} for i in range(600)]
+    # a label the features explain: a first version must beat the mean (the gate's baseline)
+    rows = [{**e, "label": 10 * (e["features"]["x1"] + e["features"]["x2"]) + 25}
+            for e in (example(rng, i) for i in range(600))]  # fmt: skip
     _, records = bootstrap(rows, config, key=s.signing_key.get_secret_value().encode(),
                            by="test", reason="now a regressor", now_ms=int(time.time() * 1000),
                            current=[old], existing_versions=[old["version"]])  # fmt: skip

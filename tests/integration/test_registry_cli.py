@@ -3,6 +3,7 @@ projected live and rebuilt from the topics, through the real broker."""
 
 from __future__ import annotations
 
+import random
 import threading
 from pathlib import Path
 
@@ -12,13 +13,18 @@ from sqlalchemy import create_engine, select
 
 from driftline.cli import cli
 from driftline.consumers import sqlview
+from driftline.consumers.kafka_io import Publisher
 from driftline.consumers.projector import Projector, rebuild
 from driftline.consumers.registry_io import read_registry
+from driftline.core.lifecycle.training import train
+from driftline.core.lifecycle.trainset import build_frame, examples
 from driftline.settings import Settings
 from tests.integration.loop_helpers import (
+    T0,
     bootstrap_champion,
     loop_settings,
     models,
+    outcome,
     produce_outcomes,
     publish_trigger,
     trainer,
@@ -47,13 +53,13 @@ def run(s: Settings, monkeypatch: pytest.MonkeyPatch):
 
 def test_retrain_command_and_trainer_produce_a_champion(s: Settings, group_id: str, run) -> None:
     old = bootstrap_champion(s)
-    churn = produce_outcomes(s, 500)
+    churn = produce_outcomes(s, 600)
     t = trainer(s, group_id)
     answered = []
     worker = threading.Thread(target=lambda: answered.extend(t.run(1, idle_timeout_s=30)))
     worker.start()
     try:
-        out = run("retrain", "churn", "--last-n", "400", "--by", "ana", "--wait", "30")
+        out = run("retrain", "churn", "--last-n", "500", "--by", "ana", "--wait", "30")
     finally:
         worker.join(60)
         t.close()
@@ -65,7 +71,7 @@ def test_retrain_command_and_trainer_produce_a_champion(s: Settings, group_id: s
     assert f"churn {outcome.version}: champion" in shown
     assert f"compared with champion {old['version']}" in shown
     assert "signature valid" in shown
-    used = sorted((e["event_time_ms"], p, off) for e, p, off in churn)[-400:]
+    used = sorted((e["event_time_ms"], p, off) for e, p, off in churn)[-500:]
     for p in {p for _, p, _ in used}:
         offs = [off for _, q, off in used if q == p]
         line = f"data: {s.topic('outcomes')} partition {p} offsets [{min(offs)}, {max(offs) + 1})"
@@ -76,7 +82,7 @@ def test_retrain_command_and_trainer_produce_a_champion(s: Settings, group_id: s
 
 def test_promote_approve_rollback_record_who_and_why(s: Settings, group_id: str, run) -> None:
     first = bootstrap_champion(s)
-    produce_outcomes(s, 300)
+    produce_outcomes(s, 600)
     publish_trigger(s, trigger())
     t = trainer(s, group_id, models(promotion="manual"))
     try:
@@ -107,7 +113,7 @@ def test_bootstrap_command_from_a_csv(s: Settings, tmp_path: Path, run) -> None:
     path = tmp_path / "rows.csv"
     lines = ["amount,plan,region,churned"]
     lines += [f"{i % 10},{'pro' if i % 3 else 'basic'},eu,{str(i % 10 > 4).lower()}"
-              for i in range(300)]  # fmt: skip
+              for i in range(600)]  # fmt: skip
     path.write_text("\n".join(lines) + "\n")
     out = run("models", "bootstrap", "churn", str(path), "--label", "churned",
               "--segment", "region", "--factory", "hoeffding_tree", "--by", "ana")  # fmt: skip
@@ -127,22 +133,34 @@ def test_bootstrap_command_from_a_csv(s: Settings, tmp_path: Path, run) -> None:
 def test_bootstrap_reads_a_float_label_as_regression_and_writes_its_config(
     s: Settings, tmp_path: Path, run
 ) -> None:
-    """The trial: a float label silently became a classifier ("accuracy 0.0000")."""
+    """The trial: a float label silently became a classifier ("accuracy 0.0000"). Read as
+    a regression; its config written with the drifting column flagged. Trained on that
+    column too, the linear model extrapolates it on the newest (held-out) rows and loses
+    to the mean: the gate's trivial baseline refuses it. Without the column it serves."""
     path = tmp_path / "approval.csv"
-    lines = ["ordinal_date,gallup,approval"]
-    lines += [f"{736_000 + i},{40 + (i * 7) % 11 / 2:.1f},{38 + (i * 13) % 17 / 3:.3f}"
-              for i in range(300)]  # fmt: skip
+    lines = ["ordinal_date,gallup,approval"]  # 500 rows: 100 held out, the gate's minimum
+    lines += [f"{736_000 + i},{40 + (i * 7) % 11 / 2:.1f},"
+              f"{3 * (40 + (i * 7) % 11 / 2) - 80 + (i * 13) % 17 / 30:.3f}"
+              for i in range(500)]  # fmt: skip
     path.write_text("\n".join(lines) + "\n")
     config = tmp_path / "models.toml"
-    out = run("models", "bootstrap", "trump", str(path), "--label", "approval",
-              "--write-config", str(config))  # fmt: skip
-    assert "task: regression (label 'approval': numbers with a fraction)" in out
-    assert "column 'ordinal_date' drifts by construction" in out
+    result = CliRunner().invoke(cli, ["models", "bootstrap", "trump", str(path), "--label",
+                                      "approval", "--write-config", str(config)])  # fmt: skip
+    assert "task: regression (label 'approval': numbers with a fraction)" in result.output
+    assert "column 'ordinal_date' drifts by construction" in result.output
+    assert 'exclude = ["ordinal_date"]' in config.read_text()
+    assert "OK (1 model(s): trump)" in run("models", "check", str(config))
+    assert result.exit_code != 0 and "failed the gate" in str(result.exception)
+    assert "vs mean baseline" in str(result.exception)
+    assert read_registry(s).champion("trump") is None
+
+    dropped = tmp_path / "approval-no-date.csv"
+    dropped.write_text("".join(line.split(",", 1)[1] + "\n" for line in lines))
+    out = run("models", "bootstrap", "trump", str(dropped), "--label", "approval")
+    assert "task: regression" in out and "vs mean baseline" in out
     champ = read_registry(s).champion("trump")
     assert (champ["task"], champ["factory"]) == ("regression", "linear_regression")
     assert "mae" in champ["metrics"] and "accuracy" not in champ["metrics"]
-    assert 'exclude = ["ordinal_date"]' in config.read_text()
-    assert "OK (1 model(s): trump)" in run("models", "check", str(config))
 
 
 def test_sql_view_rebuilt_from_the_topics_equals_the_live_one(
@@ -152,7 +170,7 @@ def test_sql_view_rebuilt_from_the_topics_equals_the_live_one(
     try:
         bootstrap_champion(s)
         live.catch_up()
-        produce_outcomes(s, 300)
+        produce_outcomes(s, 600)
         publish_trigger(s, trigger())
         publish_trigger(s, trigger(model="nobody"))  # fails: a training_failed alert
         t = trainer(s, group_id)
@@ -184,3 +202,60 @@ def test_sql_view_rebuilt_from_the_topics_equals_the_live_one(
 def _runs(engine):
     with engine.connect() as conn:
         return conn.execute(select(sqlview.training_runs)).all()
+
+
+def _candidates(s: Settings, n: int) -> list[str]:
+    """Publish ``n`` trained candidates of churn (passed their gate); their versions."""
+    rng = random.Random(3)
+    key = s.signing_key.get_secret_value().encode()
+    out = []
+    pub = Publisher(s, "test")
+    for i in range(n):
+        rows = [outcome(i * 1_000 + j, rng) for j in range(500)]
+        run = train(examples(build_frame(rows)), models()["churn"], key=key, now_ms=T0 + i,
+                    existing_versions=out, code="t", host="t")  # fmt: skip
+        pub.send_versions([run.record])
+        out.append(run.record["version"])
+    pub.close()
+    return out
+
+
+def test_several_challengers_up_to_the_cap_then_the_oldest_is_archived(
+    s: Settings, monkeypatch: pytest.MonkeyPatch, run
+) -> None:
+    monkeypatch.setenv("DRIFTLINE_MAX_CHALLENGERS", "3")
+    bootstrap_champion(s)
+    versions = _candidates(s, 4)
+    for v in versions[:3]:
+        run("models", "promote", "churn", v, "--to", "challenger", "--reason", "shadow it")
+    reg = read_registry(s)
+    assert [r["version"] for r in reg.challengers("churn")] == versions[:3]
+    out = run("models", "promote", "churn", versions[3], "--to", "challenger", "--reason", "4th")
+    assert f"churn {versions[0]} -> archived (the oldest of 3 challengers, archived for" in out
+    reg = read_registry(s)
+    assert [r["version"] for r in reg.challengers("churn")] == versions[1:]
+    assert reg.get("churn", versions[0])["stage"] == "archived"
+
+
+def test_retire_hides_a_model_and_unretire_brings_it_back(s: Settings, run) -> None:
+    champ = bootstrap_champion(s)
+    (challenger,) = _candidates(s, 1)
+    run("models", "promote", "churn", challenger, "--to", "challenger", "--reason", "shadow")
+    out = run("models", "retire", "churn", "--by", "ops", "--reason", "test model")
+    assert f"churn {challenger} -> retired (model retired: test model)" in out
+    assert f"churn {champ['version']} -> retired (model retired: test model)" in out
+    assert "churn" not in run("models", "list")
+    listed = run("models", "list", "--all")
+    assert champ["version"] in listed and "retired" in listed
+    reg = read_registry(s)
+    assert reg.retired("churn") and reg.models() == [] and len(reg.versions("churn")) == 2
+    assert "retired already" in run("models", "retire", "churn", "--reason", "x", ok=False)
+    refused = run("models", "promote", "churn", challenger, "--reason", "x", ok=False)
+    assert "is retired" in refused
+    out = run("models", "unretire", "churn", "--by", "ops", "--reason", "needed again")
+    assert f"churn {champ['version']} -> champion (model unretired: needed again)" in out
+    reg = read_registry(s)
+    assert not reg.retired("churn")
+    assert reg.champion("churn")["version"] == champ["version"]
+    assert [r["version"] for r in reg.challengers("churn")] == [challenger]
+    assert "not retired" in run("models", "unretire", "churn", "--reason", "x", ok=False)

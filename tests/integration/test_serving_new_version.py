@@ -7,10 +7,13 @@ from __future__ import annotations
 import random
 import time
 
+from driftline.consumers.kafka_io import Publisher
+from driftline.consumers.registry_io import read_registry
 from driftline.consumers.trainer import Trainer
+from driftline.core.lifecycle.registry import retire, unretire
 from driftline.core.model.config import ModelsConfig
 from tests.integration import harness
-from tests.integration.churn import example, send
+from tests.integration.churn import MODELS, example, label, send, start_pipeline
 from tests.integration.loop_helpers import FAST_GROUP, publish_trigger, trigger
 
 
@@ -61,3 +64,101 @@ def test_worker_serves_the_retrained_champion(pipeline, group_id: str) -> None:
         p["prediction"] == e["label"] for p in last for e in batch if e["event_id"] == p["event_id"]
     ) / len(batch)
     assert accuracy > 0.8  # the new version learned the flipped concept
+
+
+def test_a_retired_model_is_dead_lettered_and_served_again_once_unretired(pipeline) -> None:
+    s, champion, proc = pipeline
+    rng = random.Random(5)
+    reg = read_registry(s)
+    _publish(s, retire(reg, "churn", by="test", reason="retired in a test", now_ms=_now()))
+
+    def dead_reasons(batch: list[dict]) -> dict[str, str]:
+        ids = {e["event_id"] for e in batch}
+        got = harness.collect(s, "deadletter",
+                              lambda got: ids <= {d["source_key"].decode() for d in got},
+                              timeout=5)  # fmt: skip
+        return {d["source_key"].decode(): d["reason"] for d in got if d["source_key"]}
+
+    deadline, reasons, batch = time.monotonic() + 30, {}, []
+    while time.monotonic() < deadline:  # the worker follows the registry within seconds
+        batch = [example(rng, 20_000 + len(reasons) * 20 + i) for i in range(20)]
+        send(s, batch, labels=False)
+        reasons = dead_reasons(batch)
+        if {reasons.get(e["event_id"]) for e in batch} == {"model_retired"}:
+            break
+    assert {reasons.get(e["event_id"]) for e in batch} == {"model_retired"}, proc.tail()
+    dead = harness.collect(s, "deadletter", lambda got: False, timeout=2)
+    detail = next(d["detail"] for d in dead if d["reason"] == "model_retired")
+    assert "model 'churn' is retired" in detail and "unretire" in detail
+
+    _publish(s, unretire(read_registry(s), "churn", by="test", reason="back", now_ms=_now()))
+    deadline, served = time.monotonic() + 30, set()
+    while time.monotonic() < deadline and served != {champion}:
+        batch = [example(rng, 40_000 + int(time.monotonic() * 1000) % 10_000 + i)
+                 for i in range(20)]  # fmt: skip
+        send(s, batch, labels=False)
+        ids = {e["event_id"] for e in batch}
+        preds = harness.collect(s, "predictions",
+                                lambda got, ids=ids: ids <= {p["event_id"] for p in got},
+                                timeout=5)  # fmt: skip
+        served = {p["version"] for p in preds if p["event_id"] in ids}
+    assert served == {champion}, proc.tail()
+
+
+def test_labels_of_a_retired_models_predictions_still_join(settings, tmp_path) -> None:
+    """Predictions made before a model was retired are held in the join under their model
+    and event_id; their labels, arriving once the worker knows the model is retired, are
+    checked against the version retired from the champion slot (not refused as an
+    unknown model): the right ones join, a wrongly typed one is a label_type_mismatch
+    naming that version."""
+    models = MODELS.replace("join_ttl_ms = 8000", "join_ttl_ms = 300000")  # outlives the wait
+    s, champion, proc = start_pipeline(settings, tmp_path, models=models)
+    try:
+        rng = random.Random(11)
+        events = [example(rng, i) for i in range(5)]
+        ids = {e["event_id"] for e in events}
+        send(s, events, labels=False)
+        preds = harness.collect(s, "predictions",
+                                lambda got: ids <= {p["event_id"] for p in got})  # fmt: skip
+        assert {p["event_id"] for p in preds} == ids, proc.tail()
+        _publish(s, retire(read_registry(s), "churn", by="test", reason="r", now_ms=_now()))
+        deadline, reason = time.monotonic() + 30, None
+        while reason != "model_retired":  # the worker follows the registry within seconds
+            assert time.monotonic() < deadline, proc.tail()
+            probe = example(rng, 1_000 + int(time.monotonic() * 1000) % 100_000)
+            send(s, [probe], labels=False)
+            reason = _dead_reason(s, probe["event_id"].encode())
+        labels = [label(e) for e in events[:4]] + [{**label(events[4]), "label": 1}]
+        harness.produce(s, "labels", harness.encoded("io.driftline.Label", labels))
+        outcomes = harness.collect(s, "outcomes", lambda got: len(got) >= 4)
+        assert sorted(o["event_id"] for o in outcomes) == sorted(
+            e["event_id"] for e in events[:4]), proc.tail()  # fmt: skip
+        assert {o["version"] for o in outcomes} == {champion}
+        dead = harness.collect(s, "deadletter", lambda got: any(
+            d["reason"] == "label_type_mismatch" for d in got))  # fmt: skip
+        (mismatch,) = [d for d in dead if d["reason"] == "label_type_mismatch"]
+        assert mismatch["source_key"] == events[4]["event_id"].encode()
+        assert f"{champion} predicts boolean classes (False, True)" in mismatch["detail"]
+        assert not any(d["reason"] == "unknown_model" for d in dead), proc.tail()
+    finally:
+        proc.stop()
+
+
+def _dead_reason(s, key: bytes) -> str | None:
+    """The reason of the dead letter of the record with ``key`` (None: none within 5 s)."""
+
+    def seen(got: list[dict]) -> bool:
+        return any(d["source_key"] == key for d in got)
+
+    dead = harness.collect(s, "deadletter", seen, timeout=5)
+    return next((d["reason"] for d in dead if d["source_key"] == key), None)
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def _publish(s, records: list[dict]) -> None:
+    pub = Publisher(s, "test")
+    pub.send_versions(records)
+    pub.close()

@@ -14,6 +14,7 @@ from driftline.consumers.kafka_io import Publisher
 from driftline.consumers.outcomes import OutcomeReader
 from driftline.consumers.registry_io import read_registry
 from driftline.core.errors import ArtifactError
+from driftline.core.lifecycle import reservoir
 from driftline.core.model.estimators import load_version
 from driftline.settings import Settings
 from tests.integration import harness
@@ -83,8 +84,8 @@ def test_trigger_becomes_a_champion_with_exact_lineage(
 
 def test_failing_gate_leaves_the_champion_in_place(s: Settings, group_id: str) -> None:
     old = bootstrap_champion(s)
-    produce_outcomes(s, 400)
-    publish_trigger(s, trigger(last_n=300))
+    produce_outcomes(s, 700)
+    publish_trigger(s, trigger(last_n=600))
     t = trainer(s, group_id, models(min_improvement=1.0))  # cannot be met
     try:
         (outcome,) = t.run(max_triggers=1, idle_timeout_s=30)
@@ -96,9 +97,10 @@ def test_failing_gate_leaves_the_champion_in_place(s: Settings, group_id: str) -
     rejected = reg.get("churn", outcome.version)
     assert rejected["stage"] == "rejected"
     assert rejected["lineage"]["champion_version"] == old["version"]
-    assert rejected["lineage"]["rows"] + rejected["lineage"]["holdout_rows"] == 300
+    assert rejected["lineage"]["rows"] + rejected["lineage"]["holdout_rows"] == 600
     assert rejected["gate"]["checks"]["improvement"] is False
     assert rejected["stage_reason"].startswith("gate: failed improvement")
+    assert "95% lower bound" in rejected["stage_reason"]
     alerts = read_topic(s, "alerts", "Alert")
     assert [a["kind"] for a in alerts] == ["candidate_rejected"]
 
@@ -106,7 +108,7 @@ def test_failing_gate_leaves_the_champion_in_place(s: Settings, group_id: str) -
 def test_duplicate_trigger_is_answered_once_and_offsets_are_committed(
     s: Settings, group_id: str
 ) -> None:
-    produce_outcomes(s, 300)
+    produce_outcomes(s, 600)
     first = trigger()
     publish_trigger(s, first)
     publish_trigger(s, trigger(idempotency_key=first["idempotency_key"]))
@@ -170,7 +172,7 @@ def test_tampered_champion_is_refused_and_alerted(s: Settings, group_id: str) ->
         load_version(on_topic, key)
     assert info.value.reason == "digest_mismatch"
     # the trainer alerts and gates the next candidate without the broken champion
-    produce_outcomes(s, 300)
+    produce_outcomes(s, 600)
     publish_trigger(s, trigger())
     t = trainer(s, group_id)
     try:
@@ -198,6 +200,81 @@ def test_last_n_reads_back_past_other_models(s: Settings) -> None:
     for r in got.ranges:
         mine = [off for p, off in offsets if p == r["partition"]]
         assert (r["start_offset"], r["end_offset"]) == (min(mine), max(mine) + 1)
+
+
+def test_a_small_window_is_not_promoted(s: Settings, group_id: str) -> None:
+    """The trial: a trigger answered from a few dozen held-out rows. The candidate beats
+    the old champion on them, but 30 rows are below ``min_holdout_rows``: rejected, with
+    the reason in the registry and on the alerts topic."""
+    old = bootstrap_champion(s)
+    produce_outcomes(s, 150)
+    publish_trigger(s, trigger(last_n=150))
+    t = trainer(s, group_id)
+    try:
+        (outcome,) = t.run(max_triggers=1, idle_timeout_s=30)
+    finally:
+        t.close()
+    assert outcome.status == "rejected"
+    reg = read_registry(s)
+    assert reg.champion("churn")["version"] == old["version"]
+    rejected = reg.get("churn", outcome.version)
+    assert rejected["gate"]["checks"]["holdout"] is False
+    assert "on 30 held-out rows (needs >= 100)" in rejected["stage_reason"]
+    (alert,) = read_topic(s, "alerts", "Alert")
+    assert alert["kind"] == "candidate_rejected" and "needs >= 100" in alert["message"]
+
+
+def test_a_manual_trigger_honours_min_rows_unless_forced(
+    s: Settings, group_id: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    old = bootstrap_champion(s)
+    produce_outcomes(s, 300)
+    publish_trigger(s, trigger())
+    publish_trigger(s, trigger(evidence={"force": True}))
+    t = trainer(s, group_id, models(min_rows=500))
+    try:
+        with caplog.at_level(logging.INFO, logger="driftline.trainer"):
+            refused, forced = t.run(max_triggers=2, idle_timeout_s=30)
+    finally:
+        t.close()
+    assert (refused.status, refused.version) == ("refused", None)
+    # the one INFO line per answer says what answer_trigger returned
+    answers = [r.getMessage() for r in caplog.records if "answered trigger" in r.getMessage()]
+    assert [a.split(" with ")[1].split(" in ")[0] for a in answers] == [
+        "no version (refused); alerts: training_refused",
+        f"{forced.version} rejected; alerts: candidate_rejected",
+    ]
+    # forced: trained on the 300 rows, and the gate still guards (60 held-out rows)
+    assert forced.status == "rejected" and forced.version is not None
+    reg = read_registry(s)
+    assert [v["version"] for v in reg.versions("churn")] == [old["version"], forced.version]
+    assert reg.get("churn", forced.version)["gate"]["checks"]["holdout"] is False
+    alert = next(a for a in read_topic(s, "alerts", "Alert") if a["kind"] == "training_refused")
+    expected = {"trigger_id": refused.trigger_id, "rows": 300, "earlier_rows": 0, "min_rows": 500}
+    assert alert["evidence"] == expected
+    assert "fewer than min_rows (500)" in alert["message"] and "--force" in alert["message"]
+
+
+def test_a_small_window_is_completed_from_the_champions_sample(s: Settings, group_id: str) -> None:
+    """The champion's record carries a sample of the 480 rows it trained on (through Kafka,
+    ModelVersion v2); a manual window of 500 rows under min_rows 900 is completed with
+    the newest 400 of them, which are learnt and never held out."""
+    old = bootstrap_champion(s)  # event times T0 + 0 .. 599 s
+    on_topic = read_registry(s).champion("churn")
+    assert len(reservoir.decode(on_topic["training_sample"])) == 480
+    produce_outcomes(s, 500, start=1_000)  # event times from T0 + 1,000 s
+    publish_trigger(s, trigger())
+    t = trainer(s, group_id, models(min_rows=900))
+    try:
+        (outcome,) = t.run(max_triggers=1, idle_timeout_s=30)
+    finally:
+        t.close()
+    assert outcome.status in ("champion", "challenger", "rejected"), outcome
+    lin = read_registry(s).get("churn", outcome.version)["lineage"]
+    assert (lin["earlier_rows"], lin["earlier_version"]) == (400, old["version"])
+    assert (lin["rows"], lin["holdout_rows"]) == (400 + 400, 100)
+    sample = reservoir.decode(read_registry(s).get("churn", outcome.version)["training_sample"])
+    assert {r["event_time_ms"] < T0 + 600_000 for r in sample} == {True, False}  # both kinds
 
 
 def test_a_running_trainer_reloads_its_models_file_on_sighup(s: Settings, tmp_path: Path) -> None:

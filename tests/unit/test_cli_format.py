@@ -72,6 +72,8 @@ def test_version_report_goes_down_to_offsets() -> None:
     assert "candidate -> challenger  by policy: gate passed" in text
     assert "v3" not in text.split("stage history")[1]
     assert "signature not checked" in "\n".join(version_report(rec, [], None))
+    assert "completed with 1000 earlier rows from the training sample of v3" in text
+    assert "training sample: 8 bytes (compressed)" in text
 
 
 @pytest.mark.parametrize(

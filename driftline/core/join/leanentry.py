@@ -4,24 +4,28 @@ A pending prediction used to be held as its Avro bytes (396 bytes with the join
 header for a 10-feature model, 152 of them the feature names). The lean form keeps the
 Prediction's fields as their Avro bytes, minus:
 
-- ``event_id``: it is the store key (the Kafka key, which the envelope check made equal
-  to the UTF-8 event_id);
+- ``event_id``: it is the Kafka key (which the envelope check made equal to the UTF-8
+  event_id), and is part of the store key;
 - the feature names: the ordered names, as Avro strings, are kept once per partition in
   a *names record* under ``NAMES_PREFIX + digest`` (8 bytes of BLAKE2b of the names'
   bytes), and the entry keeps the digest, one byte per value with its size, and the
   values (a prediction with a feature value of 256 bytes or more is held whole).
 
 A names record is never deleted, so compaction keeps it; 0xFF never starts a UTF-8
-event_id, so its key cannot meet an entry's. The rest is copied byte for byte, so the
-lean form turns back into the Prediction's bytes (:meth:`LeanPredictions.prediction`,
-for an expired prediction's dead letter) and, with a Label, into the Outcome's bytes
-(:meth:`LeanPredictions.outcome`) with no Avro decode or encode of the features: for a
-canonical writer (fastavro, Java) both are byte for byte what :class:`Codec` writes.
+event_id nor an entry key (:mod:`driftline.core.join.keys`), so its key cannot meet an
+entry's. The rest is copied byte for byte, so the lean form turns back into the
+Prediction's bytes (:meth:`LeanPredictions.prediction`, for an expired prediction's
+dead letter) and, with a Label, into the Outcome's bytes (:meth:`LeanPredictions.outcome`)
+with no Avro decode or encode of the features: for a canonical writer (fastavro, Java)
+both are byte for byte what :class:`Codec` writes. The Prediction's ``challengers``
+(Prediction v2) are copied into the Outcome's the same way; an Outcome always carries an
+array there, empty when the Prediction had none.
 
 Only a Prediction written with the current schema is held lean, and only when the
 current Prediction, Label and Outcome have the field layout this module was written
 for (:meth:`LeanPredictions.for_codec` returns None otherwise); any other prediction is
-held whole, as before.
+held whole. A lean form written by the previous release (entry format 2) holds a
+Prediction v1, without ``challengers``: ``legacy=True`` reads it.
 
 >>> from driftline.core.wire.codec import default_codec
 >>> codec = default_codec()
@@ -29,7 +33,8 @@ held whole, as before.
 >>> p = {"event_id": "e-1", "model": "churn", "version": "v1", "event_time_ms": 1000,
 ...      "predicted_at_ms": 1005, "prediction": True, "scores": {"True": 0.9},
 ...      "features": {"age": 41, "plan": "pro"}, "segment": {"region": "eu"},
-...      "latency_us": 7, "served_by": "driftline"}
+...      "latency_us": 7, "served_by": "driftline",
+...      "challengers": [{"version": "v2", "prediction": False, "scores": {"True": 0.4}}]}
 >>> raw = codec.encode("Prediction", p)
 >>> packed = lean.pack(raw)
 >>> len(packed.payload) < len(raw), lean.prediction(packed.payload, b"e-1", packed.names) == raw
@@ -37,8 +42,8 @@ held whole, as before.
 >>> label = codec.encode("Label", {"event_id": "e-1", "model": "churn", "label": False,
 ...                                "label_time_ms": 4000})
 >>> out = codec.decode(lean.outcome(packed.payload, b"e-1", packed.names, label)).value
->>> out["label_delay_ms"], out["features"], out["label"]
-(3000, {'age': 41, 'plan': 'pro'}, False)
+>>> out["label_delay_ms"], out["features"], out["label"], out["challengers"][0]["version"]
+(3000, {'age': 41, 'plan': 'pro'}, False, 'v2')
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ from fastavro.schema import to_parsing_canonical_form
 from driftline.core.errors import CodecError
 from driftline.core.wire.codec import HEADER_SIZE, MARKER, Codec
 
-__all__ = ["NAMES_PREFIX", "LeanPredictions", "Packed", "is_names_key"]
+__all__ = ["NAMES_PREFIX", "LeanPredictions", "Packed", "is_names_key", "read_long", "zigzag"]
 
 NAMES_PREFIX = b"\xffnames\x00"
 """Store keys of names records start with this (never a UTF-8 event_id's first byte)."""
@@ -62,12 +67,17 @@ _VALUE = ["null", "boolean", "long", "double", "string"]
 _SCORES = {"type": "map", "values": "double"}
 _FEATURES = {"type": "map", "values": _VALUE}
 _SEGMENT = {"type": "map", "values": "string"}
-_PREDICTION = [
+_CHALLENGERS = ["null", {"type": "array", "items": {
+    "type": "record", "name": "io.driftline.ChallengerPrediction", "fields": [
+        {"name": "version", "type": "string"}, {"name": "prediction", "type": _VALUE},
+        {"name": "scores", "type": _SCORES}]}}]  # fmt: skip
+_PREDICTION_V1 = [
     ("event_id", "string"), ("model", "string"), ("version", "string"),
     ("event_time_ms", "long"), ("predicted_at_ms", "long"), ("prediction", _VALUE),
     ("scores", _SCORES), ("features", _FEATURES), ("segment", _SEGMENT),
     ("latency_us", "long"), ("served_by", "string"),
 ]  # fmt: skip
+_PREDICTION = [*_PREDICTION_V1, ("challengers", _CHALLENGERS)]
 _LABEL = [("event_id", "string"), ("model", "string"), ("label", _VALUE),
           ("label_time_ms", "long")]  # fmt: skip
 _OUTCOME = [
@@ -75,12 +85,17 @@ _OUTCOME = [
     ("event_time_ms", "long"), ("predicted_at_ms", "long"), ("label_time_ms", "long"),
     ("label_delay_ms", "long"), ("prediction", _VALUE), ("scores", _SCORES),
     ("label", _VALUE), ("features", _FEATURES), ("segment", _SEGMENT),
+    ("challengers", _CHALLENGERS),
 ]  # fmt: skip
+_NO_CHALLENGERS = b"\x02\x00"
+"""An Outcome's ``challengers`` when its Prediction had none: an empty array (union
+branch 1, then a block count of 0)."""
 # The Prediction's fields that the lean form keeps as one run of bytes, read back for
 # the monitor and for the model check: model .. scores, and segment.
 _HEAD = parse_schema({"type": "record", "name": "LeanHead", "fields": [
     {"name": n, "type": t} for n, t in _PREDICTION[1:7]]}, named_schemas={})  # fmt: skip
 _SEG = parse_schema(_SEGMENT, named_schemas={})
+_CHAL = parse_schema(_CHALLENGERS, named_schemas={})
 
 
 def is_names_key(key: bytes) -> bool:
@@ -99,7 +114,12 @@ class Packed(NamedTuple):
 
 
 def _canonical(layout: list[tuple[str, Any]]) -> list[tuple[str, str]]:
-    return [(n, to_parsing_canonical_form(t)) for n, t in layout]
+    return [(n, to_parsing_canonical_form(parse_schema(t, named_schemas={}))) for n, t in layout]
+
+
+def _layout(schema: dict[str, Any]) -> list[tuple[str, str]]:
+    """A parsed record schema's fields as (name, canonical form of the type)."""
+    return [(f["name"], to_parsing_canonical_form(f["type"])) for f in schema["fields"]]
 
 
 def _long(buf: bytes, pos: int) -> tuple[int, int]:
@@ -116,18 +136,29 @@ def _long(buf: bytes, pos: int) -> tuple[int, int]:
     return (n >> 1) ^ -(n & 1), pos
 
 
+read_long = _long
+"""The Avro long (zig-zag varint) at a position, and the position after it."""
+
 _SMALL = tuple(bytes([n << 1]) for n in range(64))
 
 
 def zigzag(n: int) -> bytes:
     """``n`` as an Avro long (zig-zag varint).
 
-    >>> [zigzag(n).hex() for n in (0, -1, 1, 63, 64, -65)]
-    ['00', '01', '02', '7e', '8001', '8101']
-    """
+    >>> [zigzag(n).hex() for n in (0, -1, 1, 63, 64, -65, 8191, 8192, 2**40, -(2**63))]
+    ['00', '01', '02', '7e', '8001', '8101', 'fe7f', '808001', '808080808040', 'ffffffffffffffffff01']
+    """  # noqa: E501
     if 0 <= n < 64:
         return _SMALL[n]
     u = (n << 1) ^ (n >> 63)
+    if u < 0x80:
+        return bytes((u,))
+    if u < 0x4000:
+        return bytes((u & 0x7F | 0x80, u >> 7))
+    if u < 0x200000:
+        return bytes((u & 0x7F | 0x80, u >> 7 & 0x7F | 0x80, u >> 14))
+    if u < 0x10000000:
+        return bytes((u & 0x7F | 0x80, u >> 7 & 0x7F | 0x80, u >> 14 & 0x7F | 0x80, u >> 21))
     out = bytearray()
     while u > 0x7F:
         out.append((u & 0x7F) | 0x80)
@@ -209,6 +240,18 @@ def _split_features(buf: bytes, pos: int) -> tuple[bytes, list[bytes], int]:
             pos = end
 
 
+def _challengers(tail: bytes) -> bytes:
+    """The ``challengers`` bytes of a lean form's tail (latency_us, served_by,
+    challengers)."""
+    pos = 0
+    while tail[pos] & 0x80:  # latency_us: skip its bytes
+        pos += 1
+    pos = _bytes_end(tail, pos + 1)  # served_by
+    if pos >= len(tail):
+        raise IndexError("lean prediction has no challengers")
+    return tail[pos:]
+
+
 def _pieces(buf: bytes, end_of: Any) -> list[bytes]:
     out = []
     pos = 0
@@ -230,6 +273,12 @@ class LeanPredictions:
         self._prediction = MARKER + schemas.current("Prediction").fingerprint
         self._label = MARKER + schemas.current("Label").fingerprint
         self._outcome = MARKER + schemas.current("Outcome").fingerprint
+        legacy = _canonical(_PREDICTION_V1)
+        self._prediction_v1 = next(
+            (MARKER + sv.fingerprint for sv in schemas.versions("Prediction")
+             if _layout(sv.schema) == legacy), None,
+        )  # fmt: skip
+        """The header of a Prediction v1: what a legacy lean form turns back into."""
         self._names: dict[bytes, list[bytes]] = {}
 
     @classmethod
@@ -239,9 +288,7 @@ class LeanPredictions:
         s = codec.schemas
         for name, layout in (("Prediction", _PREDICTION), ("Label", _LABEL),
                              ("Outcome", _OUTCOME)):  # fmt: skip
-            fields = s.current(name).schema["fields"]
-            have = [(f["name"], to_parsing_canonical_form(f["type"])) for f in fields]
-            if have != _canonical(layout):
+            if _layout(s.current(name).schema) != _canonical(layout):
                 return None
         return cls(codec)
 
@@ -288,7 +335,7 @@ class LeanPredictions:
 
     def _parts(self, payload: bytes) -> tuple[bytes, bytes, int, bytes, bytes]:
         """head (model .. scores), the values' sizes, where the values start, segment,
-        tail (latency_us, served_by)."""
+        tail (latency_us, served_by and, but in a legacy form, challengers)."""
         try:
             n, pos = _long(payload, 0)
             head = payload[pos : pos + n]
@@ -329,28 +376,58 @@ class LeanPredictions:
         out.append(b"\x00")
         return b"".join(out)
 
-    def prediction(self, payload: bytes, key: bytes, names: bytes) -> bytes:
-        """The Prediction's bytes again (``key``: its event_id, as the store key)."""
+    def prediction(self, payload: bytes, key: bytes, names: bytes, legacy: bool = False) -> bytes:
+        """The Prediction's bytes again (``key``: its event_id, the Kafka key); with
+        ``legacy``, of a lean form the previous release wrote (a Prediction v1)."""
         head, sizes, at, segment, tail = self._parts(payload)
         features = self._features(names, payload, sizes, at)
-        return b"".join((self._prediction, zigzag(len(key)), key, head, features, segment, tail))
+        marker = self._prediction
+        if legacy:
+            if self._prediction_v1 is None:
+                raise CodecError("lean prediction of the previous release: no Prediction v1")
+            marker = self._prediction_v1
+        return b"".join((marker, zigzag(len(key)), key, head, features, segment, tail))
 
-    def fields(self, payload: bytes) -> dict[str, Any]:
-        """model, version, event_time_ms, predicted_at_ms, prediction, scores, segment."""
-        head, _, _, segment, _ = self._parts(payload)
+    def fields(self, payload: bytes, legacy: bool = False) -> dict[str, Any]:
+        """model, version, event_time_ms, predicted_at_ms, prediction, scores, segment,
+        challengers (None when there were none)."""
+        head, _, _, segment, tail = self._parts(payload)
+        try:
+            chal = None if legacy else _challengers(tail)
+        except IndexError as exc:
+            raise CodecError(f"lean prediction: {exc}") from exc
+        return self._fields(head, segment, chal)
+
+    @staticmethod
+    def _fields(head: bytes, segment: bytes, chal: bytes | None) -> dict[str, Any]:
+        """The fields of :meth:`fields`; ``chal``: the challengers' bytes (None: v1)."""
         try:
             out = cast(dict[str, Any], schemaless_reader(BytesIO(head), _HEAD, None))
             out["segment"] = schemaless_reader(BytesIO(segment), _SEG, None)
+            if chal is None or chal == b"\x00":
+                out["challengers"] = None
+            else:
+                out["challengers"] = schemaless_reader(BytesIO(chal), _CHAL, None)
         except (EOFError, ValueError, IndexError, KeyError, TypeError) as exc:
             raise CodecError(f"lean prediction: {exc}") from exc
         return out
 
-    def outcome(self, payload: bytes, key: bytes, names: bytes, label: bytes) -> bytes | None:
+    def outcome(
+        self, payload: bytes, key: bytes, names: bytes, label: bytes, legacy: bool = False
+    ) -> bytes | None:
         """The Outcome's bytes of this prediction and ``label`` (a Label's bytes, checked
-        by the caller); None when the label was not written with the current schema."""
+        by the caller); None when the label was not written with the current schema.
+        ``legacy``: a lean form the previous release wrote (no challengers)."""
+        joined = self.joined(payload, key, names, label, legacy)
+        return None if joined is None else joined[0]
+
+    def joined(
+        self, payload: bytes, key: bytes, names: bytes, label: bytes, legacy: bool = False
+    ) -> tuple[bytes, dict[str, Any]] | None:
+        """:meth:`outcome` and :meth:`fields` at once (the payload is split once)."""
         if label[:HEADER_SIZE] != self._label:
             return None
-        head, sizes, values, segment, _ = self._parts(payload)
+        head, sizes, values, segment, tail = self._parts(payload)
         try:
             pos = _bytes_end(label, _bytes_end(label, HEADER_SIZE))  # event_id, model
             end = _value_end(label, pos)
@@ -358,10 +435,13 @@ class LeanPredictions:
             at = _bytes_end(head, _bytes_end(head, 0))  # model, version
             event_time, after = _long(head, at)
             predicted_at_end = _long(head, after)[1]
+            chal = None if legacy else _challengers(tail)
         except IndexError as exc:
             raise CodecError(f"lean outcome: {exc}") from exc
-        return b"".join((
+        value = b"".join((
             self._outcome, zigzag(len(key)), key, head[:predicted_at_end],
             zigzag(label_time), zigzag(label_time - event_time), head[predicted_at_end:],
             label[pos:end], self._features(names, payload, sizes, values), segment,
+            _NO_CHALLENGERS if chal is None or chal == b"\x00" else chal,
         ))  # fmt: skip
+        return value, self._fields(head, segment, chal)

@@ -1,7 +1,9 @@
-"""Join each prediction to its delayed label: a pure state machine per event_id.
+"""Join each prediction to its delayed label: a pure state machine per model and event_id.
 
-The join agent keeps one :class:`JoinEntry` per event_id in a changelogged table
-and feeds every prediction, label and expiry through :func:`on_prediction`,
+The join agent keeps one :class:`JoinEntry` per model and event_id in a changelogged
+table (keys: :mod:`driftline.core.join.keys`; one upstream event may be scored by any
+number of models, and each prediction joins the label of its own model) and feeds
+every prediction, label and expiry through :func:`on_prediction`,
 :func:`on_label` and :func:`expire`, which return the new entry (None: delete the
 key) and what to publish; :class:`ExpiryIndex` finds the entries due. States::
 
@@ -13,7 +15,8 @@ key) and what to publish; :class:`ExpiryIndex` finds the entries due. States::
 
 A tombstone keeps no payload; it makes a second label a DuplicateLabel, a label
 after expiry a LateLabel, a second prediction a DuplicatePrediction and a
-prediction after its label was given up a LatePrediction. Every message is in
+prediction after its label was given up a LatePrediction (a duplicate says what held
+its key: ``held``). Every message is in
 exactly one emission: nothing is dropped silently.
 
 TTL clock: processing time, the ``now_ms`` the agent passes in, measured from
@@ -24,7 +27,8 @@ whatever the data says, and a backlog read after downtime still joins. (The cost
 a replay of old topics joins what arrives within TTL of each other in the replay.)
 A tombstone lives another ``ttl_ms`` from when it was made, so every key is held
 at most 2 x TTL (plus the sweep's lag) and "exactly one Joined per event_id"
-holds within that horizon; a label arriving later still is held and ends as an
+holds within that horizon (per model and event_id); a label arriving later still is
+held and ends as an
 OrphanLabel, counted like every other. Transitions first apply an expiry that is
 due, so results do not depend on how often the agent sweeps.
 
@@ -35,7 +39,7 @@ due, so results do not depend on how often the agent sweeps.
 >>> entry.state.name, out
 ('JOINED', (Joined(prediction=b'p', label=b'l'),))
 >>> on_label(entry, b"l", label_time_ms=50, now_ms=70, ttl_ms=100)[1]
-(DuplicateLabel(payload=b'l'),)
+(DuplicateLabel(payload=b'l', held=<JoinState.JOINED: 3>),)
 >>> expire(entry, now_ms=160)
 (None, ())
 """
@@ -75,21 +79,54 @@ _EXPIRED_PREDICTION = JoinState.EXPIRED_PREDICTION
 _ORPHANED_LABEL = JoinState.ORPHANED_LABEL
 _STATES = {int(s): s for s in JoinState}
 
-_FORMAT = 1
-_LEAN = 2  # the payload is a prediction in lean form (driftline.core.join.leanentry)
-# first byte: format << 4 | state; then deadline_ms, time_ms, ttl_ms; then the payload
+# Entry formats (the header byte's high nibble). 1 and 2 were written by the previous
+# release, and 1 still is for tombstones; 3 and 4 hold a record with its origin.
+_WHOLE = 1  # the payload is the held record's Avro bytes
+_LEAN_V1 = 2  # the payload is a Prediction v1 in lean form (driftline.core.join.leanentry)
+_WHOLE_WITH_ORIGIN = 3  # an origin block (driftline.core.join.origins), then Avro bytes
+_LEAN_WITH_ORIGIN = 4  # an origin block, then a current Prediction in lean form
+_FORMATS = {_WHOLE, _LEAN_V1, _WHOLE_WITH_ORIGIN, _LEAN_WITH_ORIGIN}
+# first byte: format << 4 | state; then deadline_ms, time_ms, ttl_ms; then (formats 3
+# and 4) the origin block's length as an Avro long and the block; then the payload
 _HEADER = struct.Struct(">Bqqq")
+_SMALL = tuple(bytes([n << 1]) for n in range(64))
+
+
+def _length(n: int) -> bytes:
+    """``n >= 0`` as an Avro long."""
+    if n < 64:
+        return _SMALL[n]
+    u, out = n << 1, bytearray()
+    while u > 0x7F:
+        out.append((u & 0x7F) | 0x80)
+        u >>= 7
+    out.append(u)
+    return bytes(out)
+
+
+def _read_length(data: bytes, pos: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        b = data[pos]
+        pos += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return n >> 1, pos
 
 
 @dataclass(frozen=True, slots=True)
 class JoinEntry:
-    """The join's state for one event_id; serialized by :meth:`to_bytes`.
+    """The join's state for one model and event_id; serialized by :meth:`to_bytes`.
 
     ``time_ms`` is the prediction's event time (WAITING_FOR_LABEL and the
     tombstones of a seen prediction) or the label time (WAITING_FOR_PREDICTION,
     ORPHANED_LABEL). ``payload`` is the held Avro prediction or label, empty in
     tombstones; with ``lean`` it is a held prediction in the lean form of
-    :mod:`driftline.core.join.leanentry` (header format 2).
+    :mod:`driftline.core.join.leanentry`. ``origin`` is the held record's origin
+    block (:mod:`driftline.core.join.origins`): where it was read, for its dead letter;
+    None in tombstones and in entries the previous release wrote (formats 1 and 2,
+    whose lean form holds a Prediction v1: :attr:`legacy_lean`).
     """
 
     state: JoinState
@@ -98,19 +135,29 @@ class JoinEntry:
     ttl_ms: int
     payload: bytes = b""
     lean: bool = False
+    origin: bytes | None = None
 
     HEADER_BYTES: ClassVar[int] = _HEADER.size
 
     def to_bytes(self) -> bytes:
-        """``HEADER_BYTES`` (25) bytes of header, then the payload.
+        """``HEADER_BYTES`` (25) bytes of header, the origin block with its length
+        (when there is one), then the payload.
 
         >>> e = JoinEntry(JoinState.WAITING_FOR_LABEL, 100, 5, 90, b"avro")
         >>> len(e.to_bytes()), JoinEntry.from_bytes(e.to_bytes()) == e
         (29, True)
+        >>> e = JoinEntry(JoinState.WAITING_FOR_LABEL, 100, 5, 90, b"avro", origin=b"\\x02\\x00")
+        >>> len(e.to_bytes()), JoinEntry.from_bytes(e.to_bytes()) == e
+        (32, True)
         """
-        fmt = _LEAN if self.lean else _FORMAT
+        origin = self.origin
+        if origin is None:
+            fmt = _LEAN_V1 if self.lean else _WHOLE
+            head = _HEADER.pack(fmt << 4 | self.state, self.deadline_ms, self.time_ms, self.ttl_ms)
+            return head + self.payload
+        fmt = _LEAN_WITH_ORIGIN if self.lean else _WHOLE_WITH_ORIGIN
         head = _HEADER.pack(fmt << 4 | self.state, self.deadline_ms, self.time_ms, self.ttl_ms)
-        return head + self.payload
+        return b"".join((head, _length(len(origin)), origin, self.payload))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> JoinEntry:
@@ -120,14 +167,34 @@ class JoinEntry:
         tag, deadline, time_ms, ttl = _HEADER.unpack_from(data)
         state = _STATES.get(tag & 0x0F)
         fmt = tag >> 4
-        if fmt not in (_FORMAT, _LEAN) or state is None:
+        if fmt not in _FORMATS or state is None:
             raise CodecError(f"join entry header byte {tag:#04x}: unknown format or state")
-        if fmt == _LEAN and state is not _WAITING_FOR_LABEL:
+        lean = fmt in (_LEAN_V1, _LEAN_WITH_ORIGIN)
+        if lean and state is not _WAITING_FOR_LABEL:
             raise CodecError(f"join entry in state {state.name} cannot hold a lean prediction")
-        payload = bytes(data[_HEADER.size :])
+        origin = None
+        pos = _HEADER.size
+        if fmt >= _WHOLE_WITH_ORIGIN:
+            if state >= _JOINED:
+                raise CodecError(f"join entry in state {state.name} carries an origin")
+            try:
+                b = data[pos]
+                n, pos = (b >> 1, pos + 1) if b < 0x80 else _read_length(data, pos)
+            except IndexError:
+                raise CodecError("join entry: its origin block is cut") from None
+            if pos + n > len(data):
+                raise CodecError("join entry: its origin block is cut")
+            origin = bytes(data[pos : pos + n])
+            pos += n
+        payload = bytes(data[pos:])
         if payload and state >= _JOINED:
             raise CodecError(f"join entry in state {state.name} carries a payload")
-        return cls(state, deadline, time_ms, ttl, payload, fmt == _LEAN)
+        return cls(state, deadline, time_ms, ttl, payload, lean, origin)
+
+    @property
+    def legacy_lean(self) -> bool:
+        """A lean prediction written by the previous release (a Prediction v1)."""
+        return self.lean and self.origin is None
 
     @property
     def is_tombstone(self) -> bool:
@@ -146,17 +213,21 @@ class Joined:
 
 @dataclass(frozen=True, slots=True)
 class DuplicateLabel:
-    """A second label for an event_id already joined, held or given up."""
+    """A second label for a model's event_id already joined, held or given up;
+    ``held`` is the state of the entry that holds the key."""
 
     payload: bytes
+    held: JoinState
     kind: ClassVar[str] = "duplicate_label"
 
 
 @dataclass(frozen=True, slots=True)
 class DuplicatePrediction:
-    """A second prediction for an event_id already held, joined or expired."""
+    """A second prediction for a model's event_id already held, joined or expired;
+    ``held`` is the state of the entry that holds the key."""
 
     payload: bytes
+    held: JoinState
     kind: ClassVar[str] = "duplicate_prediction"
 
 
@@ -244,7 +315,8 @@ def on_prediction(
         tomb = JoinEntry(_JOINED, now_ms + ttl_ms, event_time_ms, ttl_ms)
         return tomb, (*before, Joined(payload, entry.payload))
     late = state is _ORPHANED_LABEL
-    return entry, (*before, LatePrediction(payload) if late else DuplicatePrediction(payload))
+    dup = LatePrediction(payload) if late else DuplicatePrediction(payload, state)
+    return entry, (*before, dup)
 
 
 def on_label(
@@ -264,23 +336,25 @@ def on_label(
         return tomb, (*before, Joined(entry.payload, payload))
     if state is _EXPIRED_PREDICTION:
         return entry, (*before, LateLabel(payload, entry.time_ms))
-    return entry, (*before, DuplicateLabel(payload))
+    return entry, (*before, DuplicateLabel(payload, state))
 
 
 def build_outcome(prediction: Mapping[str, Any], label: Mapping[str, Any]) -> dict[str, Any]:
     """The Outcome dict (schemas/outcome.v1.avsc) of a joined Prediction and Label.
 
     ``label_delay_ms`` is ``label_time_ms - event_time_ms`` and may be negative when
-    clocks disagree. A label for another model or event_id is a ValidationError
-    (``model_mismatch`` / ``key_mismatch``).
+    clocks disagree. ``challengers`` are the prediction's, an empty list when it had
+    none. A label for another model or event_id is a ValidationError
+    (``model_mismatch`` / ``key_mismatch``; the join's keys keep them apart, so this is
+    a safety net).
 
     >>> p = {"event_id": "e", "model": "m", "version": "v1", "event_time_ms": 1000,
     ...      "predicted_at_ms": 1005, "prediction": True, "scores": {"True": 0.9},
     ...      "features": {"x": 1.0}, "segment": {"region": "eu"}}
     >>> o = build_outcome(p, {"event_id": "e", "model": "m", "label": False,
     ...                       "label_time_ms": 4000})
-    >>> o["label_delay_ms"], o["prediction"], o["label"]
-    (3000, True, False)
+    >>> o["label_delay_ms"], o["prediction"], o["label"], o["challengers"]
+    (3000, True, False, [])
     """
     if label["event_id"] != prediction["event_id"]:
         raise ValidationError(
@@ -305,4 +379,5 @@ def build_outcome(prediction: Mapping[str, Any], label: Mapping[str, Any]) -> di
         "label": label["label"],
         "features": dict(prediction.get("features", {})),
         "segment": dict(prediction.get("segment", {})),
+        "challengers": prediction.get("challengers") or [],
     }

@@ -7,13 +7,22 @@ into the current state; the functions below compute the records a stage change
 publishes, in publish order. Stages::
 
     candidate ──▶ challenger ──▶ champion ──▶ archived ──▶ champion (rollback)
-        │             │                          │
-        └──▶ rejected ◀┘                         └──▶ challenger
+        │             │   │          │             │
+        └──▶ rejected ◀┘   └─────────┴──▶ retired  └──▶ challenger
 
-A model has at most one champion and one challenger: a version moving into either
-slot archives the one that held it (the archive record is published first). A
-rollback republishes an earlier version as champion. Who and why travel in every
-record, so a manual approval is recorded like any other change.
+A model has at most one champion and ``max_challengers`` challengers (default
+:data:`MAX_CHALLENGERS`, 3; the worker scores every one of them in shadow): a version
+becoming champion archives the champion, and one challenger past the cap archives the
+oldest challenger, saying so in its stage reason (the archive records are published
+first). A rollback republishes an earlier version as champion. Who and why travel in
+every record, so a manual approval is recorded like any other change.
+
+A model is **retired** (:func:`retire`) by moving its champion and challengers (or, with
+none, its newest version) to ``retired``: it is then served by no worker (its events are
+dead-lettered as ``model_retired``) and left out of :meth:`Registry.models` (listings),
+while every version stays on the topic. :func:`unretire` moves each retired version
+back to the stage it left (``previous_stage``, ModelVersion v2), so the champion serves
+again. A retired model's versions cannot enter a slot otherwise.
 
 The topic is compacted: it keeps the *last* record per key, so it always holds every
 version and its current stage, but older stage changes of a version disappear
@@ -52,6 +61,7 @@ from typing import Any
 from driftline.core.errors import StageError
 
 __all__ = [
+    "MAX_CHALLENGERS",
     "STAGES",
     "Registry",
     "StageChange",
@@ -59,20 +69,26 @@ __all__ = [
     "promote",
     "registry_key",
     "restage",
+    "retire",
     "rollback",
     "transition",
+    "unretire",
 ]
 
-STAGES = ("candidate", "challenger", "champion", "archived", "rejected")
+STAGES = ("candidate", "challenger", "champion", "archived", "rejected", "retired")
 SLOTS = ("champion", "challenger")
+MAX_CHALLENGERS = 3
+"""Challengers a model holds at most, unless the writer says otherwise
+(``DRIFTLINE_MAX_CHALLENGERS``)."""
 ALLOWED: dict[str, frozenset[str]] = {
     "candidate": frozenset({"challenger", "champion", "rejected", "archived"}),
-    "challenger": frozenset({"champion", "archived", "rejected"}),
-    "champion": frozenset({"archived"}),
+    "challenger": frozenset({"champion", "archived", "rejected", "retired"}),
+    "champion": frozenset({"archived", "retired"}),
     "archived": frozenset({"champion", "challenger"}),
     "rejected": frozenset(),
+    "retired": frozenset(),
 }
-"""Stage changes allowed without ``force``."""
+"""Stage changes allowed without ``force`` (a retired version leaves with :func:`unretire`)."""
 
 
 def registry_key(model: str, version: str) -> str:
@@ -107,7 +123,8 @@ class Registry:
 
     def __init__(self) -> None:
         self._versions: dict[str, dict[str, dict[str, Any]]] = {}
-        self._slots: dict[str, dict[str, str]] = {slot: {} for slot in SLOTS}
+        self._champion: dict[str, str] = {}
+        self._challengers: dict[str, list[str]] = {}  # in the order they became challenger
         self._champions: dict[str, list[str]] = {}  # versions in the order they became champion
         self._answered: dict[str, tuple[str, str]] = {}
         self.changes: list[StageChange] = []
@@ -130,11 +147,15 @@ class Registry:
         if old is not None and _fingerprint(old) == _fingerprint(record):
             return None
         versions[version] = dict(record)
-        for slot, holders in self._slots.items():
-            if stage == slot:
-                holders[model] = version
-            elif holders.get(model) == version:
-                del holders[model]
+        if stage == "champion":
+            self._champion[model] = version
+        elif self._champion.get(model) == version:
+            del self._champion[model]
+        challengers = self._challengers.setdefault(model, [])
+        if stage == "challenger" and version not in challengers:
+            challengers.append(version)
+        elif stage != "challenger" and version in challengers:
+            challengers.remove(version)
         if stage == "champion":
             self._champions.setdefault(model, []).append(version)
         lineage = record.get("lineage") or {}
@@ -156,12 +177,36 @@ class Registry:
     def delete(self, model: str, version: str) -> None:
         """Forget a version (a tombstone on the registry topic)."""
         self._versions.get(model, {}).pop(version, None)
-        for holders in self._slots.values():
-            if holders.get(model) == version:
-                del holders[model]
+        if self._champion.get(model) == version:
+            del self._champion[model]
+        if version in self._challengers.get(model, []):
+            self._challengers[model].remove(version)
 
-    def models(self) -> list[str]:
-        return sorted(self._versions)
+    def models(self, *, retired: bool = False) -> list[str]:
+        """Every model with a version, retired ones only if ``retired``."""
+        return sorted(m for m in self._versions if retired or not self.retired(m))
+
+    def retired(self, model: str) -> bool:
+        """Whether ``model`` is retired: a version of it is, and none holds a slot."""
+        found = self._versions.get(model, {}).values()
+        return (
+            any(r["stage"] == "retired" for r in found)
+            and model not in self._champion
+            and not self._challengers.get(model)
+        )
+
+    def retired_champion(self, model: str) -> dict[str, Any] | None:
+        """For a retired ``model``, the version retired from the champion slot (the
+        newest such): what labels of its earlier predictions are still checked against.
+        None for a model that is not retired, or was retired without a champion."""
+        if not self.retired(model):
+            return None
+        found = [
+            r
+            for r in self.versions(model)
+            if r["stage"] == "retired" and r.get("previous_stage") == "champion"
+        ]
+        return max(found, key=lambda r: r["stage_changed_at_ms"]) if found else None
 
     def get(self, model: str, version: str) -> dict[str, Any] | None:
         return self._versions.get(model, {}).get(version)
@@ -172,12 +217,18 @@ class Registry:
         return sorted(found, key=lambda r: r["created_at_ms"])
 
     def champion(self, model: str) -> dict[str, Any] | None:
-        version = self._slots["champion"].get(model)
+        version = self._champion.get(model)
         return None if version is None else self.get(model, version)
 
+    def challengers(self, model: str) -> list[dict[str, Any]]:
+        """Every challenger of ``model``, in the order they became one (oldest first)."""
+        found = (self.get(model, v) for v in self._challengers.get(model, []))
+        return [r for r in found if r is not None]
+
     def challenger(self, model: str) -> dict[str, Any] | None:
-        version = self._slots["challenger"].get(model)
-        return None if version is None else self.get(model, version)
+        """The newest challenger of ``model`` (see :meth:`challengers` for all)."""
+        found = self.challengers(model)
+        return found[-1] if found else None
 
     def answered(self, trigger_key: str) -> dict[str, Any] | None:
         """The version trained for a trigger (by idempotency key or trigger id), if any."""
@@ -197,7 +248,7 @@ class Registry:
         latest first, then the other archived versions that passed their gate (or were
         bootstrapped), newest first. A worker that refuses the current champion's
         artifact serves the first of these it can verify."""
-        current = self._slots["champion"].get(model)
+        current = self._champion.get(model)
         seen: set[str] = set()
         for version in self._champions.get(model, [])[::-1]:
             rec = self.get(model, version)
@@ -225,6 +276,7 @@ def restage(
     return {
         **record,
         "stage": stage,
+        "previous_stage": record["stage"],
         "stage_changed_at_ms": now_ms,
         "stage_changed_by": by,
         "stage_reason": reason,
@@ -241,11 +293,20 @@ def transition(
     reason: str,
     now_ms: int,
     force: bool = False,
+    max_challengers: int = MAX_CHALLENGERS,
 ) -> list[dict[str, Any]]:
-    """The records that move ``model/version`` into ``stage``, in publish order."""
+    """The records that move ``model/version`` into ``stage``, in publish order: first
+    the archiving of the champion it replaces, or of the oldest challengers past
+    ``max_challengers``."""
     record = reg.get(model, version)
     if record is None:
         raise StageError(f"no version {registry_key(model, version)} in the registry")
+    if max_challengers < 1:
+        raise StageError(f"max_challengers must be >= 1, not {max_challengers}")
+    if stage in SLOTS and reg.retired(model) and not force:
+        raise StageError(
+            f"model {model} is retired: `driftline models unretire {model}` first (or force)"
+        )
     current = record["stage"]
     if current == stage:
         raise StageError(f"{registry_key(model, version)} is already {stage}")
@@ -255,11 +316,18 @@ def transition(
             + (" (use force)" if stage in SLOTS else "")
         )
     out = []
-    if stage in SLOTS:
-        holder = reg.champion(model) if stage == "champion" else reg.challenger(model)
-        if holder is not None and holder["version"] != version:
-            why = f"replaced by {version}: {reason}"
-            out.append(restage(holder, "archived", by=by, reason=why, now_ms=now_ms))
+    holder = reg.champion(model)
+    if stage == "champion" and holder is not None and holder["version"] != version:
+        why = f"replaced by {version}: {reason}"
+        out.append(restage(holder, "archived", by=by, reason=why, now_ms=now_ms))
+    if stage == "challenger":
+        others = [r for r in reg.challengers(model) if r["version"] != version]
+        for old in others[: max(0, len(others) + 1 - max_challengers)]:
+            why = (
+                f"the oldest of {len(others)} challengers, archived for {version}"
+                f" (at most {max_challengers}): {reason}"
+            )
+            out.append(restage(old, "archived", by=by, reason=why, now_ms=now_ms))
     out.append(restage(record, stage, by=by, reason=reason, now_ms=now_ms))
     return out
 
@@ -304,3 +372,51 @@ def rollback(
             raise StageError(f"model {model} has no earlier champion to roll back to")
         version = target["version"]
     return promote(reg, model, version, by=by, reason=f"rollback: {reason}", now_ms=now_ms)
+
+
+def retire(reg: Registry, model: str, *, by: str, reason: str, now_ms: int) -> list[dict[str, Any]]:
+    """The records that retire ``model``: its challengers, then its champion (with
+    neither, its newest version) move to ``retired``; every version stays on the topic."""
+    versions = reg.versions(model)
+    if not versions:
+        raise StageError(f"no model {model} in the registry")
+    if reg.retired(model):
+        raise StageError(f"model {model} is retired already")
+    champion = reg.champion(model)
+    holders = [*reg.challengers(model), *([champion] if champion is not None else [])]
+    why = f"model retired: {reason}"
+    return [
+        restage(r, "retired", by=by, reason=why, now_ms=now_ms) for r in holders or versions[-1:]
+    ]
+
+
+def unretire(
+    reg: Registry,
+    model: str,
+    *,
+    by: str,
+    reason: str,
+    now_ms: int,
+    max_challengers: int = MAX_CHALLENGERS,
+) -> list[dict[str, Any]]:
+    """The records that bring a retired ``model`` back: each retired version returns to
+    the stage it left (champion and challengers, at most ``max_challengers`` of them,
+    the newest), any other to ``archived``. A version retired by a writer older than
+    ModelVersion v2 (no ``previous_stage``) goes to ``archived``: then promote one."""
+    if not reg.retired(model):
+        raise StageError(f"model {model} is not retired")
+    retired = sorted(
+        (r for r in reg.versions(model) if r["stage"] == "retired"),
+        key=lambda r: r["stage_changed_at_ms"],
+    )
+    champions = [r for r in retired if r.get("previous_stage") == "champion"]
+    challengers = [r for r in retired if r.get("previous_stage") == "challenger"]
+    keep = {r["version"] for r in [*champions[-1:], *challengers[-max_challengers:]]}
+    why = f"model unretired: {reason}"
+    out = []
+    for r in retired:
+        back = r.get("previous_stage") if r["version"] in keep else "archived"
+        out.append(restage(r, str(back), by=by, reason=why, now_ms=now_ms))
+    # archives first, then challengers, the champion last: a reader never sees two champions
+    order = {"archived": 0, "challenger": 1, "champion": 2}
+    return sorted(out, key=lambda r: order.get(r["stage"], 0))

@@ -16,10 +16,10 @@ Same examples, code, parameters and seed: same artifact digest.
 >>> cfg = ModelConfig("churn", factory="logistic_regression",
 ...                   gate=GateConfig(min_segment_samples=10))
 >>> rows = examples(build_frame(
-...     {"features": {"x": i % 2, "plan": "a"}, "label": i % 2 == 1} for i in range(100)))
+...     {"features": {"x": i % 2, "plan": "a"}, "label": i % 2 == 1} for i in range(500)))
 >>> run = train(rows, cfg, key=b"k", now_ms=1_000, code="0.1.0", host="h")
 >>> run.record["version"], run.record["stage"], run.record["lineage"]["rows"]  # doctest: +ELLIPSIS
-('v1-...', 'candidate', 80)
+('v1-...', 'candidate', 400)
 >>> run.verdict["passed"], decide(run.verdict, "auto"), decide(run.verdict, "manual")
 (True, 'champion', 'challenger')
 >>> run2 = train(rows, cfg, key=b"k", now_ms=2_000, code="0.1.0", host="h")
@@ -44,8 +44,10 @@ from typing import Any
 
 from driftline import __version__
 from driftline.core.errors import ConfigError
+from driftline.core.lifecycle import reservoir
 from driftline.core.lifecycle.gate import GateResult, run_gate, time_split
-from driftline.core.lifecycle.registry import Registry, transition
+from driftline.core.lifecycle.registry import MAX_CHALLENGERS, Registry, transition
+from driftline.core.lifecycle.reservoir import SAMPLE_ROWS
 from driftline.core.lifecycle.trainset import build_frame, examples
 from driftline.core.model.config import ModelConfig
 from driftline.core.model.estimators import (
@@ -154,11 +156,20 @@ def fit(
     return estimator
 
 
-def decide(verdict: Mapping[str, Any], promotion: str) -> str:
+def inconclusive(verdict: Mapping[str, Any], min_improvement: float = 0.0) -> bool:
+    """Whether a verdict failed only for want of evidence: every check passed but the
+    improvement, whose point estimate (the gain) still beats ``min_improvement``."""
+    failed = {c for c, ok in verdict["checks"].items() if not ok}
+    gain = (verdict.get("candidate_metrics") or {}).get("gain")
+    return failed == {"improvement"} and gain is not None and gain > min_improvement
+
+
+def decide(verdict: Mapping[str, Any], promotion: str, min_improvement: float = 0.0) -> str:
     """The stage a gated candidate goes to: champion (auto) or challenger (manual, waiting
-    for approval) when it passed, else rejected."""
+    for approval) when it passed; challenger, in shadow and not approvable, when the gate
+    was :func:`inconclusive` (better, not proven better); else rejected."""
     if not verdict["passed"]:
-        return "rejected"
+        return "challenger" if inconclusive(verdict, min_improvement) else "rejected"
     return "champion" if promotion == "auto" else "challenger"
 
 
@@ -181,11 +192,18 @@ def train(
     step_ms: Mapping[str, float] | None = None,
     progress: Callable[[int, int], None] | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    earlier: Sequence[Mapping[str, Any]] = (),
+    earlier_version: str | None = None,
+    sample_rows: int = SAMPLE_ROWS,
 ) -> TrainingRun:
     """Train, serialize, sign, profile and gate a version of ``config`` on ``rows``.
 
     ``rows`` are a training frame's :func:`~driftline.core.lifecycle.trainset.examples`, oldest
-    first; ``champion`` is the record the candidate is gated against; ``now_ms`` is the
+    first: the newest ``holdout_fraction`` of them are held out. ``earlier`` rows (older
+    examples, e.g. from ``earlier_version``'s training sample) are learnt first and never
+    held out. The record keeps a sample of every training row
+    (:mod:`~driftline.core.lifecycle.reservoir`, ``sample_rows`` at most, 0: none).
+    ``champion`` is the record the candidate is gated against; ``now_ms`` is the
     version's creation time; ``started_at_ms`` (default ``now_ms``) and ``step_ms`` carry
     what the caller did before (``read``, ``frame``). ``progress(done, total)`` is called
     while learning. ``code`` defaults to :func:`code_version`.
@@ -202,9 +220,12 @@ def train(
     data = list(rows)
     if not data:
         raise ConfigError(f"model {config.name}: no labelled rows to train on")
-    train_rows, holdout = time_split(data, config.gate.holdout_fraction)
+    window_rows, holdout = time_split(data, config.gate.holdout_fraction)
+    train_rows = [*earlier, *window_rows]
     lap("split")
-    spec = config.spec() if config.features else Spec.infer(r["features"] for r in data)
+    spec = (
+        config.spec() if config.features else Spec.infer(r["features"] for r in [*earlier, *data])
+    )
     lap("spec")
     estimator = build(config.factory, config.params, config.seed)
     regression = config.task == "regression"
@@ -265,11 +286,19 @@ def train(
             "finished_at_ms": None,
             "host": host if host is not None else socket.gethostname(),
             "step_ms": steps,
+            "earlier_rows": len(earlier),
+            "earlier_version": earlier_version if earlier else None,
         },
         "gate": None,
         "artifact": artifact,
+        "training_sample": None,
     }
-    result = run_gate(record, champion, holdout, config.gate, key=key)
+    if sample_rows > 0:
+        kept = reservoir.sample(train_rows, sample_rows, config.seed)
+        room = reservoir.budget(artifact, record["reference_profile"])
+        record["training_sample"] = reservoir.encode(kept, room) if room else None
+    labels = [r["label"] for r in train_rows]
+    result = run_gate(record, champion, holdout, config.gate, key=key, train_labels=labels)
     lap("gate")
     record["gate"] = result.verdict
     if result.candidate is not None:
@@ -287,12 +316,15 @@ def stage_records(
     by: str,
     reason: str,
     now_ms: int,
+    max_challengers: int = MAX_CHALLENGERS,
 ) -> list[dict[str, Any]]:
-    """The records that follow a published candidate into ``stage`` (archiving whoever
-    holds the champion or challenger slot among ``current``), in publish order."""
+    """The records that follow a published candidate into ``stage`` (archiving the
+    champion among ``current``, or the oldest challengers past ``max_challengers``), in
+    publish order. ``current``: the model's champion and every challenger."""
     reg = Registry.from_records([*current, candidate])
     model, version = candidate["model"], candidate["version"]
-    return transition(reg, model, version, stage, by=by, reason=reason, now_ms=now_ms)
+    return transition(reg, model, version, stage, by=by, reason=reason, now_ms=now_ms,
+                      max_challengers=max_challengers)  # fmt: skip
 
 
 def bootstrap(

@@ -106,7 +106,14 @@ class GateConfig:
     """Thresholds of the validation gate (see driftline.core.lifecycle.gate)."""
 
     min_improvement: float = 0.0
-    """The candidate's primary metric must beat the champion's by more than this."""
+    """The lower confidence bound of the candidate's gain over the champion (or, for a
+    first version, the trivial baseline) on the primary metric must exceed this."""
+    improvement_alpha: float | None = 0.05
+    """One-sided significance of that bound (driftline.core.lifecycle.improvement); None:
+    the point estimate, the rule before the bound."""
+    min_holdout_rows: int = 100
+    """Fewer held-out rows fail the gate: a verdict on a few dozen of the newest rows
+    does not hold for the rows to come."""
     segment_tolerance: float = 0.02
     """No segment with enough samples may be worse than the champion by more than this."""
     min_segment_samples: int = 200
@@ -124,6 +131,10 @@ class GateConfig:
             raise ConfigError("segment_tolerance must be >= 0 and min_segment_samples >= 1")
         if self.segment_alpha is not None and not 0 < self.segment_alpha < 1:
             raise ConfigError(f"segment_alpha must be in (0, 1), got {self.segment_alpha}")
+        if self.improvement_alpha is not None and not 0 < self.improvement_alpha < 1:
+            raise ConfigError(f"improvement_alpha must be in (0, 1), got {self.improvement_alpha}")
+        if self.min_holdout_rows < 1:
+            raise ConfigError(f"min_holdout_rows must be >= 1, got {self.min_holdout_rows}")
 
 
 @dataclass(frozen=True)
@@ -284,12 +295,21 @@ def _features(value: Any, found: Found) -> tuple[Mapping[str, Any], ...]:
 
 
 def _gate(table: Mapping[str, Any], found: Found) -> GateConfig:
+    """The gate's table: each value's own range check reported at its key (each key is
+    tried alone, so two bad thresholds are two problems), then the keys together."""
     good = checked_keys(("gate",), table, _GATE_HINTS, found)
+    bad: set[str] = set()
+    for key, value in good.items():
+        try:
+            GateConfig(**{key: value})
+        except ConfigError as exc:
+            found.append((("gate", key), str(exc)))
+            bad.add(key)
     try:
-        return GateConfig(**good)
-    except ConfigError as exc:
-        key = key_in_message(str(exc), good)
-        found.append((("gate", key) if key else ("gate",), str(exc)))
+        return GateConfig(**{k: v for k, v in good.items() if k not in bad})
+    except ConfigError as exc:  # a rule between keys
+        named = key_in_message(str(exc), good)
+        found.append((("gate", named) if named else ("gate",), str(exc)))
         return GateConfig()
 
 

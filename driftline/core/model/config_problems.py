@@ -251,11 +251,23 @@ def type_error(value: Any, tp: Any) -> str | None:
 
 
 def unknown_key(key: str, known: Iterable[str]) -> str:
-    """The reason for an unknown key, with the closest known one when there is one."""
-    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+    """The reason for an unknown key, with the closest known one when there is one (the
+    equally close ones when several are: ``holdout`` is as near ``holdout_fraction`` as
+    ``min_holdout_rows``).
+
+    >>> unknown_key("holdout", ["holdout_fraction", "min_holdout_rows", "min_improvement"])
+    'unknown key (did you mean holdout_fraction or min_holdout_rows?)'
+    """
+    names = sorted(known)
+    close = difflib.get_close_matches(key, names, n=len(names) or 1, cutoff=0.6)
     if close:
-        return f"unknown key (did you mean {close[0]}?)"
-    return f"unknown key (known: {', '.join(sorted(known))})"
+
+        def ratio(name: str) -> float:
+            return difflib.SequenceMatcher(None, key, name).ratio()
+
+        best = sorted(c for c in close if ratio(c) == ratio(close[0]))
+        return f"unknown key (did you mean {' or '.join(best)}?)"
+    return f"unknown key (known: {', '.join(names)})"
 
 
 def key_in_message(message: str, keys: Iterable[str]) -> str | None:

@@ -13,6 +13,14 @@ and trackers for that task, and each version's outcomes are tracked with its own
 reloaded models file is applied by :meth:`ModelMonitor.reconfigure`, keeping the history
 that still applies. Features named in ``[models.NAME.drift] exclude`` are not tested.
 
+A **retired** model (its champion and challengers moved to the stage ``retired``, no
+version left in a slot: ``driftline models retire``) is not monitored: nothing serves
+it, its feature events are dead-lettered as ``model_retired`` and its triggers would be
+refused, so it emits no snapshot, alert or trigger and ignores what still arrives (labels
+of earlier predictions) until a version of it holds a slot again (``models unretire``);
+its rates then start afresh. ``model_retired`` dead letters never count in the skew rate:
+they are an operator's decision, not data the scorer could not take.
+
 >>> from driftline.core.model.config import ModelConfig
 >>> mon = ModelMonitor(ModelConfig("churn", retrain={"cooldown_ms": 0}))
 >>> mon.observe_outcome({"model": "churn", "version": "v1", "event_time_ms": 1,
@@ -79,10 +87,20 @@ class ModelMonitor:
         """Outcome count at which the policy can fire without waiting for a tick."""
         self.expiry = ExpiryRate(config.join_ttl_ms)
         self.skew = SkewRate()
+        self._slots: set[str] = set()
+        """Versions in the champion or a challenger slot."""
+        self._retired: set[str] = set()
+        """Versions in the stage ``retired``."""
 
     @property
     def champion_version(self) -> str | None:
         return None if self.champion is None else str(self.champion["version"])
+
+    @property
+    def retired(self) -> bool:
+        """Whether the model is retired: a version of it is, and none holds a slot (as
+        :meth:`driftline.core.lifecycle.registry.Registry.retired` says)."""
+        return bool(self._retired) and not self._slots
 
     def _for_task(self) -> None:
         """Rules, retrain policy and trackers for ``self.task`` (a fresh start)."""
@@ -129,6 +147,17 @@ class ModelMonitor:
 
     def on_version(self, record: Mapping[str, Any], now_ms: int) -> None:
         """A ModelVersion record of this model (in registry order)."""
+        version, stage = str(record["version"]), record["stage"]
+        was_retired = self.retired
+        self._slots.discard(version)
+        self._retired.discard(version)
+        if stage in ("champion", "challenger"):
+            self._slots.add(version)
+        elif stage == "retired":
+            self._retired.add(version)
+        if was_retired != self.retired:  # retired or back: the rates start afresh
+            self.expiry = ExpiryRate(self.config.join_ttl_ms)
+            self.skew = SkewRate()
         task = str(record.get("task") or self.task)
         self.version_tasks[str(record["version"])] = task
         if len(self.version_tasks) > 100:
@@ -158,6 +187,8 @@ class ModelMonitor:
     ) -> None:
         """A Prediction: feeds feature and prediction drift of the champion, and, with
         ``arrived_ms`` (when the join first held it), the expired-label rate."""
+        if self.retired:
+            return
         if arrived_ms is not None:
             self.expiry.add_prediction(arrived_ms, prediction["version"])
         if self.features is not None and prediction["version"] == self.champion_version:
@@ -172,6 +203,8 @@ class ModelMonitor:
         expired-label rate, in the bucket of its arrival (``settled``: the join step's
         (version, arrival ms)). The scorer's dead letters reach the skew rate with the
         rest of their batch (:meth:`observe_scorer_batch`)."""
+        if self.retired:
+            return
         expired = dead["stage"] == "join" and dead["reason"] == "expired_prediction"
         if settled is not None and expired:
             self.expiry.add_expired(settled[1], settled[0])
@@ -180,7 +213,11 @@ class ModelMonitor:
         self, at_ms: int, scored: Mapping[str, int], refused: Mapping[str, int]
     ) -> None:
         """A committed scorer batch of this model (its clock ``at_ms``): events scored
-        per version and dead-lettered per reason, for the skew rate."""
+        per version and dead-lettered per reason, for the skew rate (``model_retired``
+        left out: see the module docstring)."""
+        if self.retired:
+            return
+        refused = {why: n for why, n in refused.items() if why != "model_retired"}
         self.skew.add_batch(at_ms, scored, refused)
 
     def join_seen(self, now_ms: int) -> None:
@@ -192,6 +229,8 @@ class ModelMonitor:
     ) -> list[Emit]:
         """An Outcome: rolling metrics of its version, concept drift of the champion; with
         ``settled`` (the join step's (version, arrival ms)), the expired-label rate."""
+        if self.retired:
+            return []
         version = outcome["version"]
         if settled is not None:
             self.expiry.add_joined(settled[1], settled[0])
@@ -225,7 +264,10 @@ class ModelMonitor:
     # -- outputs ----------------------------------------------------------------------
 
     def tick(self, now_ms: int) -> list[Emit]:
-        """Snapshots, feature drift, rate alerts and the clock-driven retrain reasons."""
+        """Snapshots, feature drift, rate alerts and the clock-driven retrain reasons
+        (nothing for a retired model)."""
+        if self.retired:
+            return []
         out: list[Emit] = []
         self.policy.observe_outcomes(self.pending_outcomes, now_ms)
         self.pending_outcomes = 0
@@ -255,7 +297,10 @@ class ModelMonitor:
         return out
 
     def request(self, now_ms: int, requested_by: str) -> list[Emit]:
-        """A retrain asked for by a person (``driftline retrain``)."""
+        """A retrain asked for by a person (``driftline retrain``); none for a retired
+        model."""
+        if self.retired:
+            return []
         out = self._trigger(self.policy.request(now_ms, requested_by))
         self.due = self.policy.due_outcomes(now_ms)
         return out

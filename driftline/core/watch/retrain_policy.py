@@ -10,10 +10,14 @@ Reasons combine: ``manual`` (``request``), ``schedule`` (every ``schedule_ms``),
 * ``cooldown_ms`` has passed since the last trigger (``manual`` skips the cooldown; so does
   ``post_change_data`` alone, which neither waits for it nor starts it: its triggers are
   spaced by the data they wait for, and must not delay the answer to the next drift), and
-* when a drift event estimated a change point, at least ``min_rows`` outcomes came after
-  it (or ``drift_max_wait_ms`` passed): the trainer then gets the post-change data only
-  (``window_start_ms`` at the change, ``last_n`` the post-change rows up to ``max_rows``);
-  otherwise it gets the last ``last_n`` outcomes.
+* there are at least ``min_rows`` rows to train on, whatever the reason: when a drift
+  event estimated a change point, ``min_rows`` outcomes came after it (or
+  ``drift_max_wait_ms`` passed); the trainer then gets the post-change data only
+  (``window_start_ms`` at the change, ``last_n`` the post-change rows up to ``max_rows``).
+  Otherwise it gets the last ``last_n`` outcomes, and at least ``min_rows`` outcomes must
+  have been counted. ``manual`` honours it too unless ``request(force=True)``, which
+  also skips the change-point wait and the trigger in flight, and marks the trigger
+  ``evidence["force"]`` (the trainer then trains on however few rows there are).
 
 After a trigger that trained on post-change rows, ``post_change_data`` fires each time the
 rows after that change point have grown ``growth`` times (2,000, 4,000, 8,000, ...) until
@@ -34,6 +38,9 @@ so replaying the same inputs on restored state (after a crash) yields the same k
 
 >>> policy = RetrainPolicy("churn", cooldown_ms=0, min_rows=100)
 >>> policy.on_version("v1", "champion", created_at_ms=0, now_ms=0)
+>>> policy.request(now_ms=1) is None  # no outcome yet: the manual request waits
+True
+>>> policy.state["inflight"] = None; policy.state["pending"] = {}  # (forget it)
 >>> policy.observe_outcomes(1_000, now_ms=1)
 >>> event = DriftEvent("concept_drift", "churn", "v1", "adwin", 5, n=1_000, since_change=40,
 ...                    change_time_ms=900)
@@ -58,7 +65,10 @@ from typing import Any
 from driftline.core.watch.alerts import AlertRules, degradations
 from driftline.core.watch.concept_drift import DriftEvent
 
-__all__ = ["REASONS", "AlertRules", "RetrainPolicy"]
+__all__ = ["MIN_ROWS", "REASONS", "AlertRules", "RetrainPolicy"]
+
+MIN_ROWS = 2_000
+"""Default ``min_rows``: no trigger before this many rows to train on."""
 
 REASONS = (
     "manual",
@@ -111,9 +121,11 @@ class RetrainPolicy:
     cooldown_ms, inflight_timeout_ms
         Least time between two triggers; how long a trigger stays in flight at most.
     min_rows, last_n, max_rows, drift_max_wait_ms
-        Training window: post-change rows needed, window without a change point, cap on
-        post-change rows, longest wait for ``min_rows`` (None: no limit; each new change
-        point restarts the count of post-change rows, not this clock).
+        Training window: rows needed before any reason fires (post-change rows after a
+        change point, else outcomes counted), window without a change point, cap on
+        post-change rows, longest wait for ``min_rows`` post-change rows before falling
+        back to the last ``last_n`` (None: no limit; each new change point restarts the
+        count of post-change rows, not this clock).
     growth
         After a trigger on post-change rows, retrain when they have grown this many times
         (until the window reaches ``max_rows``, else ``last_n``); None turns it off.
@@ -137,7 +149,7 @@ class RetrainPolicy:
         watch: list[str] | None = None,
         cooldown_ms: int = 3_600_000,
         inflight_timeout_ms: int = 6 * 3_600_000,
-        min_rows: int = 2_000,
+        min_rows: int = MIN_ROWS,
         last_n: int = 20_000,
         max_rows: int | None = None,
         drift_max_wait_ms: int | None = 6 * 3_600_000,
@@ -207,13 +219,15 @@ class RetrainPolicy:
     def request(
         self, now_ms: int, requested_by: str = "user", *, force: bool = False
     ) -> dict[str, Any] | None:
-        """On-demand retrain: skips the cooldown and the change-point wait; waits for an
-        in-flight trigger unless ``force``. Returns the trigger, or None if queued."""
+        """On-demand retrain: skips the cooldown and the change-point wait; waits for
+        ``min_rows`` outcomes and an in-flight trigger unless ``force``. Returns the
+        trigger, or None if queued."""
         if force:
             self.state["inflight"] = None
         self.state["pending"]["manual"] = {
             "since_ms": now_ms,
             "evidence": {"requested_by": requested_by},
+            "force": force,
         }
         return self.tick(now_ms)
 
@@ -355,6 +369,8 @@ class RetrainPolicy:
         changes = [p["change_at"] for p in st["pending"].values() if "change_at" in p]
         if changes:
             dues.append(max(changes) + cfg["min_rows"])
+        elif st["pending"] and st["outcomes"] < cfg["min_rows"]:
+            dues.append(cfg["min_rows"])
         if cfg["every_n_outcomes"]:
             dues.append(st["outcomes_at_trigger"] + cfg["every_n_outcomes"])
         last = st["last_trigger_ms"]
@@ -389,6 +405,7 @@ class RetrainPolicy:
         if not pending or st["inflight"] is not None:
             return None
         manual = "manual" in pending
+        forced = manual and bool(pending["manual"].get("force"))
         last = st["last_trigger_ms"]
         cools = not manual and set(pending) != {"post_change_data"}
         if cools and last is not None and now_ms - last < cfg["cooldown_ms"]:
@@ -410,9 +427,13 @@ class RetrainPolicy:
                 "first": "post_change_data" not in pending,
             }
         else:
+            if st["outcomes"] < cfg["min_rows"] and not forced:
+                return None  # every reason waits for min_rows rows to train on
             start, last_n, growth = None, cfg["last_n"], None
         reasons = [r for r in REASONS if r in pending]
         evidence: dict[str, Any] = {"outcomes": st["outcomes"]}
+        if forced:
+            evidence["force"] = True
         for r in reasons:
             entry = pending[r]
             evidence.update({f"{r}.{k}": v for k, v in entry["evidence"].items()})

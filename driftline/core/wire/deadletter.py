@@ -23,6 +23,7 @@ then starts by saying what was cut, with the full sizes and the sha256 of ``raw`
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,6 +130,38 @@ def _fit(
             notes.append(f"raw cut to the first {room} of {len(raw)} bytes (sha256 {digest})")
             raw = raw[:room]
     return raw, key, headers, "; ".join(notes)
+
+
+_CUT = re.compile(
+    r"key cut to the first \d+ of \d+ bytes|source headers left out \(\d+ bytes\)"
+    r"|raw cut to the first \d+ of \d+ bytes \(sha256 [0-9a-f]{64}\)"
+)
+
+
+def replay_refusal(record: dict[str, Any]) -> str | None:
+    """Why the dead letter ``record`` cannot be replayed exactly (its source key,
+    headers or raw bytes were cut to fit it), or None when it can: its ``raw`` bytes,
+    ``source_key`` and ``headers`` are then the refused record's, unchanged.
+
+    >>> rec, _ = dead_letter(Origin("t", 0, 7, b"k", None, []), stage="join",
+    ...     reason="orphan_label", detail="no prediction", raw=b"x", model=None, now_ms=0)
+    >>> replay_refusal(rec) is None
+    True
+    >>> rec, _ = dead_letter(Origin("t", 0, 7, b"k" * 5_000, None, []), stage="decode",
+    ...     reason="undecodable", detail="raw cut: said by the bytes", raw=b"x", model=None,
+    ...     now_ms=0)
+    >>> replay_refusal(rec)
+    'key cut to the first 4096 of 5000 bytes'
+    """
+    if not record.get("source_topic"):
+        return "no source topic"
+    detail = str(record.get("detail", ""))
+    if ": " in detail:  # what _fit cut is said first, before ": "
+        notes = detail.split(": ", 1)[0].split("; ")
+        cut = [n for n in notes if _CUT.fullmatch(n)]
+        if cut:
+            return "; ".join(cut)
+    return None
 
 
 def _utf8_prefix(text: str, limit: int) -> bytes:

@@ -1,5 +1,5 @@
-"""The docstring examples of the client package and the header module run as tests
-(pytest's --doctest-modules only walks driftline/core)."""
+"""The docstring examples of the client package, the header module and the trainer's
+outcome run as tests (pytest's --doctest-modules only walks driftline/core)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import driftline.client
 
 MODULES = sorted(
-    ["driftline.core.wire.headers", "driftline.cli_schemas"]
+    ["driftline.core.wire.headers", "driftline.cli_schemas", "driftline.consumers.trainer"]
     + [f"driftline.client.{m.name}" for m in pkgutil.iter_modules(driftline.client.__path__)]
     + ["driftline.client"]
 )

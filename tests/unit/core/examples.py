@@ -58,6 +58,7 @@ def prediction(**overrides: Any) -> dict[str, Any]:
         "segment": dict(SEGMENT),
         "latency_us": 412,
         "served_by": "driftline",
+        "challengers": None,
         **overrides,
     }
 
@@ -86,6 +87,9 @@ def outcome(**overrides: Any) -> dict[str, Any]:
         "label": False,
         "features": dict(FEATURES),
         "segment": dict(SEGMENT),
+        "challengers": [
+            {"version": "v4", "prediction": False, "scores": {"True": 0.4, "False": 0.6}}
+        ],
         **overrides,
     }
 
@@ -151,6 +155,7 @@ def model_version(**overrides: Any) -> dict[str, Any]:
         "model": "churn",
         "version": "v4",
         "stage": "challenger",
+        "previous_stage": "candidate",
         "stage_changed_at_ms": T0 + 7_200_000,
         "stage_changed_by": "policy",
         "stage_reason": "passed the validation gate",
@@ -196,6 +201,8 @@ def model_version(**overrides: Any) -> dict[str, Any]:
             "finished_at_ms": T0 + 7_000_000,
             "host": "trainer-0",
             "step_ms": {"read": 4_200.0, "train": 5_100.5, "gate": 610.25},
+            "earlier_rows": 1_000,
+            "earlier_version": "v3",
         },
         "gate": {
             "passed": True,
@@ -212,6 +219,7 @@ def model_version(**overrides: Any) -> dict[str, Any]:
             "inline": b"\x80\x04\x95" + bytes(range(16)),
             "uri": None,
         },
+        "training_sample": b"x\x9c\x03\x00\x00\x00\x00\x01",
         **overrides,
     }
 

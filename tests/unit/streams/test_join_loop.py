@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from driftline.core.wire.codec import default_codec
 from driftline.core.errors import KafkaError
 from driftline.core.join.rules import JoinEntry, JoinState, build_outcome
 from driftline.core.join.joiner import DEAD_LETTER, LABEL, OUTCOME, PREDICTION, Joiner, Step
+from driftline.core.join import origins
+from driftline.core.join.keys import entry_key, split_key
 from driftline.core.join.leanentry import LeanPredictions, is_names_key
 from driftline.core.model.config import ModelsConfig
 from driftline.settings import Settings
@@ -43,6 +46,8 @@ CODEC = default_codec()
 TTL = 50  # ms of the fixed clock
 NOW = 1_800_000_000_000
 KEY = b"evt-0001"
+EKEY = entry_key("churn", KEY)
+"""The store key of churn's entry for KEY."""
 PART = 2  # the partition the messages of KEY arrive on (of 3)
 CHANGELOG = "t-worker-join-changelog"
 P = CODEC.encode(PREDICTION, prediction())
@@ -74,6 +79,7 @@ class Msg:
     _offset: int
     _key: bytes | None
     _value: bytes | None
+    _headers: list[tuple[str, bytes]] | None = None
 
     def topic(self) -> str:
         return self._topic
@@ -93,8 +99,8 @@ class Msg:
     def timestamp(self) -> tuple[int, int]:
         return (1, NOW)
 
-    def headers(self) -> None:
-        return None
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        return self._headers
 
     def error(self) -> None:
         return None
@@ -196,7 +202,7 @@ class Rig:
         self.now = NOW
         self.steps: list[Step] = []
         joiner = Joiner(CODEC, {"churn": "classification"}.get, lambda model: TTL,
-                        "t.predictions")  # fmt: skip
+                        "t.predictions", "t.labels")  # fmt: skip
         self.loop = JoinLoop(SETTINGS, joiner, store, group_id="t-worker-join",
                              on_committed=self.observe, consumer=self.consumer,
                              producer=self.producer)  # fmt: skip
@@ -207,12 +213,13 @@ class Rig:
         assert now == self.now
         self.steps.extend(steps)
 
-    def put(self, *values: bytes, key: bytes = KEY, part: int = PART, sweep: bool = False) -> bool:
+    def put(self, *values: bytes, key: bytes = KEY, part: int = PART, sweep: bool = False,
+            headers: list[tuple[str, bytes]] | None = None) -> bool:  # fmt: skip
         """One batch of ``values`` (predictions or labels by their record)."""
         msgs = []
         for value in values:
             topic = "t.labels" if is_label(value) else "t.predictions"
-            msgs.append(Msg(topic, part, self.offsets[topic], key, value))
+            msgs.append(Msg(topic, part, self.offsets[topic], key, value, headers))
             self.offsets[topic] += 1
         return self.loop.process(msgs, self.now, sweep)
 
@@ -222,8 +229,8 @@ class Rig:
     def on(self, topic: str) -> list[Sent]:
         return [r for r in self.producer.committed if r.topic == topic]
 
-    def entry(self, part: int = PART, key: bytes = KEY) -> JoinEntry | None:
-        raw = self.loop.store.get(part, key)
+    def entry(self, part: int = PART, key: bytes = KEY, model: str = "churn") -> JoinEntry | None:
+        raw = self.loop.store.get(part, entry_key(model, key))
         return None if raw is None else JoinEntry.from_bytes(raw)
 
 
@@ -246,16 +253,18 @@ def test_a_prediction_and_its_label_give_one_outcome(rig: Rig, first: str) -> No
     assert rig.put(one)
     held = JoinState.WAITING_FOR_LABEL if one is P else JoinState.WAITING_FOR_PREDICTION
     time_ms = prediction()["event_time_ms"] if one is P else label()["label_time_ms"]
+    origin = origins.pack(0, NOW, [], time_ms)  # where it was read: offset 0, its timestamp
     logged = []
     if one is P:  # held lean, after the names record of its feature names
         packed = LeanPredictions(CODEC).pack(P)
         assert packed is not None
-        expected = JoinEntry(held, NOW + TTL, time_ms, TTL, packed.payload, lean=True)
+        expected = JoinEntry(held, NOW + TTL, time_ms, TTL, packed.payload, lean=True,
+                             origin=origin)  # fmt: skip
         logged.append(Sent(CHANGELOG, packed.key, packed.names, PART, []))
     else:
-        expected = JoinEntry(held, NOW + TTL, time_ms, TTL, one)
+        expected = JoinEntry(held, NOW + TTL, time_ms, TTL, one, origin=origin)
     assert rig.entry() == expected
-    logged.append(Sent(CHANGELOG, KEY, expected.to_bytes(), PART, []))
+    logged.append(Sent(CHANGELOG, EKEY, expected.to_bytes(), PART, []))
     assert rig.on(CHANGELOG) == logged
     assert rig.on("t.outcomes") == []
     assert rig.steps[0].prediction == (prediction() if one is P else None)
@@ -285,6 +294,27 @@ def test_a_prediction_and_its_label_give_one_outcome(rig: Rig, first: str) -> No
     assert rig.loop.store.next_offset(PART) == (len(logged) + 1 if persists else 0)
 
 
+@pytest.mark.parametrize("first", ["prediction", "label"])
+def test_the_outcome_carries_the_challengers_predictions(rig: Rig, first: str) -> None:
+    """The champion's Prediction carries its challengers' predictions; the Outcome on the
+    topic and the dict the monitor gets carry them too (held lean or not)."""
+    others = [
+        {"version": "v4", "prediction": False, "scores": {"True": 0.3, "False": 0.7}},
+        {"version": "v5", "prediction": True, "scores": {"True": 0.6, "False": 0.4}},
+    ]
+    p = CODEC.encode(PREDICTION, prediction(challengers=others))
+    assert rig.put(*((p, L) if first == "prediction" else (L, p)))
+    (outcome,) = rig.on("t.outcomes")
+    assert decoded(outcome, OUTCOME)["challengers"] == others
+    (record,) = [o.record for s in rig.steps for o in s.outputs if o.topic == "outcomes"]
+    assert record is not None and record["challengers"] == others
+    assert rig.put(CODEC.encode(PREDICTION, prediction(event_id="e2")), key=b"e2")
+    assert rig.put(CODEC.encode(LABEL, label(event_id="e2")), key=b"e2")
+    plain = [o for s in rig.steps for o in s.outputs if o.topic == "outcomes"][-1]
+    assert plain.record is not None and plain.record["challengers"] == []
+    assert CODEC.decode(plain.value).value["challengers"] == []
+
+
 def test_one_batch_holds_both_sides_of_a_key(rig: Rig) -> None:
     assert rig.put(P, L)
     assert len(rig.on("t.outcomes")) == 1
@@ -297,7 +327,7 @@ def test_a_duplicate_label_is_dead_lettered_and_no_second_outcome(rig: Rig) -> N
     tomb = rig.entry()
     rig.put(again)
     assert rig.entry() == tomb  # kept as is: no write, no changelog record
-    assert [r.key for r in rig.on(CHANGELOG) if r.key and not is_names_key(r.key)] == [KEY, KEY]
+    assert [r.key for r in rig.on(CHANGELOG) if r.key and not is_names_key(r.key)] == [EKEY, EKEY]
     assert len(rig.on("t.outcomes")) == 1
     (dead,) = rig.on("t.deadletter")
     record = decoded(dead, DEAD_LETTER)
@@ -459,7 +489,7 @@ def test_the_helper_raises_what_its_call_raised_and_gives_up_on_a_hung_one() -> 
 
 def test_an_aborted_sweep_leaves_the_entry_due(rig: Rig) -> None:
     rig.put(P)
-    rig.loop.index.add((PART, KEY), NOW + TTL)
+    rig.loop.index.add((PART, EKEY), NOW + TTL)
     rig.now = swept(NOW + TTL)
     rig.producer.fail_commit = 1
     assert rig.sweep() is False
@@ -486,7 +516,7 @@ def test_the_sweep_expires_a_prediction_then_forgets_its_tombstone(rig: Rig) -> 
     tomb = rig.entry()
     assert tomb is not None and tomb.state is JoinState.EXPIRED_PREDICTION
     assert tomb.deadline_ms == expired_at + TTL
-    assert rig.on(CHANGELOG)[-1] == Sent(CHANGELOG, KEY, tomb.to_bytes(), PART, [])
+    assert rig.on(CHANGELOG)[-1] == Sent(CHANGELOG, EKEY, tomb.to_bytes(), PART, [])
     (dead,) = rig.on("t.deadletter")
     record = decoded(dead, DEAD_LETTER)
     assert (record["reason"], record["raw"], record["model"]) == ("expired_prediction", P, "churn")
@@ -497,11 +527,70 @@ def test_the_sweep_expires_a_prediction_then_forgets_its_tombstone(rig: Rig) -> 
     rig.now = swept(tomb.deadline_ms)
     rig.sweep()
     assert rig.entry() is None
-    assert rig.on(CHANGELOG)[-1] == Sent(CHANGELOG, KEY, None, PART, [])
+    assert rig.on(CHANGELOG)[-1] == Sent(CHANGELOG, EKEY, None, PART, [])
     assert rig.on("t.outcomes") == []
     rig.put(L)  # a label after the tombstone is gone is held again (an orphan, in time)
     held = rig.entry()
     assert held is not None and held.state is JoinState.WAITING_FOR_PREDICTION
+
+
+@pytest.mark.parametrize(("held", "reason", "topic"), [
+    (P, "expired_prediction", "t.predictions"), (L, "orphan_label", "t.labels"),
+])  # fmt: skip
+def test_a_swept_dead_letter_names_the_record_it_carries(
+    rig: Rig, held: bytes, reason: str, topic: str
+) -> None:
+    """The sweep gives up a held prediction or label long after it was read: its dead
+    letter still names the topic, partition, offset, timestamp and headers it came with
+    (issue 25: an orphan label named the predictions topic and offset -1)."""
+    hdrs = [("driftline-trace-id", b"4bf92f3577b34da6a3ce929d0e0e4736"), ("app", b"shop")]
+    rig.offsets = {"t.predictions": 41, "t.labels": 97}
+    rig.put(held, headers=hdrs)
+    rig.now = swept(NOW + TTL)
+    assert rig.sweep()
+    (dead,) = rig.on("t.deadletter")
+    d = decoded(dead, DEAD_LETTER)
+    offset = 41 if topic == "t.predictions" else 97
+    assert (d["reason"], d["raw"], d["model"]) == (reason, held, "churn")
+    assert (d["source_topic"], d["source_partition"], d["source_offset"]) == (topic, PART, offset)
+    assert (d["source_key"], d["source_timestamp_ms"]) == (KEY, NOW)
+    assert d["headers"] == [{"key": k, "value": v} for k, v in hdrs]
+    connect = dict(dead.headers)
+    assert connect[h.DLQ_TOPIC] == topic.encode() and connect[h.DLQ_OFFSET] == str(offset).encode()
+
+
+def test_entries_of_the_previous_release_are_migrated_inside_the_transaction(rig: Rig) -> None:
+    """A store restored from the previous release's changelog (keyed by event_id): the
+    loop sees it at assignment, and the batch that joins an old held prediction writes
+    the new key and deletes the old one in its own transaction."""
+    fixture = json.loads((Path(__file__).parents[2] / "fixtures" / "join" /
+                          "previous-release-changelog.json").read_text())  # fmt: skip
+    rig.loop.joiner.ttl_of = lambda model: fixture["ttl_ms"]
+    changes = {bytes.fromhex(r["key"]): None if r["value"] is None else bytes.fromhex(r["value"])
+               for r in fixture["changelog"]}  # fmt: skip
+    rig.loop.store.write(PART, changes, len(fixture["changelog"]))
+    rig.loop.rebuild({0, 1, 2})
+    assert rig.loop.legacy == {PART: 7}  # seven event_ids: held, joined, given up
+    rig.now = fixture["t0"] + 100
+    lab = CODEC.encode(LABEL, label(event_id="e-held-lean"))
+    assert rig.put(lab, key=b"e-held-lean")
+    (outcome,) = rig.on("t.outcomes")
+    assert decoded(outcome, OUTCOME)["event_id"] == "e-held-lean"
+    new = entry_key("churn", b"e-held-lean")
+    assert [(r.key, r.value is None) for r in rig.on(CHANGELOG)] == [
+        (b"e-held-lean", True), (new, False),
+    ]  # fmt: skip
+    assert rig.loop.store.get(PART, b"e-held-lean") is None
+    assert rig.entry(key=b"e-held-lean") is not None
+    assert rig.entry(key=b"e-held-lean").state is JoinState.JOINED  # type: ignore[union-attr]
+    assert rig.loop.legacy == {PART: 6}
+    rig.now = fixture["t0"] + 3 * fixture["ttl_ms"]  # every old entry is due
+    assert rig.sweep()
+    assert rig.loop.legacy == {}  # no second lookup from now on
+    left = [k for k, _ in rig.loop.store.items(PART) if not is_names_key(k)]
+    assert left and all(split_key(k)[0] is not None for k in left)
+    rig.loop.rebuild({0, 1, 2})
+    assert rig.loop.legacy == {}
 
 
 def test_a_sweep_commits_the_positions_so_a_paused_zombie_cannot_commit_it(rig: Rig) -> None:
@@ -556,14 +645,14 @@ def test_rocksdb_state_and_its_changelog_offset_survive_a_reopen(tmp_path: Path)
     Rig(store).put(P)
     store.close()
     again = RocksStore(tmp_path / "join")
-    raw = again.get(PART, KEY)
+    raw = again.get(PART, EKEY)
     assert raw is not None and JoinEntry.from_bytes(raw).state is JoinState.WAITING_FOR_LABEL
     # the entry and the names record of its (lean) prediction's features
     names = LeanPredictions.names_key(JoinEntry.from_bytes(raw).payload)
     assert again.next_offset(PART) == 2 and again.count([PART]) == 2
-    assert [k for k, _ in again.items(PART)] == [KEY, names]
+    assert [k for k, _ in again.items(PART)] == [EKEY, names]
     again.reset(PART)
-    assert again.get(PART, KEY) is None and again.next_offset(PART) == 0
+    assert again.get(PART, EKEY) is None and again.next_offset(PART) == 0
     again.close()
 
 
@@ -603,9 +692,10 @@ def test_restore_waits_for_a_new_changelog_to_get_its_leader(
 ) -> None:
     monkeypatch.setattr(join_module.time, "sleep", lambda s: None)
     tp = TopicPartition(CHANGELOG, PART)
-    c = _Watermarks(CKafkaError.NOT_LEADER_FOR_PARTITION, CKafkaError.LEADER_NOT_AVAILABLE)
+    c = _Watermarks(CKafkaError.NOT_LEADER_FOR_PARTITION, CKafkaError.LEADER_NOT_AVAILABLE,
+                    CKafkaError._UNKNOWN_PARTITION)  # fmt: skip
     assert join_module.watermarks(c, tp, time.monotonic() + 60) == (3, 9)  # type: ignore[arg-type]
-    assert c.calls == 3
+    assert c.calls == 4
     with pytest.raises(KafkaError, match="watermarks"):  # not a leader question: no retry
         join_module.watermarks(_Watermarks(CKafkaError.TOPIC_AUTHORIZATION_FAILED), tp, 1e12)  # type: ignore[arg-type]
     with pytest.raises(KafkaError, match="watermarks"):  # the deadline has passed

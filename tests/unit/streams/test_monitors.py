@@ -27,30 +27,43 @@ TTL = 5_000
 
 
 def joined_steps() -> tuple[list[Step], list[Step], list[Step]]:
-    """Steps of the real joiner: two predictions held at T0 (a third refused: its held
-    label is another model's), one joined at T0 + 1 s, the other expired at T0 + 6 s."""
+    """Steps of the real joiner, whose entries are keyed by model and event_id: model
+    ``other`` holds a label for ``c``; churn's predictions of ``a``, ``b`` and ``c`` are
+    held at T0 (``other``'s label is not theirs), and other's prediction of ``c`` joins its
+    own label at once; churn's ``a`` joins at T0 + 1 s, ``b`` expires at T0 + 6 s."""
     joiner = Joiner(CODEC, {"churn": "classification", "other": "classification"}.get,
-                    lambda m: TTL, "t.predictions")  # fmt: skip
+                    lambda m: TTL, "t.predictions", "t.labels")  # fmt: skip
     store: dict[bytes, bytes] = {}
+
+    def apply(s: Step) -> Step:
+        for k, v in s.extra:
+            if v is None:
+                store.pop(k, None)
+            else:
+                store[k] = v
+        if not s.keep and s.key is not None:
+            if s.entry is None:
+                store.pop(s.key, None)
+            else:
+                store[s.key] = s.entry
+        return s
 
     def step(topic: str, value: dict[str, Any], now: int) -> Step:
         key = value["event_id"].encode()
         name = PREDICTION if topic == "predictions" else LABEL
         origin = Origin(f"t.{topic}", 0, 0, key, None, [])
-        s = joiner.on_message(origin, CODEC.encode(name, value), store.get(key), now, store.get)
-        for k, v in s.extra:
-            store[k] = v
-        if not s.keep and s.entry is not None:
-            store[key] = s.entry
-        return s
+        return apply(joiner.on_message(origin, CODEC.encode(name, value), now, store.get))
 
     step("labels", label(event_id="c", model="other"), T0 - 10)
     first = [step("predictions", prediction(event_id=e, version="v1"), T0) for e in "abc"]
+    first.append(step("predictions", prediction(event_id="c", model="other", version="v7"), T0))
     second = [step("labels", label(event_id="a"), T0 + 1_000)]
-    origin = Origin("t.predictions", 0, -1, b"b", None, [])
-    third = [joiner.on_expire(origin, store[b"b"], T0 + 6_000, store.get)]
-    assert [s.kinds for s in first] == [[], [], ["model_mismatch"]]
+    (b_key,) = [k for k in store if k.endswith(b"b")]
+    third = [apply(joiner.on_expire(0, b_key, store[b_key], T0 + 6_000, store.get))]
+    assert [s.kinds for s in first] == [[], [], [], ["joined"]]
+    assert [s.settled for s in first] == [None, None, None, ("v7", T0)]  # arrived joined
     assert second[0].settled == ("v1", T0) == third[0].settled
+    assert third[0].outputs[0].record["model"] == "churn"  # type: ignore[index]
     return first, second, third
 
 
@@ -68,7 +81,9 @@ def test_a_join_batch_feeds_the_expiry_rate_at_arrival() -> None:
     asyncio.run(observe(first, T0))
     mon = monitors.by_model["churn"]
     ((_, bucket),) = mon.expiry.pending.items()
-    assert bucket.units == Counter({"v1": 2})  # the refused prediction is not held
+    assert bucket.units == Counter({"v1": 3})  # another model's label does not join them
+    ((_, other),) = monitors.by_model["other"].expiry.pending.items()
+    assert (other.units, other.joined) == (Counter({"v7": 1}), 1)  # its own label did
     asyncio.run(observe(second, T0 + 1_000))
     asyncio.run(observe(third, T0 + 6_000))
     assert (bucket.joined, bucket.hits) == (1, Counter({"v1": 1}))

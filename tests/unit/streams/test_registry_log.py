@@ -1,5 +1,6 @@
 """The registry follower's log: one INFO line per model once caught up, then one per
-champion switch, with the registry offset of the record that made it."""
+champion switch, one per change of the challengers and one per challenger in or out of
+shadow, with the registry offset of the record that made it; retirement said in words."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from driftline.core.lifecycle.training import bootstrap
+from driftline.core.lifecycle.registry import Registry, retire, transition, unretire
+from driftline.core.lifecycle.training import bootstrap, train
 from driftline.core.model.config import ModelConfig
 from driftline.core.wire.codec import default_codec
 from driftline.settings import Settings
@@ -26,7 +28,7 @@ def records(seed: int, current: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ``current``'s champion)."""
     rng = random.Random(seed)
     rows = []
-    for i in range(200):
+    for i in range(500):  # 100 held out: the gate's min_holdout_rows
         x = rng.random() * 10
         rows.append({"event_time_ms": T0 + i, "features": {"x": x}, "label": x > 5})
     config = ModelConfig("churn", factory="logistic_regression", seed=seed)
@@ -61,4 +63,71 @@ def test_switches_are_logged_once_caught_up(caplog: pytest.LogCaptureFixture) ->
     assert lines == [
         f"registry: serving churn champion {v1} (registry offset 1)",
         f"registry: churn champion {v1} -> {v2} (registry offset {champion_of_second})",
+    ]
+
+
+def test_challengers_and_retirement_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """Several challengers: one line per challenger that starts or stops scoring in
+    shadow; a retired model: its champion and challengers leave, and one line says why
+    its events are dead-lettered; unretired, it is served again."""
+    follower = RegistryFollower(SETTINGS, CODEC)
+    offset = 0
+
+    def feed(out: list[dict[str, Any]]) -> None:
+        nonlocal offset
+        for r in out:
+            reg.apply(r)
+            follower._apply(f"churn/{r['version']}".encode(), CODEC.encode("ModelVersion", r),
+                            offset)  # fmt: skip
+            offset += 1
+        follower._reload()
+
+    try:
+        reg = Registry()
+        first = records(1, [])
+        feed(first)
+        v1 = first[-1]["version"]
+        follower.ready.set()
+        config = ModelConfig("churn", factory="logistic_regression", seed=3)
+        rows = [{"event_time_ms": T0 + i, "features": {"x": i % 10}, "label": i % 10 > 4}
+                for i in range(500)]  # fmt: skip
+        with caplog.at_level(logging.INFO, logger="driftline.streams.registry"):
+            shadow = []
+            for i in (1, 2):
+                run = train(rows, config, key=KEY, now_ms=T0 + 100 + i, host="h", code="0",
+                            existing_versions=[v1, *shadow])  # fmt: skip
+                shadow.append(run.record["version"])
+                feed([run.record])
+                feed(transition(reg, "churn", shadow[-1], "challenger", by="t", reason="r",
+                                now_ms=T0 + 200 + i))  # fmt: skip
+            follower.announce()
+            at = offset
+            feed(retire(reg, "churn", by="t", reason="r", now_ms=T0 + 300))  # c1, c2, champion
+            assert follower.retired("churn") and follower.lineup("churn") == (None, ())
+            assert follower.retired_champion("churn")["version"] == v1
+            follower.announce()
+            feed(unretire(reg, "churn", by="t", reason="r", now_ms=T0 + 400))
+            assert not follower.retired("churn") and follower.lineup("churn")[0].version == v1
+    finally:
+        follower.consumer.close()
+    c1, c2 = shadow
+    lines = [r.getMessage() for r in caplog.records if r.name == "driftline.streams.registry"]
+    assert lines == [
+        f"registry: churn challenger none -> {c1} (registry offset 3)",
+        f"registry: churn challenger {c1} added; 1 in shadow (registry offset 3)",
+        f"registry: churn challengers {c1} -> {c1}, {c2} (registry offset 5)",
+        f"registry: churn challenger {c2} added; 2 in shadow (registry offset 5)",
+        f"registry: serving churn champion {v1}, challengers {c1}, {c2} (registry offset 1)",
+        f"registry: churn champion {v1} -> none (registry offset {at + 2})",
+        f"registry: churn challengers {c1}, {c2} -> none (registry offset {at + 1})",
+        f"registry: churn challenger {c1} dropped, now retired; 0 in shadow"
+        f" (registry offset {at})",
+        f"registry: churn challenger {c2} dropped, now retired; 0 in shadow"
+        f" (registry offset {at + 1})",
+        "registry: churn retired: not served, its events are dead-lettered (model_retired)",
+        "registry: churn is retired: not served (driftline models unretire churn)",
+        f"registry: churn champion none -> {v1} (registry offset {at + 5})",
+        f"registry: churn challengers none -> {c1}, {c2} (registry offset {at + 4})",
+        f"registry: churn challenger {c1} added; 2 in shadow (registry offset {at + 3})",
+        f"registry: churn challenger {c2} added; 2 in shadow (registry offset {at + 4})",
     ]

@@ -113,6 +113,12 @@ def test_page_shows_models_versions_metrics_drift_alerts_and_triggers() -> None:
     assert page.index("x1") < page.index("plan</td>")  # the most drifted feature first
 
 
+def test_page_names_every_challenger() -> None:
+    doc = status()
+    doc["models"][0]["challengers"] = ["v3-def", "v4-ghi"]
+    assert "challengers <b>v3-def</b>, <b>v4-ghi</b>" in render(doc)
+
+
 def test_page_is_self_contained_and_well_formed() -> None:
     page = render(status())
     assert "<script" not in page

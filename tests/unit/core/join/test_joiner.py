@@ -11,6 +11,7 @@ import pytest
 
 from driftline.core.join import joiner as joiner_module
 from driftline.core.join.joiner import DEAD_LETTER, LABEL, OUTCOME, PREDICTION, Joiner, Step
+from driftline.core.join.keys import split_key
 from driftline.core.join.leanentry import LeanPredictions, is_names_key
 from driftline.core.join.rules import JoinEntry, JoinState
 from driftline.core.wire import headers as h
@@ -31,8 +32,12 @@ PREDICTIONS, LABELS = "t.predictions", "t.labels"
 KEY = b"evt-0001"
 RULE_KINDS = {
     "duplicate_label", "duplicate_prediction", "late_label", "late_prediction",
-    "expired_prediction", "orphan_label", "model_mismatch",
+    "expired_prediction", "orphan_label",
 }  # fmt: skip
+LABEL_REFUSED = {"label_type_mismatch", "non_finite"}
+"""Labels of a known model refused by its champion's task or class types."""
+HEADERS = [("driftline-trace-id", b"0af7651916cd43dd8448eb211c80319c"), ("k", b"v"), ("n", None)]
+"""Headers of every message a script sends (a trace id, an application's, a null one)."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,8 @@ def held_prediction(entry: JoinEntry, key: bytes, store: dict[bytes, bytes]) -> 
     if not entry.lean:
         return entry.payload
     assert LEAN is not None
-    return LEAN.prediction(entry.payload, key, store[LEAN.names_key(entry.payload)])
+    names = store[LEAN.names_key(entry.payload)]
+    return LEAN.prediction(entry.payload, key, names, entry.legacy_lean)
 
 
 @dataclass
@@ -96,24 +102,38 @@ class Run:
     kinds: list[list[str]] = field(default_factory=list)
     steps: list[list[tuple[Origin, Step]]] = field(default_factory=list)
     store: dict[bytes, bytes] = field(default_factory=dict)
+    origins: dict[tuple[Any, ...], list[Origin]] = field(default_factory=dict)
+    """Where each input message was read, by :func:`message_id`."""
+
+    def entries(self) -> dict[bytes, JoinEntry]:
+        """The join entries in the store (not the names records), by key."""
+        return {k: JoinEntry.from_bytes(v) for k, v in self.store.items() if not is_names_key(k)}
 
 
-def apply(store: dict[bytes, bytes], key: bytes, step: Step) -> None:
+def apply(store: dict[bytes, bytes], step: Step) -> None:
     """What the join loop does with a step (``JoinLoop._record`` then ``_apply``)."""
-    store.update(step.extra)
-    if step.keep:
+    for k, v in step.extra:
+        if v is None:
+            store.pop(k, None)
+        else:
+            store[k] = v
+    if step.keep or step.key is None:
         return
     if step.entry is None:
-        store.pop(key, None)
+        store.pop(step.key, None)
     else:
         assert step.deadline_ms == JoinEntry.from_bytes(step.entry).deadline_ms
-        store[key] = step.entry
+        store[step.key] = step.entry
 
 
-def run(script: list[Send | Sweep]) -> Run:
-    joiner = Joiner(CODEC, TASKS.get, TTLS.__getitem__, PREDICTIONS)
-    out = Run()
-    lookup = out.store.get if FORMS.get("current") else None
+def joiner() -> Joiner:
+    return Joiner(CODEC, TASKS.get, TTLS.__getitem__, PREDICTIONS, LABELS, lean=FORMS["current"])
+
+
+def run(script: list[Send | Sweep], j: Joiner | None = None, out: Run | None = None) -> Run:
+    """Feed ``script`` to ``j`` (a fresh joiner) and the store of ``out`` (a fresh one)."""
+    j = j or joiner()
+    out = out or Run()
     for offset, item in enumerate(script):
         done: list[tuple[Origin, Step]] = []
         if isinstance(item, Sweep):
@@ -121,16 +141,14 @@ def run(script: list[Send | Sweep]) -> Run:
                 if is_names_key(key):
                     continue
                 if JoinEntry.from_bytes(stored).deadline_ms <= item.at:
-                    origin = Origin(PREDICTIONS, 0, -1, key, None, [])
-                    step = joiner.on_expire(origin, stored, item.at, lookup)
-                    apply(out.store, key, step)
-                    done.append((origin, step))
+                    step = j.on_expire(0, key, stored, item.at, out.store.get)
+                    apply(out.store, step)
+                    done.append((Origin(PREDICTIONS, 0, -1, split_key(key)[1], None, []), step))
         else:
-            origin = Origin(item.topic, 0, offset, item.key, T0 + item.at, [("k", b"v")])
-            stored = out.store.get(item.key) if item.key else None
-            step = joiner.on_message(origin, item.value, stored, item.at, lookup)
-            if item.key:
-                apply(out.store, item.key, step)
+            origin = Origin(item.topic, 0, 100 + offset, item.key, T0 + item.at, list(HEADERS))
+            out.origins.setdefault(message_id(item.value), []).append(origin)
+            step = j.on_message(origin, item.value, item.at, out.store.get, legacy=True)
+            apply(out.store, step)
             done.append((origin, step))
         out.steps.append(done)
         out.kinds.append([k for _, s in done for k in s.kinds])
@@ -146,8 +164,11 @@ E, W, WP, J, EP, OL = (
     JoinState.ORPHANED_LABEL,
 )
 
-# (name, script, kinds of each item, state of the stored entry at the end)
-CASES: list[tuple[str, list[Send | Sweep], list[list[str]], JoinState | None]] = [
+Held = JoinState | None | dict[str, JoinState]
+"""The entries at the end: none, one (of any model) in this state, or by model."""
+
+# (name, script, kinds of each item, the stored entries at the end)
+CASES: list[tuple[str, list[Send | Sweep], list[list[str]], Held]] = [
     ("prediction first", [pred(0), lab(100)], [[], ["joined"]], J),
     ("label first", [lab(0), pred(100)], [[], ["joined"]], J),
     ("label just before deadline", [pred(0), lab(TTL - 1)], [[], ["joined"]], J),
@@ -275,22 +296,40 @@ CASES: list[tuple[str, list[Send | Sweep], list[list[str]], JoinState | None]] =
     ("missing key", [pred(0, key=None)], [["missing_key"]], E),
     ("empty event_id", [pred(0, key=b"", event_id="")], [["invalid_event_id"]], E),
     (
-        "label for another model than its prediction",
+        "a label of another model does not meet the prediction",
         [pred(0), lab(10, model="fraud"), lab(20)],
-        [[], ["model_mismatch"], ["joined"]],
-        J,
+        [[], [], ["joined"]],
+        {"churn": J, "fraud": WP},
     ),
     (
-        "prediction by another model than its label",
+        "a prediction of another model does not meet the label",
         [lab(0), pred(10, model="fraud"), pred(20)],
-        [[], ["model_mismatch"], ["joined"]],
-        J,
+        [[], [], ["joined"]],
+        {"churn": J, "fraud": W},
     ),
     (
-        "model mismatch, then the prediction expires",
+        "another model's label does not save a prediction from expiry",
         [pred(0), lab(10, model="fraud"), Sweep(TTL)],
-        [[], ["model_mismatch"], ["expired_prediction"]],
-        EP,
+        [[], [], ["expired_prediction"]],
+        {"churn": EP, "fraud": WP},
+    ),
+    (
+        "two models score one event, each joins its own label",
+        [pred(0), pred(1, model="fraud"), lab(2, model="fraud"), lab(3)],
+        [[], [], ["joined"], ["joined"]],
+        {"churn": J, "fraud": J},
+    ),
+    (
+        "a duplicate is per model",
+        [pred(0), pred(1, model="fraud"), pred(2), lab(3, model="fraud"), lab(4, model="fraud")],
+        [[], [], ["duplicate_prediction"], ["joined"], ["duplicate_label"]],
+        {"churn": W, "fraud": J},
+    ),
+    (
+        "two models' labels wait for their own predictions and are orphaned apart",
+        [lab(0), lab(5, model="fraud"), Sweep(TTL), Sweep(TTL + 5)],
+        [[], [], ["orphan_label"], ["orphan_label"]],
+        {"churn": OL, "fraud": OL},
     ),
 ]
 
@@ -312,25 +351,29 @@ def message_id(data: bytes) -> tuple[Any, ...]:
 @pytest.mark.parametrize(
     ("script", "kinds", "held"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )
-def test_join_step(
-    script: list[Send | Sweep], kinds: list[list[str]], held: JoinState | None
-) -> None:
+def test_join_step(script: list[Send | Sweep], kinds: list[list[str]], held: Held) -> None:
     result = run(script)
     assert result.kinds == kinds
 
-    stored = result.store.get(KEY)
-    assert (None if stored is None else JoinEntry.from_bytes(stored).state) == held
-    entries = {k for k in result.store if not is_names_key(k)}
-    assert entries <= {KEY}
-    held_lean = stored is not None and JoinEntry.from_bytes(stored).lean
-    assert held_lean == (FORMS["current"] and held is W)
+    entries = result.entries()
+    by_model = {split_key(k)[0]: e.state for k, e in entries.items()}
+    assert all(split_key(k)[1] == KEY for k in entries)
+    if held is None:
+        assert by_model == {}
+    elif isinstance(held, dict):
+        assert by_model == held
+    else:
+        assert list(by_model.values()) == [held]
+    for entry in entries.values():
+        assert entry.lean == (FORMS["current"] and entry.state is W)
+        assert (entry.origin is not None) == (entry.state in (W, WP))  # held: its origin
 
     # Every input message ends in exactly one place: an entry, an outcome or a dead letter.
     inputs = Counter(message_id(s.value) for s in script if isinstance(s, Send))
     places: Counter[tuple[Any, ...]] = Counter()
-    if stored is not None and JoinEntry.from_bytes(stored).payload:
-        entry = JoinEntry.from_bytes(stored)
-        places[message_id(held_prediction(entry, KEY, result.store))] += 1
+    for entry in entries.values():
+        if entry.payload:
+            places[message_id(held_prediction(entry, KEY, result.store))] += 1
     for item, done in zip(script, result.steps, strict=True):
         for origin, step in done:
             assert [o.topic for o in step.outputs] == [
@@ -349,7 +392,7 @@ def test_join_step(
                         ("L", outcome["event_id"], outcome["model"], outcome["label_time_ms"])
                     ] += 1
                 else:
-                    dead = check_dead_letter(out.value, out.headers, kind, origin, now=item.at)
+                    dead = check_dead_letter(out.value, out.headers, kind, result, now=item.at)
                     places[message_id(dead["raw"])] += 1
             assert step.label_delays_ms == delays
     assert places == inputs
@@ -375,20 +418,29 @@ def check_outcome(value: bytes, hdrs: list[tuple[str, bytes]], script: list[Any]
 
 
 def check_dead_letter(
-    value: bytes, hdrs: list[tuple[str, bytes]], kind: str, origin: Origin, now: int
+    value: bytes, hdrs: list[tuple[str, bytes]], kind: str, result: Run, now: int
 ) -> dict[str, Any]:
-    """The DeadLetter decodes with stage join, the kind as reason, and its origin."""
+    """The DeadLetter decodes with stage join, the kind as reason, and names the origin
+    of the record it carries: topic, partition, offset, key, timestamp and headers (for
+    an expired prediction or an orphan label too, given up by the sweep)."""
     dead = CODEC.decode(value, expect=DEAD_LETTER).value
     assert (dead["stage"], dead["reason"], dead["failed_at_ms"]) == ("join", kind, now)
-    assert dead["source_topic"] == origin.topic
-    assert dead["source_offset"] == origin.offset
-    assert dead["source_key"] == origin.key
-    assert dead["headers"] == [{"key": k, "value": v} for k, v in origin.headers]
+    where = [
+        (o.topic, o.partition, o.offset, o.key, o.timestamp_ms,
+         [{"key": k, "value": v} for k, v in o.headers])
+        for o in result.origins[message_id(dead["raw"])]
+    ]  # fmt: skip
+    assert (dead["source_topic"], dead["source_partition"], dead["source_offset"],
+            dead["source_key"], dead["source_timestamp_ms"], dead["headers"]) in where  # fmt: skip
     assert dead["detail"]
     assert h.parse(hdrs)[h.REASON] == kind
     assert h.parse(hdrs)[h.DLQ_STAGE] == "join"
-    if kind in RULE_KINDS:  # the message decoded: the dead letter names its model
+    assert h.parse(hdrs)[h.DLQ_TOPIC] == dead["source_topic"]
+    assert h.parse(hdrs)[h.DLQ_OFFSET] == str(dead["source_offset"])
+    if kind in RULE_KINDS or kind in LABEL_REFUSED:  # decoded, of a known model: named
         assert dead["model"] == CODEC.decode(dead["raw"]).value["model"]
+    if kind.startswith("duplicate_"):  # which model holds the id, and how
+        assert f"model {dead['model']!r} holds it" in dead["detail"]
     return dead
 
 
@@ -397,7 +449,7 @@ def test_every_kind_is_covered() -> None:
     documented = {
         "undecodable", "too_large", "wrong_record", "key_mismatch", "unknown_model",
         "label_type_mismatch", "non_finite", "duplicate_label", "duplicate_prediction",
-        "late_label", "late_prediction", "expired_prediction", "orphan_label", "model_mismatch",
+        "late_label", "late_prediction", "expired_prediction", "orphan_label",
     }  # fmt: skip
     doc = " ".join((joiner_module.__doc__ or "").split())
     assert all(reason in doc for reason in documented)
@@ -416,5 +468,46 @@ def test_every_kind_is_covered() -> None:
     ],
 )
 def test_stored_deadline(script: list[Send | Sweep], deadline: int) -> None:
+    (entry,) = run(script).entries().values()
+    assert entry.deadline_ms == deadline
+
+
+V = prediction()["version"]
+
+
+@pytest.mark.parametrize(
+    ("script", "settled"),
+    [
+        ([pred(0), lab(100)], [None, (V, 0)]),  # held at 0: its TTL counts from then
+        ([lab(0), pred(100)], [None, (V, 100)]),  # the prediction arrived and joined
+        ([pred(0), Sweep(TTL)], [None, (V, 0)]),
+        ([pred(0), lab(TTL + 5)], [None, (V, 0)]),  # expired on the label's arrival
+        ([pred(0), pred(10), lab(20)], [None, None, (V, 0)]),  # a duplicate settles nothing
+        (  # two models, one event: each settles its own prediction, at its own arrival
+            [pred(0), pred(5, model="fraud", version="v7"), lab(10, model="fraud"), lab(20)],
+            [None, None, ("v7", 5), (V, 0)],
+        ),
+        ([pred(0), lab(5, model="fraud"), Sweep(TTL)], [None, None, (V, 0)]),
+    ],
+    ids=[
+        "prediction first",
+        "label first",
+        "swept",
+        "expired by a label",
+        "duplicate",
+        "two models",
+        "another model's label",
+    ],
+)
+def test_settled_names_the_version_and_arrival_of_the_prediction(
+    script: list[Send | Sweep], settled: list[tuple[str, int] | None]
+) -> None:
+    """``Step.settled``, which the monitor's expired-label rate buckets on (issue 22),
+    for entries keyed by model and event_id, held whole or lean."""
     result = run(script)
-    assert JoinEntry.from_bytes(result.store[KEY]).deadline_ms == deadline
+    got = []
+    for done in result.steps:
+        fates = [s.settled for _, s in done if s.settled is not None]
+        assert len(fates) <= 1
+        got.append(fates[0] if fates else None)
+    assert got == settled

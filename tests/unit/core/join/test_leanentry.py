@@ -13,14 +13,24 @@ from hypothesis import strategies as st
 
 from driftline.core.errors import CodecError
 from driftline.core.join.joiner import LABEL, OUTCOME, PREDICTION, Joiner
+from driftline.core.join.keys import entry_key
 from driftline.core.join.leanentry import NAMES_PREFIX, LeanPredictions, is_names_key, zigzag
 from driftline.core.join.rules import JoinEntry, build_outcome
 from driftline.core.wire.codec import Codec, default_codec
 from driftline.core.wire.deadletter import Origin
+from driftline.core.wire.schemas import Schemas
 from tests.schema_compat import schemas_with_a_note
 from tests.unit.core.examples import label, prediction, same
 
 CODEC = default_codec()
+PREVIOUS = Codec(
+    Schemas(
+        sv
+        for sv in Schemas.packaged()
+        if sv.short_name not in ("Prediction", "Outcome") or sv.version == 1
+    )
+)
+"""The codec of the previous release: Prediction v1 and Outcome v1."""
 LEAN = LeanPredictions.for_codec(CODEC)
 NOW = 1_700_000_000_000
 
@@ -29,6 +39,10 @@ values = st.one_of(
     st.floats(allow_nan=True), st.text(max_size=20),
 )  # fmt: skip
 names = st.text(min_size=1, max_size=24)
+challengers = st.one_of(st.none(), st.lists(st.fixed_dictionaries({
+    "version": st.text(max_size=12), "prediction": values,
+    "scores": st.dictionaries(names, st.floats(allow_nan=False), max_size=3),
+}), max_size=3))  # fmt: skip
 
 
 def lean() -> LeanPredictions:
@@ -45,13 +59,15 @@ def lean() -> LeanPredictions:
     event_id=st.text(min_size=1, max_size=64),
     label_value=values,
     label_time=st.integers(-(2**40), 2**40),
+    others=challengers,
 )
 def test_the_lean_form_gives_back_the_exact_bytes(
     features: dict[str, Any], segment: dict[str, str], scores: dict[str, float],
     predicted: Any, event_id: str, label_value: Any, label_time: int,
+    others: list[dict[str, Any]] | None,
 ) -> None:  # fmt: skip
     p = prediction(event_id=event_id, features=features, segment=segment, scores=scores,
-                   prediction=predicted)  # fmt: skip
+                   prediction=predicted, challengers=others)  # fmt: skip
     raw = CODEC.encode(PREDICTION, p)
     key = event_id.encode()
     packed = lean().pack(raw)
@@ -61,10 +77,38 @@ def test_the_lean_form_gives_back_the_exact_bytes(
     lab = label(event_id=event_id, label=label_value, label_time_ms=label_time)
     want = CODEC.encode(OUTCOME, build_outcome(p, lab))
     assert lean().outcome(packed.payload, key, packed.names, CODEC.encode(LABEL, lab)) == want
+    assert same(CODEC.decode(want).value["challengers"], others or [])
     fields = lean().fields(packed.payload)
     assert same(fields, {k: p[k] for k in fields})
     assert set(fields) == {"model", "version", "event_time_ms", "predicted_at_ms",
-                           "prediction", "scores", "segment"}  # fmt: skip
+                           "prediction", "scores", "segment", "challengers"}  # fmt: skip
+    spliced = lean().joined(packed.payload, key, packed.names, CODEC.encode(LABEL, lab))
+    assert spliced is not None and spliced[0] == want and same(spliced[1], fields)
+
+
+def legacy_lean(p: dict[str, Any]) -> tuple[bytes, bytes, bytes]:
+    """A Prediction v1 (``p`` without challengers) as the previous release held it lean:
+    its bytes, the lean payload and the names record. The lean form of v1 is that of v2
+    less the challengers' null byte at its end; that it gives the v1 bytes back exactly
+    (below) is what proves it the previous release's form."""
+    v1 = {k: v for k, v in p.items() if k != "challengers"}
+    raw = PREVIOUS.encode(PREDICTION, v1)
+    packed = lean().pack(CODEC.encode(PREDICTION, {**v1, "challengers": None}))
+    assert packed is not None and packed.payload.endswith(b"\x00")
+    return raw, packed.payload[:-1], packed.names
+
+
+def test_a_lean_form_of_the_previous_release_reads_back_a_prediction_v1() -> None:
+    p = prediction()
+    raw, payload, names = legacy_lean(p)
+    key = p["event_id"].encode()
+    assert raw[2:10] == CODEC.schemas.versions("Prediction")[0].fingerprint
+    assert lean().prediction(payload, key, names, legacy=True) == raw
+    lab = label()
+    outcome = lean().outcome(payload, key, names, CODEC.encode(LABEL, lab), legacy=True)
+    assert outcome == CODEC.encode(OUTCOME, build_outcome(PREVIOUS.decode(raw).value, lab))
+    fields = lean().fields(payload, legacy=True)
+    assert fields["challengers"] is None and fields["model"] == "churn"
 
 
 def test_a_ten_feature_prediction_loses_its_id_and_names() -> None:
@@ -160,9 +204,9 @@ def newer(tmp_path_factory: pytest.TempPathFactory) -> Codec:
 
 def test_another_field_layout_holds_predictions_whole(newer: Codec) -> None:
     assert LeanPredictions.for_codec(newer) is None
-    joiner = Joiner(newer, lambda m: "classification", lambda m: 1_000, "p")
+    joiner = Joiner(newer, lambda m: "classification", lambda m: 1_000, "p", "l")
     raw = newer.encode(PREDICTION, prediction())
-    step = joiner.on_message(origin(), raw, None, NOW, {}.get)
+    step = joiner.on_message(origin(), raw, NOW, {}.get)
     assert step.entry is not None and JoinEntry.from_bytes(step.entry).payload == raw
     assert step.extra == []
 
@@ -175,15 +219,23 @@ def origin(key: bytes = b"evt-0001") -> Origin:
 
 
 def joiner() -> Joiner:
-    return Joiner(CODEC, lambda m: "classification", lambda m: 1_000, "p")
+    return Joiner(CODEC, lambda m: "classification", lambda m: 1_000, "p", "l")
+
+
+def put(store: dict[bytes, bytes], extra: list[tuple[bytes, bytes | None]]) -> None:
+    for k, v in extra:
+        if v is None:
+            store.pop(k, None)
+        else:
+            store[k] = v
 
 
 def hold(j: Joiner, store: dict[bytes, bytes], key: bytes, **kw: Any) -> JoinEntry:
     raw = CODEC.encode(PREDICTION, prediction(event_id=key.decode(), **kw))
-    step = j.on_message(origin(key), raw, store.get(key), NOW, store.get)
-    store.update(step.extra)
-    assert step.entry is not None
-    store[key] = step.entry
+    step = j.on_message(origin(key), raw, NOW, store.get)
+    put(store, step.extra)
+    assert step.entry is not None and step.key == entry_key("churn", key)
+    store[step.key] = step.entry
     return JoinEntry.from_bytes(step.entry)
 
 
@@ -192,7 +244,8 @@ def test_one_names_record_per_list_of_names() -> None:
     assert hold(j, store, b"a").lean and hold(j, store, b"b").lean
     other = hold(j, store, b"c", features={"x": 1.0})
     assert other.lean
-    used = {LeanPredictions.names_key(JoinEntry.from_bytes(store[k]).payload) for k in (b"a", b"b")}
+    used = {LeanPredictions.names_key(JoinEntry.from_bytes(store[entry_key("churn", k)]).payload)
+            for k in (b"a", b"b")}  # fmt: skip
     assert len(used) == 1
     records = {k for k in store if is_names_key(k)}
     assert records == used | {LeanPredictions.names_key(other.payload)}
@@ -218,11 +271,12 @@ def test_past_max_names_new_lists_are_held_whole(monkeypatch: pytest.MonkeyPatch
 def test_an_expired_lean_prediction_is_dead_lettered_with_its_own_bytes() -> None:
     j, store = joiner(), {}
     raw = CODEC.encode(PREDICTION, prediction(features={"n": math.inf, "s": "é"}))
-    step = j.on_message(origin(), raw, None, NOW, store.get)
-    store.update(step.extra)
+    step = j.on_message(origin(), raw, NOW, store.get)
+    put(store, step.extra)
     assert step.entry is not None and JoinEntry.from_bytes(step.entry).lean
+    assert step.key is not None
     fresh = joiner()  # a restarted worker: names come from the store, not from memory
-    expired = fresh.on_expire(origin(), step.entry, NOW + 1_000, store.get)
+    expired = fresh.on_expire(0, step.key, step.entry, NOW + 1_000, store.get)
     (dead,) = [o.record for o in expired.outputs]
     assert dead is not None and dead["reason"] == "expired_prediction"
     assert dead["raw"] == raw and dead["model"] == "churn"
@@ -234,7 +288,9 @@ def test_a_lean_prediction_without_its_names_record_is_an_internal_error() -> No
     fresh = joiner()
     lab = CODEC.encode(LABEL, label())
     with pytest.raises(CodecError, match="no names record"):
-        fresh.on_message(origin(), lab, entry.to_bytes(), NOW, {}.get)
+        fresh.on_message(
+            origin(), lab, NOW, {entry_key("churn", b"evt-0001"): entry.to_bytes()}.get
+        )
 
 
 def test_a_feature_value_of_256_bytes_or_more_is_held_whole() -> None:
@@ -243,4 +299,4 @@ def test_a_feature_value_of_256_bytes_or_more_is_held_whole() -> None:
     assert lean().pack(CODEC.encode(PREDICTION, prediction(features={"s": "x" * 253}))) is None
     j, store = joiner(), {}
     entry = hold(j, store, b"evt-0001", features={"note": "y" * 300})
-    assert not entry.lean and store == {b"evt-0001": entry.to_bytes()}
+    assert not entry.lean and store == {entry_key("churn", b"evt-0001"): entry.to_bytes()}

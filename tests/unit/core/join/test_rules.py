@@ -73,28 +73,28 @@ CASES: list[tuple[str, list[Step], JoinState | None, int | None, list[Emission]]
         [("P", b"p", 0), ("L", b"l", 10), ("L", b"l2", 20)],
         J,
         110,
-        [Joined(b"p", b"l"), DuplicateLabel(b"l2")],
+        [Joined(b"p", b"l"), DuplicateLabel(b"l2", J)],
     ),
     (
         "duplicate label while waiting",
         [("L", b"l", 0), ("L", b"l2", 10), ("P", b"p", 20)],
         J,
         120,
-        [DuplicateLabel(b"l2"), Joined(b"p", b"l")],
+        [DuplicateLabel(b"l2", WP), Joined(b"p", b"l")],
     ),
     (
         "duplicate prediction while waiting keeps the first",
         [("P", b"p", 0), ("P", b"p2", 10), ("L", b"l", 20)],
         J,
         120,
-        [DuplicatePrediction(b"p2"), Joined(b"p", b"l")],
+        [DuplicatePrediction(b"p2", W), Joined(b"p", b"l")],
     ),
     (
         "duplicate prediction after join",
         [("P", b"p", 0), ("L", b"l", 10), ("P", b"p2", 20)],
         J,
         110,
-        [Joined(b"p", b"l"), DuplicatePrediction(b"p2")],
+        [Joined(b"p", b"l"), DuplicatePrediction(b"p2", J)],
     ),
     ("not yet expired", [("P", b"p", 0), ("X", None, 99)], W, 100, []),
     (
@@ -123,7 +123,7 @@ CASES: list[tuple[str, list[Step], JoinState | None, int | None, list[Emission]]
         [("P", b"p", 0), ("X", None, 120), ("P", b"p2", 130)],
         EP,
         220,
-        [ExpiredPrediction(b"p"), DuplicatePrediction(b"p2")],
+        [ExpiredPrediction(b"p"), DuplicatePrediction(b"p2", EP)],
     ),
     ("orphan label", [("L", b"l", 0), ("X", None, 100)], OL, 200, [OrphanLabel(b"l")]),
     (
@@ -145,7 +145,7 @@ CASES: list[tuple[str, list[Step], JoinState | None, int | None, list[Emission]]
         [("L", b"l", 0), ("X", None, 100), ("L", b"l2", 110)],
         OL,
         200,
-        [OrphanLabel(b"l"), DuplicateLabel(b"l2")],
+        [OrphanLabel(b"l"), DuplicateLabel(b"l2", OL)],
     ),
     (
         "joined tombstone expires",
@@ -234,17 +234,27 @@ def test_emission_kinds_are_counter_names() -> None:
 ints = st.integers(-(2**63), 2**63 - 1)
 
 
-@given(st.sampled_from(list(JoinState)), ints, ints, ints, st.binary(max_size=600))
+@given(
+    st.sampled_from(list(JoinState)), ints, ints, ints, st.binary(max_size=600),
+    st.one_of(st.none(), st.binary(max_size=300)), st.booleans(),
+)  # fmt: skip
 def test_entry_bytes_round_trip(
-    state: JoinState, deadline: int, time_ms: int, ttl: int, payload: bytes
-) -> None:
-    entry = JoinEntry(state, deadline, time_ms, ttl, b"" if state >= JoinState.JOINED else payload)
+    state: JoinState, deadline: int, time_ms: int, ttl: int, payload: bytes,
+    origin: bytes | None, lean: bool,
+) -> None:  # fmt: skip
+    held = state < JoinState.JOINED
+    entry = JoinEntry(state, deadline, time_ms, ttl, payload if held else b"",
+                      lean=lean and state is W, origin=origin if held else None)  # fmt: skip
     data = entry.to_bytes()
-    assert len(data) == JoinEntry.HEADER_BYTES + len(entry.payload)
+    extra = 0 if entry.origin is None else len(entry.origin) + (1 if len(entry.origin) < 64 else 2)
+    assert len(data) == JoinEntry.HEADER_BYTES + extra + len(entry.payload)
+    assert data[0] >> 4 == (3 if entry.origin is not None else 1) + entry.lean
     assert JoinEntry.from_bytes(data) == entry
+    assert entry.legacy_lean == (entry.lean and entry.origin is None)
 
 
 GOOD = JoinEntry(W, 1, 2, 3, b"x").to_bytes()
+WITH_ORIGIN = JoinEntry(W, 1, 2, 3, b"x", origin=b"\x02\x00").to_bytes()
 
 
 @pytest.mark.parametrize(
@@ -252,11 +262,16 @@ GOOD = JoinEntry(W, 1, 2, 3, b"x").to_bytes()
     [
         ("empty", b""),
         ("short header", GOOD[:24]),
-        ("unknown format", bytes([0x31]) + GOOD[1:]),
+        ("unknown format", bytes([0x51]) + GOOD[1:]),
+        ("format zero", bytes([0x01]) + GOOD[1:]),
         ("lean form outside WAITING_FOR_LABEL", bytes([0x22]) + GOOD[1:]),
+        ("lean form with origin outside WAITING_FOR_LABEL", bytes([0x42]) + WITH_ORIGIN[1:]),
         ("unknown state", bytes([0x17]) + GOOD[1:]),
         ("state zero", bytes([0x10]) + GOOD[1:]),
         ("tombstone with payload", bytes([0x13]) + GOOD[1:]),
+        ("tombstone with an origin", bytes([0x33]) + WITH_ORIGIN[1:]),
+        ("origin block cut", WITH_ORIGIN[:26]),
+        ("origin length cut", WITH_ORIGIN[:25] + b"\x80"),
     ],
 )
 def test_bad_entry_bytes(case: str, data: bytes) -> None:

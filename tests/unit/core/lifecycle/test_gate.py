@@ -45,6 +45,27 @@ class RegStub:
         return float(x["t"]) + self.bias
 
 
+@dataclass
+class Const:
+    """A classifier that always says ``value`` (the majority class of ``rows()`` is False)."""
+
+    value: bool = False
+
+    def predict_proba_one(self, x: dict[str, Any]) -> dict[bool, float]:
+        return {self.value: 0.9, not self.value: 0.1}
+
+
+@dataclass
+class RegAlt:
+    """A regressor off by ``even`` on even rows and ``odd`` on odd ones."""
+
+    even: float
+    odd: float
+
+    def predict_one(self, x: dict[str, Any]) -> float:
+        return float(x["t"]) + (self.even if x["i"] % 2 == 0 else self.odd)
+
+
 def rows(n_a: int = 400, n_b: int = 400, regression: bool = False) -> list[dict[str, Any]]:
     out = []
     for i in range(n_a + n_b):
@@ -76,16 +97,67 @@ CFG = GateConfig(min_improvement=0.01, segment_tolerance=0.02, min_segment_sampl
 
 # (case, candidate, champion, config, holdout, failed checks)
 CASES: list[tuple[str, Any, Any, GateConfig, list[dict[str, Any]], set[str]]] = [
-    ("no champion", Stub({"a": 10}), None, CFG, rows(), set()),
+    ("no champion: beats the majority class", Stub({"a": 10}), None, CFG, rows(), set()),
+    ("no champion: the majority class itself", Const(False), None, CFG, rows(), {"improvement"}),
+    ("no champion: worse than the majority", Const(True), None, CFG, rows(), {"improvement"}),
+    (
+        "no champion, regression: beats the mean",
+        RegStub(0.5),
+        None,
+        CFG,
+        rows(regression=True),
+        set(),
+    ),
+    (
+        "no champion, regression: worse than the mean",
+        RegStub(3.0),
+        None,
+        CFG,
+        rows(regression=True),
+        {"improvement"},
+    ),
     ("clearly better", Stub({"a": 5, "b": 5}), Stub({"a": 10, "b": 10}), CFG, rows(), set()),
     ("equal", Stub({"a": 5}), Stub({"a": 5}), CFG, rows(), {"improvement"}),
     ("better by less than margin", Stub({"a": 5}), Stub({"a": 6}), CFG, rows(), {"improvement"}),
     (
-        "zero margin: any gain",
+        "zero margin: 4 rows of 800 won is no evidence",
         Stub({"a": 5}),
         Stub({"a": 6}),
         GateConfig(min_improvement=0.0, min_segment_samples=100),
         rows(),
+        {"improvement"},
+    ),
+    (
+        "the same by the point estimate (the rule before the bound)",
+        Stub({"a": 5}),
+        Stub({"a": 6}),
+        GateConfig(min_improvement=0.0, min_segment_samples=100, improvement_alpha=None),
+        rows(),
+        set(),
+    ),
+    ("too few held-out rows", Stub({"a": 5}), Stub({"a": 50}), CFG, rows(40, 40), {"holdout"}),
+    (
+        "the trial: 35 held-out rows, mae 3.39 vs 7.56",
+        RegStub(3.39),
+        RegStub(7.56),
+        CFG,
+        rows(35, 0, regression=True),
+        {"holdout"},
+    ),
+    (
+        "regression: a gain within the noise",
+        RegAlt(0.1, 2.0),
+        RegStub(1.1),
+        CFG,
+        rows(regression=True),
+        {"improvement"},
+    ),
+    (
+        "the same by the point estimate",
+        RegAlt(0.1, 2.0),
+        RegStub(1.1),
+        GateConfig(min_improvement=0.01, min_segment_samples=100, improvement_alpha=None),
+        rows(regression=True),
         set(),
     ),
     (
@@ -128,10 +200,10 @@ CASES: list[tuple[str, Any, Any, GateConfig, list[dict[str, Any]], set[str]]] = 
         rows(),
         {"segments"},
     ),
-    ("NaN output", Stub(output=NAN), None, CFG, rows(), {"finite"}),
-    ("inf output", Stub(output=float("inf")), None, CFG, rows(), {"finite"}),
-    ("raises", Stub(raises=True), None, CFG, rows(), {"smoke"}),
-    ("no held-out rows", Stub(), None, CFG, [], {"smoke"}),
+    ("NaN output", Stub(output=NAN), None, CFG, rows(), {"finite", "improvement"}),
+    ("inf output", Stub(output=float("inf")), None, CFG, rows(), {"finite", "improvement"}),
+    ("raises", Stub(raises=True), None, CFG, rows(), {"smoke", "improvement"}),
+    ("no held-out rows", Stub(), None, CFG, [], {"smoke", "holdout", "improvement"}),
     (
         "too large",
         Stub(),
@@ -158,9 +230,12 @@ CASES: list[tuple[str, Any, Any, GateConfig, list[dict[str, Any]], set[str]]] = 
     ids=[c[0] for c in CASES],
 )
 def test_gate_rules(candidate: Any, champion: Any, config: GateConfig, holdout, failed) -> None:
-    task = "regression" if isinstance(candidate, RegStub) else "classification"
+    task = "regression" if isinstance(candidate, RegStub | RegAlt) else "classification"
     champ = None if champion is None else record(champion, "v1", task)
-    result = run_gate(record(candidate, "v2", task), champ, holdout, config, key=KEY)
+    labels = [r["label"] for r in rows(regression=task == "regression")]  # trained on
+    result = run_gate(
+        record(candidate, "v2", task), champ, holdout, config, key=KEY, train_labels=labels
+    )
     verdict = result.verdict
     assert set(verdict["checks"]) == set(CHECKS)
     assert {c for c, ok in verdict["checks"].items() if not ok} == failed
@@ -171,6 +246,11 @@ def test_gate_rules(candidate: Any, champion: Any, config: GateConfig, holdout, 
     if champion is not None and holdout:
         assert "vs champion v1" in verdict["summary"]
         assert verdict["champion_metrics"]["rows"] == len(holdout)
+    elif holdout:
+        assert "baseline" in verdict["summary"]
+    if config.improvement_alpha is not None and holdout and not {"smoke", "finite"} & failed:
+        assert "95% lower bound" in verdict["summary"]
+        assert verdict["candidate_metrics"]["gain_bound"] <= verdict["candidate_metrics"]["gain"]
 
 
 def test_numbers_in_the_verdict() -> None:
@@ -186,7 +266,11 @@ def test_numbers_in_the_verdict() -> None:
     assert v["champion_metrics"]["accuracy"] == pytest.approx(0.90)
     assert v["candidate_metrics"]["accuracy@seg=b"] == pytest.approx(0.90)
     assert v["champion_metrics"]["accuracy@seg=b"] == pytest.approx(1.0)
-    assert "+0.0500" in v["summary"]
+    assert "gain +0.0500, 95% lower bound +0.0" in v["summary"]
+    assert "exact McNemar, 120 of 800 rows differ" in v["summary"]
+    assert v["candidate_metrics"]["gain"] == pytest.approx(0.05)
+    assert 0.01 < v["candidate_metrics"]["gain_bound"] < 0.05
+    assert result.improvement is not None and result.improvement.n == 800
     assert "worst segment seg=b worse by 0.1000" in v["summary"]
     assert result.candidate is not None
     assert result.candidate.segments["seg=a"]["count"] == 400
@@ -210,13 +294,28 @@ def test_tampered_candidate_fails_the_artifact_check() -> None:
     assert "bad_signature" in result.verdict["summary"]
 
 
-def test_unloadable_champion_is_not_compared() -> None:
+def test_unloadable_champion_is_not_compared_the_baseline_is() -> None:
     champ = record(Stub(), "v1")
     champ["artifact"]["inline"] = b"tampered"
     result = run_gate(record(Stub({"a": 50}), "v2"), champ, rows(), CFG, key=KEY)
     assert result.verdict["passed"] is True
     assert result.champion_error is not None and "digest_mismatch" in result.champion_error
     assert "could not be loaded" in result.verdict["summary"]
+    assert "vs majority-class baseline (False)" in result.verdict["summary"]
+    worse = run_gate(record(Const(True), "v2"), champ, rows(), CFG, key=KEY)
+    assert worse.verdict["checks"]["improvement"] is False
+
+
+def test_a_float_label_as_a_classifier_cannot_beat_the_majority() -> None:
+    """The trial's first champion: a float label taken as classes, accuracy 0.0 on the
+    held-out rows, passed for want of a champion; the baseline scores 0.0 too."""
+    holdout = [{"features": {"i": i, "seg": "a", "y": True, "t": 0}, "label": 0.5 + i,
+                "segment": {}} for i in range(200)]  # fmt: skip
+    result = run_gate(record(Const(True), "v1"), None, holdout, CFG, key=KEY,
+                      train_labels=[0.25 * i for i in range(800)])  # fmt: skip
+    assert result.verdict["checks"]["improvement"] is False
+    assert result.verdict["candidate_metrics"]["accuracy"] == 0.0
+    assert result.verdict["candidate_metrics"]["baseline_accuracy"] == 0.0
 
 
 def test_evaluate_counts_abstentions_apart() -> None:

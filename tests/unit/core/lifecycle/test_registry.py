@@ -15,8 +15,10 @@ from driftline.core.lifecycle.registry import (
     promote,
     registry_key,
     restage,
+    retire,
     rollback,
     transition,
+    unretire,
 )
 from tests.unit.core.examples import model_version
 
@@ -97,19 +99,94 @@ def test_promote_archives_the_old_champion_first(reg: Registry) -> None:
     assert all(r["stage_changed_at_ms"] == 20 and r["stage_changed_by"] == "trainer" for r in out)
     assert reg.champion("churn")["version"] == "v2"
     # everything but the stage fields is the version as published
-    assert {k: v for k, v in out[1].items() if not k.startswith("stage")} == {
-        k: v for k, v in version("v2", "candidate", 2).items() if not k.startswith("stage")
+    assert {k: v for k, v in out[1].items() if "stage" not in k} == {
+        k: v for k, v in version("v2", "candidate", 2).items() if "stage" not in k
     }
+    assert (out[0]["previous_stage"], out[1]["previous_stage"]) == ("champion", "candidate")
 
 
-def test_a_new_challenger_archives_the_old_one(reg: Registry) -> None:
+@pytest.mark.parametrize(
+    ("cap", "added", "archived", "left"),
+    [
+        (3, ["v4", "v5"], [], ["v2", "v4", "v5"]),
+        (3, ["v4", "v5", "v6"], ["v2"], ["v4", "v5", "v6"]),
+        (1, ["v4"], ["v2"], ["v4"]),
+        (2, ["v4", "v5", "v6"], ["v2", "v4"], ["v5", "v6"]),
+    ],
+)
+def test_challengers_up_to_the_cap_the_oldest_archived_past_it(
+    reg: Registry, cap: int, added: list[str], archived: list[str], left: list[str]
+) -> None:
+    kw: dict[str, Any] = {"by": "a", "reason": "r", "max_challengers": cap}
+    publish(reg, transition(reg, "churn", "v2", "challenger", now_ms=5, **kw))
+    gone = []
+    for i, v in enumerate(added):
+        reg.apply(version(v, "candidate", 6 + i))
+        out = transition(reg, "churn", v, "challenger", now_ms=10 + i, **kw)
+        assert out[-1]["version"] == v and out[-1]["stage"] == "challenger"
+        for r in out[:-1]:
+            assert r["stage"] == "archived"
+            assert r["stage_reason"].startswith(
+                f"the oldest of {cap} challengers, archived for {v}"
+            )
+            gone.append(r["version"])
+        publish(reg, out)
+    assert gone == archived
+    assert [r["version"] for r in reg.challengers("churn")] == left
+    assert reg.challenger("churn")["version"] == left[-1]  # the newest
+    # a challenger promoted leaves the challengers; the champion is archived
+    out = promote(reg, "churn", left[0], by="a", reason="r", now_ms=50)
+    assert publish(reg, out) == [("v1", "archived"), (left[0], "champion")]
+    assert [r["version"] for r in reg.challengers("churn")] == left[1:]
+
+
+def test_max_challengers_must_be_positive(reg: Registry) -> None:
+    with pytest.raises(StageError, match="max_challengers"):
+        transition(reg, "churn", "v2", "challenger", by="a", reason="r", now_ms=1,
+                   max_challengers=0)  # fmt: skip
+
+
+def test_retire_hides_the_model_and_unretire_restores_its_slots(reg: Registry) -> None:
     publish(reg, transition(reg, "churn", "v2", "challenger", by="a", reason="r", now_ms=5))
-    reg.apply(version("v4", "candidate", 6))
-    out = transition(reg, "churn", "v4", "challenger", by="a", reason="r", now_ms=7)
-    assert publish(reg, out) == [("v2", "archived"), ("v4", "challenger")]
-    out = promote(reg, "churn", "v4", by="a", reason="r", now_ms=8)
-    assert publish(reg, out) == [("v1", "archived"), ("v4", "champion")]
-    assert reg.challenger("churn") is None
+    reg.apply(version("other-v1", "champion", 1, model="other"))
+    out = retire(reg, "churn", by="ops", reason="test model", now_ms=20)
+    assert publish(reg, out) == [("v2", "retired"), ("v1", "retired")]
+    assert all(r["stage_reason"] == "model retired: test model" for r in out)
+    assert reg.retired("churn") and not reg.retired("other")
+    assert reg.models() == ["other"] and reg.models(retired=True) == ["churn", "other"]
+    assert reg.champion("churn") is None and reg.challengers("churn") == []
+    assert reg.retired_champion("churn")["version"] == "v1"  # what labels are checked against
+    assert reg.retired_champion("other") is None
+    assert len(reg.versions("churn")) == 3  # every version stays
+    with pytest.raises(StageError, match="retired already"):
+        retire(reg, "churn", by="ops", reason="again", now_ms=21)
+    with pytest.raises(StageError, match="is retired: `driftline models unretire churn` first"):
+        promote(reg, "churn", "v3", by="ops", reason="r", now_ms=22, force=False)
+    with pytest.raises(StageError, match="not retired"):
+        unretire(reg, "other", by="ops", reason="r", now_ms=23)
+    out = unretire(reg, "churn", by="ops", reason="needed again", now_ms=30)
+    assert publish(reg, out) == [("v2", "challenger"), ("v1", "champion")]
+    assert out[-1]["stage_reason"] == "model unretired: needed again"
+    assert not reg.retired("churn") and reg.models() == ["churn", "other"]
+    assert reg.champion("churn")["version"] == "v1"
+    assert reg.retired_champion("churn") is None
+
+
+def test_retire_a_model_with_no_slot_holder_and_a_v1_record() -> None:
+    reg = Registry.from_records([version("v1", "archived", 1), version("v2", "rejected", 2)])
+    out = retire(reg, "churn", by="ops", reason="r", now_ms=5)
+    assert [(r["version"], r["stage"], r["previous_stage"]) for r in out] == [
+        ("v2", "retired", "rejected")
+    ]
+    publish(reg, out)
+    assert reg.retired("churn")
+    back = unretire(reg, "churn", by="o", reason="r", now_ms=6)
+    assert [(r["version"], r["stage"]) for r in back] == [("v2", "archived")]
+    # a version retired by an older writer carries no previous stage: archived
+    old = Registry.from_records([version("v1", "retired", 1)])
+    assert unretire(old, "churn", by="o", reason="r", now_ms=2)[0]["stage"] == "archived"
+    with pytest.raises(StageError, match="no model"):
+        retire(Registry(), "churn", by="o", reason="r", now_ms=1)
 
 
 def test_approve_records_who_and_why(reg: Registry) -> None:

@@ -193,13 +193,34 @@ def test_large_artifacts_go_to_the_store() -> None:
         train(examples(build_frame(outcomes(100))), CFG, key=KEY, now_ms=1, inline_max_bytes=10)
 
 
+PASSED = {"passed": True, "checks": {"smoke": True, "improvement": True},
+          "candidate_metrics": {"gain": 0.2}}  # fmt: skip
+UNPROVEN = {"passed": False, "checks": {"smoke": True, "improvement": False},
+            "candidate_metrics": {"gain": 0.02}}  # fmt: skip
+WORSE = {**UNPROVEN, "candidate_metrics": {"gain": -0.01}}
+BROKEN = {"passed": False, "checks": {"smoke": False, "improvement": False},
+          "candidate_metrics": {"gain": 0.02}}  # fmt: skip
+THIN = {"passed": False, "checks": {"holdout": False, "improvement": True},
+        "candidate_metrics": {"gain": 0.3}}  # fmt: skip
+
+
 @pytest.mark.parametrize(
-    ("passed", "promotion", "stage"),
-    [(True, "auto", "champion"), (True, "manual", "challenger"), (False, "auto", "rejected"),
-     (False, "manual", "rejected")],
-)  # fmt: skip
-def test_decide(passed: bool, promotion: str, stage: str) -> None:
-    assert decide({"passed": passed}, promotion) == stage
+    ("verdict", "promotion", "min_improvement", "stage"),
+    [
+        (PASSED, "auto", 0.0, "champion"),
+        (PASSED, "manual", 0.0, "challenger"),
+        (UNPROVEN, "auto", 0.0, "challenger"),  # better, not proven: in shadow
+        (UNPROVEN, "manual", 0.0, "challenger"),
+        (UNPROVEN, "auto", 0.05, "rejected"),  # not even the point estimate beats the margin
+        (WORSE, "auto", 0.0, "rejected"),
+        (BROKEN, "auto", 0.0, "rejected"),
+        (THIN, "auto", 0.0, "rejected"),  # too few held-out rows: no verdict at all
+    ],
+)
+def test_decide(
+    verdict: dict[str, Any], promotion: str, min_improvement: float, stage: str
+) -> None:
+    assert decide(verdict, promotion, min_improvement) == stage
 
 
 @pytest.mark.parametrize(
@@ -225,7 +246,7 @@ def test_stage_records_archive_the_slot_holder() -> None:
 
 
 def test_bootstrap_publishes_candidate_then_champion() -> None:
-    rows = [{"features": {"x": i % 2}, "label": i % 2 == 0} for i in range(200)]
+    rows = [{"features": {"x": i % 2}, "label": i % 2 == 0} for i in range(500)]
     run, records = bootstrap(rows, CFG, key=KEY, by="ana", reason="demo", now_ms=1, host="h")
     assert [r["stage"] for r in records] == ["candidate", "champion"]
     assert records[1]["stage_changed_by"] == "ana"
@@ -235,6 +256,17 @@ def test_bootstrap_publishes_candidate_then_champion() -> None:
     slow = ModelConfig("churn", gate=GateConfig(max_predict_us=1e-6))
     with pytest.raises(ConfigError, match="failed the gate"):
         bootstrap(rows, slow, key=KEY, by="ana", reason="demo", now_ms=1)
+    too_few = r"failed holdout: .* 40 held-out rows \(needs >= 100\)"
+    with pytest.raises(ConfigError, match=too_few):
+        bootstrap(rows[:200], CFG, key=KEY, by="ana", reason="demo", now_ms=1)
+
+
+def test_bootstrap_of_a_float_label_as_classes_is_refused() -> None:
+    """The trial: a float label bootstrapped as a classifier had passed with accuracy 0.0;
+    now it must beat the majority class, which it cannot."""
+    rows = [{"features": {"x": i / 7}, "label": i * 0.37} for i in range(600)]
+    with pytest.raises(ConfigError, match=r"failed improvement: accuracy 0\.0000 on 120"):
+        bootstrap(rows, CFG, key=KEY, by="ana", reason="csv", now_ms=1)
 
 
 # -- epochs -------------------------------------------------------------------------------
@@ -298,3 +330,18 @@ def test_epochs_keep_training_deterministic() -> None:
                 code="c", host="h")  # fmt: skip
     assert a.record["artifact"]["sha256"] == b.record["artifact"]["sha256"]
     assert a.record["artifact"]["sha256"] != one.record["artifact"]["sha256"]
+
+
+def test_earlier_rows_are_learnt_first_and_never_held_out() -> None:
+    window = examples(build_frame(outcomes(200)))
+    earlier = [{**r, "event_time_ms": r["event_time_ms"] - 10**9} for r in window[:150]]
+    run = train(window, CFG, key=KEY, now_ms=1, code="c", host="h", earlier=earlier,
+                earlier_version="v1-abc")  # fmt: skip
+    lin = run.record["lineage"]
+    assert (lin["rows"], lin["holdout_rows"]) == (150 + 160, 40)  # 20% of the window only
+    assert (lin["earlier_rows"], lin["earlier_version"]) == (150, "v1-abc")
+    assert run.record["gate"]["candidate_metrics"]["rows"] == 40
+    plain = train(window, CFG, key=KEY, now_ms=1, code="c", host="h")
+    plain_lineage = plain.record["lineage"]
+    assert (plain_lineage["earlier_rows"], plain_lineage["earlier_version"]) == (0, None)
+    assert plain.record["artifact"]["sha256"] != run.record["artifact"]["sha256"]

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from driftline.core.errors import DriftlineError, ValidationError
 from driftline.core.join.joiner import DEAD_LETTER, OUTCOME, Joiner
+from driftline.core.join.leanentry import is_names_key
 from driftline.core.join.rules import JoinEntry
 from driftline.core.model import scoring as scoring_module
 from driftline.core.model.scoring import Scored, Scoring
@@ -139,7 +140,8 @@ def _message(action: tuple[Any, ...], i: int) -> tuple[bytes | None, bytes | Non
 def test_the_join_step_never_raises_and_every_message_ends_in_one_place(
     actions: list[tuple[Any, ...]],
 ) -> None:
-    joiner = Joiner(CODEC, {H.MODEL: "classification"}.get, lambda m: TTL, "t.predictions")
+    joiner = Joiner(CODEC, {H.MODEL: "classification"}.get, lambda m: TTL, "t.predictions",
+                    "t.labels")  # fmt: skip
     store: dict[bytes, bytes] = {}
     now = 0
     sent: Counter[bytes] = Counter()
@@ -157,17 +159,23 @@ def test_the_join_step_never_raises_and_every_message_ends_in_one_place(
 
     def sweep() -> None:
         for key, stored in list(store.items()):
+            if is_names_key(key):
+                continue
             if JoinEntry.from_bytes(stored).deadline_ms <= now:
-                step = joiner.on_expire(Origin("t.predictions", 0, -1, key, None, []), stored, now)
-                apply(key, step)
+                apply(joiner.on_expire(0, key, stored, now, store.get))
 
-    def apply(key: bytes, step: Any) -> None:
+    def apply(step: Any) -> None:
         place(step.outputs)
-        if not step.keep:
-            if step.entry is None:
-                store.pop(key, None)
+        for k, v in step.extra:
+            if v is None:
+                store.pop(k, None)
             else:
-                store[key] = step.entry
+                store[k] = v
+        if not step.keep and step.key is not None:
+            if step.entry is None:
+                store.pop(step.key, None)
+            else:
+                store[step.key] = step.entry
 
     for i, action in enumerate(actions):
         if action[0] == "wait":
@@ -181,16 +189,14 @@ def test_the_join_step_never_raises_and_every_message_ends_in_one_place(
         elif action[0] == "label":
             by_time[("l", H.T0 + i)] = value or b""
         origin = Origin("t.labels", 0, i, key, None, [])
-        step = joiner.on_message(origin, value, store.get(key) if key else None, now)
-        if key:
-            apply(key, step)
-        else:
-            place(step.outputs)
+        step = joiner.on_message(origin, value, now, store.get)
+        apply(step)
+        if step.key is None:
             assert step.keep and step.entry is None
     for _ in range(3):  # held entries expire, then their tombstones
         now += 3 * TTL
         sweep()
-    assert store == {}
+    assert [k for k in store if not is_names_key(k)] == []
     assert placed == sent
 
 

@@ -42,7 +42,7 @@ def train(seed: int, existing: tuple[str, ...] = ()) -> ServedModel:
     """A logistic regression trained on ``amount > 5`` and loaded from its signed record."""
     config = ModelConfig(
         "churn", factory="logistic_regression", params={"lr": 0.1}, seed=seed,
-        features=FEATURES, gate=GateConfig(min_segment_samples=10),
+        features=FEATURES, gate=GateConfig(min_segment_samples=10, min_holdout_rows=50),
     )  # fmt: skip
     rng = random.Random(seed)
     rows = []
@@ -157,15 +157,21 @@ def test_ints_and_bools_written_as_doubles_are_scored_as_meant(
     champion: ServedModel, challenger: ServedModel, sent: dict[str, Any], meant: dict[str, Any]
 ) -> None:
     """Apache avro's Python DatumWriter writes the union's ints and bools as doubles: the
-    scorer takes them as the int and bool they were, and the Predictions carry those."""
+    scorer takes them as the int and bool they were, and the Predictions carry those (the
+    challenger's, carried in the champion's Prediction, made on them too)."""
     as_sent = event(features={**GOOD, **sent})
     as_meant = event(features={**GOOD, **meant})
     scored = scoring(champion, challenger).score(CODEC.encode(FEATURE_EVENT, as_sent), K, NOW)
     check_prediction(scored.prediction, champion, as_meant)
     assert scored.shadow is not None and scored.shadow_error is None
     check_prediction(scored.shadow, challenger, as_meant)
-    features = CODEC.decode(scored.prediction).value["features"]
+    p = CODEC.decode(scored.prediction).value
+    features = p["features"]
     assert [type(features[k]) for k in meant] == [type(v) for v in meant.values()]
+    value, scores = challenger.predict_one(as_meant["features"])
+    (carried,) = p["challengers"]
+    assert (carried["version"], carried["prediction"]) == (challenger.version, value)
+    assert carried["scores"] == pytest.approx(scores)
 
 
 def test_the_model_learned_its_rule(champion: ServedModel) -> None:
@@ -271,6 +277,64 @@ def test_challenger_scores_in_shadow(champion: ServedModel, challenger: ServedMo
     check_prediction(scored.prediction, champion, ev)
     check_prediction(scored.shadow, challenger, ev)
     assert CODEC.decode(scored.shadow).value["version"] == challenger.version
+
+
+def test_the_champions_prediction_carries_every_challengers(
+    champion: ServedModel, challenger: ServedModel
+) -> None:
+    """Issue 23: a challenger in shadow got no outcome. Its prediction now travels in the
+    champion's Prediction (v2), which the join copies into the Outcome."""
+    second = stub(lambda x: ("b", {"a": 0.25, "b": 0.75}), version="v9-second")
+    for served, shadows in (([challenger, second], 2), ((challenger,), 1), (challenger, 1)):
+        scored = Scoring(CODEC, lambda m, c=served: (champion, c), {"churn"}.__contains__).score(
+            encoded(), b"evt-0001", NOW
+        )
+        p = CODEC.decode(scored.prediction, expect=PREDICTION).value
+        expected = []
+        for c in (challenger, second)[:shadows]:
+            value, scores = c.predict_one(GOOD)
+            expected.append({"version": c.version, "prediction": value, "scores": scores})
+        assert same(p["challengers"], expected)
+        assert [CODEC.decode(x).value["version"] for x in scored.shadows] == [
+            c["version"] for c in expected
+        ]
+        assert all(CODEC.decode(x).value["challengers"] is None for x in scored.shadows)
+        assert scored.shadow_errors == ()
+    alone = scoring(champion).score(encoded(), b"evt-0001", NOW)
+    assert CODEC.decode(alone.prediction).value["challengers"] is None and alone.shadows == ()
+    empty = Scoring(CODEC, lambda m: (champion, []), {"churn"}.__contains__)
+    scored = empty.score(encoded(), b"evt-0001", NOW)
+    assert CODEC.decode(scored.prediction).value["challengers"] is None
+
+
+def test_a_failing_challenger_is_left_out_and_the_others_kept(
+    champion: ServedModel, challenger: ServedModel
+) -> None:
+    bad = stub(boom, version="v9-boom")
+    s = Scoring(CODEC, lambda m: (champion, [bad, challenger]), {"churn"}.__contains__)
+    scored = s.score(encoded(), b"evt-0001", NOW)
+    p = CODEC.decode(scored.prediction).value
+    assert [c["version"] for c in p["challengers"]] == [challenger.version]
+    assert [e.version for e in scored.shadow_errors] == ["v9-boom"]
+    assert len(scored.shadows) == 1
+
+
+def test_challengers_that_would_make_the_prediction_too_large_are_left_out(
+    champion: ServedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each challenger's own Prediction fits, the champion's with both would not: the
+    champion is served without them (a challenger never blocks serving)."""
+    many = {f"class-{i}": 1.0 / 200 for i in range(200)}
+    wide = [stub(lambda x: ("class-0", many), version=f"v9-wide-{i}") for i in (1, 2)]
+    s = Scoring(CODEC, lambda m: (champion, wide), {"churn"}.__contains__)
+    sizes = [len(x) for x in s.score(encoded(), b"evt-0001", NOW).shadows]
+    monkeypatch.setattr(scoring_module, "MAX_PREDICTION_BYTES", max(sizes) + 500)
+    scored = s.score(encoded(), b"evt-0001", NOW)
+    assert CODEC.decode(scored.prediction).value["challengers"] is None
+    assert len(scored.shadows) == 2
+    (err,) = scored.shadow_errors
+    assert (err.reason, err.version) == ("too_large", "v9-wide-1, v9-wide-2")
+    assert "served without the challengers' predictions" in err.detail
 
 
 def strict_spec_stub(served: ServedModel) -> Stub:

@@ -76,16 +76,22 @@ class JoinSim:
     def __init__(self, monitor: ModelMonitor, ttl_ms: int, sweep_ms: int = 1_000) -> None:
         self.monitor = monitor
         self.joiner = Joiner(CODEC, {MODEL: "classification"}.get, lambda m: ttl_ms,
-                             "t.predictions")  # fmt: skip
+                             "t.predictions", "t.labels")  # fmt: skip
         self.store: dict[bytes, bytes] = {}
         self.index = ExpiryIndex[bytes](bucket_ms=sweep_ms)
         self.offset = 0
         self.emits: list[Emit] = []
 
-    def _apply(self, key: bytes, step: Step) -> None:
+    def _apply(self, step: Step) -> None:
+        """What the join loop does with a step: its entry under ``step.key`` (the model
+        and event_id), its extra records."""
         for k, v in step.extra:
-            self.store[k] = v
-        if step.keep:
+            if v is None:
+                self.store.pop(k, None)
+            else:
+                self.store[k] = v
+        key = step.key
+        if step.keep or key is None:
             return
         if step.entry is None:
             self.store.pop(key, None)
@@ -100,16 +106,15 @@ class JoinSim:
         for topic, key, raw in messages:
             origin = Origin(f"t.{topic}", 0, self.offset, key, None, [])
             self.offset += 1
-            step = self.joiner.on_message(origin, raw, self.store.get(key), now, self.store.get)
-            self._apply(key, step)
+            step = self.joiner.on_message(origin, raw, now, self.store.get)
+            self._apply(step)
             steps.append(step)
         for key in self.index.due(now):
             stored = self.store.get(key)
             if stored is None:
                 continue
-            origin = Origin("t.predictions", 0, -1, key, None, [])
-            step = self.joiner.on_expire(origin, stored, now, self.store.get)
-            self._apply(key, step)
+            step = self.joiner.on_expire(0, key, stored, now, self.store.get)
+            self._apply(step)
             steps.append(step)
         if steps:
             self.emits += route(self.monitor, steps, now)

@@ -113,12 +113,22 @@ CASES: list[tuple[str, str, tuple[str, int | None, str]]] = [
      ("models.m.features[1].name", 6, "duplicate feature 'a' (also features[0])")),
     # -- gate
     ("unknown gate key", "[models.m.gate]\nholdout = 0.3\n",
-     ("models.m.gate.holdout", 3, "did you mean holdout_fraction?")),
+     ("models.m.gate.holdout", 3, "did you mean holdout_fraction or min_holdout_rows?")),
+    ("unknown gate key, one close key", "[models.m.gate]\nholdout_fractoin = 0.3\n",
+     ("models.m.gate.holdout_fractoin", 3, "(did you mean holdout_fraction?)")),
     ("gate value of the wrong type", '[models.m.gate]\nmin_segment_samples = "50"\n',
      ("models.m.gate.min_segment_samples", 3, "must be an integer")),
     ("gate threshold out of range", "[models.m.gate]\nholdout_fraction = 1.5\n",
      ("models.m.gate.holdout_fraction", 3, "must be in (0, 1), got 1.5")),
     ("gate not a table", "gate = 0.5\n", ("models.m.gate", 2, "must be a table")),
+    ("improvement_alpha out of range", "[models.m.gate]\nimprovement_alpha = 1.5\n",
+     ("models.m.gate.improvement_alpha", 3, "improvement_alpha must be in (0, 1), got 1.5")),
+    ("improvement_alpha of the wrong type", '[models.m.gate]\nimprovement_alpha = "5%"\n',
+     ("models.m.gate.improvement_alpha", 3, 'must be a number, not the string "5%"')),
+    ("min_holdout_rows below 1", "[models.m.gate]\nmin_holdout_rows = 0\n",
+     ("models.m.gate.min_holdout_rows", 3, "min_holdout_rows must be >= 1, got 0")),
+    ("min_holdout_rows not an integer", "[models.m.gate]\nmin_holdout_rows = 99.5\n",
+     ("models.m.gate.min_holdout_rows", 3, "must be an integer")),
     # -- retrain (the policy's own arguments)
     ("the trial's typo", "[models.m.retrain]\nmin_rws = 300\n",
      ("models.m.retrain.min_rws", 3, "unknown key (did you mean min_rows?)")),
@@ -202,6 +212,21 @@ def test_every_problem_of_a_file_is_reported_at_once() -> None:
     with pytest.raises(ModelsFileError) as info:
         ModelsConfig.from_toml(text, "models.toml", [models_file.check_retrain])
     assert str(info.value).startswith("models file models.toml refused (6 errors): ")
+
+
+def test_every_bad_gate_threshold_is_reported_at_its_key() -> None:
+    """The gate's range checks run per key: three bad thresholds, three problems."""
+    text = "[models.m.gate]\nholdout_fraction = 2.0\nimprovement_alpha = 0\nmin_holdout_rows = -5\n"
+    _, problems = models_file.check("[models.m]\n" + text)
+    assert [(p.key, p.line) for p in problems] == [
+        ("models.m.gate.holdout_fraction", 3),
+        ("models.m.gate.improvement_alpha", 4),
+        ("models.m.gate.min_holdout_rows", 5),
+    ]
+    good, problems = models_file.check("[models.m.gate]\nimprovement_alpha = 0.1\n"
+                                       "min_holdout_rows = 300\n")  # fmt: skip
+    assert problems == []
+    assert (good["m"].gate.improvement_alpha, good["m"].gate.min_holdout_rows) == (0.1, 300)
 
 
 def test_load_reads_and_checks_the_file(tmp_path) -> None:

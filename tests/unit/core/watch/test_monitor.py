@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from driftline.core.join.joiner import LABEL, PREDICTION, Joiner
+from driftline.core.join.keys import entry_key
 from driftline.core.join.rules import JoinEntry, JoinState
 from driftline.core.lifecycle.training import bootstrap
 from driftline.core.model.config import DriftConfig, GateConfig, ModelConfig
@@ -44,7 +45,9 @@ def trained() -> dict[str, Any]:
         x = features(rng)
         rows.append({"event_time_ms": T0 + i, "features": x, "label": x["amount"] > 5})
     config = ModelConfig(
-        "churn", factory="logistic_regression", gate=GateConfig(min_segment_samples=10)
+        "churn",
+        factory="logistic_regression",
+        gate=GateConfig(min_segment_samples=10, min_holdout_rows=50),  # 60 held out
     )
     _, records = bootstrap(
         rows, config, key=KEY, by="test", reason="unit test", now_ms=T0, host="h", code="0"
@@ -237,7 +240,8 @@ def prediction_of(i: int, version: str) -> dict[str, Any]:
     return prediction(event_id=f"p{i}", version=version, features=features(rng), segment={})
 
 
-JOINER = Joiner(CODEC, {"churn": "classification"}.get, lambda model: 1_000, "t.predictions")
+JOINER = Joiner(CODEC, {"churn": "classification"}.get, lambda model: 1_000, "t.predictions",
+                "t.labels")  # fmt: skip
 HELD = {  # what a join expiry gives up: the state and the message it held
     "expired_prediction": (JoinState.WAITING_FOR_LABEL, PREDICTION, prediction()),
     "orphan_label": (JoinState.WAITING_FOR_PREDICTION, LABEL, label()),
@@ -252,9 +256,9 @@ def join_dead_letter(reason: str, i: int) -> tuple[dict[str, Any], tuple[str, in
         if name == PREDICTION:
             record = {**record, "version": "v1-aaaaaaa"}
         held = CODEC.encode(name, {**record, "event_id": f"x{i}"})
-        origin = Origin("t.predictions", 0, -1, f"x{i}".encode(), None, [])
         entry = JoinEntry(state, T0 + 1_000, T0, 1_000, held)
-        step = JOINER.on_expire(origin, entry.to_bytes(), T0 + 1_000)
+        key = entry_key("churn", f"x{i}".encode())
+        step = JOINER.on_expire(0, key, entry.to_bytes(), T0 + 1_000, {}.get)
         (out,) = step.outputs
         return CODEC.decode(out.value).value, step.settled
     letter, _ = dead_letter(
@@ -338,6 +342,43 @@ def test_rate_alerts(
         assert exp["counts"][f"events.{v}"] == n_out + expired
 
 
+def test_a_retired_model_is_not_monitored_until_unretired(trained: dict[str, Any]) -> None:
+    """Retired (champion and challenger moved to ``retired``): every event dead-lettered as
+    model_retired, a schedule due, a degraded stream: no snapshot, alert or trigger.
+    Unretired: monitored again, with fresh rates; model_retired letters never skew."""
+    mon = ModelMonitor(ModelConfig("churn", retrain={"schedule_ms": 1_000, "min_rows": 1}))
+    record = champion(trained, "v1-aaaaaaa")
+    v = record["version"]
+    mon.on_version(record, T0)
+    mon.on_version(champion(trained, "v2-bbbbbbb", stage="challenger"), T0)
+    assert not mon.retired and mon.tick(T0) == []  # the schedule starts counting
+    mon.on_version(champion(trained, "v2-bbbbbbb", stage="retired"), T0 + 1)
+    assert not mon.retired  # the champion still holds its slot
+    mon.on_version({**record, "stage": "retired", "previous_stage": "champion"}, T0 + 2)
+    assert mon.retired
+    mon.observe_scorer_batch(T0 + 3, {}, Counter({"model_retired": 500}))
+    emits = drive(mon, outcomes(300, v, const(0.6)))  # labels of earlier predictions
+    emits += mon.tick(T0 + 10**6)
+    assert emits == [] and mon.request(T0 + 10**6, "ana") == []
+
+    mon.on_version({**record, "stage": "champion", "previous_stage": "retired"}, T0 + 10**6)
+    assert not mon.retired and mon.champion_version == v
+    at = T0 + 2 * 10**6
+    mon.observe_scorer_batch(at, {v: 200}, Counter({"model_retired": 300}))
+    for i in range(100):
+        mon.observe_prediction(prediction_of(i, v), arrived_ms=at)
+    emits = [e for o in outcomes(100, v, const(0.1)) for e in mon.observe_outcome(
+        {**o, "event_time_ms": at}, at + 500, settled=(v, at))]  # fmt: skip
+    emits += mon.tick(at + 10**6)
+    check_encodes(emits)
+    assert {t["reasons"][0] for t in of(emits, "retrain")} == {"schedule"}
+    snaps = {s["window"]: s for s in of(emits, "metrics") if s["version"] == "all"}
+    skew = snaps["scored:settled"]  # the 300 model_retired letters are not in it
+    assert (skew["count"], skew["counts"]["hits"]) == (200, 0)
+    assert snaps["arrived:settled"]["count"] == 100  # nothing from the retired spell
+    assert of(emits, "alerts", "skew_rate") == []
+
+
 # -- what tick emits --------------------------------------------------------------------------
 
 
@@ -373,7 +414,9 @@ def test_manual_request_emits_a_trigger(trained: dict[str, Any]) -> None:
     mon = ModelMonitor(ModelConfig("churn"))
     record = champion(trained, "v1-aaaaaaa")
     mon.on_version(record, T0)
-    emits = mon.request(T0 + 1, "ana")
+    assert mon.request(T0 + 1, "ana") == []  # waits for min_rows (2,000) outcomes
+    mon.policy.observe_outcomes(2_000, T0 + 1)
+    emits = mon.tick(T0 + 1)
     check_encodes(emits)
     (trigger,) = of(emits, "retrain")
     assert (trigger["reasons"], trigger["requested_by"]) == (["manual"], "ana")
@@ -414,7 +457,8 @@ def regressor() -> dict[str, Any]:
     for i in range(300):
         x = features(rng)
         rows.append({"event_time_ms": T0 + i, "features": x, "label": x["amount"] * 2.0})
-    config = ModelConfig("churn", task="regression", gate=GateConfig(min_segment_samples=10))
+    config = ModelConfig("churn", task="regression",
+                         gate=GateConfig(min_segment_samples=10, min_holdout_rows=50))  # fmt: skip
     _, records = bootstrap(
         rows, config, key=KEY, by="test", reason="unit test", now_ms=T0, host="h", code="0"
     )
@@ -462,11 +506,11 @@ def test_a_champion_of_another_task_rebuilds_the_monitor(
 
 
 def test_a_reloaded_models_file_keeps_what_still_applies(trained: dict[str, Any]) -> None:
-    mon = ModelMonitor(ModelConfig("churn", retrain={"cooldown_ms": 0}))
+    mon = ModelMonitor(ModelConfig("churn", retrain={"cooldown_ms": 0, "min_rows": 300}))
     record = champion(trained, "v1-aaaaaaa")
     mon.on_version(record, T0)
     drive(mon, outcomes(300, record["version"], const(0.1)))
-    mon.request(T0 + 10**6, "ana")
+    mon.request(T0 + 10**6, "ana")  # 300 rows: min_rows met
     inflight = mon.policy.state["inflight"]
     assert inflight is not None
     trackers, features = dict(mon.trackers), mon.features
@@ -512,6 +556,7 @@ def test_an_excluded_feature_never_alerts_or_triggers(
     mon.on_version(record, T0)
     for p in shifted_predictions(3_000, record["version"], shift=25.0):
         mon.observe_prediction(p)
+    mon.policy.observe_outcomes(2_000, T0)  # the rows a trigger needs (min_rows)
     emits = mon.tick(T0 + 10**6) + mon.tick(T0 + 2 * 10**6)
     check_encodes(emits)
     drifted = {a["evidence"].get("feature") for a in of(emits, "alerts", "feature_drift")}

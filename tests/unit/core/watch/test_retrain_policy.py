@@ -100,6 +100,7 @@ def test_bad_arguments_raise(kwargs, match):
 
 def test_manual():
     p = policy()
+    p.observe_outcomes(2_000, 0)
     t = valid(p.request(now_ms=5, requested_by="alice"))
     assert (t["reasons"], t["requested_by"], t["last_n"], t["window_start_ms"]) == (
         ["manual"],
@@ -112,6 +113,7 @@ def test_manual():
 
 def test_schedule():
     p = policy(schedule_ms=HOUR, cooldown_ms=0)
+    p.observe_outcomes(2_000, 0)
     assert p.tick(0) is None and p.tick(HOUR - 1) is None
     t = valid(p.tick(HOUR))
     assert t["reasons"] == ["schedule"] and t["requested_by"] == "policy"
@@ -121,7 +123,7 @@ def test_schedule():
 
 
 def test_outcome_count():
-    p = policy(every_n_outcomes=1_000, cooldown_ms=0)
+    p = policy(every_n_outcomes=1_000, cooldown_ms=0, min_rows=500)
     p.observe_outcomes(999, 1)
     assert p.tick(1) is None
     p.observe_outcomes(1, 2)
@@ -131,6 +133,7 @@ def test_outcome_count():
 
 def test_performance_degradation_needs_k_consecutive_evaluations():
     p = policy(degradation_evaluations=3, cooldown_ms=0)
+    p.observe_outcomes(2_000, 0)
     assert p.observe_snapshot(snap(0.80), 1) is None
     assert p.observe_snapshot(snap(0.80), 2) is None
     assert p.observe_snapshot(snap(0.88), 3) is None  # not degraded: the streak breaks
@@ -262,6 +265,7 @@ def test_drift_max_wait_falls_back_to_the_last_n():
 @pytest.mark.parametrize("kind", ["feature_drift", "prediction_drift"])
 def test_feature_and_prediction_drift_fire_at_once_on_the_last_n(kind):
     p = policy(cooldown_ms=0, last_n=8_000)
+    p.observe_outcomes(2_000, 0)
     e = DriftEvent(
         kind,
         "churn",
@@ -295,6 +299,7 @@ def test_drift_of_another_version_is_ignored():
 
 def test_cooldown_delays_and_manual_skips_it():
     p = policy(cooldown_ms=HOUR)
+    p.observe_outcomes(2_000, 0)
     first = valid(p.observe_drift(feature(), 0))
     p.on_version("v2", "candidate", created_at_ms=MIN, now_ms=MIN)
     assert p.observe_drift(feature("income"), 2 * MIN) is None  # cooling down
@@ -310,6 +315,7 @@ def test_cooldown_delays_and_manual_skips_it():
 
 def test_in_flight_blocks_until_its_version_or_the_timeout():
     p = policy(cooldown_ms=0, inflight_timeout_ms=6 * HOUR)
+    p.observe_outcomes(2_000, 0)
     t = valid(p.request(0, "alice"))
     assert p.observe_drift(feature(), 1) is None
     assert p.request(2, "bob") is None  # queued behind the one in flight
@@ -324,12 +330,64 @@ def test_in_flight_blocks_until_its_version_or_the_timeout():
 
 def test_force_overrides_the_one_in_flight():
     p = policy()
+    p.observe_outcomes(2_000, 0)
     valid(p.request(0))
-    assert valid(p.request(1, "ops", force=True))["requested_by"] == "ops"
+    forced = valid(p.request(1, "ops", force=True))
+    assert forced["requested_by"] == "ops" and forced["evidence"]["force"] is True
+
+
+# -- min_rows, for every reason ----------------------------------------------------------------
+
+
+def test_the_trial_a_feature_drift_with_148_outcomes_waits_for_min_rows():
+    """A feature-drift trigger fired with 148 outcomes and its answer was promoted; now no
+    reason fires before ``min_rows`` rows exist, and it fires on the outcome that
+    completes them (``due_outcomes``)."""
+    p = policy(cooldown_ms=0, min_rows=2_000)
+    p.observe_outcomes(148, 0)
+    assert p.observe_drift(feature("date"), 1) is None
+    assert p.tick(HOUR) is None and "feature_drift" in p.state["pending"]
+    assert p.due_outcomes(HOUR) == 2_000
+    p.observe_outcomes(1_851, HOUR)
+    assert p.tick(HOUR + 1) is None
+    p.observe_outcomes(1, HOUR + 2)
+    t = valid(p.tick(HOUR + 2))
+    assert t["reasons"] == ["feature_drift"] and t["evidence"]["outcomes"] == 2_000
+
+
+@pytest.mark.parametrize(
+    ("case", "kwargs", "feed"),
+    [
+        ("schedule", {"schedule_ms": HOUR}, lambda p: (p.tick(0), p.tick(HOUR))[1]),
+        ("outcome_count", {"every_n_outcomes": 100}, lambda p: p.tick(1)),
+        ("degradation", {"degradation_evaluations": 1},
+         lambda p: p.observe_snapshot(snap(0.5), 1)),
+        ("feature drift", {}, lambda p: p.observe_drift(feature(), 1)),
+        ("concept drift, max wait over", {"drift_max_wait_ms": MIN},
+         lambda p: (p.observe_drift(concept(since=100), 0), p.tick(HOUR))[1]),
+        ("manual", {}, lambda p: p.request(1, "ana")),
+    ],
+)  # fmt: skip
+def test_no_reason_fires_below_min_rows(case: str, kwargs: dict[str, Any], feed) -> None:
+    p = policy(cooldown_ms=0, min_rows=1_000, **kwargs)
+    p.observe_outcomes(999, 0)
+    assert feed(p) is None, case
+    p.observe_outcomes(1, 2)
+    assert valid(p.tick(HOUR + 1))["last_n"] == 20_000, case
+
+
+def test_a_forced_manual_request_fires_below_min_rows() -> None:
+    p = policy(cooldown_ms=0, min_rows=1_000)
+    p.observe_outcomes(10, 0)
+    assert p.request(1, "ana") is None
+    t = valid(p.request(2, "ana", force=True))
+    assert t["reasons"] == ["manual"] and t["evidence"] == {
+        "outcomes": 10, "force": True, "manual.requested_by": "ana"}  # fmt: skip
 
 
 def test_degradation_rearms_only_after_it_clears():
     p = policy(degradation_evaluations=2, cooldown_ms=0, margin=0.05, clear_ratio=0.5)
+    p.observe_outcomes(2_000, 0)
     p.observe_snapshot(snap(0.80), 1)
     valid(p.observe_snapshot(snap(0.80), 2))
     p.on_version("v2", "rejected", created_at_ms=3, now_ms=3)  # candidate lost: still v1

@@ -16,6 +16,7 @@ from driftline.core.wire.deadletter import (
     MAX_SOURCE_BYTES,
     Origin,
     dead_letter,
+    replay_refusal,
 )
 from tests.unit.core.examples import T0, same
 
@@ -298,3 +299,5 @@ def test_a_dead_letter_fits_in_a_kafka_message_whatever_it_carries(
     if not headers_kept:
         assert "source headers left out" in record["detail"]
     assert CODEC.decode(CODEC.encode(DEAD_LETTER, record)).value == record
+    exact = whole and headers_kept and (key is None or len(key) <= MAX_KEY_BYTES)
+    assert (replay_refusal(record) is None) == exact  # `driftline deadletters replay`

@@ -1,0 +1,312 @@
+"""How a retrain trigger is answered, as data: given the trigger, the outcomes of its
+window and the registry as it stands, :func:`answer_trigger` looks the model's config up,
+builds the training set, trains and gates a candidate, decides its stage and returns
+the records and alerts to publish. Pure apart from the clock, the host name and an
+artifact store callback; the trainer consumer (``driftline.consumers.trainer``) only
+reads, calls it and publishes, and the in-process loop bench calls the same function.
+
+Steps, in order:
+
+1. the config: the models file's, else one that retrains like the champion
+   (:func:`config_for`); a retired model is refused (stage ``refused``, a
+   ``training_refused`` alert);
+2. the champion's artifact is loaded once: a refused one raises an ``artifact_rejected``
+   alert and the candidate is gated without it;
+3. the training set: the trigger's window of the outcomes (event time from
+   ``window_start_ms`` to ``window_end_ms``, the newest ``last_n``), time-ordered and
+   deduplicated (:mod:`~driftline.core.lifecycle.trainset`);
+4. a window of fewer than the model's ``retrain.min_rows`` rows is completed with
+   earlier rows: the newest rows of the champion's training sample
+   (:mod:`~driftline.core.lifecycle.reservoir`) older than the window, up to
+   ``min_rows`` in all; learnt first, never held out. A window that starts at a change
+   point is not completed (its point is to leave the old concept out). A training set
+   still short of ``min_rows`` is refused (stage ``refused``, a ``training_refused``
+   alert, no version) unless the trigger is forced (``evidence["force"]``, ``driftline
+   retrain --force``) or its window starts at a change point (the policy counted those
+   rows: a few may fall just outside the window by event time);
+5. :func:`~driftline.core.lifecycle.training.train` (split, learn, serialize, sign,
+   profile, gate against the champion);
+6. :func:`~driftline.core.lifecycle.training.decide`: champion (passed, promotion
+   ``auto``), challenger (passed, ``manual``) or rejected; then the stage records
+   (:func:`~driftline.core.lifecycle.training.stage_records`: the champion it replaces,
+   or the oldest challengers past ``max_challengers``, archived first) and, for a
+   rejected candidate, a ``candidate_rejected`` alert.
+
+>>> stage_reason("champion", {"summary": "passed: ..."})
+'gate passed, promotion auto'
+>>> a = alert("churn", None, "training_failed", "critical", "Training failed.", {"k": 1}, now_ms=5)
+>>> a["kind"], a["severity"], a["evidence"], a["created_at_ms"]
+('training_failed', 'critical', {'k': 1}, 5)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from driftline.core.errors import ArtifactError, ConfigError
+from driftline.core.lifecycle import reservoir
+from driftline.core.lifecycle.registry import MAX_CHALLENGERS, Registry
+from driftline.core.lifecycle.training import Store, TrainingRun, decide, stage_records, train
+from driftline.core.lifecycle.trainset import build_frame, examples, window
+from driftline.core.model.config import ModelConfig, ModelsConfig
+from driftline.core.model.estimators import load_version
+from driftline.core.watch.retrain_policy import MIN_ROWS
+
+__all__ = [
+    "Answer",
+    "alert",
+    "answer_trigger",
+    "at_change_point",
+    "config_for",
+    "earlier_rows",
+    "failure_alert",
+    "stage_reason",
+]
+
+
+@dataclass
+class Answer:
+    """What answering one trigger produced: publish ``records`` (in order) on the registry
+    topic and ``alerts`` on the alerts topic."""
+
+    config: ModelConfig
+    run: TrainingRun | None
+    """None when the trigger was refused (too few rows)."""
+    stage: str
+    """champion, challenger, rejected, or refused (nothing trained)."""
+    records: list[dict[str, Any]]
+    """The candidate, then the records that set its stage (archives first)."""
+    alerts: list[dict[str, Any]]
+
+    @property
+    def version(self) -> str | None:
+        return None if self.run is None else str(self.run.record["version"])
+
+    @property
+    def verdict(self) -> dict[str, Any] | None:
+        return None if self.run is None else self.run.verdict
+
+
+def answer_trigger(
+    trigger: Mapping[str, Any],
+    rows: Iterable[Mapping[str, Any]],
+    registry: Registry,
+    models: ModelsConfig,
+    *,
+    key: bytes,
+    clock_ms: Callable[[], int],
+    run_id: str | None = None,
+    data_ranges: Sequence[Mapping[str, Any]] = (),
+    inline_max_bytes: int = 512_000,
+    store: Store | None = None,
+    started_at_ms: int | None = None,
+    step_ms: Mapping[str, float] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    code: str | None = None,
+    host: str | None = None,
+    max_challengers: int = MAX_CHALLENGERS,
+) -> Answer:
+    """Answer ``trigger`` (a RetrainTrigger dict) from ``rows``, Outcome-like dicts holding
+    (at least) its window, against ``registry`` as it stands (see the module docstring).
+
+    ``clock_ms()`` gives the version's creation time, then the stage changes' (at least
+    1 ms later) and the alerts'. Raises what training raises (no rows, an unknown model,
+    an artifact too large with no ``store``); the caller answers that with
+    :func:`failure_alert`.
+    """
+    model = trigger["model"]
+    run_id = run_id or str(uuid.uuid4())
+    champion = registry.champion(model)
+    if registry.retired(model):
+        config = config_for(models, model, _newest(registry, model))
+        message = (
+            f"Trigger {trigger['trigger_id']} of {model} was not trained: the model is "
+            f"retired (driftline models unretire {model})."
+        )
+        evidence = {"trigger_id": trigger["trigger_id"], "reason": "model_retired"}
+        refused = alert(model, None, "training_refused", "warning", message, evidence,
+                        now_ms=clock_ms())  # fmt: skip
+        return Answer(config, None, "refused", [], [refused])
+    config = config_for(models, model, champion)
+    alerts: list[dict[str, Any]] = []
+    if champion is not None:
+        try:
+            load_version(champion, key)
+        except ArtifactError as exc:
+            message = (
+                f"The champion's artifact was refused ({exc.reason}); the candidate is "
+                "gated without a comparison."
+            )
+            alerts.append(
+                alert(model, champion["version"], "artifact_rejected", "critical", message,
+                      {"reason": exc.reason}, now_ms=clock_ms())
+            )  # fmt: skip
+    t = time.perf_counter()
+    start, end, last_n = trigger["window_start_ms"], trigger["window_end_ms"], trigger["last_n"]
+    data = examples(window(build_frame(rows), start, end, last_n))
+    steps = {**(step_ms or {}), "frame": round((time.perf_counter() - t) * 1000, 3)}
+    min_rows = int(config.retrain.get("min_rows", MIN_ROWS))
+    forced = bool((trigger.get("evidence") or {}).get("force"))
+    earlier: list[dict[str, Any]] = []
+    if len(data) < min_rows and champion is not None and not at_change_point(trigger):
+        earlier = earlier_rows(champion, data, min_rows - len(data))
+    if len(data) + len(earlier) < min_rows and not forced and not at_change_point(trigger):
+        message = (
+            f"Trigger {trigger['trigger_id']} of {model} was not trained: its window holds "
+            f"{len(data)} rows ({len(earlier)} earlier ones could complete it), fewer than "
+            f"min_rows ({min_rows}); retrain with --force to train on them anyway."
+        )
+        evidence = {
+            "trigger_id": trigger["trigger_id"],
+            "rows": len(data),
+            "earlier_rows": len(earlier),
+            "min_rows": min_rows,
+        }
+        refused = alert(model, None, "training_refused", "warning", message, evidence,
+                        now_ms=clock_ms())  # fmt: skip
+        return Answer(config, None, "refused", [], [*alerts, refused])
+    run = train(
+        data, config, key=key, now_ms=clock_ms(), trigger=trigger, run_id=run_id,
+        champion=champion, data_ranges=data_ranges,
+        existing_versions=[r["version"] for r in registry.versions(model)],
+        code=code, host=host, inline_max_bytes=inline_max_bytes, store=store,
+        started_at_ms=started_at_ms, step_ms=steps, progress=progress,
+        earlier=earlier, earlier_version=None if champion is None else champion["version"],
+    )  # fmt: skip
+    record, verdict = run.record, run.verdict
+    stage = decide(verdict, config.promotion, config.gate.min_improvement)
+    later = stage_records(
+        record,
+        stage,
+        current=[*([champion] if champion else []), *registry.challengers(model)],
+        by="trainer",
+        reason=stage_reason(stage, verdict),
+        now_ms=max(clock_ms(), record["stage_changed_at_ms"] + 1),
+        max_challengers=max_challengers,
+    )
+    if stage == "rejected":
+        message = f"Candidate {record['version']} was rejected: {verdict['summary']}"
+        evidence = {"trigger_id": trigger["trigger_id"], "training_run_id": run_id}
+        alerts.append(
+            alert(model, record["version"], "candidate_rejected", "info", message, evidence,
+                  now_ms=clock_ms())
+        )  # fmt: skip
+    return Answer(config, run, stage, [record, *later], alerts)
+
+
+def _newest(registry: Registry, model: str) -> dict[str, Any] | None:
+    versions = registry.versions(model)
+    return versions[-1] if versions else None
+
+
+def at_change_point(trigger: Mapping[str, Any]) -> bool:
+    """Whether the trigger's window starts at a change point the policy placed (its rows
+    are the post-change ones, counted by the policy)."""
+    evidence = trigger.get("evidence") or {}
+    return trigger.get("window_start_ms") is not None and "post_change_rows" in evidence
+
+
+def earlier_rows(
+    champion: Mapping[str, Any], window: Sequence[Mapping[str, Any]], n: int
+) -> list[dict[str, Any]]:
+    """At most ``n`` rows of the champion's training sample older than every row of the
+    ``window`` (by event time), the newest of them, oldest first."""
+    first = min((r["event_time_ms"] for r in window), default=None)
+    rows = [
+        r
+        for r in reservoir.decode(champion.get("training_sample"))
+        if first is None or (r["event_time_ms"] is not None and r["event_time_ms"] < first)
+    ]
+    rows.sort(key=lambda r: r["event_time_ms"] or 0)
+    return rows[-n:] if n > 0 else []
+
+
+def config_for(models: ModelsConfig, model: str, champion: Mapping[str, Any] | None) -> ModelConfig:
+    """The models file's config of ``model``; else one that retrains like its champion
+    (task, factory, parameters and seed from the champion's record)."""
+    cfg = models.get(model)
+    if cfg is not None:
+        return cfg
+    if champion is None:
+        raise ConfigError(f"model {model} is neither in the models file nor in the registry")
+    lineage = champion["lineage"]
+    return ModelConfig(
+        model,
+        task=champion["task"],
+        factory=champion["factory"],
+        params={k: _param(v) for k, v in lineage["params"].items()},
+        seed=int(lineage["seed"]),
+    )
+
+
+def _param(text: str) -> Any:
+    """A lineage parameter back as the models file gave it (JSON, else the string)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def stage_reason(stage: str, verdict: Mapping[str, Any]) -> str:
+    """Why the trainer moved a gated candidate to ``stage``."""
+    if stage == "champion":
+        return "gate passed, promotion auto"
+    if stage == "challenger" and verdict["passed"]:
+        return "gate passed, waiting for approval (promotion manual)"
+    if stage == "challenger":
+        return f"gate inconclusive, kept as a challenger in shadow: {verdict['summary']}"
+    return f"gate: {verdict['summary']}"
+
+
+def alert(
+    model: str,
+    version: str | None,
+    kind: str,
+    severity: str,
+    message: str,
+    evidence: Mapping[str, Any],
+    *,
+    now_ms: int,
+) -> dict[str, Any]:
+    """An Alert record."""
+    return {
+        "alert_id": str(uuid.uuid4()),
+        "model": model,
+        "version": version,
+        "segment": None,
+        "kind": kind,
+        "severity": severity,
+        "message": message,
+        "evidence": dict(evidence),
+        "created_at_ms": now_ms,
+    }
+
+
+def failure_alert(
+    trigger: Mapping[str, Any],
+    run_id: str,
+    error: BaseException,
+    *,
+    seconds: float,
+    host: str,
+    now_ms: int,
+) -> dict[str, Any]:
+    """The ``training_failed`` Alert answering a trigger whose run raised ``error``."""
+    evidence = {
+        "trigger_id": trigger["trigger_id"],
+        "idempotency_key": trigger["idempotency_key"],
+        "training_run_id": run_id,
+        "error": f"{type(error).__name__}: {error}"[:1000],
+        "seconds": round(seconds, 3),
+        "host": host,
+    }
+    message = f"Training {trigger['model']} for trigger {trigger['trigger_id']} failed: {error}"
+    return alert(
+        trigger["model"], None, "training_failed", "critical", message[:500], evidence,
+        now_ms=now_ms,
+    )  # fmt: skip

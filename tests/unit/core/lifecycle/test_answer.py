@@ -1,0 +1,251 @@
+"""How a trigger is answered, as data: config fallback, stage reasons, alerts (Avro-valid),
+and the whole decision (:func:`answer_trigger`) without Kafka."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import Any
+
+import pytest
+
+from driftline.core.errors import ConfigError
+from driftline.core.lifecycle.answer import (
+    alert,
+    answer_trigger,
+    config_for,
+    failure_alert,
+    stage_reason,
+)
+from driftline.core.lifecycle.registry import Registry, retire
+from driftline.core.lifecycle.training import bootstrap
+from driftline.core.model.config import GateConfig, ModelConfig, ModelsConfig
+from driftline.core.wire.codec import default_codec
+from tests.unit.core.examples import T0, model_version, retrain_trigger
+
+
+def test_config_from_the_models_file_wins() -> None:
+    cfg = ModelConfig("churn", factory="hoeffding_tree")
+    assert config_for(ModelsConfig({"churn": cfg}), "churn", model_version()) is cfg
+
+
+def test_config_follows_the_champion_when_the_file_lacks_the_model() -> None:
+    champ = model_version(factory="logistic_regression")
+    champ["lineage"]["params"] = {"lr": "0.05", "name": "plain", "grace": "100"}
+    cfg = config_for(ModelsConfig(), "churn", champ)
+    assert (cfg.task, cfg.factory, cfg.seed) == ("classification", "logistic_regression", 42)
+    assert cfg.params == {"lr": 0.05, "name": "plain", "grace": 100}
+    with pytest.raises(ConfigError, match="neither in the models file nor in the registry"):
+        config_for(ModelsConfig(), "churn", None)
+
+
+@pytest.mark.parametrize(
+    ("stage", "passed", "reason"),
+    [
+        ("champion", True, "gate passed, promotion auto"),
+        ("challenger", True, "gate passed, waiting for approval (promotion manual)"),
+        ("challenger", False,
+         "gate inconclusive, kept as a challenger in shadow: failed improvement: ..."),
+        ("rejected", False, "gate: failed improvement: ..."),
+    ],
+)  # fmt: skip
+def test_stage_reason(stage: str, passed: bool, reason: str) -> None:
+    assert stage_reason(stage, {"passed": passed, "summary": "failed improvement: ..."}) == reason
+
+
+def test_alerts_are_valid_alert_records() -> None:
+    failed = failure_alert(
+        retrain_trigger(), "run-1", ValueError("no rows"), seconds=1.23456, host="h", now_ms=9
+    )
+    assert failed["kind"] == "training_failed" and failed["severity"] == "critical"
+    assert failed["evidence"]["error"] == "ValueError: no rows"
+    assert failed["evidence"]["seconds"] == 1.235
+    assert failed["message"].startswith("Training churn for trigger trg-0001 failed")
+    info = alert("churn", "v2", "candidate_rejected", "info", "m", {"n": 1}, now_ms=1)
+    for record in (failed, info):
+        data = default_codec().encode("Alert", record)
+        assert default_codec().decode(data, expect="Alert").value == record
+    assert (
+        failed["alert_id"]
+        != failure_alert(retrain_trigger(), "run-1", ValueError(), seconds=0, host="h", now_ms=9)[
+            "alert_id"
+        ]
+    )
+
+
+# -- answer_trigger: the whole decision, without Kafka ------------------------------------
+
+KEY = b"answer-key"
+GATE = GateConfig(min_segment_samples=50)
+
+
+def rows(n: int, *, flip: bool = False, seed: int = 1, start: int = 0) -> list[dict[str, Any]]:
+    """Outcome-like dicts, event times ``start .. start + n - 1`` seconds after T0."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(start, start + n):
+        amount = rng.random() * 10
+        out.append(
+            {
+                "event_id": f"e{i}",
+                "event_time_ms": T0 + i * 1_000,
+                "features": {"amount": amount},
+                "label": (amount > 5) != flip,
+                "segment": {"region": "eu" if i % 2 else "us"},
+            }
+        )
+    return out
+
+
+def registry_with_champion(flip: bool, promotion: str = "auto") -> tuple[Registry, ModelsConfig]:
+    cfg = ModelConfig(
+        "churn",
+        factory="logistic_regression",
+        promotion=promotion,
+        gate=GATE,
+        retrain={"min_rows": 100},
+    )
+    _, records = bootstrap(rows(600, flip=flip, seed=9), cfg, key=KEY, by="t", reason="r",
+                           now_ms=T0)  # fmt: skip
+    return Registry.from_records(records), ModelsConfig({"churn": cfg})
+
+
+def manual_trigger(**kw: Any) -> dict[str, Any]:
+    return retrain_trigger(**{"window_start_ms": None, "last_n": None, "reasons": ["manual"],
+                              **kw})  # fmt: skip
+
+
+def clock(start: int = T0 + 5_000) -> Any:
+    ticks = iter(range(start, start + 1_000))
+    return lambda: next(ticks)
+
+
+@pytest.mark.parametrize(
+    ("case", "champion_flipped", "promotion", "stage", "stages", "alerts"),
+    [
+        ("a better candidate becomes champion", True, "auto", "champion",
+         ["candidate", "archived", "champion"], []),
+        ("promotion manual: it waits as challenger", True, "manual", "challenger",
+         ["candidate", "challenger"], []),
+        ("no better than the champion: rejected, with an alert", False, "auto", "rejected",
+         ["candidate", "rejected"], ["candidate_rejected"]),
+    ],
+)  # fmt: skip
+def test_answer_decides_the_stage_and_what_to_publish(
+    case: str,
+    champion_flipped: bool,
+    promotion: str,
+    stage: str,
+    stages: list[str],
+    alerts: list[str],
+) -> None:
+    reg, models = registry_with_champion(champion_flipped, promotion)
+    old = reg.champion("churn")
+    trg = manual_trigger()
+    got = answer_trigger(trg, rows(500, start=1_000), reg, models, key=KEY, clock_ms=clock(),
+                         run_id="run-1", code="c", host="h")  # fmt: skip
+    assert got.stage == stage, case
+    assert [r["stage"] for r in got.records] == stages
+    assert [a["kind"] for a in got.alerts] == alerts
+    assert got.records[0]["version"] == got.version and got.version.startswith("v2-")
+    assert got.records[0]["lineage"]["champion_version"] == old["version"]
+    assert got.records[0]["lineage"]["training_run_id"] == "run-1"
+    assert "frame" in got.records[0]["lineage"]["step_ms"]
+    # stage changes come after the version's creation, in publish order
+    times = [r["stage_changed_at_ms"] for r in got.records]
+    assert times == sorted(times) and times[-1] > got.records[0]["created_at_ms"]
+    if alerts:
+        assert got.alerts[0]["evidence"] == {"trigger_id": trg["trigger_id"],
+                                             "training_run_id": "run-1"}  # fmt: skip
+    # the registry is only read: applying the records is the caller's job
+    assert reg.champion("churn")["version"] == old["version"]
+
+
+def test_answer_trains_on_the_trigger_window_only() -> None:
+    reg, models = registry_with_champion(True)
+    data = rows(800)
+    start = T0 + 300 * 1_000
+    got = answer_trigger(manual_trigger(window_start_ms=start, last_n=400), data, reg, models,
+                         key=KEY, clock_ms=clock(), code="c", host="h")  # fmt: skip
+    lineage = got.records[0]["lineage"]
+    assert lineage["rows"] + lineage["holdout_rows"] == 400  # the newest 400 of 500 in window
+    assert got.run.train_rows == lineage["rows"]
+
+
+def test_answer_alerts_on_a_refused_champion_and_gates_without_it() -> None:
+    reg, models = registry_with_champion(True)
+    champ = reg.champion("churn")
+    bad = dict(champ, artifact=dict(champ["artifact"], signature="00" * 32))
+    reg.apply(dict(bad, stage_changed_at_ms=champ["stage_changed_at_ms"] + 1))
+    got = answer_trigger(manual_trigger(), rows(500), reg, models, key=KEY, clock_ms=clock(),
+                         code="c", host="h")  # fmt: skip
+    assert [a["kind"] for a in got.alerts][:1] == ["artifact_rejected"]
+    assert got.alerts[0]["evidence"] == {"reason": "bad_signature"}
+    assert "could not be loaded" in got.verdict["summary"]
+
+
+def test_answer_for_an_unknown_model_raises() -> None:
+    with pytest.raises(ConfigError, match="neither in the models file nor in the registry"):
+        answer_trigger(manual_trigger(model="nobody"), rows(100), Registry(), ModelsConfig(),
+                       key=KEY, clock_ms=clock())  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("case", "trigger", "start", "stage", "earlier"),
+    [
+        ("manual, 300 rows, none older in the champion's sample: refused", manual_trigger(),
+         0, "refused", 0),
+        ("manual, 300 rows completed by 200 older ones: trained", manual_trigger(), 1_000,
+         "rejected", 200),
+        ("forced: trained (and gated)", manual_trigger(evidence={"force": True}), 0,
+         "rejected", 0),
+        ("a change point's window: the policy counted it; never completed", manual_trigger(
+            reasons=["concept_drift"], window_start_ms=T0 + 1_000_000, last_n=300,
+            evidence={"post_change_rows": 500}), 1_000, "rejected", 0),
+    ],
+)  # fmt: skip
+def test_a_window_below_min_rows(
+    case: str, trigger: dict[str, Any], start: int, stage: str, earlier: int
+) -> None:
+    """The champion was bootstrapped on rows at T0 .. T0 + 599 s; its sample holds the 480
+    it trained on. Windows of 300 rows start at ``start`` s; min_rows is 500."""
+    reg, models = registry_with_champion(True)
+    cfg = dataclasses.replace(models["churn"], retrain={"min_rows": 500})
+    got = answer_trigger(trigger, rows(300, start=start), reg, ModelsConfig({"churn": cfg}),
+                         key=KEY, clock_ms=clock(), code="c", host="h")  # fmt: skip
+    assert got.stage == stage, case
+    if stage == "refused":
+        assert (got.run, got.version, got.verdict, got.records) == (None, None, None, [])
+        (refused,) = got.alerts
+        assert refused["kind"] == "training_refused" and refused["severity"] == "warning"
+        assert refused["evidence"] == {
+            "trigger_id": "trg-0001", "rows": 300, "earlier_rows": 0, "min_rows": 500}  # fmt: skip
+        default_codec().encode("Alert", refused)
+        return
+    assert got.run is not None and got.verdict is not None
+    lineage = got.records[0]["lineage"]
+    assert (lineage["earlier_rows"], lineage["holdout_rows"]) == (earlier, 60)
+    assert lineage["rows"] == 240 + earlier  # held-out rows from the window only
+    assert lineage["earlier_version"] == (reg.champion("churn")["version"] if earlier else None)
+    assert got.verdict["checks"]["holdout"] is False  # 60 held out: no promotion either way
+
+
+def test_a_retired_model_is_refused_and_challengers_are_capped() -> None:
+    reg, models = registry_with_champion(True, promotion="manual")
+    for i in range(3):  # three answers wait as challengers; the cap of 2 archives the oldest
+        got = answer_trigger(manual_trigger(trigger_id=f"t{i}"), rows(500, start=1_000 * i),
+                             reg, models, key=KEY, clock_ms=clock(T0 + 10_000 * (i + 1)),
+                             code="c", host="h", max_challengers=2)  # fmt: skip
+        assert got.stage == "challenger"
+        for r in got.records:
+            reg.apply(r)
+    assert [r["stage"] for r in got.records] == ["candidate", "archived", "challenger"]
+    assert "the oldest of 2 challengers" in got.records[1]["stage_reason"]
+    assert len(reg.challengers("churn")) == 2
+    for r in retire(reg, "churn", by="ops", reason="r", now_ms=T0 + 99_000):
+        reg.apply(r)
+    got = answer_trigger(manual_trigger(), rows(500), reg, models, key=KEY, clock_ms=clock(),
+                         code="c", host="h")  # fmt: skip
+    assert (got.stage, got.records, got.run) == ("refused", [], None)
+    assert got.alerts[0]["evidence"]["reason"] == "model_retired"
+    assert "is retired" in got.alerts[0]["message"]
