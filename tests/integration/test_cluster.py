@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from bench.faults.report import render
@@ -81,7 +82,15 @@ def test_one_command_starts_three_nodes_and_topics_get_three_replicas(cluster: P
             assert sorted(p.replicas) == [1, 2, 3], (t.topic, p.id)
             assert sorted(p.isrs) == [1, 2, 3], (t.topic, p.id)
     res = ConfigResource(ResourceType.TOPIC, s.topic("predictions"))
-    configs = client.describe_configs([res])[res].result(timeout=30)
+    while True:  # asked of any node: one that has not caught up yet does not know it
+        try:
+            configs = client.describe_configs([res])[res].result(timeout=30)
+            break
+        except KafkaException as exc:
+            code = exc.args[0].code()
+            if code != KafkaError.UNKNOWN_TOPIC_OR_PART or time.monotonic() > deadline + 30:
+                raise
+            time.sleep(0.2)
     assert configs["min.insync.replicas"].value == "2"
 
 
