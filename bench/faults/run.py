@@ -225,6 +225,7 @@ def _produce(r: Run, s: Settings, truth, sup: Supervisor, broker: Broker | Clust
             if (
                 cont is None
                 and not restarting
+                and not r.broker_errors  # a failed fault ends the schedule (reported)
                 and (recovered or time.monotonic() - waiting_since > cap)
             ):
                 fire(todo.pop(0), n)

@@ -4,17 +4,22 @@ stops, and the retried-transaction counts read from /metrics."""
 
 from __future__ import annotations
 
+import signal
 from collections import Counter
+from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
-from bench.faults.cluster import KINDS, Part, leader_counts, out_of_isr, under_replicated
+from bench.faults import cluster as cluster_faults
+from bench.faults.cluster import KINDS, Ops, Part, leader_counts, out_of_isr, under_replicated
 from bench.faults.report import render
 from bench.faults.retries import parse
 from bench.faults.run import FIRST_AT, Fault, Options, Run, schedule
 from bench.faults.timeline import LEAD_S, quantile, window, windows
 from bench.faults.verify import Result, Row
 from bench.faults.watch import Probe
+from driftline import broker
 
 
 def test_the_quick_cluster_schedule_is_a_leader_kill_then_a_rolling_restart() -> None:
@@ -148,3 +153,70 @@ def test_the_report_shows_each_cluster_fault_with_its_steps_and_the_targets() ->
     assert "n2 SIGKILLed" in text and "1/0/2" in text
     assert "target: outputs again within 10 s of SIGKILL leader n2: 12.5 s, missed" in text
     assert text.splitlines()[-1] == "RESULT: PASS"
+
+
+class _PausedCluster:
+    """A cluster whose metadata never answers while a node is paused: records signals."""
+
+    def __init__(self) -> None:
+        self.nodes = {k: broker.Node(k, Path(f"/nonexistent/n{k}"), 1000 + k, 2000 + k)
+                      for k in (1, 2, 3)}  # fmt: skip
+        self.signals: list[tuple[int, int]] = []
+
+    def signal(self, k: int, sig: int) -> None:
+        self.signals.append((k, sig))
+
+
+def test_a_paused_node_is_resumed_even_when_the_wait_for_the_isr_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A full run at load 26 left the paused node stopped for good: every metadata request
+    timed out and the fault's thread ended before its SIGCONT."""
+    steps: list[str] = []
+    cl = _PausedCluster()
+    admins: list[dict[str, object]] = []  # no connection: the configurations asked for
+    monkeypatch.setattr(cluster_faults, "AdminClient", lambda conf: admins.append(conf) or conf)
+    ops = cluster_faults.Ops(cl, {"bootstrap.servers": "127.0.0.1:1"}, "f1", steps.append)  # type: ignore[arg-type]
+
+    def no_answer(*_a: object, **_k: object) -> list[Part]:
+        raise RuntimeError("metadata lost")
+
+    monkeypatch.setattr(cluster_faults, "partitions", no_answer)
+    with pytest.raises(RuntimeError, match="metadata lost"):
+        ops.run("isr", 3, "")
+    assert cl.signals == [(3, signal.SIGSTOP), (3, signal.SIGCONT)]
+    assert steps == ["n3 resumed (SIGCONT)"]
+
+
+def test_the_wait_for_the_isr_asks_again_when_metadata_times_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    steps: list[str] = []
+    cl = _PausedCluster()
+    admins: list[dict[str, object]] = []  # no connection: the configurations asked for
+    monkeypatch.setattr(cluster_faults, "AdminClient", lambda conf: admins.append(conf) or conf)
+    ops = cluster_faults.Ops(cl, {"bootstrap.servers": "127.0.0.1:1"}, "f1", steps.append)  # type: ignore[arg-type]
+    answers: list[list[Part] | KafkaException] = [
+        KafkaException(KafkaError(KafkaError._TIMED_OUT, "Failed to get metadata")),
+        [Part("f1.predictions", 0, 1, (1, 2, 3), (1, 2, 3))],  # still in the ISR
+        [Part("f1.predictions", 0, 1, (1, 2, 3), (1, 2))],  # out
+    ]
+    asked: list[str] = []
+
+    def partitions(admin: object, tries: int = 6) -> list[Part]:
+        asked.append(str(tries))
+        got = answers.pop(0)
+        if isinstance(got, KafkaException):
+            raise got
+        return got
+
+    monkeypatch.setattr(cluster_faults, "partitions", partitions)
+    monkeypatch.setattr(cluster_faults.time, "sleep", lambda _s: None)
+    monkeypatch.setattr(Ops, "_in_sync", lambda self: steps.append("in sync"))
+    ops.run("isr", 3, "")
+    assert asked == ["1", "1", "1"]  # one try each, from the other nodes only
+    assert admins[-1]["bootstrap.servers"] == "127.0.0.1:1001,127.0.0.1:1002"
+    assert steps[0] == "metadata not answered (Failed to get metadata); asking again"
+    assert steps[1].startswith("n3 out of every ISR after")
+    assert steps[2:] == ["n3 resumed (SIGCONT)", "in sync"]
+    assert cl.signals == [(3, signal.SIGSTOP), (3, signal.SIGCONT)]
