@@ -94,6 +94,10 @@ def test_one_command_starts_three_nodes_and_topics_get_three_replicas(cluster: P
     assert configs["min.insync.replicas"].value == "2"
 
 
+# 150 s of events, then up to 120 s for the last results (the harness's own bound) and
+# the verification: past the suite's 300 s default on a loaded machine (4 min 7 s for
+# both tests at load 7-16).
+@pytest.mark.timeout(600)
 def test_quick_cluster_faults_lose_and_duplicate_nothing(cluster: Path) -> None:
     r = run(Options(events=QUICK_CLUSTER_EVENTS, rate=QUICK_CLUSTER_RATE, quick=True,
                     brokers=3, cluster_dir=cluster))  # fmt: skip
