@@ -39,13 +39,16 @@ test: setup lint
 	$(BIN)/pytest
 
 # The benchmarks' quick modes (small sizes; no speed is asserted). `make test` runs the
-# loop and fault ones too (tests/integration/test_benches.py, test_faults.py). Each
+# loop and fault ones too (tests/integration/test_benches.py, test_faults.py, and on
+# three nodes test_cluster.py). Each
 # bench is one line; see docs/benchmarks.md for the full runs.
 bench-quick: setup
 	$(BIN)/python bench/throughput.py --quick
 	$(BIN)/python -m bench.loop --quick
 	$(BIN)/python -m bench.faults --quick
 	$(BIN)/python -m bench.gate_trial --quick
+	$(BIN)/python -m bench.faults --quick --brokers 3
+	$(BIN)/python bench/replication.py --quick
 
 demo: setup
 	$(BIN)/driftline demo

@@ -88,11 +88,21 @@ class Settings(BaseSettings):
         "worker. Default: a random id per process (a crashed worker's open transaction "
         "then blocks read_committed readers until transaction_timeout_ms).",
     )
-    transaction_timeout_ms: int = Field(
-        10_000,
+    transaction_timeout_ms: int | None = Field(
+        None,
         ge=1_000,
         description="Kafka transaction timeout of the scorer and join: how long a "
-        "crashed worker's open transaction can hold back read_committed readers.",
+        "crashed worker's open transaction can hold back read_committed readers. "
+        "Default: 10 s at replication factor 1, 30 s on a replicated cluster, longer "
+        "than a partition leader's failover (docs/scaling.md).",
+    )
+    session_timeout_ms: int | None = Field(
+        None,
+        ge=1_000,
+        description="Consumer-group session timeout of the worker's scorer and join: how "
+        "long a dead worker keeps its partitions. Default: 10 s at replication factor 1, "
+        "20 s on a replicated cluster, longer than a group coordinator's failover "
+        "(docs/scaling.md).",
     )
     worker_web_port: int = Field(6066, description="Worker web server (status page, /metrics).")
     worker_web_bind: str = Field(

@@ -311,11 +311,14 @@ class JoinLoop:
     # -- partitions ---------------------------------------------------------------------
 
     def ensure_changelog(self) -> None:
-        """Create the compacted changelog topic if it is missing."""
+        """Create the compacted changelog topic if it is missing (with three replicas or
+        more, min.insync.replicas 2, like Driftline's topics)."""
+        from driftline.core.wire.topics import replication_configs
+
         s = self.settings
         admin = AdminClient(admin_config(s))
-        topic = NewTopic(self.changelog, s.data_partitions, s.replication_factor,
-                         config={"cleanup.policy": "compact"})  # fmt: skip
+        config = {"cleanup.policy": "compact", **replication_configs(s.replication_factor)}
+        topic = NewTopic(self.changelog, s.data_partitions, s.replication_factor, config=config)
         for fut in admin.create_topics([topic], operation_timeout=30).values():
             try:
                 fut.result(timeout=60)
@@ -446,6 +449,11 @@ _NO_LEADER_YET = {
 }
 
 
+_BROKER_GONE = {CKafkaError._TIMED_OUT, CKafkaError._TRANSPORT, CKafkaError._DESTROY_BROKER}
+"""A leader that died while it was asked (on a cluster: the handle of a broker gone from
+the metadata is destroyed under the request); its partition soon has another one."""
+
+
 def watermarks(c: Consumer, tp: TopicPartition, deadline: float) -> tuple[int, int]:
     """``tp``'s low and high watermarks. Retried until ``deadline`` while the partition
     has no leader yet (a changelog created a moment ago) or the call fails transiently;
@@ -459,7 +467,7 @@ def watermarks(c: Consumer, tp: TopicPartition, deadline: float) -> tuple[int, i
             code = err.code() if isinstance(err, CKafkaError) else None
             retriable = code in _NO_LEADER_YET or (
                 isinstance(err, CKafkaError) and err.retriable() and not err.fatal()
-            ) or code == CKafkaError._TIMED_OUT  # fmt: skip
+            ) or code in _BROKER_GONE  # fmt: skip
             if not retriable or time.monotonic() > deadline:
                 raise KafkaError(f"join: watermarks of {tp.topic}[{tp.partition}]: {exc}") from exc
             log.info("join: watermarks of %s[%d] not available yet (%s); retrying",

@@ -21,11 +21,23 @@ and reads the batch again; the local state never saw the batch. Only repeated re
 ``send_offsets_to_transaction`` does not keep its timeout: after a hard broker restart
 it blocked every loop of both workers of the fault harness for good (librdkafka 2.16;
 its coordinator request is never timed out, librdkafka #5456, and a coordinator
-cached from before the restart is waited for forever, #5511). The loops therefore
-make that call on a helper thread and stop waiting after :data:`STUCK_S`: the
-producer is then replaced like a fenced one (the new one's ``init_transactions``
-fences the stuck one's transaction), and so is every other lane's, which would hang
-the same way on its next batch; the batch is read again.
+cached from before the restart is waited for forever, #5511). On a cluster the same
+happens whenever a group's coordinator moves off a broker that goes away (a SIGKILL, or
+a node of a rolling restart): the call waits until that broker is back. The loops
+therefore make that call on a helper thread and stop waiting after :data:`STUCK_S`
+(doubled for each stuck call in a row, up to :data:`STUCK_MAX_S`): the producer is then
+replaced like a fenced one (the new one's ``init_transactions`` fences the stuck one's
+transaction, and finds the coordinators afresh), and so is every other lane's, which
+would hang the same way on its next batch; the batch is read again.
+
+On a replicated cluster (replication factor 2 or more) the timeouts are longer: a
+partition whose leader died is writable again only once the controller has fenced that
+broker (``broker.session.timeout.ms``, 9 s, seen 9-13 s on 2 cores) and clients learnt
+the new leader. A batch's delivery wait (``Transactions.deliver_s``) and the transaction
+timeout (:func:`driftline.kafka.clients.transaction_timeout_ms`, which also caps
+librdkafka's message timeout) therefore outlast a failover, so such a batch completes
+instead of being aborted at 10 s, and the consumer session outlasts a group
+coordinator's failover (:func:`group_settings`). docs/scaling.md has the measurements.
 """
 
 from __future__ import annotations
@@ -44,6 +56,7 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 from confluent_kafka import KafkaError as CKafkaError
 
 from driftline.core.errors import KafkaError
+from driftline.kafka.clients import session_timeout_ms, transaction_timeout_ms
 from driftline.settings import Settings
 from driftline.streams import telemetry as m
 
@@ -52,13 +65,22 @@ log = logging.getLogger(__name__)
 TIMEOUT_S = 10.0
 RETRY_BUDGET_S = 30.0
 RENEWALS_PER_MINUTE = 5
-STUCK_S = TIMEOUT_S + 5.0
-"""How long a loop waits for a ``send_offsets_to_transaction(..., TIMEOUT_S)`` that
-should have returned after TIMEOUT_S before it gives the producer up (see above)."""
+STUCK_S = 3.0
+"""How long a loop first waits for a ``send_offsets_to_transaction`` before it gives the
+producer up (see above). The call takes ~5 ms (p50, docs/benchmarks.md: AddOffsetsToTxn
+and TxnOffsetCommit); a stuck one returns only when the coordinator's old broker is
+back. It was 15 s: in the fault harness on three nodes each move of a group coordinator
+then stopped a loop for 15 s (controller SIGKILL: 26.2 s to outputs again, 17.2 s with
+3-4 s and the session below). Each stuck call in a row doubles the wait, up to
+:data:`STUCK_MAX_S`; a committed batch resets it."""
+STUCK_MAX_S = 15.0
+"""The longest wait for a ``send_offsets_to_transaction``: while coordinators stay away
+(a cluster that lost its quorum), the loop replaces its producers at most this often."""
 
 # consume() reports these while a broker is away; librdkafka reconnects on its own
 _TRANSIENT = {
     CKafkaError._TRANSPORT,
+    CKafkaError._DESTROY_BROKER,  # a broker gone from a cluster's metadata
     CKafkaError._ALL_BROKERS_DOWN,
     CKafkaError._RESOLVE,
     CKafkaError._TIMED_OUT,
@@ -115,6 +137,13 @@ class Helper:
         return True
 
 
+def deliver_s(settings: Settings) -> float:
+    """How long a loop's batch may take to be delivered: :data:`TIMEOUT_S` on one broker;
+    on a replicated cluster, 5 s less than the transaction timeout (25 s), so that a
+    batch waiting out a leader's failover completes (docs/scaling.md)."""
+    return max(TIMEOUT_S, transaction_timeout_ms(settings) / 1000 - 5.0)
+
+
 def transactional_id(settings: Settings, group_id: str) -> str:
     """``<group>-<instance>``: stable when ``DRIFTLINE_INSTANCE_ID`` is set, so a restarted
     worker fences its dead predecessor's open transactions at once instead of waiting
@@ -134,7 +163,7 @@ def transactional_producer(
         role,
         **{
             "transactional.id": f"{txn_id}.{lane}" if lane else txn_id,
-            "transaction.timeout.ms": settings.transaction_timeout_ms,
+            "transaction.timeout.ms": transaction_timeout_ms(settings),
             "linger.ms": 5,
             **overrides,
         },
@@ -198,11 +227,13 @@ def loop_consumer_settings(settings: Settings, **extra: Any) -> dict[str, Any]:
 
 
 def group_settings(settings: Settings) -> dict[str, Any]:
-    """Consumer-group settings of the worker's loops: a dead member is noticed in 10 s
-    (librdkafka's default is 45 s). Not static membership (``group.instance.id``): in
-    the fault harness, a broker restart made librdkafka's static consumers fence each
-    other (FENCED_INSTANCE_ID, fatal) and a worker hung in its consumer's close."""
-    return {"session.timeout.ms": 10_000, "heartbeat.interval.ms": 1_000}
+    """Consumer-group settings of the worker's loops: a dead member is noticed in
+    :func:`driftline.kafka.clients.session_timeout_ms` (10 s on one broker, 20 s on a
+    replicated cluster; librdkafka's default is 45 s). Not static membership
+    (``group.instance.id``): in the fault harness, a broker restart made librdkafka's
+    static consumers fence each other (FENCED_INSTANCE_ID, fatal) and a worker hung in
+    its consumer's close."""
+    return {"session.timeout.ms": session_timeout_ms(settings), "heartbeat.interval.ms": 1_000}
 
 
 def consumer_lag(consumer: Consumer) -> int:
@@ -241,17 +272,24 @@ class Transactions:
 
     ``make_producer(lane)`` builds lane ``lane``'s producer; it is called again to
     replace a fenced one. Use :attr:`producer` for every produce of a batch.
+    ``deliver_s``: how long a batch's records may take to be written before the batch is
+    aborted and read again.
     """
 
     def __init__(self, make_producer: Callable[[int], Producer], consumer: Consumer,
-                 name: str, lanes: int = LANES) -> None:  # fmt: skip
+                 name: str, lanes: int = LANES, deliver_s: float = TIMEOUT_S) -> None:  # fmt: skip
         self.make_producer = make_producer
         self.producers = [make_producer(lane) for lane in range(lanes)]
         self.lane = 0
         self.consumer = consumer
         self.name = name
+        self.deliver_s = deliver_s
         self.renewed: deque[float] = deque(maxlen=RENEWALS_PER_MINUTE)
-        """When the producer was last replaced (monotonic seconds)."""
+        """When a producer was last replaced (monotonic seconds)."""
+        self.fenced: deque[float] = deque(maxlen=RENEWALS_PER_MINUTE)
+        """When a fenced producer was last replaced (a stuck one does not count)."""
+        self.stuck_s = STUCK_S
+        """How long the next ``send_offsets_to_transaction`` is waited for."""
         self.helper = Helper(f"{name}-offsets")
 
     @classmethod
@@ -267,7 +305,7 @@ class Transactions:
                 return cast(Producer, producer)
             return Producer(transactional_producer(settings, role, txn_id, lane))
 
-        return cls(make, consumer, role, lanes)
+        return cls(make, consumer, role, lanes, deliver_s(settings))
 
     @property
     def producer(self) -> Producer:
@@ -312,9 +350,11 @@ class Transactions:
             self._retry(lambda: self.producer.commit_transaction(TIMEOUT_S))
             if msgs:
                 self._observe(t0, t1, t2, t3, time.perf_counter())
+            self.stuck_s = STUCK_S
             return True
         except Stuck as exc:
-            self._renew(str(exc), every_lane=True)
+            self.stuck_s = min(self.stuck_s * 2, STUCK_MAX_S)
+            self._renew(str(exc), every_lane=True, fenced=False)
             why = "stuck"
         except (KafkaException, Undelivered) as exc:
             why = self._abort(exc)
@@ -329,21 +369,26 @@ class Transactions:
         return False
 
     def _send_offsets(self, offsets: list[TopicPartition]) -> None:
-        """The batch's offsets into its transaction, waiting :data:`STUCK_S` at most."""
+        """The batch's offsets into its transaction, waiting :attr:`stuck_s` at most (the
+        call's own timeout is shorter, for a librdkafka that keeps it)."""
         producer, meta = self.producer, self.consumer.consumer_group_metadata()
-        call = lambda: producer.send_offsets_to_transaction(offsets, meta, TIMEOUT_S)  # noqa: E731
-        if not self.helper.call(call, STUCK_S):
+        wait_s = self.stuck_s
+        own_s = max(wait_s - 1.0, wait_s / 2)
+        call = lambda: producer.send_offsets_to_transaction(offsets, meta, own_s)  # noqa: E731
+        if not self.helper.call(call, wait_s):
             self.helper = Helper(f"{self.name}-offsets")
             raise Stuck(f"{self.name}: send_offsets_to_transaction did not return in "
-                        f"{STUCK_S:.0f} s (its timeout is {TIMEOUT_S:.0f} s)")  # fmt: skip
+                        f"{wait_s:.0f} s (its timeout is {own_s:.0f} s)")  # fmt: skip
 
     def deliver(self) -> None:
         """Wait until the batch's records are written (serving their delivery
         callbacks); the commit would wait for them anyway, this makes it a phase of its
         own. Records left undelivered abort the batch, which is read again."""
-        left = self.producer.flush(TIMEOUT_S)
+        left = self.producer.flush(self.deliver_s)
         if left:
-            raise Undelivered(f"{self.name}: {left} records not delivered in {TIMEOUT_S:.0f} s")
+            raise Undelivered(
+                f"{self.name}: {left} records not delivered in {self.deliver_s:.0f} s"
+            )
 
     def _observe(self, *marks: float) -> None:
         """``driftline_transaction_seconds`` of one batch, from its phases' start times."""
@@ -378,16 +423,18 @@ class Transactions:
             return "fenced"
         return "aborted"
 
-    def _renew(self, why: str, every_lane: bool = False) -> None:
+    def _renew(self, why: str, every_lane: bool = False, fenced: bool = True) -> None:
         """Replace a fenced or broken producer (with ``every_lane``, every lane's: a
         stuck producer's lanes share its stale view of the coordinators); too many
-        renewals end the thread."""
+        fenced renewals end the thread (stuck ones are paced by :attr:`stuck_s`)."""
         now = time.monotonic()
-        if len(self.renewed) == RENEWALS_PER_MINUTE and now - self.renewed[0] < 60:
-            raise KafkaError(
-                f"{self.name}: producer fenced {RENEWALS_PER_MINUTE} times in a "
-                f"minute (another live worker with the same instance id?): {why}"
-            )
+        if fenced:
+            if len(self.fenced) == RENEWALS_PER_MINUTE and now - self.fenced[0] < 60:
+                raise KafkaError(
+                    f"{self.name}: producer fenced {RENEWALS_PER_MINUTE} times in a "
+                    f"minute (another live worker with the same instance id?): {why}"
+                )
+            self.fenced.append(now)
         self.renewed.append(now)
         log.warning("%s: replacing the transactional producer%s (%s); reading the batch again",
                     self.name, "s of every lane" if every_lane else "", why)  # fmt: skip

@@ -18,4 +18,16 @@ violation, unrecovered or unfired fault; the report's last lines name each.
     python -m bench.faults                 # full size: 100,000 events (~10 min)
     python -m bench.faults --quick         # CI size (tests/integration/test_faults.py)
     python -m bench.faults --quick --no-faults
+    python -m bench.faults --brokers 3     # on a cluster of three nodes (issue 26)
+    python -m bench.faults --brokers 3 --quick   # CI: tests/integration/test_cluster.py
+
+With ``--brokers 3`` the run has a cluster of three KRaft nodes of its own (replication
+factor 3, min.insync.replicas 2; infra/kafka/cluster.sh), and the broker's restart gives
+way to the cluster's faults (bench/faults/cluster.py): a SIGKILL of the node leading the
+most partitions, a rolling restart, a SIGKILL of the active controller and a node
+SIGSTOPped until it is out of every ISR, next to the worker faults (one SIGKILL per
+worker, the burst, the SIGSTOP). ``--quick`` there is a rolling restart and a leader
+SIGKILL. The report adds, per fault, the longest stop of the outputs, their end-to-end
+latency (bench/faults/timeline.py) and the transactions read again
+(``driftline_transactions_retried_total``, bench/faults/retries.py).
 """

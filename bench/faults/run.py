@@ -1,8 +1,9 @@
-"""The run: broker, pipeline, workload, fault schedule, recovery, verification, report."""
+"""The run: broker (or cluster), pipeline, workload, fault schedule (bench/faults/plan.py),
+recovery, verification, report."""
 
 from __future__ import annotations
 
-import random
+import os
 import shutil
 import signal
 import tempfile
@@ -14,87 +15,36 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
-from bench.faults.broker import Broker
+from bench.faults import cluster as cluster_faults
+from bench.faults.broker import Broker, Cluster
+from bench.faults.plan import (
+    BASELINE_FROM_S,
+    FIRST_AT,
+    LAST_AT,
+    LAST_SCHEDULED,
+    ONLY,
+    QUICK_CLUSTER_EVENTS,
+    QUICK_CLUSTER_RATE,
+    QUICK_EVENTS,
+    QUICK_RATE,
+    Fault,
+    Options,
+    schedule,
+)
+from bench.faults.retries import Retries
+from bench.faults.timeline import Window, windows
 from bench.faults.verify import Result, verify
-from bench.faults.watch import QUIET, Probe, Watcher
+from bench.faults.watch import QUIET, Watcher
 from bench.faults.workers import Supervisor, Worker
 from bench.faults.workload import LABEL_LAG, make_truth, setup, steps
-from driftline.kafka.clients import producer_config
+from driftline.kafka.clients import admin_config, producer_config
 from driftline.settings import Settings
 
-
-@dataclass
-class Fault:
-    at: float  # progress (fraction of feature events produced) to fire at
-    kind: str  # kill, burst, broker, stop
-    target: int = 0  # worker index
-    seconds: float = 0.0  # stop: how long
-    t: float = 0.0  # fired, seconds since the first event
-    progress: float = 0.0
-    probe: Probe | None = None
-
-    def name(self) -> str:
-        return {"kill": f"SIGKILL w{self.target}", "burst": "SIGKILL all workers",
-                "broker": "broker SIGKILL+restart", "cont": f"SIGCONT w{self.target}",
-                "stop": f"SIGSTOP w{self.target} {self.seconds:.0f}s"}[self.kind]  # fmt: skip
-
-
-# --quick (CI): 100 s of events. A broker restart takes ~15 s on 2 cores (15.1-15.8 s
-# seen: the restarted broker's registration waits out the killed one's 9 s session,
-# with backoff), and each fault after it waits up to 8 s for the earlier ones to
-# recover. With 60 s of events, the last fault fired at 98% of the events: a slower
-# machine pushed it past the last feature event, where its recovery cannot be seen.
-QUICK_EVENTS, QUICK_RATE = 15_000, 150.0
-
-
-@dataclass
-class Options:
-    events: int = 100_000
-    workers: int = 2
-    partitions: int = 4
-    rate: float = 300.0  # feature events per second
-    quick: bool = False
-    faults: bool = True
-    seed: int = 1
-    keep: Path | None = None
-    only: str | None = None  # one fault of this kind (ONLY) instead of the schedule
-    max_wait: float = 240.0  # for the last results, after the last event (quick: 120)
-
-    @property
-    def wait(self) -> float:
-        return min(self.max_wait, 120.0) if self.quick else self.max_wait
-
-
-# Faults are scheduled between FIRST_AT and LAST_SCHEDULED of the feature events, and
-# fire only while at least 1 - LAST_AT of them are still to come, so that a recovery
-# can be seen on every partition. The gap leaves room for the waits on recovery (at
-# most the cap, 8 s quick or 30 s full, and a broker restart). A fault still held back
-# at LAST_AT is reported as not fired, and the run fails.
-FIRST_AT, LAST_SCHEDULED, LAST_AT = 0.2, 0.7, 0.92
-
-
-ONLY = ("kill", "burst", "broker", "stop")
-"""The kinds ``Options.only`` takes: one fault of that kind, at 30% of the events."""
-
-
-def schedule(o: Options) -> list[Fault]:
-    if not o.faults:
-        return []
-    rng = random.Random(o.seed)
-    if o.only is not None:
-        if o.only not in ONLY:
-            raise ValueError(f"unknown fault kind {o.only!r}: one of {', '.join(ONLY)}")
-        return [Fault(0.3, o.only, 0, 12.0 if o.only == "stop" else 0.0)]
-    kills = 1 if o.quick else 3
-    todo = [Fault(0, "kill", w) for w in range(o.workers) for _ in range(kills)]
-    todo += [Fault(0, "burst"), Fault(0, "broker")]
-    rng.shuffle(todo)
-    # the stop comes first, so that its SIGCONT falls well before the last event
-    stop = Fault(0, "stop", rng.randrange(o.workers), 12.0 if o.quick else rng.uniform(30, 60))
-    todo.insert(0, stop)
-    for k, f in enumerate(todo):
-        f.at = FIRST_AT + (LAST_SCHEDULED - FIRST_AT) * k / max(1, len(todo) - 1)
-    return todo
+__all__ = [
+    "FIRST_AT", "LAST_AT", "LAST_SCHEDULED", "ONLY", "QUICK_CLUSTER_EVENTS",
+    "QUICK_CLUSTER_RATE", "QUICK_EVENTS", "QUICK_RATE", "Fault", "Options", "Run", "run",
+    "schedule",
+]  # fmt: skip
 
 
 @dataclass
@@ -109,6 +59,9 @@ class Run:
     complete: bool = False
     seconds: float = 0.0
     run_dir: Path = Path()
+    produced: list[float] = field(default_factory=list)  # step i produced at (s since start)
+    baseline: Window | None = None  # the outputs before the first fault
+    load: list[str] = field(default_factory=list)  # load averages: start, end
 
     def problems(self) -> list[str]:
         """Why the run failed, one line per reason; empty when it passed."""
@@ -137,16 +90,25 @@ class Run:
         return not self.problems()
 
 
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def run(o: Options) -> Run:
     r = Run(o, faults=schedule(o))
     r.run_dir = o.keep or Path(tempfile.mkdtemp(prefix="driftline-faults-"))
     r.run_dir.mkdir(parents=True, exist_ok=True)
-    broker = Broker(r.run_dir / "broker")
+    r.load.append(_load())
+    broker: Broker | Cluster = (
+        Broker(r.run_dir / "broker") if o.brokers == 1
+        else Cluster(o.cluster_dir or r.run_dir / "cluster", o.brokers)
+    )  # fmt: skip
     t_start = time.monotonic()
-    sup = watcher = None
+    sup = watcher = retries = None
     try:
         base = Settings(bootstrap_servers=broker.up(), topic_prefix=f"f{uuid.uuid4().hex[:8]}.",
-                        data_partitions=o.partitions, client_id="faults")  # fmt: skip
+                        data_partitions=o.partitions, client_id="faults",
+                        replication_factor=min(3, o.brokers))  # fmt: skip
         s = setup(base, r.run_dir)
         truth = make_truth(o.events, o.seed)
         expected = truth.expected()
@@ -156,9 +118,12 @@ def run(o: Options) -> Run:
                 f"{time.monotonic() - t_start:7.1f}s {w.id} exited with {code}, restarted"
             )
 
-        print(f"  broker up and models bootstrapped in {time.monotonic() - t_start:.0f} s")
+        what = "broker" if o.brokers == 1 else f"{o.brokers}-node cluster"
+        print(f"  {what} up and models bootstrapped in {time.monotonic() - t_start:.0f} s")
         sup = Supervisor(s, r.run_dir, o.workers, on_exit)
         sup.start()
+        retries = Retries(sup)
+        retries.start()
         print(
             f"  {o.workers} workers ready after {time.monotonic() - t_start:.0f} s; "
             f"logs in {r.run_dir}",
@@ -188,17 +153,42 @@ def run(o: Options) -> Run:
     finally:
         if watcher is not None:
             watcher.stop()
+        if retries is not None:
+            retries.stop()
         if sup is not None:
             sup.stop()
-        # a failed run keeps its broker's data, to read what went wrong
-        broker.down(purge=o.keep is None and r.ok)
+        if watcher is not None and retries is not None:
+            _windows(r, watcher, retries, t_start)
+        r.load.append(_load())
+        # a failed run keeps its broker's data, to read what went wrong; a cluster the
+        # caller gave is the caller's to stop
+        if o.cluster_dir is None:
+            broker.down(purge=o.keep is None and r.ok)
     if r.ok and o.keep is None:
         shutil.rmtree(r.run_dir, ignore_errors=True)
     return r
 
 
-def _produce(r: Run, s: Settings, truth, sup: Supervisor, broker: Broker, watcher: Watcher,
-             t_start: float) -> None:  # fmt: skip
+def _windows(r: Run, watcher: Watcher, retries: Retries, t_start: float) -> None:
+    """Latency, stops and retried transactions from each fault to the next."""
+    if not r.produced:
+        return
+    arrivals = [(t - t_start, topic, part, i) for t, topic, part, i in watcher.arrivals]
+    # the baseline leaves out the start (the first batches, a fresh coordinator's load)
+    first = r.faults[0].t if r.faults else r.produced[-1]
+    starts = [min(BASELINE_FROM_S, first / 2), *(f.t for f in r.faults)]
+    ws = windows(arrivals, r.produced, LABEL_LAG, starts, r.produced[-1])
+    r.baseline = ws[0]
+    # retried transactions: up to the next fault, the last fault's up to the verification
+    # (its retries can come after the last event, while the cluster still recovers)
+    ends = [*starts[2:], r.seconds]
+    for f, w, end in zip(r.faults, ws[1:], ends, strict=True):
+        f.window = w
+        f.retried = retries.between(t_start + w.t0, t_start + end)
+
+
+def _produce(r: Run, s: Settings, truth, sup: Supervisor, broker: Broker | Cluster,
+             watcher: Watcher, t_start: float) -> None:  # fmt: skip
     """Produce the workload at ``rate`` events/s and fire the faults on the way; a fault
     waits (while production goes on) until the earlier ones have recovered, for ``cap``
     s at most, and until a broker restart is done."""
@@ -223,6 +213,7 @@ def _produce(r: Run, s: Settings, truth, sup: Supervisor, broker: Broker, watche
     cap = 8 if o.quick else 30
     waiting_since: float | None = None
     for n, batch in enumerate(steps(truth, o.seed)):
+        r.produced.append(time.monotonic() - t_start)
         if cont is not None and time.monotonic() >= cont[0]:
             fire(cont[1], n)
         if todo and n >= todo[0].at * o.events and n < LAST_AT * o.events:
@@ -234,6 +225,7 @@ def _produce(r: Run, s: Settings, truth, sup: Supervisor, broker: Broker, watche
             if (
                 cont is None
                 and not restarting
+                and not r.broker_errors  # a failed fault ends the schedule (reported)
                 and (recovered or time.monotonic() - waiting_since > cap)
             ):
                 fire(todo.pop(0), n)
@@ -262,13 +254,17 @@ def _produce(r: Run, s: Settings, truth, sup: Supervisor, broker: Broker, watche
         raise RuntimeError(f"the workload was not delivered: {failed[:3]}")
 
 
-def _fire(r: Run, f: Fault, sup: Supervisor, broker: Broker, watcher: Watcher, n: int,
-          t_start: float) -> threading.Thread | None:  # fmt: skip
+def _fire(r: Run, f: Fault, sup: Supervisor, broker: Broker | Cluster, watcher: Watcher,
+          n: int, t_start: float) -> threading.Thread | None:  # fmt: skip
     """Fire fault ``f`` after ``n`` steps were produced; returns a thread still at work."""
+    if f.kind in cluster_faults.KINDS:
+        assert isinstance(broker, Cluster)
+        return _fire_cluster(r, f, broker, watcher, n, t_start)
     now = time.monotonic()
     f.t, f.progress = now - t_start, min(n, r.o.events) / r.o.events
     f.probe = watcher.probe(now, min(n, r.o.events), n - 1 - LABEL_LAG)
     print(f"  {f.t:7.1f}s {f.progress:6.1%}  {f.name()}", flush=True)
+    assert isinstance(broker, Broker) or f.kind != "broker"
     if f.kind == "kill":
         sup.kill_and_restart(sup.workers[f.target])
     elif f.kind == "burst":
@@ -277,7 +273,7 @@ def _fire(r: Run, f: Fault, sup: Supervisor, broker: Broker, watcher: Watcher, n
         sup.workers[f.target].signal(signal.SIGSTOP)
     elif f.kind == "cont":
         sup.workers[f.target].signal(signal.SIGCONT)
-    elif f.kind == "broker":
+    elif f.kind == "broker" and isinstance(broker, Broker):
         broker.kill()
         t = threading.Thread(target=_restart, args=(r, broker), daemon=True)
         t.start()
@@ -301,3 +297,32 @@ def _restart(r: Run, broker: Broker) -> None:
             r.notes += [f"broker restart {e}" for e in errors]
             return
     r.broker_errors = errors
+
+
+def _fire_cluster(r: Run, f: Fault, cluster: Cluster, watcher: Watcher, n: int,
+                  t_start: float) -> threading.Thread:  # fmt: skip
+    """Fire a cluster's fault: pick its node now (the leader of the most partitions, the
+    active controller, ...), then carry it out on a thread (bench/faults/cluster.py)."""
+    s = watcher.s
+
+    def step(what: str) -> None:
+        t = time.monotonic() - t_start
+        f.steps.append((t, what))
+        print(f"  {t:7.1f}s          {f.name()}: {what}", flush=True)
+
+    ops = cluster_faults.Ops(cluster, admin_config(s), s.topic_prefix.rstrip("."), step)
+    f.target, f.detail = ops.target(f.kind)
+    now = time.monotonic()
+    f.t, f.progress = now - t_start, min(n, r.o.events) / r.o.events
+    f.probe = watcher.probe(now, min(n, r.o.events), n - 1 - LABEL_LAG)
+    print(f"  {f.t:7.1f}s {f.progress:6.1%}  {f.name()} ({f.detail})", flush=True)
+
+    def work() -> None:
+        try:
+            ops.run(f.kind, f.target, f.detail)
+        except Exception as e:  # recorded; the producing thread raises it
+            r.broker_errors.append(f"{f.name()}: {e}")
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    return t

@@ -51,6 +51,9 @@ class Watcher:
         self.last_record = time.monotonic()
         self.probes: list[Probe] = []
         self.lock = threading.Lock()
+        # (when, topic, partition, event index) of every prediction and outcome, for
+        # bench.faults.timeline
+        self.arrivals: list[tuple[float, str, int, int]] = []
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -106,6 +109,7 @@ class Watcher:
                 pr.waiting.discard((topic, part))
                 if not pr.waiting:
                     pr.recovered_s, pr.last = now - pr.t0, f"{topic}/{part}"
+        self.arrivals.append((now, topic, part, i))
 
     def complete(self, expected: dict) -> bool:
         """Has every expected (kind, id) been seen at least once?"""

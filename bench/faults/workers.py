@@ -24,10 +24,13 @@ class Worker:
         self.env = env_for(s, DRIFTLINE_INSTANCE_ID=self.id)
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.web_port = 0  # of the current process: its /metrics (bench/faults/retries.py)
         self.stopped = False  # SIGSTOPped
 
     def start(self) -> None:
-        args = ["worker", "--name", "faults", "--web-port", str(free_port()), "--loglevel", "info"]
+        self.web_port = free_port()
+        port = str(self.web_port)
+        args = ["worker", "--name", "faults", "--web-port", port, "--loglevel", "info"]
         with self.log.open("ab") as out:
             out.write(f"\n===== {time.strftime('%T')} start {self.starts + 1} =====\n".encode())
             out.flush()

@@ -205,7 +205,9 @@ class Deployment:
 _RUN = uuid.uuid4().hex[:6]
 
 
-def fresh_settings(bootstrap: str, tag: str, workdir: Path, factory: str) -> Settings:
+def fresh_settings(
+    bootstrap: str, tag: str, workdir: Path, factory: str, replication_factor: int = 1
+) -> Settings:
     """Settings for a fresh topic prefix, with the bench model's models file."""
     models_file = workdir / f"models-{factory}.toml"
     models_file.write_text(models_toml(factory))
@@ -215,6 +217,7 @@ def fresh_settings(bootstrap: str, tag: str, workdir: Path, factory: str) -> Set
         client_id=f"bench-{tag}",
         models_file=models_file,
         monitor_interval_s=5.0,
+        replication_factor=replication_factor,
     )
 
 
@@ -235,9 +238,11 @@ def trained_records(settings: Settings, factory: str, rows: int) -> list[dict[st
     return _TRAINED[key]
 
 
-def deploy(bootstrap: str, tag: str, workdir: Path, factory: str, train_rows: int) -> Deployment:
-    """Topics applied under a fresh prefix; the champion published and loaded."""
-    s = fresh_settings(bootstrap, tag, workdir, factory)
+def deploy(bootstrap: str, tag: str, workdir: Path, factory: str, train_rows: int,
+           replication_factor: int = 1) -> Deployment:  # fmt: skip
+    """Topics applied under a fresh prefix (``replication_factor`` replicas); the champion
+    published and loaded."""
+    s = fresh_settings(bootstrap, tag, workdir, factory, replication_factor)
     admin.apply(s)
     records = trained_records(s, factory, train_rows)
     codec = default_codec()

@@ -162,6 +162,13 @@ def worker_cmd(
 @click.option("--rate", type=float, default=1_000.0, show_default=True, help="Events per second.")
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option(
+    "--nodes",
+    type=click.Choice(["1", "3"]),
+    default="1",
+    show_default=True,
+    help="Kafka nodes: 3 runs the demo on a cluster of three, at replication factor 3.",
+)
+@click.option(
     "--out",
     type=click.Path(path_type=Path),
     default=Path("reports/demo"),
@@ -169,7 +176,7 @@ def worker_cmd(
     help="Where the report and logs go.",
 )
 def demo_cmd(stream: str, events: int, drift_every: int, warmup: int, label_delay: int,
-             rate: float, seed: int, out: Path) -> None:  # fmt: skip
+             rate: float, seed: int, nodes: str, out: Path) -> None:  # fmt: skip
     """Close the loop on a drifting stream: drift detected, retrain triggered, a new
     version validated and promoted, accuracy recovering; then write a report."""
     from driftline.demo.run import Options, run
@@ -179,7 +186,8 @@ def demo_cmd(stream: str, events: int, drift_every: int, warmup: int, label_dela
             "need warmup < events, drift-every > 0, label-delay >= 0, rate > 0"
         )
     try:
-        run(Options(stream, events, drift_every, warmup, label_delay, rate, seed, out=out))
+        run(Options(stream, events, drift_every, warmup, label_delay, rate, seed, out=out,
+                    nodes=int(nodes)))  # fmt: skip
     except KeyboardInterrupt:
         click.echo("demo interrupted: processes and broker stopped", err=True)
         sys.exit(130)

@@ -24,14 +24,24 @@ def broker() -> None:
     is_flag=True,
     help="SASL_SSL (SCRAM-SHA-512, TLS) with ACLs; CA and passwords under the directory.",
 )
+@click.option(
+    "--nodes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="3 or more: a cluster of that many KRaft nodes on free ports, replication factor "
+    "3, min.insync.replicas 2 (docs/broker.md).",
+)
 @click.pass_obj
-def broker_up(settings: Settings, port: str | None, security: bool) -> None:
+def broker_up(settings: Settings, port: str | None, security: bool, nodes: int) -> None:
     """Fetch the jars if needed, start the broker in DRIFTLINE_BROKER_DIR (default
     ~/.cache/driftline/broker) and wait until it serves requests; print its address.
-    Every driftline command then uses it, unless DRIFTLINE_BOOTSTRAP_SERVERS is set."""
+    Every driftline command then uses it, unless DRIFTLINE_BOOTSTRAP_SERVERS is set.
+    With --nodes 3, every node of a cluster; driftline commands then use them all, and
+    create Driftline's topics with 3 replicas."""
     from driftline import broker as b
 
-    click.echo(b.up(port, b.directory(settings), security))
+    click.echo(b.up(port, b.directory(settings), security, nodes))
 
 
 @broker.command("down")
@@ -54,11 +64,14 @@ def broker_down(ctx: click.Context, purge: bool) -> None:
 @broker.command("status")
 @click.pass_context
 def broker_status(ctx: click.Context) -> None:
-    """Say whether the local broker runs, with its pid and address (exit 3 if stopped)."""
+    """Say whether the local broker runs, with its pid and address (exit 3 if stopped;
+    for a cluster, one line per node and the active controller, exit 3 unless every
+    node runs)."""
     from driftline import broker as b
 
     path = b.directory(ctx.obj)
-    args = ["bash", str(b.script("broker.sh")), "status", "--dir", str(path)]
+    script = "cluster.sh" if b.is_cluster(path) else "broker.sh"
+    args = ["bash", str(b.script(script)), "status", "--dir", str(path)]
     code = subprocess.run(args, check=False).returncode
     if code != 0:
         click.echo(f"(no local broker runs in {path}){_cluster_note(ctx)}", err=True)

@@ -71,6 +71,7 @@ class Options:
     max_rows: int = 8_000
     out: Path = Path("reports/demo")
     broker_dir: Path = Path(".cache/demo-broker")
+    nodes: int = 1  # 3: a cluster of three nodes, topics at replication factor 3
 
 
 def models_toml(stream: str, min_rows: int, max_rows: int) -> str:
@@ -97,7 +98,7 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-def settings_for(bootstrap_servers: str, prefix: str, out: Path) -> Settings:
+def settings_for(bootstrap_servers: str, prefix: str, out: Path, nodes: int = 1) -> Settings:
     """The settings of a demo (or loop bench) system whose models file, logs, artifacts,
     worker data and SQL view live in ``out``. The demo's time runs fast (1,000 events/s,
     a concept change every 6 s): the monitor judges twice a second, so an incident's 3
@@ -107,6 +108,7 @@ def settings_for(bootstrap_servers: str, prefix: str, out: Path) -> Settings:
         models_file=out / "models.toml", monitor_interval_s=0.5,
         sql_url=f"sqlite:///{out}/driftline.db", metrics_port=0,
         data_dir=out / "worker-data", artifact_dir=out / "artifacts",
+        replication_factor=min(nodes, broker.CLUSTER_REPLICATION),
     )  # fmt: skip
 
 
@@ -136,11 +138,12 @@ def run(opts: Options, echo: Callable[[str], None] = say) -> Path:
     """Run the demo; returns the report's path."""
     out = opts.out
     out.mkdir(parents=True, exist_ok=True)
-    echo(f"starting a local Kafka broker in {opts.broker_dir} (fresh) ...")
+    what = "broker" if opts.nodes == 1 else f"cluster of {opts.nodes} nodes"
+    echo(f"starting a local Kafka {what} in {opts.broker_dir} (fresh) ...")
     broker.down(opts.broker_dir, purge=True)
-    bootstrap_servers = broker.up("auto", opts.broker_dir)
+    bootstrap_servers = broker.up("auto", opts.broker_dir, nodes=opts.nodes)
     echo(f"broker {bootstrap_servers}")
-    settings = settings_for(bootstrap_servers, "demo.", out)
+    settings = settings_for(bootstrap_servers, "demo.", out, nodes=opts.nodes)
     (out / "models.toml").write_text(models_toml(opts.stream, opts.min_rows, opts.max_rows))
     try:
         rows = list(drifting_stream(opts.stream, opts.events, opts.drift_every, opts.seed))

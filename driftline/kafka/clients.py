@@ -5,6 +5,19 @@ librdkafka's default partitioner differs from the Java client's and aiokafka's:
 every confluent-kafka producer here uses ``murmur2_random`` so that a key lands on
 the partition Faust expects, which the co-partitioned join depends on.
 
+Settings for a replicated cluster (docs/scaling.md has the measurements): every
+producer is idempotent with ``acks=all`` (a write counts once ``min.insync.replicas``
+replicas hold it, and a retry after a leader change is not a duplicate);
+``reconnect.backoff.max.ms`` is 1 s instead of librdkafka's 10 s (:data:`RECONNECT_MAX_MS`);
+the transaction timeout and the worker loops' consumer session grow with replication
+(:func:`transaction_timeout_ms`, :func:`session_timeout_ms`). Left at librdkafka's
+defaults, on purpose: ``retries`` (unbounded, as idempotence wants), ``message.timeout.ms``
+(5 min for plain producers; a transactional producer's is capped at its transaction
+timeout), ``metadata.max.age.ms`` and ``topic.metadata.refresh.interval.ms``: a moved
+leader answers NOT_LEADER_OR_FOLLOWER or refuses the connection, and librdkafka asks for
+fresh metadata at once (a rolling restart moved every leadership three times with no
+periodic refresh, outputs stopping at most ~3 s).
+
 librdkafka's own log lines go to the Python logger ``driftline.librdkafka``
 (:class:`LibrdkafkaLog`) instead of raw ``%4|...`` lines on stderr, with the process's
 logging set-up. On a fresh broker every idempotent producer and group member first
@@ -69,6 +82,60 @@ class LibrdkafkaLog:
 LIBRDKAFKA_LOG = LibrdkafkaLog()
 """The one sink every client of this process logs through."""
 
+RECONNECT_MAX_MS = 1_000
+"""``reconnect.backoff.max.ms`` of every client: librdkafka backs off reconnecting to a
+broker that went away, doubling up to 10 s by default, so a client could ignore a
+restarted broker for up to 10 s after it was back, while leaderships and coordinators
+moved to it. In the fault harness's rolling restart of three nodes (2 workers, one run
+each, same options) the outputs stopped 17.2 and 25.8 s with librdkafka's default
+(batches aborted on message timeouts, stuck send_offsets_to_transaction) and 2.8 s with
+1 s, nothing else changed; 3.1 s with the other replication settings too."""
+
+REPLICATED_TRANSACTION_TIMEOUT_MS = 30_000
+REPLICATED_SESSION_TIMEOUT_MS = 20_000
+
+
+def replicated(settings: Settings) -> bool:
+    """Is Driftline deployed on a replicated cluster (replication factor 2 or more)?"""
+    return settings.replication_factor > 1
+
+
+def transaction_timeout_ms(settings: Settings) -> int:
+    """The worker loops' transaction timeout: ``DRIFTLINE_TRANSACTION_TIMEOUT_MS``, else
+    10 s on one broker and 30 s on a replicated cluster. A batch that writes to a
+    partition whose leader died waits until the controller fenced that broker (9 s of
+    ``broker.session.timeout.ms``, 9-13 s seen) and the new leader is known; librdkafka
+    times its records out at the transaction timeout, so at 10 s such batches were
+    aborted, and an abort during the failover could itself time out (leader SIGKILL on
+    three nodes: 23.4 s to outputs again, one renewed producer; 15.9 s and no batch read
+    again at 30 s). A crashed worker's open transaction holds read_committed readers
+    back this long unless a worker with its DRIFTLINE_INSTANCE_ID comes back first.
+
+    >>> transaction_timeout_ms(Settings()), transaction_timeout_ms(Settings(replication_factor=3))
+    (10000, 30000)
+    """
+    if settings.transaction_timeout_ms is not None:
+        return settings.transaction_timeout_ms
+    return REPLICATED_TRANSACTION_TIMEOUT_MS if replicated(settings) else 10_000
+
+
+def session_timeout_ms(settings: Settings) -> int:
+    """The worker loops' consumer-group session timeout: ``DRIFTLINE_SESSION_TIMEOUT_MS``,
+    else 10 s on one broker and 20 s on a replicated cluster. librdkafka gives a
+    member's partitions up when the group coordinator has not answered for a session; a
+    coordinator on a broker that dies answers again from another broker only after the
+    fence (9-13 s seen), so with 10 s every worker lost its partitions and rebalanced on
+    such a broker crash (controller SIGKILL on three nodes: 26.2 s to outputs again;
+    17.2 s at 20 s). The cost: a SIGKILLed worker's partitions wait 20 s, not 10 s, for
+    another worker.
+
+    >>> session_timeout_ms(Settings()), session_timeout_ms(Settings(replication_factor=3))
+    (10000, 20000)
+    """
+    if settings.session_timeout_ms is not None:
+        return settings.session_timeout_ms
+    return REPLICATED_SESSION_TIMEOUT_MS if replicated(settings) else 10_000
+
 
 def confluent_common(settings: Settings, client_role: str) -> dict[str, Any]:
     """Configuration shared by every librdkafka client: servers, client id, security,
@@ -77,6 +144,7 @@ def confluent_common(settings: Settings, client_role: str) -> dict[str, Any]:
         "bootstrap.servers": settings.bootstrap_servers,
         "client.id": f"{settings.client_id}-{client_role}",
         "security.protocol": settings.security_protocol,
+        "reconnect.backoff.max.ms": RECONNECT_MAX_MS,
         "logger": LIBRDKAFKA_LOG,
     }
     if settings.security_protocol.startswith("SASL"):
@@ -101,7 +169,8 @@ def confluent_common(settings: Settings, client_role: str) -> dict[str, Any]:
 
 
 def producer_config(settings: Settings, role: str, **overrides: Any) -> dict[str, Any]:
-    """An idempotent, batching producer with the Java-compatible partitioner.
+    """An idempotent, batching producer with the Java-compatible partitioner, acks from
+    every in-sync replica.
 
     No compression by default: aiokafka (Faust) reads lz4 and zstd only with extra
     libraries installed.

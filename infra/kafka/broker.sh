@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A single-node Apache Kafka (KRaft, broker and controller in one process) on
-# 127.0.0.1 for development and tests, run from the jars fetch.sh caches.
+# 127.0.0.1 for development and tests, run from the jars fetch.sh caches. It also runs
+# each node of a local cluster (cluster.sh): a DIR holding a node.conf is such a node.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -31,13 +32,23 @@ options:
                   (env DRIFTLINE_BROKER_DIR, default ~/.cache/driftline/broker)
   --timeout SECS  up: how long to wait for the broker (env DRIFTLINE_BROKER_TIMEOUT, 90)
   --purge         down: also delete DIR
+  --no-wait       up: start the broker and print its address without waiting for it
+                  (cluster.sh starts every node before waiting: a node of a cluster
+                  serves only once a majority of the controllers runs)
   -n, --lines N   logs: how many lines (default 100)
   -f, --follow    logs: keep following
 
 environment: DRIFTLINE_KAFKA_VERSION (default 3.9.1), DRIFTLINE_KAFKA_CACHE,
-  DRIFTLINE_BROKER_HEAP (default "-Xmx1g -Xms256m"), DRIFTLINE_BROKER_STOP_TIMEOUT (30),
+  DRIFTLINE_BROKER_HEAP (default "-Xmx1g -Xms256m"; a cluster node "-Xmx512m -Xms128m"),
+  DRIFTLINE_BROKER_STOP_TIMEOUT (30),
   DRIFTLINE_BROKER_JIT (default "-XX:TieredStopAtLevel=1": the C1 compiler only;
   set it empty for the JVM's C2 too. See docs/broker.md, JIT.)
+  DRIFTLINE_BROKER_PROPERTIES: extra server properties, key=value separated by white
+  space, written after the template's (so they win); read on every up
+
+A node of a cluster (DIR/node.conf, written by cluster.sh: node_id, voters, port,
+controller_port) is configured from server-cluster.properties, on the ports node.conf
+names (up fails if one is taken), plaintext only.
 EOF
 }
 
@@ -57,6 +68,7 @@ dir=$BROKER_DIR_DEFAULT
 timeout=${DRIFTLINE_BROKER_TIMEOUT:-90}
 stop_timeout=${DRIFTLINE_BROKER_STOP_TIMEOUT:-30}
 purge=0
+no_wait=0
 lines=100
 follow=0
 while (($#)); do
@@ -70,6 +82,7 @@ while (($#)); do
     --timeout) timeout=${2:?--timeout needs a value}; shift ;;
     --timeout=*) timeout=${1#*=} ;;
     --purge) purge=1 ;;
+    --no-wait) no_wait=1 ;;
     -n | --lines) lines=${2:?--lines needs a value}; shift ;;
     -f | --follow) follow=1 ;;
     -h | --help) usage; exit 0 ;;
@@ -98,8 +111,32 @@ tls_dir=$dir/tls
 secrets_dir=$dir/secrets
 scram_users="admin scorer trainer app"
 security=plaintext
+# A node of a cluster (cluster.sh): its id, the quorum's voters and its two ports.
+node_file=$dir/node.conf
+node_id='' node_voters='' node_port='' node_cport=''
 
 read_file() { [[ -f $1 ]] && cat "$1"; }
+
+# Read DIR/node.conf (key=value lines) when DIR is a node of a cluster; false if not.
+read_node() {
+  local key value
+  [[ -f $node_file ]] || return 1
+  while IFS='=' read -r key value; do
+    case "$key" in
+      node_id) node_id=$value ;;
+      voters) node_voters=$value ;;
+      port) node_port=$value ;;
+      controller_port) node_cport=$value ;;
+    esac
+  done <"$node_file"
+  [[ $node_id =~ ^[0-9]+$ && $node_port =~ ^[0-9]+$ && $node_cport =~ ^[0-9]+$ && -n $node_voters ]] ||
+    die "$node_file is incomplete (node_id, voters, port, controller_port)"
+}
+is_node=0
+if read_node; then is_node=1; fi
+if [[ -f $dir/.driftline-cluster ]]; then
+  die "$dir holds a cluster of several nodes: use infra/kafka/cluster.sh (or driftline broker)"
+fi
 
 # Seconds since $1 (microseconds, from ${EPOCHREALTIME/./}), one decimal.
 elapsed() {
@@ -125,6 +162,11 @@ lock_dir() {
 # Pick the broker port: --port/env, else what DIR used last, else 9092.
 choose_port() {
   local want=$opt_port recorded
+  if ((is_node)); then
+    "${probe[@]}" port-free "$node_port" || die "port $node_port of node $node_id is in use"
+    printf '%s\n' "$node_port"
+    return
+  fi
   recorded=$(read_file "$port_file") || true
   if [[ -z $want ]]; then
     want=${recorded:-9092}
@@ -145,6 +187,11 @@ choose_port() {
 # the other mode), else the recorded one, else plaintext. Sets $security.
 resolve_security() {
   local recorded
+  if ((is_node)); then
+    [[ -z $opt_security || $opt_security == plaintext ]] || die "a cluster node is plaintext only"
+    security=plaintext
+    return
+  fi
   recorded=$(read_file "$security_file") || recorded=plaintext
   security=${opt_security:-$recorded}
   if [[ $security != "$recorded" ]]; then
@@ -196,6 +243,12 @@ prepare_security() {
 
 choose_controller_port() {
   local port=$1 c
+  if ((is_node)); then
+    "${probe[@]}" port-free "$node_cport" ||
+      die "controller port $node_cport of node $node_id is in use"
+    printf '%s\n' "$node_cport"
+    return
+  fi
   c=$(read_file "$cport_file") || true
   if [[ -n $c && $c != "$port" ]] && "${probe[@]}" port-free "$c"; then
     printf '%s\n' "$c"
@@ -221,7 +274,13 @@ choose_internal_port() {
 
 write_config() {
   local port=$1 cport=$2 iport=${3:-} text
-  text=$(<"$KAFKA_INFRA_DIR/server.properties")
+  if ((is_node)); then
+    text=$(<"$KAFKA_INFRA_DIR/server-cluster.properties")
+    text=${text//@NODE_ID@/"$node_id"}
+    text=${text//@VOTERS@/"$node_voters"}
+  else
+    text=$(<"$KAFKA_INFRA_DIR/server.properties")
+  fi
   if [[ $security == sasl_ssl ]]; then
     # The plain listener lines give way to those of server-security.properties.
     text=$(grep -Ev '^(listeners|advertised\.listeners|inter\.broker\.listener\.name|listener\.security\.protocol\.map)=' <<<"$text")
@@ -232,6 +291,14 @@ write_config() {
   text=${text//@INTERNAL_PORT@/"$iport"}
   text=${text//@TLS_DIR@/"$tls_dir"}
   text=${text//@DATA_DIR@/"$dir/data"}
+  # DRIFTLINE_BROKER_PROPERTIES: extra key=value settings, whitespace-separated; they
+  # come last, so they win over the template's (e.g. broker.session.timeout.ms=4500)
+  local extra props
+  read -r -a props <<<"${DRIFTLINE_BROKER_PROPERTIES:-}"
+  for extra in "${props[@]}"; do
+    [[ $extra == ?*=* ]] || die "DRIFTLINE_BROKER_PROPERTIES: not key=value: $extra"
+    text+=$'\n'$extra
+  done
   printf '%s\n' "$text" >"$config"
 }
 
@@ -267,8 +334,10 @@ format_storage() {
 }
 
 launch() {
-  local libs=$1 heap jit
-  read -r -a heap <<<"${DRIFTLINE_BROKER_HEAP:--Xmx1g -Xms256m}"
+  local libs=$1 heap jit default_heap="-Xmx1g -Xms256m"
+  # three nodes share the machine: a smaller heap each (docs/broker.md)
+  if ((is_node)); then default_heap="-Xmx512m -Xms128m"; fi
+  read -r -a heap <<<"${DRIFTLINE_BROKER_HEAP:-$default_heap}"
   read -r -a jit <<<"${DRIFTLINE_BROKER_JIT--XX:TieredStopAtLevel=1}"
   rm -f "$pid_file"
   printf '\n===== %s: starting Kafka %s =====\n' "$(date '+%F %T')" "$KAFKA_VERSION" >>"$log_file"
@@ -333,13 +402,20 @@ cmd_up() {
 
     mark=$(($(wc -l 2>/dev/null <"$log_file" || echo 0) + 1))
     start=${EPOCHREALTIME/./}
-    if [[ $security == sasl_ssl ]]; then
+    if ((is_node)); then
+      log "starting Kafka $KAFKA_VERSION node $node_id on 127.0.0.1:$port (controller $cport), dir $dir"
+    elif [[ $security == sasl_ssl ]]; then
       log "starting Kafka $KAFKA_VERSION on 127.0.0.1:$port (SASL_SSL, SCRAM-SHA-512; internal $iport, controller $cport), dir $dir"
     else
       log "starting Kafka $KAFKA_VERSION on 127.0.0.1:$port (controller $cport), dir $dir"
     fi
     launch "$libs"
     pid=$(<"$pid_file")
+    if ((no_wait)); then
+      log "started (pid $pid); not waiting for it"
+      printf '127.0.0.1:%s\n' "$port"
+      return 0
+    fi
     rc=0
     kprobe_ready wait "$port" "$pid" "$timeout" || rc=$?
     if ((rc == 0)); then
@@ -392,7 +468,7 @@ cmd_down() {
 
 # Delete DIR, but only if it holds nothing that broker.sh did not put there.
 purge_dir() {
-  local e name ours=" .driftline-broker .lock broker.pid broker.port controller.port cluster.id version server.properties broker.log data security internal.port tls secrets "
+  local e name ours=" .driftline-broker .lock broker.pid broker.port controller.port cluster.id version server.properties broker.log data security internal.port tls secrets node.conf "
   for e in "$dir"/* "$dir"/.[!.]*; do
     [[ -e $e ]] || continue
     name=${e##*/}

@@ -10,7 +10,9 @@
 #   DRIFTLINE_BROKER_SECURITY      broker.sh up: sasl_ssl or plaintext (DIR's mode, else plaintext)
 #   DRIFTLINE_BROKER_TIMEOUT       broker.sh up: seconds to wait for readiness (90)
 #   DRIFTLINE_BROKER_STOP_TIMEOUT  broker.sh down: seconds before SIGKILL (30)
-#   DRIFTLINE_BROKER_HEAP          broker JVM heap ("-Xmx1g -Xms256m")
+#   DRIFTLINE_BROKER_HEAP          broker JVM heap ("-Xmx1g -Xms256m"; a cluster node
+#                                  "-Xmx512m -Xms128m")
+#   DRIFTLINE_BROKER_PROPERTIES    extra key=value server properties (white space between)
 #   DRIFTLINE_TOOL_JAVA_OPTS       kafka-tool.sh JVM options ("-Xmx512m")
 #   DRIFTLINE_TOOL_BOOTSTRAP       kafka-tool.sh: bootstrap servers instead of DIR's broker
 #   DRIFTLINE_TOOL_CONFIG          kafka-tool.sh: a client config file for the tool

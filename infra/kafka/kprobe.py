@@ -7,11 +7,19 @@
   kprobe.py probe PORT [TLSDIR]  exit 0 if the broker at 127.0.0.1:PORT answers a Metadata request
   kprobe.py wait PORT PID SECS [TLSDIR]
                                  wait until probe succeeds; exit 1 on timeout, 2 if PID died
+  kprobe.py quorum PORT...       print the KRaft quorum as one line, "leader=ID epoch=E
+                                 voters=ID,ID,...", asked of the first broker (of
+                                 127.0.0.1:PORT...) that answers; exit 1 if none does
 
 With TLSDIR (what certs.sh made: ca.pem, broker.pem, broker.key) the request goes
 over TLS, verifying the broker against ca.pem and presenting the broker's own
 certificate as the client certificate: that is how broker.sh probes the INTERNAL
 listener of a secured broker (up --security), where only that certificate gets in.
+
+The quorum question is a DescribeQuorum v0 request (KIP-595) for partition 0 of
+``__cluster_metadata``, which a broker forwards to the active controller: its answer
+names the active controller (the quorum leader) of a cluster of several nodes, which
+a Metadata reply does not (a KRaft broker reports a random live broker there, KIP-590).
 
 The readiness probe speaks the Kafka protocol directly: one Metadata v4 request
 (all topics, no auto-creation), which Kafka 3.x and 4.x both serve (KIP-896
@@ -133,6 +141,88 @@ def metadata_brokers(
     return brokers
 
 
+def _uvarint(n: int) -> bytes:
+    out = b""
+    while True:
+        b, n = n & 0x7F, n >> 7
+        if n == 0:
+            return out + bytes([b])
+        out += bytes([b | 0x80])
+
+
+def _request(
+    port: int, api: int, version: int, body: bytes, flexible: bool, timeout: float = 2.0
+) -> bytes:
+    """One request to 127.0.0.1:port; returns the response body after the header."""
+    client_id = b"driftline-probe"
+    header = struct.pack(">hhih", api, version, 1, len(client_id)) + client_id
+    if flexible:
+        header += b"\x00"  # request header v2: no tagged fields
+    req = header + body
+    with socket.create_connection((HOST, port), timeout=timeout) as s:
+        s.settimeout(timeout)
+        s.sendall(struct.pack(">i", len(req)) + req)
+        (size,) = struct.unpack(">i", _recv_exact(s, 4))
+        resp = _recv_exact(s, size)
+    (corr,) = struct.unpack_from(">i", resp, 0)
+    if corr != 1:
+        raise ValueError(f"unexpected correlation id {corr}")
+    # response header v1 (flexible): correlation id, then tagged fields (none expected)
+    return resp[5:] if flexible else resp[4:]
+
+
+def quorum(port: int) -> tuple[int, int, list[int]]:
+    """(leader id, leader epoch, voter ids) of the KRaft quorum, from a DescribeQuorum v0
+    request to the broker at 127.0.0.1:port (forwarded to the active controller)."""
+    name = b"__cluster_metadata"
+    body = (
+        _uvarint(2)
+        + _uvarint(len(name) + 1)
+        + name  # topics: 1, its name
+        + _uvarint(2)
+        + struct.pack(">i", 0)
+        + b"\x00"  # partitions: [0], no tags
+        + b"\x00"
+        + b"\x00"
+    )  # topic's tags, request's tags
+    resp = _request(port, 55, 0, body, flexible=True)
+    pos = 0
+
+    def uvarint() -> int:
+        nonlocal pos
+        shift = value = 0
+        while True:
+            b = resp[pos]
+            pos += 1
+            value |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return value
+            shift += 7
+
+    def take(fmt: str) -> tuple:
+        nonlocal pos
+        vals = struct.unpack_from(fmt, resp, pos)
+        pos += struct.calcsize(fmt)
+        return vals
+
+    (error,) = take(">h")
+    if error:
+        raise ValueError(f"DescribeQuorum error {error}")
+    uvarint()  # topics (one)
+    length = uvarint()  # topic name (compact string)
+    pos += length - 1
+    uvarint()  # partitions (one)
+    _part, error, leader, epoch, _hw = take(">ihiiq")
+    if error:
+        raise ValueError(f"DescribeQuorum partition error {error}")
+    voters = []
+    for _ in range(uvarint() - 1):
+        (replica, _leo) = take(">iq")
+        uvarint()  # tagged fields of the replica state
+        voters.append(replica)
+    return leader, epoch, sorted(voters)
+
+
 def probe(port: int, tls: ssl.SSLContext | None = None) -> bool:
     # ssl.SSLError is an OSError.
     try:
@@ -187,6 +277,15 @@ def main(argv: list[str]) -> int:
     if cmd == "wait":
         tls = tls_context(args[3]) if len(args) > 3 else None
         return wait(int(args[0]), int(args[1]), float(args[2]), tls)
+    if cmd == "quorum":
+        for port in args:
+            try:
+                leader, epoch, voters = quorum(int(port))
+            except (OSError, ValueError, struct.error, IndexError):
+                continue
+            print(f"leader={leader} epoch={epoch} voters={','.join(map(str, voters))}")
+            return 0
+        return 1
     print(f"kprobe.py: unknown command {cmd!r}", file=sys.stderr)
     return 2
 

@@ -1,9 +1,12 @@
 """docker-compose.yml cannot run here (no Docker engine), so check what can be checked:
 valid YAML, only existing services, images pinned, paths present, env vars and
-commands that Driftline really has."""
+commands that Driftline really has; and that its Kafka, alone or as the three nodes of
+the `cluster` profile (infra/compose/cluster.env), has the settings of the dev broker or
+of the dev cluster."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -19,6 +22,56 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def compose() -> dict:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def env_file(path: Path) -> dict[str, str]:
+    return dict(
+        line.split("=", 1) for line in path.read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )  # fmt: skip
+
+
+CLUSTER_ENV = env_file(ROOT / "infra/compose/cluster.env")
+
+
+def interpolate(value: object, env: dict[str, str]) -> str:
+    """``${VAR:-default}`` and ``${VAR}`` as Compose substitutes them.
+
+    >>> interpolate("${A:-1}@x,${B}", {"B": "2"})
+    '1@x,2'
+    """
+
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(3)
+        return env.get(name) or (default if default is not None else "")
+
+    return re.sub(r"\$\{(\w+)(:-([^}]*))?\}", sub, str(value))
+
+
+def properties(name: str) -> dict[str, str]:
+    return {k: v.strip() for k, v in env_file(ROOT / "infra/kafka" / name).items()}
+
+
+def kafka_services(compose: dict, profile: str | None) -> dict[str, dict[str, str]]:
+    """The Kafka services a profile starts, with their environment interpolated."""
+    env = CLUSTER_ENV if profile == "cluster" else {}
+    return {
+        name: {k: interpolate(v, env) for k, v in svc["environment"].items()}
+        for name, svc in compose["services"].items()
+        if svc.get("image", "").startswith("apache/kafka")
+        and (not svc.get("profiles") or profile in svc["profiles"])
+    }
+
+
+BROKER_KEYS = (
+    "default.replication.factor",
+    "min.insync.replicas",
+    "offsets.topic.replication.factor",
+    "transaction.state.log.replication.factor",
+    "transaction.state.log.min.isr",
+    "group.initial.rebalance.delay.ms",
+    "auto.create.topics.enable",
+)
 
 
 def test_services_and_dependencies_exist(compose: dict) -> None:
@@ -55,21 +108,45 @@ def test_mounted_paths_and_build_context_exist(compose: dict) -> None:
 
 
 def test_kafka_settings_match_the_dev_broker(compose: dict) -> None:
-    env = compose["services"]["kafka"]["environment"]
-    props = dict(
-        line.split("=", 1)
-        for line in (ROOT / "infra/kafka/server.properties").read_text().splitlines()
-        if "=" in line and not line.lstrip().startswith("#")
-    )
-    for key in (
-        "offsets.topic.replication.factor",
-        "transaction.state.log.replication.factor",
-        "transaction.state.log.min.isr",
-        "group.initial.rebalance.delay.ms",
-        "auto.create.topics.enable",
-    ):
+    nodes = kafka_services(compose, None)
+    assert list(nodes) == ["kafka"]
+    env, props = nodes["kafka"], properties("server.properties")
+    for key in BROKER_KEYS:
         env_key = "KAFKA_" + key.upper().replace(".", "_")
-        assert str(env[env_key]).lower() == props[key].strip().lower(), key
+        assert env[env_key].lower() == props[key].lower(), key
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@kafka:9093"
+    driftline = {k: interpolate(v, {}) for k, v in compose["x-driftline-env"].items()}
+    assert driftline["DRIFTLINE_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    assert driftline["DRIFTLINE_REPLICATION_FACTOR"] == "1"
+
+
+def test_the_cluster_profile_matches_the_dev_cluster(compose: dict) -> None:
+    assert CLUSTER_ENV["COMPOSE_PROFILES"] == "cluster"
+    nodes = kafka_services(compose, "cluster")
+    assert list(nodes) == ["kafka", "kafka-2", "kafka-3"]
+    props = properties("server-cluster.properties")
+    voters = []
+    for name, env in nodes.items():
+        for key in (*BROKER_KEYS, "unclean.leader.election.enable"):
+            env_key = "KAFKA_" + key.upper().replace(".", "_")
+            assert env[env_key].lower() == props[key].lower(), (name, key)
+        assert env["KAFKA_PROCESS_ROLES"] == props["process.roles"]
+        assert f"PLAINTEXT://{name}:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
+        voters.append(f"{env['KAFKA_NODE_ID']}@{name}:9093")
+    assert [env["KAFKA_CONTROLLER_QUORUM_VOTERS"] for env in nodes.values()] == [
+        ",".join(voters)] * 3  # fmt: skip
+    assert len({env["CLUSTER_ID"] for env in nodes.values()}) == 1  # one cluster
+    assert len({env["KAFKA_NODE_ID"] for env in nodes.values()}) == 3
+    driftline = {k: interpolate(v, CLUSTER_ENV) for k, v in compose["x-driftline-env"].items()}
+    assert driftline["DRIFTLINE_BOOTSTRAP_SERVERS"].split(",") == [
+        f"{name}:9092" for name in nodes]  # fmt: skip
+    assert driftline["DRIFTLINE_REPLICATION_FACTOR"] == "3"
+    # the topics wait for every node of the profile, and only of it
+    deps = compose["services"]["topics"]["depends_on"]
+    assert set(deps) == set(nodes)
+    assert [deps[n].get("required", True) for n in nodes] == [True, False, False]
+    ports = [p for svc in nodes for p in compose["services"][svc].get("ports", [])]
+    assert len(ports) == len(set(ports))
 
 
 def _command_exists(words: list[str]) -> bool:

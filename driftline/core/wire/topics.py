@@ -10,6 +10,9 @@ join is local to one worker.
 'compact'
 >>> {specs[f"driftline.{n}"].partitions for n in ("predictions", "labels", "outcomes")}
 {6}
+
+A topic with three or more replicas also declares ``min.insync.replicas=2`` (see
+:func:`replication_configs`).
 """
 
 from __future__ import annotations
@@ -72,6 +75,24 @@ _TOPICS: tuple[tuple[str, str, str, bool, dict[str, str]], ...] = (
     ("deadletter", "source key", "DeadLetter", False, _delete(4 * WEEK_MS)),
 )
 
+
+def replication_configs(replication_factor: int) -> dict[str, str]:
+    """Topic configs that go with a replication factor: with three or more replicas, a
+    write acknowledged to an ``acks=all`` producer (every Driftline producer) is on at
+    least two of them (``min.insync.replicas=2``), so the loss of any one broker loses
+    no acknowledged record, and the topic stays writable with one broker down. Kafka's
+    broker default is 1, where a leader alone in its ISR acknowledges writes that die
+    with it. Fewer replicas: the broker's default (2 of 2 would stop every write while
+    either broker is away).
+
+    >>> replication_configs(3)
+    {'min.insync.replicas': '2'}
+    >>> replication_configs(1)
+    {}
+    """
+    return {"min.insync.replicas": "2"} if replication_factor >= 3 else {}
+
+
 SMALL_TOPIC_PARTITIONS = 3
 """Partitions of the per-model topics (metrics, alerts, retrain, deadletter)."""
 
@@ -92,7 +113,7 @@ def declare(prefix: str, data_partitions: int, replication_factor: int) -> list[
                 name=prefix + suffix,
                 partitions=partitions,
                 replication_factor=replication_factor,
-                configs=dict(configs),
+                configs={**configs, **replication_configs(replication_factor)},
                 key=key,
                 value=value,
                 co_partitioned=co,

@@ -25,6 +25,17 @@ def test_every_design_topic_is_declared_with_the_prefix() -> None:
     assert {s.name for s in specs} == {f"p.{n}" for n in NAMES}
     assert all(s.replication_factor == 3 for s in specs)
     assert all(s.configs["cleanup.policy"] in ("delete", "compact") for s in specs)
+    assert all(s.configs["min.insync.replicas"] == "2" for s in specs)
+
+
+@pytest.mark.parametrize(("replicas", "min_isr"), [(1, None), (2, None), (3, "2"), (5, "2")])
+def test_min_insync_replicas_is_declared_with_three_replicas_or_more(
+    replicas: int, min_isr: str | None
+) -> None:
+    """acks=all counts for something only with a min ISR above 1; with 2 replicas, a
+    min ISR of 2 would stop every write while either broker is away."""
+    for s in declare("p.", 4, replicas):
+        assert s.configs.get("min.insync.replicas") == min_isr, s.name
 
 
 def test_join_topics_are_co_partitioned_and_registry_is_compacted() -> None:
