@@ -115,9 +115,7 @@ class Monitors:
             versions, reasons = by_model.get(name) or (Counter(), Counter())
             mon.observe_scorer_batch(at_ms, versions, reasons)
 
-    def observe_dead(
-        self, record: dict[str, Any], settled: tuple[str, int] | None = None
-    ) -> None:
+    def observe_dead(self, record: dict[str, Any], settled: tuple[str, int] | None = None) -> None:
         model = record.get("model")
         if model:
             self.get(model).observe_dead_letter(record, settled)
@@ -234,17 +232,26 @@ def install(
         monitors.sync_versions(now)
         emits: list[Emit] = []
         n = 0
+        # the batch's predictions first, per model in one call (they all arrived at
+        # ``now``, before any outcome of theirs), then outcomes and dead letters in order
+        predictions: dict[str, list[tuple[dict[str, Any], int | None]]] = {}
         for step in steps:
-            if step.prediction is not None:
+            p = step.prediction
+            if p is not None:
                 # a prediction refused on arrival (build_outcome's key_mismatch or
                 # model_mismatch, a safety net now that entries are keyed by model and
                 # event_id) is not held, so it never joins or expires: not a unit of the
                 # expiry rate
-                held = "model_mismatch" not in step.kinds and "key_mismatch" not in step.kinds
-                monitors.get(step.prediction["model"]).observe_prediction(
-                    step.prediction, now if held else None
-                )
-                n += 1
+                kinds = step.kinds
+                held = not kinds or ("model_mismatch" not in kinds and "key_mismatch" not in kinds)
+                mine = predictions.get(p["model"])
+                if mine is None:
+                    mine = predictions[p["model"]] = []
+                mine.append((p, now if held else None))
+        for model, items in predictions.items():
+            monitors.get(model).observe_predictions(items)
+            n += len(items)
+        for step in steps:
             for out in step.outputs:
                 v = out.record
                 if v is None:

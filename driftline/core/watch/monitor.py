@@ -33,14 +33,14 @@ they are an operator's decision, not data the scorer could not take.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from driftline.core.model.config import ModelConfig
 from driftline.core.watch.alerts import AlertRules
 from driftline.core.watch.concept_drift import ConceptDriftDetector, DriftEvent
-from driftline.core.watch.feature_drift import FeatureDriftMonitor, drift_metrics
+from driftline.core.watch.feature_drift import FeatureDriftMonitor, Row, drift_metrics
 from driftline.core.watch.performance import PerformanceTracker
 from driftline.core.watch.profile import ReferenceProfile, label_spec
 from driftline.core.watch.rates import ExpiryRate, SkewRate, Window, rate_snapshot
@@ -195,6 +195,28 @@ class ModelMonitor:
             self.features.update(
                 prediction["features"], prediction["prediction"], prediction["scores"]
             )
+
+    def observe_predictions(
+        self, predictions: Sequence[tuple[Mapping[str, Any], int | None]]
+    ) -> None:
+        """:meth:`observe_prediction` for each (prediction, arrived_ms) of one batch, in
+        order; the champion's feature statistics are counted once for the batch
+        (:meth:`FeatureDriftMonitor.update_many`), and not at all when nothing watches
+        them (no champion profile yet, or another version's predictions)."""
+        if self.retired:
+            return
+        rows: list[Row] = []
+        champion = self.champion_version if self.features is not None else None
+        expiry = self.expiry
+        for prediction, arrived_ms in predictions:
+            version = prediction["version"]
+            if arrived_ms is not None:
+                expiry.add_prediction(arrived_ms, version)
+            if version == champion:
+                rows.append((prediction["features"], prediction["prediction"],
+                             prediction["scores"]))  # fmt: skip
+        if rows and self.features is not None:
+            self.features.update_many(rows)
 
     def observe_dead_letter(
         self, dead: Mapping[str, Any], settled: tuple[str, int] | None = None
