@@ -87,7 +87,17 @@ class Process:
         return self.proc.wait(10)
 
 
-def worker(settings: Settings, logdir: Path, name: str = "worker") -> Process:
-    """A ``driftline worker`` with its own web port."""
+def worker(
+    settings: Settings, logdir: Path, name: str = "worker", role: str = "all",
+    instance: str | None = None,
+) -> Process:  # fmt: skip
+    """A ``driftline worker`` of ``role`` with its own web port (``instance``: its
+    ``DRIFTLINE_INSTANCE_ID``, for several processes of one role)."""
     args = ["worker", "--name", name, "--web-port", str(free_port()), "--loglevel", "info"]
-    return Process(settings, args, logdir / f"{name}.log", "driftline worker ready")
+    if role != "all":
+        args += ["--role", role]
+    if instance is not None:  # its own transactional ids and data directory
+        data = None if settings.data_dir is None else settings.data_dir / instance
+        settings = settings.model_copy(update={"instance_id": instance, "data_dir": data})
+    tail = ("" if role == "all" else f"-{role}") + ("" if instance is None else f"-{instance}")
+    return Process(settings, args, logdir / f"{name}{tail}.log", "driftline worker ready")

@@ -211,11 +211,14 @@ def install(
     tick_every_s: float,
     send: Send,
     on_emit: Callable[[Emit], None] | None = None,
+    rates_only: bool = False,
 ) -> Observe:
     """Add the monitor's tick timer to ``app``; returns the hook that takes the join's
     committed steps. Snapshots, alerts and triggers go out through ``send``, which must
     not block: a producer waiting on a broker must not stall the monitor, and through it
-    the join."""
+    the join. ``rates_only``: a worker without the join (``--role score``) ticks only the
+    rates its scorer feeds (:meth:`ModelMonitor.tick_rates`); the join's worker does the
+    rest, retrain triggers included, so none is raised twice."""
 
     async def publish(emits: list[Emit]) -> None:
         for e in emits:
@@ -272,6 +275,6 @@ def install(
         now = now_ms()
         monitors.sync_versions(now)
         for mon in list(monitors.by_model.values()):
-            await publish(mon.tick(now))
+            await publish(mon.tick_rates(now) if rates_only else mon.tick(now))
 
     return observe

@@ -318,6 +318,12 @@ class ModelMonitor:
         self.due = self.policy.due_outcomes(now_ms)
         return out
 
+    def tick_rates(self, now_ms: int) -> list[Emit]:
+        """Only the rate snapshots and alerts of :meth:`tick` (skew and expired-label
+        rates): what a worker that scores but does not join can judge (its scorer's
+        batches feed the skew rate); no snapshot of performance or drift, no trigger."""
+        return [] if self.retired else self._rates(now_ms)
+
     def request(self, now_ms: int, requested_by: str) -> list[Emit]:
         """A retrain asked for by a person (``driftline retrain``); none for a retired
         model."""
