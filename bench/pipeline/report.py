@@ -19,7 +19,9 @@ NAMES = {
     "a1 before": "(a1) before: re-encode, consume(n, t)",
     "a2": "(a2) driftline worker process",
     "a2 before": "(a2) before (--worker-src)",
+    "a3": "(a3) roles as processes: score + join",
     "b": "(b) plain confluent-kafka loop",
+    "b2": "(b2) plain loop + plain join (dict)",
 }
 
 
@@ -52,16 +54,29 @@ def _throughput(r: FactoryResult, events: int) -> str:
     b = r.runs["b"]
     b_rate = statistics.median(x.rate for x in b)
     b_cpu = statistics.median(x.cpu_us for x in b)
-    rows = [["system", "events/s: median (range)", "a/b", "CPU µs/event", "b/a by CPU"]]
+    b2 = r.runs.get("b2")
+    b2_cpu = statistics.median(x.cpu_us for x in b2) if b2 else None
+    rows = [["system", "events/s: median (range)", "a/b", "CPU µs/event", "b/a by CPU",
+             "CPU ÷ b", "CPU ÷ b2"]]  # fmt: skip
+
+    def ratios(cpu: float) -> list[str]:
+        return [f"{b_cpu / cpu:.2f}", f"{cpu / b_cpu:.2f}",
+                "" if b2_cpu is None else f"{cpu / b2_cpu:.2f}"]  # fmt: skip
+
     for name, runs in r.runs.items():
         rates, cpus = [x.rate for x in runs], [x.cpu_us for x in runs]
         rate, cpu = statistics.median(rates), statistics.median(cpus)
         rows.append([NAMES[name], f"{rate:,.0f}{_span(rates)}", f"{rate / b_rate:.2f}",
-                     f"{cpu:.1f}{_span(cpus)}", f"{b_cpu / cpu:.2f}"])  # fmt: skip
+                     f"{cpu:.1f}{_span(cpus)}", *ratios(cpu)])  # fmt: skip
     for name, w in r.workers.items():
-        rows.append([NAMES[name], f"{w.rate:,.0f}", f"{w.rate / b_rate:.2f}",
-                     f"{w.cpu_us:.1f}", f"{b_cpu / w.cpu_us:.2f}"])  # fmt: skip
-    head = f"Validate + score, {r.factory}, {events:,} events per run, one process each"
+        runs = r.worker_runs.get(name) or [w]
+        rates, cpus = [x.rate for x in runs], [x.cpu_us for x in runs]
+        rows.append([NAMES[name], f"{w.rate:,.0f}{_span(rates)}", f"{w.rate / b_rate:.2f}",
+                     f"{w.cpu_us:.1f}{_span(cpus)}", *ratios(w.cpu_us)])  # fmt: skip
+    head = (
+        f"Validate + score (+ hold each prediction in the join, monitor), {r.factory}, "
+        f"{events:,} events per run; CPU summed over a system's processes"
+    )
     return head + "\n" + table(rows)
 
 
