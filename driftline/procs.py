@@ -88,16 +88,14 @@ class Process:
 
 
 def worker(
-    settings: Settings, logdir: Path, name: str = "worker", role: str = "all",
-    instance: str | None = None,
-) -> Process:  # fmt: skip
-    """A ``driftline worker`` of ``role`` with its own web port (``instance``: its
-    ``DRIFTLINE_INSTANCE_ID``, for several processes of one role)."""
+    settings: Settings, logdir: Path, name: str = "worker", role: str = "all", processes: int = 1
+) -> Process:
+    """A ``driftline worker`` of ``role`` with its own web port (``processes`` > 1: that
+    many children, on that port and the next ones)."""
     args = ["worker", "--name", name, "--web-port", str(free_port()), "--loglevel", "info"]
     if role != "all":
         args += ["--role", role]
-    if instance is not None:  # its own transactional ids and data directory
-        data = None if settings.data_dir is None else settings.data_dir / instance
-        settings = settings.model_copy(update={"instance_id": instance, "data_dir": data})
-    tail = ("" if role == "all" else f"-{role}") + ("" if instance is None else f"-{instance}")
+    if processes > 1:
+        args += ["--processes", str(processes)]
+    tail = "" if role == "all" else f"-{role}"
     return Process(settings, args, logdir / f"{name}{tail}.log", "driftline worker ready")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bench.faults.report import render
 from bench.faults.run import ONLY, QUICK_EVENTS, QUICK_RATE, Options, run
+from bench.faults.workers import LAYOUTS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,14 +24,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="the reduced size and schedule of CI")
     ap.add_argument("--no-faults", action="store_true", help="the same run without faults")
     ap.add_argument("--only", choices=ONLY, help="one fault of this kind, at 30%% of the events")
+    ap.add_argument(
+        "--layout", choices=LAYOUTS, default="all",
+        help="all: every worker runs every role (default); split: even workers run "
+        "--role score, odd ones --role join",
+    )  # fmt: skip
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", type=Path, help="run in DIR and keep it (broker data, logs)")
     a = ap.parse_args(argv)
     o = Options(events=a.events or (QUICK_EVENTS if a.quick else 100_000), workers=a.workers,
                 partitions=a.partitions, rate=a.rate or (QUICK_RATE if a.quick else 300.0),
                 quick=a.quick, faults=not a.no_faults, seed=a.seed, keep=a.keep,
-                only=a.only)  # fmt: skip
-    print(f"fault harness: {o.events} events, {o.workers} workers, {o.partitions} partitions, "
+                only=a.only, layout=a.layout)  # fmt: skip
+    print(f"fault harness: {o.events} events, {o.workers} workers ({o.layout} layout), "
+          f"{o.partitions} partitions, "
           f"{o.rate:.0f} events/s, {'quick' if o.quick else 'full'} schedule"
           f"{'' if o.faults else ' (no faults)'}{f' (only a {o.only})' if o.only else ''}",
           flush=True)  # fmt: skip

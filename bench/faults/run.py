@@ -58,6 +58,7 @@ class Options:
     seed: int = 1
     keep: Path | None = None
     only: str | None = None  # one fault of this kind (ONLY) instead of the schedule
+    layout: str = "all"  # "split": even workers run --role score, odd ones --role join
     max_wait: float = 240.0  # for the last results, after the last event (quick: 120)
 
     @property
@@ -157,10 +158,11 @@ def run(o: Options) -> Run:
             )
 
         print(f"  broker up and models bootstrapped in {time.monotonic() - t_start:.0f} s")
-        sup = Supervisor(s, r.run_dir, o.workers, on_exit)
+        sup = Supervisor(s, r.run_dir, o.workers, on_exit, o.layout)
         sup.start()
+        roles = ", ".join(f"{w.id} {w.role}" for w in sup.workers)
         print(
-            f"  {o.workers} workers ready after {time.monotonic() - t_start:.0f} s; "
+            f"  {o.workers} workers ({roles}) ready after {time.monotonic() - t_start:.0f} s; "
             f"logs in {r.run_dir}",
             flush=True,
         )

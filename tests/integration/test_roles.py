@@ -1,7 +1,7 @@
 """Worker roles through the real broker: the scorer and the join+monitor as separate
-processes (``driftline worker --role score`` and ``--role join``, two join processes
-sharing the join's partitions) give the same exact outputs as one worker, and each
-process does only its part."""
+processes (``driftline worker --role score`` and ``--role join --processes 2``: two join
+processes sharing the join's partitions, started by one command) give the same exact
+outputs as one worker, and each process does only its part."""
 
 from __future__ import annotations
 
@@ -16,8 +16,11 @@ from tests.integration import harness
 from tests.integration.churn import example, feature_event, label, start_pipeline, worker_url
 
 
-def status(proc: harness.Process) -> dict:
-    with urllib.request.urlopen(worker_url(proc, "/status.json"), timeout=10) as resp:
+def status(where: harness.Process | int) -> dict:
+    """A worker's /status.json (a process, or the web port of one)."""
+    url = f"http://127.0.0.1:{where}/status.json" if isinstance(where, int) else worker_url(
+        where, "/status.json")  # fmt: skip
+    with urllib.request.urlopen(url, timeout=10) as resp:
         return dict(json.loads(resp.read()))
 
 
@@ -25,8 +28,12 @@ def test_scorer_and_join_as_separate_processes_give_exact_outputs(
     settings: Settings, tmp_path: Path
 ) -> None:
     s, champion, scorer = start_pipeline(settings, tmp_path, role="score")
-    joins = [harness.worker(s, tmp_path, role="join", instance=f"j{i}").start()
-             for i in range(2)]  # fmt: skip
+    join = harness.worker(s, tmp_path, role="join", processes=2).start()
+    port = int(join.args[join.args.index("--web-port") + 1])
+    deadline = time.monotonic() + 90
+    while join.log.read_text().count("driftline worker ready") < 2:
+        assert time.monotonic() < deadline and join.running(), join.tail()
+        time.sleep(0.2)
     try:
         rng = random.Random(5)
         events = [example(rng, i) for i in range(600)]
@@ -41,7 +48,7 @@ def test_scorer_and_join_as_separate_processes_give_exact_outputs(
         harness.collect(s, "outcomes", lambda got: len(got) >= len(events))
         time.sleep(2)  # a duplicate outcome would show up now
         outcomes = harness.collect(s, "outcomes", lambda got: len(got) > len(events), timeout=3)
-        assert sorted(o["event_id"] for o in outcomes) == sorted(ids), joins[0].tail()
+        assert sorted(o["event_id"] for o in outcomes) == sorted(ids), join.tail()
         by_id = {e["event_id"]: e["label"] for e in events}
         assert all(o["label"] == by_id[o["event_id"]] for o in outcomes)
 
@@ -53,8 +60,8 @@ def test_scorer_and_join_as_separate_processes_give_exact_outputs(
         # each process does its own part: the scorer scored them all, the joins nothing
         assert status(scorer)["worker"]["scored"] == len(events)
         assert status(scorer)["worker"]["role"] == "score"
-        assert [status(j)["worker"]["scored"] for j in joins] == [None, None]
-        assert "ready (role join)" in joins[0].log.read_text()
+        assert [status(port + i)["worker"]["scored"] for i in range(2)] == [None, None]
+        assert join.log.read_text().count("ready (role join)") == 2
     finally:
-        for proc in (scorer, *joins):
-            proc.stop()
+        assert join.stop() == 0  # SIGTERM reaches both children, which stop cleanly
+        scorer.stop()
