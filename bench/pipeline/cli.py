@@ -174,6 +174,31 @@ def latencies(
         finally:
             proc.stop()
         log(f"{factory} latency a2: {summary(res.latency['a2'])}  load {load()}")
+    if size.worker_latency and "a2" in res.workers:
+        # the whole worker at half of its own capacity, and (b) at the same rate
+        half = res.workers["a2"].rate / 2
+        recs_w = recs[: warmup + int(half * size.latency_s)]
+
+        def at_half(d: env.Deployment, out_topic: str) -> Latency:
+            s = d.settings
+            return Paced(s, s.topic("features"), out_topic, recs_w, warmup, half).result()
+
+        d = env.deploy(bootstrap, f"{tag}-lh", work, factory, size.train_rows)
+        done = threading.Event()
+        out = env.create_topic(d.settings, "bench-raw")
+        loops.run_raw_until(d.settings, d.champion, out, done)
+        try:
+            res.latency["b @ a2/2"] = at_half(d, out)
+        finally:
+            done.set()
+        d = env.deploy(bootstrap, f"{tag}-lwh", work, factory, size.train_rows)
+        proc = WorkerProc(d.settings, work, "lath").start()
+        try:
+            res.latency["a2 @ a2/2"] = at_half(d, d.settings.topic("predictions"))
+        finally:
+            proc.stop()
+        for name in ("b @ a2/2", "a2 @ a2/2"):
+            log(f"{factory} latency {name}: {summary(res.latency[name])}  load {load()}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,6 +22,8 @@ NAMES = {
     "a3": "(a3) roles as processes: score + join",
     "b": "(b) plain confluent-kafka loop",
     "b2": "(b2) plain loop + plain join (dict)",
+    "b @ a2/2": "(b) at half of (a2)'s capacity",
+    "a2 @ a2/2": "(a2) at half of its own capacity",
 }
 
 
@@ -87,7 +89,8 @@ def _latency(r: FactoryResult) -> str:
         rows.append([NAMES[name], f"{x.rate:,.0f}", f"{x.achieved:,.0f}",
                      f"{x.received}/{x.sent}", f"{x.stamp[0]:.0f} / {x.stamp[1]:.0f}",
                      f"{x.read[0]:.1f} / {x.read[1]:.1f}"])  # fmt: skip
-    return f"End-to-end latency, {r.factory}, at half of (a1)'s median\n" + table(rows)
+    return (f"End-to-end latency, {r.factory}, at half of (a1)'s median (and of (a2)'s "
+            f"where named)\n" + table(rows))  # fmt: skip
 
 
 def _latency_rows(what: str, x: Latency, target: str = "") -> list[list[str]]:
