@@ -141,6 +141,12 @@ def _join(j: JoinResult, tag: str = "") -> str:
                          ""])  # fmt: skip
     for how, x in j.plain.items():
         rows += _latency_rows(f"plain EOS loop, {how}", x)
+    for i, x in enumerate(j.latency.values()):  # the join against the floor at its rate
+        floor = next((f for f in j.plain.values() if round(f.rate) == round(x.rate)), None)
+        if floor is not None and floor.stamp[1] > 0 and floor.read[1] > 0:
+            ratio = f"{x.stamp[1] / floor.stamp[1]:.2f}; {x.read[1] / floor.read[1]:.2f}"
+            rows.append([f"join p99 / floor p99 at {x.rate:,.0f} labels/s (stamp; read)",
+                         ratio, "<= 1.5 at half" if i else ""])  # fmt: skip
     who = ("one worker owns all" if j.workers == 1
            else f"{j.workers} worker processes of one group share the")  # fmt: skip
     head = (f"Join{tag}: {t.events:,} predictions and their labels pre-filled; {who} "
