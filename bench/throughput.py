@@ -8,11 +8,14 @@ that runs), trains a 10-feature churn model with ``driftline.core.lifecycle.trai
 (``logistic_regression`` and ``hoeffding_tree``) and prints, per factory:
 
 - events/s and CPU µs/event of (a1) ``ScorerLoop`` in process, (a2) a full
-  ``driftline worker`` subprocess (scorer + join + monitor), (b) the plain loop,
-  each draining the same pre-filled features backlog, and the ratios a/b;
+  ``driftline worker`` subprocess (scorer + join + monitor), (a3) the roles as two
+  processes (``--role score`` + ``--role join``, CPU summed), (b) the plain loop and (b2)
+  the plain loop with a plain join (a dict of pending predictions), each draining the
+  same pre-filled features backlog, and the ratios to (b) and (b2);
 - end-to-end latency p50/p99 at half of (a1)'s throughput (features produced at a fixed
-  rate with their Kafka CreateTime);
-- the join: label -> outcome throughput, latency at 5,000 labels/s, bytes per pending
+  rate with their Kafka CreateTime), and of (a2) and (b) at half of (a2)'s;
+- the join: label -> outcome throughput, latency at 5,000 labels/s and at half its
+  capacity beside the exactly-once floor's at the same rates, bytes per pending
   prediction.
 
 ``--quick`` (CI: sizes only, no speed asserted) runs one factory with small sizes.

@@ -87,7 +87,15 @@ class Process:
         return self.proc.wait(10)
 
 
-def worker(settings: Settings, logdir: Path, name: str = "worker") -> Process:
-    """A ``driftline worker`` with its own web port."""
+def worker(
+    settings: Settings, logdir: Path, name: str = "worker", role: str = "all", processes: int = 1
+) -> Process:
+    """A ``driftline worker`` of ``role`` with its own web port (``processes`` > 1: that
+    many children, on that port and the next ones)."""
     args = ["worker", "--name", name, "--web-port", str(free_port()), "--loglevel", "info"]
-    return Process(settings, args, logdir / f"{name}.log", "driftline worker ready")
+    if role != "all":
+        args += ["--role", role]
+    if processes > 1:
+        args += ["--processes", str(processes)]
+    tail = "" if role == "all" else f"-{role}"
+    return Process(settings, args, logdir / f"{name}{tail}.log", "driftline worker ready")

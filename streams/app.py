@@ -1,5 +1,14 @@
 """The Driftline worker: one Faust app with the scorer, join and monitor.
 
+A worker runs a *role* (``driftline worker --role``): ``all`` (the default) runs every
+piece below in one process; ``score`` runs the registry follower and the scorer; ``join``
+runs the registry follower, the join and the monitor. Each loop has its own consumer
+group (``<app>-scorer``, ``<app>-join``) and its own transactions, so the scorer and the
+join scale apart, each by its partitions and processes, with the same exactly-once
+guarantee in every layout. A ``score`` process's monitor judges only the skew rate (the
+scorer's refusals), which needs the scorer's batches; everything else is judged where the
+join runs.
+
 * scorer: a transactional confluent-kafka loop on its own thread (streams/scorer.py)
 * registry follower: a thread that keeps champion and challenger versions loaded
 * join: a transactional confluent-kafka loop on its own thread, with a changelogged
@@ -69,6 +78,8 @@ THREAD_DIED = 70
 """Exit code of a worker whose scorer, join or registry thread died (EX_SOFTWARE)."""
 MONITOR_BACKLOG = 200
 """Committed join batches the monitor may lag behind before the join waits for it."""
+ROLES = ("all", "score", "join")
+"""What a worker process runs: every loop, the scorer alone, or the join and monitor."""
 
 
 @dataclass
@@ -80,13 +91,14 @@ class Worker:
     app: faust.App
     codec: Codec
     follower: RegistryFollower
-    scorer: ScorerLoop
+    scorer: ScorerLoop | None
     monitors: Monitors
-    join: JoinLoop
+    join: JoinLoop | None
     recent: Recent = field(default_factory=Recent)
     reloader: ModelsReloader | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
+    role: str = "all"
 
 
 def create_app(settings: Settings, app_id: str) -> faust.App:
@@ -137,8 +149,14 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "worker") -> Worker:
-    """Build the worker: app, agents, scorer and registry follower (nothing started)."""
+def create_worker(
+    settings: Settings, models: ModelsConfig, *, name: str = "worker", role: str = "all"
+) -> Worker:
+    """Build the worker of ``role`` (one of :data:`ROLES`): app, registry follower, and
+    the scorer, the join and monitor, or all of them (nothing started)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    scores, joins = role in ("all", "score"), role in ("all", "join")
     codec = default_codec()
     app_id = settings.group(name)
     app = create_app(settings, app_id)
@@ -176,7 +194,7 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
         return model in reloader.current or follower.lineup(model)[0] is not None
 
     scoring = Scoring(codec, follower.lineup, known)
-    scorer = ScorerLoop(settings, scoring, codec, group_id=f"{app_id}-scorer")
+    scorer = ScorerLoop(settings, scoring, codec, group_id=f"{app_id}-scorer") if scores else None
     labels: dict[tuple[str, str], LabelSpec] = {}
 
     def task_of(model: str) -> str | LabelSpec | None:
@@ -203,7 +221,7 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
     joiner = Joiner(codec, task_of, ttl_of, settings.topic("predictions"), settings.topic("labels"))
     recent = Recent()
     observe = install(app, codec, monitors, settings.topic, settings.monitor_interval_s,
-                              send_record, on_emit=recent.add)  # fmt: skip
+                      send_record, on_emit=recent.add, rates_only=not joins)  # fmt: skip
     committed: deque[tuple[list[Step], int]] = deque()
     stop = threading.Event()
 
@@ -217,11 +235,14 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
         committed.append((steps, now))
 
     data_dir = settings.data_dir or Path(f"{app_id}-data")
-    joined = JoinLoop(settings, joiner, open_store(settings.table_store, data_dir / "join"),
-                      group_id=f"{app_id}-join", on_committed=on_committed)  # fmt: skip
-    scorer.on_batch = monitors.on_scorer_batch
+    joined = None
+    if joins:
+        joined = JoinLoop(settings, joiner, open_store(settings.table_store, data_dir / "join"),
+                          group_id=f"{app_id}-join", on_committed=on_committed)  # fmt: skip
+    if scorer is not None:
+        scorer.on_batch = monitors.on_scorer_batch
     worker = Worker(settings, models, app, codec, follower, scorer, monitors, joined, recent,
-                    reloader, stop=stop)  # fmt: skip
+                    reloader, stop=stop, role=role)  # fmt: skip
 
     def on_models(new: ModelsConfig) -> None:  # on the event loop
         worker.models = new
@@ -245,12 +266,16 @@ def create_worker(settings: Settings, models: ModelsConfig, *, name: str = "work
             await self.loop.run_in_executor(None, follower.ready.wait, 60)
             await self._restore_incidents()
             tune_gc()
-            for name, loop in (("scorer", scorer), ("join", joined)):
+            loops = [("scorer", scorer), ("join", joined)]
+            for name, loop in [(n, lp) for n, lp in loops if lp is not None]:
                 s = threading.Thread(target=loop.run, args=(worker.stop,), name=name,
                                      daemon=True)  # fmt: skip
                 s.start()
                 worker.threads.append(s)
-            log.info("driftline worker ready: scoring %s", settings.topic("features"))
+            doing = {"all": f"scoring {settings.topic('features')}, joining, monitoring",
+                     "score": f"scoring {settings.topic('features')}",
+                     "join": f"joining {settings.topic('labels')}, monitoring"}[role]  # fmt: skip
+            log.info("driftline worker ready (role %s): %s", role, doing)
 
         async def _restore(self) -> None:
             """Read the metrics, alerts and retrain topics' tails back into the status

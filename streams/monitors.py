@@ -325,11 +325,14 @@ def install(
     tick_every_s: float,
     send: Send,
     on_emit: Callable[[Emit], None] | None = None,
+    rates_only: bool = False,
 ) -> Observe:
     """Add the monitor's tick timer to ``app``; returns the hook that takes the join's
     committed steps. Snapshots, alerts and triggers go out through ``send``, which must
     not block: a producer waiting on a broker must not stall the monitor, and through it
-    the join."""
+    the join. ``rates_only``: a worker without the join (``--role score``) ticks only the
+    rates its scorer feeds (:meth:`ModelMonitor.tick_rates`); the join's worker does the
+    rest, retrain triggers included, so none is raised twice."""
 
     async def publish(emits: list[Emit]) -> None:
         for e in emits:
@@ -346,17 +349,26 @@ def install(
         monitors.sync_versions(now)
         emits: list[Emit] = []
         n = 0
+        # the batch's predictions first, per model in one call (they all arrived at
+        # ``now``, before any outcome of theirs), then outcomes and dead letters in order
+        predictions: dict[str, list[tuple[dict[str, Any], int | None]]] = {}
         for step in steps:
-            if step.prediction is not None:
+            p = step.prediction
+            if p is not None:
                 # a prediction refused on arrival (build_outcome's key_mismatch or
                 # model_mismatch, a safety net now that entries are keyed by model and
                 # event_id) is not held, so it never joins or expires: not a unit of the
                 # expiry rate
-                held = "model_mismatch" not in step.kinds and "key_mismatch" not in step.kinds
-                monitors.get(step.prediction["model"]).observe_prediction(
-                    step.prediction, now if held else None
-                )
-                n += 1
+                kinds = step.kinds
+                held = not kinds or ("model_mismatch" not in kinds and "key_mismatch" not in kinds)
+                mine = predictions.get(p["model"])
+                if mine is None:
+                    mine = predictions[p["model"]] = []
+                mine.append((p, now if held else None))
+        for model, items in predictions.items():
+            monitors.get(model).observe_predictions(items)
+            n += len(items)
+        for step in steps:
             for out in step.outputs:
                 v = out.record
                 if v is None:
@@ -377,7 +389,7 @@ def install(
         now = now_ms()
         monitors.sync_versions(now)
         for mon in list(monitors.by_model.values()):
-            await publish(mon.tick(now))
+            await publish(mon.tick_rates(now) if rates_only else mon.tick(now))
         INCIDENTS.prune()
 
     return observe

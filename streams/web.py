@@ -150,8 +150,9 @@ def collect(worker: Worker, now_ms: int | None = None) -> dict[str, Any]:
         "worker": {
             "app": worker.app.conf.id,
             "topic_prefix": worker.settings.topic_prefix,
-            "scored": worker.scorer.processed,
-            "scorer_lag": worker.scorer.lag,
+            "role": worker.role,
+            "scored": None if worker.scorer is None else worker.scorer.processed,
+            "scorer_lag": None if worker.scorer is None else worker.scorer.lag,
             "refresh_s": REFRESH_S,
         },
         "restored": _restored(worker),

@@ -33,12 +33,14 @@ def run(
     web: bool = True,
     loglevel: str = "info",
     models: ModelsConfig | None = None,
+    role: str = "all",
 ) -> None:
     """Build the worker and run it until SIGTERM/SIGINT (SIGHUP reloads the models file).
-    ``models``: the models file already read (default: read and check it now)."""
+    ``models``: the models file already read (default: read and check it now); ``role``:
+    what it runs (:data:`driftline.streams.app.ROLES`)."""
     if models is None:
         models = models_file.load(settings.models_file)
-    worker = create_worker(settings, models, name=name)
+    worker = create_worker(settings, models, name=name, role=role)
     level = getattr(logging, loglevel.upper(), logging.INFO)
     _QuietWorker.quiet_level = level
     w = _QuietWorker(
@@ -50,5 +52,6 @@ def run(
     )
     if not web:
         worker.app.conf.web_enabled = False
-    log.info("driftline worker %s starting (topics %s*)", name, settings.topic_prefix)
+    log.info("driftline worker %s starting (role %s, topics %s*)", name, role,
+             settings.topic_prefix)  # fmt: skip
     w.execute_from_commandline()

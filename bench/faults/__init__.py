@@ -18,6 +18,7 @@ violation, unrecovered or unfired fault; the report's last lines name each.
     python -m bench.faults                 # full size: 100,000 events (~10 min)
     python -m bench.faults --quick         # CI size (tests/integration/test_faults.py)
     python -m bench.faults --quick --no-faults
+    python -m bench.faults --quick --layout split   # roles apart: w0 --role score, w1 --role join
     python -m bench.faults --brokers 3     # on a cluster of three nodes (issue 26)
     python -m bench.faults --brokers 3 --quick   # CI: tests/integration/test_cluster.py
 

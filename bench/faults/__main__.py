@@ -16,6 +16,7 @@ from bench.faults.run import (
     Options,
     run,
 )
+from bench.faults.workers import LAYOUTS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
         "2, and its faults (a leader SIGKILL, a rolling restart, a controller SIGKILL, a "
         "node paused out of the ISR) instead of the single broker's restart",
     )  # fmt: skip
+    ap.add_argument(
+        "--layout", choices=LAYOUTS, default="all",
+        help="all: every worker runs every role (default); split: even workers run "
+        "--role score, odd ones --role join",
+    )  # fmt: skip
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", type=Path, help="run in DIR and keep it (broker data, logs)")
     a = ap.parse_args(argv)
@@ -55,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     o = Options(events=a.events or (quick_events if a.quick else 100_000), workers=a.workers,
                 partitions=a.partitions, rate=a.rate or (quick_rate if a.quick else full_rate),
                 quick=a.quick, faults=not a.no_faults, seed=a.seed, keep=a.keep,
-                only=a.only, brokers=a.brokers)  # fmt: skip
+                only=a.only, brokers=a.brokers, layout=a.layout)  # fmt: skip
     where = "one broker" if o.brokers == 1 else f"{o.brokers} brokers, replication factor 3"
-    print(f"fault harness: {where}, {o.events} events, {o.workers} workers, "
+    print(f"fault harness: {where}, {o.events} events, {o.workers} workers ({o.layout} layout), "
           f"{o.partitions} partitions, "
           f"{o.rate:.0f} events/s, {'quick' if o.quick else 'full'} schedule"
           f"{'' if o.faults else ' (no faults)'}{f' (only a {o.only})' if o.only else ''}",

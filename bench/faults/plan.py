@@ -69,6 +69,7 @@ class Options:
     only: str | None = None  # one fault of this kind (ONLY) instead of the schedule
     max_wait: float = 240.0  # for the last results, after the last event (quick: 120)
     brokers: int = 1  # 3: a cluster (replication factor 3) and its faults
+    layout: str = "all"  # "split": even workers run --role score, odd ones --role join
     cluster_dir: Path | None = None  # a cluster's directory to use (started if need be,
     # not stopped at the end); default: one of its own in the run's directory
 

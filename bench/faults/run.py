@@ -120,12 +120,13 @@ def run(o: Options) -> Run:
 
         what = "broker" if o.brokers == 1 else f"{o.brokers}-node cluster"
         print(f"  {what} up and models bootstrapped in {time.monotonic() - t_start:.0f} s")
-        sup = Supervisor(s, r.run_dir, o.workers, on_exit)
+        sup = Supervisor(s, r.run_dir, o.workers, on_exit, o.layout)
         sup.start()
+        roles = ", ".join(f"{w.id} {w.role}" for w in sup.workers)
         retries = Retries(sup)
         retries.start()
         print(
-            f"  {o.workers} workers ready after {time.monotonic() - t_start:.0f} s; "
+            f"  {o.workers} workers ({roles}) ready after {time.monotonic() - t_start:.0f} s; "
             f"logs in {r.run_dir}",
             flush=True,
         )

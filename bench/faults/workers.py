@@ -15,10 +15,14 @@ from pathlib import Path
 from driftline.procs import env_for, free_port
 from driftline.settings import Settings
 
+LAYOUTS = ("all", "split")
+"""all: every worker runs every role; split: even workers --role score, odd --role join."""
+
 
 class Worker:
-    def __init__(self, settings: Settings, run_dir: Path, index: int) -> None:
+    def __init__(self, settings: Settings, run_dir: Path, index: int, role: str = "all") -> None:
         self.id = f"w{index}"
+        self.role = role
         self.log = run_dir / f"{self.id}.log"
         s = settings.model_copy(update={"data_dir": run_dir / f"{self.id}-data"})
         self.env = env_for(s, DRIFTLINE_INSTANCE_ID=self.id)
@@ -31,6 +35,8 @@ class Worker:
         self.web_port = free_port()
         port = str(self.web_port)
         args = ["worker", "--name", "faults", "--web-port", port, "--loglevel", "info"]
+        if self.role != "all":
+            args += ["--role", self.role]
         with self.log.open("ab") as out:
             out.write(f"\n===== {time.strftime('%T')} start {self.starts + 1} =====\n".encode())
             out.flush()
@@ -67,8 +73,13 @@ class Supervisor:
     """Start ``n`` workers; restart any that exits, calling ``on_exit(worker, code)``."""
 
     def __init__(self, settings: Settings, run_dir: Path, n: int,
-                 on_exit: Callable[[Worker, int], None]) -> None:  # fmt: skip
-        self.workers = [Worker(settings, run_dir, i) for i in range(n)]
+                 on_exit: Callable[[Worker, int], None], layout: str = "all") -> None:  # fmt: skip
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
+        if layout == "split" and n < 2:
+            raise ValueError("the split layout needs at least 2 workers (score and join)")
+        roles = ["all"] * n if layout == "all" else [("score", "join")[i % 2] for i in range(n)]
+        self.workers = [Worker(settings, run_dir, i, roles[i]) for i in range(n)]
         self.on_exit = on_exit
         self.lock = threading.Lock()
         self.done = threading.Event()

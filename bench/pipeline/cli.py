@@ -17,7 +17,7 @@ from pathlib import Path
 from bench.pipeline import env, join, loops
 from bench.pipeline.driver import Latency, Paced
 from bench.pipeline.report import log, report, summary
-from bench.pipeline.worker import Drain, Watermarks, WorkerProc, drain
+from bench.pipeline.worker import Drain, Watermarks, WorkerProc, drain, joined_all
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ class Sizes:
     join_half_rate: bool
     join_settle_s: float
     """Seconds at the rate before the join's latency is counted (driver.py: settle_s)."""
+    worker_repeats: int = 1
+    """Turns of (a2), (a3) and (a2) before."""
 
 
 FULL = Sizes(200_000, 3, env.FACTORIES, 20_000, 10.0, True, True, 20_000, 10.0, True, 2.0)
@@ -47,7 +49,14 @@ class FactoryResult:
     runs: dict[str, list[loops.Run]] = field(default_factory=dict)
     """(a1), (a1) before, (b): one Run per repetition."""
     workers: dict[str, Drain] = field(default_factory=dict)
+    """(a2), (a3), (a2) before: the run of median CPU per event."""
+    worker_runs: dict[str, list[Drain]] = field(default_factory=dict)
     latency: dict[str, Latency] = field(default_factory=dict)
+
+
+def cpu_of(procs: list[WorkerProc]) -> Callable[[], float]:
+    """CPU seconds of ``procs``, summed."""
+    return lambda: sum(p.cpu_s() for p in procs)
 
 
 def load() -> str:
@@ -71,30 +80,48 @@ def throughput(
     )
     env.produce_all(s, s.topic("features"), events)
     raw_topic = env.create_topic(s, "bench-raw")
+    joins = iter(range(1_000))
     systems: dict[str, Callable[[], loops.Run]] = {
         "a1": lambda: loops.run_scorer(s, d.champion, size.events),
         "a1 before": lambda: loops.run_scorer(s, d.champion, size.events, before=True),
         "b": lambda: loops.run_raw(s, d.champion, raw_topic, size.events),
+        "b2": lambda: loops.run_raw_join(
+            s, d.champion, env.create_topic(s, f"bench-rawjoin-{next(joins)}"), size.events
+        ),
     }
     for i in range(size.repeats):  # in turns, so changes of load hit every system alike
         for name, fn in systems.items():
             res.runs.setdefault(name, []).append(fn())
             log(f"{factory} {name} #{i + 1}: {summary(res.runs[name][-1])}  load {load()}")
-    srcs = {"a2": None, "a2 before": worker_src} if worker_src else {"a2": None}
-    for name, src in srcs.items():
-        tag = f"{_tag(factory)}-w{'b' if src else ''}"
-        w = env.deploy(bootstrap, tag, work, factory, size.train_rows)
-        env.produce_all(w.settings, w.settings.topic("features"), events)
-        watch = Watermarks(w.settings, w.settings.topic("predictions"))
-        proc = WorkerProc(w.settings, work, src=src)
-        t0 = time.perf_counter()
-        proc.start()
-        try:
-            res.workers[name] = drain(watch, size.events, proc.cpu_s, t0)
-        finally:
-            proc.stop()
-            watch.close()
-        log(f"{factory} {name}: {summary(res.workers[name])}  load {load()}")
+    # (a2) one worker process, (a3) the roles as separate processes (CPU summed), each
+    # until its join has read every prediction
+    layouts: dict[str, tuple[Path | None, tuple[str, ...]]] = {
+        "a2": (None, ("all",)), "a3": (None, ("score", "join"))}  # fmt: skip
+    if worker_src:
+        layouts["a2 before"] = (worker_src, ("all",))
+    for i in range(size.worker_repeats):
+        for name, (src, roles) in layouts.items():
+            tag = f"{_tag(factory)}-w{i}{name.replace(' before', 'b')[1:]}"
+            w = env.deploy(bootstrap, tag, work, factory, size.train_rows)
+            env.produce_all(w.settings, w.settings.topic("features"), events)
+            watch = Watermarks(w.settings, w.settings.topic("predictions"))
+            procs = [WorkerProc(w.settings, work, src=src, role=r) for r in roles]
+            t0 = time.perf_counter()
+            try:
+                for p in procs:
+                    p.launch()
+                for p in procs:
+                    p.wait_ready()
+                run = drain(watch, size.events, cpu_of(procs), t0,
+                            settled=joined_all(procs, size.events))  # fmt: skip
+                res.worker_runs.setdefault(name, []).append(run)
+            finally:
+                for p in procs:
+                    p.stop()
+                watch.close()
+            log(f"{factory} {name} #{i + 1}: {summary(run)}  load {load()}")
+    for name, runs in res.worker_runs.items():
+        res.workers[name] = sorted(runs, key=lambda r: r.cpu_us)[len(runs) // 2]
     return res
 
 
@@ -147,13 +174,39 @@ def latencies(
         finally:
             proc.stop()
         log(f"{factory} latency a2: {summary(res.latency['a2'])}  load {load()}")
+    if size.worker_latency and "a2" in res.workers:
+        # the whole worker at half of its own capacity, and (b) at the same rate
+        half = res.workers["a2"].rate / 2
+        recs_w = recs[: warmup + int(half * size.latency_s)]
+
+        def at_half(d: env.Deployment, out_topic: str) -> Latency:
+            s = d.settings
+            return Paced(s, s.topic("features"), out_topic, recs_w, warmup, half).result()
+
+        d = env.deploy(bootstrap, f"{tag}-lh", work, factory, size.train_rows)
+        done = threading.Event()
+        out = env.create_topic(d.settings, "bench-raw")
+        loops.run_raw_until(d.settings, d.champion, out, done)
+        try:
+            res.latency["b @ a2/2"] = at_half(d, out)
+        finally:
+            done.set()
+        d = env.deploy(bootstrap, f"{tag}-lwh", work, factory, size.train_rows)
+        proc = WorkerProc(d.settings, work, "lath").start()
+        try:
+            res.latency["a2 @ a2/2"] = at_half(d, d.settings.topic("predictions"))
+        finally:
+            proc.stop()
+        for name in ("b @ a2/2", "a2 @ a2/2"):
+            log(f"{factory} latency {name}: {summary(res.latency[name])}  load {load()}")
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Driftline throughput and latency benchmark.")
     ap.add_argument("--quick", action="store_true", help="small sizes (CI), < 90 s")
     ap.add_argument("--events", type=int, help="events per throughput run")
-    ap.add_argument("--repeats", type=int, help="turns of (a1), (a1) before and (b)")
+    ap.add_argument("--repeats", type=int, help="turns of (a1), (a1) before, (b) and (b2)")
+    ap.add_argument("--worker-repeats", type=int, help="turns of (a2), (a3) and (a2) before")
     ap.add_argument("--factory", choices=env.FACTORIES, action="append", help="model factory")
     ap.add_argument("--bootstrap", help="use this broker instead of starting one")
     ap.add_argument("--no-join", action="store_true", help="skip the join measurements")
@@ -194,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
         size,
         events=args.events or size.events,
         repeats=args.repeats or size.repeats,
+        worker_repeats=args.worker_repeats or size.worker_repeats,
         factories=tuple(args.factory or size.factories),
         join_latency_s=size.join_latency_s if args.join_seconds is None else args.join_seconds,
         join_settle_s=size.join_settle_s if args.settle_seconds is None else args.settle_seconds,

@@ -212,6 +212,9 @@ def run(
             plain["a producer per partition"] = plain_eos.run(
                 s, held, warmup, rate, settle_s, per_partition=True
             )
+        for i, r in enumerate(rates[1:]):  # and at the join's other rates (half its capacity)
+            held = labels(env.examples(warmup + int(r * (settle_s + seconds)), seed=31 + i))
+            plain[f"one producer, at {r:,.0f}/s"] = plain_eos.run(s, held, warmup, r, settle_s)
     changelog = f"{s.topic_prefix}{name}-join-changelog".replace(".", "-")
     size = stored_size(s, changelog, preds)
     return JoinResult(thr, latency, size, cores, phases, s.data_partitions, plain, workers)

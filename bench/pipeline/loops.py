@@ -249,4 +249,57 @@ def run_raw_until(
     return t
 
 
+class PlainJoin:
+    """(b2)'s join: reads the plain loop's predictions, decodes each with fastavro and
+    holds it in a dict of pending predictions by event_id (no store, no changelog, no
+    transaction), as the worker's join holds the predictions of the throughput runs."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        pr = default_codec().schemas.current("io.driftline.Prediction")
+        self.schema, self.header = pr.schema, MARKER + pr.fingerprint
+        self.topic = topic
+        self.consumer = Consumer(
+            consumer_config(
+                settings, "bench-raw-join", f"bench-b2-{uuid.uuid4().hex[:8]}",
+                **{"enable.auto.offset.store": True},
+            )
+        )  # fmt: skip
+        self.pending: dict[str, dict[str, Any]] = {}
+        self.done = 0
+
+    def run(self, target: int, stop: threading.Event) -> None:
+        self.consumer.subscribe([self.topic])
+        try:
+            while self.done < target and not stop.is_set():
+                for msg in self.consumer.consume(1000, 0.05):
+                    raw = msg.value() or b""
+                    if msg.error() is not None or raw[:10] != self.header:
+                        continue
+                    body = BytesIO(raw)
+                    body.seek(10)
+                    p: Any = schemaless_reader(body, self.schema, None)
+                    self.pending[p["event_id"]] = p
+                    self.done += 1
+        finally:
+            self.consumer.close()
+
+
+def run_raw_join(settings: Settings, champion: ServedModel, out_topic: str, target: int) -> Run:
+    """(b2): the plain loop (b) and, on a second thread of the same process, the plain join
+    of its predictions; from (b)'s first batch until the join holds ``target``
+    predictions. ``out_topic`` must be empty."""
+    join = PlainJoin(settings, out_topic)
+    stop = threading.Event()
+    t = threading.Thread(target=join.run, args=(target, stop), name="b2-join", daemon=True)
+    t.start()
+    loop = RawLoop(settings, champion, out_topic)
+    try:
+        loop.run(threading.Event(), target)
+        t.join(600)
+    finally:
+        stop.set()
+    end_t, end_c = time.perf_counter(), cpu_seconds()
+    return Run(join.done, end_t - loop.window.t0, end_c - loop.window.c0)
+
+
 Runner = Callable[[], Run]

@@ -19,7 +19,11 @@ NAMES = {
     "a1 before": "(a1) before: re-encode, consume(n, t)",
     "a2": "(a2) driftline worker process",
     "a2 before": "(a2) before (--worker-src)",
+    "a3": "(a3) roles as processes: score + join",
     "b": "(b) plain confluent-kafka loop",
+    "b2": "(b2) plain loop + plain join (dict)",
+    "b @ a2/2": "(b) at half of (a2)'s capacity",
+    "a2 @ a2/2": "(a2) at half of its own capacity",
 }
 
 
@@ -52,16 +56,29 @@ def _throughput(r: FactoryResult, events: int) -> str:
     b = r.runs["b"]
     b_rate = statistics.median(x.rate for x in b)
     b_cpu = statistics.median(x.cpu_us for x in b)
-    rows = [["system", "events/s: median (range)", "a/b", "CPU µs/event", "b/a by CPU"]]
+    b2 = r.runs.get("b2")
+    b2_cpu = statistics.median(x.cpu_us for x in b2) if b2 else None
+    rows = [["system", "events/s: median (range)", "a/b", "CPU µs/event", "b/a by CPU",
+             "CPU ÷ b", "CPU ÷ b2"]]  # fmt: skip
+
+    def ratios(cpu: float) -> list[str]:
+        return [f"{b_cpu / cpu:.2f}", f"{cpu / b_cpu:.2f}",
+                "" if b2_cpu is None else f"{cpu / b2_cpu:.2f}"]  # fmt: skip
+
     for name, runs in r.runs.items():
         rates, cpus = [x.rate for x in runs], [x.cpu_us for x in runs]
         rate, cpu = statistics.median(rates), statistics.median(cpus)
         rows.append([NAMES[name], f"{rate:,.0f}{_span(rates)}", f"{rate / b_rate:.2f}",
-                     f"{cpu:.1f}{_span(cpus)}", f"{b_cpu / cpu:.2f}"])  # fmt: skip
+                     f"{cpu:.1f}{_span(cpus)}", *ratios(cpu)])  # fmt: skip
     for name, w in r.workers.items():
-        rows.append([NAMES[name], f"{w.rate:,.0f}", f"{w.rate / b_rate:.2f}",
-                     f"{w.cpu_us:.1f}", f"{b_cpu / w.cpu_us:.2f}"])  # fmt: skip
-    head = f"Validate + score, {r.factory}, {events:,} events per run, one process each"
+        runs = r.worker_runs.get(name) or [w]
+        rates, cpus = [x.rate for x in runs], [x.cpu_us for x in runs]
+        rows.append([NAMES[name], f"{w.rate:,.0f}{_span(rates)}", f"{w.rate / b_rate:.2f}",
+                     f"{w.cpu_us:.1f}{_span(cpus)}", *ratios(w.cpu_us)])  # fmt: skip
+    head = (
+        f"Validate + score (+ hold each prediction in the join, monitor), {r.factory}, "
+        f"{events:,} events per run; CPU summed over a system's processes"
+    )
     return head + "\n" + table(rows)
 
 
@@ -72,7 +89,8 @@ def _latency(r: FactoryResult) -> str:
         rows.append([NAMES[name], f"{x.rate:,.0f}", f"{x.achieved:,.0f}",
                      f"{x.received}/{x.sent}", f"{x.stamp[0]:.0f} / {x.stamp[1]:.0f}",
                      f"{x.read[0]:.1f} / {x.read[1]:.1f}"])  # fmt: skip
-    return f"End-to-end latency, {r.factory}, at half of (a1)'s median\n" + table(rows)
+    return (f"End-to-end latency, {r.factory}, at half of (a1)'s median (and of (a2)'s "
+            f"where named)\n" + table(rows))  # fmt: skip
 
 
 def _latency_rows(what: str, x: Latency, target: str = "") -> list[list[str]]:
@@ -123,6 +141,12 @@ def _join(j: JoinResult, tag: str = "") -> str:
                          ""])  # fmt: skip
     for how, x in j.plain.items():
         rows += _latency_rows(f"plain EOS loop, {how}", x)
+    for i, x in enumerate(j.latency.values()):  # the join against the floor at its rate
+        floor = next((f for f in j.plain.values() if round(f.rate) == round(x.rate)), None)
+        if floor is not None and floor.stamp[1] > 0 and floor.read[1] > 0:
+            ratio = f"{x.stamp[1] / floor.stamp[1]:.2f}; {x.read[1] / floor.read[1]:.2f}"
+            rows.append([f"join p99 / floor p99 at {x.rate:,.0f} labels/s (stamp; read)",
+                         ratio, "<= 1.5 at half" if i else ""])  # fmt: skip
     who = ("one worker owns all" if j.workers == 1
            else f"{j.workers} worker processes of one group share the")  # fmt: skip
     head = (f"Join{tag}: {t.events:,} predictions and their labels pre-filled; {who} "

@@ -41,18 +41,21 @@ class WorkerProc:
         name: str = "worker",
         src: Path | None = None,
         instance: int = 0,
+        role: str = "all",
     ) -> None:
         """``instance``: a second worker of the same group (``name``) gets 1, and so on;
-        each runs in its own directory."""
+        each runs in its own directory. ``role``: ``driftline worker --role``."""
         self.settings = settings
         self.src = src
         """Run the driftline package found in ``src`` (e.g. an export of an older commit)."""
-        tail = f"-{instance}" if instance else ""
+        tail = (f"-{instance}" if instance else "") + ("" if role == "all" else f"-{role}")
         self.dir = workdir / f"{settings.topic_prefix.rstrip('.')}-{name}{tail}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log = self.dir / "worker.log"
         self.port = free_port()
         self.args = ["worker", "--name", name, "--web-port", str(self.port), "--loglevel", "info"]
+        if role != "all":
+            self.args += ["--role", role]
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -140,19 +143,32 @@ class Drain(Run):
 
 def drain(
     watch: Watermarks, target: int, cpu: Callable[[], float], t_start: float,
-    timeout: float = 600, every_s: float = 0.05,
+    timeout: float = 600, every_s: float = 0.05, settled: Callable[[], bool] | None = None,
 ) -> Drain:  # fmt: skip
-    """Wait until ``watch`` reaches ``target``; time and CPU from the first output."""
+    """Wait until ``watch`` reaches ``target`` and then until ``settled()`` (the join has
+    read every prediction: the whole path, not the scorer alone); time and CPU from the
+    first output."""
     first: tuple[float, int, float] | None = None
     deadline = time.monotonic() + timeout
     n = 0
     while time.monotonic() < deadline:
-        n = watch.total()
+        if first is None or n < target:
+            n = watch.total()
         now = time.perf_counter()
         if first is None and n > 0:
             first = (now, n, cpu())
-        if n >= target and first is not None:
+        if n >= target and first is not None and (settled is None or settled()):
             c = cpu()
-            return Drain(n - first[1], now - first[0], c - first[2], first[0] - t_start)
+            return Drain(target - first[1], now - first[0], c - first[2], first[0] - t_start)
         time.sleep(every_s)
     raise TimeoutError(f"{watch.tps[0].topic}: {n} of {target} records after {timeout} s")
+
+
+def joined_all(procs: list[WorkerProc], target: int) -> Callable[[], bool]:
+    """Whether the join of ``procs`` (whichever runs it) has read ``target`` records."""
+
+    def check() -> bool:
+        stage = 'stage="join"'
+        return sum(p.metric("driftline_events_in_total", stage) for p in procs) >= target
+
+    return check

@@ -111,19 +111,37 @@ def kafka_tool(ctx: click.Context, args: tuple[str, ...]) -> None:
 @click.option(
     "--loglevel", default="info", type=click.Choice(["debug", "info", "warning", "error"])
 )
+@click.option(
+    "--role", default="all", show_default=True, type=click.Choice(["all", "score", "join"]),
+    help="What this process runs: everything, the scorer alone, or the join and monitor "
+    "(each role is its own consumer group, scaled by its own processes).",
+)  # fmt: skip
+@click.option(
+    "--processes", type=click.IntRange(min=1), default=1, show_default=True,
+    help="Run this many worker processes (one per core): instance ids <id or host>-<i>, "
+    "web ports from --web-port up, one data directory each.",
+)  # fmt: skip
 @click.pass_obj
 def worker_cmd(
-    settings: Settings, name: str, web_port: int | None, without_web: bool, loglevel: str
-) -> None:
+    settings: Settings, name: str, web_port: int | None, without_web: bool, loglevel: str,
+    role: str, processes: int,
+) -> None:  # fmt: skip
     """Run a worker: validate and score features, join labels, monitor, alert, trigger.
 
-    A broken models file stops it before it starts (exit 2); SIGHUP reloads the file."""
+    A broken models file stops it before it starts (exit 2); SIGHUP reloads the file.
+    ``--role score`` and ``--role join`` split the work over processes (docs/scaling.md)."""
     models = checked_models(settings, "worker")
     from driftline.streams import worker
 
     if web_port is not None:
         settings = settings.model_copy(update={"worker_web_port": web_port})
-    worker.run(settings, name=name, web=not without_web, loglevel=loglevel, models=models)
+    if processes > 1:
+        from driftline.streams import fanout
+
+        args = ["--name", name, "--loglevel", loglevel, "--role", role]
+        sys.exit(fanout.run(settings, processes, args + (["--without-web"] * without_web)))
+    worker.run(settings, name=name, web=not without_web, loglevel=loglevel, models=models,
+               role=role)  # fmt: skip
 
 
 # -- demo -----------------------------------------------------------------------------

@@ -75,11 +75,12 @@ def send(s: Settings, events: list[dict], labels: bool = True) -> None:
 
 
 def start_pipeline(
-    settings: Settings, tmp_path: Path, models: str = MODELS, table_store: str = "memory://"
-) -> tuple[Settings, str, harness.Process]:
-    """Topics, a bootstrapped churn champion on the registry, a started worker whose
-    data directory is in ``tmp_path``: (settings, champion version, worker process).
-    Stop the process when done."""
+    settings: Settings, tmp_path: Path, models: str = MODELS, table_store: str = "memory://",
+    role: str = "all",
+) -> tuple[Settings, str, harness.Process]:  # fmt: skip
+    """Topics, a bootstrapped churn champion on the registry, a started worker of
+    ``role`` whose data directory is in ``tmp_path``: (settings, champion version, worker
+    process). Stop the process when done."""
     models_file = tmp_path / "models.toml"
     models_file.write_text(models)
     s = settings.model_copy(update={
@@ -96,7 +97,7 @@ def start_pipeline(
     )  # fmt: skip
     harness.publish(s, "registry", "io.driftline.ModelVersion", records,
                     key=lambda r: f"{r['model']}/{r['version']}")  # fmt: skip
-    proc = harness.worker(s, tmp_path).start()
+    proc = harness.worker(s, tmp_path, role=role).start()
     return s, records[-1]["version"], proc
 
 

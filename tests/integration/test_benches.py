@@ -64,7 +64,7 @@ def test_throughput_bench_quick_prints_every_system_and_the_join() -> None:
     a full worker, the latency runs and the join (with its transaction phases, the
     whole run's latency beside the settled part, and the plain EOS loop), to the end."""
     out = run("bench/throughput.py", "--quick", timeout=600)
-    for row in ("(a1)", "(a1) before", "(b)", "(a2)", "End-to-end latency", "p99",
+    for row in ("(a1)", "(a1) before", "(b)", "(b2)", "(a2)", "(a3)", "End-to-end latency", "p99",
                 "label -> outcome throughput", "bytes per pending prediction",
                 "ms per phase", "whole run, first 0.2 s", "plain EOS loop"):  # fmt: skip
         assert row in out, out

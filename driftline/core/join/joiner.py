@@ -43,7 +43,8 @@ from typing import Any
 from driftline.core.errors import CodecError, DriftlineError, ValidationError
 from driftline.core.join import origins, rules
 from driftline.core.join.keys import entry_key, split_key
-from driftline.core.join.leanentry import LeanPredictions
+from driftline.core.join.leanentry import LeanPredictions, Packed
+from driftline.core.join.onepass import OnePass
 from driftline.core.join.rules import JoinEntry, JoinState
 from driftline.core.wire.codec import Codec
 from driftline.core.wire.deadletter import Origin, dead_letter
@@ -139,6 +140,8 @@ class Joiner:
         self.lean = LeanPredictions.for_codec(codec)
         """Reads lean entries (of this release and the previous one)."""
         self.hold_lean = lean and self.lean is not None
+        self.onepass = None if self.lean is None else OnePass(self.lean)
+        """Reads a current-version Prediction and its lean form in one walk."""
         self._names: dict[bytes, bytes] = {}  # names record key -> value, as stored
 
     def on_message(
@@ -149,19 +152,26 @@ class Joiner:
         store of its partition, where ``legacy`` says entries of the previous release
         may be left."""
         known: str | None = None  # the model, once the envelope names a known one
+        # a current-version Prediction is read once, with its lean form
+        fast = None if self.onepass is None or not raw else self.onepass.read(raw)
+        packed: Packed | None = None
         try:
-            decoded = self.codec.decode(raw or b"")
-            record = decoded.value
-            if decoded.name not in (PREDICTION, LABEL):
-                raise CodecError(f"expected a Prediction or Label, got {decoded.name}")
-            if decoded.name == LABEL:
+            if fast is not None:
+                record, packed = fast
+                name = PREDICTION
+            else:
+                decoded = self.codec.decode(raw or b"")
+                record, name = decoded.value, decoded.name
+            if name not in (PREDICTION, LABEL):
+                raise CodecError(f"expected a Prediction or Label, got {name}")
+            if name == LABEL:
                 check_size(raw or b"", MAX_LABEL_BYTES, "a Label")
             else:
                 check_size(raw or b"", MAX_PREDICTION_BYTES, "a Prediction")
             check_envelope(record, origin.key, lambda m: self.task_of(m) is not None)
             model = known = record["model"]
             task = self.task_of(model) or "classification"
-            if decoded.name == LABEL:
+            if name == LABEL:
                 check_label(record["label"], task)
             event_id = origin.key
             assert event_id is not None  # check_envelope refused a missing key
@@ -179,13 +189,13 @@ class Joiner:
         ttl = self.ttl_of(model)
         assert raw is not None
         extra: list[tuple[bytes, bytes | None]] = []
-        is_prediction = decoded.name == PREDICTION
+        is_prediction = name == PREDICTION
         if is_prediction:
             new, emitted = rules.on_prediction(entry, raw, record["event_time_ms"], now_ms, ttl)
         else:
             new, emitted = rules.on_label(entry, raw, record["label_time_ms"], now_ms, ttl)
         if new is not None and new is not entry and new.payload is raw:  # held from now
-            new = self._hold(new, raw, origin, is_prediction, lookup, extra)
+            new = self._hold(new, raw, origin, is_prediction, lookup, extra, packed)
         step = self._step(origin, key, new, entry, emitted, model, now_ms, raw, lookup, record,
                           legacy_entry=old_key is not None)  # fmt: skip
         if old_key is not None and not step.keep:  # migrated: the result is under ``key``
@@ -265,23 +275,29 @@ class Joiner:
 
     def _hold(
         self, new: JoinEntry, raw: bytes, origin: Origin, is_prediction: bool, lookup: Lookup,
-        extra: list[tuple[bytes, bytes | None]],
+        extra: list[tuple[bytes, bytes | None]], packed: Packed | None = None,
     ) -> JoinEntry:  # fmt: skip
         """``new``, which holds ``raw`` from now on, with its origin and, for a prediction
-        that can be, in lean form (a names record the store lacks goes to ``extra``)."""
+        that can be, in lean form (a names record the store lacks goes to ``extra``;
+        ``packed``: the lean form, when the prediction was read with it)."""
         block = origins.pack(origin.offset, origin.timestamp_ms, origin.headers, new.time_ms)
-        payload = self._lean(raw, lookup, extra) if is_prediction and self.hold_lean else None
+        payload = None
+        if is_prediction and self.hold_lean:
+            payload = self._lean(raw, lookup, extra, packed)
         # (the constructor, not dataclasses.replace: twice as fast)
         if payload is None:
             return JoinEntry(new.state, new.deadline_ms, new.time_ms, new.ttl_ms, raw, False, block)
         return JoinEntry(new.state, new.deadline_ms, new.time_ms, new.ttl_ms, payload, True, block)
 
     def _lean(
-        self, raw: bytes, lookup: Lookup, extra: list[tuple[bytes, bytes | None]]
-    ) -> bytes | None:
-        """The lean form of the prediction ``raw``, or None when it is held whole."""
+        self, raw: bytes, lookup: Lookup, extra: list[tuple[bytes, bytes | None]],
+        packed: Packed | None = None,
+    ) -> bytes | None:  # fmt: skip
+        """The lean form of the prediction ``raw`` (``packed``, when read already), or
+        None when it is held whole."""
         assert self.lean is not None
-        packed = self.lean.pack(raw)
+        if packed is None:
+            packed = self.lean.pack(raw)
         if packed is None:
             return None
         have = self._names.get(packed.key)

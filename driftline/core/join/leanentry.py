@@ -240,6 +240,33 @@ def _split_features(buf: bytes, pos: int) -> tuple[bytes, list[bytes], int]:
             pos = end
 
 
+def names_digest(names: bytes) -> bytes:
+    """The 8-byte digest that names a names record."""
+    return hashlib.blake2b(names, digest_size=8).digest()
+
+
+def pack_parts(
+    raw: bytes, head: int, head_end: int, names: bytes, values: list[bytes], seg: int,
+    seg_end: int, digest: bytes | None = None,
+) -> Packed | None:  # fmt: skip
+    """The lean form of the Prediction ``raw`` split already: model .. scores at
+    ``head:head_end``, the features' names and values, the segment at ``seg:seg_end``
+    (``digest``: the names' digest, when known); None when a value is too large for the
+    lean form (256 bytes or more)."""
+    try:
+        sizes = bytes(len(v) for v in values)
+    except ValueError:  # a value of 256 bytes or more: held whole
+        return None
+    if digest is None:
+        digest = names_digest(names)
+    head_bytes = raw[head:head_end]
+    payload = b"".join((
+        zigzag(len(head_bytes)), head_bytes, digest, zigzag(len(sizes)), sizes,
+        *values, zigzag(seg_end - seg), raw[seg:seg_end], raw[seg_end:],
+    ))  # fmt: skip
+    return Packed(payload, NAMES_PREFIX + digest, names)
+
+
 def _challengers(tail: bytes) -> bytes:
     """The ``challengers`` bytes of a lean form's tail (latency_us, served_by,
     challengers)."""
@@ -304,23 +331,18 @@ class LeanPredictions:
             head = pos
             pos = _bytes_end(raw, _bytes_end(raw, pos))  # model, version
             pos = _long(raw, _long(raw, pos)[1])[1]  # event_time_ms, predicted_at_ms
-            pos = _map_end(raw, _value_end(raw, pos), 8)  # prediction, scores
-            head_bytes = raw[head:pos]
-            names, values, pos = _split_features(raw, pos)
+            head_end = _map_end(raw, _value_end(raw, pos), 8)  # prediction, scores
+            names, values, pos = _split_features(raw, head_end)
             seg = pos
             pos = _map_end(raw, pos, 0)
         except IndexError as exc:
             raise CodecError(f"Prediction bytes cannot be split: {exc}") from exc
-        try:
-            sizes = bytes(len(v) for v in values)
-        except ValueError:  # a value of 256 bytes or more: held whole
-            return None
-        digest = hashlib.blake2b(names, digest_size=8).digest()
-        payload = b"".join((
-            zigzag(len(head_bytes)), head_bytes, digest, zigzag(len(sizes)), sizes,
-            *values, zigzag(pos - seg), raw[seg:pos], raw[pos:],
-        ))  # fmt: skip
-        return Packed(payload, NAMES_PREFIX + digest, names)
+        return pack_parts(raw, head, head_end, names, values, seg, pos)
+
+    @property
+    def prediction_header(self) -> bytes:
+        """The single-object header of a current-version Prediction."""
+        return self._prediction
 
     @staticmethod
     def names_key(payload: bytes) -> bytes:

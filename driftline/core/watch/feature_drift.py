@@ -38,10 +38,12 @@ from __future__ import annotations
 import math
 import random
 from bisect import bisect_left
-from collections import deque
-from collections.abc import Iterable, Mapping
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from driftline.core.watch.concept_drift import FEATURE_DRIFT, PREDICTION_DRIFT, DriftEvent
 from driftline.core.watch.profile import (
@@ -60,6 +62,12 @@ __all__ = ["PREDICTION", "SCORE", "FeatureDrift", "FeatureDriftMonitor", "drift_
 
 KS_MIN_SAMPLE = 300
 """No KS verdict on fewer live values: with ~100 of them, D >= 0.1 is common noise."""
+
+BATCH_MIN = 64
+"""Fewer rows than this are counted one by one (numpy's cost per call outweighs it)."""
+
+Row = tuple[Mapping[str, Any], Any, Mapping[str, float] | None]
+"""One event for :meth:`FeatureDriftMonitor.update_many`: features, prediction, scores."""
 
 PREDICTION = "__prediction__"
 SCORE = "__score__"
@@ -175,6 +183,7 @@ class FeatureDriftMonitor:
         if self._score is not None:
             self._num.append((SCORE, self._score))
         self._edges = [p.edges for _, p in self._num]
+        self._edge_arrays = [np.asarray(e, dtype=np.float64) for e in self._edges]
         self._known = [frozenset(p.counts) for _, p in self._cat]
         self._chunks: deque[_Chunk] = deque(maxlen=n_chunks)
         self._new_chunk()
@@ -231,6 +240,54 @@ class FeatureDriftMonitor:
             i = int(self._rng.random() * n)
             if i < k:
                 chunk.rows[i] = xs
+
+    def update_many(self, rows: Sequence[Row]) -> None:
+        """:meth:`update` for each of ``rows`` (features, prediction, scores), in order,
+        with the same result: the same counts, and the same reservoir rows from the same
+        random draws. Parts of ``BATCH_MIN`` rows or more are counted a column at a time
+        with numpy (``np.searchsorted`` is ``bisect_left``); a column it cannot take as
+        numbers (a string, an int beyond int64) is counted value by value."""
+        i = 0
+        while i < len(rows):
+            chunk = self._chunks[-1]
+            if chunk.n >= self._chunk_size:
+                chunk = self._new_chunk()
+            take = min(len(rows) - i, self._chunk_size - chunk.n)
+            part = rows[i : i + take]
+            if take < BATCH_MIN:
+                for features, prediction, scores in part:
+                    self.update(features, prediction, scores)
+            else:
+                self._count_part(chunk, part)
+            i += take
+
+    def _count_part(self, chunk: _Chunk, part: Sequence[Row]) -> None:
+        """Count ``part``, which fits in ``chunk``, a column at a time."""
+        feats = [r[0] for r in part]
+        cols: list[list[Any]] = [[f.get(name) for f in feats] for name in self._names]
+        if self._pred_numeric:
+            cols.append([r[1] for r in part])
+        if self._score is not None:
+            cls = self.profile.score_class
+            cols.append([score_of(r[2], cls) for r in part])
+        bad, bins = chunk.bad, chunk.bins
+        for j, col in enumerate(cols):
+            _count_numbers(col, bins[j], bad[j], self._edges[j], self._edge_arrays[j])
+        off, cf = len(cols), self._n_cat
+        for j, (name, _) in enumerate(self._cat):
+            col = [f.get(name) for f in feats] if j < cf else [r[1] for r in part]
+            _count_categories(col, chunk.cats[j], bad[off + j], self._known[j])
+        n0 = chunk.n
+        chunk.n = n0 + len(part)
+        k, rows, rand = self._reservoir, chunk.rows, self._rng.random
+        for t in range(len(part)):
+            n = n0 + t + 1
+            if n <= k:
+                rows.append([c[t] for c in cols])
+            else:
+                i = int(rand() * n)
+                if i < k:
+                    rows[i] = [c[t] for c in cols]
 
     @property
     def count(self) -> int:
@@ -331,6 +388,62 @@ class FeatureDriftMonitor:
                 )
             )
         return out
+
+
+def _count_numbers(
+    col: list[Any], bins: list[int], bad: list[int], edges: tuple[float, ...],
+    edge_array: np.ndarray[Any, Any],
+) -> None:  # fmt: skip
+    """Count a column of numbers into ``bins`` (by ``bisect_left`` on ``edges``) and
+    ``bad`` (missing, nan, inf), as :meth:`FeatureDriftMonitor.update` does."""
+    if None in col:  # missing values
+        bad[0] += col.count(None)
+        col = [x for x in col if x is not None]
+    arr = np.asarray(col, dtype=None if col else np.float64)
+    kind = arr.dtype.kind
+    if kind not in "biuf":  # strings, ints beyond int64: value by value
+        for x in col:
+            _count_one(x, bins, bad, edges)
+        return
+    if kind == "f":
+        nan = np.isnan(arr)
+        inf = np.isinf(arr)
+        bad[1] += int(nan.sum())
+        bad[2] += int(inf.sum())
+        arr = arr[~(nan | inf)]
+    counts = np.bincount(np.searchsorted(edge_array, arr, side="left"), minlength=len(bins))
+    for b, c in enumerate(counts.tolist()):
+        bins[b] += c
+
+
+def _count_one(x: Any, bins: list[int], bad: list[int], edges: tuple[float, ...]) -> None:
+    if x is None:
+        bad[0] += 1
+    elif x != x:
+        bad[1] += 1
+    elif x in (math.inf, -math.inf):
+        bad[2] += 1
+    else:
+        try:
+            bins[bisect_left(edges, x)] += 1
+        except TypeError:  # not a number: validation should have caught it
+            bad[0] += 1
+
+
+def _count_categories(
+    col: list[Any], counts: dict[str, int], bad: list[int], known: frozenset[str]
+) -> None:
+    """Count a column of categories into ``counts`` (unknown ones as ``OTHER``) and
+    missing ones into ``bad[0]``, as :meth:`FeatureDriftMonitor.update` does."""
+    tally = Counter(col)
+    if not all(type(v) is str or v is None for v in tally):  # True == 1: keep them apart
+        tally = Counter(None if v is None else v if type(v) is str else str(v) for v in col)
+    for v, c in tally.items():
+        if v is None:
+            bad[0] += c
+            continue
+        key = v if v in known else OTHER
+        counts[key] = counts.get(key, 0) + c
 
 
 def drift_metrics(results: list[FeatureDrift]) -> dict[str, float]:

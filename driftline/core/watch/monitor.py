@@ -46,7 +46,7 @@ they are an operator's decision, not data the scorer could not take.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +55,7 @@ from driftline.core.model.config import ModelConfig
 from driftline.core.watch.alerts import AlertRules
 from driftline.core.watch.concept_drift import ConceptDriftDetector, DriftEvent
 from driftline.core.watch.estimate import PerformanceEstimator
-from driftline.core.watch.feature_drift import FeatureDriftMonitor, drift_metrics
+from driftline.core.watch.feature_drift import FeatureDriftMonitor, Row, drift_metrics
 from driftline.core.watch.incidents import PRIMARY, Check, Incidents
 from driftline.core.watch.performance import PerformanceTracker
 from driftline.core.watch.profile import ReferenceProfile, label_spec
@@ -240,6 +240,32 @@ class ModelMonitor:
             self.features.update(
                 prediction["features"], prediction["prediction"], prediction["scores"]
             )
+
+    def observe_predictions(
+        self, predictions: Sequence[tuple[Mapping[str, Any], int | None]]
+    ) -> None:
+        """:meth:`observe_prediction` for each (prediction, arrived_ms) of one batch, in
+        order; the champion's feature statistics are counted once for the batch
+        (:meth:`FeatureDriftMonitor.update_many`), and not at all when nothing watches
+        them (no champion profile yet, or another version's predictions)."""
+        if self.retired:
+            return
+        rows: list[Row] = []
+        champion = self.champion_version if self.features is not None else None
+        expiry = self.expiry
+        tasks, task, estimators = self.version_tasks, self.task, self.estimators
+        for prediction, arrived_ms in predictions:
+            version = prediction["version"]
+            if arrived_ms is not None:
+                expiry.add_prediction(arrived_ms, version)
+            if tasks.get(version, task) == "classification":
+                estimator = estimators.get(version) or self._estimator(version)
+                estimator.update(prediction)
+            if version == champion:
+                rows.append((prediction["features"], prediction["prediction"],
+                             prediction["scores"]))  # fmt: skip
+        if rows and self.features is not None:
+            self.features.update_many(rows)
 
     def observe_dead_letter(
         self, dead: Mapping[str, Any], settled: tuple[str, int] | None = None
@@ -452,6 +478,17 @@ class ModelMonitor:
             {"feature": f, "importance": (imp.get(f) or {}).get("mean")} for f in drifting
         ]
         return out
+
+    def tick_rates(self, now_ms: int) -> list[Emit]:
+        """Only the rate snapshots and incidents of :meth:`tick` (skew and expired-label
+        rates): what a worker that scores but does not join can judge (its scorer's
+        batches feed the skew rate); no snapshot of performance or drift, no trigger."""
+        if self.retired:
+            return []
+        alerts: list[dict[str, Any]] = []
+        checks: list[Check] = []
+        out = self._rates(now_ms, alerts, checks)
+        return out + self._incidents(now_ms, alerts, checks)
 
     def request(self, now_ms: int, requested_by: str) -> list[Emit]:
         """A retrain asked for by a person (``driftline retrain``); none for a retired

@@ -208,3 +208,65 @@ def test_excluded_features_are_never_tested(
     assert events == tested & {"x", PREDICTION, SCORE}  # k did not move
     assert set(drift_metrics(results)) == {f"{s}.{f}" for f in tested for s in ("psi", "ks")
                                            if s == "psi" or f in ("x", SCORE)}  # fmt: skip
+
+
+def _state(monitor: FeatureDriftMonitor) -> list[tuple[Any, ...]]:
+    """Everything a monitor counted, chunk by chunk."""
+    return [(c.n, c.bins, c.bad, c.cats, c.rows) for c in monitor._chunks]
+
+
+ODD_ROWS: dict[str, list[tuple[dict[str, Any], Any, dict[str, float] | None]]] = {
+    "missing values": [
+        (
+            {"x": None if i % 7 == 0 else i / 10, "k": None if i % 5 == 0 else "a"},
+            True,
+            {"True": 0.7, "False": 0.3},
+        )
+        for i in range(300)
+    ],
+    "nan and inf": [
+        ({"x": [float("nan"), float("inf"), -float("inf"), 0.5][i % 4], "k": "b"}, False, None)
+        for i in range(300)
+    ],
+    "ints and bools": [({"x": [1, True, -3, 0][i % 4], "k": "c"}, True, None) for i in range(300)],
+    "a string among numbers": [
+        ({"x": "1.5" if i == 100 else float(i), "k": "a"}, True, None) for i in range(300)
+    ],
+    "an int beyond int64": [
+        ({"x": 2**70 if i == 3 else i, "k": "a"}, True, None) for i in range(300)
+    ],
+    "non-string and unknown categories": [
+        ({"x": 0.0, "k": [True, 1, "z", 2.5, "a"][i % 5]}, True, None) for i in range(300)
+    ],
+    "all missing": [({}, None, None) for _ in range(300)],
+}
+
+
+@pytest.mark.parametrize("batch", [1, 7, 64, 250, 1_000])
+@pytest.mark.parametrize("case", ODD_ROWS, ids=list(ODD_ROWS))
+def test_update_many_counts_what_update_counts(
+    profile: ReferenceProfile, case: str, batch: int
+) -> None:
+    """Batched or one by one: the same bins, bad counts, categories and reservoir rows
+    (the same random draws), across chunk boundaries (chunks of 250 here)."""
+    data = ODD_ROWS[case] * 4
+    one = FeatureDriftMonitor("m", "v", profile, window_size=1_000, reservoir_size=40)
+    many = FeatureDriftMonitor("m", "v", profile, window_size=1_000, reservoir_size=40)
+    for r in data:
+        one.update(*r)
+    for i in range(0, len(data), batch):
+        many.update_many(data[i : i + batch])
+    assert _state(many) == _state(one)
+    assert many.evaluate() == one.evaluate()
+
+
+def test_update_many_on_a_live_stream(profile: ReferenceProfile) -> None:
+    live, ss = rows(5_000, 3, shift=0.3), scores(5_000, 4)
+    one = FeatureDriftMonitor("m", "v", profile, window_size=2_000)
+    many = FeatureDriftMonitor("m", "v", profile, window_size=2_000)
+    feed(one, live, ss)
+    batch = [(r, s["True"] > 0.5, s) for r, s in zip(live, ss, strict=True)]
+    for i in range(0, len(batch), 700):
+        many.update_many(batch[i : i + 700])
+    assert _state(many) == _state(one)
+    assert flagged(many) == flagged(one)

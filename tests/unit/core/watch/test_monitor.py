@@ -745,3 +745,26 @@ def test_feature_drift_on_an_unimportant_feature_is_info(trained: dict[str, Any]
     assert drift[0]["severity"] == "info"
     assert drift[0]["evidence"]["importance.plan"] == 0.0
     assert mon.summary()["drifting"][0]["feature"] == "plan"
+
+
+def test_a_batch_of_predictions_counts_as_one_by_one(trained: dict[str, Any]) -> None:
+    """observe_predictions (the worker's path, per batch) and observe_prediction give the
+    same snapshots: the champion's feature drift and the expiry rate; another version's
+    predictions count in the rate only."""
+    record = champion(trained, "v1-aaaaaaa")
+    preds = shifted_predictions(3_000, record["version"], shift=5.0)
+    preds += [prediction_of(i, "v0-other") for i in range(200)]
+    ticks = []
+    for batched in (False, True):
+        mon = ModelMonitor(ModelConfig("churn"))
+        mon.on_version(record, T0)
+        if batched:
+            for i in range(0, len(preds), 700):
+                mon.observe_predictions([(p, T0) for p in preds[i : i + 700]])
+        else:
+            for p in preds:
+                mon.observe_prediction(p, T0)
+        assert mon.features is not None
+        ticks.append((mon.features.count, mon.tick(T0 + 10**6)))
+    assert ticks[0] == ticks[1]
+    assert ticks[0][0] == 3_000
