@@ -163,9 +163,18 @@ def test_bootstrap_reads_a_float_label_as_regression_and_writes_its_config(
     assert "mae" in champ["metrics"] and "accuracy" not in champ["metrics"]
 
 
+@pytest.fixture
+def on_postgres(s: Settings, postgres_db: str) -> Settings:
+    """``s`` with its SQL view in a database of its own on the session's PostgreSQL."""
+    return s.model_copy(update={"sql_url": postgres_db})
+
+
 def test_sql_view_rebuilt_from_the_topics_equals_the_live_one(
-    s: Settings, group_id: str, tmp_path: Path, run
+    on_postgres: Settings, group_id: str, tmp_path: Path, run
 ) -> None:
+    """The live view on PostgreSQL; rebuilt from the topics into SQLite, then in place:
+    the same rows each time."""
+    s = on_postgres
     live = Projector(s)
     try:
         bootstrap_champion(s)
@@ -184,7 +193,8 @@ def test_sql_view_rebuilt_from_the_topics_equals_the_live_one(
         live.catch_up()
     finally:
         live.close()
-    engine = create_engine(s.sql_url)
+    engine = sqlview.engine(s.sql_url)
+    assert engine.dialect.name == "postgresql"
     view = sqlview.snapshot(engine)
     assert len(view["stage_history"]) == 7  # bootstrap 2, trigger 3, rollback 2
     assert {r.status for r in _runs(engine)} == {"succeeded", "failed"}
@@ -197,6 +207,7 @@ def test_sql_view_rebuilt_from_the_topics_equals_the_live_one(
     # rebuilding in place drops and replays: same view again
     rebuild(s)
     assert sqlview.snapshot(engine) == view
+    engine.dispose()
 
 
 def _runs(engine):
