@@ -308,8 +308,16 @@ def models_unretire(settings: Settings, model: str, by: str, reason: str) -> Non
     _publish(settings, out)
 
 
-def _rows(path: Path, label: str | None, segments: tuple[str, ...]) -> Iterator[dict[str, Any]]:
-    """Outcome-like dicts from JSON lines, or from a CSV with a ``label`` column."""
+def _rows(
+    path: Path,
+    label: str | None,
+    segments: tuple[str, ...],
+    id_column: str = "event_id",
+    drop: tuple[str, ...] = (),
+) -> Iterator[dict[str, Any]]:
+    """Outcome-like dicts from JSON lines, or from a CSV with a ``label`` column; a CSV's
+    ``id_column`` is the event id and ``drop`` columns are ignored, never features (the
+    rule of ``driftline produce``)."""
     if path.suffix.lower() != ".csv":
         with path.open() as fh:
             for line in fh:
@@ -320,16 +328,20 @@ def _rows(path: Path, label: str | None, segments: tuple[str, ...]) -> Iterator[
         raise ConfigError("a CSV needs --label COLUMN")
     with path.open(newline="") as fh:
         reader = csv.DictReader(fh)
-        missing = [c for c in (label, *segments) if c not in (reader.fieldnames or ())]
+        missing = [c for c in (label, *segments, *drop) if c not in (reader.fieldnames or ())]
         if missing:
             raise ConfigError(f"{path.name} has no column {', '.join(map(repr, missing))} "
                               f"(columns: {', '.join(reader.fieldnames or ())})")  # fmt: skip
         for row in reader:
-            yield {
+            for c in drop:
+                del row[c]
+            out = {
                 "label": typed(row.pop(label)),
                 "segment": {s: row.pop(s) for s in segments},
-                "features": {k: typed(v) for k, v in row.items()},
             }
+            if id_column in row:
+                out["event_id"] = row.pop(id_column)
+            yield {**out, "features": {k: typed(v) for k, v in row.items()}}
 
 
 @models_group.command("bootstrap")
@@ -337,6 +349,13 @@ def _rows(path: Path, label: str | None, segments: tuple[str, ...]) -> Iterator[
 @click.argument("rows", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--label", default=None, help="CSV: the label column.")
 @click.option("--segment", multiple=True, help="CSV: a segment column (repeatable).")
+@click.option(
+    "--id-column",
+    default="event_id",
+    show_default=True,
+    help="CSV: the event id column, never a feature.",
+)
+@click.option("--drop", multiple=True, help="CSV: a column to ignore (repeatable).")
 @click.option(
     "--task",
     type=click.Choice(["classification", "regression"]),
@@ -361,6 +380,8 @@ def models_bootstrap(
     rows: Path,
     label: str | None,
     segment: tuple[str, ...],
+    id_column: str,
+    drop: tuple[str, ...],
     task: str | None,
     factory: str | None,
     write_config: Path | None,
@@ -384,7 +405,7 @@ def models_bootstrap(
     if write_config is not None and str(write_config) != "-" and write_config.exists():
         raise click.UsageError(f"{write_config} exists; choose another path or remove it")
     try:
-        data = list(_rows(rows, label, segment))
+        data = list(_rows(rows, label, segment, id_column, drop))
         found = plan(model, data, models.get(model), task=task, factory=factory,
                      label_column=label or "label")  # fmt: skip
     except ModelsFileError as exc:
