@@ -20,10 +20,11 @@ from __future__ import annotations
 import bisect
 import dataclasses
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.loop.data import segment_of
 from driftline.core.join.rules import build_outcome
 from driftline.core.lifecycle.answer import answer_trigger
 from driftline.core.lifecycle.registry import Registry
@@ -32,7 +33,7 @@ from driftline.core.model.config import ModelConfig, ModelsConfig
 from driftline.core.model.estimators import ServedModel, load_version
 from driftline.core.watch.concept_drift import DriftEvent
 from driftline.core.watch.monitor import Emit, ModelMonitor
-from driftline.demo.run import MODEL, Options, _segment, models_toml
+from driftline.demo.run import MODEL, Options, models_toml
 from driftline.demo.synthetic import Row
 
 KEY = b"bench-loop"
@@ -48,13 +49,13 @@ def demo_config(kind: str, **retrain: Any) -> ModelConfig:
     return dataclasses.replace(config, retrain={**config.retrain, **retrain})
 
 
-def as_outcome_row(r: Row) -> dict[str, Any]:
+def as_outcome_row(r: Row, segments: Sequence[str] = ()) -> dict[str, Any]:
     """An Outcome-like dict of a stream row (what the bootstrap and the baselines train on)."""
     return {
         "features": r.features,
         "label": r.label,
         "event_time_ms": r.index,
-        "segment": _segment(r),
+        "segment": segment_of(r.features, segments),
         "event_id": f"e{r.index:07d}",
     }
 
@@ -115,8 +116,11 @@ class Loop:
         delay: int,
         tick_every: int = 1_000,
         serve_lag: int = 0,
+        segments: Sequence[str] = (),
     ) -> None:
         self.config = config
+        self.segments = tuple(segments)
+        """Features that are also segment attributes (the demo's, or the user's --segment)."""
         self.models = ModelsConfig({config.name: config})
         self.delay = delay
         self.tick_every = tick_every
@@ -125,7 +129,7 @@ class Loop:
         self.monitor = _Monitor(config)
         now = warm[-1].index if warm else 0
         _, records = bootstrap(
-            [as_outcome_row(r) for r in warm], config, key=KEY, by="bench",
+            [as_outcome_row(r, segments) for r in warm], config, key=KEY, by="bench",
             reason=f"first {len(warm)} events", now_ms=now, code="bench", host="bench",
         )  # fmt: skip
         self.served: ServedModel = self._publish(records, now) or self._champion_model()
@@ -166,7 +170,8 @@ class Loop:
             prediction = {
                 "event_id": f"e{i:07d}", "model": name, "version": self.served.version,
                 "event_time_ms": i, "predicted_at_ms": i, "prediction": value,
-                "scores": scores, "features": r.features, "segment": _segment(r),
+                "scores": scores, "features": r.features,
+                "segment": segment_of(r.features, self.segments),
                 "label": r.label,
             }  # fmt: skip
             self.monitor.observe_prediction(prediction)

@@ -1,8 +1,11 @@
-"""One benchmark task: a stream, a seed and a label delay through the loop and every
-baseline; or a stationary stream through the loop alone (false triggers)."""
+"""One benchmark task: a stream (river's, or a user's file), a seed and a label delay
+through the loop and every baseline; or a stationary stream through the loop alone
+(false triggers)."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import time
 import warnings
 from collections import Counter
@@ -10,9 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.loop import baselines
+from bench.loop.data import Source, config_for, load_rows
 from bench.loop.loop import Loop, demo_config
+from driftline.core.watch.retrain_policy import RetrainPolicy
+from driftline.demo.run import SEGMENTS
 from driftline.demo.synthetic import drift_points, drifting_stream
 
+LAST_N: int = inspect.signature(RetrainPolicy).parameters["last_n"].default
+"""The retrain policy's default training window (a models file without ``last_n``)."""
 TOLERANCE = 1_000
 """An alarm within this many events after a drift (by the event time of the outcome that
 raised it) is a hit."""
@@ -32,11 +40,14 @@ class Task:
     concepts: tuple[int, ...] | None = None
     """Concepts to cycle through (None: all of the stream kind's)."""
     retrain: tuple[tuple[str, Any], ...] = ()
-    """Retrain settings overriding the demo's."""
+    """Retrain settings overriding the demo's (or the user's model's)."""
+    source: Source | None = None
+    """A user's file (``kind`` is its name; ``events``, ``drift_every`` and ``concepts``
+    do not apply: the file's rows, drift points unknown)."""
 
     @property
     def stationary(self) -> bool:
-        return self.drift_every >= self.events
+        return self.source is None and self.drift_every >= self.events
 
 
 def detection(alarms: list[int], drifts: list[int], tolerance: int = TOLERANCE) -> dict[str, Any]:
@@ -61,17 +72,28 @@ def run_task(task: Task) -> dict[str, Any]:
     # scipy's KS test warns when it falls back from its exact method: noise here
     warnings.filterwarnings("ignore", "ks_2samp", RuntimeWarning)
     t0, cpu0 = time.perf_counter(), time.process_time()
-    config = demo_config(task.kind, **dict(task.retrain))
-    stream = list(
-        drifting_stream(task.kind, task.events, task.drift_every, task.seed, task.concepts)
-    )
-    warm, rows = stream[: task.warmup], stream[task.warmup :]
+    if task.source is None:
+        config = demo_config(task.kind, **dict(task.retrain))
+        stream = list(
+            drifting_stream(task.kind, task.events, task.drift_every, task.seed, task.concepts)
+        )
+        warm, rows = stream[: task.warmup], stream[task.warmup :]
+        segments: tuple[str, ...] = SEGMENTS[task.kind]
+        drifts = list(drift_points(task.events, task.drift_every))
+    else:
+        stream = load_rows(task.source)
+        warm, rows = stream[: task.warmup], stream[task.warmup :]
+        config = config_for(task.source, warm)
+        if task.retrain:
+            config = dataclasses.replace(config, retrain={**config.retrain, **dict(task.retrain)})
+        segments, drifts = task.source.segments, []
     loop = Loop(config, warm, delay=task.delay, tick_every=task.tick_every,
-                serve_lag=task.serve_lag)  # fmt: skip
+                serve_lag=task.serve_lag, segments=segments)  # fmt: skip
     res = loop.run(rows)
-    drifts = drift_points(task.events, task.drift_every)
     out: dict[str, Any] = {
-        "task": task.__dict__,
+        "task": {**dataclasses.asdict(task), "events": len(stream)},
+        "stationary": task.stationary,
+        "drifts": drifts,
         "driftline": {
             "accuracy": res.accuracy,
             "retrains": res.retrains,
@@ -93,8 +115,8 @@ def run_task(task: Task) -> dict[str, Any]:
         return out
     initial = loop.frozen.model
     out["frozen"] = _mean(baselines.frozen(initial, rows))
-    periodic = baselines.Periodic(config, rows, delay=task.delay,
-                                  window=int(config.retrain["last_n"]))  # fmt: skip
+    window = int(config.retrain.get("last_n", LAST_N))  # the window the loop trains on
+    periodic = baselines.Periodic(config, rows, delay=task.delay, window=window)
     same_every = periodic.every_for(res.retrains)
     correct, n = periodic.run(same_every, initial)
     out["periodic_same"] = {"every": same_every, "retrains": n, "accuracy": _mean(correct)}
