@@ -6,7 +6,6 @@ inside the commands so that ``--help`` stays fast.
 
 from __future__ import annotations
 
-import csv
 import getpass
 import json
 import logging
@@ -19,7 +18,7 @@ from typing import Any
 import click
 
 from driftline.cli_config import CONFIG_EXIT, checked_models, models_check
-from driftline.cli_format import parse_since, typed, version_report, version_table
+from driftline.cli_format import parse_since, version_report, version_table
 from driftline.core.errors import ConfigError, StageError
 from driftline.core.lifecycle.registry import (
     Registry,
@@ -314,48 +313,50 @@ def _rows(
     segments: tuple[str, ...],
     id_column: str = "event_id",
     drop: tuple[str, ...] = (),
+    time_column: str | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Outcome-like dicts from JSON lines, or from a CSV with a ``label`` column; a CSV's
-    ``id_column`` is the event id and ``drop`` columns are ignored, never features (the
-    rule of ``driftline produce``)."""
-    if path.suffix.lower() != ".csv":
+    """Outcome-like dicts from JSON lines, or from a CSV or Parquet file by the rules of
+    ``driftline produce`` (:func:`driftline.replay.plan`): the label, id and time
+    columns are no features, ``drop`` columns are ignored, a segment column is a feature
+    and a segment attribute."""
+    from driftline.replay import feature_events, plan, read_frame
+
+    if path.suffix.lower() not in (".csv", ".parquet"):
         with path.open() as fh:
             for line in fh:
                 if line.strip():
                     yield json.loads(line)
         return
     if label is None:
-        raise ConfigError("a CSV needs --label COLUMN")
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in (label, *segments, *drop) if c not in (reader.fieldnames or ())]
-        if missing:
-            raise ConfigError(f"{path.name} has no column {', '.join(map(repr, missing))} "
-                              f"(columns: {', '.join(reader.fieldnames or ())})")  # fmt: skip
-        for row in reader:
-            for c in drop:
-                del row[c]
-            out = {
-                "label": typed(row.pop(label)),
-                "segment": {s: row.pop(s) for s in segments},
-            }
-            if id_column in row:
-                out["event_id"] = row.pop(id_column)
-            yield {**out, "features": {k: typed(v) for k, v in row.items()}}
+        raise ConfigError(f"a {path.suffix.lower()} file needs --label COLUMN")
+    frame = read_frame(path)
+    cols = plan(
+        list(frame.columns), "features", label=label, segments=segments, with_labels=True,
+        id_column=id_column, drop=drop, time_column=time_column,
+    )  # fmt: skip
+    for event in feature_events(frame, cols):
+        row = {k: event[k] for k in ("features", "label", "segment")}
+        for key in ("event_id", "event_time_ms"):
+            if event[key] is not None:
+                row[key] = event[key]
+        yield row
 
 
 @models_group.command("bootstrap")
 @click.argument("model")
 @click.argument("rows", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--label", default=None, help="CSV: the label column.")
-@click.option("--segment", multiple=True, help="CSV: a segment column (repeatable).")
+@click.option("--label", default=None, help="CSV/Parquet: the label column.")
+@click.option(
+    "--segment", multiple=True, help="CSV/Parquet: a feature that is also a segment (repeat)."
+)
 @click.option(
     "--id-column",
     default="event_id",
     show_default=True,
-    help="CSV: the event id column, never a feature.",
+    help="CSV/Parquet: the event id column, never a feature.",
 )
-@click.option("--drop", multiple=True, help="CSV: a column to ignore (repeatable).")
+@click.option("--drop", multiple=True, help="CSV/Parquet: a column to ignore (repeat).")
+@click.option("--time-column", default=None, help="CSV/Parquet: the event time column (epoch ms).")
 @click.option(
     "--task",
     type=click.Choice(["classification", "regression"]),
@@ -382,6 +383,7 @@ def models_bootstrap(
     segment: tuple[str, ...],
     id_column: str,
     drop: tuple[str, ...],
+    time_column: str | None,
     task: str | None,
     factory: str | None,
     write_config: Path | None,
@@ -405,7 +407,7 @@ def models_bootstrap(
     if write_config is not None and str(write_config) != "-" and write_config.exists():
         raise click.UsageError(f"{write_config} exists; choose another path or remove it")
     try:
-        data = list(_rows(rows, label, segment, id_column, drop))
+        data = list(_rows(rows, label, segment, id_column, drop, time_column))
         found = plan(model, data, models.get(model), task=task, factory=factory,
                      label_column=label or "label")  # fmt: skip
     except ModelsFileError as exc:

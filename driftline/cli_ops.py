@@ -147,6 +147,9 @@ def _decode(codec: Any, msg: Any, with_headers: bool) -> dict[str, Any]:
 @click.option("--id-column", default="event_id", show_default=True,
               help="The event id column, never a feature.")  # fmt: skip
 @click.option("--drop", multiple=True, help="A column to ignore (repeat).")
+@click.option("--time-column", default=None,
+              help="The event (label) time column, epoch ms [default: event_time_ms, "
+              "label_time_ms].")  # fmt: skip
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N rows.")
 @click.pass_obj
 def produce_cmd(
@@ -160,6 +163,7 @@ def produce_cmd(
     with_labels: bool,
     id_column: str,
     drop: tuple[str, ...],
+    time_column: str | None,
     limit: int | None,
 ) -> None:
     """Replay FILE (.csv or .parquet) to TOPIC (features or labels) for MODEL.
@@ -181,7 +185,7 @@ def produce_cmd(
         frame = frame.head(limit)
     cols = plan(
         list(frame.columns), topic, label=label_column, segments=segments,
-        with_labels=with_labels, id_column=id_column, drop=drop,
+        with_labels=with_labels, id_column=id_column, drop=drop, time_column=time_column,
     )  # fmt: skip
     failed: list[str] = []
 

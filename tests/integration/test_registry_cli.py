@@ -121,8 +121,10 @@ def test_bootstrap_command_from_a_csv(s: Settings, tmp_path: Path, run) -> None:
     assert "task: classification (label 'churned': boolean labels)" in out
     champ = read_registry(s).champion("churn")
     assert (champ["task"], champ["factory"]) == ("classification", "hoeffding_tree")
-    assert [f["name"] for f in champ["feature_spec"]] == ["amount", "plan"]
-    amount, plan = champ["feature_spec"]
+    # a --segment column is a feature and a segment attribute, as driftline produce sends it
+    assert [f["name"] for f in champ["feature_spec"]] == ["amount", "plan", "region"]
+    amount, plan, region = champ["feature_spec"]
+    assert region["categories"] == ["eu"]
     assert (amount["type"], amount["min"], amount["max"]) == ("integer", -5.0, 14.0)  # 0-9 +- 4.5
     assert plan["categories"] == ["basic", "pro"]
     assert "region=eu" in champ["segment_metrics"]

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -129,12 +130,18 @@ def test_bootstrap_infers_a_regressor_and_writes_a_models_file(tmp_path: Path) -
         (("--drop", "day"), ["amount", "plan"]),
         (("--id-column", "plan"), ["amount", "day", "event_id"]),
         (("--drop", "day", "--drop", "plan"), ["amount"]),
+        (("--time-column", "day"), ["amount", "plan"]),
+        (("--segment", "plan", "--drop", "day"), ["amount", "plan"]),  # a segment is a feature
+        (("parquet",), ["amount", "day", "plan"]),
     ],
 )
 def test_bootstrap_columns_id_and_drop(
     tmp_path: Path, args: tuple[str, ...], features: list[str]
 ) -> None:
     rows = _csv(tmp_path / "rows.csv", "bool")
+    if args == ("parquet",):  # the same rows as Parquet: read by the same rules
+        pd.read_csv(rows).to_parquet(rows := tmp_path / "rows.parquet", index=False)
+        args = ()
     code, out, err = invoke("models", "bootstrap", "m", str(rows), "--label", "y",
                             "--config-only", "--write-config", "-", *args)  # fmt: skip
     assert code == 0, err
@@ -142,7 +149,7 @@ def test_bootstrap_columns_id_and_drop(
     assert inferred == features
     code, _, err = invoke("models", "bootstrap", "m", str(rows), "--label", "y",
                           "--config-only", "--drop", "nope")  # fmt: skip
-    assert code != 0 and "has no column 'nope'" in err
+    assert code != 0 and "no column nope to drop" in err
 
 
 @pytest.mark.parametrize(
@@ -176,7 +183,7 @@ def test_bootstrap_follows_the_models_file(tmp_path: Path) -> None:
     assert code == 2 and "does not fit task regression" in " ".join(err.split())
     code, _, err = invoke("models", "bootstrap", "m", str(rows), "--label", "label",
                           "--config-only")  # fmt: skip
-    assert code != 0 and "has no column 'label'" in err
+    assert code != 0 and "no label column 'label'" in err
     path.write_text(BROKEN)
     code, _, err = invoke("models", "bootstrap", "m", str(rows), "--label", "y", models=path)
     assert code == 2 and err.startswith("driftline models bootstrap: models file")

@@ -215,6 +215,12 @@ def test_an_id_column_of_its_own_and_dropped_columns() -> None:
     assert [r["event_id"] for r in feature_events(f, cols)] == ["a", "b", "c"]
     rows = list(labels(f, plan(list(f.columns), "labels", id_column="order_id")))
     assert rows[2]["event_id"] == "c"
+    g = frame().rename(columns={"event_time_ms": "ts"})
+    cols = plan(list(g.columns), "features", time_column="ts")
+    assert "ts" not in cols.features
+    assert [r["event_time_ms"] for r in feature_events(g, cols)] == [1, 2, 3]
+    with pytest.raises(ConfigError, match="no time column 'when'"):
+        plan(list(g.columns), "features", time_column="when")
 
 
 @pytest.mark.parametrize(
