@@ -7,10 +7,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint unit integration demo broker-up broker-down clean bench-quick lock
+.PHONY: setup test-deps test lint unit integration demo broker-up broker-down clean bench-quick lock
 
+# System packages (Debian), each command only what it uses: the demo needs Java, Maven
+# (fetches the Kafka jars) and Python; the tests add kcat, xxd, openssl, Prometheus,
+# Alertmanager, Chromium and PostgreSQL (test-deps). One line per step; apt's output in .cache/bootstrap.log.
 $(STAMP): pyproject.toml requirements.lock
-	bash infra/bootstrap.sh
+	bash infra/bootstrap.sh --for demo
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
@@ -23,19 +26,23 @@ setup: $(STAMP)
 # which reaches streams/ and consumers/ through driftline/streams and driftline/consumers.
 PY_DIRS := driftline streams consumers tests bench examples infra
 
+test-deps:
+	bash infra/bootstrap.sh --for test --quiet
+
 lint: $(STAMP)
 	$(BIN)/ruff check $(PY_DIRS)
 	$(BIN)/ruff format --check $(PY_DIRS)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) test-deps
 	$(BIN)/pytest tests/unit driftline/core
 
-integration: setup
+integration: setup test-deps
 	$(BIN)/pytest tests/integration
 
-# The whole suite: the session fixture starts a broker in a temp dir and stops it.
-test: setup lint
+# The whole suite: session fixtures start a broker and a PostgreSQL server in temp dirs
+# and stop them.
+test: setup test-deps lint
 	$(BIN)/pytest
 
 # The benchmarks' quick modes (small sizes; no speed is asserted). `make test` runs the

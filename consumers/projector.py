@@ -20,7 +20,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 from prometheus_client import Counter
-from sqlalchemy import Connection, Engine, create_engine, delete
+from sqlalchemy import Connection, Engine, delete
 
 from driftline.consumers import sqlview
 from driftline.core.errors import CodecError
@@ -40,7 +40,7 @@ class Projector:
     """Projects the registry, alerts and retrain topics into the SQL view at ``url``."""
 
     def __init__(self, settings: Settings, url: str | None = None) -> None:
-        self.engine: Engine = create_engine(url or settings.sql_url)
+        self.engine: Engine = sqlview.engine(url or settings.sql_url)
         sqlview.ensure_schema(self.engine)
         self.kinds = {settings.topic(k): k for k in RECORD_OF}
         self.consumer = reader(settings, "projector")
@@ -132,7 +132,7 @@ class Projector:
 
 def rebuild(settings: Settings, url: str | None = None) -> int:
     """Drop the view at ``url`` and replay the topics into fresh tables; records projected."""
-    engine = create_engine(url or settings.sql_url)
+    engine = sqlview.engine(url or settings.sql_url)
     sqlview.drop_all(engine)
     engine.dispose()
     projector = Projector(settings, url)

@@ -13,40 +13,57 @@ alerts          every Alert; an incident's records share its ``incident_id`` (``
 triggers        every RetrainTrigger
 source_offsets  the next offset to project per topic partition, written in the same
                 transaction as the rows: projection is exactly once
-schema_version  the version of these tables (:data:`SCHEMA_VERSION`)
+alembic_version the Alembic revision of these tables (:data:`HEAD` once upgraded)
 ==============  ==========================================================================
+
+The schema is upgraded by Alembic (migrations in ``consumers/migrations/versions``);
+:func:`upgrade` runs them, and brings a view of Driftline 0.1 (a ``schema_version``
+table, before Alembic) along. Any SQLAlchemy database works; SQLite (the default) and
+PostgreSQL (``pip install 'driftline[postgres]'``, psycopg 3) are tested.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
+from alembic.util import CommandError
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
     Connection,
     Engine,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
+    create_engine,
     delete,
     insert,
     inspect,
     select,
-    text,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from driftline.core.errors import ConfigError
 
-SCHEMA_VERSION = 2
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
-"""``n -> migrate(conn)`` brings tables from version n to n + 1."""
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+HEAD = "0003"
+"""The Alembic revision this Driftline writes (the newest in ``migrations/versions``)."""
+LEGACY_REVISION = "0001"
+"""The revision equal to the tables of Driftline 0.1, which kept a ``schema_version``
+table (version 1) instead of Alembic's."""
 
 metadata = MetaData()
 
@@ -95,7 +112,7 @@ data_ranges = Table(
     _s("model", primary_key=True), _s("version", primary_key=True), _s("topic", primary_key=True),
     Column("partition", Integer, primary_key=True), _i("start_offset"), _i("end_offset"),
 )  # fmt: skip
-ALERT_INCIDENT_COLUMNS = (  # Alert v2 (schema version 2 of the view)
+ALERT_INCIDENT_COLUMNS = (  # Alert v2 (revision 0003 of the view)
     ("incident_key", String(1000)), ("incident_id", String(255)), ("state", String(255)),
     ("opened_at_ms", BigInteger()), ("resolved_at_ms", BigInteger()),
     ("duration_ms", BigInteger()), ("segments", Text()), ("versions", Text()),
@@ -119,54 +136,95 @@ source_offsets = Table(
     _s("topic", primary_key=True), Column("partition", Integer, primary_key=True),
     _i("next_offset"),
 )  # fmt: skip
-schema_version = Table(
-    "schema_version", metadata, Column("version", Integer, primary_key=True), _i("applied_at_ms")
-)
+
+# What `driftline report` and operators ask of a model: its alerts, triggers and stage
+# changes in time order (revision 0002).
+Index("ix_alerts_model_created", alerts.c.model, alerts.c.created_at_ms)
+Index("ix_triggers_model_created", triggers.c.model, triggers.c.created_at_ms)
+Index("ix_stage_history_model_version", stage_history.c.model, stage_history.c.version)
 
 VIEW_TABLES = (versions, stage_history, training_runs, data_ranges, alerts, triggers)
-
-
-def _alert_incident_columns(conn: Connection) -> None:
-    """1 -> 2: the incident columns of Alert v2 on ``alerts`` (null on older rows)."""
-    for name, kind in ALERT_INCIDENT_COLUMNS:
-        conn.execute(text(f"ALTER TABLE alerts ADD COLUMN {name} {kind.compile(conn.dialect)}"))
-
-
-MIGRATIONS[1] = _alert_incident_columns
 
 
 def dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
 
 
-def ensure_schema(engine: Engine) -> int:
-    """Create the tables, or migrate them to :data:`SCHEMA_VERSION`; the version found."""
+def engine(url: str) -> Engine:
+    """An engine for ``url``. ``postgresql://`` means psycopg 3 (SQLAlchemy's default
+    driver for it is psycopg2); a driver that is not installed is one clear
+    :class:`ConfigError`, naming the extra that brings it."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(f"sql_url {url!r} is not a SQLAlchemy URL: {exc}") from exc
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    try:
+        return create_engine(parsed)
+    except (ModuleNotFoundError, NoSuchModuleError) as exc:
+        extra = (
+            " (pip install 'driftline[postgres]')"
+            if parsed.get_backend_name() == "postgresql"
+            else ""
+        )
+        raise ConfigError(
+            f"sql_url {parsed.render_as_string(hide_password=True)}: its database driver "
+            f"is not installed{extra}: {exc}"
+        ) from exc
+
+
+def _config(conn: Connection) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = conn
+    return cfg
+
+
+def revision(conn: Connection) -> str | None:
+    """The view's revision: Alembic's, :data:`LEGACY_REVISION` for a view of Driftline
+    0.1, None for an empty database."""
+    current = MigrationContext.configure(conn).get_current_revision()
+    if current is None and inspect(conn).has_table("schema_version"):
+        return LEGACY_REVISION
+    return current
+
+
+def upgrade(engine: Engine, to: str = "head") -> str | None:
+    """Create the tables, or upgrade them to ``to`` (:data:`HEAD`), in one transaction;
+    the revision found (None: a new view). A view written by a newer Driftline (a
+    revision this one does not know) is a :class:`ConfigError`, and is left as it is."""
     with engine.begin() as conn:
-        if not inspect(conn).has_table("schema_version"):
-            metadata.create_all(conn)
-            conn.execute(
-                insert(schema_version).values(version=SCHEMA_VERSION, applied_at_ms=_now())
-            )
-            return SCHEMA_VERSION
-        found = conn.execute(select(schema_version.c.version)).scalars().all()
-        current = max(found, default=0)
-        if current > SCHEMA_VERSION:
-            raise ConfigError(
-                f"the SQL view has schema version {current}, newer than this Driftline's "
-                f"{SCHEMA_VERSION}: upgrade Driftline or rebuild the view"
-            )
-        for v in range(current, SCHEMA_VERSION):
-            MIGRATIONS[v](conn)
-            conn.execute(insert(schema_version).values(version=v + 1, applied_at_ms=_now()))
-        return current
+        cfg = _config(conn)
+        stamped = MigrationContext.configure(conn).get_current_revision()
+        found = revision(conn)
+        if found is not None:
+            try:
+                ScriptDirectory.from_config(cfg).get_revision(found)
+            except (CommandError, RevisionError) as exc:
+                raise ConfigError(
+                    f"the SQL view has schema revision {found}, which this Driftline does "
+                    f"not know (its newest is {HEAD}): upgrade Driftline, or rebuild the "
+                    "view with `driftline projector --rebuild`"
+                ) from exc
+        if stamped is None and found == LEGACY_REVISION:
+            command.stamp(cfg, LEGACY_REVISION)
+        command.upgrade(cfg, to)
+        return found
+
+
+def ensure_schema(engine: Engine) -> str | None:
+    """The view's tables at :data:`HEAD` (:func:`upgrade`); the revision found."""
+    return upgrade(engine)
 
 
 def drop_all(engine: Engine) -> None:
+    """Drop the view's tables and its revision (and Driftline 0.1's ``schema_version``)."""
     metadata.drop_all(engine)
-
-
-def _now() -> int:
-    return int(time.time() * 1000)
+    with engine.begin() as conn:
+        for name in ("alembic_version", "schema_version"):
+            if inspect(conn).has_table(name):
+                Table(name, MetaData(), autoload_with=conn).drop(conn)
 
 
 def _upsert(conn: Connection, table: Table, row: Mapping[str, Any]) -> None:

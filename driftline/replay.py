@@ -98,29 +98,41 @@ def plan(
     label: str = "label",
     segments: Sequence[str] = (),
     with_labels: bool = False,
+    id_column: str = EVENT_ID,
+    drop: Sequence[str] = (),
+    time_column: str | None = None,
 ) -> Columns:
     """Assign ``columns`` for ``topic`` (features or labels); raises ConfigError when
-    a needed column is missing."""
+    a needed column is missing. ``id_column`` holds the event id and ``time_column`` the
+    event (label) time in epoch ms, default ``event_time_ms`` (``label_time_ms``), none
+    of them a feature; ``drop`` columns are ignored. ``driftline produce`` and
+    ``driftline models bootstrap`` read a file by these rules."""
     if topic not in TOPICS:
         raise ConfigError(f"can replay only to {' or '.join(TOPICS)}, not {topic!r}")
     names = [str(c) for c in columns]
     missing = [s for s in segments if s not in names]
     if missing:
         raise ConfigError(f"no segment column {', '.join(missing)} (columns: {', '.join(names)})")
+    unknown = [d for d in drop if d not in names]
+    if unknown:
+        raise ConfigError(f"no column {', '.join(unknown)} to drop (columns: {', '.join(names)})")
+    names = [n for n in names if n not in drop]
+    if time_column is not None and time_column not in names:
+        raise ConfigError(f"no time column {time_column!r} (columns: {', '.join(names)})")
     needs_label = topic == "labels" or with_labels
     if needs_label and label not in names:
         raise ConfigError(f"no label column {label!r} (columns: {', '.join(names)})")
-    if topic == "labels" and EVENT_ID not in names:
-        raise ConfigError(f"labels need an {EVENT_ID!r} column to join their events")
-    time_col = EVENT_TIME if topic == "features" else LABEL_TIME
+    if topic == "labels" and id_column not in names:
+        raise ConfigError(f"labels need an {id_column!r} column to join their events")
+    time_col = time_column or (EVENT_TIME if topic == "features" else LABEL_TIME)
     only = [(n.removeprefix(SEGMENT_PREFIX), n) for n in names if n.startswith(SEGMENT_PREFIX)]
-    reserved = {EVENT_ID, EVENT_TIME, LABEL_TIME, label, *(column for _, column in only)}
+    reserved = {id_column, EVENT_TIME, LABEL_TIME, time_col, label, *(c for _, c in only)}
     features = tuple(n for n in names if n not in reserved)
     if topic == "features" and not features:
         raise ConfigError("no feature column left once id, time, label and segments are taken")
     return Columns(
         topic=topic,
-        event_id=EVENT_ID if EVENT_ID in names else None,
+        event_id=id_column if id_column in names else None,
         time=time_col if time_col in names else None,
         label=label if needs_label else None,
         segments=(*only, *((s, s) for s in segments)),

@@ -112,7 +112,9 @@ class Settings(BaseSettings):
 
     # Metadata store and registry
     sql_url: str = Field(
-        "sqlite:///driftline.db", description="SQLAlchemy URL of the metadata view."
+        "sqlite:///driftline.db",
+        description="SQLAlchemy URL of the metadata view: sqlite:///FILE, or "
+        "postgresql://USER:PASSWORD@HOST/DB (pip install 'driftline[postgres]').",
     )
     artifact_dir: Path = Field(
         Path("artifacts"),

@@ -14,6 +14,11 @@ in-process phase.
 ``--quick`` (CI): streams sea, agrawal and stationary, 12,000 events (changes every
 4,000; the stationary one 20,000), label delay 500, and one Kafka run: the first stream
 at its last delay and the first rate (1,000 events/s).
+
+``python -m bench.loop --data history.csv|.parquet --label COL [--time COL] [--segment COL]
+[--model-config models.toml [--model NAME]] [--delays 0,500]``: the same loop and the
+same baselines on a user's own rows, in order, in process (bench/loop/data.py;
+docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from bench.loop.data import Source
 from bench.loop.kafka import KafkaTask, run_kafka
 from bench.loop.report import report
 from bench.loop.runs import Task, run_task
@@ -53,6 +59,32 @@ QUICK_DELAYS = (500,)
 RATES = (1_000.0, 5_000.0)
 QUICK_RATES = (1_000.0,)
 PATHS = ("process", "kafka")
+
+
+def data_tasks(args: argparse.Namespace) -> list[Task]:
+    """The user's file once per label delay (and seed: the models' seed)."""
+    source = Source(
+        str(args.data), args.label, args.time, tuple(args.segment), args.id_column,
+        tuple(args.drop), None if args.model_config is None else str(args.model_config),
+        args.model,
+    )  # fmt: skip
+    options = {"warmup": args.warmup, "grid": GRID, "tick_every": args.tick_every,
+               "serve_lag": args.serve_lag, "retrain": args.retrain}  # fmt: skip
+    return [
+        Task(
+            source.name,
+            seed,
+            delay,
+            0,
+            0,
+            source=source,
+            arf=not args.no_arf,
+            live=not args.no_live,
+            **options,
+        )
+        for delay in args.delays
+        for seed in args.seeds or [1]
+    ]
 
 
 def _size(args: argparse.Namespace, stream: str) -> tuple[int, int]:
@@ -183,11 +215,29 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the Kafka runs' broker, logs and files (default "
                    "reports/bench-loop)")  # fmt: skip
     p.add_argument("--json", type=Path, help="write the raw results and summary here")
+    own = p.add_argument_group(
+        "your own stream", "replay a CSV or Parquet file's rows instead of river's streams"
+    )
+    own.add_argument("--data", type=Path, help="history.csv or history.parquet")
+    own.add_argument("--label", help="the label column (required with --data)")
+    own.add_argument("--time", help="a column that orders the rows (default: file order)")
+    own.add_argument("--segment", action="append", default=[], metavar="COL",
+                     help="a feature column that is also a segment attribute (repeat)")  # fmt: skip
+    own.add_argument("--id-column", default="event_id", help="never a feature (event_id)")
+    own.add_argument("--drop", action="append", default=[], metavar="COL",
+                     help="a column to ignore (repeat)")  # fmt: skip
+    own.add_argument("--model-config", type=Path,
+                     help="a models file (default: what `models bootstrap` infers)")  # fmt: skip
+    own.add_argument("--model", help="the model of --model-config (default: its only one)")
+    own.add_argument("--warmup", type=int, default=2_000,
+                     help="rows that train the first champion (default 2,000)")  # fmt: skip
     p.add_argument("--report", type=Path, metavar="JSON",
                    help="print the tables of an earlier run's --json; run nothing")  # fmt: skip
     args = p.parse_args(argv)
     if args.report:
         return args
+    if args.data is not None and not args.label:
+        p.error("--data needs --label COL")
     args.streams = args.streams or list(QUICK_STREAMS if args.quick else KINDS)
     if args.stationary_only:
         args.streams = [s for s in args.streams if s in KINDS and KINDS[s].drift == "none"]
@@ -211,8 +261,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     t0 = time.perf_counter()
     say(f"load before: {_load()}")
-    process = _pool(args.workers, process_tasks(args)) if "process" in args.through else []
-    kafka = _kafka_runs(kafka_tasks(args), args.out) if "kafka" in args.through else []
+    if args.data is not None:  # a user's file: in process only
+        process, kafka = _pool(args.workers, data_tasks(args)), []
+    else:
+        process = _pool(args.workers, process_tasks(args)) if "process" in args.through else []
+        kafka = _kafka_runs(kafka_tasks(args), args.out) if "kafka" in args.through else []
     summary = summarize(process, kafka)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

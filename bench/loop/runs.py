@@ -1,10 +1,13 @@
-"""One in-process benchmark task: a stream, a seed and a label delay through the loop
-and every baseline (frozen, periodic at each N of the grid, HAT, ARF, the oracle); a
-stationary stream through the loop, frozen and HAT only (false triggers; periodic and
-ARF over 200,000 events would cost minutes and have no drift to answer)."""
+"""One in-process benchmark task: a stream (river's, or a user's file), a seed and a label
+delay through the loop and every baseline (frozen, periodic at each N of the grid, HAT,
+ARF, the oracle); a stationary stream through the loop, frozen and HAT only (false
+triggers; periodic and ARF over 200,000 events would cost minutes and have no drift to
+answer)."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import time
 import warnings
 from collections import Counter
@@ -13,11 +16,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.loop import baselines
+from bench.loop.data import Source, config_for, load_rows
 from bench.loop.lineage import stage_counts
 from bench.loop.loop import Loop, demo_config
 from driftline.core.lifecycle.registry import Registry
+from driftline.core.watch.retrain_policy import RetrainPolicy
 from driftline.demo.synthetic import change_points, drifting_stream, kind, transition
 
+LAST_N: int = inspect.signature(RetrainPolicy).parameters["last_n"].default
+"""The retrain policy's default training window (a models file without ``last_n``)."""
 TOLERANCE = 1_000
 """An alarm within this many events after a drift (by the event time of the outcome that
 raised it) is a hit."""
@@ -37,7 +44,10 @@ class Task:
     concepts: tuple[int, ...] | None = None
     """Concepts to cycle through (None: all of the stream kind's)."""
     retrain: tuple[tuple[str, Any], ...] = ()
-    """Retrain settings overriding the demo's."""
+    """Retrain settings overriding the demo's (or the user's model's)."""
+    source: Source | None = None
+    """A user's file (``kind`` is its name; ``events``, ``drift_every`` and ``concepts``
+    do not apply: the file's rows, drift points unknown)."""
 
     arf: bool = True
     """Run the ARF baseline (1.2-1.5 ms per learnt event)."""
@@ -46,11 +56,15 @@ class Task:
 
     @property
     def stationary(self) -> bool:
+        if self.source is not None:
+            return False
         drift = kind(self.kind).drift
         return drift == "none" or (drift != "incremental" and self.drift_every >= self.events)
 
     @property
     def change_points(self) -> list[int]:
+        if self.source is not None:
+            return []  # a user's file: its drift points are not known
         return change_points(self.kind, self.events, self.drift_every)
 
 
@@ -86,18 +100,27 @@ def run_task(task: Task) -> dict[str, Any]:
     # scipy's KS test warns when it falls back from its exact method: noise here
     warnings.filterwarnings("ignore", "ks_2samp", RuntimeWarning)
     t0, cpu0 = time.perf_counter(), time.process_time()
-    config = demo_config(task.kind, **dict(task.retrain))
-    stream = list(
-        drifting_stream(task.kind, task.events, task.drift_every, task.seed, task.concepts)
-    )
-    warm, rows = stream[: task.warmup], stream[task.warmup :]
+    if task.source is None:
+        config = demo_config(task.kind, **dict(task.retrain))
+        stream = list(
+            drifting_stream(task.kind, task.events, task.drift_every, task.seed, task.concepts)
+        )
+        warm, rows = stream[: task.warmup], stream[task.warmup :]
+    else:
+        stream = load_rows(task.source)
+        warm, rows = stream[: task.warmup], stream[task.warmup :]
+        config = config_for(task.source, warm)
+        if task.retrain:
+            config = dataclasses.replace(config, retrain={**config.retrain, **dict(task.retrain)})
     loop = Loop(config, warm, delay=task.delay, tick_every=task.tick_every,
                 serve_lag=task.serve_lag, live=task.live)  # fmt: skip
     applied = _recording(loop.registry)
     res = loop.run(rows)
     drifts = task.change_points
     out: dict[str, Any] = {
-        "task": task.__dict__,
+        "task": {**dataclasses.asdict(task), "events": len(stream)},
+        "stationary": task.stationary,
+        "drifts": drifts,
         "driftline": {
             "accuracy": res.accuracy,
             "retrains": res.retrains,
@@ -111,7 +134,11 @@ def run_task(task: Task) -> dict[str, Any]:
             "alarms": res.alarms,
             "feature_alarms": res.feature_alarms,
             "incidents": res.incident_counts(),
-            **detection(res.alarms, drifts, width=transition(task.kind, task.drift_every)),
+            **detection(
+                res.alarms,
+                drifts,
+                width=0 if task.source else transition(task.kind, task.drift_every),
+            ),
         },
     }
     out["seconds_loop"] = time.perf_counter() - t0
@@ -124,7 +151,7 @@ def run_task(task: Task) -> dict[str, Any]:
     if task.stationary:
         return _done(out, t0, cpu0)
     periodic = baselines.Periodic(config, rows, delay=task.delay,
-                                  window=int(config.retrain["last_n"]))  # fmt: skip
+                                  window=int(config.retrain.get("last_n", LAST_N)))  # fmt: skip
     same_every = periodic.every_for(res.retrains)
     correct, n = periodic.run(same_every, initial)
     out["periodic_same"] = {"every": same_every, "retrains": n, "accuracy": _mean(correct)}

@@ -57,7 +57,7 @@ def _row(
     d = [r["driftline"] for r in rs]
     row: dict[str, Any] = {
         "stream": stream,
-        "drift": kind(stream).drift,
+        "drift": kind(stream).drift if stream in KINDS else "unknown",  # else: a user's file
         "delay": delay,
         "seeds": sorted({r["task"]["seed"] for r in rs}),
         "events": rs[0]["task"]["events"] if rs else None,
@@ -136,6 +136,8 @@ def _kafka(ks: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _points(task: dict[str, Any]) -> list[int]:
+    if task["kind"] not in KINDS:  # a user's file: its drift points are not known
+        return []
     return change_points(task["kind"], task["events"], task["drift_every"])
 
 

@@ -6,7 +6,6 @@ inside the commands so that ``--help`` stays fast.
 
 from __future__ import annotations
 
-import csv
 import getpass
 import json
 import logging
@@ -19,7 +18,7 @@ from typing import Any
 import click
 
 from driftline.cli.config import CONFIG_EXIT, checked_models, models_check
-from driftline.cli.models_format import parse_since, typed, version_report, version_table
+from driftline.cli.models_format import parse_since, version_report, version_table
 from driftline.core.errors import ConfigError, StageError
 from driftline.core.lifecycle.registry import (
     Registry,
@@ -308,35 +307,56 @@ def models_unretire(settings: Settings, model: str, by: str, reason: str) -> Non
     _publish(settings, out)
 
 
-def _rows(path: Path, label: str | None, segments: tuple[str, ...]) -> Iterator[dict[str, Any]]:
-    """Outcome-like dicts from JSON lines, or from a CSV with a ``label`` column."""
-    if path.suffix.lower() != ".csv":
+def _rows(
+    path: Path,
+    label: str | None,
+    segments: tuple[str, ...],
+    id_column: str = "event_id",
+    drop: tuple[str, ...] = (),
+    time_column: str | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Outcome-like dicts from JSON lines, or from a CSV or Parquet file by the rules of
+    ``driftline produce`` (:func:`driftline.replay.plan`): the label, id and time
+    columns are no features, ``drop`` columns are ignored, a segment column is a feature
+    and a segment attribute."""
+    from driftline.replay import feature_events, plan, read_frame
+
+    if path.suffix.lower() not in (".csv", ".parquet"):
         with path.open() as fh:
             for line in fh:
                 if line.strip():
                     yield json.loads(line)
         return
     if label is None:
-        raise ConfigError("a CSV needs --label COLUMN")
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in (label, *segments) if c not in (reader.fieldnames or ())]
-        if missing:
-            raise ConfigError(f"{path.name} has no column {', '.join(map(repr, missing))} "
-                              f"(columns: {', '.join(reader.fieldnames or ())})")  # fmt: skip
-        for row in reader:
-            yield {
-                "label": typed(row.pop(label)),
-                "segment": {s: row.pop(s) for s in segments},
-                "features": {k: typed(v) for k, v in row.items()},
-            }
+        raise ConfigError(f"a {path.suffix.lower()} file needs --label COLUMN")
+    frame = read_frame(path)
+    cols = plan(
+        list(frame.columns), "features", label=label, segments=segments, with_labels=True,
+        id_column=id_column, drop=drop, time_column=time_column,
+    )  # fmt: skip
+    for event in feature_events(frame, cols):
+        row = {k: event[k] for k in ("features", "label", "segment")}
+        for key in ("event_id", "event_time_ms"):
+            if event[key] is not None:
+                row[key] = event[key]
+        yield row
 
 
 @models_group.command("bootstrap")
 @click.argument("model")
 @click.argument("rows", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--label", default=None, help="CSV: the label column.")
-@click.option("--segment", multiple=True, help="CSV: a segment column (repeatable).")
+@click.option("--label", default=None, help="CSV/Parquet: the label column.")
+@click.option(
+    "--segment", multiple=True, help="CSV/Parquet: a feature that is also a segment (repeat)."
+)
+@click.option(
+    "--id-column",
+    default="event_id",
+    show_default=True,
+    help="CSV/Parquet: the event id column, never a feature.",
+)
+@click.option("--drop", multiple=True, help="CSV/Parquet: a column to ignore (repeat).")
+@click.option("--time-column", default=None, help="CSV/Parquet: the event time column (epoch ms).")
 @click.option(
     "--task",
     type=click.Choice(["classification", "regression"]),
@@ -361,6 +381,9 @@ def models_bootstrap(
     rows: Path,
     label: str | None,
     segment: tuple[str, ...],
+    id_column: str,
+    drop: tuple[str, ...],
+    time_column: str | None,
     task: str | None,
     factory: str | None,
     write_config: Path | None,
@@ -384,7 +407,7 @@ def models_bootstrap(
     if write_config is not None and str(write_config) != "-" and write_config.exists():
         raise click.UsageError(f"{write_config} exists; choose another path or remove it")
     try:
-        data = list(_rows(rows, label, segment))
+        data = list(_rows(rows, label, segment, id_column, drop, time_column))
         found = plan(model, data, models.get(model), task=task, factory=factory,
                      label_column=label or "label")  # fmt: skip
     except ModelsFileError as exc:

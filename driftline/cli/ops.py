@@ -144,6 +144,12 @@ def _decode(codec: Any, msg: Any, with_headers: bool) -> dict[str, Any]:
 @click.option(
     "--with-labels", is_flag=True, help="features: also send each row's label right after it."
 )
+@click.option("--id-column", default="event_id", show_default=True,
+              help="The event id column, never a feature.")  # fmt: skip
+@click.option("--drop", multiple=True, help="A column to ignore (repeat).")
+@click.option("--time-column", default=None,
+              help="The event (label) time column, epoch ms [default: event_time_ms, "
+              "label_time_ms].")  # fmt: skip
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N rows.")
 @click.pass_obj
 def produce_cmd(
@@ -155,15 +161,19 @@ def produce_cmd(
     label_column: str,
     segments: tuple[str, ...],
     with_labels: bool,
+    id_column: str,
+    drop: tuple[str, ...],
+    time_column: str | None,
     limit: int | None,
 ) -> None:
     """Replay FILE (.csv or .parquet) to TOPIC (features or labels) for MODEL.
 
     features: each row is one FeatureEvent; every column is a feature (typed as pandas
-    reads it; an empty cell is null) except event_id (generated when absent),
+    reads it; an empty cell is null) except the --id-column (event_id; generated when
+    absent), --drop columns,
     event_time_ms (now when absent), the label column and segment.NAME columns (the
     segment attribute NAME). A --segment column is a feature and a segment attribute.
-    labels: each row is one Label; needs event_id and the label column, and takes
+    labels: each row is one Label; needs the id column and the label column, and takes
     label_time_ms when present. Records go through Driftline's client producer
     (murmur2 partitioning, delivery confirmed); progress goes to stderr.
     """
@@ -174,8 +184,9 @@ def produce_cmd(
     if limit is not None:
         frame = frame.head(limit)
     cols = plan(
-        list(frame.columns), topic, label=label_column, segments=segments, with_labels=with_labels
-    )
+        list(frame.columns), topic, label=label_column, segments=segments,
+        with_labels=with_labels, id_column=id_column, drop=drop, time_column=time_column,
+    )  # fmt: skip
     failed: list[str] = []
 
     def on_delivery(delivery: Any) -> None:

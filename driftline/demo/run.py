@@ -180,6 +180,10 @@ def _bootstrap(settings: Settings, rows: list[Row], echo: Callable[[str], None])
     return load_version(records[-1], key)
 
 
+SEGMENTS = {"agrawal": ("elevel",), "sea": ()}
+"""The demo's segment attributes per stream (features that are also segments)."""
+
+
 def _segment(r: Row) -> dict[str, str]:
     return dict(r.segment)
 

@@ -121,8 +121,10 @@ def test_bootstrap_command_from_a_csv(s: Settings, tmp_path: Path, run) -> None:
     assert "task: classification (label 'churned': boolean labels)" in out
     champ = read_registry(s).champion("churn")
     assert (champ["task"], champ["factory"]) == ("classification", "hoeffding_tree")
-    assert [f["name"] for f in champ["feature_spec"]] == ["amount", "plan"]
-    amount, plan = champ["feature_spec"]
+    # a --segment column is a feature and a segment attribute, as driftline produce sends it
+    assert [f["name"] for f in champ["feature_spec"]] == ["amount", "plan", "region"]
+    amount, plan, region = champ["feature_spec"]
+    assert region["categories"] == ["eu"]
     assert (amount["type"], amount["min"], amount["max"]) == ("integer", -5.0, 14.0)  # 0-9 +- 4.5
     assert plan["categories"] == ["basic", "pro"]
     assert "region=eu" in champ["segment_metrics"]
@@ -163,9 +165,18 @@ def test_bootstrap_reads_a_float_label_as_regression_and_writes_its_config(
     assert "mae" in champ["metrics"] and "accuracy" not in champ["metrics"]
 
 
+@pytest.fixture
+def on_postgres(s: Settings, postgres_db: str) -> Settings:
+    """``s`` with its SQL view in a database of its own on the session's PostgreSQL."""
+    return s.model_copy(update={"sql_url": postgres_db})
+
+
 def test_sql_view_rebuilt_from_the_topics_equals_the_live_one(
-    s: Settings, group_id: str, tmp_path: Path, run
+    on_postgres: Settings, group_id: str, tmp_path: Path, run
 ) -> None:
+    """The live view on PostgreSQL; rebuilt from the topics into SQLite, then in place:
+    the same rows each time."""
+    s = on_postgres
     live = Projector(s)
     try:
         bootstrap_champion(s)
@@ -184,7 +195,8 @@ def test_sql_view_rebuilt_from_the_topics_equals_the_live_one(
         live.catch_up()
     finally:
         live.close()
-    engine = create_engine(s.sql_url)
+    engine = sqlview.engine(s.sql_url)
+    assert engine.dialect.name == "postgresql"
     view = sqlview.snapshot(engine)
     assert len(view["stage_history"]) == 7  # bootstrap 2, trigger 3, rollback 2
     assert {r.status for r in _runs(engine)} == {"succeeded", "failed"}
@@ -197,6 +209,7 @@ def test_sql_view_rebuilt_from_the_topics_equals_the_live_one(
     # rebuilding in place drops and replays: same view again
     rebuild(s)
     assert sqlview.snapshot(engine) == view
+    engine.dispose()
 
 
 def _runs(engine):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -103,23 +104,52 @@ def test_bootstrap_infers_a_regressor_and_writes_a_models_file(tmp_path: Path) -
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0] == "task: regression (label 'y': numbers with a fraction)"
-    assert "features: 4 inferred from 300 rows:" in lines
+    assert "features: 3 inferred from 300 rows:" in lines  # event_id is the id, no feature
     assert any(line.startswith("  amount: number in [") for line in lines)
     assert "  plan: category one of basic, pro" in lines
-    for column in ("day", "event_id"):
-        assert any(line.startswith(f"column '{column}' drifts by construction") and
-                   f'exclude = ["{column}"]' in line for line in lines)  # fmt: skip
+    assert not any("event_id" in line for line in lines)
+    assert any(line.startswith("column 'day' drifts by construction") and
+               'exclude = ["day"]' in line for line in lines)  # fmt: skip
     assert lines[-1] == f"wrote {out_file}"
     config = models_file.load(out_file)
     price = config["price"]
     assert (price.task, price.join_ttl_ms) == ("regression", 86_400_000)
-    assert set(price.drift.exclude) == {"day", "event_id"}
+    assert set(price.drift.exclude) == {"day"}
     spec = {f.name: f for f in price.spec().features}
     assert spec["amount"].min is not None and spec["day"].min is None
     assert invoke("models", "check", str(out_file))[0] == 0
     code, _, err = invoke("models", "bootstrap", "price", str(rows), "--label", "y",
                           "--config-only", "--write-config", str(out_file))  # fmt: skip
     assert code == 2 and "exists" in err  # never overwritten
+
+
+@pytest.mark.parametrize(
+    ("args", "features"),
+    [
+        ((), ["amount", "day", "plan"]),
+        (("--drop", "day"), ["amount", "plan"]),
+        (("--id-column", "plan"), ["amount", "day", "event_id"]),
+        (("--drop", "day", "--drop", "plan"), ["amount"]),
+        (("--time-column", "day"), ["amount", "plan"]),
+        (("--segment", "plan", "--drop", "day"), ["amount", "plan"]),  # a segment is a feature
+        (("parquet",), ["amount", "day", "plan"]),
+    ],
+)
+def test_bootstrap_columns_id_and_drop(
+    tmp_path: Path, args: tuple[str, ...], features: list[str]
+) -> None:
+    rows = _csv(tmp_path / "rows.csv", "bool")
+    if args == ("parquet",):  # the same rows as Parquet: read by the same rules
+        pd.read_csv(rows).to_parquet(rows := tmp_path / "rows.parquet", index=False)
+        args = ()
+    code, out, err = invoke("models", "bootstrap", "m", str(rows), "--label", "y",
+                            "--config-only", "--write-config", "-", *args)  # fmt: skip
+    assert code == 0, err
+    inferred = [line.split(":")[0].strip() for line in out.splitlines() if line.startswith("  ")]
+    assert inferred == features
+    code, _, err = invoke("models", "bootstrap", "m", str(rows), "--label", "y",
+                          "--config-only", "--drop", "nope")  # fmt: skip
+    assert code != 0 and "no column nope to drop" in err
 
 
 @pytest.mark.parametrize(
@@ -153,7 +183,7 @@ def test_bootstrap_follows_the_models_file(tmp_path: Path) -> None:
     assert code == 2 and "does not fit task regression" in " ".join(err.split())
     code, _, err = invoke("models", "bootstrap", "m", str(rows), "--label", "label",
                           "--config-only")  # fmt: skip
-    assert code != 0 and "has no column 'label'" in err
+    assert code != 0 and "no label column 'label'" in err
     path.write_text(BROKEN)
     code, _, err = invoke("models", "bootstrap", "m", str(rows), "--label", "y", models=path)
     assert code == 2 and err.startswith("driftline models bootstrap: models file")

@@ -235,9 +235,26 @@ def test_labels_need_event_id_and_label() -> None:
         plan(["event_id", "label"], "labels", label="y")
 
 
+def test_an_id_column_of_its_own_and_dropped_columns() -> None:
+    f = frame().rename(columns={"event_id": "order_id"})
+    cols = plan(list(f.columns), "features", id_column="order_id", drop=["plan", "n"])
+    assert cols.features == ("x1",) and cols.event_id == "order_id"
+    assert [r["event_id"] for r in feature_events(f, cols)] == ["a", "b", "c"]
+    rows = list(labels(f, plan(list(f.columns), "labels", id_column="order_id")))
+    assert rows[2]["event_id"] == "c"
+    g = frame().rename(columns={"event_time_ms": "ts"})
+    cols = plan(list(g.columns), "features", time_column="ts")
+    assert "ts" not in cols.features
+    assert [r["event_time_ms"] for r in feature_events(g, cols)] == [1, 2, 3]
+    with pytest.raises(ConfigError, match="no time column 'when'"):
+        plan(list(g.columns), "features", time_column="when")
+
+
 @pytest.mark.parametrize(
     ("columns", "topic", "kw", "message"),
     [(["x"], "predictions", {}, "only to features or labels"),
+     (["x", "y"], "features", {"drop": ["z"]}, "no column z to drop"),
+     (["k", "label"], "labels", {"id_column": "order_id"}, "need an 'order_id' column"),
      (["x"], "features", {"segments": ["region"]}, "no segment column region"),
      (["event_id", "label"], "features", {}, "no feature column"),
      (["x"], "features", {"with_labels": True}, "no label column")],

@@ -1,4 +1,5 @@
-"""The SQL view's tables, projection rules and schema version (SQLite, no broker)."""
+"""The SQL view's tables, projection rules and Alembic migrations, each test on SQLite and
+on a real PostgreSQL server (the ``sql_url`` fixture; no broker)."""
 
 from __future__ import annotations
 
@@ -6,20 +7,29 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, insert, select, text, update
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, insert, inspect, select, text
 
 from driftline.consumers import sqlview
 from driftline.core.errors import ConfigError
 from driftline.core.lifecycle.registry import restage
+from tests.fixtures.sqlview import v1
 from tests.unit.core.examples import alert, model_version, retrain_trigger
 
 
 @pytest.fixture
-def engine(tmp_path: Path):
-    eng = create_engine(f"sqlite:///{tmp_path}/view.db")
-    assert sqlview.ensure_schema(eng) == sqlview.SCHEMA_VERSION
+def engine(sql_url: str):
+    eng = sqlview.engine(sql_url)
+    assert sqlview.upgrade(eng) is None  # a new view
     yield eng
     eng.dispose()
+
+
+def schema_diff(engine: Engine) -> list:
+    """What differs between the database's tables and the code's (empty: the same)."""
+    with engine.connect() as conn:
+        return compare_metadata(MigrationContext.configure(conn), sqlview.metadata)
 
 
 def rows(engine, table) -> list:
@@ -87,31 +97,26 @@ def test_incident_records_keep_their_lifecycle(engine) -> None:
     assert got["a-3"].segments is None and got["a-3"].incident_key is None
 
 
-def test_a_view_of_schema_version_1_gets_the_incident_columns(tmp_path: Path) -> None:
-    """A view written before Alert v2 (its alerts table without the incident columns)
-    is migrated in place: old rows keep their values, with null incident fields."""
-    eng = create_engine(f"sqlite:///{tmp_path}/old.db")
-    sqlview.ensure_schema(eng)
-    v1 = [c.name for c in sqlview.alerts.columns][:9]
-    with eng.begin() as conn:
-        conn.execute(text("DROP TABLE alerts"))
-        conn.execute(text("CREATE TABLE alerts (alert_id VARCHAR(255) PRIMARY KEY, model "
-                          "VARCHAR(255), version VARCHAR(255), segment VARCHAR(255), kind "
-                          "VARCHAR(255), severity VARCHAR(255), message TEXT, evidence TEXT, "
-                          "created_at_ms BIGINT)"))  # fmt: skip
-        conn.execute(text(f"INSERT INTO alerts ({', '.join(v1)}) VALUES ('old', 'churn', "
-                          "'v1', NULL, 'concept_drift', 'warning', 'm', '{}', 5)"))  # fmt: skip
-        conn.execute(sqlview.schema_version.delete())
-        conn.execute(insert(sqlview.schema_version).values(version=1, applied_at_ms=0))
-    assert sqlview.ensure_schema(eng) == 1  # found 1, migrated to 2
-    with eng.begin() as conn:
-        sqlview.project_alert(conn, alert(alert_id="new"))
-    got = {r.alert_id: r for r in rows(eng, sqlview.alerts)}
-    assert (got["old"].kind, got["old"].state, got["old"].incident_id) == ("concept_drift", None,
-                                                                          None)  # fmt: skip
-    assert got["new"].state == "firing"
-    assert sqlview.ensure_schema(eng) == sqlview.SCHEMA_VERSION == 2
-    eng.dispose()
+def test_a_view_before_alert_v2_gets_the_incident_columns(sql_url: str) -> None:
+    """A view at revision 0002 (its alerts table without the incident columns) is
+    upgraded in place: old rows keep their values, with null incident fields."""
+    eng = sqlview.engine(sql_url)
+    try:
+        assert sqlview.upgrade(eng, to="0002") is None  # a new view, up to 0002 only
+        v1 = [c.name for c in sqlview.alerts.columns][:9]
+        with eng.begin() as conn:
+            conn.execute(text(f"INSERT INTO alerts ({', '.join(v1)}) VALUES ('old', 'churn', "
+                              "'v1', NULL, 'concept_drift', 'warning', 'm', '{}', 5)"))  # fmt: skip
+        assert sqlview.upgrade(eng) == "0002"
+        with eng.begin() as conn:
+            sqlview.project_alert(conn, alert(alert_id="new"))
+        got = {r.alert_id: r for r in rows(eng, sqlview.alerts)}
+        assert (got["old"].kind, got["old"].state, got["old"].incident_id) == (
+            "concept_drift", None, None)  # fmt: skip
+        assert got["new"].state == "firing"
+        assert schema_diff(eng) == []
+    finally:
+        eng.dispose()
 
 
 def test_offsets_are_stored_with_the_rows(engine) -> None:
@@ -122,27 +127,66 @@ def test_offsets_are_stored_with_the_rows(engine) -> None:
         assert sqlview.read_offsets(conn) == {("t.registry", 0): 9, ("t.alerts", 2): 7}
 
 
-def test_schema_version_is_managed(engine) -> None:
-    assert sqlview.ensure_schema(engine) == sqlview.SCHEMA_VERSION  # idempotent
+def test_a_new_view_is_at_head_and_matches_the_code(engine) -> None:
+    with engine.connect() as conn:
+        assert sqlview.revision(conn) == sqlview.HEAD
+    assert schema_diff(engine) == []
+    assert sqlview.upgrade(engine) == sqlview.HEAD  # idempotent
+
+
+def test_a_view_of_driftline_0_1_is_upgraded_with_its_rows(sql_url: str) -> None:
+    eng = sqlview.engine(sql_url)
+    try:
+        v1.create_v1(eng)
+        rec = model_version(stage="champion")
+        with eng.begin() as conn:
+            sqlview.project_version(conn, rec, 0, 3)
+            sqlview.write_offsets(conn, {("t.registry", 0): 4})
+        before = sqlview.snapshot(eng)
+        assert sqlview.upgrade(eng) == sqlview.LEGACY_REVISION
+        assert not inspect(eng).has_table("schema_version")
+        with eng.connect() as conn:
+            assert sqlview.revision(conn) == sqlview.HEAD
+            assert sqlview.read_offsets(conn) == {("t.registry", 0): 4}
+        assert sqlview.snapshot(eng) == before
+        assert schema_diff(eng) == []
+        indexes = {i["name"] for i in inspect(eng).get_indexes("alerts")}
+        assert "ix_alerts_model_created" in indexes
+    finally:
+        eng.dispose()
+
+
+def test_every_revision_downgrades_and_upgrades_again(engine) -> None:
+    from alembic import command
+
     with engine.begin() as conn:
-        conn.execute(update(sqlview.schema_version).values(version=sqlview.SCHEMA_VERSION + 1))
-    with pytest.raises(ConfigError, match="newer than this Driftline"):
-        sqlview.ensure_schema(engine)
+        command.downgrade(sqlview._config(conn), "base")
+    assert sqlview.upgrade(engine, "0001") is None
+    with engine.connect() as conn:
+        assert sqlview.revision(conn) == "0001"
+    assert sqlview.upgrade(engine) == "0001"
+    assert schema_diff(engine) == []
 
 
-def test_migrations_run_in_order(engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    ran = []
-    monkeypatch.setattr(sqlview, "SCHEMA_VERSION", sqlview.SCHEMA_VERSION + 1)
-    monkeypatch.setitem(sqlview.MIGRATIONS, sqlview.SCHEMA_VERSION - 1, lambda c: ran.append(1))
-    assert sqlview.ensure_schema(engine) == sqlview.SCHEMA_VERSION - 1
-    assert ran == [1]
-    versions = [r.version for r in rows(engine, sqlview.schema_version)]
-    assert sorted(versions) == [sqlview.SCHEMA_VERSION - 1, sqlview.SCHEMA_VERSION]
+def test_a_view_of_a_newer_driftline_is_refused_and_left_alone(engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(ConfigError, match="revision 9999, which this Driftline does not know"):
+        sqlview.upgrade(engine)
+    with engine.connect() as conn:
+        assert sqlview.revision(conn) == "9999"
+
+
+def test_rebuild_drops_every_table_and_the_revision(engine) -> None:
+    sqlview.drop_all(engine)
+    assert inspect(engine).get_table_names() == []
+    assert sqlview.upgrade(engine) is None
 
 
 def test_snapshot_compares_whole_tables(engine, tmp_path: Path) -> None:
-    other = create_engine(f"sqlite:///{tmp_path}/other.db")
-    sqlview.ensure_schema(other)
+    """Also across backends: a view on PostgreSQL reads back what one on SQLite does."""
+    other = sqlview.engine(f"sqlite:///{tmp_path}/other.db")
+    sqlview.upgrade(other)
     for eng in (engine, other):
         with eng.begin() as conn:
             sqlview.project_trigger(conn, retrain_trigger())
