@@ -477,31 +477,35 @@ class AlertRules:
                            msg, evidence, now_ms)  # fmt: skip
 
     def checks_estimate(self, snapshot: Mapping[str, Any]) -> list[Check]:
-        """A CBPE snapshot of segment 'all' that raises no alert, judged: healthy when
-        every watched estimate is at most ``clear_factor`` times the margin below its
-        baseline (hysteresis, as for performance); none before ``min_count``."""
+        """A CBPE snapshot of segment 'all' that raises no alert, judged: healthy once no
+        watched estimate is both more than the margin below its baseline and with its
+        band's top below it (the alert's own condition: an estimate from uncalibrated
+        scores may never come back within a tighter margin of a realized baseline, and
+        the incident's healthy checks in a row are the hysteresis); none before
+        ``min_count``."""
         if snapshot["segment"] != PRIMARY or snapshot["count"] < self.min_count:
             return []
         metrics, base = snapshot["metrics"], snapshot.get("baseline") or {}
-        clear = self.clear_factor * self.margin
         drops = {
-            name: base[name] - metrics[f"estimated_{name}"]
+            name: (base[name] - metrics[f"estimated_{name}"],
+                   metrics.get(f"estimated_{name}_upper", metrics[f"estimated_{name}"]))
             for name in sorted(HIGHER_IS_BETTER)
             if f"estimated_{name}" in metrics and name in base
             and (self.watch is None or name in self.watch)
         }  # fmt: skip
         if not drops:
             return []
-        name = max(drops, key=lambda n: drops[n])
-        healthy = drops[name] <= clear
+        name = max(drops, key=lambda n: drops[n][0])
+        drop, upper = drops[name]
+        healthy = drop <= self.margin or upper >= base[name]
         model, version = snapshot["model"], snapshot["version"]
         return [Check(
             "estimated_performance_degradation", PRIMARY, healthy, version,
-            f"estimated {name} of {model} {version} is {_g(metrics[f'estimated_{name}'])} over "
-            f"the last {snapshot['count']} predictions, {_g(drops[name])} below its baseline "
-            f"{_g(base[name])}: {'within' if healthy else 'outside'} the clearing margin "
-            f"{_g(clear)}.",
-            {"metric": name, "worse_by": drops[name], "clear_margin": clear,
+            f"estimated {name} of {model} {version} is {_g(metrics[f'estimated_{name}'])} "
+            f"(band top {_g(upper)}) over the last {snapshot['count']} predictions, "
+            f"{_g(drop)} below its baseline {_g(base[name])}: "
+            f"{'no longer' if healthy else 'still'} beyond the margin {_g(self.margin)}.",
+            {"metric": name, "worse_by": drop, "upper": upper, "margin": self.margin,
              "count": snapshot["count"], "window": snapshot["window"]},
         )]  # fmt: skip
 

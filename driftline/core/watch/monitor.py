@@ -444,7 +444,7 @@ class ModelMonitor:
                     base = seg_baselines.get(snap["segment"], baseline)
                     snap["baseline"] = {k: v for k, v in base.items() if k != "count"}
                 out.append(Emit("metrics", self.config.name, snap))
-                if champion:
+                if champion and snap["segment"] == PRIMARY:  # segments: shown, not judged
                     bad = self.rules.check_estimate(snap, now_ms)
                     alerts += bad
                     if not bad:
