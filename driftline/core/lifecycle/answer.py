@@ -343,10 +343,12 @@ def alert(
     evidence: Mapping[str, Any],
     *,
     now_ms: int,
+    alert_id: str | None = None,
 ) -> dict[str, Any]:
-    """An Alert record: a notice (no incident, ``state`` null)."""
+    """An Alert record: a notice (no incident, ``state`` null); ``alert_id`` a fresh
+    UUID unless the caller needs a deterministic one."""
     return {
-        "alert_id": str(uuid.uuid4()),
+        "alert_id": alert_id or str(uuid.uuid4()),
         "model": model,
         "version": version,
         "segment": None,

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from driftline.core.errors import StageError
+from driftline.core.lifecycle.answer import alert
 from driftline.core.lifecycle.online import ONLINE_PREFIX, OnlineLearner, Store, is_online
 from driftline.core.lifecycle.promotion import (
     Decision,
@@ -93,17 +94,16 @@ def decision_alert(decision: Decision, *, enacted: bool, now_ms: int) -> dict[st
             f"evidence; promotion is manual: approve it with `driftline models approve "
             f"{decision.model} {decision.version}`. {decision.reason}"
         )
-    return {
-        "alert_id": f"{decision.model}/{decision.action}/{decision.version}/{now_ms}",
-        "model": decision.model,
-        "version": decision.version,
-        "segment": None,
-        "kind": kind,
-        "severity": severity,
-        "message": message[:500],
-        "evidence": {k: v for k, v in decision.evidence.items() if v is not None},
-        "created_at_ms": now_ms,
-    }
+    return alert(
+        decision.model,
+        decision.version,
+        kind,
+        severity,
+        message[:500],
+        {k: v for k, v in decision.evidence.items() if v is not None},
+        now_ms=now_ms,
+        alert_id=f"{decision.model}/{decision.action}/{decision.version}/{now_ms}",
+    )
 
 
 class LiveModel:
