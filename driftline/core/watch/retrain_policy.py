@@ -248,42 +248,63 @@ class RetrainPolicy:
             raise ValueError("n must be >= 0")
         self.state["outcomes"] += n
 
+    def _judges(self, snapshot: Mapping[str, Any], enabled: bool) -> bool:
+        """Whether a snapshot is one this policy judges: this model's champion on
+        segment 'all', enough rows, and its kind of reason enabled."""
+        return (
+            enabled
+            and snapshot["model"] == self.model
+            and snapshot["segment"] == "all"
+            and self._is_champion(snapshot["version"])
+            and snapshot["count"] >= self.config["min_count"]
+        )
+
+    def _streak(
+        self,
+        key: str,
+        reason: str,
+        worse: Mapping[str, Any] | None,
+        cleared: bool,
+        snapshot: Mapping[str, Any],
+        now_ms: int,
+    ) -> None:
+        """Count one judgement into the streak ``key``: ``worse`` (the evidence of a
+        degradation, or None) extends it and, once armed and long enough, makes
+        ``reason`` pending; otherwise the streak resets and ``cleared`` re-arms it."""
+        st, cfg = self.state, self.config
+        streak, armed = f"{key}streak", f"{key}armed"
+        st.setdefault(streak, 0)
+        st.setdefault(armed, True)
+        if worse is None:
+            st[streak] = 0
+            if cleared:
+                st[armed] = True
+            return
+        st[streak] += 1
+        if st[armed] and st[streak] >= cfg["degradation_evaluations"]:
+            self._pend(reason, now_ms, {
+                **worse, "window": snapshot["window"], "count": snapshot["count"],
+                "evaluations": st[streak],
+            })  # fmt: skip
+
     def observe_snapshot(self, snapshot: Mapping[str, Any], now_ms: int) -> dict[str, Any] | None:
         """Judge one MetricSnapshot of the champion on segment 'all' for degradation."""
-        st, cfg = self.state, self.config
-        if (
-            snapshot["model"] != self.model
-            or snapshot["segment"] != "all"
-            or not self._is_champion(snapshot["version"])
-            or snapshot["count"] < cfg["min_count"]
-            or not cfg["on_degradation"]
-            or not snapshot["window"].startswith(cfg["degradation_window"] or "")
+        cfg = self.config
+        if not self._judges(snapshot, cfg["on_degradation"]) or not snapshot["window"].startswith(
+            cfg["degradation_window"] or ""
         ):
             return self.tick(now_ms)
         watch = None if cfg["watch"] is None else frozenset(cfg["watch"])
         ds = degradations(snapshot, cfg["margin"], cfg["relative_margin"], watch)
+        worse = None
         if ds and ds[0].ratio > 1:
-            st["streak"] += 1
             d = ds[0]
-            if st["armed"] and st["streak"] >= cfg["degradation_evaluations"]:
-                self._pend(
-                    "performance_degradation",
-                    now_ms,
-                    {
-                        "metric": d.metric,
-                        "value": d.value,
-                        "baseline": d.baseline,
-                        "worse_by": d.worse_by,
-                        "margin": d.margin,
-                        "window": snapshot["window"],
-                        "count": snapshot["count"],
-                        "evaluations": st["streak"],
-                    },
-                )
-        else:
-            st["streak"] = 0
-            if not ds or ds[0].ratio <= cfg["clear_ratio"]:
-                st["armed"] = True
+            worse = {
+                "metric": d.metric, "value": d.value, "baseline": d.baseline,
+                "worse_by": d.worse_by, "margin": d.margin,
+            }  # fmt: skip
+        cleared = not ds or ds[0].ratio <= cfg["clear_ratio"]
+        self._streak("", "performance_degradation", worse, cleared, snapshot, now_ms)
         return self.tick(now_ms)
 
     def observe_estimate(self, snapshot: Mapping[str, Any], now_ms: int) -> dict[str, Any] | None:
@@ -292,14 +313,8 @@ class RetrainPolicy:
         below its baseline and its band's upper end below the baseline;
         ``degradation_evaluations`` in a row make the reason pending; re-armed when every
         estimate is within ``clear_ratio`` margins of its baseline."""
-        st, cfg = self.state, self.config
-        if (
-            snapshot["model"] != self.model
-            or snapshot["segment"] != "all"
-            or not self._is_champion(snapshot["version"])
-            or snapshot["count"] < cfg["min_count"]
-            or not cfg["on_estimated_degradation"]
-        ):
+        cfg = self.config
+        if not self._judges(snapshot, cfg["on_estimated_degradation"]):
             return self.tick(now_ms)
         metrics, base = snapshot["metrics"], snapshot.get("baseline") or {}
         watch = cfg["watch"]
@@ -310,22 +325,16 @@ class RetrainPolicy:
                 continue
             upper = metrics.get(f"estimated_{name}_upper", value)
             judged.append((base[name] - value, upper < base[name], name, value, base[name]))
-        worse = [j for j in judged if j[0] > cfg["margin"] and j[1]]
-        st.setdefault("est_streak", 0)
-        st.setdefault("est_armed", True)
-        if worse:
-            st["est_streak"] += 1
-            drop, _, name, value, b = max(worse)
-            if st["est_armed"] and st["est_streak"] >= cfg["degradation_evaluations"]:
-                self._pend("estimated_performance_degradation", now_ms, {
-                    "metric": name, "value": value, "baseline": b, "worse_by": drop,
-                    "margin": cfg["margin"], "window": snapshot["window"],
-                    "count": snapshot["count"], "evaluations": st["est_streak"],
-                })  # fmt: skip
-        else:
-            st["est_streak"] = 0
-            if all(j[0] <= cfg["clear_ratio"] * cfg["margin"] for j in judged):
-                st["est_armed"] = True
+        worse_all = [j for j in judged if j[0] > cfg["margin"] and j[1]]
+        worse = None
+        if worse_all:
+            drop, _, name, value, b = max(worse_all)
+            worse = {
+                "metric": name, "value": value, "baseline": b, "worse_by": drop,
+                "margin": cfg["margin"],
+            }  # fmt: skip
+        cleared = all(j[0] <= cfg["clear_ratio"] * cfg["margin"] for j in judged)
+        self._streak("est_", "estimated_performance_degradation", worse, cleared, snapshot, now_ms)
         return self.tick(now_ms)
 
     def observe_drift(self, event: DriftEvent, now_ms: int) -> dict[str, Any] | None:
