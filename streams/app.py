@@ -144,7 +144,7 @@ def tune_gc() -> None:
     reference counting, yet each 700 allocations trigger a young-generation collection
     and every ~10 of those an older one that walks the join store's entries. Frozen
     start-up objects and a young generation of 50,000 cut the join loop's CPU per record
-    by 10-20% (``docs/benchmarks.md``, section 1)."""
+    by 10-20% (``docs/benchmarks-history.md``, section 1)."""
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
 

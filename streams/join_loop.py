@@ -25,7 +25,7 @@ is joined with ``legacy=True``: the joiner then migrates them inside the batches
 transactions (:mod:`driftline.core.join.joiner`).
 
 It runs as a confluent-kafka loop on its own thread inside the worker, like the scorer:
-Faust's per-event consumer bounded the join near 760 outcomes/s (docs/benchmarks.md),
+Faust's per-event consumer bounded the join near 760 outcomes/s (docs/benchmarks-history.md),
 and its exactly-once mode has open reports of duplicates after a kill
 (faust-streaming#517), which this design avoids by owning the transaction.
 """

@@ -67,7 +67,7 @@ RETRY_BUDGET_S = 30.0
 RENEWALS_PER_MINUTE = 5
 STUCK_S = 3.0
 """How long a loop first waits for a ``send_offsets_to_transaction`` before it gives the
-producer up (see above). The call takes ~5 ms (p50, docs/benchmarks.md: AddOffsetsToTxn
+producer up (see above). The call takes ~5 ms (p50, docs/benchmarks-history.md: AddOffsetsToTxn
 and TxnOffsetCommit); a stuck one returns only when the coordinator's old broker is
 back. It was 15 s: in the fault harness on three nodes each move of a group coordinator
 then stopped a loop for 15 s (controller SIGKILL: 26.2 s to outputs again, 17.2 s with
@@ -265,7 +265,7 @@ class Transactions:
     waits is a race with the broker's marker writes, lost more often the busier the
     machine: with one core kept busy, a join-sized batch's transaction took 30 ms (p50)
     with one producer and 10.5 ms with two taking turns (``bench/bench_txn.py``,
-    docs/benchmarks.md). Batches still run one at a time:
+    docs/benchmarks-history.md). Batches still run one at a time:
     a batch begins only after the previous one committed (or aborted), so outputs and
     offsets keep their order, and every transaction is fenced by the consumer group's
     generation (KIP-447) whichever lane runs it.

@@ -92,7 +92,7 @@ def scoring_for(champion: ServedModel, passthrough: bool = True) -> Scoring:
 class MeasuredScorer(ScorerLoop):
     """ScorerLoop that marks the measured window and stops after ``target`` events.
 
-    ``before``: as the scorer was before the throughput work (docs/benchmarks.md): the
+    ``before``: as the scorer was before the throughput work (docs/benchmarks-history.md): the
     Prediction's features and segment encoded again instead of passed through as bytes,
     and ``consume(batch_size, poll_timeout_s)``, which waits for a full batch or the
     whole timeout.

@@ -5,7 +5,7 @@ with the batch's input offsets (the shape of the join's transaction, without its
 decoding, state, lanes or monitor). It runs in a process of its own and is measured by
 the same paced driver as the worker, so the difference is what the join adds. With
 ``per_partition`` it gives each input partition a transactional producer of its own,
-the way around librdkafka's one produce request per partition (docs/benchmarks.md)."""
+the way around librdkafka's one produce request per partition (docs/benchmarks-history.md)."""
 
 from __future__ import annotations
 

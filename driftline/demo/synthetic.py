@@ -26,7 +26,7 @@ naive Bayes is its Bayes-optimal classifier, which a Hoeffding tree's naive-Baye
 adaptive leaves are (softmax regression could learn the same form; the tree was
 chosen, like ARF and HAT, the tree learners it is compared with). Every tree learns
 with ``grace_period = 50``, ``delta = 0.01`` (river's 1e-7 needs ~10x the rows to
-split) and every model learns its training window 5 times (docs/benchmarks.md,
+split) and every model learns its training window 5 times (docs/benchmarks-history.md,
 section 2). The incremental generators' parameters were set so that the drift costs a
 model frozen after 2,000 events measurably (Hyperplane: 0.87 -> 0.77 over 38,000
 events; RandomRBFDrift: 0.74 -> 0.50-0.68).

@@ -166,7 +166,7 @@ def training_epochs(params: Mapping[str, Any]) -> int:
     A retrain learns a window of a few hundred to a few thousand rows, not an endless
     stream; a Hoeffding tree splits a leaf only once enough rows reached it, so one pass
     over 1,000 rows of a new Agrawal concept left it at 0.80 accuracy and three passes
-    reached 0.92 (``docs/benchmarks.md``, section 2).
+    reached 0.92 (``docs/benchmarks-history.md``, section 2).
 
     >>> training_epochs({"grace_period": 50}), training_epochs({"epochs": 3})
     (1, 3)
