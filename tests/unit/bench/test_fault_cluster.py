@@ -23,6 +23,14 @@ from bench.faults.watch import Probe
 from driftline import broker
 
 
+class Admins(list[dict[str, object]]):
+    """An AdminClient stand-in: connects to nothing, keeps the configurations asked for."""
+
+    def __call__(self, conf: dict[str, object]) -> dict[str, object]:
+        self.append(conf)
+        return conf
+
+
 def test_the_quick_cluster_schedule_is_a_leader_kill_then_a_rolling_restart() -> None:
     faults = schedule(Options(events=1000, quick=True, brokers=3))
     assert [(f.kind, f.at) for f in faults] == [("leader", FIRST_AT), ("rolling", 0.4)]
@@ -175,13 +183,8 @@ def test_a_paused_node_is_resumed_even_when_the_wait_for_the_isr_fails(
     timed out and the fault's thread ended before its SIGCONT."""
     steps: list[str] = []
     cl = _PausedCluster()
-    admins: list[dict[str, object]] = []  # no connection: the configurations asked for
-
-    def admin_client(conf: dict[str, object]) -> dict[str, object]:
-        admins.append(conf)
-        return conf
-
-    monkeypatch.setattr(cluster_faults, "AdminClient", admin_client)
+    admins = Admins()
+    monkeypatch.setattr(cluster_faults, "AdminClient", admins)
     ops = cluster_faults.Ops(cl, {"bootstrap.servers": "127.0.0.1:1"}, "f1", steps.append)  # type: ignore[arg-type]
 
     def no_answer(*_a: object, **_k: object) -> list[Part]:
@@ -199,13 +202,8 @@ def test_the_wait_for_the_isr_asks_again_when_metadata_times_out(
 ) -> None:
     steps: list[str] = []
     cl = _PausedCluster()
-    admins: list[dict[str, object]] = []  # no connection: the configurations asked for
-
-    def admin_client(conf: dict[str, object]) -> dict[str, object]:
-        admins.append(conf)
-        return conf
-
-    monkeypatch.setattr(cluster_faults, "AdminClient", admin_client)
+    admins = Admins()
+    monkeypatch.setattr(cluster_faults, "AdminClient", admins)
     ops = cluster_faults.Ops(cl, {"bootstrap.servers": "127.0.0.1:1"}, "f1", steps.append)  # type: ignore[arg-type]
     answers: list[list[Part] | KafkaException] = [
         KafkaException(KafkaError(KafkaError._TIMED_OUT, "Failed to get metadata")),
