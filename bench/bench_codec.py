@@ -10,6 +10,7 @@ import contextlib
 import io
 import tempfile
 import timeit
+from collections.abc import Callable
 from pathlib import Path
 
 from fastavro import schemaless_reader, schemaless_writer
@@ -22,7 +23,7 @@ from tests.schema_compat import FIXTURES, schema_dir_with
 from tests.unit.core.examples import feature_event
 
 
-def per_call_us(fn, number: int = 50_000) -> float:
+def per_call_us(fn: Callable[[], object], number: int = 50_000) -> float:
     return min(timeit.repeat(fn, number=number, repeat=5)) / number * 1e6
 
 

@@ -104,7 +104,7 @@ def loop_run(tuned: bool, n: int, challengers: int = 0) -> None:
         msgs = [Msg(topic, 2, 1_000_000 + i, k, v, hs) for i, (k, v, hs) in enumerate(items)]
         t = time.thread_time()
         for i in range(0, len(msgs), 500):
-            rig.loop.process(msgs[i : i + 500], rig.now)
+            rig.loop.process(msgs[i : i + 500], rig.now)  # type: ignore[arg-type]  # a fake Message
         return (time.thread_time() - t) / len(msgs) * 1e6
 
     print(feed(preds, "t.predictions"), feed(labels, "t.labels"), gc.get_threshold()[0])
@@ -139,18 +139,18 @@ def main() -> None:
         print(f"| {'lean' if lean else 'whole'} | {p:.1f} | {lab:.1f} | {size:.0f} |")
     loops: dict[str, list[tuple[float, float]]] = {"default": [], "tuned": []}
     for _ in range(5):
-        for mode, runs in loops.items():
+        for mode, pairs in loops.items():
             child = [sys.executable, __file__, "--loop-child", mode, str(4 * n),
                      "--challengers", str(challengers)]  # fmt: skip
             out = subprocess.run(child, capture_output=True, text=True, check=True).stdout
             p, lab, _ = out.split()
-            runs.append((float(p), float(lab)))
+            pairs.append((float(p), float(lab)))
     print(f"\nJoinLoop.process, {4 * n:,} predictions then their labels (lean), fake clients, "
           "thread CPU, median of 5 alternating child processes")  # fmt: skip
     print("| garbage collection | µs per prediction | µs per label |")
     print("|---|---|---|")
-    for mode, runs in loops.items():
-        p, lab = (statistics.median(x) for x in zip(*runs, strict=True))
+    for mode, pairs in loops.items():
+        p, lab = (statistics.median(x) for x in zip(*pairs, strict=True))
         what = "tune_gc (50,000, 20, 100)" if mode == "tuned" else "Python's (700, 10, 10)"
         print(f"| {what} | {p:.1f} | {lab:.1f} |")
 

@@ -1,4 +1,4 @@
-"""Milliseconds per batch transaction of the worker's loops (``streams/txn.Transactions``),
+"""Milliseconds per batch transaction of the worker's loops (``driftline.kafka.txn.Transactions``),
 with one transactional producer against two taking turns, against a real broker.
 
 Each batch is what the join does at ~5,000 labels/s: a few dozen input records
@@ -31,12 +31,12 @@ from bench.pipeline import env
 from bench.pipeline.driver import quantile
 from bench.pipeline.worker import proc_cpu_s
 from driftline.kafka.clients import consumer_config
-from driftline.settings import Settings
-from driftline.streams.txn import (
+from driftline.kafka.txn import (
     Transactions,
     loop_consumer_settings,
     take_batch,
 )
+from driftline.settings import Settings
 
 BATCH = 40  # records per batch: ~5,000 labels/s at a cycle of ~8 ms
 PAYLOAD = b"x" * 200

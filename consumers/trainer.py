@@ -49,7 +49,12 @@ from prometheus_client import Counter, Histogram
 from driftline.consumers.live import LiveLoop
 from driftline.consumers.outcomes import OutcomeReader
 from driftline.core.errors import CodecError
-from driftline.core.lifecycle.answer import answer_trigger, failure_alert, restage_answer
+from driftline.core.lifecycle.answer import (
+    answer_trigger,
+    answered_by,
+    failure_alert,
+    restage_answer,
+)
 from driftline.core.model.config import ModelsConfig
 from driftline.core.model.estimators import write_artifact
 from driftline.core.watch import models_file
@@ -201,7 +206,7 @@ class Trainer:
         model = trigger["model"]
         self.follower.catch_up()
         reg = self.follower.registry
-        answered = reg.answered(trigger["idempotency_key"]) or reg.answered(trigger["trigger_id"])
+        answered = answered_by(reg, trigger)
         if answered is not None:
             log.info(
                 "%s: trigger %s already answered by %s, skipped",

@@ -24,7 +24,7 @@ join runs.
 
 Faust is the frame: services, timers, the web server and the worker's lifecycle. Both
 data paths are confluent-kafka loops that own their Kafka transactions
-(streams/txn.py): the measured reasons are in docs/architecture.md.
+(driftline/kafka/txn.py): the measured reasons are in docs/architecture.md.
 
 Run it with ``driftline worker`` (or :func:`run`).
 """
@@ -66,8 +66,8 @@ from driftline.streams import web
 from driftline.streams.incidents import read_alerts
 from driftline.streams.join_loop import JoinLoop
 from driftline.streams.joinstore import open_store
+from driftline.streams.lineups import Lineups
 from driftline.streams.monitors import INCIDENTS, Monitors, Recent, install, log_alert
-from driftline.streams.registry import RegistryFollower
 from driftline.streams.restore import read_last_known, restore
 from driftline.streams.scorer import ScorerLoop
 
@@ -90,7 +90,7 @@ class Worker:
     models: ModelsConfig
     app: faust.App
     codec: Codec
-    follower: RegistryFollower
+    follower: Lineups
     scorer: ScorerLoop | None
     monitors: Monitors
     join: JoinLoop | None
@@ -178,8 +178,8 @@ def create_worker(
                     record_headers(ALERT, alert["created_at_ms"], None))  # fmt: skip
 
     monitors = Monitors(models)
-    follower = RegistryFollower(settings, codec, on_alert=send_alert,
-                                on_change=monitors.versions.append)  # fmt: skip
+    follower = Lineups(settings, codec, on_alert=send_alert,
+                       on_change=monitors.versions.append)  # fmt: skip
     # the models file in force: replaced whole by a SIGHUP reload (driftline/reload.py)
     reloader = ModelsReloader(settings.models_file, models, process="worker",
                               on_alert=send_alert)  # fmt: skip

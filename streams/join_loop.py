@@ -10,7 +10,7 @@ names and partition) in a local store (:mod:`driftline.streams.joinstore`) whose
 of truth is a compacted changelog topic partitioned the same way.
 
 Each batch (records read, plus the entries whose TTL passed) is one Kafka transaction
-(:mod:`driftline.streams.txn`): its outcomes, dead letters, changelog records and input
+(:mod:`driftline.kafka.txn`): its outcomes, dead letters, changelog records and input
 offsets commit together or not at all. The local store and the expiry index change
 only after the commit; the monitor is fed only committed steps. An aborted batch is
 read again from its first offsets against unchanged state. So after a crash, a
@@ -52,17 +52,18 @@ from driftline.core.join.leanentry import is_names_key
 from driftline.core.join.rules import JoinEntry
 from driftline.core.wire.deadletter import Origin
 from driftline.core.wire.headers import header_list
+from driftline.core.wire.topics import replication_configs
 from driftline.kafka.clients import admin_config, consumer_config
-from driftline.settings import Settings
-from driftline.streams import telemetry as m
-from driftline.streams.joinstore import Store
-from driftline.streams.txn import (
+from driftline.kafka.txn import (
     Transactions,
     consumer_lag,
     loop_consumer_settings,
     take_batch,
     usable,
 )
+from driftline.settings import Settings
+from driftline.streams import telemetry as m
+from driftline.streams.joinstore import Store
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ class JoinLoop:
             )
         )
         self.txn = Transactions.for_loop(settings, "join", group_id, self.consumer,
-                                         producer=producer)  # fmt: skip
+                                         producer=producer, observer=m.TXN_METRICS)  # fmt: skip
         self.track_offsets = bool(getattr(store, "persists", True))
         """Only a store that outlives the process needs the changelog's offsets (it
         restores from where it stopped); a delivery callback per record costs CPU."""
@@ -175,7 +176,7 @@ class JoinLoop:
         self.store.close()
 
     def next_batch(self) -> list[Message]:
-        """Up to ``batch_size`` records (:func:`driftline.streams.txn.take_batch`)."""
+        """Up to ``batch_size`` records (:func:`driftline.kafka.txn.take_batch`)."""
         return take_batch(self.consumer, self.batch_size, self.poll_timeout_s)
 
     def process(self, msgs: Sequence[Message], now: int, sweep: bool = False) -> bool:
@@ -313,8 +314,6 @@ class JoinLoop:
     def ensure_changelog(self) -> None:
         """Create the compacted changelog topic if it is missing (with three replicas or
         more, min.insync.replicas 2, like Driftline's topics)."""
-        from driftline.core.wire.topics import replication_configs
-
         s = self.settings
         admin = AdminClient(admin_config(s))
         config = {"cleanup.policy": "compact", **replication_configs(s.replication_factor)}

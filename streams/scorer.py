@@ -4,7 +4,7 @@ Stateless, so it runs as a confluent-kafka consume -> score -> produce loop on i
 thread inside the Faust worker (a ``mode.Service``): measured several times faster than
 Faust's per-event consumer for this work (docs/architecture.md). Exactly-once: each
 batch's predictions, dead letters and alerts are produced in one Kafka transaction with
-the batch's input offsets (streams/txn.py), so a crash or a rebalance replays at most the
+the batch's input offsets (driftline/kafka/txn.py), so a crash or a rebalance replays at most the
 batch in flight, and read_committed readers see each prediction once.
 """
 
@@ -27,15 +27,15 @@ from driftline.core.wire.deadletter import Origin, dead_letter
 from driftline.core.wire.headers import TRACE_ID, header_list, header_value
 from driftline.core.wire.headers import build as record_headers
 from driftline.kafka.clients import consumer_config
-from driftline.settings import Settings
-from driftline.streams import telemetry as m
-from driftline.streams.txn import (
+from driftline.kafka.txn import (
     Transactions,
     consumer_lag,
     loop_consumer_settings,
     take_batch,
     usable,
 )
+from driftline.settings import Settings
+from driftline.streams import telemetry as m
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,9 @@ class ScorerLoop:
                 **loop_consumer_settings(settings, **{"fetch.min.bytes": 1}),
             )
         )
-        self.txn = Transactions.for_loop(settings, "scorer", group_id, self.consumer)
+        self.txn = Transactions.for_loop(
+            settings, "scorer", group_id, self.consumer, observer=m.TXN_METRICS
+        )
         self.processed = 0
         self.on_batch: OnBatch | None = None
         """Called (on this thread) after each committed batch with its clock, the events
@@ -142,7 +144,7 @@ class ScorerLoop:
         self.consumer.close()
 
     def next_batch(self) -> list[Message]:
-        """Up to ``batch_size`` messages (:func:`driftline.streams.txn.take_batch`)."""
+        """Up to ``batch_size`` messages (:func:`driftline.kafka.txn.take_batch`)."""
         return take_batch(self.consumer, self.batch_size, self.poll_timeout_s)
 
     def export_lag(self) -> None:

@@ -56,6 +56,20 @@ TRANSACTIONS_RETRIED = Counter(
     "(send_offsets_to_transaction hung past its timeout; the producer was replaced).",
     ["loop", "why"],
 )
+
+
+class TxnMetrics:
+    """``driftline_transaction_seconds`` and ``driftline_transactions_retried_total`` as
+    the :class:`driftline.kafka.txn.TxnObserver` of the worker's loops."""
+
+    def phase(self, loop: str, phase: str, seconds: float) -> None:
+        TRANSACTION_SECONDS.labels(loop, phase).observe(seconds)
+
+    def retried(self, loop: str, why: str) -> None:
+        TRANSACTIONS_RETRIED.labels(loop, why).inc()
+
+
+TXN_METRICS = TxnMetrics()
 MODEL_METRIC = Gauge(
     "driftline_model_metric",
     "Rolling metric of a served model version over a window.",

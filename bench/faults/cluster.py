@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
@@ -58,7 +59,7 @@ def partitions(admin: AdminClient, tries: int = 6) -> list[Part]:
                 raise
             time.sleep(0.5)
     return [
-        Part(t.topic, p.id, p.leader, tuple(p.replicas), tuple(p.isrs))
+        Part(t.topic or "", p.id, p.leader, tuple(p.replicas), tuple(p.isrs))
         for t in md.topics.values() if t.error is None
         for p in t.partitions.values()
     ]  # fmt: skip
@@ -83,7 +84,7 @@ class Ops:
     """Fires the cluster's faults and follows them; ``step(text)`` records a step of the
     fault in progress (the run prints it and keeps it for the report)."""
 
-    def __init__(self, cluster: Cluster, admin_conf: dict[str, object], prefix: str,
+    def __init__(self, cluster: Cluster, admin_conf: dict[str, Any], prefix: str,
                  step: Callable[[str], None]) -> None:  # fmt: skip
         self.cluster = cluster
         self.admin_conf = admin_conf

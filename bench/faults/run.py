@@ -36,7 +36,7 @@ from bench.faults.timeline import Window, windows
 from bench.faults.verify import Result, verify
 from bench.faults.watch import QUIET, Watcher
 from bench.faults.workers import Supervisor, Worker
-from bench.faults.workload import LABEL_LAG, make_truth, setup, steps
+from bench.faults.workload import LABEL_LAG, Truth, make_truth, setup, steps
 from driftline.kafka.clients import admin_config, producer_config
 from driftline.settings import Settings
 
@@ -188,7 +188,7 @@ def _windows(r: Run, watcher: Watcher, retries: Retries, t_start: float) -> None
         f.retried = retries.between(t_start + w.t0, t_start + end)
 
 
-def _produce(r: Run, s: Settings, truth, sup: Supervisor, broker: Broker | Cluster,
+def _produce(r: Run, s: Settings, truth: Truth, sup: Supervisor, broker: Broker | Cluster,
              watcher: Watcher, t_start: float) -> None:  # fmt: skip
     """Produce the workload at ``rate`` events/s and fire the faults on the way; a fault
     waits (while production goes on) until the earlier ones have recovered, for ``cap``
@@ -196,7 +196,12 @@ def _produce(r: Run, s: Settings, truth, sup: Supervisor, broker: Broker | Clust
     o = r.o
     failed: list[str] = []
     conf = producer_config(s, "faults-load", log_level=QUIET)
-    conf["on_delivery"] = lambda e, _m: e and failed.append(str(e))
+
+    def delivered(err: object, _msg: object) -> None:
+        if err:
+            failed.append(str(err))
+
+    conf["on_delivery"] = delivered
     p = Producer(conf)
     todo, fired = list(r.faults), []
     cont: tuple[float, Fault] | None = None  # when to SIGCONT, and the Fault to record

@@ -41,8 +41,10 @@ def read_all(
                     if err.code() == KafkaError._PARTITION_EOF:
                         pending.discard((m.topic(), m.partition()))
                     continue
-                rec = codec.decode(m.value()).value
-                out[names[m.topic()]].append((m.partition(), m.offset(), m.key() or b"", rec))
+                rec = codec.decode(m.value() or b"").value
+                out[names[m.topic() or ""]].append(
+                    (m.partition() or 0, m.offset() or 0, m.key() or b"", rec)
+                )
     finally:
         c.close()
     for recs in out.values():

@@ -7,12 +7,13 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from bench.faults.workload import SEEN, index_of, kind
-from driftline.core.wire.codec import default_codec
+from driftline.core.wire.codec import Codec, default_codec
 from driftline.kafka.clients import consumer_config
 from driftline.settings import Settings
 
@@ -86,13 +87,13 @@ class Watcher:
                 with self.lock:
                     for m in msgs:
                         if m.error() is None:
-                            self._on(codec, self.topics[m.topic()], m.partition(), m.key(),
-                                     m.value(), now)  # fmt: skip
+                            self._on(codec, self.topics[m.topic() or ""], m.partition() or 0,
+                                     m.key(), m.value() or b"", now)  # fmt: skip
         finally:
             c.close()
 
     def _on(
-        self, codec, topic: str, part: int, key: bytes | None, value: bytes, now: float
+        self, codec: Codec, topic: str, part: int, key: bytes | None, value: bytes, now: float
     ) -> None:
         self.records += 1
         self.last_record = now
@@ -111,7 +112,7 @@ class Watcher:
                     pr.recovered_s, pr.last = now - pr.t0, f"{topic}/{part}"
         self.arrivals.append((now, topic, part, i))
 
-    def complete(self, expected: dict) -> bool:
+    def complete(self, expected: dict[str, Counter[str]]) -> bool:
         """Has every expected (kind, id) been seen at least once?"""
         with self.lock:
             for what, ids in expected.items():

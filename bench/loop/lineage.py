@@ -92,7 +92,12 @@ def trigger_to_serving(
     out, seen = [], set()
     for rec in champions:
         tid = (rec.get("lineage") or {}).get("trigger_id")
-        if tid not in triggers or rec["version"] not in first or rec["version"] in seen:
+        if (
+            tid is None
+            or tid not in triggers
+            or rec["version"] not in first
+            or rec["version"] in seen
+        ):
             continue
         seen.add(rec["version"])
         created = triggers[tid]

@@ -178,11 +178,11 @@ class Loop:
         name = self.config.name
         if self.live is not None:
             self.live.on_registry(self.registry, now)
-            shadow = {}
+            shadow: dict[str, ServedModel] = {}
             for r in self.registry.challengers(name):
                 old = self.shadow.get(r["version"])
                 same = old is not None and old.sha256 == r["artifact"]["sha256"]
-                shadow[r["version"]] = old if same else load_version(r, KEY)
+                shadow[r["version"]] = old if old is not None and same else load_version(r, KEY)
             self.shadow = shadow
             champion = self.registry.champion(name)
             if new is None and champion is not None and is_online_checkpoint(records, champion):

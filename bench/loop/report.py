@@ -173,7 +173,9 @@ def targets(rows: list[dict[str, Any]]) -> list[str]:
     """Issue 17's targets, one line per stream, delay and path."""
     lines = []
     for r in rows:
-        paths = [("in process", r["process"], None)] if r["seeds"] else []
+        paths: list[tuple[str, float, dict[str, Any] | None]] = (
+            [("in process", r["process"], None)] if r["seeds"] else []
+        )
         paths += [(f"Kafka {rate:,.0f}/s", k["accuracy"], k) for rate, k in r["kafka"].items()]
         for name, acc, k in paths:
             if math.isnan(acc):

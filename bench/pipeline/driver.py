@@ -67,7 +67,7 @@ def quantile(ordered: list[float], q: float) -> float:
 def percentiles(values: list[float]) -> tuple[float, float, float]:
     """p50, p99 and max of ``values`` (NaN for none)."""
     if not values:
-        return (float("nan"),) * 3  # type: ignore[return-value]
+        return (float("nan"),) * 3
     s = sorted(values)
     return quantile(s, 0.5), quantile(s, 0.99), s[-1]
 

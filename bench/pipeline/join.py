@@ -21,8 +21,8 @@ from driftline.core.join.leanentry import is_names_key
 from driftline.core.join.rules import JoinEntry, JoinState
 from driftline.core.model.estimators import ServedModel
 from driftline.kafka.clients import confluent_common
+from driftline.kafka.txn import PHASES
 from driftline.settings import Settings
-from driftline.streams.txn import PHASES
 
 
 def predictions(champion: ServedModel, events: list[dict[str, Any]]) -> env.Encoded:
@@ -71,8 +71,8 @@ def stored_size(settings: Settings, changelog: str, preds: env.Encoded) -> Entry
         deadline = time.monotonic() + 120
         while left and time.monotonic() < deadline:
             for msg in c.consume(1000, 1.0):
-                if msg.error() is not None:
-                    if msg.error().code() == CKafkaError._PARTITION_EOF:
+                if (err := msg.error()) is not None:
+                    if err.code() == CKafkaError._PARTITION_EOF:
                         left.discard(msg.partition())
                     continue
                 key, value = msg.key() or b"", msg.value()
@@ -191,6 +191,7 @@ def run(
             _wait_joined(procs, read)
             paced = Paced(s, s.topic("labels"), s.topic("outcomes"), labels(held), warmup, r,
                           drain_s=300, settle_s=settle_s)  # fmt: skip
+            assert paced.proc.pid is not None  # started by Paced
             pids = {"driver": paced.proc.pid} | {
                 "worker" + (str(i) if workers > 1 else ""): p.pid for i, p in enumerate(procs)
             }
@@ -206,15 +207,15 @@ def run(
         watch.close()
     plain: dict[str, Latency] = {}
     if rates and src is None:  # the floor, once per bench run, at the first rate
-        held = labels(env.examples(warmup + int(rate * (settle_s + seconds)), seed=30))
-        plain["one producer"] = plain_eos.run(s, held, warmup, rate, settle_s)
+        floor = labels(env.examples(warmup + int(rate * (settle_s + seconds)), seed=30))
+        plain["one producer"] = plain_eos.run(s, floor, warmup, rate, settle_s)
         if s.data_partitions > 1:
             plain["a producer per partition"] = plain_eos.run(
-                s, held, warmup, rate, settle_s, per_partition=True
+                s, floor, warmup, rate, settle_s, per_partition=True
             )
         for i, r in enumerate(rates[1:]):  # and at the join's other rates (half its capacity)
-            held = labels(env.examples(warmup + int(r * (settle_s + seconds)), seed=31 + i))
-            plain[f"one producer, at {r:,.0f}/s"] = plain_eos.run(s, held, warmup, r, settle_s)
+            floor = labels(env.examples(warmup + int(r * (settle_s + seconds)), seed=31 + i))
+            plain[f"one producer, at {r:,.0f}/s"] = plain_eos.run(s, floor, warmup, r, settle_s)
     changelog = f"{s.topic_prefix}{name}-join-changelog".replace(".", "-")
     size = stored_size(s, changelog, preds)
     return JoinResult(thr, latency, size, cores, phases, s.data_partitions, plain, workers)

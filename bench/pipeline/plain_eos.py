@@ -64,16 +64,19 @@ def _loop(bootstrap: str, labels: str, outputs: str, changelog: str, group: str,
         by: dict[int, list[Message]] = {}  # producer -> its records
         for m in msgs:
             if m.error() is None:
-                by.setdefault(m.partition() if per_partition else 0, []).append(m)
+                by.setdefault(m.partition() or 0 if per_partition else 0, []).append(m)
         for p, batch in by.items():
             producer = producer_for(p)
             producer.begin_transaction()
             for m in batch:
                 key, value, part = m.key(), m.value() or b"", m.partition() or 0
-                producer.produce(outputs, value + OUTPUT_PAD, key,
-                                 **({"partition": part} if per_partition else {}))  # fmt: skip
+                if per_partition:
+                    producer.produce(outputs, value + OUTPUT_PAD, key, partition=part)
+                else:
+                    producer.produce(outputs, value + OUTPUT_PAD, key)
                 producer.produce(changelog, value[:25], key, partition=part)
-        ends = {p: {m.partition(): m.offset() + 1 for m in batch} for p, batch in by.items()}
+        ends = {p: {m.partition() or 0: (m.offset() or 0) + 1 for m in batch}
+                for p, batch in by.items()}  # fmt: skip
         jobs = [pool.submit(finish, p, [TopicPartition(labels, q, end) for q, end in e.items()])
                 for p, e in ends.items()]  # fmt: skip
         for job in jobs:

@@ -71,8 +71,8 @@ def _throughput(r: FactoryResult, events: int) -> str:
         rows.append([NAMES[name], f"{rate:,.0f}{_span(rates)}", f"{rate / b_rate:.2f}",
                      f"{cpu:.1f}{_span(cpus)}", *ratios(cpu)])  # fmt: skip
     for name, w in r.workers.items():
-        runs = r.worker_runs.get(name) or [w]
-        rates, cpus = [x.rate for x in runs], [x.cpu_us for x in runs]
+        drains = r.worker_runs.get(name) or [w]
+        rates, cpus = [x.rate for x in drains], [x.cpu_us for x in drains]
         rows.append([NAMES[name], f"{w.rate:,.0f}{_span(rates)}", f"{w.rate / b_rate:.2f}",
                      f"{w.cpu_us:.1f}{_span(cpus)}", *ratios(w.cpu_us)])  # fmt: skip
     head = (

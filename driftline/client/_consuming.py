@@ -41,7 +41,7 @@ from driftline.core.wire.codec import Codec, default_codec
 from driftline.kafka.clients import consumer_config
 from driftline.settings import Settings
 
-__all__ = ["Reader"]
+__all__ = ["Reader", "Subscription"]
 
 R = TypeVar("R", bound=Record)
 
@@ -334,3 +334,87 @@ def _position(m: Message) -> tuple[int, int]:
     partition, offset = m.partition(), m.offset()
     assert partition is not None and offset is not None
     return partition, offset
+
+
+FETCH_S = 0.5
+"""The longest single wait in librdkafka, so that timeouts stay accurate."""
+
+
+class Subscription(Generic[R]):
+    """What :class:`Subscriber` and :class:`AsyncSubscriber` share: the options (see
+    :mod:`driftline.client.subscriber`), the :class:`Reader` they drive, its state, and
+    the waits of ``poll`` and ``wait_assigned``; the subclasses only fetch, each on its
+    own kind of thread."""
+
+    def __init__(
+        self,
+        record_type: type[R],
+        settings: Settings | None = None,
+        *,
+        app: str,
+        topic: str | None = None,
+        model: str | Iterable[str] | None = None,
+        group_id: str | None = None,
+        start: Start = "latest",
+        commit: CommitMode = "auto",
+        on_error: OnError = "raise",
+        idle_timeout: float | None = None,
+        codec: Codec | None = None,
+        config: Mapping[str, Any] | None = None,
+        batch_size: int = 500,
+    ) -> None:
+        self._reader: Reader[R] = Reader(
+            record_type,
+            settings,
+            app=app,
+            topic=topic,
+            model=model,
+            group_id=group_id,
+            start=start,
+            commit=commit,
+            on_error=on_error,
+            codec=codec,
+            config=config,
+            batch_size=batch_size,
+        )
+        self.idle_timeout = idle_timeout
+
+    @property
+    def topic(self) -> str:
+        """The full topic name."""
+        return self._reader.topic
+
+    @property
+    def group_id(self) -> str:
+        """The consumer group."""
+        return self._reader.group_id
+
+    @property
+    def skipped(self) -> Counter[str]:
+        """Messages skipped, by reason (``tombstone`` and codec reason codes)."""
+        return Counter(self._reader.skipped)
+
+    @property
+    def assigned(self) -> frozenset[int]:
+        """Partitions currently assigned to this member."""
+        return self._reader.assigned
+
+    @staticmethod
+    def _deadline(timeout: float | None) -> float | None:
+        return None if timeout is None else time.monotonic() + timeout
+
+    @staticmethod
+    def _fetch_for(deadline: float | None) -> float | None:
+        """How long the next fetch of ``poll`` may wait; None once ``deadline`` passed."""
+        if deadline is None:
+            return FETCH_S
+        step = min(FETCH_S, deadline - time.monotonic())
+        return None if step < 0 else step
+
+    def _unassigned(self, deadline: float, timeout: float) -> bool:
+        """Whether ``wait_assigned`` must fetch again; TimeoutError past ``deadline``."""
+        if self._reader.assigned:
+            return False
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no partition of {self.topic} assigned in {timeout} s")
+        return True

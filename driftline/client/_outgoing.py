@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,14 +41,17 @@ class Outgoing:
 
 
 class ProducerBase:
-    """Configuration, codec and message building shared by both producers."""
+    """Configuration, codec, message building and the produce call shared by both
+    producers (arguments: see :class:`~driftline.client.producer.Producer`)."""
 
     def __init__(
         self,
-        settings: Settings | None,
-        app: str,
-        codec: Codec | None,
-        config: Mapping[str, Any] | None,
+        settings: Settings | None = None,
+        *,
+        app: str = "client",
+        codec: Codec | None = None,
+        config: Mapping[str, Any] | None = None,
+        queue_full_timeout: float = 30.0,
     ) -> None:
         if not app:
             raise ConfigError("app must be a non-empty name")
@@ -62,6 +65,40 @@ class ProducerBase:
         except KafkaException as exc:
             raise wrap(exc, "cannot create the producer") from exc
         self._closed = False
+        self.app = app
+        self.queue_full_timeout = queue_full_timeout
+        self._started()
+
+    def _started(self) -> None:
+        """Called once the producer exists (the asyncio one starts its poll thread)."""
+
+    def _offer(
+        self, out: Outgoing, callback: Callable[[Any, Any], None], deadline: float, now: float
+    ) -> bool:
+        """Produce ``out``; False while the local queue is full (the caller lets
+        librdkafka send, then offers again), a KafkaError once ``now`` is past
+        ``deadline`` (``queue_full_timeout`` after the first offer)."""
+        try:
+            self._producer.produce(
+                out.topic, out.value, out.key, on_delivery=callback, headers=out.headers
+            )
+            return True
+        except BufferError:
+            if now >= deadline:
+                raise KafkaError(
+                    f"local producer queue still full after {self.queue_full_timeout} s",
+                    "_QUEUE_FULL",
+                ) from None
+            return False
+        except KafkaException as exc:
+            raise wrap(exc, f"cannot send to {out.topic}") from exc
+
+    @staticmethod
+    def _confirmed(left: int, timeout: float) -> None:
+        """Before ``close`` releases the producer: a KafkaError (the producer stays
+        open) if ``left`` messages are still unconfirmed after ``timeout`` seconds."""
+        if left:
+            raise KafkaError(f"{left} messages still unconfirmed after {timeout} s", "_TIMED_OUT")
 
     def _release(self) -> None:
         """Destroy the librdkafka handle (its connections and threads); call once the

@@ -29,15 +29,10 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
-from confluent_kafka import KafkaException
-
-from driftline.client._outgoing import ProducerBase, wrap
+from driftline.client._outgoing import ProducerBase
 from driftline.client.delivery import AsyncDelivery, Delivered, outcome
 from driftline.client.errors import DeliveryError
 from driftline.client.records import FeatureValue, Record
-from driftline.core.errors import KafkaError
-from driftline.core.wire.codec import Codec
-from driftline.settings import Settings
 
 __all__ = ["AsyncProducer"]
 
@@ -69,20 +64,10 @@ class AsyncProducer(ProducerBase):
     callbacks run on the event loop. Use ``async with`` or call ``close()``.
     """
 
-    def __init__(
-        self,
-        settings: Settings | None = None,
-        *,
-        app: str = "client",
-        codec: Codec | None = None,
-        config: Mapping[str, Any] | None = None,
-        queue_full_timeout: float = 30.0,
-    ) -> None:
-        super().__init__(settings, app, codec, config)
-        self.queue_full_timeout = queue_full_timeout
+    def _started(self) -> None:
         self._stop = threading.Event()
         self._poller = threading.Thread(
-            target=self._poll_forever, name=f"driftline-producer-{app}", daemon=True
+            target=self._poll_forever, name=f"driftline-producer-{self.app}", daemon=True
         )
         self._poller.start()
 
@@ -139,21 +124,9 @@ class AsyncProducer(ProducerBase):
                 loop.call_soon_threadsafe(_settle, delivery, report, error, on_delivery)
 
         deadline = loop.time() + self.queue_full_timeout
-        while True:
-            try:
-                self._producer.produce(
-                    out.topic, out.value, out.key, on_delivery=settle, headers=out.headers
-                )
-                return delivery
-            except BufferError:
-                if loop.time() >= deadline:
-                    raise KafkaError(
-                        f"local producer queue still full after {self.queue_full_timeout} s",
-                        "_QUEUE_FULL",
-                    ) from None
-                await asyncio.sleep(0.01)
-            except KafkaException as exc:
-                raise wrap(exc, f"cannot send to {out.topic}") from exc
+        while not self._offer(out, settle, deadline, loop.time()):
+            await asyncio.sleep(0.01)
+        return delivery
 
     async def flush(self, timeout: float | None = None) -> int:
         """Wait (off the loop) until every queued message is confirmed or ``timeout``
@@ -168,9 +141,7 @@ class AsyncProducer(ProducerBase):
         (and keep the producer open) if messages are unconfirmed after ``timeout`` s."""
         if self._closed:
             return
-        left = await self.flush(timeout)
-        if left:
-            raise KafkaError(f"{left} messages still unconfirmed after {timeout} s", "_TIMED_OUT")
+        self._confirmed(await self.flush(timeout), timeout)
         await self._stop_polling()
         self._release()
 

@@ -17,81 +17,28 @@ Example (needs a broker)::
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections import Counter
-from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import TypeVar
 
-from driftline.client._consuming import Reader
-from driftline.client.received import CommitMode, OnError, Received, Start
+from driftline.client._consuming import Subscription
+from driftline.client.received import Received
 from driftline.client.records import Record
-from driftline.core.wire.codec import Codec
-from driftline.settings import Settings
 
 __all__ = ["AsyncSubscriber"]
 
 R = TypeVar("R", bound=Record)
-_FETCH_S = 0.5
 
 
-class AsyncSubscriber(Generic[R]):
+class AsyncSubscriber(Subscription[R]):
     """Async iteration over one Driftline topic; arguments as :class:`Subscriber`."""
 
-    def __init__(
-        self,
-        record_type: type[R],
-        settings: Settings | None = None,
-        *,
-        app: str,
-        topic: str | None = None,
-        model: str | Iterable[str] | None = None,
-        group_id: str | None = None,
-        start: Start = "latest",
-        commit: CommitMode = "auto",
-        on_error: OnError = "raise",
-        idle_timeout: float | None = None,
-        codec: Codec | None = None,
-        config: Mapping[str, Any] | None = None,
-        batch_size: int = 500,
-    ) -> None:
-        self._reader = Reader(
-            record_type,
-            settings,
-            app=app,
-            topic=topic,
-            model=model,
-            group_id=group_id,
-            start=start,
-            commit=commit,
-            on_error=on_error,
-            codec=codec,
-            config=config,
-            batch_size=batch_size,
-        )
-        self.idle_timeout = idle_timeout
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="driftline-subscriber")
-
-    @property
-    def topic(self) -> str:
-        """The full topic name."""
-        return self._reader.topic
-
-    @property
-    def group_id(self) -> str:
-        """The consumer group."""
-        return self._reader.group_id
-
-    @property
-    def skipped(self) -> Counter[str]:
-        """Messages skipped, by reason (``tombstone`` and codec reason codes)."""
-        return Counter(self._reader.skipped)
-
-    @property
-    def assigned(self) -> frozenset[int]:
-        """Partitions currently assigned to this member."""
-        return self._reader.assigned
+    @functools.cached_property
+    def _executor(self) -> ThreadPoolExecutor:
+        """The one thread that makes every librdkafka call."""
+        return ThreadPoolExecutor(1, thread_name_prefix="driftline-subscriber")
 
     async def _fetch(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
@@ -99,24 +46,17 @@ class AsyncSubscriber(Generic[R]):
 
     async def poll(self, timeout: float | None = None) -> Received[R] | None:
         """The next record, waiting up to ``timeout`` seconds (None: forever)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            got = self._reader.next_record()
-            if got is not None:
-                return got
-            step = _FETCH_S
-            if deadline is not None:
-                step = min(step, deadline - time.monotonic())
-                if step < 0:
-                    return None
+        deadline = self._deadline(timeout)
+        while (got := self._reader.next_record()) is None:
+            if (step := self._fetch_for(deadline)) is None:
+                return None
             await self._fetch(step)
+        return got
 
     async def wait_assigned(self, timeout: float = 30.0) -> frozenset[int]:
         """Join the group; see :meth:`Subscriber.wait_assigned`."""
         deadline = time.monotonic() + timeout
-        while not self._reader.assigned:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no partition of {self.topic} assigned in {timeout} s")
+        while self._unassigned(deadline, timeout):
             await self._fetch(0.1)
         return self._reader.assigned
 

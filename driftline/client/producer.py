@@ -28,14 +28,9 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
-from confluent_kafka import KafkaException
-
-from driftline.client._outgoing import Outgoing, ProducerBase, wrap
+from driftline.client._outgoing import Outgoing, ProducerBase
 from driftline.client.delivery import Delivery, outcome
 from driftline.client.records import FeatureValue, Record
-from driftline.core.errors import KafkaError
-from driftline.core.wire.codec import Codec
-from driftline.settings import Settings
 
 __all__ = ["Producer"]
 
@@ -54,18 +49,6 @@ class Producer(ProducerBase):
     and ``Delivery.wait``, on the calling thread; an exception they raise comes out
     of that call.
     """
-
-    def __init__(
-        self,
-        settings: Settings | None = None,
-        *,
-        app: str = "client",
-        codec: Codec | None = None,
-        config: Mapping[str, Any] | None = None,
-        queue_full_timeout: float = 30.0,
-    ) -> None:
-        super().__init__(settings, app, codec, config)
-        self.queue_full_timeout = queue_full_timeout
 
     def send_features(
         self,
@@ -129,21 +112,8 @@ class Producer(ProducerBase):
 
     def _produce(self, out: Outgoing, callback: Callable[[Any, Any], None]) -> None:
         deadline = time.monotonic() + self.queue_full_timeout
-        while True:
-            try:
-                self._producer.produce(
-                    out.topic, out.value, out.key, on_delivery=callback, headers=out.headers
-                )
-                break
-            except BufferError:
-                if time.monotonic() >= deadline:
-                    raise KafkaError(
-                        f"local producer queue still full after {self.queue_full_timeout} s",
-                        "_QUEUE_FULL",
-                    ) from None
-                self._producer.poll(0.05)
-            except KafkaException as exc:
-                raise wrap(exc, f"cannot send to {out.topic}") from exc
+        while not self._offer(out, callback, deadline, time.monotonic()):
+            self._producer.poll(0.05)
         self._producer.poll(0)
 
     def poll(self, timeout: float = 0.0) -> int:
@@ -162,9 +132,7 @@ class Producer(ProducerBase):
         open) if some messages are still unconfirmed after ``timeout`` seconds."""
         if self._closed:
             return
-        left = self.flush(timeout)
-        if left:
-            raise KafkaError(f"{left} messages still unconfirmed after {timeout} s", "_TIMED_OUT")
+        self._confirmed(self.flush(timeout), timeout)
         self._release()
 
     def __enter__(self) -> Producer:

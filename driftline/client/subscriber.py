@@ -50,104 +50,39 @@ Example (needs a broker)::
 from __future__ import annotations
 
 import time
-from collections import Counter
-from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import TypeVar
 
-from driftline.client._consuming import Reader
-from driftline.client.received import CommitMode, OnError, Received, Start
+from driftline.client._consuming import Subscription
+from driftline.client.received import Received
 from driftline.client.records import Record
-from driftline.core.wire.codec import Codec
-from driftline.settings import Settings
 
 __all__ = ["Subscriber"]
 
 R = TypeVar("R", bound=Record)
-_FETCH_S = 0.5  # longest single wait in librdkafka, so timeouts stay accurate
 
 
-class Subscriber(Generic[R]):
+class Subscriber(Subscription[R]):
     """Iterate over one Driftline topic as :class:`Received` records of ``record_type``.
 
     See the module documentation for the options. Use it as a context manager (or
     call :meth:`close`) so the group is left cleanly and positions are committed.
     """
 
-    def __init__(
-        self,
-        record_type: type[R],
-        settings: Settings | None = None,
-        *,
-        app: str,
-        topic: str | None = None,
-        model: str | Iterable[str] | None = None,
-        group_id: str | None = None,
-        start: Start = "latest",
-        commit: CommitMode = "auto",
-        on_error: OnError = "raise",
-        idle_timeout: float | None = None,
-        codec: Codec | None = None,
-        config: Mapping[str, Any] | None = None,
-        batch_size: int = 500,
-    ) -> None:
-        self._reader = Reader(
-            record_type,
-            settings,
-            app=app,
-            topic=topic,
-            model=model,
-            group_id=group_id,
-            start=start,
-            commit=commit,
-            on_error=on_error,
-            codec=codec,
-            config=config,
-            batch_size=batch_size,
-        )
-        self.idle_timeout = idle_timeout
-
-    @property
-    def topic(self) -> str:
-        """The full topic name."""
-        return self._reader.topic
-
-    @property
-    def group_id(self) -> str:
-        """The consumer group."""
-        return self._reader.group_id
-
-    @property
-    def skipped(self) -> Counter[str]:
-        """Messages skipped, by reason (``tombstone`` and codec reason codes)."""
-        return Counter(self._reader.skipped)
-
-    @property
-    def assigned(self) -> frozenset[int]:
-        """Partitions currently assigned to this member."""
-        return self._reader.assigned
-
     def poll(self, timeout: float | None = None) -> Received[R] | None:
         """The next record, waiting up to ``timeout`` seconds (None: forever)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            got = self._reader.next_record()
-            if got is not None:
-                return got
-            step = _FETCH_S
-            if deadline is not None:
-                step = min(step, deadline - time.monotonic())
-                if step < 0:
-                    return None
+        deadline = self._deadline(timeout)
+        while (got := self._reader.next_record()) is None:
+            if (step := self._fetch_for(deadline)) is None:
+                return None
             self._reader.fetch(step)
+        return got
 
     def wait_assigned(self, timeout: float = 30.0) -> frozenset[int]:
         """Join the group: read until partitions are assigned (records read meanwhile
         stay buffered). Raises TimeoutError if none are within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
-        while not self._reader.assigned:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no partition of {self.topic} assigned in {timeout} s")
+        while self._unassigned(deadline, timeout):
             self._reader.fetch(0.1)
         return self._reader.assigned
 

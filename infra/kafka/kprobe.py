@@ -39,6 +39,7 @@ import struct
 import sys
 import time
 import uuid
+from typing import Any
 
 HOST = "127.0.0.1"
 
@@ -113,7 +114,7 @@ def metadata_brokers(
                 s.close()
     pos = 0
 
-    def take(fmt: str) -> tuple:
+    def take(fmt: str) -> tuple[Any, ...]:
         nonlocal pos
         vals = struct.unpack_from(fmt, resp, pos)
         pos += struct.calcsize(fmt)
@@ -199,7 +200,7 @@ def quorum(port: int) -> tuple[int, int, list[int]]:
                 return value
             shift += 7
 
-    def take(fmt: str) -> tuple:
+    def take(fmt: str) -> tuple[Any, ...]:
         nonlocal pos
         vals = struct.unpack_from(fmt, resp, pos)
         pos += struct.calcsize(fmt)

@@ -36,7 +36,7 @@ def test_quick_fault_schedule_loses_and_duplicates_nothing() -> None:
 def test_a_broker_restart_alone_is_recovered_from() -> None:
     """A hard broker restart and no worker restart after it: the quick schedule's later
     SIGKILLs had hidden that every loop then hung for good in librdkafka's
-    send_offsets_to_transaction (librdkafka #5456, #5511; streams/txn.py, STUCK_S)."""
+    send_offsets_to_transaction (librdkafka #5456, #5511; driftline/kafka/txn.py, STUCK_S)."""
     r = run(Options(events=9000, rate=QUICK_RATE, quick=True, only="broker"))
     report = render(r)
     print(report)

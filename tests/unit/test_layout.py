@@ -256,3 +256,31 @@ def test_the_architecture_picture_names_every_layer_and_room():
     assert sorted(placed) == sorted(OUTER)
     assert placed == {name: min(layer, len(rows) - 1) for name, layer in OUTER.items()}
     assert [room for room in ROOMS if f"   {room}/" not in picture] == []
+
+
+KAFKA_LAYER_REFUSES = ("prometheus_client", "sqlalchemy")
+"""``driftline/kafka`` is Kafka client code only: the worker's metrics reach its loops'
+transactions through an observer (``driftline.kafka.txn.TxnObserver``). (Faust's client
+settings are built there, so Faust is not refused.)"""
+
+
+def kafka_layer_violations(sources: dict[str, str]) -> list[str]:
+    """Imports of metrics or SQL code from ``driftline.kafka``, one per line."""
+    return [
+        f"{module}:{line} imports {target}"
+        for module, source in sorted(sources.items())
+        if layer_of(module) == "kafka"
+        for line, target in imports_of(source, module)
+        if target.split(".")[0] in KAFKA_LAYER_REFUSES
+    ]
+
+
+def test_the_kafka_layer_imports_no_metrics_or_sql():
+    assert kafka_layer_violations(tree_sources()) == []
+
+
+def test_a_metrics_import_in_the_kafka_layer_is_refused():
+    found = kafka_layer_violations(
+        {"driftline.kafka.txn": "from prometheus_client import Counter\n"}
+    )
+    assert found[0] == "driftline.kafka.txn:1 imports prometheus_client", found

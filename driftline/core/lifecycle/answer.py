@@ -272,6 +272,15 @@ def _param(text: str) -> Any:
         return text
 
 
+def answered_by(registry: Registry, trigger: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The version that already answers ``trigger``, if any: found by the trigger's
+    idempotency key (the same trigger sent again under a new id, by a monitor restarted
+    mid-window), else by its id (the same trigger read again). The trainer skips such a
+    trigger, so each is answered once."""
+    by_key = registry.answered(trigger["idempotency_key"])
+    return by_key if by_key is not None else registry.answered(trigger["trigger_id"])
+
+
 def restage_answer(
     answer: Answer,
     registry: Registry,

@@ -5,6 +5,7 @@ stops, and the retried-transaction counts read from /metrics."""
 from __future__ import annotations
 
 import signal
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -20,6 +21,14 @@ from bench.faults.timeline import LEAD_S, quantile, window, windows
 from bench.faults.verify import Result, Row
 from bench.faults.watch import Probe
 from driftline import broker
+
+
+class Admins(list[dict[str, object]]):
+    """An AdminClient stand-in: connects to nothing, keeps the configurations asked for."""
+
+    def __call__(self, conf: dict[str, object]) -> dict[str, object]:
+        self.append(conf)
+        return conf
 
 
 def test_the_quick_cluster_schedule_is_a_leader_kill_then_a_rolling_restart() -> None:
@@ -109,10 +118,10 @@ def test_a_window_measures_latency_by_production_time_and_the_longest_stop() -> 
                                                     ("predictions", 1)])  # fmt: skip
     # predictions of events 2 and 3 were produced in [2, 10): 7.0 and 6.1 s
     assert w.predictions == 2
-    assert (w.p50, w.p99, w.max) == (pytest.approx(6.1), pytest.approx(7.0), pytest.approx(7.0))
+    assert (w.p50, w.p99, w.max) == pytest.approx((6.1, 7.0, 7.0))
     assert w.outcome_p50 == pytest.approx(4.2)
     # predictions/1 had nothing in [2, 10): stopped for the whole window
-    assert (w.stop, w.stop_where) == (pytest.approx(8.0), "predictions/1")
+    assert w.stop == pytest.approx(8.0) and w.stop_where == "predictions/1"
 
 
 def test_windows_run_from_each_start_to_the_next() -> None:
@@ -174,8 +183,8 @@ def test_a_paused_node_is_resumed_even_when_the_wait_for_the_isr_fails(
     timed out and the fault's thread ended before its SIGCONT."""
     steps: list[str] = []
     cl = _PausedCluster()
-    admins: list[dict[str, object]] = []  # no connection: the configurations asked for
-    monkeypatch.setattr(cluster_faults, "AdminClient", lambda conf: admins.append(conf) or conf)
+    admins = Admins()
+    monkeypatch.setattr(cluster_faults, "AdminClient", admins)
     ops = cluster_faults.Ops(cl, {"bootstrap.servers": "127.0.0.1:1"}, "f1", steps.append)  # type: ignore[arg-type]
 
     def no_answer(*_a: object, **_k: object) -> list[Part]:
@@ -193,8 +202,8 @@ def test_the_wait_for_the_isr_asks_again_when_metadata_times_out(
 ) -> None:
     steps: list[str] = []
     cl = _PausedCluster()
-    admins: list[dict[str, object]] = []  # no connection: the configurations asked for
-    monkeypatch.setattr(cluster_faults, "AdminClient", lambda conf: admins.append(conf) or conf)
+    admins = Admins()
+    monkeypatch.setattr(cluster_faults, "AdminClient", admins)
     ops = cluster_faults.Ops(cl, {"bootstrap.servers": "127.0.0.1:1"}, "f1", steps.append)  # type: ignore[arg-type]
     answers: list[list[Part] | KafkaException] = [
         KafkaException(KafkaError(KafkaError._TIMED_OUT, "Failed to get metadata")),
@@ -211,7 +220,7 @@ def test_the_wait_for_the_isr_asks_again_when_metadata_times_out(
         return got
 
     monkeypatch.setattr(cluster_faults, "partitions", partitions)
-    monkeypatch.setattr(cluster_faults.time, "sleep", lambda _s: None)
+    monkeypatch.setattr(time, "sleep", lambda _s: None)
     monkeypatch.setattr(Ops, "_in_sync", lambda self: steps.append("in sync"))
     ops.run("isr", 3, "")
     assert asked == ["1", "1", "1"]  # one try each, from the other nodes only

@@ -132,7 +132,7 @@ def test_the_async_producer_resolves_deliveries_on_the_loop() -> None:
 
         async with AsyncProducer(Settings(topic_prefix="u."), app="unit", config=MOCK) as p:
             with pytest.raises(SchemaMismatchError):
-                await p.send_features("churn", {"age": [1]})
+                await p.send_features("churn", {"age": [1]})  # type: ignore[dict-item]  # refused
             assert len(p) == 0
             sent = [
                 await p.send_label("churn", f"evt-{i}", i % 2 == 0, on_delivery=on_delivery)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -52,7 +53,7 @@ def test_bad_start_positions_are_refused(start, message: str) -> None:
         ({"start": "now"}, "start must be"),
     ],
 )
-def test_bad_options_are_refused(cls, kwargs: dict, message: str) -> None:
+def test_bad_options_are_refused(cls, kwargs: dict[str, Any], message: str) -> None:
     options = {"app": "unit", **kwargs}
     with pytest.raises(ConfigError, match=message):
         cls(Prediction, Settings(bootstrap_servers="127.0.0.1:1"), **options)

@@ -65,7 +65,7 @@ def test_a_gradual_change_mixes_the_two_concepts_around_its_point() -> None:
         return bool(r.features["age"] < 40 or r.features["age"] >= 60)
 
     def share0(lo: int, hi: int) -> float:
-        return sum(rule0(r) == r.label for r in rows[lo:hi]) / (hi - lo)
+        return float(sum(rule0(r) == r.label for r in rows[lo:hi]) / (hi - lo))
 
     assert share0(2_000, 6_000) == 1.0  # all concept 0 (the sigmoid tail starts ~2,500 before)
     assert share0(12_000, 15_000) < 0.8  # concept 2 (agrees with rule 0 by chance only)

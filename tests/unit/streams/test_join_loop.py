@@ -32,14 +32,15 @@ from driftline.core.join.rules import JoinEntry, JoinState, build_outcome
 from driftline.core.model.config import ModelsConfig
 from driftline.core.wire import headers as h
 from driftline.core.wire.codec import default_codec
+from driftline.kafka import txn as txn_module
+from driftline.kafka.txn import Helper, Transactions
 from driftline.settings import Settings
 from driftline.streams import join_loop as join_module
-from driftline.streams import txn as txn_module
 from driftline.streams.app import create_app
 from driftline.streams.join_loop import JoinLoop
 from driftline.streams.joinstore import MemoryStore, RocksStore, Store
 from driftline.streams.monitors import Monitors, install
-from driftline.streams.txn import Helper, Transactions
+from driftline.streams.telemetry import TXN_METRICS
 from tests.unit.core.examples import label, prediction
 
 CODEC = default_codec()
@@ -417,7 +418,8 @@ def test_each_batch_transaction_reports_the_time_of_its_phases() -> None:
         return got or 0.0
 
     producer = FakeProducer()
-    txn = Transactions(lambda lane: producer, FakeConsumer(), "t-phases")  # type: ignore[arg-type,return-value]
+    txn = Transactions(lambda lane: producer, FakeConsumer(), "t-phases",  # type: ignore[arg-type,return-value]
+                       observer=TXN_METRICS)  # fmt: skip
     msg = Msg("t.labels", PART, 0, KEY, L)
     assert txn.run([msg], lambda: txn.produce("t.out", b"v", KEY, []))  # type: ignore[list-item]
     assert [count(ph) for ph in ("work", "deliver", "offsets", "commit")] == [1, 1, 1, 1]
@@ -450,7 +452,7 @@ def test_a_hung_send_offsets_replaces_the_producer_and_the_batch_is_read_again(
         return made[-1]
 
     consumer = FakeConsumer()
-    txn = Transactions(make, consumer, "t-stuck")  # type: ignore[arg-type]
+    txn = Transactions(make, consumer, "t-stuck", observer=TXN_METRICS)  # type: ignore[arg-type]
     txn.init()
     msg = Msg("t.labels", PART, 5, KEY, L)
     t0 = time.monotonic()

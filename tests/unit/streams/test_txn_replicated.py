@@ -1,4 +1,4 @@
-"""The worker loops' transactions on a replicated cluster (streams/txn.py, issue 26): the
+"""The worker loops' transactions on a replicated cluster (driftline/kafka/txn.py, issue 26): the
 timeouts that grow with the replication factor, the stuck send_offsets_to_transaction
 waited for less and less patiently in a row, and stuck renewals that do not count as
 fencing. Fakes only; the fault harness on three nodes runs the real thing
@@ -14,9 +14,9 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from driftline.kafka import clients
+from driftline.kafka import txn as txn_module
+from driftline.kafka.txn import Transactions, deliver_s, group_settings, transactional_producer
 from driftline.settings import Settings
-from driftline.streams import txn as txn_module
-from driftline.streams.txn import Transactions, deliver_s, group_settings, transactional_producer
 
 
 @pytest.mark.parametrize(

@@ -73,7 +73,7 @@ def raw(topic: str, value: bytes, at: int = 0) -> Send:
     return Send(topic, at, value, KEY)
 
 
-PRICE_P = {"model": "price", "prediction": 3.5, "scores": {}}
+PRICE_P: dict[str, Any] = {"model": "price", "prediction": 3.5, "scores": {}}
 LEAN = LeanPredictions.for_codec(CODEC)
 FORMS = {"whole": False, "lean": True}
 

@@ -55,7 +55,7 @@ TRACE = b"0af7651916cd43dd8448eb211c80319c"
 # (name, headers, the block's size at offset 41, timestamp T + 12, record time T)
 HEADERS: list[tuple[str, list[tuple[str, bytes | None]], int]] = [
     ("none", [], 3),
-    ("Driftline's four", h.build("io.driftline.Prediction", T, TRACE.decode()), 26),
+    ("Driftline's four", [*h.build("io.driftline.Prediction", T, TRACE.decode())], 26),
     ("an event time that is not the record's", [(h.EVENT_TIME, str(T + 1).encode())], 18),
     ("a trace id in upper case, kept as it is", [(h.TRACE_ID, TRACE.upper())], 37),
     ("a trace id that is not hex", [(h.TRACE_ID, b"not-hex")], 12),

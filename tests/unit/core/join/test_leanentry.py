@@ -206,7 +206,8 @@ def test_another_field_layout_holds_predictions_whole(newer: Codec) -> None:
     assert LeanPredictions.for_codec(newer) is None
     joiner = Joiner(newer, lambda m: "classification", lambda m: 1_000, "p", "l")
     raw = newer.encode(PREDICTION, prediction())
-    step = joiner.on_message(origin(), raw, NOW, {}.get)
+    nothing: dict[bytes, bytes] = {}
+    step = joiner.on_message(origin(), raw, NOW, nothing.get)
     assert step.entry is not None and JoinEntry.from_bytes(step.entry).payload == raw
     assert step.extra == []
 
@@ -240,7 +241,7 @@ def hold(j: Joiner, store: dict[bytes, bytes], key: bytes, **kw: Any) -> JoinEnt
 
 
 def test_one_names_record_per_list_of_names() -> None:
-    j, store = joiner(), {}
+    j, store = joiner(), dict[bytes, bytes]()
     assert hold(j, store, b"a").lean and hold(j, store, b"b").lean
     other = hold(j, store, b"c", features={"x": 1.0})
     assert other.lean
@@ -252,7 +253,7 @@ def test_one_names_record_per_list_of_names() -> None:
 
 
 def test_a_digest_whose_record_differs_holds_the_prediction_whole() -> None:
-    j, store = joiner(), {}
+    j, store = joiner(), dict[bytes, bytes]()
     packed = lean().pack(CODEC.encode(PREDICTION, prediction()))
     assert packed is not None
     store[packed.key] = b"\x02z"  # another list of names under the same digest
@@ -262,14 +263,14 @@ def test_a_digest_whose_record_differs_holds_the_prediction_whole() -> None:
 
 def test_past_max_names_new_lists_are_held_whole(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Joiner, "MAX_NAMES", 1)
-    j, store = joiner(), {}
+    j, store = joiner(), dict[bytes, bytes]()
     assert hold(j, store, b"a").lean
     assert not hold(j, store, b"b", features={"x": 1.0}).lean
     assert hold(j, store, b"c").lean  # a list it already knows
 
 
 def test_an_expired_lean_prediction_is_dead_lettered_with_its_own_bytes() -> None:
-    j, store = joiner(), {}
+    j, store = joiner(), dict[bytes, bytes]()
     raw = CODEC.encode(PREDICTION, prediction(features={"n": math.inf, "s": "é"}))
     step = j.on_message(origin(), raw, NOW, store.get)
     put(store, step.extra)
@@ -283,7 +284,7 @@ def test_an_expired_lean_prediction_is_dead_lettered_with_its_own_bytes() -> Non
 
 
 def test_a_lean_prediction_without_its_names_record_is_an_internal_error() -> None:
-    j, store = joiner(), {}
+    j, store = joiner(), dict[bytes, bytes]()
     entry = hold(j, store, b"evt-0001")
     fresh = joiner()
     lab = CODEC.encode(LABEL, label())
@@ -297,6 +298,6 @@ def test_a_feature_value_of_256_bytes_or_more_is_held_whole() -> None:
     # tag (1 byte) + length (2 bytes from 64 chars on) + the chars
     assert lean().pack(CODEC.encode(PREDICTION, prediction(features={"s": "x" * 252}))) is not None
     assert lean().pack(CODEC.encode(PREDICTION, prediction(features={"s": "x" * 253}))) is None
-    j, store = joiner(), {}
+    j, store = joiner(), dict[bytes, bytes]()
     entry = hold(j, store, b"evt-0001", features={"note": "y" * 300})
     assert not entry.lean and store == {entry_key("churn", b"evt-0001"): entry.to_bytes()}

@@ -12,7 +12,9 @@ from driftline.core.join.onepass import OnePass
 from driftline.core.wire.codec import default_codec
 
 CODEC = default_codec()
-LEAN = LeanPredictions.for_codec(CODEC)
+_LEAN = LeanPredictions.for_codec(CODEC)
+assert _LEAN is not None  # the current Prediction schema packs lean
+LEAN: LeanPredictions = _LEAN
 assert LEAN is not None
 
 BASE: dict[str, Any] = {

@@ -13,6 +13,7 @@ from driftline.core.errors import ConfigError
 from driftline.core.lifecycle.answer import (
     alert,
     answer_trigger,
+    answered_by,
     config_for,
     failure_alert,
     restage_answer,
@@ -305,3 +306,21 @@ def test_a_candidate_against_an_online_champion_waits_for_live_evidence(
     assert got.stage == stage
     if probation:
         assert "learns online" in got.records[-1]["stage_reason"]
+
+
+@pytest.mark.parametrize(
+    ("lineage", "expected"),
+    [
+        ({"trigger_id": "trg-0001"}, "v4"),  # the same trigger, read again
+        # sent again under a new id (a monitor restarted mid-window): its key answers it
+        ({"trigger_id": "trg-0002", "trigger_key": "churn:feature_drift:2023-11-14T23"}, "v4"),
+        ({"trigger_id": "trg-0002", "trigger_key": "churn:concept_drift:2023-11-14T23"}, None),
+    ],
+)
+def test_a_trigger_already_answered_is_found_by_its_key_or_its_id(
+    lineage: dict[str, Any], expected: str | None
+) -> None:
+    version = model_version()
+    version["lineage"] = {**version["lineage"], "trigger_key": None, **lineage}
+    found = answered_by(Registry.from_records([version]), retrain_trigger())
+    assert (None if found is None else found["version"]) == expected

@@ -11,7 +11,9 @@ import pytest
 from driftline.core.model.calibration import Calibration, ClassMap, ece, fit, fit_isotonic
 
 
-def _rows(n: int, squash: float, seed: int = 1, base: float = 0.5) -> list[tuple]:
+def _rows(
+    n: int, squash: float, seed: int = 1, base: float = 0.5
+) -> list[tuple[bool, dict[str, float], bool]]:
     """Binary rows whose true P(True | score p) is ``base + (p - 0.5) * squash``."""
     rng = random.Random(seed)
     out = []
@@ -98,6 +100,6 @@ def test_identity_map_returns_scores() -> None:
 
 
 @pytest.mark.parametrize("bad", [([], []), ([0.1], [True, False])])
-def test_isotonic_refuses_bad_input(bad: tuple) -> None:
+def test_isotonic_refuses_bad_input(bad: tuple[list[float], list[bool]]) -> None:
     with pytest.raises(ValueError):
         fit_isotonic(*bad)

@@ -43,7 +43,7 @@ def toy_rows(n: int = 600, seed: int = 3) -> list[tuple[dict[str, Any], Any]]:
     rng = random.Random(seed)
     rows = []
     for _ in range(n):
-        x = {
+        x: dict[str, Any] = {
             "amount": rng.random() * 100,
             "flag": rng.random() > 0.5,
             "n": rng.randint(0, 9),

@@ -47,7 +47,7 @@ def train(seed: int, existing: tuple[str, ...] = ()) -> ServedModel:
     rng = random.Random(seed)
     rows = []
     for i in range(300):
-        x = {
+        x: dict[str, Any] = {
             "amount": rng.random() * 10,
             "plan": rng.choice("ab"),
             "visits": rng.randrange(5),
@@ -285,10 +285,17 @@ def test_the_champions_prediction_carries_every_challengers(
     """Issue 23: a challenger in shadow got no outcome. Its prediction now travels in the
     champion's Prediction (v2), which the join copies into the Outcome."""
     second = stub(lambda x: ("b", {"a": 0.25, "b": 0.75}), version="v9-second")
-    for served, shadows in (([challenger, second], 2), ((challenger,), 1), (challenger, 1)):
-        scored = Scoring(CODEC, lambda m, c=served: (champion, c), {"churn"}.__contains__).score(
-            encoded(), b"evt-0001", NOW
-        )
+    lineups: list[tuple[Any, int]] = [
+        ([challenger, second], 2),
+        ((challenger,), 1),
+        (challenger, 1),
+    ]
+    for served, shadows in lineups:
+
+        def lineup(model: str, c: Any = served) -> tuple[ServedModel, Any]:
+            return champion, c
+
+        scored = Scoring(CODEC, lineup, {"churn"}.__contains__).score(encoded(), b"evt-0001", NOW)
         p = CODEC.decode(scored.prediction, expect=PREDICTION).value
         expected = []
         for c in (challenger, second)[:shadows]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import given
@@ -172,7 +172,7 @@ def test_conform(
         if got == features and all(type(features[k]) is type(v) for k, v in got.items()):
             assert got is features  # nothing to undo: the same mapping, no copy
         return
-    reason, fragment = want  # type: ignore[misc]
+    reason, fragment = cast(tuple[str, str], want)
     with pytest.raises(ValidationError) as info:
         spec.conform(features)
     assert info.value.reason == reason

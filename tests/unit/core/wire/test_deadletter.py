@@ -95,7 +95,8 @@ def test_detail_truncation(detail: str, truncated: bool) -> None:
         assert detail.startswith(kept.removesuffix("..."))
     else:
         assert kept == detail
-    message = h.header_value(hdrs, h.DLQ_MESSAGE)
+    as_read: list[tuple[str, str | bytes | None]] = list(hdrs)
+    message = h.header_value(as_read, h.DLQ_MESSAGE)
     assert message is not None
     assert len(message) <= MAX_HEADER_BYTES
     text = message.decode("utf-8")  # every header value is UTF-8 text, even when cut

@@ -75,6 +75,7 @@ def test_alert_v2_reads_v1_and_v1_reads_v2() -> None:
     schemaless_writer(out, parse_schema(v2.schema), incident)
     body = out.getvalue()
     old = schemaless_reader(io.BytesIO(body), parse_schema(v2.schema), parse_schema(v1.schema))
+    assert isinstance(old, dict)
     assert old == {k: v for k, v in incident.items() if k not in INCIDENT_FIELDS}
     apache = avro.io.DatumReader(
         avro.schema.parse(json.dumps(v2.schema)), avro.schema.parse(json.dumps(v1.schema))

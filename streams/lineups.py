@@ -1,16 +1,18 @@
-"""Follow the compacted registry topic and keep the served versions loaded.
+"""The versions the worker serves, kept in step with the registry topic.
 
-A thread reads the registry from the beginning (no consumer group: every worker reads
-all of it), folds each ModelVersion into :class:`driftline.core.lifecycle.registry.Registry`, and
-loads the champion and every challenger of each model (:meth:`RegistryFollower.lineup`; a
-retired model has none, see :meth:`RegistryFollower.retired`) through
-:func:`driftline.core.model.estimators.load_version`, which checks the artifact's digest and
-HMAC signature before unpickling. A refused artifact is never served: it raises an
+:class:`driftline.kafka.registry_follower.RegistryFollower` reads the registry on a
+thread (from the beginning, no consumer group: every worker reads all of it) and folds
+each ModelVersion into its :class:`~driftline.core.lifecycle.registry.Registry`; after
+each batch, :class:`Lineups` loads the champion and every challenger of each model
+(:meth:`Lineups.lineup`; a retired model has none, see :meth:`Lineups.retired`) through
+:func:`driftline.core.model.estimators.load_version`, which checks the artifact's digest
+and HMAC signature before unpickling. A refused artifact is never served: it raises an
 ``artifact_rejected`` alert and the previous version keeps serving: the one this worker
 served, or, for a worker that starts with a refused champion on the registry, the
 latest earlier champion whose artifact it can verify
 (:meth:`~driftline.core.lifecycle.registry.Registry.previous_champions`). Lookups from the
-scorer read one dict that is replaced whole, so they need no lock.
+scorer read one dict that is replaced whole, so they need no lock. The version gauges
+and the refused-artifact counter are the worker's Prometheus metrics, kept here.
 """
 
 from __future__ import annotations
@@ -22,19 +24,16 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-from driftline.core.errors import ArtifactError, DriftlineError
+from driftline.core.errors import ArtifactError
 from driftline.core.lifecycle.registry import Registry
 from driftline.core.model.estimators import ServedModel, load_version
 from driftline.core.wire.codec import Codec
-from driftline.kafka.clients import confluent_common
+from driftline.kafka.registry_follower import RegistryFollower
 from driftline.settings import Settings
 from driftline.streams import telemetry as m
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("driftline.streams.registry")  # the name logs have always shown
 
-MODEL_VERSION = "io.driftline.ModelVersion"
 Lineup = tuple[ServedModel | None, tuple[ServedModel, ...]]
 """A model's champion and its challengers (oldest first), as served now."""
 
@@ -69,8 +68,9 @@ def rejected_alert(record: dict[str, Any], exc: ArtifactError, now_ms: int) -> d
     }
 
 
-class RegistryFollower:
-    """Keeps ``served[model] = (champion, challengers)`` in step with the registry topic."""
+class Lineups:
+    """Keeps ``served[model] = (champion, challengers)`` in step with the registry topic,
+    which :attr:`follower` reads."""
 
     def __init__(
         self,
@@ -79,30 +79,29 @@ class RegistryFollower:
         on_alert: Callable[[dict[str, Any]], None] | None = None,
         on_change: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
-        self.topic = settings.topic("registry")
-        self.codec = codec
+        self.follower = RegistryFollower(settings, codec=codec, on_change=on_change)
         self.key = settings.signing_key.get_secret_value().encode()
         self.on_alert = on_alert
-        self.on_change = on_change
-        self.registry = Registry()
         self.served: dict[str, Lineup] = {}
         self._retired: dict[str, dict[str, Any] | None] = {}
         """Retired models and the version each retired from the champion slot (None: no
         champion then); replaced whole, like ``served``, so other threads need no lock."""
         self._cache: dict[tuple[str, str, str], ServedModel] = {}
         self._refused: set[tuple[str, str, str]] = set()
-        self._offsets: dict[tuple[str, str], int] = {}
-        """Registry offset of the newest record of each (model, version)."""
-        self.ready = threading.Event()
-        conf = confluent_common(settings, "registry")
-        conf.update(
-            {
-                "group.id": f"{settings.group('registry')}-unused",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-            }
-        )
-        self.consumer = Consumer(conf)
+
+    @property
+    def registry(self) -> Registry:
+        """The registry as read so far."""
+        return self.follower.registry
+
+    @registry.setter
+    def registry(self, registry: Registry) -> None:
+        self.follower.registry = registry
+
+    @property
+    def ready(self) -> threading.Event:
+        """Set once caught up with the registry's end at the start."""
+        return self.follower.ready
 
     def lineup(self, model: str) -> Lineup:
         """(champion, challengers) served now for ``model``: every challenger scores in
@@ -121,26 +120,7 @@ class RegistryFollower:
 
     def run(self, stop: threading.Event) -> None:
         """Follow the topic until ``stop``; ``ready`` is set once caught up at start."""
-        tp = TopicPartition(self.topic, 0, OFFSET_BEGINNING)
-        self.consumer.assign([tp])
-        _, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=30)
-        if high <= 0:
-            self.ready.set()
-        try:
-            while not stop.is_set():
-                msgs = self.consumer.consume(500, 0.2)
-                for msg in msgs:
-                    if msg.error() is None:
-                        self._apply(msg.key(), msg.value(), msg.offset() or 0)
-                if msgs:
-                    self._reload()
-                if not self.ready.is_set():
-                    pos = self.consumer.position([TopicPartition(self.topic, 0)])[0].offset
-                    if pos >= high:
-                        self.ready.set()
-                        self.announce()
-        finally:
-            self.consumer.close()
+        self.follower.run(stop, on_batch=self._reload, on_ready=self.announce)
 
     def announce(self) -> None:
         """One INFO line per model: what this worker serves once caught up (the switches
@@ -159,24 +139,8 @@ class RegistryFollower:
                      model, model)  # fmt: skip
 
     def _offset(self, model: str, served: ServedModel | None) -> str:
-        at = None if served is None else self._offsets.get((model, served.version))
+        at = None if served is None else self.follower.offsets.get((model, served.version))
         return "?" if at is None else str(at)
-
-    def _apply(self, key: bytes | None, value: bytes | None, offset: int = -1) -> None:
-        try:
-            if value is None:
-                if key and b"/" in key:
-                    model, version = key.decode().split("/", 1)
-                    if not version.endswith("@checkpoint"):  # a checkpoint's: version stays
-                        self.registry.delete(model, version)
-                return
-            record = self.codec.decode(value, expect=MODEL_VERSION).value
-            self._offsets[(record["model"], record["version"])] = offset
-            change = self.registry.apply(record)
-            if change is not None and self.on_change is not None:
-                self.on_change(record)
-        except DriftlineError as exc:
-            log.error("registry: skipped an unreadable record with key %r: %s", key, exc)
 
     def _log_switch(self, model: str, old: Lineup, new: Lineup) -> None:
         """One INFO line per champion switch; one per change of the challengers (the set

@@ -50,15 +50,14 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka import KafkaError as CKafkaError
 
 from driftline.core.errors import KafkaError
-from driftline.kafka.clients import session_timeout_ms, transaction_timeout_ms
+from driftline.kafka.clients import producer_config, session_timeout_ms, transaction_timeout_ms
 from driftline.settings import Settings
-from driftline.streams import telemetry as m
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +155,6 @@ def transactional_producer(
 ) -> dict[str, Any]:
     """Producer settings for lane ``lane`` of :class:`Transactions`: transactional id
     ``txn_id`` for lane 0, ``<txn_id>.<lane>`` for the others."""
-    from driftline.kafka.clients import producer_config
-
     return producer_config(
         settings,
         role,
@@ -254,6 +251,28 @@ PHASES = ("work", "deliver", "offsets", "commit")
 """The phases of a batch's transaction, as ``driftline_transaction_seconds`` labels them."""
 
 
+class TxnObserver(Protocol):
+    """What :class:`Transactions` reports of each batch; the worker's Prometheus metrics
+    (``streams.telemetry.TXN_METRICS``) implement it, so this module imports none."""
+
+    def phase(self, loop: str, phase: str, seconds: float) -> None:
+        """One phase (:data:`PHASES`) of a committed batch's transaction took ``seconds``."""
+
+    def retried(self, loop: str, why: str) -> None:
+        """A batch's transaction was given up (``aborted``, ``fenced`` or ``stuck``) and
+        the batch will be read again."""
+
+
+class NoObserver:
+    """Reports nothing (a loop without metrics: benches, tests)."""
+
+    def phase(self, loop: str, phase: str, seconds: float) -> None:
+        pass
+
+    def retried(self, loop: str, why: str) -> None:
+        pass
+
+
 class Transactions:
     """Runs one batch at a time in a transaction that also commits its input offsets.
 
@@ -273,12 +292,15 @@ class Transactions:
     ``make_producer(lane)`` builds lane ``lane``'s producer; it is called again to
     replace a fenced one. Use :attr:`producer` for every produce of a batch.
     ``deliver_s``: how long a batch's records may take to be written before the batch is
-    aborted and read again.
+    aborted and read again. ``observer`` gets each committed batch's phases and each batch
+    given up (:class:`TxnObserver`).
     """
 
     def __init__(self, make_producer: Callable[[int], Producer], consumer: Consumer,
-                 name: str, lanes: int = LANES, deliver_s: float = TIMEOUT_S) -> None:  # fmt: skip
+                 name: str, lanes: int = LANES, deliver_s: float = TIMEOUT_S,
+                 observer: TxnObserver | None = None) -> None:  # fmt: skip
         self.make_producer = make_producer
+        self.observer: TxnObserver = observer if observer is not None else NoObserver()
         self.producers = [make_producer(lane) for lane in range(lanes)]
         self.lane = 0
         self.consumer = consumer
@@ -294,7 +316,8 @@ class Transactions:
 
     @classmethod
     def for_loop(cls, settings: Settings, role: str, group_id: str, consumer: Consumer,
-                 lanes: int = LANES, producer: Any = None) -> Transactions:  # fmt: skip
+                 lanes: int = LANES, producer: Any = None,
+                 observer: TxnObserver | None = None) -> Transactions:  # fmt: skip
         """The transactions of the loop that consumes with ``consumer`` in ``group_id``:
         lane producers with ids :func:`transactional_id` (``.1`` for the second lane).
         ``producer`` replaces every lane's (tests pass a fake)."""
@@ -305,7 +328,7 @@ class Transactions:
                 return cast(Producer, producer)
             return Producer(transactional_producer(settings, role, txn_id, lane))
 
-        return cls(make, consumer, role, lanes, deliver_s(settings))
+        return cls(make, consumer, role, lanes, deliver_s(settings), observer)
 
     @property
     def producer(self) -> Producer:
@@ -360,7 +383,7 @@ class Transactions:
             why = self._abort(exc)
         finally:
             self.lane = (self.lane + 1) % len(self.producers)
-        m.TRANSACTIONS_RETRIED.labels(self.name, why).inc()
+        self.observer.retried(self.name, why)
         for (t, p), (first, _) in span.items():
             try:
                 self.consumer.seek(TopicPartition(t, p, first))
@@ -391,9 +414,9 @@ class Transactions:
             )
 
     def _observe(self, *marks: float) -> None:
-        """``driftline_transaction_seconds`` of one batch, from its phases' start times."""
+        """One batch's phases, from their start times, to the observer."""
         for phase, start, end in zip(PHASES, marks, marks[1:], strict=False):
-            m.TRANSACTION_SECONDS.labels(self.name, phase).observe(end - start)
+            self.observer.phase(self.name, phase, end - start)
 
     def fence_offsets(self) -> list[TopicPartition]:
         """The consumer's current positions, to commit (unchanged) with a transaction

@@ -17,7 +17,7 @@ from driftline.core.model.config import GateConfig, ModelConfig
 from driftline.core.wire.codec import default_codec
 from driftline.settings import Settings
 from driftline.streams import telemetry as m
-from driftline.streams.registry import RegistryFollower
+from driftline.streams.lineups import Lineups
 
 MODEL = "follow-me"
 CFG = ModelConfig(MODEL, factory="logistic_regression", gate=GateConfig(min_segment_samples=10))
@@ -34,14 +34,14 @@ def rows(seed: int) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def follower() -> RegistryFollower:
-    return RegistryFollower(Settings(), default_codec())
+def follower() -> Lineups:
+    return Lineups(Settings(), default_codec())
 
 
-def feed(f: RegistryFollower, records: list[dict[str, Any]]) -> None:
+def feed(f: Lineups, records: list[dict[str, Any]]) -> None:
     codec = default_codec()
     for r in records:
-        f._apply(f"{r['model']}/{r['version']}".encode(), codec.encode("ModelVersion", r))
+        f.follower.apply(f"{r['model']}/{r['version']}".encode(), codec.encode("ModelVersion", r))
     f._reload()
 
 
@@ -49,7 +49,7 @@ def gauge(version: str, stage: str) -> float:
     return m.MODEL_VERSION_INFO.labels(MODEL, version, stage)._value.get()
 
 
-def test_every_challenger_is_served_and_a_retired_model_is_not(follower: RegistryFollower) -> None:
+def test_every_challenger_is_served_and_a_retired_model_is_not(follower: Lineups) -> None:
     key = Settings().signing_key.get_secret_value().encode()
     _, records = bootstrap(rows(1), CFG, key=key, by="t", reason="r", now_ms=1, host="h")
     feed(follower, records)
@@ -111,7 +111,7 @@ def record(version: str, stage: str) -> dict[str, Any]:
 def test_lineup_gives_the_champion_and_a_tuple_of_challengers(
     records: list[dict[str, Any]], challengers: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    follower = RegistryFollower(SETTINGS, default_codec())
+    follower = Lineups(SETTINGS, default_codec())
     follower.registry = Registry.from_records(records)
     monkeypatch.setattr(follower, "_load", lambda r: None if r is None else Loaded(r["version"]))
     follower._reload()
@@ -119,7 +119,7 @@ def test_lineup_gives_the_champion_and_a_tuple_of_challengers(
     assert champion == Loaded("v1")
     assert tuple(c.version for c in served) == challengers
     assert follower.lineup("other") == (None, ())
-    follower.consumer.close()
+    follower.follower.close()
 
 
 def test_challenger_changes_are_logged_with_every_challenger(
@@ -129,9 +129,9 @@ def test_challenger_changes_are_logged_with_every_challenger(
     change of the challengers, one line with the set before and after and the registry
     offset of the record that made it (the newest one added, else the newest one gone),
     followed by one line per challenger added or dropped."""
-    follower = RegistryFollower(SETTINGS, default_codec())
+    follower = Lineups(SETTINGS, default_codec())
     monkeypatch.setattr(follower, "_load", lambda r: None if r is None else Loaded(r["version"]))
-    follower._offsets = {("churn", "v1"): 3, ("churn", "v2"): 7, ("churn", "v3"): 9}
+    follower.follower.offsets = {("churn", "v1"): 3, ("churn", "v2"): 7, ("churn", "v3"): 9}
     champion = record("v1", "champion")
     states = [
         [champion, record("v2", "challenger")],
@@ -151,7 +151,7 @@ def test_challenger_changes_are_logged_with_every_challenger(
                 follower.registry = Registry.from_records(records)
                 follower._reload()
     finally:
-        follower.consumer.close()
+        follower.follower.close()
     lines = [r.getMessage() for r in caplog.records if r.name == "driftline.streams.registry"]
     assert lines == [
         "registry: serving churn champion v1, challenger v3 (registry offset 3)",

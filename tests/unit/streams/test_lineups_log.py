@@ -15,7 +15,7 @@ from driftline.core.lifecycle.training import bootstrap, train
 from driftline.core.model.config import ModelConfig
 from driftline.core.wire.codec import default_codec
 from driftline.settings import Settings
-from driftline.streams.registry import RegistryFollower
+from driftline.streams.lineups import Lineups
 from tests.unit.core.examples import T0
 
 CODEC = default_codec()
@@ -38,7 +38,7 @@ def records(seed: int, current: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_switches_are_logged_once_caught_up(caplog: pytest.LogCaptureFixture) -> None:
-    follower = RegistryFollower(SETTINGS, CODEC)
+    follower = Lineups(SETTINGS, CODEC)
     try:
         first = records(1, [])
         second = records(2, [first[-1]])
@@ -46,18 +46,18 @@ def test_switches_are_logged_once_caught_up(caplog: pytest.LogCaptureFixture) ->
         assert v1 != v2
         with caplog.at_level(logging.INFO, logger="driftline.streams.registry"):
             for offset, r in enumerate(first):
-                follower._apply(f"churn/{r['version']}".encode(), CODEC.encode("ModelVersion", r),
-                                offset)  # fmt: skip
+                follower.follower.apply(f"churn/{r['version']}".encode(),
+                                        CODEC.encode("ModelVersion", r), offset)  # fmt: skip
             follower._reload()  # catching up: nothing logged yet
             follower.ready.set()
             follower.announce()
             for offset, r in enumerate(second, start=10):
-                follower._apply(f"churn/{r['version']}".encode(), CODEC.encode("ModelVersion", r),
-                                offset)  # fmt: skip
+                follower.follower.apply(f"churn/{r['version']}".encode(),
+                                        CODEC.encode("ModelVersion", r), offset)  # fmt: skip
             follower._reload()
             follower._reload()  # nothing changed: no line
     finally:
-        follower.consumer.close()
+        follower.follower.close()
     lines = [r.getMessage() for r in caplog.records if r.name == "driftline.streams.registry"]
     champion_of_second = 10 + [r["stage"] for r in second].index("champion")
     assert lines == [
@@ -70,15 +70,15 @@ def test_challengers_and_retirement_are_logged(caplog: pytest.LogCaptureFixture)
     """Several challengers: one line per challenger that starts or stops scoring in
     shadow; a retired model: its champion and challengers leave, and one line says why
     its events are dead-lettered; unretired, it is served again."""
-    follower = RegistryFollower(SETTINGS, CODEC)
+    follower = Lineups(SETTINGS, CODEC)
     offset = 0
 
     def feed(out: list[dict[str, Any]]) -> None:
         nonlocal offset
         for r in out:
             reg.apply(r)
-            follower._apply(f"churn/{r['version']}".encode(), CODEC.encode("ModelVersion", r),
-                            offset)  # fmt: skip
+            follower.follower.apply(f"churn/{r['version']}".encode(),
+                                    CODEC.encode("ModelVersion", r), offset)  # fmt: skip
             offset += 1
         follower._reload()
 
@@ -109,7 +109,7 @@ def test_challengers_and_retirement_are_logged(caplog: pytest.LogCaptureFixture)
             feed(unretire(reg, "churn", by="t", reason="r", now_ms=T0 + 400))
             assert not follower.retired("churn") and follower.lineup("churn")[0].version == v1
     finally:
-        follower.consumer.close()
+        follower.follower.close()
     c1, c2 = shadow
     lines = [r.getMessage() for r in caplog.records if r.name == "driftline.streams.registry"]
     assert lines == [
