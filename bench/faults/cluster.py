@@ -11,7 +11,8 @@ own while the workload goes on:
   node, so a broker dies with it), then start it again;
 - ``isr``: SIGSTOP a node that is not the active controller until it has dropped out
   of the ISR of every partition it holds (the controller fences a broker whose
-  heartbeats stop for ``broker.session.timeout.ms``, 9 s, and shrinks the ISRs), then
+  heartbeats stop for ``broker.session.timeout.ms``, 4.5 s on the local cluster, and
+  shrinks the ISRs), then
   SIGCONT it and wait until it is back in every ISR.
 
 Each fault ends only when every partition is fully replicated again, so that the next
@@ -21,6 +22,7 @@ one starts from a healthy cluster; the run's next fault waits for that.
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -35,6 +37,8 @@ from bench.faults.broker import Cluster
 KINDS = ("leader", "rolling", "controller", "isr")
 IN_SYNC_TIMEOUT_S = 120.0
 OUT_OF_ISR_TIMEOUT_S = 60.0
+FAILOVER_TIMEOUT_S = 60.0
+POLL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,8 @@ class Ops:
         controller = self.cluster.controller()
         if kind == "leader":
             node, n = max(sorted(leads.items()), key=lambda kv: kv[1])
-            return node, f"leads {n} of {sum(leads.values())} partitions"
+            also = ", the active controller too" if node == controller else ""
+            return node, f"leads {n} of {sum(leads.values())} partitions{also}"
         if kind == "controller":
             if controller is None:
                 raise RuntimeError("no active controller found")
@@ -120,7 +125,12 @@ class Ops:
         if kind in ("leader", "controller"):
             self.cluster.kill(node)
             self.step(f"n{node} SIGKILLed")
+            elect = kind == "controller" or "active controller" in detail
+            follow = threading.Thread(target=self._failover, args=(elect, node, time.monotonic()),
+                                      daemon=True)  # fmt: skip
+            follow.start()
             self._start(node)
+            follow.join(FAILOVER_TIMEOUT_S)
         elif kind == "rolling":
             order = [int(x) for x in detail.removeprefix("order ").replace("n", "").split(",")]
             for k in order:
@@ -137,6 +147,32 @@ class Ops:
                 self.cluster.signal(node, signal.SIGCONT)
                 self.step(f"n{node} resumed (SIGCONT)")
         self._in_sync()
+
+    def _failover(self, elect: bool, node: int, t0: float) -> None:
+        """Record the phases of a SIGKILLed node's failover as the other nodes' metadata
+        shows them (polled every :data:`POLL_S`, so each is up to that late): a new
+        active controller (``elect``: the node was the active controller), then no partition
+        led by ``node`` any more (the controller fenced it, ``broker.session.timeout.ms``
+        after its last heartbeat, or after a new controller's activation, and moved its
+        leaderships). What follows until outputs flow again is the clients' part."""
+        others = ",".join(n.address for k, n in sorted(self.cluster.nodes.items()) if k != node)
+        admin = AdminClient({**self.admin_conf, "bootstrap.servers": others})
+        elected = not elect
+        while time.monotonic() - t0 <= FAILOVER_TIMEOUT_S:
+            # each time is taken when the answer came (a request can wait for an election)
+            if not elected and (c := self.cluster.controller()) not in (None, node):
+                self.step(f"n{c} active controller after {time.monotonic() - t0:.1f} s")
+                elected = True
+            try:
+                parts = partitions(admin, tries=1)
+            except KafkaException:
+                parts = []
+            if parts and all(p.leader != node for p in parts):
+                self.step(f"n{node} leads no partition after {time.monotonic() - t0:.1f} s "
+                          "(fenced)")  # fmt: skip
+                return
+            time.sleep(POLL_S)
+        self.step(f"n{node} still leads partitions after {FAILOVER_TIMEOUT_S:.0f} s")
 
     def _out_of_isr(self, node: int) -> None:
         """Wait until paused ``node`` is out of every ISR, up to

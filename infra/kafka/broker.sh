@@ -115,20 +115,13 @@ security=plaintext
 node_file=$dir/node.conf
 node_id='' node_voters='' node_port='' node_cport=''
 
-read_file() { [[ -f $1 ]] && cat "$1"; }
-
 # Read DIR/node.conf (key=value lines) when DIR is a node of a cluster; false if not.
 read_node() {
-  local key value
   [[ -f $node_file ]] || return 1
-  while IFS='=' read -r key value; do
-    case "$key" in
-      node_id) node_id=$value ;;
-      voters) node_voters=$value ;;
-      port) node_port=$value ;;
-      controller_port) node_cport=$value ;;
-    esac
-  done <"$node_file"
+  node_id=$(conf_value "$node_file" node_id) || true
+  node_voters=$(conf_value "$node_file" voters) || true
+  node_port=$(conf_value "$node_file" port) || true
+  node_cport=$(conf_value "$node_file" controller_port) || true
   [[ $node_id =~ ^[0-9]+$ && $node_port =~ ^[0-9]+$ && $node_cport =~ ^[0-9]+$ && -n $node_voters ]] ||
     die "$node_file is incomplete (node_id, voters, port, controller_port)"
 }
@@ -138,26 +131,8 @@ if [[ -f $dir/.driftline-cluster ]]; then
   die "$dir holds a cluster of several nodes: use infra/kafka/cluster.sh (or driftline broker)"
 fi
 
-# Seconds since $1 (microseconds, from ${EPOCHREALTIME/./}), one decimal.
-elapsed() {
-  local d=$((${EPOCHREALTIME/./} - $1))
-  printf '%d.%d\n' $((d / 1000000)) $((d / 100000 % 10))
-}
-
 # The pid of the broker that DIR recorded, if that process still runs it.
-running_pid() {
-  local pid cmdline
-  pid=$(read_file "$pid_file") || return 1
-  pid_alive "$pid" || return 1
-  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-  [[ $cmdline == *kafka.Kafka*"$config"* ]] || return 1
-  printf '%s\n' "$pid"
-}
-
-lock_dir() {
-  exec 8>"$dir/.lock"
-  flock -w $((timeout + stop_timeout + 30)) 8 || die "could not lock $dir"
-}
+running_pid() { broker_pid "$dir"; }
 
 # Pick the broker port: --port/env, else what DIR used last, else 9092.
 choose_port() {
@@ -372,7 +347,7 @@ cmd_up() {
   libs=$("$KAFKA_INFRA_DIR/fetch.sh")
   mkdir -p "$dir"
   touch "$marker"
-  lock_dir
+  lock_dir "$dir" $((timeout + stop_timeout + 30))
   resolve_security
 
   if pid=$(running_pid); then
@@ -442,7 +417,7 @@ cmd_down() {
     log "no broker directory at $dir"
     return 0
   fi
-  lock_dir
+  lock_dir "$dir" $((timeout + stop_timeout + 30))
   if pid=$(running_pid); then
     log "stopping broker pid $pid (SIGTERM, up to ${stop_timeout}s)"
     kill -TERM "$pid" 2>/dev/null || true

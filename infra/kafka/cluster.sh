@@ -80,38 +80,16 @@ count_file=$dir/nodes
 broker=("$KAFKA_INFRA_DIR/broker.sh")
 probe=(python3 "$KAFKA_INFRA_DIR/kprobe.py")
 
-read_file() { [[ -f $1 ]] && cat "$1"; }
-
-lock_dir() {
-  exec 8>"$dir/.lock"
-  flock -w $((timeout + 60)) 8 || die "could not lock $dir"
-}
-
 # The node count DIR records (empty when none).
 recorded_nodes() { read_file "$count_file" || true; }
 
 node_dir() { printf '%s/node%s\n' "$dir" "$1"; }
 
-# The pid of node K if it runs (same test as broker.sh's running_pid).
-node_pid() {
-  local d pid cmdline
-  d=$(node_dir "$1")
-  pid=$(read_file "$d/broker.pid") || return 1
-  pid_alive "$pid" || return 1
-  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-  [[ $cmdline == *kafka.Kafka*"$d/server.properties"* ]] || return 1
-  printf '%s\n' "$pid"
-}
+# The pid of node K if it runs (common.sh's broker_pid, as broker.sh's running_pid).
+node_pid() { broker_pid "$(node_dir "$1")"; }
 
 # key=value of node K's node.conf
-node_conf() {
-  local d key value
-  d=$(node_dir "$1")
-  while IFS='=' read -r key value; do
-    [[ $key == "$2" ]] && { printf '%s\n' "$value"; return 0; }
-  done <"$d/node.conf"
-  return 1
-}
+node_conf() { conf_value "$(node_dir "$1")/node.conf" "$2"; }
 
 bootstrap_list() {
   local k out=()
@@ -163,7 +141,7 @@ cmd_up() {
     die "$dir holds a single-node broker (broker.sh); use another --dir, or down --purge it first"
   fi
   touch "$marker"
-  lock_dir
+  lock_dir "$dir" $((timeout + 60))
   n=$(recorded_nodes)
   if [[ -n $n && -n $nodes && $nodes != "$n" ]] && [[ -f $dir/node1/data/meta.properties ]]; then
     die "$dir holds a cluster of $n nodes, not $nodes; use another --dir, or down --purge it first"
@@ -197,8 +175,7 @@ cmd_up() {
     waited=1
   done
   if ((waited)); then
-    local d_us=$((${EPOCHREALTIME/./} - start))
-    log "$n nodes ready in $((d_us / 1000000)).$((d_us / 100000 % 10)) s (started: ${started[*]})"
+    log "$n nodes ready in $(elapsed "$start") s (started: ${started[*]})"
   else
     log "already running ($n nodes)"
   fi
@@ -224,7 +201,7 @@ cmd_down() {
     log "no cluster directory at $dir"
     return 0
   fi
-  lock_dir
+  lock_dir "$dir" $((timeout + 60))
   n=$(recorded_nodes)
   n=${n:-0}
   stop_nodes

@@ -1,5 +1,6 @@
 # shellcheck shell=bash disable=SC2034  # variables are used by the scripts that source this
-# Shared settings of fetch.sh, broker.sh and kafka-tool.sh (sourced, not run).
+# Shared settings and helpers of fetch.sh, broker.sh, cluster.sh and kafka-tool.sh
+# (sourced, not run).
 #
 # Environment variables these scripts read (all optional):
 #   DRIFTLINE_KAFKA_VERSION        Kafka jars to use (3.9.1)
@@ -65,4 +66,40 @@ pid_alive() {
   stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
   stat=${stat##*) }
   [[ ${stat%% *} != Z ]]
+}
+
+# The contents of file $1; false if there is no such file.
+read_file() { [[ -f $1 ]] && cat "$1"; }
+
+# The value of key $2 in the key=value file $1 (a cluster node's node.conf); false if absent.
+conf_value() {
+  local key value
+  while IFS='=' read -r key value; do
+    [[ $key == "$2" ]] && { printf '%s\n' "$value"; return 0; }
+  done <"$1"
+  return 1
+}
+
+# The pid of the broker of directory $1 (broker.sh's DIR, a cluster's node<K>) if it runs:
+# the pid $1/broker.pid records, alive, running kafka.Kafka on $1/server.properties.
+broker_pid() {
+  local pid cmdline
+  pid=$(read_file "$1/broker.pid") || return 1
+  pid_alive "$pid" || return 1
+  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  [[ $cmdline == *kafka.Kafka*"$1/server.properties"* ]] || return 1
+  printf '%s\n' "$pid"
+}
+
+# Take the lock of directory $1 on file descriptor 8, waiting up to $2 seconds, or die
+# (the sourcing script's die).
+lock_dir() {
+  exec 8>"$1/.lock"
+  flock -w "$2" 8 || die "could not lock $1"
+}
+
+# Seconds since $1 (microseconds, from ${EPOCHREALTIME/./}), one decimal.
+elapsed() {
+  local d=$((${EPOCHREALTIME/./} - $1))
+  printf '%d.%d\n' $((d / 1000000)) $((d / 100000 % 10))
 }

@@ -112,6 +112,9 @@ def test_quick_cluster_faults_lose_and_duplicate_nothing(cluster: Path) -> None:
     ], report  # every node, one after the other
     assert sorted(rolling.detail[7:].replace("n", "").split(",")) == ["1", "2", "3"], report
     assert f"n{leader.target} SIGKILLed" in [what for _, what in leader.steps], report
+    # the harness saw the fence: no partition led by the killed node any more
+    assert any(what.startswith(f"n{leader.target} leads no partition after ")
+               for _, what in leader.steps), report  # fmt: skip
     assert r.result is not None, report
     for row in r.result.rows:
         assert (row.lost, row.duplicated, row.unexpected) == (0, 0, 0), report

@@ -127,7 +127,8 @@ def test_the_cluster_profile_matches_the_dev_cluster(compose: dict) -> None:
     props = properties("server-cluster.properties")
     voters = []
     for name, env in nodes.items():
-        for key in (*BROKER_KEYS, "unclean.leader.election.enable"):
+        for key in (*BROKER_KEYS, "unclean.leader.election.enable",
+                    "broker.session.timeout.ms", "broker.heartbeat.interval.ms"):  # fmt: skip
             env_key = "KAFKA_" + key.upper().replace(".", "_")
             assert env[env_key].lower() == props[key].lower(), (name, key)
         assert env["KAFKA_PROCESS_ROLES"] == props["process.roles"]
