@@ -100,7 +100,7 @@ class Settings(BaseSettings):
         None,
         ge=1_000,
         description="Consumer-group session timeout of the worker's scorer and join: how "
-        "long a dead worker keeps its partitions. Default: 10 s at replication factor 1, "
+        "long a dead worker keeps its partitions. Default: 6 s at replication factor 1, "
         "20 s on a replicated cluster, longer than a group coordinator's failover "
         "(docs/scaling.md).",
     )

@@ -119,22 +119,31 @@ def transaction_timeout_ms(settings: Settings) -> int:
     return REPLICATED_TRANSACTION_TIMEOUT_MS if replicated(settings) else 10_000
 
 
+SESSION_TIMEOUT_MS = 6_000
+"""The worker loops' session on one broker: the broker's smallest
+(``group.min.session.timeout.ms``, 6 s by default), heartbeats every second. A SIGKILLed
+worker's partitions wait this long for another member, and after a broker hard restart
+every member's old identity is waited out this long by the reloaded group coordinator
+(librdkafka gives up a session the broker did not answer for, and rejoins under a new
+member id). It was 10 s: docs/scaling.md, "Recovery", has the before and after."""
+
+
 def session_timeout_ms(settings: Settings) -> int:
     """The worker loops' consumer-group session timeout: ``DRIFTLINE_SESSION_TIMEOUT_MS``,
-    else 10 s on one broker and 20 s on a replicated cluster. librdkafka gives a
+    else 6 s on one broker and 20 s on a replicated cluster. librdkafka gives a
     member's partitions up when the group coordinator has not answered for a session; a
     coordinator on a broker that dies answers again from another broker only after the
     fence (9-13 s seen), so with 10 s every worker lost its partitions and rebalanced on
     such a broker crash (controller SIGKILL on three nodes: 26.2 s to outputs again;
-    17.2 s at 20 s). The cost: a SIGKILLed worker's partitions wait 20 s, not 10 s, for
+    17.2 s at 20 s). The cost: a SIGKILLed worker's partitions wait 20 s, not 6 s, for
     another worker.
 
     >>> session_timeout_ms(Settings()), session_timeout_ms(Settings(replication_factor=3))
-    (10000, 20000)
+    (6000, 20000)
     """
     if settings.session_timeout_ms is not None:
         return settings.session_timeout_ms
-    return REPLICATED_SESSION_TIMEOUT_MS if replicated(settings) else 10_000
+    return REPLICATED_SESSION_TIMEOUT_MS if replicated(settings) else SESSION_TIMEOUT_MS
 
 
 def confluent_common(settings: Settings, client_role: str) -> dict[str, Any]:

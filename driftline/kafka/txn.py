@@ -64,6 +64,15 @@ log = logging.getLogger(__name__)
 TIMEOUT_S = 10.0
 RETRY_BUDGET_S = 30.0
 RENEWALS_PER_MINUTE = 5
+INIT_BUDGET_S = 180.0
+"""How long ``init_transactions`` (a loop's start, a producer's replacement) is retried
+while it fails with a retriable error, mostly a broker that is away. It was
+:data:`RETRY_BUDGET_S` (30 s): a broker hard-restarted on a loaded machine (ready after
+24-41 s) outlasted it, the join's thread died and the whole worker was restarted (its
+imports, Faust's start, the changelog restore) after the broker was back, adding ~15-40 s
+to the recovery (the fault harness's quick run, split layout, load ~30). Waiting here
+costs nothing: no transaction is open, and the watchdog still restarts a worker whose
+broker stays away for minutes."""
 STUCK_S = 3.0
 """How long a loop first waits for a ``send_offsets_to_transaction`` before it gives the
 producer up (see above). The call takes ~5 ms (p50, docs/benchmarks-history.md: AddOffsetsToTxn
@@ -225,7 +234,7 @@ def loop_consumer_settings(settings: Settings, **extra: Any) -> dict[str, Any]:
 
 def group_settings(settings: Settings) -> dict[str, Any]:
     """Consumer-group settings of the worker's loops: a dead member is noticed in
-    :func:`driftline.kafka.clients.session_timeout_ms` (10 s on one broker, 20 s on a
+    :func:`driftline.kafka.clients.session_timeout_ms` (6 s on one broker, 20 s on a
     replicated cluster; librdkafka's default is 45 s). Not static membership
     (``group.instance.id``): in the fault harness, a broker restart made librdkafka's
     static consumers fence each other (FENCED_INSTANCE_ID, fatal) and a worker hung in
@@ -350,7 +359,7 @@ class Transactions:
     def init(self) -> None:
         """Register the transactional ids (fences older producers that had them)."""
         for producer in self.producers:
-            self._retry(lambda p=producer: p.init_transactions(TIMEOUT_S))  # type: ignore[misc]
+            self._retry(lambda p=producer: p.init_transactions(TIMEOUT_S), INIT_BUDGET_S)  # type: ignore[misc]
 
     def run(self, msgs: Sequence[Message], produce_batch: Callable[[], None]) -> bool:
         """``produce_batch()`` produces the batch's output inside a transaction that
@@ -465,7 +474,7 @@ class Transactions:
             with contextlib.suppress(Exception):  # a broken producer may refuse; dropped anyway
                 self.producers[lane].purge(in_queue=True, in_flight=True)
             self.producers[lane] = producer = self.make_producer(lane)
-            self._retry(lambda p=producer: p.init_transactions(TIMEOUT_S))  # type: ignore[misc]
+            self._retry(lambda p=producer: p.init_transactions(TIMEOUT_S), INIT_BUDGET_S)  # type: ignore[misc]
 
     def _retry(self, call: Callable[[], None], budget_s: float = RETRY_BUDGET_S) -> None:
         """``call()``, again while it fails with a retriable error, for up to ``budget_s``."""

@@ -22,7 +22,7 @@ from driftline.settings import Settings
 @pytest.mark.parametrize(
     ("settings", "txn_ms", "session_ms", "deliver"),
     [
-        (Settings(), 10_000, 10_000, 10.0),
+        (Settings(), 10_000, 6_000, 10.0),
         (Settings(replication_factor=2), 30_000, 20_000, 25.0),
         (Settings(replication_factor=3), 30_000, 20_000, 25.0),
         (
@@ -33,7 +33,7 @@ from driftline.settings import Settings
             12_000,
             55.0,
         ),
-        (Settings(transaction_timeout_ms=5_000), 5_000, 10_000, 10.0),
+        (Settings(transaction_timeout_ms=5_000), 5_000, 6_000, 10.0),
     ],
 )
 def test_timeouts_follow_the_replication_factor_unless_set(
