@@ -36,8 +36,11 @@ they were. CBPE assumes the calibration learnt on the held-out rows still holds;
 covariate shift alone it does, under a concept change it does not, and the estimate is
 then wrong by as much as the concept moved. The estimator's own error says when.
 
-**Its own error.** An outcome (a labelled prediction) is placed in the chunk whose event
-time span holds its event time; once a closed chunk has ``min_labelled`` outcomes,
+**Its own error.** An outcome (a labelled prediction) is placed, on segment ``'all'``, in
+the chunk its prediction went to (by ``event_id``, remembered for the chunks kept: the
+spans of consecutive chunks overlap when partitions interleave); on other segments, and
+for a prediction no longer remembered, in the newest chunk whose event time span holds
+its event time. Once a closed chunk has ``min_labelled`` outcomes,
 :meth:`PerformanceEstimator.checks` publishes (window ``estimate-check:N``) the chunk's
 estimate, the realized metric over its labelled predictions, their difference
 ``estimation_error_*`` (realized minus estimated) and ``estimation_mae_*``, the mean
@@ -289,6 +292,9 @@ class PerformanceEstimator:
         self.max_segment_attributes = max_segment_attributes
         self._segments: dict[str, _Segment] = {"all": self._new()}
         self._values: dict[str, int] = {}
+        self._placed: dict[str, _Chunk] = {}
+        """Segment 'all': event_id -> the chunk its prediction went to (the newest
+        ``window_size * (keep_chunks + 1)``)."""
         self.binary: bool | None = len(self.classes) == 2 if self.classes else None
 
     def _new(self) -> _Segment:
@@ -342,12 +348,18 @@ class PerformanceEstimator:
         p, raw = float(probs.get(pos, 0.0)), float(scores.get(pos, 0.0))
         row = (conf, p, raw, yp == pos)
         t = int(prediction.get("event_time_ms") or 0)
+        eid = prediction.get("event_id")
         for seg in self._segments_of(prediction):
             seg.window.append(row)
             seg.seen += 1
             c = seg.current
             if c is None:
                 c = seg.current = _Chunk(t, t)
+            if eid is not None and seg is self._segments["all"]:
+                placed = self._placed
+                placed[str(eid)] = c
+                if len(placed) > self.window_size * (self.keep_chunks + 1):
+                    del placed[next(iter(placed))]
             c.n += 1
             c.conf += conf
             c.var += conf * (1 - conf)
@@ -373,9 +385,14 @@ class PerformanceEstimator:
         scores = outcome.get("scores") or {}
         conf = self._probabilities(scores).get(yp, math.nan) if scores else math.nan
         pos = self.positive or (self.classes[1] if len(self.classes) == 2 else "")
+        eid = outcome.get("event_id")
         for seg in self._segments_of(outcome):
             chunk = None
-            if seg.current is not None and seg.current.start <= t <= seg.current.end:
+            if eid is not None and seg is self._segments["all"]:
+                chunk = self._placed.pop(str(eid), None)  # (a chunk dropped since: unseen)
+            if chunk is not None:
+                pass
+            elif seg.current is not None and seg.current.start <= t <= seg.current.end:
                 chunk = seg.current
             else:
                 for c in reversed(seg.chunks):
