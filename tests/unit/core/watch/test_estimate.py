@@ -46,7 +46,7 @@ CALIBRATED = [
 @pytest.mark.parametrize(("name", "draw"), CALIBRATED)
 def test_calibrated_stream_lies_within_the_band(name: str, draw) -> None:
     est = PerformanceEstimator("m", "v", None, positive="True", window_size=500, keep_chunks=40)
-    _stream(est, 20_000, draw, seed=hash(name) % 1000)
+    _stream(est, 20_000, draw, seed=[n for n, _ in CALIBRATED].index(name))  # not hash(): salted
     checks = est.checks(0, min_labelled=500)
     assert len(checks) == 40
     inside = sum(
