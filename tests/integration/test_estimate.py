@@ -18,6 +18,7 @@ features stream in while every label is held back:
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -109,6 +110,11 @@ def of(got: list[dict], model: str, window: str) -> list[dict]:
     return [m for m in got if m.get("model") == model and m.get("window") == window]
 
 
+def status(proc: harness.Process) -> dict:
+    with urllib.request.urlopen(worker_url(proc, "/status.json"), timeout=10) as resp:
+        return dict(json.loads(resp.read()))
+
+
 def no_label_yet(s: Settings) -> bool:
     return sum(harness.offsets(s, s.topic("labels")).values()) == 0
 
@@ -155,6 +161,15 @@ def test_estimates_come_before_the_labels_and_are_checked_when_they_do(
             ]  # fmt: skip
             assert len(exported) == 1, text
             assert 0.8 < float(exported[0].rsplit(" ", 1)[1]) < 0.95
+        # ... and on the status page's document: estimated, no label yet, importance
+        doc = status(proc)
+        for model in doc["models"]:
+            (served,) = model["served"]
+            assert served["estimate"]["estimated"] is not None, served
+            assert served["estimate"]["realized"] is None and served["estimate"]["mae"] is None
+            (version,) = model["versions"]
+            assert version["calibration"] == "isotonic"
+            assert [i["feature"] for i in version["importance"]] == ["x0", "x1"]
 
         # the inputs move, labels still held back
         after = {
@@ -207,5 +222,7 @@ def test_estimates_come_before_the_labels_and_are_checked_when_they_do(
                 assert c["estimation_mae_accuracy"] < 0.06
             shifted = final[max(final)]["realized_accuracy"]
             assert shifted < 0.72 if m == "drop" else shifted > 0.9
+        for model in status(proc)["models"]:  # the estimator's error, on the status page
+            assert model["served"][0]["estimate"]["mae"] is not None, model["served"]
     finally:
         proc.stop()

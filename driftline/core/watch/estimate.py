@@ -69,7 +69,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
@@ -78,7 +78,7 @@ import numpy as np
 
 from driftline.core.model.calibration import Calibration
 
-__all__ = ["ESTIMATE", "ESTIMATE_CHECK", "PerformanceEstimator", "estimates"]
+__all__ = ["ESTIMATE", "ESTIMATE_CHECK", "PerformanceEstimator", "estimates", "summary"]
 
 ESTIMATE = "estimate"
 """Window prefix of the rolling estimate's snapshots: ``estimate:N``."""
@@ -535,3 +535,60 @@ class PerformanceEstimator:
             "baseline": {},
             "counts": counts,
         }
+
+
+def summary(snapshots: Iterable[Mapping[str, Any]], metric: str = "accuracy") -> dict[str, Any]:
+    """Estimated beside realized ``metric`` of one version on segment 'all', from its
+    latest snapshots (any windows; the newest of each kind is used): ``estimated`` with
+    ``lower`` and ``upper`` (window ``estimate:N``), ``realized`` (``count:N``), and from
+    the last checked chunk (``estimate-check:N``) ``checked_estimated``,
+    ``checked_realized``, ``error`` (realized minus estimated), ``mae`` (over the last
+    judged chunks) and ``labelled_share``. Keys without data are None; ``{}`` when there is
+    no estimate and no check.
+
+    >>> snaps = [
+    ...     {"window": "estimate:1000", "segment": "all", "emitted_at_ms": 5, "count": 1000,
+    ...      "metrics": {"estimated_accuracy": 0.8, "estimated_accuracy_lower": 0.77,
+    ...                  "estimated_accuracy_upper": 0.83}},
+    ...     {"window": "count:1000", "segment": "all", "emitted_at_ms": 5, "count": 400,
+    ...      "metrics": {"accuracy": 0.78}},
+    ...     {"window": "estimate-check:1000", "segment": "all", "emitted_at_ms": 4,
+    ...      "count": 1000, "metrics": {"estimated_accuracy": 0.81, "realized_accuracy": 0.79,
+    ...      "estimation_error_accuracy": -0.02, "estimation_mae_accuracy": 0.015,
+    ...      "labelled_share": 0.4}}]
+    >>> s = summary(snaps)
+    >>> s["estimated"], s["realized"], s["error"], s["mae"], s["window"]
+    (0.8, 0.78, -0.02, 0.015, 'estimate:1000')
+    >>> summary([{"window": "count:1000", "segment": "all", "emitted_at_ms": 1,
+    ...           "count": 3, "metrics": {"accuracy": 1.0}}])
+    {}
+    """
+    newest: dict[str, Mapping[str, Any]] = {}
+    for s in snapshots:
+        if (s.get("segment") or "all") != "all":
+            continue
+        kind = str(s["window"]).split(":", 1)[0]
+        if kind not in (ESTIMATE, ESTIMATE_CHECK, "count"):
+            continue
+        old = newest.get(kind)
+        if old is None or int(s.get("emitted_at_ms") or 0) >= int(old.get("emitted_at_ms") or 0):
+            newest[kind] = s
+    est, check, real = newest.get(ESTIMATE), newest.get(ESTIMATE_CHECK), newest.get("count")
+    if est is None and check is None:
+        return {}
+    em = est["metrics"] if est else {}
+    cm = check["metrics"] if check else {}
+    return {
+        "metric": metric,
+        "window": est["window"] if est else None,
+        "estimated": em.get(f"estimated_{metric}"),
+        "lower": em.get(f"estimated_{metric}_lower"),
+        "upper": em.get(f"estimated_{metric}_upper"),
+        "realized": (real["metrics"] if real else {}).get(metric),
+        "realized_count": real["count"] if real else None,
+        "checked_estimated": cm.get(f"estimated_{metric}"),
+        "checked_realized": cm.get(f"realized_{metric}"),
+        "error": cm.get(f"estimation_error_{metric}"),
+        "mae": cm.get(f"estimation_mae_{metric}"),
+        "labelled_share": cm.get("labelled_share"),
+    }
