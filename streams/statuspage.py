@@ -128,7 +128,7 @@ def _served(model: Mapping[str, Any]) -> str:
     primary = model.get("history", {}).get("metric", "accuracy")
     parts = []
     for s in model.get("served", []):
-        windows = s.get("windows", [])
+        windows = [w for w in s.get("windows", []) if not w["window"].startswith("estimate")]
         names = _ordered((k for w in windows for k in w["metrics"]), primary)
         baseline: Mapping[str, float] = next(
             (w["baseline"] for w in windows if w.get("baseline")), {}
@@ -149,6 +149,9 @@ def _served(model: Mapping[str, Any]) -> str:
             else '<p class="muted">No outcome yet.</p>'
         )
         parts.append(f"<h3>Rolling metrics: {title}</h3>{table}")
+        if s.get("estimate"):
+            parts.append(f"<h3>Estimated performance: {escape(s['version'])}</h3>")
+            parts.append(_estimate(s["estimate"]))
         drift = s.get("drift", {})
         if drift:
             parts.append(f"<h3>Drift: {escape(s['version'])}</h3>{_drift(drift)}")
@@ -163,6 +166,58 @@ def _served(model: Mapping[str, Any]) -> str:
             parts.append(f"<h3>Segments: {escape(s['version'])} ({escape(segs[0]['window'])})</h3>")
             parts.append(_table(("segment", "n", *cols), srows, set(range(1, len(cols) + 2))))
     return "".join(parts) or '<p class="muted">No version served yet.</p>'
+
+
+def _estimate(e: Mapping[str, Any]) -> str:
+    """Estimated (CBPE, from predictions alone) beside realized, and the estimator's
+    error on the last chunk whose labels came.
+
+    >>> html = _estimate({"metric": "accuracy", "window": "estimate:1000", "estimated": 0.8,
+    ...     "lower": 0.77, "upper": 0.83, "realized": None, "checked_estimated": 0.81,
+    ...     "checked_realized": 0.79, "error": -0.02, "mae": 0.015, "labelled_share": 0.4})
+    >>> "0.8000 [0.7700, 0.8300]" in html, "no label yet" in html, "40%" in html
+    (True, True, True)
+    """
+    lo, hi = fmt_value(e.get("lower")), fmt_value(e.get("upper"))
+    band = (
+        f"{fmt_value(e.get('estimated'))} [{lo}, {hi}]" if e.get("estimated") is not None else "-"
+    )
+    realized = e.get("realized")
+    none = '<span class="muted">no label yet</span>'
+    share = e.get("labelled_share")
+    error = e.get("error")
+    rows = [
+        (f"estimated {escape(str(e.get('metric')))} ({escape(str(e.get('window') or '-'))}, 95%)",
+         band),
+        ("realized (labels so far)",
+         fmt_value(realized) if realized is not None else none),
+        ("last checked chunk: estimated / realized",
+         f"{fmt_value(e.get('checked_estimated'))} / {fmt_value(e.get('checked_realized'))}"),
+        ("estimator error (realized - estimated)",
+         "-" if error is None else f'<span class="{"bad" if abs(error) > 0.05 else ""}">'
+         f"{error:+.4f}</span>"),
+        ("estimator mean absolute error", fmt_value(e.get("mae"))),
+        ("labelled share of that chunk", "-" if share is None else f"{share:.0%}"),
+    ]  # fmt: skip
+    return _table(("", "value"), rows, {1})
+
+
+def _importance(versions: Sequence[Mapping[str, Any]]) -> str:
+    """Each version's most important features (permutation importance on its held-out
+    rows), beside its calibration."""
+    rows = []
+    for v in versions:
+        imp = v.get("importance") or []
+        if not imp and not v.get("calibration"):
+            continue
+        top = ", ".join(
+            f"{escape(i['feature'])} {fmt_value(i['mean'])} ± {fmt_value(i['std'])}" for i in imp
+        )
+        rows.append((escape(v["version"]), escape(v.get("calibration") or "-"), top or "-"))
+    if not rows:
+        return ""
+    header = ("version", "calibration", "importance (mean ± spread, most important first)")
+    return "<h3>Importance</h3>" + _table(header, rows, set(), frozenset({0}))
 
 
 def _chart(model: Mapping[str, Any]) -> str:
@@ -195,7 +250,8 @@ def _model(model: Mapping[str, Any]) -> str:
     )
     return (
         f'<section class="model" id="model-{escape(model["model"])}">{head}'
-        f'<div class="grid"><div>{_chart(model)}<h3>Versions</h3>{_versions(model)}</div>'
+        f'<div class="grid"><div>{_chart(model)}<h3>Versions</h3>{_versions(model)}'
+        f"{_importance(model.get('versions', []))}</div>"
         f"<div>{_served(model)}</div></div></section>"
     )
 

@@ -25,6 +25,8 @@ import mode
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from driftline.core.lifecycle.importance import ranked
+from driftline.core.watch.estimate import summary as estimate_summary
 from driftline.streams.monitors import snapshot_key
 from driftline.streams.statuspage import render
 
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 PRIMARY = {"classification": "accuracy", "regression": "mae"}
 """The metric charted per task (the one the validation gate compares)."""
 REFRESH_S = 5
+TOP_IMPORTANCE = 5
+"""Features listed per version, most important first."""
 
 _VERSION_FIELDS = (
     "version", "stage", "created_at_ms", "stage_changed_at_ms", "stage_changed_by",
@@ -51,7 +55,14 @@ def _version(record: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: record.get(k) for k in _VERSION_FIELDS}
     gate = record.get("gate")
     out["gate"] = None if gate is None else ("passed" if gate.get("passed") else "failed")
-    out["trigger_id"] = (record.get("lineage") or {}).get("trigger_id")
+    lineage = record.get("lineage") or {}
+    out["trigger_id"] = lineage.get("trigger_id")
+    out["importance"] = [
+        {"feature": f, "mean": m, "std": sd}
+        for f, m, sd in ranked(lineage.get("importance"))[:TOP_IMPORTANCE]
+    ]
+    cal = record.get("calibration") or {}
+    out["calibration"] = cal.get("method")
     return out
 
 
@@ -83,7 +94,7 @@ def _served(worker: Worker, model: str, version: str, role: str) -> dict[str, An
         if s["segment"] != "all" and s["window"].startswith("count")
     ]  # fmt: skip
     return {"version": version, "role": role, "windows": windows, "drift": drift,
-            "segments": segments,
+            "segments": segments, "estimate": estimate_summary(overall),
             "restored": bool(windows) and all(w["restored"] for w in windows)}  # fmt: skip
 
 

@@ -17,8 +17,11 @@ from typing import Any
 
 from driftline.cli.text import table, when
 from driftline.core.errors import ConfigError
+from driftline.core.lifecycle.importance import ranked
 from driftline.core.lifecycle.registry import StageChange
 
+TOP_IMPORTANCE = 5
+"""Features shown by ``models show``, most important first."""
 _UNITS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
 
@@ -141,6 +144,21 @@ def version_report(
         f"  artifact: {art['format']}, {art['size_bytes']} bytes {where},"
         f" sha256 {art['sha256']}, signature {sig}"
     )
+    cal = rec.get("calibration")
+    if cal:
+        lines.append(
+            f"  calibration: {cal['method']} on {cal['rows']} held-out rows, ECE"
+            f" {cal['ece_before']:.4f} raw -> {cal['ece_after']:.4f} ({cal['reason']})"
+        )
+    imp = ranked(lin.get("importance"))
+    if imp:
+        shown = ", ".join(f"{f} {m:.4f} ± {sd:.4f}" for f, m, sd in imp[:TOP_IMPORTANCE])
+        more = len(imp) - TOP_IMPORTANCE
+        lines.append(
+            "  importance (permutation, held-out; mean ± spread): "
+            + shown
+            + (f", {more} more" if more > 0 else "")
+        )
     feats = [
         f"{f['name']} {f['type']}" + ("" if f["required"] else "?") for f in rec["feature_spec"]
     ]

@@ -14,6 +14,7 @@ from typing import Any
 
 import matplotlib
 
+from driftline.core.lifecycle.importance import ranked
 from driftline.core.watch.incidents import duration_text
 
 matplotlib.use("Agg")
@@ -128,13 +129,49 @@ def _lineage_rows(versions: Sequence[Mapping[str, Any]]) -> str:
             for r in lin.get("data_ranges", [])
         )
         metrics = ", ".join(f"{k} {val:.3f}" for k, val in sorted(v.get("metrics", {}).items())[:4])
+        cal = v.get("calibration") or {}
+        calibration = (
+            f"{cal['method']}, ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}"
+            if cal
+            else "-"
+        )
+        top = ", ".join(f"{f} {m:.3f} ± {sd:.3f}" for f, m, sd in ranked(lin.get("importance"))[:3])
         rows.append(
             "<tr>" + "".join(
                 f"<td>{html.escape(str(c))}</td>"
                 for c in (v["version"], v["stage"], v["stage_reason"], lin.get("rows", ""),
-                          ranges or "(bootstrap)", metrics, gate.get("summary", "(no gate)"))
+                          ranges or "(bootstrap)", metrics, calibration, top or "-",
+                          gate.get("summary", "(no gate)"))
             ) + "</tr>"
         )  # fmt: skip
+    return "\n".join(rows)
+
+
+def estimate_rows(checks: Iterable[tuple[int, Mapping[str, Any]]]) -> str:
+    """One row per chunk the estimator was checked on (``estimate-check:N`` snapshots of
+    segment 'all', in stream order): estimated accuracy and its band (from predictions
+    alone), realized accuracy once labels came, the error and the running mean absolute
+    error, the labelled share.
+
+    >>> row = estimate_rows([(2000, {"version": "v1", "window_start_ms": 5, "metrics": {
+    ...     "estimated_accuracy": 0.8, "estimated_accuracy_lower": 0.78,
+    ...     "estimated_accuracy_upper": 0.82, "realized_accuracy": 0.79,
+    ...     "estimation_error_accuracy": -0.01, "estimation_mae_accuracy": 0.012,
+    ...     "labelled_share": 1.0}})])
+    >>> "<td>0.800 [0.780, 0.820]</td><td>0.790</td><td>-0.010</td><td>0.012</td>" in row
+    True
+    """
+    rows = []
+    for at, snap in sorted(checks, key=lambda c: c[0]):
+        m = snap["metrics"]
+        cells = (
+            snap["version"], at,
+            f"{m['estimated_accuracy']:.3f} [{m['estimated_accuracy_lower']:.3f}, "
+            f"{m['estimated_accuracy_upper']:.3f}]",
+            f"{m['realized_accuracy']:.3f}", f"{m['estimation_error_accuracy']:+.3f}",
+            f"{m['estimation_mae_accuracy']:.3f}", f"{m['labelled_share']:.0%}",
+        )  # fmt: skip
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     return "\n".join(rows)
 
 
@@ -161,7 +198,8 @@ def _incident_rows(incidents: Sequence[Sequence[tuple[int, Mapping[str, Any]]]])
 
 def write(out: Path, summary: Mapping[str, Any], plot_path: Path,
           versions: Sequence[Mapping[str, Any]], events: Sequence[str],
-          incidents: Sequence[Sequence[tuple[int, Mapping[str, Any]]]] = ()) -> Path:  # fmt: skip
+          incidents: Sequence[Sequence[tuple[int, Mapping[str, Any]]]] = (),
+          checks: Iterable[tuple[int, Mapping[str, Any]]] = ()) -> Path:  # fmt: skip
     """Write report.html (and summary.json) into ``out``; returns the HTML path."""
     rows = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
@@ -184,9 +222,17 @@ positions: the outcomes seen when the record arrived).</p>
 <th>lasted</th><th>segments</th><th>versions</th><th>what opened it</th>
 <th>how it cleared</th></tr>
 {_incident_rows(incidents)}</table>
+<h2>Estimated against realized accuracy</h2>
+<p>Each chunk of predictions was estimated from the model's calibrated scores alone (CBPE),
+before its labels came; once they did, the realized accuracy says how far off the estimate
+was (stream position: the outcomes seen when the check arrived).</p>
+<table><tr><th>version</th><th>checked at</th><th>estimated [95% band]</th><th>realized</th>
+<th>error</th><th>mean abs. error</th><th>labelled</th></tr>
+{estimate_rows(checks) or '<tr><td colspan="7">no chunk checked yet</td></tr>'}</table>
 <h2>Versions, lineage and gate verdicts</h2>
 <table><tr><th>version</th><th>stage</th><th>why</th><th>rows</th>
-<th>training data (Kafka offsets)</th><th>validation metrics</th><th>gate</th></tr>
+<th>training data (Kafka offsets)</th><th>validation metrics</th><th>calibration</th>
+<th>importance (top 3)</th><th>gate</th></tr>
 {_lineage_rows(versions)}</table>
 <h2>What happened</h2><pre>{html.escape(chr(10).join(events))}</pre>
 </body></html>"""

@@ -316,7 +316,7 @@ def _report(opts: Options, rows: list[Row], frozen_model: Any, watcher: Watcher,
         f"@{i:>6}: {v['version']} -> {v['stage']} ({v['stage_reason']})" for i, v in s.versions
     ]
     return report.write(opts.out, summary, plot_path, list(latest.values()), sorted(events),
-                        list(s.incidents.values()))  # fmt: skip
+                        list(s.incidents.values()), list(s.checks.values()))  # fmt: skip
 
 
 def _alert_line(a: dict[str, Any]) -> str:

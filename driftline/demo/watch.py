@@ -18,7 +18,7 @@ from driftline.core.wire.codec import default_codec
 from driftline.kafka.clients import consumer_config
 from driftline.settings import Settings
 
-TOPICS = ("outcomes", "alerts", "retrain", "registry", "deadletter")
+TOPICS = ("outcomes", "alerts", "retrain", "registry", "deadletter", "metrics")
 
 
 def event_index(event_id: str) -> int:
@@ -38,6 +38,9 @@ class Seen:
     triggers: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     versions: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     dead: Counter[str] = field(default_factory=Counter)
+    checks: dict[tuple[str, int], tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    """The estimator checked against labels (snapshots ``estimate-check:N`` on segment
+    'all'), the last word per (version, chunk start), with the stream position it came."""
     last_index: int = 0
     recent: deque[tuple[str, bool]] = field(default_factory=lambda: deque(maxlen=500))
 
@@ -128,6 +131,12 @@ class Watcher:
             )
         elif kind == "DeadLetter":
             s.dead[v["reason"]] += 1
+        elif (
+            kind == "MetricSnapshot"
+            and v["segment"] == "all"
+            and v["window"].startswith("estimate-check")
+        ):  # the last word on each chunk
+            s.checks[(v["version"], v["window_start_ms"])] = (s.last_index, v)
 
 
 def wait_for(predicate: Any, timeout: float, step: float = 0.5) -> bool:

@@ -74,6 +74,13 @@ def test_version_report_goes_down_to_offsets() -> None:
     assert "signature not checked" in "\n".join(version_report(rec, [], None))
     assert "completed with 1000 earlier rows from the training sample of v3" in text
     assert "training sample: 8 bytes (compressed)" in text
+    assert "calibration: isotonic on 2000 held-out rows, ECE 0.0800 raw -> 0.0200" in text
+    assert "importance (permutation, held-out; mean ± spread): age 0.1200 ± 0.0100, plan" in text
+    lineage = {**rec["lineage"], "importance": {f"f{i}": {"mean": i / 10, "std": 0.0}
+                                                for i in range(7)}}  # fmt: skip
+    bare = "\n".join(version_report({**rec, "lineage": lineage, "calibration": None}, [], None))
+    assert "f6 0.6000 ± 0.0000, f5" in bare and "f2 0.2000 ± 0.0000, 2 more" in bare
+    assert "calibration:" not in bare
 
 
 @pytest.mark.parametrize(

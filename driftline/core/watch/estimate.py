@@ -36,8 +36,11 @@ they were. CBPE assumes the calibration learnt on the held-out rows still holds;
 covariate shift alone it does, under a concept change it does not, and the estimate is
 then wrong by as much as the concept moved. The estimator's own error says when.
 
-**Its own error.** An outcome (a labelled prediction) is placed in the chunk whose event
-time span holds its event time; once a closed chunk has ``min_labelled`` outcomes,
+**Its own error.** An outcome (a labelled prediction) is placed, on segment ``'all'``, in
+the chunk its prediction went to (by ``event_id``, remembered for the chunks kept: the
+spans of consecutive chunks overlap when partitions interleave); on other segments, and
+for a prediction no longer remembered, in the newest chunk whose event time span holds
+its event time. Once a closed chunk has ``min_labelled`` outcomes,
 :meth:`PerformanceEstimator.checks` publishes (window ``estimate-check:N``) the chunk's
 estimate, the realized metric over its labelled predictions, their difference
 ``estimation_error_*`` (realized minus estimated) and ``estimation_mae_*``, the mean
@@ -66,7 +69,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
@@ -75,7 +78,7 @@ import numpy as np
 
 from driftline.core.model.calibration import Calibration
 
-__all__ = ["ESTIMATE", "ESTIMATE_CHECK", "PerformanceEstimator", "estimates"]
+__all__ = ["ESTIMATE", "ESTIMATE_CHECK", "PerformanceEstimator", "estimates", "summary"]
 
 ESTIMATE = "estimate"
 """Window prefix of the rolling estimate's snapshots: ``estimate:N``."""
@@ -289,6 +292,9 @@ class PerformanceEstimator:
         self.max_segment_attributes = max_segment_attributes
         self._segments: dict[str, _Segment] = {"all": self._new()}
         self._values: dict[str, int] = {}
+        self._placed: dict[str, _Chunk] = {}
+        """Segment 'all': event_id -> the chunk its prediction went to (the newest
+        ``window_size * (keep_chunks + 1)``)."""
         self.binary: bool | None = len(self.classes) == 2 if self.classes else None
 
     def _new(self) -> _Segment:
@@ -342,12 +348,18 @@ class PerformanceEstimator:
         p, raw = float(probs.get(pos, 0.0)), float(scores.get(pos, 0.0))
         row = (conf, p, raw, yp == pos)
         t = int(prediction.get("event_time_ms") or 0)
+        eid = prediction.get("event_id")
         for seg in self._segments_of(prediction):
             seg.window.append(row)
             seg.seen += 1
             c = seg.current
             if c is None:
                 c = seg.current = _Chunk(t, t)
+            if eid is not None and seg is self._segments["all"]:
+                placed = self._placed
+                placed[str(eid)] = c
+                if len(placed) > self.window_size * (self.keep_chunks + 1):
+                    del placed[next(iter(placed))]
             c.n += 1
             c.conf += conf
             c.var += conf * (1 - conf)
@@ -373,9 +385,14 @@ class PerformanceEstimator:
         scores = outcome.get("scores") or {}
         conf = self._probabilities(scores).get(yp, math.nan) if scores else math.nan
         pos = self.positive or (self.classes[1] if len(self.classes) == 2 else "")
+        eid = outcome.get("event_id")
         for seg in self._segments_of(outcome):
             chunk = None
-            if seg.current is not None and seg.current.start <= t <= seg.current.end:
+            if eid is not None and seg is self._segments["all"]:
+                chunk = self._placed.pop(str(eid), None)  # (a chunk dropped since: unseen)
+            if chunk is not None:
+                pass
+            elif seg.current is not None and seg.current.start <= t <= seg.current.end:
                 chunk = seg.current
             else:
                 for c in reversed(seg.chunks):
@@ -518,3 +535,60 @@ class PerformanceEstimator:
             "baseline": {},
             "counts": counts,
         }
+
+
+def summary(snapshots: Iterable[Mapping[str, Any]], metric: str = "accuracy") -> dict[str, Any]:
+    """Estimated beside realized ``metric`` of one version on segment 'all', from its
+    latest snapshots (any windows; the newest of each kind is used): ``estimated`` with
+    ``lower`` and ``upper`` (window ``estimate:N``), ``realized`` (``count:N``), and from
+    the last checked chunk (``estimate-check:N``) ``checked_estimated``,
+    ``checked_realized``, ``error`` (realized minus estimated), ``mae`` (over the last
+    judged chunks) and ``labelled_share``. Keys without data are None; ``{}`` when there is
+    no estimate and no check.
+
+    >>> snaps = [
+    ...     {"window": "estimate:1000", "segment": "all", "emitted_at_ms": 5, "count": 1000,
+    ...      "metrics": {"estimated_accuracy": 0.8, "estimated_accuracy_lower": 0.77,
+    ...                  "estimated_accuracy_upper": 0.83}},
+    ...     {"window": "count:1000", "segment": "all", "emitted_at_ms": 5, "count": 400,
+    ...      "metrics": {"accuracy": 0.78}},
+    ...     {"window": "estimate-check:1000", "segment": "all", "emitted_at_ms": 4,
+    ...      "count": 1000, "metrics": {"estimated_accuracy": 0.81, "realized_accuracy": 0.79,
+    ...      "estimation_error_accuracy": -0.02, "estimation_mae_accuracy": 0.015,
+    ...      "labelled_share": 0.4}}]
+    >>> s = summary(snaps)
+    >>> s["estimated"], s["realized"], s["error"], s["mae"], s["window"]
+    (0.8, 0.78, -0.02, 0.015, 'estimate:1000')
+    >>> summary([{"window": "count:1000", "segment": "all", "emitted_at_ms": 1,
+    ...           "count": 3, "metrics": {"accuracy": 1.0}}])
+    {}
+    """
+    newest: dict[str, Mapping[str, Any]] = {}
+    for s in snapshots:
+        if (s.get("segment") or "all") != "all":
+            continue
+        kind = str(s["window"]).split(":", 1)[0]
+        if kind not in (ESTIMATE, ESTIMATE_CHECK, "count"):
+            continue
+        old = newest.get(kind)
+        if old is None or int(s.get("emitted_at_ms") or 0) >= int(old.get("emitted_at_ms") or 0):
+            newest[kind] = s
+    est, check, real = newest.get(ESTIMATE), newest.get(ESTIMATE_CHECK), newest.get("count")
+    if est is None and check is None:
+        return {}
+    em = est["metrics"] if est else {}
+    cm = check["metrics"] if check else {}
+    return {
+        "metric": metric,
+        "window": est["window"] if est else None,
+        "estimated": em.get(f"estimated_{metric}"),
+        "lower": em.get(f"estimated_{metric}_lower"),
+        "upper": em.get(f"estimated_{metric}_upper"),
+        "realized": (real["metrics"] if real else {}).get(metric),
+        "realized_count": real["count"] if real else None,
+        "checked_estimated": cm.get(f"estimated_{metric}"),
+        "checked_realized": cm.get(f"realized_{metric}"),
+        "error": cm.get(f"estimation_error_{metric}"),
+        "mae": cm.get(f"estimation_mae_{metric}"),
+        "labelled_share": cm.get("labelled_share"),
+    }

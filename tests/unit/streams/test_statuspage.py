@@ -125,6 +125,38 @@ def test_page_shows_models_versions_metrics_drift_alerts_and_triggers() -> None:
     assert page.index("x1") < page.index("plan</td>")  # the most drifted feature first
 
 
+def test_page_shows_estimated_beside_realized_its_error_and_importance() -> None:
+    doc = status()
+    model = doc["models"][0]
+    model["versions"][1].update(
+        calibration="isotonic",
+        importance=[
+            {"feature": "x1", "mean": 0.3, "std": 0.01},
+            {"feature": "plan", "mean": 0.0, "std": 0.0},
+        ],
+    )
+    served = model["served"][0]
+    served["windows"].append({"window": "estimate:1000", "count": 1000, "baseline": {},
+                              "metrics": {"estimated_accuracy": 0.612}, "window_end_ms": T0,
+                              "emitted_at_ms": T0})  # fmt: skip
+    served["estimate"] = {
+        "metric": "accuracy", "window": "estimate:1000", "estimated": 0.612, "lower": 0.58,
+        "upper": 0.64, "realized": 0.8765, "checked_estimated": 0.81, "checked_realized": 0.72,
+        "error": -0.09, "mae": 0.031, "labelled_share": 0.5}  # fmt: skip
+    page = render(doc)
+    for text in (
+        "Estimated performance: v2-abc", "estimated accuracy (estimate:1000, 95%)",
+        "0.6120 [0.5800, 0.6400]", "0.8100 / 0.7200", '<span class="bad">-0.0900</span>',
+        "0.0310", "50%", "<h3>Importance</h3>", "isotonic", "x1 0.3000 ± 0.0100, plan 0",
+    ):  # fmt: skip
+        assert text in page, text
+    assert "estimate:1000 (n=1000)" not in page  # not a column of the rolling metrics
+    assert page.index("x1 0.3") < page.index("plan 0")
+    del served["estimate"], model["versions"][1]["importance"], model["versions"][1]["calibration"]
+    bare = render(doc)
+    assert "Estimated performance" not in bare and "<h3>Importance</h3>" not in bare
+
+
 def test_page_names_every_challenger() -> None:
     doc = status()
     doc["models"][0]["challengers"] = ["v3-def", "v4-ghi"]
