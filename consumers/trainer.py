@@ -6,7 +6,8 @@ triggers). For each trigger, in order:
 1. catch up with the registry topic; a trigger whose idempotency key (or id) a version
    already answers is skipped;
 2. read the model's outcomes in the trigger's window (``offsets_for_times`` and/or the
-   last N) with a separate ``assign()`` consumer;
+   last N) with a separate ``assign()`` consumer, which keeps what it read: a later
+   trigger reads only the outcomes that arrived since (``OutcomeReader``);
 3. answer it (:func:`driftline.core.lifecycle.answer.answer_trigger`: config, training
    set, train, gate, stage, alerts; all decisions live there) in a worker thread while
    the main thread keeps polling the paused consumer, so a long run never exceeds
@@ -244,10 +245,12 @@ class Trainer:
         window = (trigger["window_start_ms"], trigger["window_end_ms"], trigger["last_n"])
         read = self.reader.read(model, start_ms=window[0], end_ms=window[1], last_n=window[2])
         log.info(
-            "%s: read %d outcomes (%d messages) from %d partitions in %.2f s",
+            "%s: read %d outcomes (%d messages, %d more held from earlier reads) from %d "
+            "partitions in %.2f s",
             model,
             len(read.rows),
             read.messages,
+            read.cached,
             len(read.ranges),
             read.seconds,
         )
