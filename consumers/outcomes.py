@@ -150,10 +150,10 @@ class OutcomeReader:
             span.values += tail.values
             span.hi = tail.hi
         for p, e in todo.items():
-            _, values = self._spans[p].between(starts[p], e)
-            got.cached += len(values)
+            offsets, values = self._spans[p].between(starts[p], e)
+            if p in held:  # those below where the span stood were held, not read now
+                got.cached += bisect.bisect_left(offsets, held[p])
             rows += [dict(v) for v in values if v is not None and v["model"] == model]
-        got.cached -= got.messages
         if self._spans:
             keep = self.cache_messages // len(self._spans)
             for span in self._spans.values():
