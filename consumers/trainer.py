@@ -6,7 +6,8 @@ triggers). For each trigger, in order:
 1. catch up with the registry topic; a trigger whose idempotency key (or id) a version
    already answers is skipped;
 2. read the model's outcomes in the trigger's window (``offsets_for_times`` and/or the
-   last N) with a separate ``assign()`` consumer;
+   last N) with a separate ``assign()`` consumer, which keeps what it read: a later
+   trigger reads only the outcomes that arrived since (``OutcomeReader``);
 3. answer it (:func:`driftline.core.lifecycle.answer.answer_trigger`: config, training
    set, train, gate, stage, alerts; all decisions live there) in a worker thread while
    the main thread keeps polling the paused consumer, so a long run never exceeds
@@ -48,7 +49,7 @@ from prometheus_client import Counter, Histogram
 
 from driftline.consumers.live import LiveLoop
 from driftline.consumers.outcomes import OutcomeReader
-from driftline.core.errors import CodecError
+from driftline.core.errors import CodecError, KafkaError
 from driftline.core.lifecycle.answer import (
     answer_trigger,
     answered_by,
@@ -171,8 +172,7 @@ class Trainer:
         done: list[Outcome] = []
         idle_since = time.monotonic()
         while not should_stop() and (max_triggers is None or len(done) < max_triggers):
-            if self.live is not None:
-                self.live.pump(0.2)
+            self._pump()
             msg = self.consumer.poll(0.5 if self.live is None else 0.01)
             if msg is None or msg.error() is not None:
                 if msg is not None:
@@ -180,10 +180,32 @@ class Trainer:
                 if idle_timeout_s is not None and time.monotonic() - idle_since > idle_timeout_s:
                     break
                 continue
-            done.append(self.handle(msg))
+            try:
+                outcome = self.handle(msg)
+            except KafkaError as exc:  # the cluster away (a broker restart): read it again
+                log.warning("trigger at %s[%s]@%s not answered, read again in 1 s: %s",
+                            msg.topic(), msg.partition(), msg.offset(), exc)  # fmt: skip
+                tp = TopicPartition(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
+                self.consumer.seek(tp)
+                time.sleep(1)
+                continue
+            done.append(outcome)
             self._commit(msg)
             idle_since = time.monotonic()
         return done
+
+    def _pump(self) -> None:
+        """One step of the live loop, if it runs. A Kafka error (the cluster away: a broker
+        restart) is logged and the loop goes on: its learners keep their state and
+        positions, and the next step reads on from there (a trainer that exited instead
+        lost its learners' progress since their last checkpoints)."""
+        if self.live is None:
+            return
+        try:
+            self.live.pump(0.2)
+        except KafkaError as exc:
+            log.warning("live loop: %s; going on in 1 s", exc)
+            time.sleep(1)
 
     def _commit(self, msg: Message) -> None:
         tp = TopicPartition(msg.topic() or "", msg.partition() or 0, (msg.offset() or 0) + 1)
@@ -249,10 +271,12 @@ class Trainer:
         window = (trigger["window_start_ms"], trigger["window_end_ms"], trigger["last_n"])
         read = self.reader.read(model, start_ms=window[0], end_ms=window[1], last_n=window[2])
         log.info(
-            "%s: read %d outcomes (%d messages) from %d partitions in %.2f s",
+            "%s: read %d outcomes (%d messages, %d more held from earlier reads) from %d "
+            "partitions in %.2f s",
             model,
             len(read.rows),
             read.messages,
+            read.cached,
             len(read.ranges),
             read.seconds,
         )
@@ -281,7 +305,7 @@ class Trainer:
             step_ms={"read": round(read.seconds * 1000, 3)},
             progress=lambda done, total: self._progress(model, done, total),
         )
-        meanwhile = None if live is None else (lambda: live.pump(0.2))
+        meanwhile = None if live is None else self._pump
         answer = keep_alive_until(self.consumer, future, meanwhile)
         if live is not None:
             self.follower.catch_up()

@@ -12,7 +12,12 @@ reads the output topics (read_committed) and checks every event_id of every mode
 prediction each, one outcome per churn and twin event carrying its own model's first
 label, exactly the expected dead letters (duplicate_label per model,
 expired_prediction, orphan_label) and no other; order per key; and reports the
-recovery time of every fault. Exit status 1 on any loss, duplicate, miscount, order
+recovery time of every fault. The trainer runs beside the workers with its live loop:
+churn's online challenger learns every outcome and checkpoints its state to the registry
+with the offsets it holds; the trainer is SIGKILLed (once quick, three times full, at its
+own times: bench/faults/plan.py, trainer_kills) and restarted, and every checkpoint must
+hold exactly the committed outcomes inside its ranges: none learnt twice, none skipped
+(bench/faults/learning.py). Exit status 1 on any loss, duplicate, miscount, order
 violation, unrecovered or unfired fault; the report's last lines name each.
 
     python -m bench.faults                 # full size: 100,000 events (~10 min)

@@ -16,7 +16,7 @@ from bench.faults.watch import Probe
 @dataclass
 class Fault:
     at: float  # progress (fraction of feature events produced) to fire at
-    kind: str  # kill, burst, broker, stop; a cluster's: leader, rolling, controller, isr
+    kind: str  # kill, burst, broker, stop, trainer; a cluster's: leader, rolling, controller, isr
     target: int = 0  # worker index; for a cluster's fault, the node id
     seconds: float = 0.0  # stop: how long
     t: float = 0.0  # fired, seconds since the first event
@@ -30,6 +30,7 @@ class Fault:
     def name(self) -> str:
         return {"kill": f"SIGKILL w{self.target}", "burst": "SIGKILL all workers",
                 "broker": "broker SIGKILL+restart", "cont": f"SIGCONT w{self.target}",
+                "trainer": "SIGKILL trainer",
                 "stop": f"SIGSTOP w{self.target} {self.seconds:.0f}s",
                 "leader": f"SIGKILL leader{self.node}",
                 "rolling": "rolling restart",
@@ -89,7 +90,7 @@ BASELINE_FROM_S = 10.0
 after the first event (at most half-way to the first fault)."""
 
 
-ONLY = ("kill", "burst", "broker", "stop", *cluster_faults.KINDS)
+ONLY = ("kill", "burst", "broker", "stop", "trainer", *cluster_faults.KINDS)
 """The kinds ``Options.only`` takes: one fault of that kind, at 30% of the events
 (``broker`` on one broker; leader, rolling, controller, isr on a cluster)."""
 
@@ -118,4 +119,19 @@ def schedule(o: Options) -> list[Fault]:
     todo.insert(0, stop)
     for k, f in enumerate(todo):
         f.at = FIRST_AT + (LAST_SCHEDULED - FIRST_AT) * k / max(1, len(todo) - 1)
-    return todo
+    return sorted(todo + trainer_kills(o), key=lambda f: f.at)
+
+
+def trainer_kills(o: Options) -> list[Fault]:
+    """SIGKILLs of the trainer (its online learner checkpointed to the registry: restarted,
+    it resumes from its last checkpoint; bench/faults/learning.py checks what it learnt).
+    They fire at their own times, beside the other faults: the outputs do not depend on
+    the trainer, so no other fault waits for its recovery, nor it for theirs (but for a
+    broker restart at work). One in the quick schedule, three in the full one."""
+    ats = TRAINER_AT_QUICK if o.quick else TRAINER_AT
+    return [Fault(at, "trainer") for at in ats]
+
+
+TRAINER_AT_QUICK = (0.3,)
+TRAINER_AT = (0.25, 0.45, 0.65)
+"""When the trainer is SIGKILLed (progress), quick and full schedules."""

@@ -25,7 +25,8 @@ def render(r: Run) -> str:
     lines = [
         "",
         "faults (recovery: until every partition of predictions and outcomes holds an",
-        "        event produced after the fault, read_committed; from the fault to the",
+        "        event produced after the fault, read_committed; of the trainer, until",
+        "        its online learner publishes a checkpoint again; from the fault to the",
         "        next one: stop = the longest time a partition of predictions or outcomes",
         "        went without a record, p50/p99 = end-to-end latency of the predictions of",
         "        the events produced then, out p99 = of the outcomes of their labels,",
@@ -68,6 +69,8 @@ def render(r: Run) -> str:
     if res is not None:
         lines.append(f"order violations: {len(res.order_violations)}")
         lines += [f"  {v}" for v in res.order_violations[:10]]
+    if r.learning is not None:
+        lines.append(r.learning.line())
     lines.append(f"run time {r.seconds:.0f} s (from the first event to the verification); "
                  f"load average {' -> '.join(r.load)}")  # fmt: skip
     problems = r.problems()

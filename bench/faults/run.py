@@ -17,6 +17,8 @@ from confluent_kafka import Producer
 
 from bench.faults import cluster as cluster_faults
 from bench.faults.broker import Broker, Cluster
+from bench.faults.learning import Learning
+from bench.faults.learning import check as check_learning
 from bench.faults.plan import (
     BASELINE_FROM_S,
     FIRST_AT,
@@ -56,6 +58,7 @@ class Run:
     notes: list[str] = field(default_factory=list)
     exits: list[str] = field(default_factory=list)
     result: Result | None = None
+    learning: Learning | None = None  # the online learner's checkpoints against the outcomes
     complete: bool = False
     seconds: float = 0.0
     run_dir: Path = Path()
@@ -83,6 +86,10 @@ class Run:
                            f"{keys}")  # fmt: skip
         if self.result.order_violations:
             out.append(f"{len(self.result.order_violations)} order violations")
+        if self.learning is None:
+            out.append("no check of the online learner: the run stopped before it")
+        else:
+            out += self.learning.problems()
         return out
 
     @property
@@ -151,6 +158,7 @@ def run(o: Options) -> Run:
         r.seconds = time.monotonic() - t_start
         print(f"  {r.seconds:7.1f}s verifying", flush=True)
         r.result = verify(s, expected)
+        r.learning = check_learning(s)
     finally:
         if watcher is not None:
             watcher.stop()
@@ -203,7 +211,10 @@ def _produce(r: Run, s: Settings, truth: Truth, sup: Supervisor, broker: Broker 
 
     conf["on_delivery"] = delivered
     p = Producer(conf)
-    todo, fired = list(r.faults), []
+    # the trainer's kills fire at their own times, apart from the chain of the others
+    # (each of which waits for the earlier ones to recover): see plan.trainer_kills
+    side = [f for f in r.faults if f.kind == "trainer"]
+    todo, fired = [f for f in r.faults if f.kind != "trainer"], []
     cont: tuple[float, Fault] | None = None  # when to SIGCONT, and the Fault to record
     bg: threading.Thread | None = None  # a broker restart at work
 
@@ -222,12 +233,14 @@ def _produce(r: Run, s: Settings, truth: Truth, sup: Supervisor, broker: Broker 
         r.produced.append(time.monotonic() - t_start)
         if cont is not None and time.monotonic() >= cont[0]:
             fire(cont[1], n)
+        restarting = bg is not None and bg.is_alive()
+        if side and n >= side[0].at * o.events and n < LAST_AT * o.events and not restarting:
+            fire(side.pop(0), n)
         if todo and n >= todo[0].at * o.events and n < LAST_AT * o.events:
             if waiting_since is None:
                 waiting_since = time.monotonic()
             recovered = all(f.probe is not None and f.probe.recovered_s is not None
-                            for f in fired)  # fmt: skip
-            restarting = bg is not None and bg.is_alive()
+                            for f in fired if f.kind != "trainer")  # fmt: skip
             if (
                 cont is None
                 and not restarting
@@ -253,7 +266,7 @@ def _produce(r: Run, s: Settings, truth: Truth, sup: Supervisor, broker: Broker 
         fire(cont[1], n)
     if bg is not None:
         bg.join()
-    r.faults, r.unfired = fired, todo
+    r.faults, r.unfired = fired, sorted(todo + side, key=lambda f: f.at)
     if r.broker_errors:
         raise RuntimeError(f"the broker did not come back: {'; '.join(r.broker_errors)}")
     if p.flush(300) != 0 or failed:
@@ -268,10 +281,15 @@ def _fire(r: Run, f: Fault, sup: Supervisor, broker: Broker | Cluster, watcher: 
         return _fire_cluster(r, f, broker, watcher, n, t_start)
     now = time.monotonic()
     f.t, f.progress = now - t_start, min(n, r.o.events) / r.o.events
-    f.probe = watcher.probe(now, min(n, r.o.events), n - 1 - LABEL_LAG)
+    if f.kind == "trainer":
+        f.probe = watcher.probe_trainer(now, int(time.time() * 1000))
+    else:
+        f.probe = watcher.probe(now, min(n, r.o.events), n - 1 - LABEL_LAG)
     print(f"  {f.t:7.1f}s {f.progress:6.1%}  {f.name()}", flush=True)
     assert isinstance(broker, Broker) or f.kind != "broker"
-    if f.kind == "kill":
+    if f.kind == "trainer":
+        sup.kill_and_restart(sup.trainer)
+    elif f.kind == "kill":
         sup.kill_and_restart(sup.workers[f.target])
     elif f.kind == "burst":
         sup.kill_all_and_restart()

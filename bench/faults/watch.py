@@ -28,12 +28,15 @@ class Probe:
     """Recovery after a fault at ``t0`` (monotonic): the time until every partition of
     predictions holds a prediction of an event produced after the fault (index >=
     ``p``) and every partition of outcomes an outcome whose label was produced after it
-    (index > ``lab``)."""
+    (index > ``lab``). A trainer's probe (``after_ms`` set) waits instead for an online
+    checkpoint published after the fault (wall time ``after_ms``): the restarted trainer
+    resumed its learner and learns again."""
 
     t0: float
     p: int
     lab: int
     waiting: set[tuple[str, int]] = field(default_factory=set)
+    after_ms: int | None = None
     recovered_s: float | None = None
     last: str = ""  # the partition that recovered last
 
@@ -45,7 +48,9 @@ class Probe:
 class Watcher:
     def __init__(self, settings: Settings) -> None:
         self.s = settings
-        self.topics = {settings.topic(t): t for t in ("predictions", "outcomes", "deadletter")}
+        self.topics = {
+            settings.topic(t): t for t in ("predictions", "outcomes", "deadletter", "registry")
+        }
         self.seen: dict[str, set[str]] = {}  # kind and model -> keys
         self.dead: set[tuple[str, str]] = set()  # (reason and model, key)
         self.records = 0
@@ -61,6 +66,14 @@ class Watcher:
     def probe(self, t0: float, p: int, lab: int) -> Probe:
         n = self.s.data_partitions
         pr = Probe(t0, p, lab, {(t, i) for t in ("predictions", "outcomes") for i in range(n)})
+        with self.lock:
+            self.probes.append(pr)
+        return pr
+
+    def probe_trainer(self, t0: float, after_ms: int) -> Probe:
+        """A probe that recovers at the first online checkpoint published after
+        ``after_ms`` (wall time)."""
+        pr = Probe(t0, 0, 0, {("registry", 0)}, after_ms=after_ms)
         with self.lock:
             self.probes.append(pr)
         return pr
@@ -95,10 +108,18 @@ class Watcher:
     def _on(
         self, codec: Codec, topic: str, part: int, key: bytes | None, value: bytes, now: float
     ) -> None:
+        record = codec.decode(value).value
+        if topic == "registry":  # not an output: the online learner's checkpoints
+            for pr in self.probes:
+                if (pr.after_ms is not None and pr.recovered_s is None
+                        and record["stage"] == "checkpoint"
+                        and record["stage_changed_at_ms"] > pr.after_ms):  # fmt: skip
+                    pr.waiting.clear()
+                    pr.recovered_s, pr.last = now - pr.t0, f"registry/{part}"
+            return
         self.records += 1
         self.last_record = now
         k = (key or b"").decode(errors="replace")
-        record = codec.decode(value).value
         if topic == "deadletter":
             self.dead.add((kind(record["reason"], record["model"]), k))
             return

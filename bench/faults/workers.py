@@ -1,5 +1,7 @@
 """Worker processes under a supervisor: each has a stable DRIFTLINE_INSTANCE_ID, its own
-data dir, web port and log; one that exits unasked is restarted, and that is recorded."""
+data dir, web port and log; one that exits unasked is restarted, and that is recorded.
+Beside them, the trainer (``driftline trainer``, its live loop on: an online challenger
+learning every outcome, checkpointed to the registry), supervised the same way."""
 
 from __future__ import annotations
 
@@ -69,6 +71,32 @@ class Worker:
             self.proc.wait()
 
 
+class TrainerProc(Worker):
+    """``driftline trainer`` with its live loop (DRIFTLINE_LIVE on), its artifacts in the
+    run's directory; ready once its live loop has started."""
+
+    def __init__(self, settings: Settings, run_dir: Path) -> None:
+        super().__init__(settings, run_dir, 0)
+        self.id, self.role = "trainer", "trainer"
+        self.log = run_dir / "trainer.log"
+        s = settings.model_copy(update={"artifact_dir": run_dir / "artifacts", "live": True})
+        self.env = env_for(s, DRIFTLINE_METRICS_PORT="0")
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            out.write(f"\n===== {time.strftime('%T')} start {self.starts + 1} =====\n".encode())
+            out.flush()
+            self.proc = subprocess.Popen([sys.executable, "-m", "driftline", "trainer"],
+                                         env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)  # fmt: skip
+        self.starts += 1
+
+    def ready(self) -> bool:
+        marker = f"start {self.starts} ====="
+        text = self.log.read_text(errors="replace")
+        return "live loop on" in text[text.rfind(marker) :]
+
+
 class Supervisor:
     """Start ``n`` workers; restart any that exits, calling ``on_exit(worker, code)``."""
 
@@ -80,19 +108,26 @@ class Supervisor:
             raise ValueError("the split layout needs at least 2 workers (score and join)")
         roles = ["all"] * n if layout == "all" else [("score", "join")[i % 2] for i in range(n)]
         self.workers = [Worker(settings, run_dir, i, roles[i]) for i in range(n)]
+        self.trainer = TrainerProc(settings, run_dir)
         self.on_exit = on_exit
         self.lock = threading.Lock()
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._watch, daemon=True)
 
+    @property
+    def procs(self) -> list[Worker]:
+        """The workers, then the trainer."""
+        return [*self.workers, self.trainer]
+
     def start(self, timeout: float = 120) -> None:
-        for w in self.workers:
+        for w in self.procs:
             w.start()
         deadline = time.monotonic() + timeout
-        while not all(w.ready() for w in self.workers):
+        while not all(w.ready() for w in self.procs):
             if time.monotonic() > deadline:
                 raise TimeoutError(
-                    f"workers not ready in {timeout} s (logs: {self.workers[0].log})"
+                    f"workers or trainer not ready in {timeout} s (logs: {self.workers[0].log}, "
+                    f"{self.trainer.log})"
                 )
             time.sleep(0.2)
         self.thread.start()
@@ -112,7 +147,7 @@ class Supervisor:
     def _watch(self) -> None:
         while not self.done.wait(0.5):
             with self.lock:
-                for w in self.workers:
+                for w in self.procs:
                     code = None if w.proc is None else w.proc.poll()
                     if code is not None:
                         self.on_exit(w, code)
@@ -121,5 +156,5 @@ class Supervisor:
     def stop(self) -> None:
         self.done.set()
         self.thread.join(5)
-        for w in self.workers:
+        for w in self.procs:
             w.stop()

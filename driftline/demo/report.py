@@ -46,6 +46,68 @@ def accuracy_after(points: Sequence[tuple[int, bool]], start: int) -> float:
     return sum(kept) / len(kept) if kept else float("nan")
 
 
+def reaction(
+    triggers: Sequence[Mapping[str, Any]],
+    versions: Sequence[Mapping[str, Any]],
+    first_served: Mapping[str, tuple[int, int]],
+    event_ms: Mapping[int, int],
+) -> list[dict[str, Any]]:
+    """Per retrain trigger, how fast it was answered and served: ``answer_s`` from the
+    trigger's creation to its answer's stage record (the trainer's whole run), and for an
+    answer that served, ``serve_s`` to its first prediction and ``serve_events``: events
+    published from the trigger to that prediction.
+
+    >>> t = {"trigger_id": "t1", "created_at_ms": 1_000, "reasons": ["drift"]}
+    >>> v = [{"version": "v2", "stage": "candidate", "stage_changed_at_ms": 2_000,
+    ...       "lineage": {"trigger_id": "t1"}},
+    ...      {"version": "v2", "stage": "champion", "stage_changed_at_ms": 2_500,
+    ...       "lineage": {"trigger_id": "t1"}}]
+    >>> row = reaction([t], v, {"v2": (30, 3_000)}, {i: 900 + 10 * i for i in range(40)})[0]
+    >>> row["version"], row["stage"], row["answer_s"], row["serve_s"], row["serve_events"]
+    ('v2', 'champion', 1.5, 2.0, 20)
+    """
+    times = sorted((ms, i) for i, ms in event_ms.items())
+    out = []
+    for t in triggers:
+        mine = [
+            v for v in versions if (v.get("lineage") or {}).get("trigger_id") == t["trigger_id"]
+        ]
+        row: dict[str, Any] = {"trigger": t["trigger_id"], "reasons": ",".join(t["reasons"]),
+                               "version": None, "stage": "unanswered", "answer_s": None,
+                               "serve_s": None, "serve_events": None}  # fmt: skip
+        if mine:
+            staged = [v for v in mine if v["stage"] != "candidate"] or mine
+            answered = staged[0]["stage_changed_at_ms"] - t["created_at_ms"]
+            row.update(version=mine[0]["version"], stage=staged[0]["stage"],
+                       answer_s=answered / 1000)  # fmt: skip
+        served = first_served.get(row["version"] or "")
+        if served is not None:
+            at = [i for ms, i in times if ms <= t["created_at_ms"]]
+            row["serve_s"] = (served[1] - t["created_at_ms"]) / 1000
+            row["serve_events"] = served[0] - (at[-1] if at else 0)
+        out.append(row)
+    return out
+
+
+def percentiles(values: Sequence[float | None]) -> dict[str, float | None]:
+    """p50 and p99 (linear interpolation) of the values that are not None, and their count.
+
+    >>> percentiles([1.0, None, 3.0, 2.0])
+    {'n': 3, 'p50': 2.0, 'p99': 2.98}
+    """
+    xs = sorted(float(x) for x in values if x is not None)
+    if not xs:
+        return {"n": 0, "p50": None, "p99": None}
+
+    def q(f: float) -> float:
+        k = (len(xs) - 1) * f
+        lo = int(k)
+        hi = min(lo + 1, len(xs) - 1)
+        return round(xs[lo] + (xs[hi] - xs[lo]) * (k - lo), 3)
+
+    return {"n": len(xs), "p50": q(0.5), "p99": q(0.99)}
+
+
 Span = tuple[int, int | None, str]
 """An incident on the stream: (opened at, resolved at or None while firing, cause)."""
 

@@ -5,6 +5,7 @@ view, and the report."""
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -307,6 +308,15 @@ def _report(opts: Options, rows: list[Row], frozen_model: Any, watcher: Watcher,
         "versions promoted": len(promotions),
         "dead letters": dict(s.dead),
     }  # fmt: skip
+    # how fast the trainer reacts: trigger -> answer, trigger -> the answer serving
+    reactions = report.reaction([t for _, t in s.triggers], [v for _, v in s.versions],
+                                s.first_served, s.event_ms)  # fmt: skip
+    summary["trigger to answer (s)"] = report.percentiles([r["answer_s"] for r in reactions])
+    summary["trigger to serving (s)"] = report.percentiles([r["serve_s"] for r in reactions])
+    summary["trigger to serving (events)"] = report.percentiles(
+        [r["serve_events"] for r in reactions]
+    )
+    (opts.out / "reactions.json").write_text(json.dumps(reactions, indent=2))
     latest: dict[str, dict[str, Any]] = {}
     for _, v in s.versions:
         latest[v["version"]] = v

@@ -43,6 +43,10 @@ class Seen:
     'all'), the last word per (version, chunk start), with the stream position it came."""
     last_index: int = 0
     recent: deque[tuple[str, bool]] = field(default_factory=lambda: deque(maxlen=500))
+    event_ms: dict[int, int] = field(default_factory=dict)
+    """Stream position -> the event's time (when the demo published its features)."""
+    first_served: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Version -> (stream position, predicted_at_ms) of the first outcome it served."""
 
     def served(self) -> str | None:
         return self.recent[-1][0] if self.recent else None
@@ -100,6 +104,10 @@ class Watcher:
             i = event_index(v["event_id"])
             ok = v["prediction"] == v["label"]
             s.outcomes[i] = (v["version"], ok)
+            s.event_ms[i] = v["event_time_ms"]
+            first = s.first_served.get(v["version"])
+            if first is None or i < first[0]:
+                s.first_served[v["version"]] = (i, v["predicted_at_ms"])
             s.recent.append((v["version"], ok))
             s.last_index = max(s.last_index, i)
         elif kind == "Alert":

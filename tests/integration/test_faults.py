@@ -2,7 +2,9 @@
 burst of kills, a hard broker restart and a SIGSTOPped worker, on a broker the harness
 starts (and kills) itself. Every output must be there exactly once, in order, for each
 model: ``twin`` scores every event of ``churn`` under the same event_id (issue 23) and
-must get every outcome with its own label, as churn does."""
+must get every outcome with its own label, as churn does. The trainer runs with its live
+loop (churn's online challenger) and is SIGKILLed once: no outcome may be learnt twice or
+skipped by the online learner after its restart (bench/faults/learning.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,9 @@ def test_quick_fault_schedule_loses_and_duplicates_nothing() -> None:
     # the first line of a failure names what went wrong; the whole report follows
     problems = r.problems()
     assert not problems, "; ".join(problems) + "\n" + report
-    assert {f.kind for f in r.faults} == {"kill", "burst", "broker", "stop", "cont"}, report
+    assert {f.kind for f in r.faults} == {"kill", "burst", "broker", "stop", "cont", "trainer"}, (
+        report
+    )
     assert r.unfired == [], report
     assert r.result is not None, report
     rows = {row.kind: row for row in r.result.rows}
@@ -31,6 +35,10 @@ def test_quick_fault_schedule_loses_and_duplicates_nothing() -> None:
     assert r.result.order_violations == [], report
     assert r.complete, report
     assert all(f.probe and f.probe.recovered_s is not None for f in r.faults), report
+    learning = r.learning
+    assert learning is not None and learning.checkpoints > 0, report
+    assert (learning.twice, learning.skipped) == (0, 0), report
+    assert learning.rows + learning.pending + learning.before == learning.outcomes, report
 
 
 def test_a_broker_restart_alone_is_recovered_from() -> None:

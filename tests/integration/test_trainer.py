@@ -202,6 +202,35 @@ def test_last_n_reads_back_past_other_models(s: Settings) -> None:
         assert (r["start_offset"], r["end_offset"]) == (min(mine), max(mine) + 1)
 
 
+def test_a_later_window_reads_only_the_new_outcomes(s: Settings) -> None:
+    """The reader keeps what it read: the next trigger's window reads from Kafka only
+    the outcomes that arrived since, and gets the same rows as a fresh reader."""
+    first = produce_outcomes(s, 300, seed=1)
+    produce_outcomes(s, 100, seed=2, start=300, model="other")
+    reader, fresh = OutcomeReader(s), OutcomeReader(s)
+    try:
+        a = reader.read("churn", start_ms=T0)
+        assert (a.messages, a.cached, len(a.rows)) == (400, 0, 300)
+        later = produce_outcomes(s, 200, seed=3, start=400)
+        b = reader.read("churn", start_ms=T0)
+        assert (b.messages, b.cached) == (200, 400)
+        again = fresh.read("churn", start_ms=T0)
+        assert again.messages == 600
+        assert b.rows == again.rows and b.ranges == again.ranges
+        assert {r["event_id"] for r in b.rows} == {d[0]["event_id"] for d in first + later}
+        # a window reaching back before what it holds is read whole again
+        small = OutcomeReader(s, cache_messages=60)  # keeps the newest few
+        try:
+            small.read("churn", start_ms=T0)
+            c = small.read("churn", start_ms=T0)
+            assert (c.messages, c.cached) == (600, 0) and c.rows == again.rows
+        finally:
+            small.close()
+    finally:
+        reader.close()
+        fresh.close()
+
+
 def test_a_small_window_is_not_promoted(s: Settings, group_id: str) -> None:
     """The trial: a trigger answered from a few dozen held-out rows. The candidate beats
     the old champion on them, but 30 rows are below ``min_holdout_rows``: rejected, with

@@ -14,6 +14,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from bench.faults import cluster as cluster_faults
 from bench.faults.cluster import KINDS, Ops, Part, leader_counts, out_of_isr, under_replicated
+from bench.faults.learning import Learning
 from bench.faults.report import render
 from bench.faults.retries import parse
 from bench.faults.run import FIRST_AT, Fault, Options, Run, schedule
@@ -43,7 +44,7 @@ def test_the_full_cluster_schedule_has_every_broker_fault_and_the_worker_faults(
     faults = schedule(Options(events=100_000, brokers=3, seed=seed))
     kinds = Counter(f.kind for f in faults)
     assert kinds == Counter({"stop": 1, "kill": 2, "burst": 1, "leader": 1, "rolling": 1,
-                             "controller": 1, "isr": 1})  # fmt: skip
+                             "controller": 1, "isr": 1, "trainer": 3})  # fmt: skip
     assert "broker" not in kinds  # the single broker's restart is the cluster's faults
     assert faults[0].kind == "stop"
     assert [f.at for f in faults] == sorted(f.at for f in faults)
@@ -156,7 +157,9 @@ def test_the_report_shows_each_cluster_fault_with_its_steps_and_the_targets() ->
         f.target, f.detail = 2, "leads 9 of 20 partitions"
         f.steps = [(10.0 * (k + 1), "n2 SIGKILLed")]
         f.retried = Counter({"stuck": 2, "aborted": 1})
-    r = Run(o, faults=faults, result=Result([Row("prediction", 1000, 1000)]), complete=True)
+    learning = Learning(checkpoints=5, learners=["online-1"], rows=800, outcomes=800)
+    r = Run(o, faults=faults, result=Result([Row("prediction", 1000, 1000)]), complete=True,
+            learning=learning)  # fmt: skip
     text = render(r)
     assert "SIGKILL leader n2" in text and "leads 9 of 20 partitions" in text
     assert "n2 SIGKILLed" in text and "1/0/2" in text
