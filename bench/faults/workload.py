@@ -197,7 +197,12 @@ def setup(settings: Settings, run_dir: Path) -> Settings:
     codec = default_codec()
     failed: list[str] = []
     conf = producer_config(s, "faults-setup")
-    conf["on_delivery"] = lambda e, _m: e and failed.append(str(e))
+
+    def on_delivery(err: Any, _msg: Any) -> None:
+        if err:
+            failed.append(str(err))
+
+    conf["on_delivery"] = on_delivery
     p = Producer(conf)
     rng = random.Random(7)
     headers = for_confluent(build_headers("io.driftline.ModelVersion", None, None))

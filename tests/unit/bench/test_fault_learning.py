@@ -3,6 +3,8 @@ broker: a checkpoint's rows against the committed outcomes inside its offset ran
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bench.faults.learning import Learning, counted
@@ -22,7 +24,7 @@ OFFSETS = {("o", 0): [0, 2, 3, 5, 7], ("o", 1): [1, 4]}
         ([{"topic": "o", "partition": 2, "start_offset": 0, "end_offset": 9}], 0),
     ],
 )  # fmt: skip
-def test_outcomes_inside_a_checkpoints_ranges(ranges: list[dict], expected: int) -> None:
+def test_outcomes_inside_a_checkpoints_ranges(ranges: list[dict[str, Any]], expected: int) -> None:
     assert counted(OFFSETS, ranges) == expected
 
 
