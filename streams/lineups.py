@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from driftline.core.errors import ArtifactError
+from driftline.core.lifecycle.importance import ranked
 from driftline.core.lifecycle.registry import Registry
 from driftline.core.model.estimators import ServedModel, load_version
 from driftline.core.wire.codec import Codec
@@ -263,3 +264,26 @@ class Lineups:
             m.MODEL_VERSION_INFO.labels(model, version, stage).set(1)
         for version, stage in roles(old) - now:
             m.MODEL_VERSION_INFO.labels(model, version, stage).set(0)
+        Lineups._importance(model, old, new)
+
+    @staticmethod
+    def _importance(model: str, old: Lineup, new: Lineup) -> None:
+        """``driftline_feature_importance`` for each version served now (from its
+        lineage); a version no longer served loses its series."""
+
+        def importances(lineup: Lineup) -> dict[str, list[tuple[str, float, float]]]:
+            champion, challengers = lineup
+            served = [*([champion] if champion is not None else []), *challengers]
+            return {
+                s.version: ranked((getattr(s, "record", None) or {}).get("lineage", {}).get(
+                    "importance"))
+                for s in served
+            }  # fmt: skip
+
+        now, before = importances(new), importances(old)
+        for version, features in now.items():
+            for feature, mean, _std in features:
+                m.FEATURE_IMPORTANCE.labels(model, version, feature).set(mean)
+        for version in before.keys() - now.keys():
+            for feature, _mean, _std in before[version]:
+                m.FEATURE_IMPORTANCE.remove(model, version, feature)

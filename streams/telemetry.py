@@ -110,6 +110,12 @@ MODEL_VERSION_INFO = Gauge(
     "1 for the version served in each stage (champion, challenger).",
     ["model", "version", "stage"],
 )
+FEATURE_IMPORTANCE = Gauge(
+    "driftline_feature_importance",
+    "Permutation importance of a feature for a served version (the held-out metric's "
+    "mean drop when the feature is shuffled, from the version's lineage).",
+    ["model", "version", "feature"],
+)
 ARTIFACTS_REJECTED = Counter(
     "driftline_artifacts_rejected_total",
     "Model versions refused because their digest or signature did not match.",

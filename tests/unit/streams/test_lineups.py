@@ -166,3 +166,32 @@ def test_challenger_changes_are_logged_with_every_challenger(
         "registry: churn challenger v2 dropped, now gone; 0 in shadow (registry offset 7)",
         "registry: churn challenger v3 dropped, now gone; 0 in shadow (registry offset 9)",
     ]
+
+
+
+def importance(version: str) -> dict[str, float]:
+    """The ``driftline_feature_importance`` series of one version, by feature."""
+    return {
+        sample.labels["feature"]: sample.value
+        for metric in m.FEATURE_IMPORTANCE.collect()
+        for sample in metric.samples
+        if sample.labels["model"] == MODEL and sample.labels["version"] == version
+    }
+
+
+def test_each_served_versions_importance_is_a_gauge_until_it_stops_being_served(
+    follower: Lineups,
+) -> None:
+    key = Settings().signing_key.get_secret_value().encode()
+    _, records = bootstrap(rows(2), CFG, key=key, by="t", reason="r", now_ms=1, host="h")
+    feed(follower, records)
+    champion = records[-1]
+    expected = champion["lineage"]["importance"]
+    assert expected, "a bootstrapped version records its importance"
+    assert importance(champion["version"]) == {f: v["mean"] for f, v in expected.items()}
+    assert importance(champion["version"])["x"] > 0  # the label is x > 5: x matters
+
+    reg = Registry.from_records(records)
+    out = retire(reg, MODEL, by="t", reason="r", now_ms=50)
+    feed(follower, out)
+    assert importance(champion["version"]) == {}
