@@ -168,7 +168,6 @@ def test_challenger_changes_are_logged_with_every_challenger(
     ]
 
 
-
 def importance(version: str) -> dict[str, float]:
     """The ``driftline_feature_importance`` series of one version, by feature."""
     return {
