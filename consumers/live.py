@@ -12,7 +12,10 @@ module reads and publishes:
   what to publish (a checkpoint, a decision's registry records and its alert) against the
   registry as the topic holds it now (the trainer's follower, caught up first), publishes
   it, waits for delivery and applies it; records that cannot be delivered make the
-  LiveModel drop its decision and gather evidence again.
+  LiveModel drop its decision and gather evidence again. A checkpoint falls due within a
+  batch too (a loop catching up on a backlog reads up to ``batch`` outcomes at once): it
+  is published at the outcome it fell due at, so the served state is never more than a
+  checkpoint's cadence behind the outcomes read.
 
 The trainer calls :meth:`LiveLoop.pump` between triggers, in its own thread, so the live
 records and a trigger's answer are computed on one registry state and never race. While
@@ -170,6 +173,8 @@ class LiveLoop:
             n += 1
             OUTCOMES.labels(outcome["model"]).inc()
             live.on_outcome(outcome, (msg.topic() or "", msg.partition() or 0, msg.offset() or 0))
+            if live.checkpoint_due(self.clock_ms()):  # mid-batch: a backlog keeps the cadence
+                self._step(live, decide)
         self._refresh(force=False)
         for live in self.lives.values():
             self._step(live, decide)

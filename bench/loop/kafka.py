@@ -7,9 +7,11 @@ same factory, parameters, gate and retrain policy as the in-process loop), a fir
 champion bootstrapped on the warm-up events and published to the registry, a worker and
 a trainer started as ``driftline`` commands, and ``replay``: features at up to the target
 rate, each label ``delay`` events after its features, slowed down while the outcomes
-trail the features by more than the label delay plus 1,500 events (so the rate achieved
-is the lower of the target and what the worker keeps up with). Runs share one broker,
-each under its own topic prefix with fresh processes, logs in its own directory.
+trail the features by more than the label delay plus 1,500 events, or the trainer's online
+learner (its newest checkpoint) trails the outcomes by more than 1,500 (so the rate
+achieved is the lower of the target and what the worker and the trainer's live loop keep
+up with: a loop replayed faster than it learns serves a stale learner). Runs share one
+broker, each under its own topic prefix with fresh processes, logs in its own directory.
 
 After the last outcome arrived, the run reads (read_committed, from the beginning):
 - predictions: served accuracy is every replayed event's served prediction against its

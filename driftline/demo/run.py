@@ -32,7 +32,11 @@ from driftline.settings import Settings
 
 MODEL = "demo"
 MAX_LAG = 1_500
-"""Most events the replay runs ahead of the outcomes (beyond the label delay)."""
+"""Most events the replay runs ahead of the outcomes (beyond the label delay), and the
+outcomes ahead of the online learner's newest checkpoint."""
+LEARNER_STALL_S = 60.0
+"""The replay stops waiting for an online learner whose checkpoints made no progress for
+this long (a trainer gone: the demo goes on)."""
 MODELS_TOML = """
 [models.demo]
 task = "classification"
@@ -206,9 +210,11 @@ def replay(settings: Settings, rows: list[Row], label_delay: int, rate: float,
            watcher: Watcher, echo: Callable[[str], None] = say) -> float:  # fmt: skip
     """Publish ``rows``' features at up to ``rate`` events/s, each label ``label_delay``
     events after its features, slowing down while the outcomes trail the features by
-    more than the label delay plus :data:`MAX_LAG` (so the rate is the lower of ``rate``
-    and what the worker keeps up with); the status line goes to ``echo`` every second.
-    Returns the seconds spent waiting for the outcomes (0: the worker kept up)."""
+    more than the label delay plus :data:`MAX_LAG`, or the trainer's online learner (its
+    newest checkpoint) trails the outcomes by more than :data:`MAX_LAG` (so the rate is
+    the lower of ``rate`` and what the worker and the live loop keep up with); the status
+    line goes to ``echo`` every second. Returns the seconds spent waiting (0: the loop
+    kept up)."""
     codec = default_codec()
     p = Producer(producer_config(settings, "demo-app"))
     features, labels = settings.topic("features"), settings.topic("labels")
@@ -221,7 +227,7 @@ def replay(settings: Settings, rows: list[Row], label_delay: int, rate: float,
             "label_time_ms": _now()}), event_id(r.index).encode(), headers=la_headers)  # fmt: skip
 
     start = time.monotonic()
-    last_print, paused = start, 0.0
+    last_print, paused, watch_learner = start, 0.0, True
     for k, r in enumerate(rows):
         p.produce(features, codec.encode("io.driftline.FeatureEvent", {
             "event_id": event_id(r.index), "model": MODEL, "event_time_ms": _now(),
@@ -237,7 +243,17 @@ def replay(settings: Settings, rows: list[Row], label_delay: int, rate: float,
             # backpressure: --rate is an upper bound; a loop whose outcomes trail far
             # behind would retrain and promote long after the drift it answers
             waited = time.monotonic()
-            while k - label_delay - len(watcher.seen.outcomes) > MAX_LAG:
+            learnt, progress = watcher.seen.learnt, waited
+            while (what := watcher.seen.behind(k, label_delay, MAX_LAG)) is not None:
+                if what == "learner" and not watch_learner:
+                    break
+                if watcher.seen.learnt != learnt:
+                    learnt, progress = watcher.seen.learnt, time.monotonic()
+                if what == "learner" and time.monotonic() - progress > LEARNER_STALL_S:
+                    watch_learner = False
+                    echo(f"the online learner made no progress for {LEARNER_STALL_S:.0f} s: "
+                         "the replay no longer waits for it")  # fmt: skip
+                    break
                 time.sleep(0.05)
             now = time.monotonic()
             paused += now - waited

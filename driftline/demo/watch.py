@@ -47,6 +47,27 @@ class Seen:
     """Stream position -> the event's time (when the demo published its features)."""
     first_served: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Version -> (stream position, predicted_at_ms) of the first outcome it served."""
+    learnt: int | None = None
+    """Outcomes (by offset on the outcomes topic) the newest online checkpoint holds;
+    None before the trainer's live loop published one."""
+
+    def behind(self, sent: int, label_delay: int, max_lag: int) -> str | None:
+        """What trails the replay by more than ``max_lag`` events, if anything: the
+        worker (outcomes behind the features sent, beyond the label delay) or the trainer's
+        online learner (its newest checkpoint behind the outcomes).
+
+        >>> s = Seen(outcomes={i: ("v1", True) for i in range(1_000)})
+        >>> s.behind(3_000, 500, 1_500), s.behind(3_001, 500, 1_500)
+        (None, 'worker')
+        >>> s.learnt = 0  # a learner whose first checkpoint holds nothing yet
+        >>> s.behind(1_000, 500, 999), s.behind(1_000, 500, 1_000)
+        ('learner', None)
+        """
+        if sent - label_delay - len(self.outcomes) > max_lag:
+            return "worker"
+        if self.learnt is not None and len(self.outcomes) - self.learnt > max_lag:
+            return "learner"
+        return None
 
     def served(self) -> str | None:
         return self.recent[-1][0] if self.recent else None
@@ -130,6 +151,9 @@ class Watcher:
                 f"{', '.join(v['reasons'])}; train on {window}"
             )
         elif kind == "ModelVersion":
+            if v["stage"] == "checkpoint":
+                ends = sum(r["end_offset"] for r in v["lineage"].get("data_ranges") or [])
+                s.learnt = max(s.learnt or 0, ends)
             s.versions.append((s.last_index, v))
             gate = v.get("gate") or {}
             verdict = f" (gate: {gate['summary']})" if gate.get("summary") else ""

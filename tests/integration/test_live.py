@@ -121,3 +121,23 @@ def test_an_online_challenger_learns_each_outcome_once_and_wins_on_live_evidence
     promoted = [a for a in read_topic(s, "alerts", "Alert") if a["kind"] == "live_promotion"]
     assert [a["version"] for a in promoted] == [online]
     assert "better" in promoted[0]["message"] or promoted[0]["evidence"]
+
+
+def test_a_backlog_of_outcomes_is_checkpointed_at_the_configured_cadence(
+    s: Settings, group_id: str
+) -> None:
+    """350 outcomes already on the topic when the live loop reads (a loop catching up, a
+    batch holds them all): the learner's state is still published every 100 rows, not once
+    per batch read, so the served state trails the outcomes read by one cadence at most."""
+    old = bootstrap_champion(s)["version"]
+    t = Trainer(s, live_models(), group_id=group_id, consumer_overrides=FAST_GROUP, live=True)
+    try:
+        assert t.live is not None
+        t.live.start()
+        produce(s, 350, 0, old, None)
+        pump_until(t, lambda: learned(t) == 350, "350 rows learnt")
+    finally:
+        t.close()
+    rows = [r["lineage"]["rows"] for r in read_topic(s, "registry", "ModelVersion")
+            if r["stage"] == "checkpoint"]  # fmt: skip
+    assert rows == [100, 200, 300]

@@ -213,13 +213,21 @@ class LiveModel:
 
     # -- outputs ----------------------------------------------------------------------
 
+    def checkpoint_due(self, now_ms: int) -> bool:
+        """Whether :meth:`step` would publish the learner's checkpoint now (by count, or
+        by time alone while the learner is the champion the scorer serves)."""
+        learner, champion = self.learner, self.champion
+        if learner is None or champion is None:
+            return False
+        return learner.checkpoint_due(now_ms, serving=champion["version"] == learner.version)
+
     def step(self, reg: Registry, now_ms: int, decide: bool = True) -> LiveOutput:
         """What to publish now: a checkpoint when due, then a decision if one is due.
         With ``decide`` false, the checkpoint alone: no stage change (the learner's entry
         as challenger and the decisions wait)."""
         out = LiveOutput()
         learner, champion = self.learner, self.champion
-        if learner is not None and champion is not None and learner.checkpoint_due(now_ms):
+        if learner is not None and champion is not None and self.checkpoint_due(now_ms):
             record = learner.checkpoint(
                 now_ms, self.key, champion["feature_spec"], score_class=self.config.positive_class,
                 code=self.code, host=self.host, inline_max_bytes=self.inline_max_bytes,

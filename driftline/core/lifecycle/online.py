@@ -197,10 +197,23 @@ class OnlineLearner:
 
     # -- checkpoints ----------------------------------------------------------------
 
-    def checkpoint_due(self, now_ms: int) -> bool:
+    def checkpoint_due(self, now_ms: int, *, serving: bool = False) -> bool:
         """Whether to checkpoint now: ``checkpoint_every`` rows learnt since the last
         one, but not sooner than ``checkpoint_min_ms`` after it; or anything learnt and
-        ``checkpoint_max_ms`` passed."""
+        ``checkpoint_max_ms`` passed. While the learner is ``serving`` (the champion: the
+        scorer serves its newest checkpoint), every ``checkpoint_min_ms`` with anything
+        learnt: what it learnt serves that much sooner, whatever the rows' count.
+
+        >>> from driftline.core.model.config import OnlineConfig
+        >>> learner = OnlineLearner.start("m", "classification", OnlineConfig(
+        ...     factory="hoeffding_tree", checkpoint_every=500, checkpoint_min_ms=250),
+        ...     number=1, started_at_ms=0)
+        >>> learner.last_checkpoint_ms, learner.since_checkpoint = 1_000, 100
+        >>> [learner.checkpoint_due(t) for t in (1_200, 1_300)]
+        [False, False]
+        >>> [learner.checkpoint_due(t, serving=True) for t in (1_200, 1_300)]
+        [False, True]
+        """
         if self.since_checkpoint == 0:
             return False
         last = self.last_checkpoint_ms
@@ -209,10 +222,9 @@ class OnlineLearner:
         waited = now_ms - last
         if waited >= self.config.checkpoint_max_ms:
             return True
-        return (
-            self.since_checkpoint >= self.config.checkpoint_every
-            and waited >= self.config.checkpoint_min_ms
-        )
+        if waited < self.config.checkpoint_min_ms:
+            return False
+        return serving or self.since_checkpoint >= self.config.checkpoint_every
 
     def checkpoint(
         self,

@@ -178,7 +178,8 @@ class OnlineConfig:
     checkpoint_every: int = 200
     """Publish the learner's state after this many rows learnt..."""
     checkpoint_min_ms: int = 250
-    """...but not sooner than this after the last checkpoint..."""
+    """...but not sooner than this after the last checkpoint (and, while the learner is
+    the champion, this often with anything learnt, whatever the count)..."""
     checkpoint_max_ms: int = 30_000
     """...and at least this often while it learns."""
     window: int = 1_000

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from driftline.core.lifecycle.live import LiveModel
-from driftline.core.lifecycle.registry import CHECKPOINT, Registry, is_probation
+from driftline.core.lifecycle.registry import CHECKPOINT, Registry, is_probation, restage
 from driftline.core.model.config import LiveConfig, ModelConfig, OnlineConfig
 
 FEATURES = [{"name": "x", "type": "number"}]
@@ -140,3 +140,33 @@ def test_a_refused_decision_is_dropped_and_its_evidence_gathered_again() -> None
     live.refused()  # its records were not delivered: the registry still says v1
     assert live.promoter.tests["v2"].pairs == 0
     assert live.step(reg, now_ms=500).decision is None
+
+
+@pytest.mark.parametrize(("stage", "due_at_min"), [("challenger", False), ("champion", True)])
+def test_a_learner_that_serves_checkpoints_by_time(stage: str, due_at_min: bool) -> None:
+    """Once the learner is the champion, what it learnt is published every
+    ``checkpoint_min_ms`` (the scorer serves the newest checkpoint); as a challenger it
+    waits for ``checkpoint_every`` rows."""
+    cfg = ModelConfig("m", online=OnlineConfig(factory="hoeffding_tree", checkpoint_every=50,
+                                               checkpoint_min_ms=100, checkpoint_max_ms=10_000),
+                      live=LiveConfig(min_pairs=30))  # fmt: skip
+    reg = Registry.from_records([champion()])
+    live = LiveModel(cfg, key=b"k", host="h", code="c")
+    live.on_registry(reg, now_ms=0)
+    rng = random.Random(3)
+    for i in range(50):
+        live.on_outcome(outcome(i, rng, "v1", {}), ("o", 0, i))
+    for r in live.step(reg, now_ms=1_000).records:  # the first checkpoint, its entry
+        reg.apply(r)
+    if stage == "champion":
+        entered = reg.get("m", "online-1")
+        assert entered is not None
+        reg.apply(restage({**entered, "stage": "challenger"}, "champion", by="t", reason="r",
+                          now_ms=1_001))  # fmt: skip
+    live.on_registry(reg, now_ms=1_001)
+    for i in range(50, 55):
+        live.on_outcome(outcome(i, rng, "v1", {}), ("o", 0, i))
+    assert not live.checkpoint_due(1_099)
+    assert live.checkpoint_due(1_100) is due_at_min
+    out = live.step(reg, now_ms=1_100, decide=False)
+    assert [r["stage"] for r in out.records] == ([CHECKPOINT] if due_at_min else [])

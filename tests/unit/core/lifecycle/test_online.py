@@ -86,6 +86,32 @@ def test_checkpoint_cadence():
     assert not lr.checkpoint_due(6_099) and lr.checkpoint_due(6_100)  # max interval
 
 
+@pytest.mark.parametrize(
+    ("since", "waited", "serving", "due"),
+    [
+        (0, 10_000, True, False),  # nothing learnt: nothing to serve
+        (1, 999, True, False),  # serving, too soon
+        (1, 1_000, True, True),  # serving: by time, one row is enough
+        (1, 1_000, False, False),  # a challenger waits for its count
+        (9, 4_999, False, False),
+        (10, 1_000, False, True),
+        (1, 5_000, False, True),  # the max interval, either way
+    ],
+)
+def test_a_serving_learner_checkpoints_by_time(
+    since: int, waited: int, serving: bool, due: bool
+) -> None:
+    """While the learner is the champion, what it learnt serves every
+    ``checkpoint_min_ms``; a challenger's checkpoints wait for ``checkpoint_every``."""
+    lr = learner(checkpoint_every=10, checkpoint_min_ms=1_000, checkpoint_max_ms=5_000)
+    for i, r in enumerate(rows(10)):
+        lr.learn(r, ("o", 0, i))
+    lr.checkpoint(100, KEY, [])
+    for i, r in enumerate(rows(since, 10)):
+        lr.learn(r, ("o", 0, 10 + i))
+    assert lr.checkpoint_due(100 + waited, serving=serving) is due
+
+
 def test_a_checkpoint_never_changes_the_stage_even_published_after_a_promotion():
     """The learner's first checkpoint enters the registry as a challenger; the
     promotion and a checkpoint built before it arrive in either order: the version is
