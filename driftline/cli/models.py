@@ -147,12 +147,14 @@ def retrain_cmd(
     click.echo(f"published trigger {trigger['trigger_id']} (key {trigger['idempotency_key']})")
     try:
         if wait > 0:
-            _wait_for_answer(follower, trigger, wait)
+            _wait_for_answer(settings, follower, trigger, wait)
     finally:
         follower.close()
 
 
-def _wait_for_answer(follower: Any, trigger: dict[str, Any], wait: float) -> None:
+def _wait_for_answer(
+    settings: Settings, follower: Any, trigger: dict[str, Any], wait: float
+) -> None:
     deadline = time.monotonic() + wait
     with click.progressbar(length=int(wait), label="waiting for the trainer") as bar:
         while time.monotonic() < deadline:
@@ -166,6 +168,19 @@ def _wait_for_answer(follower: Any, trigger: dict[str, Any], wait: float) -> Non
         raise click.ClickException(f"no answer within {wait:.0f} s; see the alerts topic")
     click.echo(f"{found['model']} {found['version']}: {found['stage']}")
     click.echo(f"  gate: {found['gate']['summary'] if found.get('gate') else '-'}")
+    click.echo(f"  answered {_since(settings, trigger['created_at_ms'])} the trigger")
+
+
+def _since(settings: Settings, created_ms: int) -> str:
+    """``12.3 s and 12,300 events after``: a wait in seconds and in the stream's events."""
+    from driftline.core.errors import KafkaError
+    from driftline.kafka.helpers import events_since
+
+    try:
+        events = f"{events_since(settings, created_ms):,}"
+    except KafkaError:
+        events = "?"
+    return f"{(_now_ms() - created_ms) / 1000:.1f} s and {events} events (features) after"
 
 
 @click.group("models")

@@ -281,3 +281,14 @@ def read_records(
     finally:
         consumer.close()
     return out
+
+
+def events_since(settings: Settings, since_ms: int, topic: str = "features") -> int:
+    """Records that reached Driftline topic ``topic`` (every model's) from ``since_ms`` to
+    now: how far the stream moved while something took its time, in the stream's own
+    unit (a retrain's seconds are events missed at the rate of the day)."""
+    offsets = Offsets(settings)
+    name = settings.topic(topic)
+    tps = [(name, p) for p in offsets.partitions(name)]
+    at, end = offsets.query(tps, since_ms), offsets.query(tps, "latest")
+    return sum(max(0, end[tp] - at[tp]) for tp in tps)

@@ -4,6 +4,7 @@ registry topics of the real broker (docs/your-model.md runs it after a real work
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,9 @@ from click.testing import CliRunner
 
 from driftline.cli import cli
 from driftline.core.watch.incidents import NOTICE_FIELDS
-from driftline.kafka.helpers import Publisher
+from driftline.kafka.helpers import Publisher, events_since
 from driftline.settings import Settings
+from tests.integration import harness
 from tests.integration.loop_helpers import T0, bootstrap_champion, loop_settings
 
 
@@ -79,3 +81,13 @@ def test_report_of_a_model_from_its_topics(s: Settings, tmp_path: Path) -> None:
 
     result = CliRunner().invoke(cli, ["report", "nobody", "--out", str(out)])
     assert result.exit_code == 1 and "no version and no metrics of nobody" in result.output
+
+
+def test_events_since_counts_what_reached_the_features_topic(s: Settings) -> None:
+    """What `driftline retrain --wait` and the trainer's log line give beside seconds."""
+    before = int(time.time() * 1000) - 1
+    events = [{"event_id": f"e{i}", "model": "churn", "event_time_ms": T0,
+               "features": {"amount": 1.0}, "segment": {}} for i in range(7)]  # fmt: skip
+    harness.produce(s, "features", harness.encoded("io.driftline.FeatureEvent", events))
+    assert events_since(s, before) == 7
+    assert events_since(s, int(time.time() * 1000) + 60_000) == 0
