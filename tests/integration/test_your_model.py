@@ -7,8 +7,8 @@ working directory, after the ``export`` lines of the blocks before it. A block m
 ``<!-- doc-test: background (REASON) -->`` (the worker, the trainer) runs in its own
 process until the page ends; ``<!-- doc-test: skip (REASON) -->`` is not run. The only
 rewrites: the environment points the commands at this test's broker and topic prefix
-(and a monitor tick of 1 s), and the page's PostgreSQL URL becomes a database of the
-test's own.
+(and a monitor tick of 1 s), the page's PostgreSQL URL becomes a database of the
+test's own, and the clone the bench runs from is this checkout.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from tests.integration.test_docs import blocks
 
 PAGE = "docs/your-model.md"
 PAGE_URL = "postgresql+psycopg://driftline@localhost:5432/driftline"
+PAGE_CLONE = "export DRIFTLINE_CLONE=$HOME/driftline"
+ROOT = Path(__file__).resolve().parents[2]
 MARK = re.compile(r"^<!-- doc-test: (background|skip) \(.{10,}\) -->$")
 
 
@@ -46,6 +48,7 @@ def test_every_block_runs_or_says_why_not() -> None:
         assert b.lang == "sh", f"{b}: the page is a terminal session"
         assert before == "" or MARK.match(before), f"{b}: unreadable marker {before!r}"
     assert PAGE_URL in "".join(b.code for b in found)
+    assert PAGE_CLONE in "".join(b.code for b in found)
 
 
 @pytest.mark.timeout(1500)  # 12 commands and two processes on a shared 2-core machine
@@ -71,7 +74,7 @@ def test_the_page_from_top_to_bottom(
                 continue
             code = b.code.replace(
                 PAGE_URL, postgres_db.replace("postgresql://", "postgresql+psycopg://", 1)
-            )
+            ).replace(PAGE_CLONE, f"export DRIFTLINE_CLONE={ROOT}")
             script = "\n".join([*session, code])
             session += exports(code)
             if kind == "background":
@@ -112,6 +115,7 @@ def test_the_page_from_top_to_bottom(
     assert re.search(r"^ *750$", page, re.M), page  # every outcome joined
     assert '"kind": "' in page and s.topic("alerts") in page
     assert re.search(r"phishing v2-\w+: (champion|challenger|rejected)", page), page
+    assert re.search(r"^\| all\.csv +\| unknown +\| 0 +\| [01]\.\d{3} ", page, re.M), page  # bench
     assert "report.html" in page and (tmp_path / "report" / "report.html").exists()
     # the trainer's answer in seconds and in the events that arrived meanwhile
     assert re.search(r"answered [\d.]+ s and [\d,]+ events \(features\) after the trigger", page)
