@@ -34,12 +34,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from bench.loop.data import Source
+from bench.loop.data import Source, load_rows
 from bench.loop.kafka import KafkaTask, run_kafka
 from bench.loop.report import report
 from bench.loop.runs import Task, run_task
 from bench.loop.summary import summarize
 from driftline import broker
+from driftline.core.errors import ConfigError
 from driftline.demo.synthetic import KINDS
 
 SEEDS = (1,)
@@ -68,6 +69,16 @@ def data_tasks(args: argparse.Namespace) -> list[Task]:
         tuple(args.drop), None if args.model_config is None else str(args.model_config),
         args.model,
     )  # fmt: skip
+    try:
+        n = len(load_rows(source))
+    except ConfigError as exc:
+        raise SystemExit(f"python -m bench.loop: {exc}") from None
+    if n <= args.warmup:  # else every column would read 0.000 over no replayed row
+        raise SystemExit(
+            f"python -m bench.loop: {source.name} has {n:,} rows, not more than --warmup "
+            f"{args.warmup:,} (the rows that train the first champion): nothing is left to "
+            "replay; pass a smaller --warmup"
+        )
     options = {"warmup": args.warmup, "grid": GRID, "tick_every": args.tick_every,
                "serve_lag": args.serve_lag, "retrain": args.retrain}  # fmt: skip
     return [

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from driftline import __version__
-from driftline.cli import acls, broker, deadletters, models, ops, schemas, topics
+from driftline.cli import acls, broker, deadletters, models, ops, report, schemas, topics
 from driftline.cli.config import checked_models
 from driftline.core.errors import DriftlineError
 from driftline.demo.synthetic import KINDS as STREAM_KINDS
@@ -221,6 +221,7 @@ GROUPS = (
     deadletters,  # replay dead letters to their source topics
     schemas,  # published records and fingerprints
     acls,  # ACLs of the principals of a secured cluster
+    report,  # the report of any model, from the topics
 )
 for _module in GROUPS:
     for _command in _module.COMMANDS:

@@ -147,12 +147,14 @@ def retrain_cmd(
     click.echo(f"published trigger {trigger['trigger_id']} (key {trigger['idempotency_key']})")
     try:
         if wait > 0:
-            _wait_for_answer(follower, trigger, wait)
+            _wait_for_answer(settings, follower, trigger, wait)
     finally:
         follower.close()
 
 
-def _wait_for_answer(follower: Any, trigger: dict[str, Any], wait: float) -> None:
+def _wait_for_answer(
+    settings: Settings, follower: Any, trigger: dict[str, Any], wait: float
+) -> None:
     deadline = time.monotonic() + wait
     with click.progressbar(length=int(wait), label="waiting for the trainer") as bar:
         while time.monotonic() < deadline:
@@ -166,12 +168,25 @@ def _wait_for_answer(follower: Any, trigger: dict[str, Any], wait: float) -> Non
         raise click.ClickException(f"no answer within {wait:.0f} s; see the alerts topic")
     click.echo(f"{found['model']} {found['version']}: {found['stage']}")
     click.echo(f"  gate: {found['gate']['summary'] if found.get('gate') else '-'}")
+    click.echo(f"  answered {_since(settings, trigger['created_at_ms'])} the trigger")
+
+
+def _since(settings: Settings, created_ms: int) -> str:
+    """``12.3 s and 12,300 events after``: a wait in seconds and in the stream's events."""
+    from driftline.core.errors import KafkaError
+    from driftline.kafka.helpers import events_since
+
+    try:
+        events = f"{events_since(settings, created_ms):,}"
+    except KafkaError:
+        events = "?"
+    return f"{(_now_ms() - created_ms) / 1000:.1f} s and {events} events (features) after"
 
 
 @click.group("models")
 def models_group() -> None:
     """Model versions on the registry topic (list, show, promote, approve, roll back,
-    retire, unretire, bootstrap) and the models file (check)."""
+    retire, unretire, bootstrap, register) and the models file (check)."""
 
 
 def _registry(settings: Settings) -> Registry:
@@ -459,6 +474,117 @@ def models_bootstrap(
         )
     click.echo(run.verdict["summary"])
     _publish(settings, records)
+
+
+def _load_model_file(path: Path) -> Any:
+    """The object pickled in ``path`` (``pickle.dump``, or ``joblib.dump`` for .joblib)."""
+    import pickle
+
+    if path.suffix.lower() == ".joblib":
+        try:
+            import joblib  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            raise click.UsageError(
+                f"{path} is a joblib file: `pip install joblib` (or save it with pickle.dump)"
+            ) from None
+        return joblib.load(path)
+    try:
+        with path.open("rb") as fh:
+            return pickle.load(fh)  # the user's own file, which they ask us to serve
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+        raise click.UsageError(
+            f"cannot unpickle {path}: {type(exc).__name__}: {exc} (the classes it holds must "
+            "be importable here, and in every worker that serves it)"
+        ) from None
+
+
+@models_group.command("register")
+@click.argument("model")
+@click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--rows",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Labelled rows to check, profile and gate it on (CSV, Parquet or JSON lines).",
+)
+@click.option("--label", default=None, help="CSV/Parquet: the label column.")
+@click.option(
+    "--segment", multiple=True, help="CSV/Parquet: a feature that is also a segment (repeat)."
+)
+@click.option(
+    "--id-column",
+    default="event_id",
+    show_default=True,
+    help="CSV/Parquet: the event id column, never a feature.",
+)
+@click.option("--drop", multiple=True, help="CSV/Parquet: a column to ignore (repeat).")
+@click.option("--time-column", default=None, help="CSV/Parquet: the event time column (epoch ms).")
+@click.option(
+    "--candidate",
+    "as_candidate",
+    is_flag=True,
+    help="Publish it as a candidate only (promote it with `models promote`).",
+)
+@by_option
+@click.option("--reason", default=None, help="Why (kept in the registry).")
+@click.pass_obj
+def models_register(
+    settings: Settings,
+    model: str,
+    artifact: Path,
+    rows: Path,
+    label: str | None,
+    segment: tuple[str, ...],
+    id_column: str,
+    drop: tuple[str, ...],
+    time_column: str | None,
+    as_candidate: bool,
+    by: str,
+    reason: str | None,
+) -> None:
+    """Register a model trained outside Driftline (ARTIFACT: a pickled river model, or a
+    scikit-learn-like one with predict/predict_proba) as a version of MODEL.
+
+    MODEL's task and features come from the models file. The model must score the
+    labelled ROWS; they give its reference profile and held-out metrics, and it goes
+    through the same gate as a trained candidate (against the champion, if any): it
+    becomes champion, challenger or rejected as the gate and the model's promotion
+    decide, or stays a candidate with --candidate. Retraining later builds models with
+    the models file's factory. Exit 1 when the gate rejects it, 2 on a bad file."""
+    from driftline.core.lifecycle.registered import register
+    from driftline.core.model.estimators import write_artifact
+
+    models = checked_models(settings, "models register")
+    cfg = models.get(model)
+    if cfg is None:
+        raise click.UsageError(
+            f"{model} is not in the models file ({settings.models_file or 'none set'}): its task "
+            f"and features come from there; `driftline models bootstrap {model} "
+            f"{rows.name} --label COLUMN --config-only --write-config models.toml` writes one"
+        )
+    estimator = _load_model_file(artifact)
+    try:
+        data = list(_rows(rows, label, segment, id_column, drop, time_column))
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    reg = _registry(settings)
+    existing = [r["version"] for r in reg.versions(model)]
+    try:
+        run, records = register(
+            estimator, data, cfg, key=settings.signing_key.get_secret_value().encode(),
+            by=by, source=artifact.name, now_ms=_now_ms(), reason=reason,
+            champion=reg.champion(model), current=reg.challengers(model),
+            existing_versions=existing,
+            stage="candidate" if as_candidate else None, max_challengers=settings.max_challengers,
+            store=lambda m, v, b: write_artifact(settings.artifact_dir, m, v, b),
+        )  # fmt: skip
+    except ConfigError as exc:
+        click.echo(f"driftline models register: {exc}", err=True)
+        raise click.exceptions.Exit(CONFIG_EXIT) from None
+    click.echo(f"checked on {len(data)} rows of {rows.name}; {run.verdict['summary']}")
+    _publish(settings, records)
+    if records[-1]["stage"] == "rejected":
+        raise click.exceptions.Exit(1)
 
 
 models_group.add_command(models_check)  # the models file check (driftline/cli/config.py)

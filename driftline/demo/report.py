@@ -108,6 +108,11 @@ def percentiles(values: Sequence[float | None]) -> dict[str, float | None]:
     return {"n": len(xs), "p50": q(0.5), "p99": q(0.99)}
 
 
+Position = int | str
+"""Where a record arrived: a stream position (the demo) or a time (``driftline report``)."""
+DEMO_POSITIONS = "stream positions: the outcomes seen when the record arrived"
+
+
 Span = tuple[int, int | None, str]
 """An incident on the stream: (opened at, resolved at or None while firing, cause)."""
 
@@ -209,7 +214,7 @@ def _lineage_rows(versions: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(rows)
 
 
-def estimate_rows(checks: Iterable[tuple[int, Mapping[str, Any]]]) -> str:
+def estimate_rows(checks: Iterable[tuple[Position, Mapping[str, Any]]]) -> str:
     """One row per chunk the estimator was checked on (``estimate-check:N`` snapshots of
     segment 'all', in stream order): estimated accuracy and its band (from predictions
     alone), realized accuracy once labels came, the error and the running mean absolute
@@ -237,7 +242,7 @@ def estimate_rows(checks: Iterable[tuple[int, Mapping[str, Any]]]) -> str:
     return "\n".join(rows)
 
 
-def _incident_rows(incidents: Sequence[Sequence[tuple[int, Mapping[str, Any]]]]) -> str:
+def _incident_rows(incidents: Sequence[Sequence[tuple[Position, Mapping[str, Any]]]]) -> str:
     rows = []
     for records in incidents:
         opened, first = records[0]
@@ -260,26 +265,29 @@ def _incident_rows(incidents: Sequence[Sequence[tuple[int, Mapping[str, Any]]]])
 
 def write(out: Path, summary: Mapping[str, Any], plot_path: Path,
           versions: Sequence[Mapping[str, Any]], events: Sequence[str],
-          incidents: Sequence[Sequence[tuple[int, Mapping[str, Any]]]] = (),
-          checks: Iterable[tuple[int, Mapping[str, Any]]] = ()) -> Path:  # fmt: skip
+          incidents: Sequence[Sequence[tuple[Position, Mapping[str, Any]]]] = (),
+          checks: Iterable[tuple[Position, Mapping[str, Any]]] = (), *,
+          title: str = "Driftline demo",
+          plot_heading: str = "Served accuracy against a frozen model",
+          positions: str = DEMO_POSITIONS) -> Path:  # fmt: skip
     """Write report.html (and summary.json) into ``out``; returns the HTML path."""
     rows = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
         for k, v in summary.items()
     )
     page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>Driftline demo report</title>
+<html><head><meta charset="utf-8"><title>{html.escape(title)} report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1300px}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;
 text-align:left;font-size:13px}}img{{max-width:100%}}pre{{font-size:12px;background:#f6f6f6;
 padding:1em;white-space:pre-wrap}}</style></head><body>
-<h1>Driftline demo</h1>
+<h1>{html.escape(title)}</h1>
 <table>{rows}</table>
-<h2>Served accuracy against a frozen model</h2>
-<img alt="served accuracy over time" src="data:image/png;base64,{_png(plot_path)}">
+<h2>{html.escape(plot_heading)}</h2>
+<img alt="{html.escape(plot_heading)}" src="data:image/png;base64,{_png(plot_path)}">
 <h2>Incidents</h2>
-<p>One per model and cause, from the first alert to the evidence that it cleared (stream
-positions: the outcomes seen when the record arrived).</p>
+<p>One per model and cause, from the first alert to the evidence that it cleared
+({html.escape(positions)}).</p>
 <table><tr><th>cause</th><th>severity</th><th>state</th><th>opened at</th><th>resolved at</th>
 <th>lasted</th><th>segments</th><th>versions</th><th>what opened it</th>
 <th>how it cleared</th></tr>

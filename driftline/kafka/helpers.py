@@ -26,7 +26,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from driftline.core.errors import KafkaError
+from driftline.core.errors import DriftlineError, KafkaError
 from driftline.core.lifecycle.registry import record_key
 from driftline.core.wire.codec import default_codec
 from driftline.core.wire.headers import build as build_headers
@@ -247,3 +247,48 @@ def keep_alive_until(
         return future.result()
     finally:
         consumer.resume(consumer.assignment())
+
+
+def read_records(
+    settings: Settings, topic: str, expect: str, keep: Callable[[dict[str, Any]], bool]
+) -> list[dict[str, Any]]:
+    """The decoded ``expect`` records of Driftline topic ``topic`` (features, alerts, ...)
+    from its oldest kept record to its end now, those that ``keep``; undecodable ones are
+    logged and skipped. Reads without a consumer group, commits nothing."""
+    name = settings.topic(topic)
+    offsets = Offsets(settings)
+    ends = offsets.query([(name, p) for p in offsets.partitions(name)], "latest")
+    starts = offsets.query(list(ends), "earliest")
+    consumer = reader(settings, f"read-{topic}", **{"enable.partition.eof": True})
+    consumer.assign([TopicPartition(t, p, starts[(t, p)]) for t, p in ends])
+    codec = default_codec()
+    out: list[dict[str, Any]] = []
+
+    def handle(msg: Message) -> None:
+        raw = msg.value()
+        if raw is None:
+            return
+        try:
+            value = codec.decode(raw, expect=expect).value
+        except DriftlineError as exc:
+            log.warning("%s offset %s: %s", name, msg.offset(), exc)
+            return
+        if keep(value):
+            out.append(value)
+
+    try:
+        consume_to_end(consumer, ends, handle, starts=starts)
+    finally:
+        consumer.close()
+    return out
+
+
+def events_since(settings: Settings, since_ms: int, topic: str = "features") -> int:
+    """Records that reached Driftline topic ``topic`` (every model's) from ``since_ms`` to
+    now: how far the stream moved while something took its time, in the stream's own
+    unit (a retrain's seconds are events missed at the rate of the day)."""
+    offsets = Offsets(settings)
+    name = settings.topic(topic)
+    tps = [(name, p) for p in offsets.partitions(name)]
+    at, end = offsets.query(tps, since_ms), offsets.query(tps, "latest")
+    return sum(max(0, end[tp] - at[tp]) for tp in tps)

@@ -9,6 +9,8 @@ drifts from the code fails here. A block runs unless the line before it says why
 - ``<!-- doc-test: context NAME (REASON) -->``: a fragment that uses names the reader
   has (``settings``, ``batch``, ``run_training``, ...): run with the context NAME of
   this module (:data:`CONTEXTS`) giving them;
+- ``<!-- doc-test: background (REASON) -->``: a server the next blocks talk to (the
+  worker of docs/your-model.md, which tests/integration/test_your_model.py runs);
 - ``<!-- tested: FILE runs this block -->``: FILE uses the block too; it runs here as
   well.
 
@@ -60,7 +62,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGES = ("README.md", "docs/client.md", "docs/wire-format.md")
 FENCE = re.compile(r"^```(\w*)\s*$")
 MARKER = re.compile(
-    r"^<!-- (?:doc-test: (?P<kind>skip|until-output|context)(?: (?P<name>[\w-]+))?"
+    r"^<!-- (?:doc-test: (?P<kind>skip|until-output|context|background)(?: (?P<name>[\w-]+))?"
     r"(?: \((?P<why>.+)\))?|(?P<tested>tested: .+)) -->$"
 )
 MODELS = """

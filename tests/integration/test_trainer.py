@@ -4,6 +4,7 @@ down to offsets, a failing gate, idempotency, commits and a tampered champion.""
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import time
 from pathlib import Path
@@ -56,7 +57,8 @@ def test_trigger_becomes_a_champion_with_exact_lineage(
     assert len(answers) == 1  # one INFO line per answer
     assert answers[0].startswith(
         f"churn: answered trigger {trg['trigger_id']} (manual) with {outcome.version} champion"
-    )
+    )  # then the wait from the trigger, in seconds and in the events that came meanwhile
+    assert re.search(r"; [\d.]+ s and [\d,]+ events since the trigger$", answers[0]), answers
     assert elapsed < 15
     reg = read_registry(s)
     champ = reg.champion("churn")

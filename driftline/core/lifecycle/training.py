@@ -70,7 +70,9 @@ __all__ = [
     "code_version",
     "decide",
     "fit",
+    "gate_record",
     "next_version",
+    "reference_profile",
     "stage_records",
     "train",
 ]
@@ -248,16 +250,7 @@ def train(
     live = ServedModel(config.name, version, config.task, estimator, spec, "{}")
     # the most recent rows, training and held-out alike: a prediction profile drawn from
     # the held-out slice alone is too small a sample and false-alarms on noise
-    reference = [*train_rows, *holdout][-PROFILE_ROWS:]
-    outputs = live.predict_many(r["features"] for r in reference)
-    profile = ReferenceProfile.build(
-        (r["features"] for r in train_rows),
-        spec.to_dicts(),
-        predictions=[p for p, _ in outputs],
-        scores=None if regression else [s for _, s in outputs],
-        task=config.task,
-        score_class=config.positive_class,
-    )
+    profile = reference_profile(live, config, train_rows, [*train_rows, *holdout])
     lap("profile")
     record: dict[str, Any] = {
         "model": config.name,
@@ -304,7 +297,49 @@ def train(
         room = reservoir.budget(artifact, record["reference_profile"])
         record["training_sample"] = reservoir.encode(kept, room) if room else None
     labels = [r["label"] for r in train_rows]
-    result = run_gate(record, champion, holdout, config.gate, key=key, train_labels=labels)
+    result = gate_record(record, live, champion, holdout, config, key=key, train_labels=labels,
+                         lap=lap)  # fmt: skip
+    record["lineage"]["finished_at_ms"] = now_ms + round((clock() - t0) * 1000)
+    return TrainingRun(record, estimator, blob, result, len(train_rows), len(holdout), steps)
+
+
+def reference_profile(
+    live: ServedModel,
+    config: ModelConfig,
+    feature_rows: Sequence[Mapping[str, Any]],
+    rows: Sequence[Mapping[str, Any]],
+) -> ReferenceProfile:
+    """The reference profile of a version: its features' distribution over
+    ``feature_rows`` and its predictions (and a classifier's scores) on the newest
+    :data:`PROFILE_ROWS` of ``rows``."""
+    reference = list(rows)[-PROFILE_ROWS:]
+    outputs = live.predict_many(r["features"] for r in reference)
+    regression = config.task == "regression"
+    return ReferenceProfile.build(
+        (r["features"] for r in feature_rows),
+        live.spec.to_dicts(),
+        predictions=[p for p, _ in outputs],
+        scores=None if regression else [s for _, s in outputs],
+        task=config.task,
+        score_class=config.positive_class,
+    )
+
+
+def gate_record(
+    record: dict[str, Any],
+    live: ServedModel,
+    champion: Mapping[str, Any] | None,
+    holdout: Sequence[Mapping[str, Any]],
+    config: ModelConfig,
+    *,
+    key: bytes,
+    train_labels: Sequence[Any] | None,
+    lap: Callable[[str], None] = lambda name: None,
+) -> GateResult:
+    """Gate ``record`` (whose estimator ``live`` serves) against ``champion`` on
+    ``holdout`` and write the verdict, the calibration, the held-out metrics and the
+    permutation importance into it."""
+    result = run_gate(record, champion, holdout, config.gate, key=key, train_labels=train_labels)
     lap("gate")
     record["gate"] = result.verdict
     if result.calibration is not None:
@@ -317,8 +352,7 @@ def train(
     if result.candidate is not None:
         record["metrics"] = dict(result.candidate.metrics)
         record["segment_metrics"] = result.candidate.segments
-    record["lineage"]["finished_at_ms"] = now_ms + round((clock() - t0) * 1000)
-    return TrainingRun(record, estimator, blob, result, len(train_rows), len(holdout), steps)
+    return result
 
 
 def stage_records(

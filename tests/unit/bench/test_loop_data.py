@@ -109,3 +109,21 @@ def test_the_bench_runs_on_a_real_data_set(tmp_path: Path, capsys) -> None:
         cells[3].split("±")[0])  # fmt: skip
     assert 0.5 < accuracy <= 1
     assert "1 in-process and 0 Kafka runs in" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--label", "y"], "has 50 rows, not more than --warmup 2,000"),
+        (["--label", "y", "--warmup", "50"], "has 50 rows, not more than --warmup 50"),
+        (["--label", "nope"], "has no column 'nope'"),
+    ],
+)
+def test_a_file_that_leaves_nothing_to_replay_is_refused(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    """Before: every column of the tables read 0.000, as if the loop had lost."""
+    path = tmp_path / "small.csv"
+    pd.DataFrame({"x": range(50), "y": [i % 2 == 0 for i in range(50)]}).to_csv(path, index=False)
+    with pytest.raises(SystemExit, match=message):
+        main(["--data", str(path), "--workers", "1", *args])
