@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 import faust
@@ -312,7 +312,7 @@ def log_alert(alert: dict[str, Any]) -> None:
              alert["kind"], alert["severity"], alert["message"])  # fmt: skip
 
 
-Observe = Callable[[list[Step], int], Awaitable[None]]
+Observe = Callable[[list[Step], int], Coroutine[Any, Any, None]]
 Send = Callable[[str, bytes, bytes, list[tuple[str, bytes]]], None]
 """``send(topic, key, value, headers)``: hand a record to a producer without waiting."""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 from driftline.core.lifecycle.training import bootstrap
 from driftline.core.model.config import ModelsConfig
@@ -44,7 +45,7 @@ categories = ["basic", "pro"]
 """
 
 
-def example(rng: random.Random, i: int, shift: float = 0.0) -> dict:
+def example(rng: random.Random, i: int, shift: float = 0.0) -> dict[str, Any]:
     x1, x2 = rng.gauss(shift, 1), rng.gauss(0, 1)
     plan = rng.choice(["basic", "pro"])
     return {
@@ -56,17 +57,17 @@ def example(rng: random.Random, i: int, shift: float = 0.0) -> dict:
     }
 
 
-def feature_event(e: dict, model: str = "churn") -> dict:
+def feature_event(e: dict[str, Any], model: str = "churn") -> dict[str, Any]:
     return {"event_id": e["event_id"], "model": model, "event_time_ms": e["event_time_ms"],
             "features": e["features"], "segment": e["segment"]}  # fmt: skip
 
 
-def label(e: dict) -> dict:
+def label(e: dict[str, Any]) -> dict[str, Any]:
     return {"event_id": e["event_id"], "model": "churn", "label": e["label"],
             "label_time_ms": e["event_time_ms"] + 5_000}  # fmt: skip
 
 
-def send(s: Settings, events: list[dict], labels: bool = True) -> None:
+def send(s: Settings, events: list[dict[str, Any]], labels: bool = True) -> None:
     """Produce ``events`` as features and, with ``labels``, their labels."""
     harness.produce(s, "features", harness.encoded(
         "io.driftline.FeatureEvent", map(feature_event, events)))  # fmt: skip

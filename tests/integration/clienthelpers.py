@@ -14,7 +14,8 @@ R = TypeVar("R", bound=Record)
 
 def java_partition(key: str, partitions: int) -> int:
     """The partition the Java client (and aiokafka, so Faust) picks for ``key``."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+    hashed: int = murmur2(key.encode())
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 def take(sub: Subscriber[R], n: int, timeout: float = 30.0) -> list[Received[R]]:

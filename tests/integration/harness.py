@@ -8,13 +8,16 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from driftline.core.wire.codec import default_codec
 from driftline.core.wire.headers import build as build_headers
 from driftline.core.wire.headers import for_confluent
 from driftline.kafka.clients import consumer_config, producer_config
-from driftline.procs import Process, env_for, free_port, worker  # noqa: F401  (re-exported)
+from driftline.procs import Process as Process  # re-exported for the tests
+from driftline.procs import env_for as env_for
+from driftline.procs import free_port as free_port
+from driftline.procs import worker as worker
 from driftline.settings import Settings
 
 
@@ -49,6 +52,13 @@ def publish(settings: Settings, topic: str, name: str, records: list[dict[str, A
     assert p.flush(30) == 0
 
 
+def value_of(msg: Message) -> bytes:
+    """The value of ``msg``, which the reader knows is no tombstone."""
+    value = msg.value()
+    assert value is not None, f"a tombstone at {msg.topic()}[{msg.partition()}]@{msg.offset()}"
+    return value
+
+
 def collect(
     settings: Settings, topic: str, until: Callable[[list[Any]], bool], timeout: float = 60,
     decode: bool = True,
@@ -64,7 +74,7 @@ def collect(
         while time.monotonic() < deadline and not until(got):
             for msg in c.consume(1000, 0.5):
                 if msg.error() is None:
-                    got.append(codec.decode(msg.value()).value if decode else msg)
+                    got.append(codec.decode(value_of(msg)).value if decode else msg)
     finally:
         c.close()
     return got

@@ -18,6 +18,8 @@ from driftline.kafka import admin
 from driftline.kafka.clients import consumer_config, producer_config
 from driftline.kafka.helpers import Publisher
 from driftline.settings import Settings
+from tests.integration.harness import value_of
+from tests.unit.core.examples import known
 
 T0 = (int(time.time()) - 86_400) * 1_000
 """Event times start a day ago: outcomes carry their label time as Kafka timestamp, and a
@@ -47,7 +49,7 @@ def models(promotion: str = "auto", min_rows: int = 100, **gate: Any) -> ModelsC
     return ModelsConfig({"churn": cfg})
 
 
-def outcome(i: int, rng: random.Random, model: str = "churn", noise: float = 0.1) -> dict:
+def outcome(i: int, rng: random.Random, model: str = "churn", noise: float = 0.1) -> dict[str, Any]:
     amount = rng.random() * 10
     label = (amount > 5) != (rng.random() < noise)
     t = T0 + i * 1_000
@@ -69,15 +71,15 @@ def outcome(i: int, rng: random.Random, model: str = "churn", noise: float = 0.1
 
 def produce_outcomes(
     settings: Settings, n: int, *, seed: int = 1, start: int = 0, model: str = "churn", **kw: Any
-) -> list[tuple[dict, int, int]]:
+) -> list[tuple[dict[str, Any], int, int]]:
     """Produce ``n`` outcomes (Kafka timestamp = label time); (outcome, partition, offset)."""
     rng = random.Random(seed)
     producer = Producer(producer_config(settings, "test"))
-    delivered: list[tuple[dict, int, int]] = []
+    delivered: list[tuple[dict[str, Any], int, int]] = []
     rows = [outcome(start + i, rng, model, **kw) for i in range(n)]
     for row in rows:
 
-        def done(err: Any, msg: Any, row: dict = row) -> None:
+        def done(err: Any, msg: Any, row: dict[str, Any] = row) -> None:
             assert err is None, err
             delivered.append((row, msg.partition(), msg.offset()))
 
@@ -152,8 +154,8 @@ def read_topic(settings: Settings, name: str, record: str) -> list[dict[str, Any
             while got < high:
                 assert time.monotonic() < deadline, f"{topic}[{p}] ended at {got} of {high}"
                 for m in consumer.consume(500, 0.2):
-                    got = m.offset() + 1
-                    out.append(default_codec().decode(m.value(), expect=record).value)
+                    got = known(m.offset()) + 1
+                    out.append(default_codec().decode(value_of(m), expect=record).value)
     finally:
         consumer.close()
     return out

@@ -26,7 +26,9 @@ LABELS = {"alertname", "model", "cause", "severity", "version"}
 
 
 @pytest.fixture
-def stack(pipeline, tmp_path: Path) -> Iterator[tuple[Prometheus, Alertmanager, list]]:
+def stack(
+    pipeline, tmp_path: Path
+) -> Iterator[tuple[Prometheus, Alertmanager, list[dict[str, Any]]]]:
     _, _, proc = pipeline
     with webhook() as (url, received), Alertmanager(tmp_path / "am", url) as am:
         target = worker_url(proc, "").removeprefix("http://")
@@ -116,7 +118,7 @@ def test_a_drift_a_restart_and_the_recovery_reach_alertmanager(
         again.stop()
 
 
-def check_recovery(s: Any, am: Alertmanager, prom: Prometheus, received: list,
+def check_recovery(s: Any, am: Alertmanager, prom: Prometheus, received: list[dict[str, Any]],
                    ids: set[str], causes: dict[str, Any]) -> None:  # fmt: skip
     def notified(status: str) -> set[str]:
         return {n["groupLabels"]["cause"] for n in received if n["status"] == status}

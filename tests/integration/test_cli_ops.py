@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from click.testing import CliRunner, Result
@@ -27,7 +28,7 @@ def run(s: Settings, *args: str) -> Result:
     return result
 
 
-def lines(result: Result) -> list[dict]:
+def lines(result: Result) -> list[dict[str, Any]]:
     return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -25,7 +26,7 @@ from driftline.kafka import admin
 from driftline.kafka.clients import consumer_config, producer_config
 from driftline.settings import Settings
 from tests.integration.clienthelpers import java_partition, nothing_more, take
-from tests.unit.core.examples import EXAMPLES
+from tests.unit.core.examples import EXAMPLES, known
 
 
 @pytest.fixture
@@ -85,7 +86,7 @@ def test_features_and_labels_come_back_decoded_keyed_and_co_partitioned(
         ]
         feature_reports = {d.event_id: d.wait(30) for d in features}
         labels = [
-            producer.send_label("churn", d.event_id, i % 3 == 0, trace_id=f"{i:032x}")
+            producer.send_label("churn", known(d.event_id), i % 3 == 0, trace_id=f"{i:032x}")
             for i, d in enumerate(features)
         ]
     label_reports = {d.event_id: d.report for d in labels}  # the with block flushed them
@@ -111,12 +112,12 @@ def test_features_and_labels_come_back_decoded_keyed_and_co_partitioned(
         assert got.headers[headers.CONTENT_TYPE] == headers.AVRO_SINGLE_OBJECT
         assert got.headers[headers.TRACE_ID] == f"{i:032x}"
         assert got.writer_version == 2  # FeatureEvent v2, the current version
-    for got in got_labels:
-        assert got.key == got.record.event_id
-        report = label_reports[got.record.event_id]
-        assert report is not None and got.partition == report.partition
+    for got_label in got_labels:
+        assert got_label.key == got_label.record.event_id
+        label_report = label_reports[got_label.record.event_id]
+        assert label_report is not None and got_label.partition == label_report.partition
         # a label lands on the partition of its features: the join stays local
-        assert got.partition == feature_reports[got.record.event_id].partition
+        assert got_label.partition == feature_reports[got_label.record.event_id].partition
     assert {g.record.event_id for g in got_labels} == set(feature_reports)
 
 
@@ -124,7 +125,8 @@ def test_a_bad_record_is_refused_and_nothing_reaches_the_topic(topics: Settings)
     s = topics
     with Producer(s, app="shop") as producer:
         with pytest.raises(SchemaMismatchError, match="features"):
-            producer.send_features("churn", {"age": {"nested": 1}})
+            nested: Any = {"age": {"nested": 1}}  # no feature value: the point of the test
+            producer.send_features("churn", nested)
         assert len(producer) == 0
         producer.send_features("churn", {"age": 41}).wait(30)
     # the topic holds the one good event: the refused one was never sent
@@ -177,7 +179,12 @@ def test_manual_commit_resumes_where_it_stopped(topics: Settings, group_id: str)
     with Producer(s, app="ops") as producer:
         for i in range(6):
             producer.send(alert(i))
-    kw = {"app": "pager", "group_id": group_id, "start": "earliest", "commit": "manual"}
+    kw: dict[str, Any] = {
+        "app": "pager",
+        "group_id": group_id,
+        "start": "earliest",
+        "commit": "manual",
+    }
     with Subscriber(Alert, s, **kw) as sub:
         assert sub.group_id == group_id
         assert [g.record.alert_id for g in take(sub, 3)] == ["a0", "a1", "a2"]

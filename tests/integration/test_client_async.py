@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -17,12 +18,13 @@ from driftline.client import (
 )
 from driftline.kafka import admin
 from driftline.settings import Settings
-from tests.integration.clienthelpers import java_partition
+from tests.integration.clienthelpers import R, java_partition
+from tests.unit.core.examples import known
 
 
-async def atake(sub: AsyncSubscriber, n: int, timeout: float = 30.0) -> list[Received]:
-    async def collect() -> list[Received]:
-        out = []
+async def atake(sub: AsyncSubscriber[R], n: int, timeout: float = 30.0) -> list[Received[R]]:
+    async def collect() -> list[Received[R]]:
+        out: list[Received[R]] = []
         async for got in sub:
             out.append(got)
             if len(out) == n:
@@ -56,13 +58,18 @@ def test_async_producer_and_subscriber_round_trip(settings: Settings, group_id: 
                     for i, d in enumerate(sent)
                 ]
             )
-        assert sorted(confirmed) == sorted(d.event_id for d in sent)
+        assert sorted(confirmed) == sorted(known(d.event_id) for d in sent)
         for d, r, lr in zip(sent, reports, label_reports, strict=True):
             assert r.key == d.event_id
             assert r.partition == java_partition(d.event_id or "", s.data_partitions)
             assert lr.partition == r.partition
 
-        kw = {"app": "reader", "model": "churn", "start": "earliest", "commit": "manual"}
+        kw: dict[str, Any] = {
+            "app": "reader",
+            "model": "churn",
+            "start": "earliest",
+            "commit": "manual",
+        }
         async with AsyncSubscriber(FeatureEvent, s, group_id=group_id, **kw) as sub:
             first = await atake(sub, 4)
             await sub.commit()
@@ -73,8 +80,10 @@ def test_async_producer_and_subscriber_round_trip(settings: Settings, group_id: 
         churn = {d.event_id for i, d in enumerate(sent) if i % 2}
         assert {g.record.event_id for g in first + rest} == churn
 
-        async with AsyncSubscriber(Label, s, app="labels", start="earliest", idle_timeout=1) as sub:
-            got = [g async for g in sub]
+        async with AsyncSubscriber(
+            Label, s, app="labels", start="earliest", idle_timeout=1
+        ) as label_sub:
+            got = [g async for g in label_sub]
         assert len(got) == 20 and {g.record.label for g in got} == set(range(20))
 
     asyncio.run(run())

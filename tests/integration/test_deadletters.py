@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from click.testing import CliRunner
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
@@ -32,6 +32,8 @@ from driftline.settings import Settings
 from driftline.streams.join_loop import JoinLoop
 from driftline.streams.joinstore import MemoryStore
 from tests.integration import harness
+from tests.integration.harness import value_of
+from tests.unit.core.examples import known
 
 CODEC = default_codec()
 TTL = 1_500
@@ -207,8 +209,9 @@ def read_after(s: Settings, ends: dict[str, dict[int, int]], n: int) -> list[Rep
         while len(got) < n and time.monotonic() < deadline:
             for m in c.consume(100, 0.5):
                 if m.error() is None:
-                    got.append((m.topic(), m.partition(), m.value(), m.key(),
-                                list(m.headers() or [])))  # fmt: skip
+                    headers = cast(list[tuple[str, bytes]], m.headers() or [])  # as produced
+                    got.append((known(m.topic()), known(m.partition()), value_of(m), m.key(),
+                                list(headers)))  # fmt: skip
     finally:
         c.close()
     assert len(got) == n, got

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
@@ -87,7 +88,7 @@ def test_two_prefixes_share_a_broker_without_sharing_a_group(
                 assert set(seen) == sent[name], (name, topic, worker.tail())
                 assert max(seen.values()) == 1, (name, topic, seen.most_common(3))
 
-            def answered(got: list, first: str = champion) -> bool:
+            def answered(got: list[Any], first: str = champion) -> bool:
                 return any(v["version"] != first for v in got)
 
             versions = harness.collect(s, "registry", answered, timeout=90)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import functools
 import os
 import random
 import re
@@ -342,7 +343,7 @@ def test_client_blocks(world: World) -> None:
             line = run_until_output(b, code, world).split()
             assert len(line) == 4 and line[1] in ("True", "False"), line  # id, class, p, offset
         elif b.kind == "context":
-            CONTEXTS[b.name](world, lambda ns, c=code, blk=b: run_python(blk, c, ns))
+            CONTEXTS[b.name](world, functools.partial(run_python, b, code))
         else:
             run_python(b, code, namespace)
         ran += 1

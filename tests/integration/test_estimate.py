@@ -25,6 +25,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from driftline.core.lifecycle.training import bootstrap
 from driftline.core.model.config import ModelsConfig
@@ -55,7 +56,9 @@ T0 = 1_700_000_000_000
 KIND = "estimated_performance_degradation"
 
 
-def event(model: str, rng: random.Random, i: int, spread: float = 1.0, shift: float = 0.0) -> dict:
+def event(
+    model: str, rng: random.Random, i: int, spread: float = 1.0, shift: float = 0.0
+) -> dict[str, Any]:
     x0, x1 = rng.gauss(0, spread), rng.gauss(shift, 1)
     return {
         "event_id": f"{model}-{i}",
@@ -67,19 +70,21 @@ def event(model: str, rng: random.Random, i: int, spread: float = 1.0, shift: fl
     }
 
 
-def features(s: Settings, events: list[dict]) -> None:
+def features(s: Settings, events: list[dict[str, Any]]) -> None:
     harness.produce(s, "features", harness.encoded("io.driftline.FeatureEvent", (
         {k: e[k] for k in ("event_id", "model", "event_time_ms", "features", "segment")}
         for e in events)))  # fmt: skip
 
 
-def labels(s: Settings, events: list[dict]) -> None:
+def labels(s: Settings, events: list[dict[str, Any]]) -> None:
     harness.produce(s, "labels", harness.encoded("io.driftline.Label", (
         {"event_id": e["event_id"], "model": e["model"], "label": e["label"],
          "label_time_ms": e["event_time_ms"] + 5_000} for e in events)))  # fmt: skip
 
 
-def start(settings: Settings, tmp_path: Path) -> tuple[Settings, dict[str, dict], harness.Process]:
+def start(
+    settings: Settings, tmp_path: Path
+) -> tuple[Settings, dict[str, dict[str, Any]], harness.Process]:
     models_file = tmp_path / "models.toml"
     models_file.write_text(MODELS)
     s = settings.model_copy(
@@ -102,15 +107,17 @@ def start(settings: Settings, tmp_path: Path) -> tuple[Settings, dict[str, dict]
     return s, champions, harness.worker(s, tmp_path).start()
 
 
-def metrics(s: Settings, until: Callable[[list[dict]], bool], timeout: float = 90) -> list[dict]:
+def metrics(
+    s: Settings, until: Callable[[list[dict[str, Any]]], bool], timeout: float = 90
+) -> list[dict[str, Any]]:
     return harness.collect(s, "metrics", until, timeout=timeout)
 
 
-def of(got: list[dict], model: str, window: str) -> list[dict]:
+def of(got: list[dict[str, Any]], model: str, window: str) -> list[dict[str, Any]]:
     return [m for m in got if m.get("model") == model and m.get("window") == window]
 
 
-def status(proc: harness.Process) -> dict:
+def status(proc: harness.Process) -> dict[str, Any]:
     with urllib.request.urlopen(worker_url(proc, "/status.json"), timeout=10) as resp:
         return dict(json.loads(resp.read()))
 
@@ -132,7 +139,7 @@ def test_estimates_come_before_the_labels_and_are_checked_when_they_do(
         features(s, before["drop"] + before["handled"])
 
         # estimates before any label: on the metrics topic ...
-        def estimated(got: list[dict]) -> bool:
+        def estimated(got: list[dict[str, Any]]) -> bool:
             return all(any(x["count"] == 1_000 for x in of(got, m, "estimate:1000"))
                        for m in champions)  # fmt: skip
 
@@ -179,7 +186,7 @@ def test_estimates_come_before_the_labels_and_are_checked_when_they_do(
         }  # fmt: skip
         features(s, after["drop"] + after["handled"])
 
-        def moved(got: list[dict]) -> bool:  # both windows hold shifted events only
+        def moved(got: list[dict[str, Any]]) -> bool:  # both windows hold shifted events only
             last = {m: [x["metrics"]["estimated_accuracy"] for x in of(got, m, "estimate:1000")]
                     for m in champions}  # fmt: skip
             return bool(last["drop"]) and last["drop"][-1] < 0.7 and last["handled"][-1] > 0.91
@@ -200,7 +207,7 @@ def test_estimates_come_before_the_labels_and_are_checked_when_they_do(
         # the labels come: the estimator's error per closed chunk
         labels(s, before["drop"] + after["drop"] + before["handled"] + after["handled"])
 
-        def checked(got: list[dict]) -> bool:
+        def checked(got: list[dict[str, Any]]) -> bool:
             full = [
                 [x for x in of(got, m, "estimate-check:1000") if x["counts"]["labelled"] == 1_000]
                 for m in champions

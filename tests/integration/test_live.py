@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Producer
@@ -29,6 +30,7 @@ from tests.integration.loop_helpers import (
     models,
     read_topic,
 )
+from tests.unit.core.examples import known
 
 
 @pytest.fixture
@@ -53,7 +55,7 @@ def produce(s: Settings, n: int, start: int, champion: str, challenger: str | No
     for i in range(start, start + n):
         amount = rng.random() * 10
         label, t = amount > 5, T0 + i * 1_000
-        row = {
+        row: dict[str, Any] = {
             "event_id": f"e-{uuid.uuid4().hex[:8]}-{i}", "model": "churn", "version": champion,
             "event_time_ms": t, "predicted_at_ms": t + 5, "label_time_ms": t + 1_000,
             "label_delay_ms": 1_000, "prediction": not label, "scores": {}, "label": label,
@@ -97,7 +99,7 @@ def test_an_online_challenger_learns_each_outcome_once_and_wins_on_live_evidence
     reg = read_registry(s)
     (entered,) = reg.challengers("churn")
     online = entered["version"]
-    assert is_online(online) and reg.champion("churn")["version"] == old
+    assert is_online(online) and known(reg.champion("churn"))["version"] == old
     checkpoint_rows = entered["lineage"]["rows"]
     assert 300 <= checkpoint_rows <= 350  # the newest checkpoint's, every 100 rows at least
 
@@ -110,7 +112,7 @@ def test_an_online_challenger_learns_each_outcome_once_and_wins_on_live_evidence
         assert learned(t) == checkpoint_rows
         pump_until(t, lambda: learned(t) == 350, "the rows after the checkpoint")
         produce(s, 400, 350, old, online)  # paired: the champion wrong, the learner right
-        pump_until(t, lambda: read_registry(s).champion("churn")["version"] == online,
+        pump_until(t, lambda: known(read_registry(s).champion("churn"))["version"] == online,
                    "live promotion")  # fmt: skip
         pump_until(t, lambda: learned(t) == 750, "every row learnt")
         assert learned(t) == 750

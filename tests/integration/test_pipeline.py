@@ -9,6 +9,7 @@ import random
 import signal
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from rocksdict import Options, Rdict
@@ -22,6 +23,7 @@ from driftline.kafka.registry_follower import read_registry
 from driftline.streams.joinstore import OFFSET_KEY
 from tests.integration import harness
 from tests.integration.churn import MODELS, example, feature_event, label, send, start_pipeline
+from tests.unit.core.examples import known
 
 STORES = ["memory://", "rocksdb://"]
 
@@ -127,7 +129,7 @@ def test_induced_drift_raises_an_alert_and_exactly_one_retrain_trigger(pipeline)
             "io.driftline.FeatureEvent", map(feature_event, batch)))  # fmt: skip
         harness.produce(s, "labels", harness.encoded("io.driftline.Label", map(label, batch)))
 
-    def drift_alert(got: list) -> bool:
+    def drift_alert(got: list[Any]) -> bool:
         return any(a["kind"] == "concept_drift" for a in got)
 
     alerts = harness.collect(s, "alerts", drift_alert, timeout=120)
@@ -163,8 +165,9 @@ def rocksdb_tables(data_dir: Path) -> dict[int, tuple[int, int | None]]:
         db = Rdict(str(path), options=Options(raw_mode=True))
         try:
             offset = db.get(OFFSET_KEY)
-            keys = sum(1 for k, _ in db.items() if k != OFFSET_KEY and not is_names_key(k))
-            assert keys == 0 or any(is_names_key(k) for k, _ in db.items()), path
+            names = [cast(bytes, k) for k, _ in db.items()]  # raw_mode: every key is bytes
+            keys = sum(1 for k in names if k != OFFSET_KEY and not is_names_key(k))
+            assert keys == 0 or any(is_names_key(k) for k in names), path
         finally:
             db.close()
         partition = int(path.name.removeprefix("join-").removesuffix(".db"))
@@ -209,7 +212,7 @@ def test_join_state_survives_a_worker_restart(settings, tmp_path, store) -> None
         first.stop()
         assert committed()
         if store == "rocksdb://":  # the state is on disk, up to the changelog's last record
-            tables = rocksdb_tables(s.data_dir)
+            tables = rocksdb_tables(known(s.data_dir))
             assert sum(keys for keys, _ in tables.values()) == len(events)
             # each transaction ends with a commit marker: the store's next offset is the
             # end of the changelog or the marker just before it
@@ -238,7 +241,7 @@ def test_every_challengers_predictions_travel_with_the_champions_to_the_outcome(
     oldest first."""
     s, champion, proc = pipeline
     config = ModelsConfig.load(s.models_file)["churn"]
-    shadows: list[dict] = []
+    shadows: list[dict[str, Any]] = []
     for seed in (99, 98):
         rows = random.Random(seed)  # rows that differ, 100 held out (the gate's minimum)
         run, _ = bootstrap(
@@ -256,7 +259,7 @@ def test_every_challengers_predictions_travel_with_the_champions_to_the_outcome(
     warm = [example(rng, i) for i in range(20)]
     deadline = time.monotonic() + 60
 
-    def both(got: list) -> bool:
+    def both(got: list[Any]) -> bool:
         return {x["version"] for x in got} >= set(versions)
 
     while not both(harness.collect(s, "predictions.shadow", both, timeout=2)):
@@ -288,9 +291,10 @@ def test_every_challengers_predictions_travel_with_the_champions_to_the_outcome(
         assert {x["event_id"] for x in written if x["version"] == version} >= ids
 
 
-def _dead(s, reason: str, n: int, timeout: float = 60) -> list[dict]:
-    def enough(got: list) -> bool:
-        return sum(d["reason"] == reason for d in got) >= n
+def _dead(s, reason: str, n: int, timeout: float = 60) -> list[dict[str, Any]]:
+    def enough(got: list[Any]) -> bool:
+        count: int = sum(d["reason"] == reason for d in got)
+        return count >= n
 
     return [d for d in harness.collect(s, "deadletter", enough, timeout) if d["reason"] == reason]
 
@@ -326,7 +330,7 @@ def test_labels_are_checked_against_the_champion_and_a_new_task_is_followed(pipe
 
     # the same model re-bootstrapped as a regressor, the worker running on (its models
     # file still says classification): labels and metrics follow the registry's champion
-    old = read_registry(s).champion("churn")
+    old = known(read_registry(s).champion("churn"))
     config = ModelConfig("churn", task="regression", factory="linear_regression",
                          features=ModelsConfig.load(s.models_file)["churn"].features)  # fmt: skip
     # a label the features explain: a first version must beat the mean (the gate's baseline)
@@ -339,7 +343,7 @@ def test_labels_are_checked_against_the_champion_and_a_new_task_is_followed(pipe
     harness.publish(s, "registry", "io.driftline.ModelVersion", records,
                     key=lambda r: f"{r['model']}/{r['version']}")  # fmt: skip
     deadline = time.monotonic() + 60
-    served: list[dict] = []
+    served: list[dict[str, Any]] = []
     while not any(p["version"] == new for p in served):  # the scorer swaps within seconds
         assert time.monotonic() < deadline, proc.tail()
         probe = example(rng, 10_000 + len(served))
@@ -360,7 +364,7 @@ def test_labels_are_checked_against_the_champion_and_a_new_task_is_followed(pipe
     (mine,) = [d for d in dead if d["source_key"] == batch[0]["event_id"].encode()]
     assert f"label True (boolean): churn {new} is a regression model" in mine["detail"]
 
-    def mae_of_new(got: list) -> bool:
+    def mae_of_new(got: list[Any]) -> bool:
         return any(m["version"] == new and "mae" in m["metrics"] for m in got)
 
     snaps = harness.collect(s, "metrics", mae_of_new, timeout=60)
@@ -378,7 +382,7 @@ def test_sighup_reloads_the_models_file_and_refuses_a_broken_one(pipeline) -> No
     assert proc.proc is not None
     proc.proc.send_signal(signal.SIGHUP)
 
-    def rejected(got: list) -> bool:
+    def rejected(got: list[Any]) -> bool:
         return any(a["kind"] == "config_rejected" for a in got)
 
     alerts = harness.collect(s, "alerts", rejected, timeout=30)

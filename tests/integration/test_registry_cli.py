@@ -30,6 +30,7 @@ from tests.integration.loop_helpers import (
     trainer,
     trigger,
 )
+from tests.unit.core.examples import known
 
 
 @pytest.fixture
@@ -90,23 +91,23 @@ def test_promote_approve_rollback_record_who_and_why(s: Settings, group_id: str,
     finally:
         t.close()
     assert outcome.status == "challenger"
-    new = outcome.version
+    new = known(outcome.version)
     run("models", "approve", "churn", new, "--by", "maria", "--reason", "segments reviewed")
     reg = read_registry(s)
-    assert reg.champion("churn")["version"] == new
-    assert reg.champion("churn")["stage_changed_by"] == "maria"
-    assert reg.get("churn", first["version"])["stage"] == "archived"
+    assert known(reg.champion("churn"))["version"] == new
+    assert known(reg.champion("churn"))["stage_changed_by"] == "maria"
+    assert known(reg.get("churn", first["version"]))["stage"] == "archived"
 
     out = run("models", "rollback", "churn", "--by", "ops", "--reason", "bad canary")
     assert f"churn {first['version']} -> champion (rollback: bad canary)" in out
     reg = read_registry(s)
-    assert reg.champion("churn")["version"] == first["version"]
-    assert reg.get("churn", new)["stage"] == "archived"
+    assert known(reg.champion("churn"))["version"] == first["version"]
+    assert known(reg.get("churn", new))["stage"] == "archived"
 
     refused = run("models", "approve", "churn", first["version"], "--reason", "x", ok=False)
     assert "only a candidate or challenger" in refused
     run("models", "promote", "churn", new, "--to", "challenger", "--reason", "shadow it")
-    assert read_registry(s).challenger("churn")["version"] == new
+    assert known(read_registry(s).challenger("churn"))["version"] == new
 
 
 def test_bootstrap_command_from_a_csv(s: Settings, tmp_path: Path, run) -> None:
@@ -119,7 +120,7 @@ def test_bootstrap_command_from_a_csv(s: Settings, tmp_path: Path, run) -> None:
               "--segment", "region", "--factory", "hoeffding_tree", "--by", "ana")  # fmt: skip
     assert "-> champion (bootstrap: first version (rows.csv))" in out
     assert "task: classification (label 'churned': boolean labels)" in out
-    champ = read_registry(s).champion("churn")
+    champ = known(read_registry(s).champion("churn"))
     assert (champ["task"], champ["factory"]) == ("classification", "hoeffding_tree")
     # a --segment column is a feature and a segment attribute, as driftline produce sends it
     assert [f["name"] for f in champ["feature_spec"]] == ["amount", "plan", "region"]
@@ -160,7 +161,7 @@ def test_bootstrap_reads_a_float_label_as_regression_and_writes_its_config(
     dropped.write_text("".join(line.split(",", 1)[1] + "\n" for line in lines))
     out = run("models", "bootstrap", "trump", str(dropped), "--label", "approval")
     assert "task: regression" in out and "vs mean baseline" in out
-    champ = read_registry(s).champion("trump")
+    champ = known(read_registry(s).champion("trump"))
     assert (champ["task"], champ["factory"]) == ("regression", "linear_regression")
     assert "mae" in champ["metrics"] and "accuracy" not in champ["metrics"]
 
@@ -221,7 +222,7 @@ def _candidates(s: Settings, n: int) -> list[str]:
     """Publish ``n`` trained candidates of churn (passed their gate); their versions."""
     rng = random.Random(3)
     key = s.signing_key.get_secret_value().encode()
-    out = []
+    out: list[str] = []
     pub = Publisher(s, "test")
     for i in range(n):
         rows = [outcome(i * 1_000 + j, rng) for j in range(500)]
@@ -247,7 +248,7 @@ def test_several_challengers_up_to_the_cap_then_the_oldest_is_archived(
     assert f"churn {versions[0]} -> archived (the oldest of 3 challengers, archived for" in out
     reg = read_registry(s)
     assert [r["version"] for r in reg.challengers("churn")] == versions[1:]
-    assert reg.get("churn", versions[0])["stage"] == "archived"
+    assert known(reg.get("churn", versions[0]))["stage"] == "archived"
 
 
 def test_retire_hides_a_model_and_unretire_brings_it_back(s: Settings, run) -> None:
@@ -269,6 +270,6 @@ def test_retire_hides_a_model_and_unretire_brings_it_back(s: Settings, run) -> N
     assert f"churn {champ['version']} -> champion (model unretired: needed again)" in out
     reg = read_registry(s)
     assert not reg.retired("churn")
-    assert reg.champion("churn")["version"] == champ["version"]
+    assert known(reg.champion("churn"))["version"] == champ["version"]
     assert [r["version"] for r in reg.challengers("churn")] == [challenger]
     assert "not retired" in run("models", "unretire", "churn", "--reason", "x", ok=False)

@@ -10,13 +10,14 @@ import random
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from driftline.settings import Settings
 from tests.integration import harness
 from tests.integration.churn import example, feature_event, label, start_pipeline, worker_url
 
 
-def status(where: harness.Process | int) -> dict:
+def status(where: harness.Process | int) -> dict[str, Any]:
     """A worker's /status.json (a process, or the web port of one)."""
     url = f"http://127.0.0.1:{where}/status.json" if isinstance(where, int) else worker_url(
         where, "/status.json")  # fmt: skip

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer
@@ -50,8 +51,8 @@ class Secured:
     def password(self, user: str) -> str:
         return (self.directory / "secrets" / f"{user}.password").read_text().strip()
 
-    def settings(self, user: str, password: str | None = None, **extra: object) -> Settings:
-        fields: dict[str, object] = {
+    def settings(self, user: str, password: str | None = None, **extra: Any) -> Settings:
+        fields: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap,
             "topic_prefix": self.prefix,
             "client_id": self.client_id,
@@ -111,18 +112,20 @@ def read(settings: Settings, topic: str, group: str, timeout: float = 30) -> lis
     deadline = time.monotonic() + timeout
     try:
         while not got and time.monotonic() < deadline:
-            got = [
-                m
-                for m in c.consume(100, 0.5)
-                if m.error() is None or m.error().code() != KafkaError._PARTITION_EOF
-            ]
+            got = [m for m in c.consume(100, 0.5) if code_of(m) != KafkaError._PARTITION_EOF]
     finally:
         c.close()
     return got
 
 
+def code_of(msg: Message) -> int | None:
+    """The code of ``msg``'s error; None when it has none."""
+    error = msg.error()
+    return None if error is None else error.code()
+
+
 def error_codes(msgs: list[Message]) -> set[int]:
-    return {m.error().code() for m in msgs if m.error() is not None}
+    return {code for m in msgs if (code := code_of(m)) is not None}
 
 
 def connect_errors(settings: Settings, timeout: float = 30) -> list[KafkaError]:
@@ -147,9 +150,10 @@ def event_ids(
     try:
         while not want <= got and time.monotonic() < deadline:
             for m in c.consume(1000, 0.5):
-                assert m.error() is None or m.error().code() == KafkaError._PARTITION_EOF, m.error()
-                if m.error() is None:
-                    got.add(codec.decode(m.value()).value["event_id"])
+                error = m.error()
+                assert error is None or error.code() == KafkaError._PARTITION_EOF, error
+                if error is None:
+                    got.add(codec.decode(harness.value_of(m)).value["event_id"])
     finally:
         c.close()
     return got
@@ -271,7 +275,7 @@ def test_worker_and_trainer_run_with_their_credentials(secured: Secured, tmp_pat
     # A topic prefix of its own, so the worker starts from empty topics.
     s = Secured(secured.directory, secured.bootstrap, f"e{uuid.uuid4().hex[:10]}.",
                 secured.client_id, secured.up_output)  # fmt: skip
-    extra = {"models_file": models_file, "monitor_interval_s": 1.0,
+    extra: dict[str, Any] = {"models_file": models_file, "monitor_interval_s": 1.0,
              "artifact_dir": tmp_path / "artifacts", "metrics_port": 0,
              "data_dir": tmp_path / "worker-data"}  # fmt: skip
     scorer, trainer, app, root = (
@@ -283,7 +287,8 @@ def test_worker_and_trainer_run_with_their_credentials(secured: Secured, tmp_pat
                              check=False, timeout=120)  # fmt: skip
     assert applied.returncode == 0, applied.stderr
     assert "created" in applied.stdout
-    assert root.sasl_password_value() not in applied.stdout + applied.stderr
+    password = root.sasl_password_value()
+    assert password is not None and password not in applied.stdout + applied.stderr
 
     # The trainer publishes the bootstrapped champion; the scorer may not.
     config = ModelsConfig.load(models_file)["churn"]
@@ -340,7 +345,7 @@ def test_worker_and_trainer_run_with_their_credentials(secured: Secured, tmp_pat
     assert "driftline worker ready" in procs[0].log.read_text()
 
 
-def trigger_record(model: str) -> dict[str, object]:
+def trigger_record(model: str) -> dict[str, Any]:
     tid = f"trg-{uuid.uuid4().hex[:8]}"
     return {
         "trigger_id": tid, "model": model, "idempotency_key": f"key-{tid}",

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
+from typing import Any
 
-from driftline.consumers.trainer import Trainer
+from driftline.consumers.trainer import Outcome, Trainer
 from driftline.core.lifecycle.registry import retire, unretire
 from driftline.core.model.config import ModelsConfig
 from driftline.kafka.helpers import Publisher
@@ -17,7 +19,12 @@ from tests.integration.churn import MODELS, example, label, send, start_pipeline
 from tests.integration.loop_helpers import FAST_GROUP, publish_trigger, trigger
 
 
-def flipped(rng: random.Random, start: int, n: int) -> list[dict]:
+def has_all(ids: set[str]) -> Callable[[list[Any]], bool]:
+    """Whether predictions collected so far hold every one of ``ids``."""
+    return lambda got: ids <= {p["event_id"] for p in got}
+
+
+def flipped(rng: random.Random, start: int, n: int) -> list[dict[str, Any]]:
     """Events whose concept flipped: every label inverted (the champion is now wrong)."""
     return [{**e, "label": not e["label"]} for e in (example(rng, start + i) for i in range(n))]
 
@@ -35,7 +42,7 @@ def test_worker_serves_the_retrained_champion(pipeline, group_id: str) -> None:
         s, ModelsConfig.load(s.models_file), group_id=group_id, consumer_overrides=FAST_GROUP
     )
     try:
-        answers = []
+        answers: list[Outcome] = []
         deadline = time.monotonic() + 60  # the monitor may publish triggers of its own too
         while not any(a.status == "champion" for a in answers) and time.monotonic() < deadline:
             answers += trainer.run(max_triggers=1, idle_timeout_s=10)
@@ -51,9 +58,7 @@ def test_worker_serves_the_retrained_champion(pipeline, group_id: str) -> None:
         probe += 1
         send(s, batch, labels=False)
         ids = {e["event_id"] for e in batch}
-        preds = harness.collect(
-            s, "predictions", lambda got, ids=ids: ids <= {p["event_id"] for p in got}
-        )
+        preds = harness.collect(s, "predictions", has_all(ids))
         versions = {p["version"] for p in preds if p["event_id"] in ids}
         if versions == {new}:
             served_after = time.monotonic() - promoted
@@ -72,14 +77,15 @@ def test_a_retired_model_is_dead_lettered_and_served_again_once_unretired(pipeli
     reg = read_registry(s)
     _publish(s, retire(reg, "churn", by="test", reason="retired in a test", now_ms=_now()))
 
-    def dead_reasons(batch: list[dict]) -> dict[str, str]:
+    def dead_reasons(batch: list[dict[str, Any]]) -> dict[str, str]:
         ids = {e["event_id"] for e in batch}
         got = harness.collect(s, "deadletter",
                               lambda got: ids <= {d["source_key"].decode() for d in got},
                               timeout=5)  # fmt: skip
         return {d["source_key"].decode(): d["reason"] for d in got if d["source_key"]}
 
-    deadline, reasons, batch = time.monotonic() + 30, {}, []
+    reasons: dict[str, str] = {}
+    deadline, batch = time.monotonic() + 30, list[dict[str, Any]]()
     while time.monotonic() < deadline:  # the worker follows the registry within seconds
         batch = [example(rng, 20_000 + len(reasons) * 20 + i) for i in range(20)]
         send(s, batch, labels=False)
@@ -92,15 +98,13 @@ def test_a_retired_model_is_dead_lettered_and_served_again_once_unretired(pipeli
     assert "model 'churn' is retired" in detail and "unretire" in detail
 
     _publish(s, unretire(read_registry(s), "churn", by="test", reason="back", now_ms=_now()))
-    deadline, served = time.monotonic() + 30, set()
+    deadline, served = time.monotonic() + 30, set[str]()
     while time.monotonic() < deadline and served != {champion}:
         batch = [example(rng, 40_000 + int(time.monotonic() * 1000) % 10_000 + i)
                  for i in range(20)]  # fmt: skip
         send(s, batch, labels=False)
         ids = {e["event_id"] for e in batch}
-        preds = harness.collect(s, "predictions",
-                                lambda got, ids=ids: ids <= {p["event_id"] for p in got},
-                                timeout=5)  # fmt: skip
+        preds = harness.collect(s, "predictions", has_all(ids), timeout=5)
         served = {p["version"] for p in preds if p["event_id"] in ids}
     assert served == {champion}, proc.tail()
 
@@ -147,7 +151,7 @@ def test_labels_of_a_retired_models_predictions_still_join(settings, tmp_path) -
 def _dead_reason(s, key: bytes) -> str | None:
     """The reason of the dead letter of the record with ``key`` (None: none within 5 s)."""
 
-    def seen(got: list[dict]) -> bool:
+    def seen(got: list[dict[str, Any]]) -> bool:
         return any(d["source_key"] == key for d in got)
 
     dead = harness.collect(s, "deadletter", seen, timeout=5)
@@ -158,7 +162,7 @@ def _now() -> int:
     return int(time.time() * 1000)
 
 
-def _publish(s, records: list[dict]) -> None:
+def _publish(s, records: list[dict[str, Any]]) -> None:
     pub = Publisher(s, "test")
     pub.send_versions(records)
     pub.close()

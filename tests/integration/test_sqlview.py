@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -26,13 +27,14 @@ def engine(sql_url: str):
     eng.dispose()
 
 
-def schema_diff(engine: Engine) -> list:
+def schema_diff(engine: Engine) -> list[Any]:
     """What differs between the database's tables and the code's (empty: the same)."""
     with engine.connect() as conn:
-        return compare_metadata(MigrationContext.configure(conn), sqlview.metadata)
+        diff: list[Any] = compare_metadata(MigrationContext.configure(conn), sqlview.metadata)
+        return diff
 
 
-def unchanged(engine: Engine) -> dict[str, list]:
+def unchanged(engine: Engine) -> dict[str, list[Any]]:
     """Every row of the view's tables but ``alerts`` (whose columns a revision adds)."""
     with engine.connect() as conn:
         return {
@@ -42,9 +44,9 @@ def unchanged(engine: Engine) -> dict[str, list]:
         }
 
 
-def rows(engine, table) -> list:
+def rows(engine, table) -> list[Any]:
     with engine.connect() as conn:
-        return conn.execute(select(table)).all()
+        return list(conn.execute(select(table)).all())
 
 
 def test_a_version_fills_versions_history_runs_and_ranges(engine) -> None:

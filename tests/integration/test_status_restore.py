@@ -21,7 +21,9 @@ from tests.integration.churn import example, send, worker_url
 COUNT = "count:1000"
 
 
-def status(proc: Process, ok: Callable[[dict[str, Any]], bool], timeout: float = 120) -> dict:
+def status(
+    proc: Process, ok: Callable[[dict[str, Any]], bool], timeout: float = 120
+) -> dict[str, Any]:
     """/status.json once ``ok`` holds (the web server may not be up yet)."""
     deadline = time.monotonic() + timeout
     doc: dict[str, Any] = {}
@@ -64,7 +66,7 @@ def test_challenger_metrics_are_published_shown_and_survive_a_restart(pipeline) 
     rng = random.Random(23)
     deadline = time.monotonic() + 60
 
-    def loaded(got: list) -> bool:
+    def loaded(got: list[Any]) -> bool:
         return any(x["version"] == challenger for x in got)
 
     while not loaded(harness.collect(s, "predictions.shadow", loaded, timeout=2)):
@@ -74,7 +76,7 @@ def test_challenger_metrics_are_published_shown_and_survive_a_restart(pipeline) 
     send(s, [example(rng, 1_000 + i) for i in range(600)])
     both = {champion, challenger}
 
-    def published(got: list) -> bool:
+    def published(got: list[Any]) -> bool:
         keys = latest(got)
         return all((v, "all", COUNT) in keys and keys[(v, "all", COUNT)]["count"] >= 600
                    for v in both)  # fmt: skip

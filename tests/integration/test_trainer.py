@@ -8,6 +8,7 @@ import re
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,6 +31,7 @@ from tests.integration.loop_helpers import (
     trainer,
     trigger,
 )
+from tests.unit.core.examples import known
 
 
 @pytest.fixture
@@ -67,7 +69,7 @@ def test_trigger_becomes_a_champion_with_exact_lineage(
     lin = champ["lineage"]
     assert (lin["trigger_id"], lin["trigger_key"]) == (trg["trigger_id"], trg["idempotency_key"])
     assert lin["rows"] + lin["holdout_rows"] == 600
-    expected = {}
+    expected: dict[int, tuple[int, int]] = {}
     for _, p, off in churn:
         lo, hi = expected.get(p, (off, off))
         expected[p] = (min(lo, off), max(hi, off + 1))
@@ -95,8 +97,8 @@ def test_failing_gate_leaves_the_champion_in_place(s: Settings, group_id: str) -
         t.close()
     assert outcome.status == "rejected"
     reg = read_registry(s)
-    assert reg.champion("churn")["version"] == old["version"]
-    rejected = reg.get("churn", outcome.version)
+    assert known(reg.champion("churn"))["version"] == old["version"]
+    rejected = known(reg.get("churn", known(outcome.version)))
     assert rejected["stage"] == "rejected"
     assert rejected["lineage"]["champion_version"] == old["version"]
     assert rejected["lineage"]["rows"] + rejected["lineage"]["holdout_rows"] == 600
@@ -139,7 +141,7 @@ def test_time_window_reads_from_offsets_for_times(s: Settings, group_id: str) ->
         (outcome,) = t.run(max_triggers=1, idle_timeout_s=30)
     finally:
         t.close()
-    lin = read_registry(s).get("churn", outcome.version)["lineage"]
+    lin = known(read_registry(s).get("churn", known(outcome.version)))["lineage"]
     assert lin["rows"] + lin["holdout_rows"] == 150
 
 
@@ -169,7 +171,7 @@ def test_tampered_champion_is_refused_and_alerted(s: Settings, group_id: str) ->
     pub.send_versions([bad])
     pub.close()
     key = s.signing_key.get_secret_value().encode()
-    on_topic = read_registry(s).champion("churn")
+    on_topic = known(read_registry(s).champion("churn"))
     with pytest.raises(ArtifactError) as info:
         load_version(on_topic, key)
     assert info.value.reason == "digest_mismatch"
@@ -183,7 +185,7 @@ def test_tampered_champion_is_refused_and_alerted(s: Settings, group_id: str) ->
         t.close()
     assert outcome.status == "champion"
     assert [a["kind"] for a in read_topic(s, "alerts", "Alert")] == ["artifact_rejected"]
-    assert "could not be loaded" in read_registry(s).champion("churn")["gate"]["summary"]
+    assert "could not be loaded" in known(read_registry(s).champion("churn"))["gate"]["summary"]
 
 
 def test_last_n_reads_back_past_other_models(s: Settings) -> None:
@@ -247,8 +249,8 @@ def test_a_small_window_is_not_promoted(s: Settings, group_id: str) -> None:
         t.close()
     assert outcome.status == "rejected"
     reg = read_registry(s)
-    assert reg.champion("churn")["version"] == old["version"]
-    rejected = reg.get("churn", outcome.version)
+    assert known(reg.champion("churn"))["version"] == old["version"]
+    rejected = known(reg.get("churn", known(outcome.version)))
     assert rejected["gate"]["checks"]["holdout"] is False
     assert "on 30 held-out rows (needs >= 100)" in rejected["stage_reason"]
     (alert,) = read_topic(s, "alerts", "Alert")
@@ -279,7 +281,7 @@ def test_a_manual_trigger_honours_min_rows_unless_forced(
     assert forced.status == "rejected" and forced.version is not None
     reg = read_registry(s)
     assert [v["version"] for v in reg.versions("churn")] == [old["version"], forced.version]
-    assert reg.get("churn", forced.version)["gate"]["checks"]["holdout"] is False
+    assert known(reg.get("churn", known(forced.version)))["gate"]["checks"]["holdout"] is False
     alert = next(a for a in read_topic(s, "alerts", "Alert") if a["kind"] == "training_refused")
     expected = {"trigger_id": refused.trigger_id, "rows": 300, "earlier_rows": 0, "min_rows": 500}
     assert alert["evidence"] == expected
@@ -291,7 +293,7 @@ def test_a_small_window_is_completed_from_the_champions_sample(s: Settings, grou
     ModelVersion v2); a manual window of 500 rows under min_rows 900 is completed with
     the newest 400 of them, which are learnt and never held out."""
     old = bootstrap_champion(s)  # event times T0 + 0 .. 599 s
-    on_topic = read_registry(s).champion("churn")
+    on_topic = known(read_registry(s).champion("churn"))
     assert len(reservoir.decode(on_topic["training_sample"])) == 480
     produce_outcomes(s, 500, start=1_000)  # event times from T0 + 1,000 s
     publish_trigger(s, trigger())
@@ -301,10 +303,12 @@ def test_a_small_window_is_completed_from_the_champions_sample(s: Settings, grou
     finally:
         t.close()
     assert outcome.status in ("champion", "challenger", "rejected"), outcome
-    lin = read_registry(s).get("churn", outcome.version)["lineage"]
+    lin = known(read_registry(s).get("churn", known(outcome.version)))["lineage"]
     assert (lin["earlier_rows"], lin["earlier_version"]) == (400, old["version"])
     assert (lin["rows"], lin["holdout_rows"]) == (400 + 400, 100)
-    sample = reservoir.decode(read_registry(s).get("churn", outcome.version)["training_sample"])
+    sample = reservoir.decode(
+        known(read_registry(s).get("churn", known(outcome.version)))["training_sample"]
+    )
     assert {r["event_time_ms"] < T0 + 600_000 for r in sample} == {True, False}  # both kinds
 
 
@@ -321,7 +325,7 @@ def test_a_running_trainer_reloads_its_models_file_on_sighup(s: Settings, tmp_pa
         path.write_text('[models.churn]\nfactory = "logistic_regresion"\n')
         proc.proc.send_signal(signal.SIGHUP)
 
-        def rejected(got: list) -> bool:
+        def rejected(got: list[Any]) -> bool:
             return any(a["kind"] == "config_rejected" for a in got)
 
         alerts = harness.collect(s, "alerts", rejected, timeout=30)

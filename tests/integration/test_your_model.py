@@ -21,6 +21,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -63,7 +64,7 @@ def test_the_page_from_top_to_bottom(
     env.update(DRIFTLINE_BOOTSTRAP_SERVERS=kafka_bootstrap, DRIFTLINE_TOPIC_PREFIX=s.topic_prefix,
                DRIFTLINE_MONITOR_INTERVAL_S="1")  # fmt: skip
     lines = (Path(__file__).resolve().parents[2] / PAGE).read_text().splitlines()
-    background: list[tuple[subprocess.Popen[bytes], object]] = []
+    background: list[tuple[subprocess.Popen[bytes], BinaryIO]] = []
     outputs: list[str] = []
     session: list[str] = []
     try:
@@ -99,14 +100,14 @@ def test_the_page_from_top_to_bottom(
         for proc, _ in background:
             assert proc.poll() is None, "a background process of the page stopped early"
     finally:
-        for proc, log in background:
+        for proc, out in background:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(60)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-            log.close()  # type: ignore[attr-defined]
+            out.close()
     page = "\n".join(outputs)
     assert "event_id,empty_server_form_handler" in page  # the CSV written from river's data
     assert "OK (1 model(s): phishing)" in page

@@ -18,7 +18,9 @@ if [[ $1 == install && -n ${FAIL:-} ]]; then echo "E: Unable to locate package $
 """
 
 
-def bootstrap(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.CompletedProcess, list]:
+def bootstrap(
+    tmp_path: Path, *args: str, **env: str
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     (tmp_path / "bin").mkdir(exist_ok=True)
     apt = tmp_path / "bin" / "apt-get"
     apt.write_text(APT)

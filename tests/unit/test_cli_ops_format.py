@@ -8,6 +8,7 @@ import importlib
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,8 +28,8 @@ from driftline.core.errors import ConfigError
 from driftline.kafka.status import lag_rows, model_rows
 from driftline.replay import Pacer, cell, feature_events, labels, plan, read_frame
 
-WHERE = {"topic": "t.deadletter", "partition": 1, "offset": 42, "timestamp_ms": 1_700_000_000_000,
-         "key": b"e-1"}  # fmt: skip
+WHERE: dict[str, Any] = {"topic": "t.deadletter", "partition": 1, "offset": 42,
+                         "timestamp_ms": 1_700_000_000_000, "key": b"e-1"}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -104,12 +105,16 @@ def test_tail_lines_are_valid_json_even_with_nan() -> None:
         ({}, {"t": {0: (0, 10)}}, []),
     ],
 )  # fmt: skip
-def test_lag_rows(committed: dict, ends: dict, rows: list) -> None:
+def test_lag_rows(
+    committed: dict[str, dict[int, int]],
+    ends: dict[str, dict[int, tuple[int, int]]],
+    rows: list[dict[str, Any]],
+) -> None:
     assert lag_rows(committed, ends) == rows
 
 
 def test_status_text_has_every_section() -> None:
-    doc = {
+    doc: dict[str, Any] = {
         "prefix": "p.",
         "topics": [{"topic": "p.features", "exists": True, "partitions": 3,
                     "retained_offsets": 1200, "end_offsets": 1500},
@@ -259,7 +264,9 @@ def test_an_id_column_of_its_own_and_dropped_columns() -> None:
      (["event_id", "label"], "features", {}, "no feature column"),
      (["x"], "features", {"with_labels": True}, "no label column")],
 )  # fmt: skip
-def test_plan_refuses_what_cannot_work(columns: list, topic: str, kw: dict, message: str) -> None:
+def test_plan_refuses_what_cannot_work(
+    columns: list[str], topic: str, kw: dict[str, Any], message: str
+) -> None:
     with pytest.raises(ConfigError, match=message):
         plan(columns, topic, **kw)
 

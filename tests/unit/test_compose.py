@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -18,10 +19,14 @@ from driftline.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
+Compose = dict[str, Any]
+"""docker-compose.yml as YAML reads it."""
+
 
 @pytest.fixture(scope="module")
-def compose() -> dict:
-    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+def compose() -> Compose:
+    doc: Compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return doc
 
 
 def env_file(path: Path) -> dict[str, str]:
@@ -52,7 +57,7 @@ def properties(name: str) -> dict[str, str]:
     return {k: v.strip() for k, v in env_file(ROOT / "infra/kafka" / name).items()}
 
 
-def kafka_services(compose: dict, profile: str | None) -> dict[str, dict[str, str]]:
+def kafka_services(compose: Compose, profile: str | None) -> dict[str, dict[str, str]]:
     """The Kafka services a profile starts, with their environment interpolated."""
     env = CLUSTER_ENV if profile == "cluster" else {}
     return {
@@ -74,7 +79,7 @@ BROKER_KEYS = (
 )
 
 
-def test_services_and_dependencies_exist(compose: dict) -> None:
+def test_services_and_dependencies_exist(compose: Compose) -> None:
     services = compose["services"]
     assert {"kafka", "worker", "trainer", "prometheus", "alertmanager", "grafana"} <= set(services)
     for name, svc in services.items():
@@ -82,14 +87,14 @@ def test_services_and_dependencies_exist(compose: dict) -> None:
             assert dep in services, f"{name} depends on unknown service {dep}"
 
 
-def test_images_are_pinned(compose: dict) -> None:
+def test_images_are_pinned(compose: Compose) -> None:
     for name, svc in compose["services"].items():
         image = svc.get("image")
         assert image, f"{name} has no image"
         assert ":" in image and not image.endswith(":latest"), f"{name}: unpinned {image}"
 
 
-def test_driftline_env_vars_are_settings_fields(compose: dict) -> None:
+def test_driftline_env_vars_are_settings_fields(compose: Compose) -> None:
     fields = {f"DRIFTLINE_{n.upper()}" for n in Settings.model_fields}
     for name, svc in compose["services"].items():
         for var in svc.get("environment", {}) or {}:
@@ -97,7 +102,7 @@ def test_driftline_env_vars_are_settings_fields(compose: dict) -> None:
                 assert var in fields, f"{name}: {var} is no Driftline setting"
 
 
-def test_mounted_paths_and_build_context_exist(compose: dict) -> None:
+def test_mounted_paths_and_build_context_exist(compose: Compose) -> None:
     for name, svc in compose["services"].items():
         for vol in svc.get("volumes", []):
             src = vol.split(":")[0]
@@ -107,7 +112,7 @@ def test_mounted_paths_and_build_context_exist(compose: dict) -> None:
             assert (ROOT / svc["build"] / "Dockerfile").is_file()
 
 
-def test_kafka_settings_match_the_dev_broker(compose: dict) -> None:
+def test_kafka_settings_match_the_dev_broker(compose: Compose) -> None:
     nodes = kafka_services(compose, None)
     assert list(nodes) == ["kafka"]
     env, props = nodes["kafka"], properties("server.properties")
@@ -120,7 +125,7 @@ def test_kafka_settings_match_the_dev_broker(compose: dict) -> None:
     assert driftline["DRIFTLINE_REPLICATION_FACTOR"] == "1"
 
 
-def test_the_cluster_profile_matches_the_dev_cluster(compose: dict) -> None:
+def test_the_cluster_profile_matches_the_dev_cluster(compose: Compose) -> None:
     assert CLUSTER_ENV["COMPOSE_PROFILES"] == "cluster"
     nodes = kafka_services(compose, "cluster")
     assert list(nodes) == ["kafka", "kafka-2", "kafka-3"]
@@ -161,7 +166,7 @@ def _command_exists(words: list[str]) -> bool:
     return True
 
 
-def test_every_driftline_command_and_option_exists(compose: dict) -> None:
+def test_every_driftline_command_and_option_exists(compose: Compose) -> None:
     from click.testing import CliRunner
 
     driftline = [
@@ -180,7 +185,7 @@ def test_every_driftline_command_and_option_exists(compose: dict) -> None:
                 assert opt in out, f"{name}: {opt} is no option of driftline {sub}"
 
 
-def test_prometheus_sends_alerts_to_the_alertmanager_of_the_repo(compose: dict) -> None:
+def test_prometheus_sends_alerts_to_the_alertmanager_of_the_repo(compose: Compose) -> None:
     """The Alertmanager service runs infra/alertmanager/alertmanager.yml (the file the
     integration test runs with Debian's binary), on the port Prometheus sends to."""
     am = compose["services"]["alertmanager"]

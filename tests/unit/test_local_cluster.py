@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,7 +104,7 @@ def test_a_single_broker_directory_is_no_cluster(tmp_path: Path) -> None:
         ({"nodes": 3, "port": "9092"}, "picks free ports"),
     ],
 )
-def test_cluster_options_that_cannot_work_are_refused(kwargs: dict, message: str) -> None:
+def test_cluster_options_that_cannot_work_are_refused(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         broker.up(**kwargs)
 

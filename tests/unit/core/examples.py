@@ -12,7 +12,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def known(value: T | None) -> T:
+    """``value``, which the test knows is there: an AssertionError (not a TypeError further
+    on) if it is None, and to mypy the value without its None."""
+    assert value is not None
+    return value
+
 
 T0 = 1_700_000_000_000  # 2023-11-14T22:13:20Z, ms since epoch
 

@@ -15,13 +15,14 @@ import gc
 import json
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from confluent_kafka import KafkaError as CKafkaError
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaException, Message, TopicPartition
 
 from driftline.core.errors import KafkaError
 from driftline.core.join import origins
@@ -186,6 +187,11 @@ class FakeConsumer:
         self.seeks.append((tp.topic, tp.partition, tp.offset))
 
 
+def fakes(txn: Transactions) -> list[FakeProducer]:
+    """The producers of ``txn`` made by a test's factory of fakes."""
+    return cast(list[FakeProducer], txn.producers)
+
+
 def is_label(value: bytes) -> bool:
     try:
         CODEC.decode(value, expect=LABEL)
@@ -222,7 +228,7 @@ class Rig:
             topic = "t.labels" if is_label(value) else "t.predictions"
             msgs.append(Msg(topic, part, self.offsets[topic], key, value, headers))
             self.offsets[topic] += 1
-        return self.loop.process(msgs, self.now, sweep)
+        return self.loop.process(cast(list[Message], msgs), self.now, sweep)
 
     def sweep(self) -> bool:
         return self.loop.process([], self.now, sweep=True)
@@ -236,7 +242,7 @@ class Rig:
 
 
 @pytest.fixture(params=["memory://", "rocksdb://"])
-def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Rig:
+def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
     store: Store = MemoryStore() if request.param == "memory://" else RocksStore(tmp_path / "join")
     r = Rig(store)
     yield r
@@ -400,8 +406,8 @@ def test_batches_take_turns_on_the_transactional_lanes() -> None:
     assert [[tp.offset for tp in o] for o in lanes[1].offsets] == [[2]]
     lanes[1].fail_commit, lanes[1].fatal = 1, True
     assert not batch(3)  # lane 1's turn: fenced, replaced
-    assert made == [0, 1, 1] and txn.producers[0] is lanes[0]
-    assert txn.producers[1] is not lanes[1] and txn.producers[1].inits == 1
+    assert made == [0, 1, 1] and fakes(txn)[0] is lanes[0]
+    assert fakes(txn)[1] is not lanes[1] and fakes(txn)[1].inits == 1
     assert consumer.seeks == [("t.labels", PART, 3)]
     assert batch(3) and len(lanes[0].committed) == 3
 
@@ -459,7 +465,7 @@ def test_a_hung_send_offsets_replaces_the_producer_and_the_batch_is_read_again(
     assert not txn.run([msg], lambda: txn.produce("t.out", b"v", KEY, []))  # type: ignore[list-item]
     assert time.monotonic() - t0 < 5
     # every lane's producer is replaced: the other lane's would hang on its next batch
-    assert len(made) == 4 and txn.producers == made[2:]
+    assert len(made) == 4 and fakes(txn) == made[2:]
     assert [p.inits for p in made] == [1, 1, 1, 1] and len(txn.renewed) == 1
     assert consumer.seeks == [("t.labels", PART, 5)] and made[0].committed == []
     retried = REGISTRY.get_sample_value(
@@ -485,7 +491,11 @@ def test_the_helper_raises_what_its_call_raised_and_gives_up_on_a_hung_one() -> 
     assert got.value is err
     assert helper.call(lambda: None, 5) is True
     release = threading.Event()
-    assert helper.call(lambda: release.wait(30) and None, 0.1) is False
+
+    def hang() -> None:
+        release.wait(30)
+
+    assert helper.call(hang, 0.1) is False
     release.set()
 
 
@@ -621,7 +631,9 @@ def test_undecodable_input_is_dead_lettered_and_the_loop_goes_on(rig: Rig) -> No
     assert held is not None and held.state is JoinState.WAITING_FOR_LABEL
 
 
-def test_an_unexpected_error_is_dead_lettered_not_dropped(rig: Rig) -> None:
+def test_an_unexpected_error_is_dead_lettered_not_dropped(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real = rig.loop.joiner.on_message
     calls = 0
 
@@ -632,7 +644,7 @@ def test_an_unexpected_error_is_dead_lettered_not_dropped(rig: Rig) -> None:
             raise RuntimeError("a bug")
         return real(*args)
 
-    rig.loop.joiner.on_message = flaky  # type: ignore[method-assign]
+    monkeypatch.setattr(rig.loop.joiner, "on_message", flaky)
     rig.put(P, L)
     (dead,) = rig.on("t.deadletter")
     d = decoded(dead, DEAD_LETTER)
@@ -692,7 +704,7 @@ class _Watermarks:
 def test_restore_waits_for_a_new_changelog_to_get_its_leader(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(join_module.time, "sleep", lambda s: None)
+    monkeypatch.setattr("driftline.streams.join_loop.time.sleep", lambda s: None)
     tp = TopicPartition(CHANGELOG, PART)
     c = _Watermarks(CKafkaError.NOT_LEADER_FOR_PARTITION, CKafkaError.LEADER_NOT_AVAILABLE,
                     CKafkaError._UNKNOWN_PARTITION)  # fmt: skip

@@ -7,13 +7,14 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from driftline.core.lifecycle.registry import Registry, retire, transition, unretire
 from driftline.core.lifecycle.training import bootstrap, train
 from driftline.core.model.config import GateConfig, ModelConfig
+from driftline.core.model.estimators import ServedModel
 from driftline.core.wire.codec import default_codec
 from driftline.settings import Settings
 from driftline.streams import telemetry as m
@@ -46,7 +47,8 @@ def feed(f: Lineups, records: list[dict[str, Any]]) -> None:
 
 
 def gauge(version: str, stage: str) -> float:
-    return m.MODEL_VERSION_INFO.labels(MODEL, version, stage)._value.get()
+    value: float = m.MODEL_VERSION_INFO.labels(MODEL, version, stage)._value.get()
+    return value
 
 
 def test_every_challenger_is_served_and_a_retired_model_is_not(follower: Lineups) -> None:
@@ -93,6 +95,11 @@ class Loaded:
     version: str
 
 
+def loaded(version: str) -> ServedModel:
+    """A fake ServedModel: the lineup only keeps what ``_load`` gives it."""
+    return cast(ServedModel, Loaded(version))
+
+
 def record(version: str, stage: str) -> dict[str, Any]:
     return {"model": "churn", "version": version, "stage": stage, "gate": None,
             "stage_changed_at_ms": 1, "stage_changed_by": "t", "stage_reason": "r",
@@ -113,10 +120,10 @@ def test_lineup_gives_the_champion_and_a_tuple_of_challengers(
 ) -> None:
     follower = Lineups(SETTINGS, default_codec())
     follower.registry = Registry.from_records(records)
-    monkeypatch.setattr(follower, "_load", lambda r: None if r is None else Loaded(r["version"]))
+    monkeypatch.setattr(follower, "_load", lambda r: None if r is None else loaded(r["version"]))
     follower._reload()
     champion, served = follower.lineup("churn")
-    assert champion == Loaded("v1")
+    assert champion == loaded("v1")
     assert tuple(c.version for c in served) == challengers
     assert follower.lineup("other") == (None, ())
     follower.follower.close()
@@ -130,7 +137,7 @@ def test_challenger_changes_are_logged_with_every_challenger(
     offset of the record that made it (the newest one added, else the newest one gone),
     followed by one line per challenger added or dropped."""
     follower = Lineups(SETTINGS, default_codec())
-    monkeypatch.setattr(follower, "_load", lambda r: None if r is None else Loaded(r["version"]))
+    monkeypatch.setattr(follower, "_load", lambda r: None if r is None else loaded(r["version"]))
     follower.follower.offsets = {("churn", "v1"): 3, ("churn", "v2"): 7, ("churn", "v3"): 9}
     champion = record("v1", "champion")
     states = [

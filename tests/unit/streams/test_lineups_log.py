@@ -92,7 +92,7 @@ def test_challengers_and_retirement_are_logged(caplog: pytest.LogCaptureFixture)
         rows = [{"event_time_ms": T0 + i, "features": {"x": i % 10}, "label": i % 10 > 4}
                 for i in range(500)]  # fmt: skip
         with caplog.at_level(logging.INFO, logger="driftline.streams.registry"):
-            shadow = []
+            shadow: list[str] = []
             for i in (1, 2):
                 run = train(rows, config, key=KEY, now_ms=T0 + 100 + i, host="h", code="0",
                             existing_versions=[v1, *shadow])  # fmt: skip
@@ -104,10 +104,13 @@ def test_challengers_and_retirement_are_logged(caplog: pytest.LogCaptureFixture)
             at = offset
             feed(retire(reg, "churn", by="t", reason="r", now_ms=T0 + 300))  # c1, c2, champion
             assert follower.retired("churn") and follower.lineup("churn") == (None, ())
-            assert follower.retired_champion("churn")["version"] == v1
+            retired = follower.retired_champion("churn")
+            assert retired is not None and retired["version"] == v1
             follower.announce()
             feed(unretire(reg, "churn", by="t", reason="r", now_ms=T0 + 400))
-            assert not follower.retired("churn") and follower.lineup("churn")[0].version == v1
+            champion = follower.lineup("churn")[0]
+            assert not follower.retired("churn") and champion is not None
+            assert champion.version == v1
     finally:
         follower.follower.close()
     c1, c2 = shadow

@@ -96,7 +96,10 @@ def test_a_join_batch_feeds_the_expiry_rate_at_arrival() -> None:
 def test_a_scorer_batch_feeds_the_skew_rate_of_every_model() -> None:
     monitors = glue.Monitors(ModelsConfig())
     monitors.get("quiet")
-    dead = [{"model": "churn", "reason": "type_mismatch"}, {"model": None, "reason": "undecodable"}]
+    dead: list[dict[str, Any]] = [
+        {"model": "churn", "reason": "type_mismatch"},
+        {"model": None, "reason": "undecodable"},
+    ]
     monitors.on_scorer_batch(T0, Counter({("churn", "v1"): 9}), dead)
     monitors.on_scorer_batch(T0 + 20_000, Counter(), [])
     monitors.sync_versions(T0 + 20_000)
@@ -127,7 +130,7 @@ def test_each_alert_raised_is_one_log_line(caplog: pytest.LogCaptureFixture) -> 
     sent: list[tuple[str, bytes]] = []
     observe = installed(monitors, sent)
     first, _, _ = joined_steps()
-    alert = {"alert_id": "a1", "model": "churn", "version": None, "segment": None,
+    alert: dict[str, Any] = {"alert_id": "a1", "model": "churn", "version": None, "segment": None,
              "kind": "expired_label_rate", "severity": "critical", "message": "50.0% ...",
              "evidence": {}, "created_at_ms": T0}  # fmt: skip
     with caplog.at_level(logging.INFO, logger="driftline.streams.monitors"):

@@ -35,7 +35,12 @@ TOPIC = [snap(v, t, t / 100, seg, w) for t in range(1, 6) for v in ("v1", "v2")
 """Five ticks of a champion and a challenger, two segments, two windows."""
 
 Case = tuple[
-    str, list[dict[str, Any]], list[dict[str, Any]], dict[tuple, float], set, dict[str, list[int]]
+    str,
+    list[dict[str, Any]],
+    list[dict[str, Any]],
+    dict[tuple[str, str, str], float],
+    set[tuple[str, str, str, str]],
+    dict[str, list[int]],
 ]
 CASES: list[Case] = [
     # name, emitted before the restore, read back, accuracy per key after, keys marked,
@@ -62,8 +67,8 @@ def test_restore_keeps_the_newest_and_marks_it(
     name: str,
     before: list[dict[str, Any]],
     topic: list[dict[str, Any]],
-    expect: dict[tuple, float],
-    marked: set,
+    expect: dict[tuple[str, str, str], float],
+    marked: set[tuple[str, str, str, str]],
     charted: dict[str, list[int]],
 ) -> None:
     r = Recent()
@@ -110,7 +115,7 @@ def test_restore_from_tails_and_the_page_says_so() -> None:
              "alerts": Tail([{"alert_id": "a", "created_at_ms": T0}])}  # fmt: skip
     assert restore(r, tails, at_ms=T0 + 5) == 1
     assert len(r.alerts) == 1 and not r.triggers
-    doc = {"generated_at_ms": T0, "models": [{"model": "churn", "served": [
+    doc: dict[str, Any] = {"generated_at_ms": T0, "models": [{"model": "churn", "served": [
         {"version": "v1", "role": "champion", "restored": True, "segments": [], "drift": {},
          "windows": [{"window": "count:100", "count": 100, "metrics": {"accuracy": 0.5},
                       "restored": True}]}]}],

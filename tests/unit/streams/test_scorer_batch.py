@@ -9,11 +9,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
+
+from confluent_kafka import Message
 
 from driftline.core.model.scoring import Scoring
 from driftline.core.model.validation import Spec
 from driftline.core.wire.codec import default_codec
+from driftline.kafka.txn import Transactions
 from driftline.settings import Settings
 from driftline.streams.scorer import ScorerLoop
 from tests.unit.core.examples import feature_event
@@ -89,7 +92,7 @@ def test_an_event_counts_once_under_the_champion_whatever_its_challengers() -> N
     loop = ScorerLoop(SETTINGS, scoring, CODEC, group_id="g")
     try:
         txn = Txn()
-        loop.txn = txn
+        loop.txn = cast(Transactions, txn)  # a fake with the calls the loop makes
         batches: list[tuple[int, Counter[tuple[str, str]], list[dict[str, Any]]]] = []
         loop.on_batch = lambda now, scored, dead: batches.append((now, Counter(scored), dead))
         events = [
@@ -99,7 +102,7 @@ def test_an_event_counts_once_under_the_champion_whatever_its_challengers() -> N
         ]
         msgs = [Msg(CODEC.encode("io.driftline.FeatureEvent", e), e["event_id"].encode(), i)
                 for i, e in enumerate(events)]  # fmt: skip
-        loop.process(msgs)
+        loop.process(cast(list[Message], msgs))  # fakes of what the loop reads
     finally:
         loop.consumer.close()
     ((_, scored, dead),) = batches

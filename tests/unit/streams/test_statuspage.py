@@ -8,6 +8,7 @@ import importlib
 import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
+from typing import Any
 
 import pytest
 
@@ -20,8 +21,8 @@ T0 = 1_700_000_000_000
 VOID = {"meta", "br", "img", "input", "link", "hr", "col", "area", "base", "wbr", "source"}
 
 
-def status(**over: object) -> dict:
-    doc = {
+def status(**over: object) -> dict[str, Any]:
+    doc: dict[str, Any] = {
         "title": "Driftline worker t-worker",
         "generated_at_ms": T0 + 60_000,
         "worker": {"app": "t-worker", "topic_prefix": "t.", "scored": 12345, "scorer_lag": 7,
@@ -99,11 +100,11 @@ class _Balance(HTMLParser):
         self.stack: list[str] = []
         self.errors: list[str] = []
 
-    def handle_starttag(self, tag: str, attrs: list) -> None:
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag not in VOID:
             self.stack.append(tag)
 
-    def handle_startendtag(self, tag: str, attrs: list) -> None:
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         pass
 
     def handle_endtag(self, tag: str) -> None:

@@ -23,7 +23,7 @@ from driftline.core.lifecycle.registry import Registry, is_probation, promote, r
 from driftline.core.lifecycle.training import bootstrap
 from driftline.core.model.config import GateConfig, ModelConfig, ModelsConfig
 from driftline.core.wire.codec import default_codec
-from tests.unit.core.examples import T0, model_version, retrain_trigger
+from tests.unit.core.examples import T0, known, model_version, retrain_trigger
 
 
 def test_config_from_the_models_file_wins() -> None:
@@ -142,14 +142,14 @@ def test_answer_decides_the_stage_and_what_to_publish(
     alerts: list[str],
 ) -> None:
     reg, models = registry_with_champion(champion_flipped, promotion)
-    old = reg.champion("churn")
+    old = known(reg.champion("churn"))
     trg = manual_trigger()
     got = answer_trigger(trg, rows(500, start=1_000), reg, models, key=KEY, clock_ms=clock(),
                          run_id="run-1", code="c", host="h")  # fmt: skip
     assert got.stage == stage, case
     assert [r["stage"] for r in got.records] == stages
     assert [a["kind"] for a in got.alerts] == alerts
-    assert got.records[0]["version"] == got.version and got.version.startswith("v2-")
+    assert got.records[0]["version"] == got.version and known(got.version).startswith("v2-")
     assert got.records[0]["lineage"]["champion_version"] == old["version"]
     assert got.records[0]["lineage"]["training_run_id"] == "run-1"
     assert "frame" in got.records[0]["lineage"]["step_ms"]
@@ -160,12 +160,12 @@ def test_answer_decides_the_stage_and_what_to_publish(
         assert got.alerts[0]["evidence"] == {"trigger_id": trg["trigger_id"],
                                              "training_run_id": "run-1"}  # fmt: skip
     # the registry is only read: applying the records is the caller's job
-    assert reg.champion("churn")["version"] == old["version"]
+    assert known(reg.champion("churn"))["version"] == old["version"]
 
 
 def test_with_a_live_loop_the_replaced_champion_stays_on_probation() -> None:
     reg, models = registry_with_champion(True)
-    old = reg.champion("churn")
+    old = known(reg.champion("churn"))
     got = answer_trigger(manual_trigger(), rows(500, start=1_000), reg, models, key=KEY,
                          clock_ms=clock(), code="c", host="h", probation=True)  # fmt: skip
     assert [(r["version"], r["stage"]) for r in got.records[1:]] == [
@@ -181,19 +181,19 @@ def test_answer_trains_on_the_trigger_window_only() -> None:
                          key=KEY, clock_ms=clock(), code="c", host="h")  # fmt: skip
     lineage = got.records[0]["lineage"]
     assert lineage["rows"] + lineage["holdout_rows"] == 400  # the newest 400 of 500 in window
-    assert got.run.train_rows == lineage["rows"]
+    assert known(got.run).train_rows == lineage["rows"]
 
 
 def test_answer_alerts_on_a_refused_champion_and_gates_without_it() -> None:
     reg, models = registry_with_champion(True)
-    champ = reg.champion("churn")
+    champ = known(reg.champion("churn"))
     bad = dict(champ, artifact=dict(champ["artifact"], signature="00" * 32))
     reg.apply(dict(bad, stage_changed_at_ms=champ["stage_changed_at_ms"] + 1))
     got = answer_trigger(manual_trigger(), rows(500), reg, models, key=KEY, clock_ms=clock(),
                          code="c", host="h")  # fmt: skip
     assert [a["kind"] for a in got.alerts][:1] == ["artifact_rejected"]
     assert got.alerts[0]["evidence"] == {"reason": "bad_signature"}
-    assert "could not be loaded" in got.verdict["summary"]
+    assert "could not be loaded" in known(got.verdict)["summary"]
 
 
 def test_answer_for_an_unknown_model_raises() -> None:
@@ -238,7 +238,9 @@ def test_a_window_below_min_rows(
     lineage = got.records[0]["lineage"]
     assert (lineage["earlier_rows"], lineage["holdout_rows"]) == (earlier, 60)
     assert lineage["rows"] == 240 + earlier  # held-out rows from the window only
-    assert lineage["earlier_version"] == (reg.champion("churn")["version"] if earlier else None)
+    assert lineage["earlier_version"] == (
+        known(reg.champion("churn"))["version"] if earlier else None
+    )
     assert got.verdict["checks"]["holdout"] is False  # 60 held out: no promotion either way
 
 
@@ -273,7 +275,7 @@ def test_an_answer_is_restaged_on_the_registry_as_it_stands_after_training(
     """While a trigger trains the live loop may change the champion: a candidate gated
     against one that no longer is champion enters as a challenger."""
     reg, models = registry_with_champion(True)
-    old = reg.champion("churn")
+    old = known(reg.champion("churn"))
     got = answer_trigger(manual_trigger(), rows(500, start=1_000), reg, models, key=KEY,
                          clock_ms=clock(), code="c", host="h", probation=True)  # fmt: skip
     assert got.stage == "champion"
@@ -299,7 +301,7 @@ def test_a_candidate_against_an_online_champion_waits_for_live_evidence(
     """An online champion has learnt the held-out rows: with the live loop running, a
     candidate that passes every other check enters as a challenger."""
     reg, models = registry_with_champion(True)
-    online = {**reg.champion("churn"), "version": "online-1"}
+    online = {**known(reg.champion("churn")), "version": "online-1"}
     reg = Registry.from_records([online])
     got = answer_trigger(manual_trigger(), rows(500, start=1_000), reg, models, key=KEY,
                          clock_ms=clock(), code="c", host="h", probation=probation)  # fmt: skip

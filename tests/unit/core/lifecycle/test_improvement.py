@@ -83,7 +83,7 @@ def test_a_candidate_no_better_passes_at_most_alpha_of_the_time(task: str) -> No
         ("regression", [], None),
     ],
 )
-def test_trivial_prediction(task: str, labels: list, expected) -> None:
+def test_trivial_prediction(task: str, labels: list[int], expected) -> None:
     assert trivial_prediction(task, labels) == expected
 
 

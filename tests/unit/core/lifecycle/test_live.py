@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from driftline.core.lifecycle.live import LiveModel
+from driftline.core.lifecycle.live import LiveModel, LiveOutput
 from driftline.core.lifecycle.registry import CHECKPOINT, Registry, is_probation, restage
 from driftline.core.model.config import LiveConfig, ModelConfig, OnlineConfig
+from tests.unit.core.examples import known
 
 FEATURES = [{"name": "x", "type": "number"}]
 
@@ -31,7 +32,9 @@ def config(promotion: str = "auto", online: bool = True, **live: Any) -> ModelCo
     )  # fmt: skip
 
 
-def outcome(i: int, rng: random.Random, version: str, challengers: dict[str, float]) -> dict:
+def outcome(
+    i: int, rng: random.Random, version: str, challengers: dict[str, float]
+) -> dict[str, Any]:
     """Concept ``x > 0.5``; the champion right half the time, each challenger at its rate."""
     x = rng.random()
     label = x > 0.5
@@ -44,10 +47,10 @@ def outcome(i: int, rng: random.Random, version: str, challengers: dict[str, flo
 
 
 def feed(live: LiveModel, reg: Registry, n: int, start: int, challengers: dict[str, float],
-         seed: int = 1) -> list[dict]:  # fmt: skip
+         seed: int = 1) -> list[LiveOutput]:  # fmt: skip
     """Feed ``n`` outcomes, stepping every 10 and applying what is published."""
-    rng, published = random.Random(seed), []
-    version = reg.champion("m")["version"]
+    rng, published = random.Random(seed), list[LiveOutput]()
+    version = known(reg.champion("m"))["version"]
     for i in range(start, start + n):
         live.on_outcome(outcome(i, rng, version, challengers), ("o", 0, i))
         if i % 10 == 9:
@@ -57,7 +60,7 @@ def feed(live: LiveModel, reg: Registry, n: int, start: int, challengers: dict[s
             published.append(out)
             if out.records:
                 live.on_registry(reg, now_ms=i)
-            version = reg.champion("m")["version"]
+            version = known(reg.champion("m"))["version"]
     return published
 
 
@@ -103,7 +106,7 @@ def test_a_better_challenger_is_promoted_or_reported(
     outs = feed(live, reg, 400, 0, {"v2": 0.95})
     alerts = [a["kind"] for o in outs for a in o.alerts]
     assert alerts[0] == alert
-    assert reg.champion("m")["version"] == champion_after
+    assert known(reg.champion("m"))["version"] == champion_after
     if promotion == "auto":
         assert is_probation(reg.get("m", "v1"))  # the replaced champion stays in shadow
 
@@ -113,7 +116,7 @@ def test_a_challenger_no_better_is_not_promoted() -> None:
     live = LiveModel(config(online=False), key=b"k", host="h", code="c")
     live.on_registry(reg, now_ms=0)
     outs = feed(live, reg, 2_000, 0, {"v2": 0.5})
-    assert reg.champion("m")["version"] == "v1"
+    assert known(reg.champion("m"))["version"] == "v1"
     assert not [a for o in outs for a in o.alerts]
 
 
@@ -122,7 +125,7 @@ def test_nothing_is_decided_when_live_promotion_is_off() -> None:
     live = LiveModel(config(online=False, enabled=False), key=b"k", host="h", code="c")
     live.on_registry(reg, now_ms=0)
     outs = feed(live, reg, 400, 0, {"v2": 0.95})
-    assert reg.champion("m")["version"] == "v1" and not any(o.alerts for o in outs)
+    assert known(reg.champion("m"))["version"] == "v1" and not any(o.alerts for o in outs)
 
 
 def test_a_refused_decision_is_dropped_and_its_evidence_gathered_again() -> None:

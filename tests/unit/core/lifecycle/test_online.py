@@ -3,6 +3,8 @@ outcome twice, sampling, and its configuration."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from driftline.core.errors import ArtifactError, ConfigError
@@ -11,13 +13,14 @@ from driftline.core.lifecycle.registry import Registry, record_key, restage
 from driftline.core.model.artifact import deserialize, serialize, sha256_hex
 from driftline.core.model.config import ModelConfig, ModelsConfig, OnlineConfig
 from driftline.core.watch.profile import ReferenceProfile
+from tests.unit.core.examples import known
 
 KEY = b"k"
 
 
 def rows(n: int, start: int = 0, task: str = "classification"):
     for i in range(start, start + n):
-        x = {"x": (i * 7) % 10, "c": "a" if i % 3 else "b"}
+        x: dict[str, Any] = {"x": (i * 7) % 10, "c": "a" if i % 3 else "b"}
         y = x["x"] > 4 if task == "classification" else 2.0 * x["x"] + 1
         yield {"event_id": f"e{i}", "model": "m", "features": x, "label": y,
                "event_time_ms": i, "segment": {}}  # fmt: skip
@@ -137,7 +140,7 @@ def test_a_checkpoint_never_changes_the_stage_even_published_after_a_promotion()
         assert got["lineage"]["rows"] == 51 and got["stage_reason"] == "better"
         assert [c.stage for c in reg.changes] == ["challenger", "champion"]
     older = Registry.from_records([entered, later, first])  # an older checkpoint comes late
-    assert older.get("m", "online-1")["lineage"]["rows"] == 51
+    assert known(older.get("m", "online-1"))["lineage"]["rows"] == 51
     with pytest.raises(ArtifactError):
         OnlineLearner.resume(later, b"another key", OnlineConfig(factory="hoeffding_tree"))
 
@@ -193,7 +196,7 @@ def test_the_online_section_of_the_models_file():
     )["m"]
     assert cfg.online is not None and cfg.online.factory == "hoeffding_adaptive_tree"
     assert cfg.online.learn_fraction == 0.5 and cfg.live.alpha == 0.01
-    assert ModelConfig("r", task="regression", online=OnlineConfig()).online.factory == (
+    assert known(ModelConfig("r", task="regression", online=OnlineConfig()).online).factory == (
         "linear_regression")  # fmt: skip
     assert ModelConfig("m").online is None
     with pytest.raises(ConfigError, match="online"):

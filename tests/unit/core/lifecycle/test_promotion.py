@@ -4,6 +4,7 @@ vetoes, probation and rollback, and when the evidence restarts."""
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,7 @@ from driftline.core.lifecycle.promotion import (
 )
 from driftline.core.lifecycle.registry import Registry
 from driftline.core.model.config import LiveConfig
+from tests.unit.core.examples import known
 
 
 def outcome(champion_right: bool, challengers: dict[str, bool], segment=None, version="v1"):
@@ -139,14 +141,14 @@ def test_promotion_then_probation_then_rollback():
     p = Promoter("m", "classification", LiveConfig(min_pairs=20, probation_pairs=500))
     p.on_registry("v1", ["v2"])
     feed(p, 100, lambda i: i % 2 == 0, {"v2": lambda i: True})
-    d = p.decide()
+    d = known(p.decide())
     assert (d.action, d.version, d.replaces) == ("promote", "v2", "v1")
     assert d.evidence["challenger_won"] == 50 and d.evidence["champion_won"] == 0
     assert "promoted on live evidence" in d.reason
     p.on_registry("v2", ["v1"], probation="v1")
     # the new champion turns out worse than the one it replaced
     feed(p, 100, lambda i: i % 3 == 0, {"v1": lambda i: True}, version="v2")
-    d = p.decide()
+    d = known(p.decide())
     assert (d.action, d.version, d.replaces) == ("rollback", "v1", "v2")
     assert "rollback" in d.reason
 
@@ -157,7 +159,7 @@ def test_probation_ends_when_the_new_champion_holds():
     feed(p, 299, lambda i: True, {"v1": lambda i: i % 2 == 0}, version="v2")
     assert p.decide() is None
     feed(p, 1, lambda i: True, {"v1": lambda i: True}, version="v2")
-    d = p.decide()
+    d = known(p.decide())
     assert (d.action, d.version) == ("end_probation", "v1")
 
 
@@ -187,7 +189,7 @@ def test_the_strongest_of_several_better_challengers_is_promoted_once():
     p = Promoter("m", "classification", LiveConfig(min_pairs=10))
     p.on_registry("v1", ["v2", "v3"])
     feed(p, 200, lambda i: i % 2 == 0, {"v2": lambda i: i % 4 != 0, "v3": lambda i: True})
-    d = p.decide()
+    d = known(p.decide())
     assert d.version == "v3"
     assert p.decide() is None  # until the registry shows it
 
@@ -206,7 +208,7 @@ def test_live_config_is_checked(kw, message):
         LiveConfig(**kw)
 
 
-def version(v: str, stage: str, reason: str = "r") -> dict:
+def version(v: str, stage: str, reason: str = "r") -> dict[str, Any]:
     return {"model": "m", "version": v, "stage": stage, "stage_changed_at_ms": 1,
             "stage_changed_by": "t", "stage_reason": reason, "created_at_ms": 1,
             "lineage": {}, "artifact": {"sha256": v}}  # fmt: skip
@@ -220,7 +222,7 @@ def test_decisions_become_registry_records_and_probation_survives_in_the_record(
                                                              ("v2", "champion")]  # fmt: skip
     for r in records:
         reg.apply(r)
-    assert reg.champion("m")["version"] == "v2" and is_probation(reg.get("m", "v1"))
+    assert known(reg.champion("m"))["version"] == "v2" and is_probation(reg.get("m", "v1"))
     assert not is_probation(reg.get("m", "v2"))
     with pytest.raises(StageError, match="no longer v1"):  # a decision made on an old state
         decision_records(reg, d, by="trainer", now_ms=6)
@@ -251,12 +253,12 @@ def test_a_decision_is_awaited_until_the_registry_shows_it_or_it_is_dropped():
     p = Promoter("m", "classification", LiveConfig(min_pairs=10))
     p.on_registry("v1", ["v2"])
     feed(p, 60, lambda i: False, {"v2": lambda i: True})
-    assert p.decide().version == "v2"
+    assert known(p.decide()).version == "v2"
     p.on_registry("v1", ["v2"])  # an unrelated record (a checkpoint): still awaited
     assert p.decide() is None
     p.drop()  # its records were refused: the evidence starts again
     assert p.tests["v2"].pairs == 0 and p.decide() is None
     feed(p, 60, lambda i: False, {"v2": lambda i: True})
-    assert p.decide().version == "v2"
+    assert known(p.decide()).version == "v2"
     p.on_registry("v2", ["v1"], probation="v1")
     assert p.tests == {"v1": p.tests["v1"]} and p.tests["v1"].pairs == 0

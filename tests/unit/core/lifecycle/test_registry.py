@@ -21,10 +21,12 @@ from driftline.core.lifecycle.registry import (
     transition,
     unretire,
 )
-from tests.unit.core.examples import model_version
+from tests.unit.core.examples import known, model_version
 
 
-def version(v: str, stage: str, at: int, *, passed: bool | None = True, **kw: Any) -> dict:
+def version(
+    v: str, stage: str, at: int, *, passed: bool | None = True, **kw: Any
+) -> dict[str, Any]:
     gate = None if passed is None else {**model_version()["gate"], "passed": passed}
     lineage = {**model_version()["lineage"], "trigger_id": f"trg-{v}", "trigger_key": f"key-{v}"}
     return model_version(
@@ -38,7 +40,7 @@ def version(v: str, stage: str, at: int, *, passed: bool | None = True, **kw: An
     )
 
 
-def publish(reg: Registry, records: list[dict]) -> list[tuple[str, str]]:
+def publish(reg: Registry, records: list[dict[str, Any]]) -> list[tuple[str, str]]:
     for r in records:
         reg.apply(r)
     return [(r["version"], r["stage"]) for r in records]
@@ -61,20 +63,20 @@ def test_registry_key() -> None:
 
 
 def test_apply_tracks_slots_versions_and_triggers(reg: Registry) -> None:
-    assert reg.champion("churn")["version"] == "v1"
+    assert known(reg.champion("churn"))["version"] == "v1"
     assert reg.challenger("churn") is None
     assert [r["version"] for r in reg.versions("churn")] == ["v1", "v2", "v3"]
-    assert reg.get("churn", "v2")["stage"] == "candidate"
+    assert known(reg.get("churn", "v2"))["stage"] == "candidate"
     assert reg.get("churn", "nope") is None
-    assert reg.answered("key-v2")["version"] == "v2"
-    assert reg.answered("trg-v3")["version"] == "v3"
+    assert known(reg.answered("key-v2"))["version"] == "v2"
+    assert known(reg.answered("trg-v3"))["version"] == "v3"
     assert reg.answered("key-unknown") is None
     assert reg.models() == ["churn"]
     assert reg.champion("other") is None
 
 
 def test_apply_returns_the_change_and_ignores_an_exact_repeat(reg: Registry) -> None:
-    rec = restage(reg.get("churn", "v2"), "challenger", by="ana", reason="shadow", now_ms=10)
+    rec = restage(known(reg.get("churn", "v2")), "challenger", by="ana", reason="shadow", now_ms=10)
     change = reg.apply(rec)
     assert change is not None
     assert (change.previous, change.stage, change.by, change.reason) == (
@@ -84,7 +86,7 @@ def test_apply_returns_the_change_and_ignores_an_exact_repeat(reg: Registry) -> 
         "shadow",
     )
     assert reg.apply(rec) is None
-    assert reg.challenger("churn")["version"] == "v2"
+    assert known(reg.challenger("churn"))["version"] == "v2"
     assert reg.changes[-1] == change
 
 
@@ -100,9 +102,9 @@ def test_promote_with_probation_keeps_the_old_champion_in_shadow_first(reg: Regi
     assert publish(reg, out) == [("v1", "challenger"), ("v2", "champion")]
     assert out[0]["stage_reason"] == "probation: replaced by v2: gate passed"
     assert is_probation(reg.get("churn", "v1")) and not is_probation(reg.get("churn", "v2"))
-    assert reg.previous_champion("churn")["version"] == "v1"  # the first rollback target
+    assert known(reg.previous_champion("churn"))["version"] == "v1"  # the first rollback target
     assert all(r["stage_changed_at_ms"] == 20 and r["stage_changed_by"] == "trainer" for r in out)
-    assert reg.champion("churn")["version"] == "v2"
+    assert known(reg.champion("churn"))["version"] == "v2"
     # everything but the stage fields is the version as published
     assert {k: v for k, v in out[1].items() if "stage" not in k} == {
         k: v for k, v in version("v2", "candidate", 2).items() if "stage" not in k
@@ -138,7 +140,7 @@ def test_challengers_up_to_the_cap_the_oldest_archived_past_it(
         publish(reg, out)
     assert gone == archived
     assert [r["version"] for r in reg.challengers("churn")] == left
-    assert reg.challenger("churn")["version"] == left[-1]  # the newest
+    assert known(reg.challenger("churn"))["version"] == left[-1]  # the newest
     # a challenger promoted leaves the challengers; the champion is archived
     out = promote(reg, "churn", left[0], by="a", reason="r", now_ms=50)
     assert publish(reg, out) == [("v1", "archived"), (left[0], "champion")]
@@ -162,7 +164,7 @@ def test_a_probation_past_the_cap_archives_the_oldest_batch_challenger_first(
     archived = [r["version"] for r in out if r["stage"] == "archived"]
     assert archived == expected_archived
     publish(reg, out)
-    assert reg.champion("churn")["version"] == "v5" and is_probation(reg.get("churn", "v1"))
+    assert known(reg.champion("churn"))["version"] == "v5" and is_probation(reg.get("churn", "v1"))
 
 
 @pytest.mark.parametrize(
@@ -197,7 +199,8 @@ def test_retire_hides_the_model_and_unretire_restores_its_slots(reg: Registry) -
     assert reg.retired("churn") and not reg.retired("other")
     assert reg.models() == ["other"] and reg.models(retired=True) == ["churn", "other"]
     assert reg.champion("churn") is None and reg.challengers("churn") == []
-    assert reg.retired_champion("churn")["version"] == "v1"  # what labels are checked against
+    # what labels are checked against
+    assert known(reg.retired_champion("churn"))["version"] == "v1"
     assert reg.retired_champion("other") is None
     assert len(reg.versions("churn")) == 3  # every version stays
     with pytest.raises(StageError, match="retired already"):
@@ -210,7 +213,7 @@ def test_retire_hides_the_model_and_unretire_restores_its_slots(reg: Registry) -
     assert publish(reg, out) == [("v2", "challenger"), ("v1", "champion")]
     assert out[-1]["stage_reason"] == "model unretired: needed again"
     assert not reg.retired("churn") and reg.models() == ["churn", "other"]
-    assert reg.champion("churn")["version"] == "v1"
+    assert known(reg.champion("churn"))["version"] == "v1"
     assert reg.retired_champion("churn") is None
 
 
@@ -252,7 +255,7 @@ def test_rollback_republishes_the_previous_champion(reg: Registry) -> None:
     out = rollback(reg, "churn", by="ops", reason="v2 misbehaves", now_ms=40)
     assert publish(reg, out) == [("v2", "archived"), ("v1", "champion")]
     assert out[1]["stage_reason"] == "rollback: v2 misbehaves"
-    assert reg.champion("churn")["version"] == "v1"
+    assert known(reg.champion("churn"))["version"] == "v1"
     # rolling back again goes to v2, the champion before v1's return
     out = rollback(reg, "churn", by="ops", reason="undo", now_ms=50)
     assert publish(reg, out) == [("v1", "archived"), ("v2", "champion")]
@@ -285,7 +288,7 @@ def test_rollback_to_a_named_version_and_without_history() -> None:
 @pytest.mark.parametrize("target", STAGES)
 def test_transition_table(start: str, target: str) -> None:
     reg = Registry.from_records([version("v1", start, 1)])
-    kw = {"by": "ana", "reason": "why", "now_ms": 2}
+    kw: dict[str, Any] = {"by": "ana", "reason": "why", "now_ms": 2}
     if start == target or target not in ALLOWED[start]:
         with pytest.raises(StageError):
             transition(reg, "churn", "v1", target, **kw)

@@ -38,7 +38,11 @@ def outcomes(n: int = 500, seed: int = 1, flip: bool = False) -> list[dict[str, 
     rng = random.Random(seed)
     out = []
     for i in range(n):
-        x = {"amount": rng.random() * 10, "plan": rng.choice(["a", "b"]), "opt": None}
+        x: dict[str, Any] = {
+            "amount": rng.random() * 10,
+            "plan": rng.choice(["a", "b"]),
+            "opt": None,
+        }
         y = (x["amount"] > 5) != flip
         out.append(
             outcome(

@@ -55,6 +55,7 @@ def test_abrupt_change_is_found_with_its_change_point(binary, before, after):
         true_since = i + 1 - 5_000
         assert first.since_change is not None
         assert true_since <= first.since_change <= true_since + 700
+        assert first.reference is not None and first.statistic is not None
         assert first.reference < first.statistic
         assert first.change_time_ms is not None
         assert abs(first.change_time_ms - (i + 1 - first.since_change) * 10) < 640
@@ -228,6 +229,7 @@ def test_a_change_inside_the_warmup_alarms_when_it_ends():
     stream = errors([(400, 0.05), (2_000, 0.5)], seed=6)
     events = [(i, e) for i, err in enumerate(stream) if (e := detector.update(err, i))]
     assert events and events[0][0] == 1_000  # the (1-based) outcome 1,001
+    assert events[0][1].since_change is not None
     assert abs(events[0][1].since_change - 601) <= 64
 
 

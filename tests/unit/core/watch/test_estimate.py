@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,8 +13,10 @@ from driftline.core.model.calibration import fit
 from driftline.core.watch.estimate import PerformanceEstimator, estimates
 
 
-def _event(t: int, p: float, y: bool | None = None, segment: dict | None = None) -> dict:
-    e = {
+def _event(
+    t: int, p: float, y: bool | None = None, segment: dict[str, str] | None = None
+) -> dict[str, Any]:
+    e: dict[str, Any] = {
         "event_time_ms": t,
         "prediction": p >= 0.5,
         "scores": {"True": p, "False": 1 - p},
@@ -129,7 +132,7 @@ def test_outcomes_outside_every_chunk_are_ignored_and_abstentions_skipped() -> N
 
 
 @pytest.mark.parametrize("kw", [{"window_size": 0}, {"confidence": 1.0}, {"draws": 1}])
-def test_bad_arguments(kw: dict) -> None:
+def test_bad_arguments(kw: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         PerformanceEstimator("m", "v", None, **kw)
 

@@ -44,7 +44,7 @@ def judgements(tick: str) -> tuple[list[dict[str, Any]], list[Check]]:
     return alerts, checks
 
 
-def run(ticks: list[str], inc: Incidents | None = None, t0: int = 0) -> list[list[dict]]:
+def run(ticks: list[str], inc: Incidents | None = None, t0: int = 0) -> list[list[dict[str, Any]]]:
     inc = inc or Incidents("churn")
     out = []
     for i, tick in enumerate(ticks):
@@ -54,7 +54,7 @@ def run(ticks: list[str], inc: Incidents | None = None, t0: int = 0) -> list[lis
     return out
 
 
-def states(records: list[list[dict]]) -> list[str]:
+def states(records: list[list[dict[str, Any]]]) -> list[str]:
     """Per tick: the states published, joined ('' when nothing)."""
     got = []
     for tick in records:
@@ -191,7 +191,7 @@ def test_folded_alerts_are_counted_not_published() -> None:
 
 def test_notices_pass_through_with_no_state() -> None:
     inc = Incidents("churn")
-    notice = {"alert_id": "n1", "model": "churn", "version": "v1", "segment": None,
+    notice: dict[str, Any] = {"alert_id": "n1", "model": "churn", "version": "v1", "segment": None,
               "kind": "artifact_rejected", "severity": "critical", "message": "m",
               "evidence": {}, "created_at_ms": 5}  # fmt: skip
     (out,) = inc.observe(5, [notice, notice])[:1]

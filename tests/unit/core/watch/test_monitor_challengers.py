@@ -44,7 +44,7 @@ def shadowed(
     rng = random.Random(seed)
     out = []
     for i, row in enumerate(rows):
-        shadows = []
+        shadows: list[dict[str, Any]] = []
         for version, error in errors.items():
             if error is None:
                 shadows.append({"version": version, "prediction": None, "scores": {}})

@@ -161,7 +161,8 @@ def test_reference_profile_rejects_other_formats():
         ReferenceProfile.from_json('{"v": 99, "features": {}}')
 
 
-LABELLED: list[tuple[str, list[object], list[dict[str, float]] | None, str, tuple, tuple]] = [
+Names = tuple[str, ...]
+LABELLED: list[tuple[str, list[object], list[dict[str, float]] | None, str, Names, Names]] = [
     ("booleans", [True, False, True], [{"True": 0.6, "False": 0.4}], "classification",
      ("boolean",), ("False", "True")),
     ("integers, a class never predicted", [1, 2, 2], [{"1": 0.5, "2": 0.3, "3": 0.2}],
