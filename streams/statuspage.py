@@ -104,16 +104,30 @@ def _versions(model: Mapping[str, Any]) -> str:
     return _table(header, rows, set(), frozenset({0, 2}))
 
 
-def _drift(drift: Mapping[str, float]) -> str:
+def _drift(drift: Mapping[str, float], importance: Mapping[str, float] | None = None) -> str:
     """One row per feature (``__score__`` and ``__prediction__`` are the model's output),
-    one column per statistic, the most drifted first."""
+    one column per statistic. Without the version's importance, the most drifted first;
+    with it (permutation importance from its lineage), an importance column and the rows
+    ranked by drift weighted by importance (the largest statistic times the importance),
+    so a drift the model feels comes before one it ignores; the model's outputs first."""
     by_feature: dict[str, dict[str, float]] = {}
     for name, value in drift.items():
         stat, _, feature = name.partition(".")
         by_feature.setdefault(feature, {})[stat] = value
     found = {st for values in by_feature.values() for st in values}
     stats = sorted(found, key=lambda st: (STATS.index(st) if st in STATS else len(STATS), st))
-    order = sorted(by_feature, key=lambda f: -max(abs(v) for v in by_feature[f].values()))
+
+    def largest(f: str) -> float:
+        return max(abs(v) for v in by_feature[f].values())
+
+    if importance:
+        order = sorted(by_feature, key=lambda f: (
+            not f.startswith("__"), -largest(f) * max(importance.get(f, 0.0), 0.0),
+            -largest(f)))  # fmt: skip
+        rows = [(escape(f), *(fmt_value(by_feature[f].get(st)) for st in stats),
+                 fmt_value(importance.get(f))) for f in order]  # fmt: skip
+        return _table(("feature", *stats, "importance"), rows, set(range(1, len(stats) + 2)))
+    order = sorted(by_feature, key=lambda f: -largest(f))
     rows = [(escape(f), *(fmt_value(by_feature[f].get(st)) for st in stats)) for f in order]
     return _table(("feature", *stats), rows, set(range(1, len(stats) + 1)))
 
@@ -154,7 +168,11 @@ def _served(model: Mapping[str, Any]) -> str:
             parts.append(_estimate(s["estimate"]))
         drift = s.get("drift", {})
         if drift:
-            parts.append(f"<h3>Drift: {escape(s['version'])}</h3>{_drift(drift)}")
+            ranked = " (ranked by drift weighted by importance)" if s.get("importance") else ""
+            parts.append(
+                f"<h3>Drift: {escape(s['version'])}{ranked}</h3>"
+                f"{_drift(drift, s.get('importance'))}"
+            )
         segs = s.get("segments", [])
         if segs:
             cols = _ordered((k for g in segs for k in g["metrics"]), primary)[:4]

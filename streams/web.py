@@ -66,7 +66,13 @@ def _version(record: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _served(worker: Worker, model: str, version: str, role: str) -> dict[str, Any]:
+def _served(
+    worker: Worker,
+    model: str,
+    version: str,
+    role: str,
+    importance: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
     snaps = [
         s for (m, v, _, _), s in worker.recent.snapshots.items() if m == model and v == version
     ]
@@ -94,7 +100,8 @@ def _served(worker: Worker, model: str, version: str, role: str) -> dict[str, An
         if s["segment"] != "all" and s["window"].startswith("count")
     ]  # fmt: skip
     return {"version": version, "role": role, "windows": windows, "drift": drift,
-            "segments": segments, "estimate": estimate_summary(overall),
+            "importance": {f: m for f, m, _ in ranked(importance)}, "segments": segments,
+            "estimate": estimate_summary(overall),
             "restored": bool(windows) and all(w["restored"] for w in windows)}  # fmt: skip
 
 
@@ -106,7 +113,8 @@ def _model(worker: Worker, model: str, records: list[dict[str, Any]]) -> dict[st
     metric = PRIMARY.get(task or "", "accuracy")
     roles = {r["version"]: r["stage"] for r in (champion, *challengers) if r is not None}
     seen = [v for (m, v) in worker.recent.history if m == model]
-    served = [_served(worker, model, v, roles[v]) for v in roles]
+    imp = {r["version"]: (r.get("lineage") or {}).get("importance") for r in records}
+    served = [_served(worker, model, v, roles[v], imp.get(v)) for v in roles]
     served += [_served(worker, model, v, "previous") for v in seen if v not in roles]
     series = [
         {"version": v, "points": [[t, ms[metric]] for t, ms in worker.recent.history[(model, v)]

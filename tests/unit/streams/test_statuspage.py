@@ -343,3 +343,30 @@ def test_recent_keeps_the_last_alerts_and_triggers() -> None:
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name))
     assert result.failed == 0 and result.attempted > 0
+
+
+@pytest.mark.parametrize(
+    ("drift", "importance", "order"),
+    [
+        # without importance: the most drifted first
+        ({"psi.a": 0.5, "psi.b": 0.2}, {}, ["a", "b"]),
+        # a large drift on a feature the model ignores comes after a smaller one it feels
+        ({"psi.a": 0.5, "psi.b": 0.2}, {"a": 0.0, "b": 0.3}, ["b", "a"]),
+        ({"psi.a": 0.5, "psi.b": 0.2}, {"a": 0.1, "b": 0.2}, ["a", "b"]),  # 0.05 > 0.04
+        # the model's output first; a feature without importance as if it had none
+        ({"psi.a": 0.5, "psi.__score__": 0.1, "psi.c": 0.9}, {"a": 0.2}, ["__score__", "a", "c"]),
+    ],
+)  # fmt: skip
+def test_drift_is_ranked_by_what_matters_to_the_model(
+    drift: dict[str, float], importance: dict[str, float], order: list[str]
+) -> None:
+    doc = status()
+    served = doc["models"][0]["served"][0]
+    served.update(drift=drift, importance=importance)
+    page = render(doc)
+    section = page[page.index("<h3>Drift:") :]
+    section = section[: section.index("</table>")]
+    shown = re.findall(r"<tr><td[^>]*>([^<]+)</td>", section)
+    assert shown == order
+    assert ("importance" in section) == bool(importance)
+    assert ("weighted by importance" in section) == bool(importance)
