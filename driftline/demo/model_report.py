@@ -23,7 +23,7 @@ the files it writes; the command reads the topics.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ import matplotlib
 from driftline.core.lifecycle.gate import PRIMARY
 from driftline.core.lifecycle.registry import StageChange
 from driftline.core.watch.estimate import ESTIMATE_CHECK
-from driftline.demo import report
+from driftline.demo import drift_panel, report
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -50,6 +50,8 @@ class History:
     alerts: list[dict[str, Any]]
     versions: list[dict[str, Any]]
     changes: list[StageChange]
+    features: list[dict[str, Any]] = field(default_factory=list)
+    """The recent feature maps of the model (the features topic's last events)."""
 
     @property
     def task(self) -> str:
@@ -202,8 +204,14 @@ def write(out: Path, h: History) -> Path:
     shown: Sequence[Sequence[tuple[report.Position, Mapping[str, Any]]]] = [
         [(when(t, precise=False), r) for t, r in recs] for recs in incidents(h.alerts)
     ]
+    champion = next((v for v in reversed(h.versions) if v["stage"] == "champion"), None)
+    profile = drift_panel.profile_of(champion)
+    drift = drift_panel.section(
+        out, [(int(a["created_at_ms"]), a) for a in h.alerts], profile, h.features,
+        version=champion["version"] if champion else "-", dates=True, axis="time (UTC)",
+    )  # fmt: skip
     return report.write(
         out, summary(h, metric), plot_path, h.versions, _events(h), shown, checks(h.snapshots),
         title=f"Driftline report: {h.model}", plot_heading=f"Served {metric} by version",
-        positions="times in UTC",
+        positions="times in UTC", drift=drift,
     )  # fmt: skip

@@ -1,7 +1,8 @@
 """The demo's report: served accuracy over time against a frozen model, with drifts,
 incidents (from opened to resolved), retrain triggers and version switches marked; the
-incidents with their lifecycle; each version's lineage and gate verdict. Writes
-``report.html`` (plots embedded) and the PNGs beside it."""
+drifting features ranked, each with its drift statistic over time and its reference
+against its current distribution; the incidents with their lifecycle; each version's
+lineage and gate verdict. Writes ``report.html`` (plots embedded) and the PNGs beside it."""
 
 from __future__ import annotations
 
@@ -269,8 +270,9 @@ def write(out: Path, summary: Mapping[str, Any], plot_path: Path,
           checks: Iterable[tuple[Position, Mapping[str, Any]]] = (), *,
           title: str = "Driftline demo",
           plot_heading: str = "Served accuracy against a frozen model",
-          positions: str = DEMO_POSITIONS) -> Path:  # fmt: skip
-    """Write report.html (and summary.json) into ``out``; returns the HTML path."""
+          positions: str = DEMO_POSITIONS, drift: str = "") -> Path:  # fmt: skip
+    """Write report.html (and summary.json) into ``out``; returns the HTML path.
+    ``drift``: the per-feature drift panel's HTML (:func:`driftline.demo.drift_panel.section`)."""
     rows = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
         for k, v in summary.items()
@@ -285,6 +287,7 @@ padding:1em;white-space:pre-wrap}}</style></head><body>
 <table>{rows}</table>
 <h2>{html.escape(plot_heading)}</h2>
 <img alt="{html.escape(plot_heading)}" src="data:image/png;base64,{_png(plot_path)}">
+{drift}
 <h2>Incidents</h2>
 <p>One per model and cause, from the first alert to the evidence that it cleared
 ({html.escape(positions)}).</p>

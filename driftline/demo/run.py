@@ -22,7 +22,7 @@ from driftline.core.watch import models_file
 from driftline.core.wire.codec import default_codec
 from driftline.core.wire.headers import build as build_headers
 from driftline.core.wire.headers import for_confluent
-from driftline.demo import report
+from driftline.demo import drift_panel, report
 from driftline.demo.synthetic import Row, change_points, drifting_stream, kind
 from driftline.demo.watch import Watcher, wait_for
 from driftline.kafka import admin
@@ -341,8 +341,16 @@ def _report(opts: Options, rows: list[Row], frozen_model: Any, watcher: Watcher,
     events += [
         f"@{i:>6}: {v['version']} -> {v['stage']} ({v['stage_reason']})" for i, v in s.versions
     ]
+    champion = next((v for _, v in reversed(s.versions) if v["stage"] == "champion"), None)
+    drift = drift_panel.section(
+        opts.out, s.alerts, drift_panel.profile_of(champion),
+        [r.features for r in replayed[-drift_panel.CURRENT :]],
+        version=champion["version"] if champion else "-", dates=False,
+        axis="event (stream position)",
+    )  # fmt: skip
     return report.write(opts.out, summary, plot_path, list(latest.values()), sorted(events),
-                        list(s.incidents.values()), list(s.checks.values()))  # fmt: skip
+                        list(s.incidents.values()), list(s.checks.values()),
+                        drift=drift)  # fmt: skip
 
 
 def _alert_line(a: dict[str, Any]) -> str:

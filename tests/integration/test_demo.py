@@ -34,3 +34,7 @@ def test_demo_closes_the_loop(tmp_path: Path) -> None:
     html = path.read_text()
     assert "Versions, lineage and gate verdicts" in html and "data:image/png;base64," in html
     assert "champion" in html and "<h2>Incidents</h2>" in html
+    # the per-feature drift panel: drawn when a feature drifted, else says none did
+    drifted = (tmp_path / "report" / "feature_drift.png").is_file()
+    assert "<h2>Feature drift</h2>" in html
+    assert ('alt="feature drift"' in html) == drifted and ("No feature drifted" in html) != drifted

@@ -59,25 +59,41 @@ def test_report_of_a_model_from_its_topics(s: Settings, tmp_path: Path) -> None:
     pub.send("alerts", "churn", "Alert", alert(T0 + 20_000, "firing"))
     pub.send("alerts", "churn", "Alert", alert(T0 + 40_000, "resolved"))
     pub.send("alerts", "churn", "Alert", alert(T0 + 41_000, None, kind="candidate_rejected"))
+    evidence = {"feature": "amount", "detector": "ks", "statistic": 0.8, "threshold": 0.1,
+                "p_value": 0.0, "features": "amount,plan", "drifted": 2}  # fmt: skip
+    pub.send("alerts", "churn", "Alert", alert(
+        T0 + 45_000, "firing", kind="feature_drift", incident_id="inc-2",
+        incident_key="churn|feature_drift", evidence=evidence))  # fmt: skip
     pub.close()
+    # the current distribution: the amounts moved above anything seen in training
+    events = [{"event_id": f"e{i}", "model": model, "event_time_ms": T0 + i,
+               "features": {"amount": 20.0 + i % 10, "plan": "pro"}, "segment": {}}
+              for i in range(30) for model in ("churn", "other")]  # fmt: skip
+    harness.produce(s, "features", harness.encoded("io.driftline.FeatureEvent", events))
 
     out = tmp_path / "report"
     result = CliRunner().invoke(cli, ["report", "churn", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == (
-        f"churn: 1 version(s), 6 metric snapshots, 3 alerts -> {out / 'report.html'}"
+        f"churn: 1 version(s), 6 metric snapshots, 4 alerts -> {out / 'report.html'}"
     )  # the other model's snapshot is not read
     summary = json.loads((out / "summary.json").read_text())
     assert summary["champion"] == version and summary["task"] == "classification"
     assert summary["latest served accuracy"] == f"0.8800 ({version})"
     assert summary["metric snapshots"] == 5  # segment all, count window
-    assert summary["incidents (firing now)"] == "1 (0)" and summary["notices"] == 1
+    assert summary["incidents (firing now)"] == "2 (1)" and summary["notices"] == 1
     page = (out / "report.html").read_text()
     assert "<h1>Driftline report: churn</h1>" in page
     assert 'src="data:image/png;base64,' in page and (out / "churn.png").stat().st_size > 10_000
     assert "concept_drift</td><td>warning</td><td>resolved" in page
     assert f"{version} -&gt; champion" in page and "alert candidate_rejected" in page
     assert "(bootstrap)" in page  # the lineage table: no Kafka offsets for a bootstrap
+    # the drift panel: amount first (the alert's top feature), plan only listed; the
+    # champion's training profile against the 30 feature events of churn (not other's)
+    assert "<tr><td>1</td><td>amount</td><td>ks</td><td>8.00</td><td>1</td>" in page
+    assert "<tr><td>2</td><td>plan</td><td>-</td><td>-</td><td>1</td>" in page
+    assert f"training profile of {version} (reference) against the last 30 feature" in page
+    assert (out / "feature_drift.png").stat().st_size > 10_000
 
     result = CliRunner().invoke(cli, ["report", "nobody", "--out", str(out)])
     assert result.exit_code == 1 and "no version and no metrics of nobody" in result.output
