@@ -13,16 +13,14 @@ keeps its last record) and alerts and triggers past their retention.
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from collections.abc import Callable
-from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 from prometheus_client import Counter
 from sqlalchemy import Connection, Engine, delete
 
-from driftline.consumers import sqlview
+from driftline.consumers import process, sqlview
 from driftline.core.errors import CodecError
 from driftline.core.wire.codec import default_codec
 from driftline.kafka.helpers import Offsets, reader
@@ -144,22 +142,11 @@ def rebuild(settings: Settings, url: str | None = None) -> int:
 
 def main(settings: Settings, metrics_port: int | None = None) -> None:
     """Run the projector until SIGTERM or SIGINT; metrics on ``metrics_port`` (0: none)."""
-    from prometheus_client import start_http_server
-
-    port = settings.metrics_port if metrics_port is None else metrics_port
-    if port:
-        start_http_server(port)
-    stop = False
-
-    def _stop(signum: int, frame: Any) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, _stop)
+    port, stopped = process.start(settings, metrics_port)
     projector = Projector(settings)
     log.info("projector writing %s (metrics on :%s)", settings.sql_url, port or "-")
     try:
-        projector.run(should_stop=lambda: stop)
+        projector.run(should_stop=stopped)
     except KeyboardInterrupt:
         pass
     finally:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import signal
 import socket
 import time
 import uuid
@@ -47,6 +46,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Histogram
 
+from driftline.consumers import process
 from driftline.consumers.live import LiveLoop
 from driftline.consumers.outcomes import OutcomeReader
 from driftline.core.errors import CodecError, KafkaError
@@ -364,18 +364,7 @@ class Trainer:
 def main(settings: Settings, metrics_port: int | None = None) -> None:
     """Run the trainer until SIGTERM or SIGINT; Prometheus metrics on ``metrics_port``
     (default ``settings.metrics_port``; 0 serves none)."""
-    from prometheus_client import start_http_server
-
-    port = settings.metrics_port if metrics_port is None else metrics_port
-    if port:
-        start_http_server(port)
-    stop = False
-
-    def _stop(signum: int, frame: Any) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, _stop)
+    port, stopped = process.start(settings, metrics_port)
     trainer = Trainer(settings, models_file.load(settings.models_file), live=settings.live)
 
     def _alert_now(record: Mapping[str, Any]) -> None:
@@ -390,7 +379,7 @@ def main(settings: Settings, metrics_port: int | None = None) -> None:
 
     def _should_stop() -> bool:
         reloader.poll()
-        return stop
+        return stopped()
 
     log.info("trainer started on %s (metrics on :%s)", settings.topic("retrain"), port or "-")
     try:

@@ -18,15 +18,11 @@ are learnt but not yet published (reported, not an error).
 from __future__ import annotations
 
 import bisect
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-
-from driftline.core.wire.codec import default_codec
-from driftline.kafka.clients import consumer_config
+from bench.faults.verify import scan
 from driftline.settings import Settings
 
 LEARNER_MODEL = "churn"
@@ -77,29 +73,9 @@ class Learning:
 
 def _read(s: Settings, topics: Sequence[str]) -> list[tuple[str, int, int, dict[str, Any]]]:
     """Every committed record of ``topics`` as (topic, partition, offset, value)."""
-    codec = default_codec()
-    c = Consumer(consumer_config(s, "faults-learning", f"faults-learning-{uuid.uuid4().hex[:8]}",
-                                 **{"enable.auto.commit": False, "enable.partition.eof": True,
-                                    "isolation.level": "read_committed"}))  # fmt: skip
-    meta = c.list_topics(timeout=30).topics
-    tps = [TopicPartition(s.topic(t), p, OFFSET_BEGINNING) for t in topics
-           for p in meta[s.topic(t)].partitions]  # fmt: skip
-    c.assign(tps)
-    pending = {(tp.topic, tp.partition) for tp in tps}
-    out = []
-    try:
-        while pending:
-            for m in c.consume(1000, 1.0):
-                err = m.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        pending.discard((m.topic(), m.partition()))
-                    continue
-                value = codec.decode(m.value() or b"").value
-                out.append((m.topic() or "", m.partition() or 0, m.offset() or 0, value))
-    finally:
-        c.close()
-    return out
+    return [(topic, partition, offset, value)
+            for topic, partition, offset, _, value
+            in scan(s, topics, "read_committed", "faults-learning")]  # fmt: skip
 
 
 def check(s: Settings, model: str = LEARNER_MODEL) -> Learning:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,22 +18,22 @@ from driftline.settings import Settings
 TOPICS = ("predictions", "outcomes", "deadletter")
 
 
-def read_all(
-    s: Settings, isolation: str
-) -> dict[str, list[tuple[int, int, bytes, dict[str, Any]]]]:
-    """Every record of the output topics as (partition, offset, key, decoded value), in
-    partition and offset order, read up to the end of each partition."""
+def scan(
+    s: Settings, topics: Sequence[str], isolation: str, app: str
+) -> list[tuple[str, int, int, bytes, dict[str, Any]]]:
+    """Every record of ``topics`` as (topic, partition, offset, key, decoded value), read
+    from the beginning up to the end of each partition, by a fresh group of ``app``;
+    ``isolation`` is read_committed or read_uncommitted."""
     codec = default_codec()
-    c = Consumer(consumer_config(s, "faults-verify", f"faults-verify-{uuid.uuid4().hex[:8]}",
+    c = Consumer(consumer_config(s, app, f"{app}-{uuid.uuid4().hex[:8]}",
                                  **{"enable.auto.commit": False, "enable.partition.eof": True,
                                     "isolation.level": isolation}))  # fmt: skip
     meta = c.list_topics(timeout=30).topics
-    tps = [TopicPartition(s.topic(t), p, OFFSET_BEGINNING) for t in TOPICS
+    tps = [TopicPartition(s.topic(t), p, OFFSET_BEGINNING) for t in topics
            for p in meta[s.topic(t)].partitions]  # fmt: skip
     c.assign(tps)
     pending = {(tp.topic, tp.partition) for tp in tps}
-    names = {s.topic(t): t for t in TOPICS}
-    out: dict[str, list[tuple[int, int, bytes, dict[str, Any]]]] = {t: [] for t in TOPICS}
+    out: list[tuple[str, int, int, bytes, dict[str, Any]]] = []
     try:
         while pending:
             for m in c.consume(1000, 1.0):
@@ -42,11 +43,23 @@ def read_all(
                         pending.discard((m.topic(), m.partition()))
                     continue
                 rec = codec.decode(m.value() or b"").value
-                out[names[m.topic() or ""]].append(
-                    (m.partition() or 0, m.offset() or 0, m.key() or b"", rec)
+                out.append(
+                    (m.topic() or "", m.partition() or 0, m.offset() or 0, m.key() or b"", rec)
                 )
     finally:
         c.close()
+    return out
+
+
+def read_all(
+    s: Settings, isolation: str
+) -> dict[str, list[tuple[int, int, bytes, dict[str, Any]]]]:
+    """Every record of the output topics as (partition, offset, key, decoded value), in
+    partition and offset order, read up to the end of each partition."""
+    names = {s.topic(t): t for t in TOPICS}
+    out: dict[str, list[tuple[int, int, bytes, dict[str, Any]]]] = {t: [] for t in TOPICS}
+    for topic, partition, offset, key, rec in scan(s, TOPICS, isolation, "faults-verify"):
+        out[names[topic]].append((partition, offset, key, rec))
     for recs in out.values():
         recs.sort(key=lambda r: (r[0], r[1]))
     return out

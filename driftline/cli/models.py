@@ -248,6 +248,17 @@ def _stage_command(name: str, help_text: str) -> Callable[[Callable[..., None]],
     return decorate
 
 
+def _change(settings: Settings, change: Callable[[Registry], list[dict[str, Any]]]) -> None:
+    """Apply one stage change to the registry as it stands and publish its records; a
+    change the rules refuse (StageError) is the command's error."""
+    reg = _registry(settings)
+    try:
+        out = change(reg)
+    except StageError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _publish(settings, out)
+
+
 @_stage_command("promote", "Make VERSION of MODEL the champion (or --to challenger).")
 @click.argument("model")
 @click.argument("version")
@@ -256,27 +267,19 @@ def _stage_command(name: str, help_text: str) -> Callable[[Callable[..., None]],
 def models_promote(
     settings: Settings, model: str, version: str, stage: str, force: bool, by: str, reason: str
 ) -> None:
-    reg = _registry(settings)
-    try:
-        out = transition(
-            reg, model, version, stage, by=by, reason=reason, now_ms=_now_ms(), force=force,
-            max_challengers=settings.max_challengers,
-        )  # fmt: skip
-    except StageError as exc:
-        raise click.ClickException(str(exc)) from exc
-    _publish(settings, out)
+    _change(settings, lambda reg: transition(
+        reg, model, version, stage, by=by, reason=reason, now_ms=_now_ms(), force=force,
+        max_challengers=settings.max_challengers,
+    ))  # fmt: skip
 
 
 @_stage_command("approve", "Approve VERSION (passed its gate, waiting) as champion.")
 @click.argument("model")
 @click.argument("version")
 def models_approve(settings: Settings, model: str, version: str, by: str, reason: str) -> None:
-    reg = _registry(settings)
-    try:
-        out = approve(reg, model, version, by=by, reason=reason, now_ms=_now_ms())
-    except StageError as exc:
-        raise click.ClickException(str(exc)) from exc
-    _publish(settings, out)
+    _change(
+        settings, lambda reg: approve(reg, model, version, by=by, reason=reason, now_ms=_now_ms())
+    )
 
 
 @_stage_command("rollback", "Republish an earlier version (default: the previous champion).")
@@ -285,12 +288,9 @@ def models_approve(settings: Settings, model: str, version: str, by: str, reason
 def models_rollback(
     settings: Settings, model: str, version: str | None, by: str, reason: str
 ) -> None:
-    reg = _registry(settings)
-    try:
-        out = rollback(reg, model, version, by=by, reason=reason, now_ms=_now_ms())
-    except StageError as exc:
-        raise click.ClickException(str(exc)) from exc
-    _publish(settings, out)
+    _change(
+        settings, lambda reg: rollback(reg, model, version, by=by, reason=reason, now_ms=_now_ms())
+    )
 
 
 @_stage_command(
@@ -300,26 +300,16 @@ def models_rollback(
 )
 @click.argument("model")
 def models_retire(settings: Settings, model: str, by: str, reason: str) -> None:
-    reg = _registry(settings)
-    try:
-        out = retire(reg, model, by=by, reason=reason, now_ms=_now_ms())
-    except StageError as exc:
-        raise click.ClickException(str(exc)) from exc
-    _publish(settings, out)
+    _change(settings, lambda reg: retire(reg, model, by=by, reason=reason, now_ms=_now_ms()))
 
 
 @_stage_command("unretire", "Serve a retired MODEL again: its versions return to their stages.")
 @click.argument("model")
 def models_unretire(settings: Settings, model: str, by: str, reason: str) -> None:
-    reg = _registry(settings)
-    try:
-        out = unretire(
-            reg, model, by=by, reason=reason, now_ms=_now_ms(),
-            max_challengers=settings.max_challengers,
-        )  # fmt: skip
-    except StageError as exc:
-        raise click.ClickException(str(exc)) from exc
-    _publish(settings, out)
+    _change(settings, lambda reg: unretire(
+        reg, model, by=by, reason=reason, now_ms=_now_ms(),
+        max_challengers=settings.max_challengers,
+    ))  # fmt: skip
 
 
 def _rows(

@@ -52,15 +52,8 @@ names (up fails if one is taken), plaintext only.
 EOF
 }
 
-log() { printf 'broker: %s\n' "$*" >&2; }
-die() { log "$*"; exit 1; }
-
-cmd=${1:-}
-case "$cmd" in
-  up | down | status | logs) shift ;;
-  -h | --help | help) usage; exit 0 ;;
-  *) usage >&2; exit 2 ;;
-esac
+read_subcommand "$@"
+shift
 
 opt_port=${DRIFTLINE_BROKER_PORT:-}
 opt_security=${DRIFTLINE_BROKER_SECURITY:-}

@@ -38,15 +38,8 @@ ports (a fault harness restarts nodes that way). Heap per node: DRIFTLINE_BROKER
 EOF
 }
 
-log() { printf 'cluster: %s\n' "$*" >&2; }
-die() { log "$*"; exit 1; }
-
-cmd=${1:-}
-case "$cmd" in
-  up | down | status | logs) shift ;;
-  -h | --help | help) usage; exit 0 ;;
-  *) usage >&2; exit 2 ;;
-esac
+read_subcommand "$@"
+shift
 
 dir=$BROKER_DIR_DEFAULT
 nodes=''

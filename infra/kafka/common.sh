@@ -20,6 +20,9 @@
 #                                  (`driftline kafka` sets both from the DRIFTLINE_* settings)
 #   MAVEN_OPTS                     read by mvn in fetch.sh (e.g. -Dmaven.repo.local=DIR)
 
+# The running script's name (broker, cluster, ...): the prefix of its log lines.
+SCRIPT_NAME=$(basename "$0" .sh)
+
 KAFKA_INFRA_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$KAFKA_INFRA_DIR/../.." && pwd)
 
@@ -30,6 +33,23 @@ KAFKA_CACHE=${DRIFTLINE_KAFKA_CACHE:-$REPO_ROOT/.cache/kafka}
 # Default broker directory (config, data, pid, port, log): outside the checkout, one per
 # machine like the default port 9092. driftline.broker.directory() has the same rule.
 BROKER_DIR_DEFAULT=${DRIFTLINE_BROKER_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/driftline/broker}
+
+# A line to stderr, prefixed with the script's name; die: that line, then exit 1.
+# (fetch.sh keeps its own log.)
+log() { printf '%s: %s\n' "$SCRIPT_NAME" "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+# The subcommand of broker.sh and cluster.sh ($1: up, down, status or logs) into $cmd,
+# which the caller then shifts off; the caller's usage and exit 0 for -h, --help and
+# help, usage on stderr and exit 2 for anything else.
+read_subcommand() {
+  cmd=${1:-}
+  case "$cmd" in
+    up | down | status | logs) ;;
+    -h | --help | help) usage; exit 0 ;;
+    *) usage >&2; exit 2 ;;
+  esac
+}
 
 kafka_libs() { printf '%s\n' "$KAFKA_CACHE/$KAFKA_VERSION/libs"; }
 
