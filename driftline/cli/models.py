@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -347,21 +347,30 @@ def _rows(
         yield row
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _file_columns(command: F) -> F:
+    """The options that say how a CSV/Parquet file's columns are read (one rule for
+    ``models bootstrap`` and ``models register``)."""
+    for option in reversed((
+        click.option("--label", default=None, help="CSV/Parquet: the label column."),
+        click.option("--segment", multiple=True,
+                     help="CSV/Parquet: a feature that is also a segment (repeat)."),
+        click.option("--id-column", default="event_id", show_default=True,
+                     help="CSV/Parquet: the event id column, never a feature."),
+        click.option("--drop", multiple=True, help="CSV/Parquet: a column to ignore (repeat)."),
+        click.option("--time-column", default=None,
+                     help="CSV/Parquet: the event time column (epoch ms)."),
+    )):  # fmt: skip
+        command = option(command)
+    return command
+
+
 @models_group.command("bootstrap")
 @click.argument("model")
 @click.argument("rows", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--label", default=None, help="CSV/Parquet: the label column.")
-@click.option(
-    "--segment", multiple=True, help="CSV/Parquet: a feature that is also a segment (repeat)."
-)
-@click.option(
-    "--id-column",
-    default="event_id",
-    show_default=True,
-    help="CSV/Parquet: the event id column, never a feature.",
-)
-@click.option("--drop", multiple=True, help="CSV/Parquet: a column to ignore (repeat).")
-@click.option("--time-column", default=None, help="CSV/Parquet: the event time column (epoch ms).")
+@_file_columns
 @click.option(
     "--task",
     type=click.Choice(["classification", "regression"]),
@@ -497,18 +506,7 @@ def _load_model_file(path: Path) -> Any:
     required=True,
     help="Labelled rows to check, profile and gate it on (CSV, Parquet or JSON lines).",
 )
-@click.option("--label", default=None, help="CSV/Parquet: the label column.")
-@click.option(
-    "--segment", multiple=True, help="CSV/Parquet: a feature that is also a segment (repeat)."
-)
-@click.option(
-    "--id-column",
-    default="event_id",
-    show_default=True,
-    help="CSV/Parquet: the event id column, never a feature.",
-)
-@click.option("--drop", multiple=True, help="CSV/Parquet: a column to ignore (repeat).")
-@click.option("--time-column", default=None, help="CSV/Parquet: the event time column (epoch ms).")
+@_file_columns
 @click.option(
     "--candidate",
     "as_candidate",

@@ -53,13 +53,13 @@ from driftline.core.lifecycle.training import (
     code_version,
     decide,
     gate_record,
-    next_version,
+    packed,
     reference_profile,
     stage_records,
 )
 from driftline.core.lifecycle.trainset import build_frame, examples
 from driftline.core.model.config import ModelConfig
-from driftline.core.model.estimators import ServedModel, artifact_record, serialize
+from driftline.core.model.estimators import ServedModel
 from driftline.core.model.foreign import adapt, describe
 from driftline.core.model.validation import Spec
 
@@ -179,13 +179,9 @@ def register(
     _conformed(spec, data, config.name)
     check_rows(ServedModel(config.name, "check", config.task, model, spec, "{}"), data)
     lap("validate")
-    blob = serialize(model)
-    artifact = artifact_record(blob, key)
-    version = next_version(existing_versions, artifact["sha256"])
-    if len(blob) > inline_max_bytes:
-        if store is None:
-            raise ConfigError(f"artifact of {len(blob)} bytes is too large to travel inline")
-        artifact = artifact_record(blob, key, uri=store(config.name, version, blob))
+    blob, artifact, version = packed(
+        config.name, model, key, existing_versions, inline_max_bytes, store
+    )
     lap("serialize")
     live = ServedModel(config.name, version, config.task, model, spec, "{}")
     profile = reference_profile(live, config, data, data)

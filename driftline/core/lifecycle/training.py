@@ -106,6 +106,27 @@ def next_version(existing: Iterable[str], digest: str) -> str:
     return f"v{max(numbers, default=0) + 1}-{digest[:7]}"
 
 
+def packed(
+    model: str,
+    estimator: Any,
+    key: bytes,
+    existing_versions: Iterable[str],
+    inline_max_bytes: int,
+    store: Store | None,
+) -> tuple[bytes, dict[str, Any], str]:
+    """``estimator`` serialized, its signed artifact record and its new version name: inline when
+    it fits in ``inline_max_bytes``, else written by ``store`` and referenced by its URI
+    (a ConfigError without a store)."""
+    blob = serialize(estimator)
+    artifact = artifact_record(blob, key)
+    version = next_version(existing_versions, artifact["sha256"])
+    if len(blob) > inline_max_bytes:
+        if store is None:
+            raise ConfigError(f"artifact of {len(blob)} bytes is too large to travel inline")
+        artifact = artifact_record(blob, key, uri=store(model, version, blob))
+    return blob, artifact, version
+
+
 def _params(params: Mapping[str, Any]) -> dict[str, str]:
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in sorted(params.items())}
 
@@ -239,13 +260,9 @@ def train(
     fit(estimator, train_rows, epochs=epochs, seed=config.seed, regression=regression,
         progress=progress)  # fmt: skip
     lap("train")
-    blob = serialize(estimator)
-    artifact = artifact_record(blob, key)
-    version = next_version(existing_versions, artifact["sha256"])
-    if len(blob) > inline_max_bytes:
-        if store is None:
-            raise ConfigError(f"artifact of {len(blob)} bytes is too large to travel inline")
-        artifact = artifact_record(blob, key, uri=store(config.name, version, blob))
+    blob, artifact, version = packed(
+        config.name, estimator, key, existing_versions, inline_max_bytes, store
+    )
     lap("serialize")
     live = ServedModel(config.name, version, config.task, estimator, spec, "{}")
     # the most recent rows, training and held-out alike: a prediction profile drawn from
