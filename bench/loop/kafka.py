@@ -37,10 +37,17 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from bench.loop.lineage import percentile, stage_counts, trigger_to_serving
+from bench.loop.lineage import (
+    first_served,
+    onset_delays,
+    percentile,
+    positions,
+    stage_counts,
+    trigger_to_serving,
+)
 from driftline.core.wire.codec import default_codec
 from driftline.demo import run as demo
-from driftline.demo.synthetic import drifting_stream
+from driftline.demo.synthetic import change_points, drifting_stream, transition
 from driftline.demo.watch import event_index, wait_for
 from driftline.kafka.clients import admin_config
 from driftline.kafka.helpers import consume_to_end, reader
@@ -89,7 +96,8 @@ def run_kafka(task: KafkaTask, bootstrap_servers: str, root: Path) -> dict[str, 
             drained_s = time.monotonic() - started
     got = _read(settings)
     _delete_topics(settings)
-    result = measure(replayed, got)
+    onsets = change_points(task.kind, task.events, task.drift_every)
+    result = measure(replayed, got, onsets, transition(task.kind, task.drift_every))
     result.update(
         task=asdict(task), complete=complete, outcomes=len(watcher.seen.outcomes),
         outcome_accuracy=_mean(ok for _, ok in watcher.seen.outcomes.values()),
@@ -129,8 +137,17 @@ def _delete_topics(settings: Settings) -> None:
             f.result()
 
 
-def measure(replayed: list[Any], got: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """Served accuracy, rates, latency, triggers, promotions and trigger-to-serving."""
+def measure(
+    replayed: list[Any],
+    got: dict[str, list[dict[str, Any]]],
+    onsets: list[int] | None = None,
+    width: int = 0,
+) -> dict[str, Any]:
+    """Served accuracy, rates, latency, triggers, promotions, trigger-to-serving and, for
+    the stream's change points ``onsets``, drift onset to alarm and to serving in events
+    (:func:`bench.loop.lineage.onset_delays`; an alarm is a concept-drift alert, placed
+    in the stream by its creation time; the alerts' cooldown may hold back a second
+    alert of the same version)."""
     labels = {r.index: r.label for r in replayed}
     preds: dict[int, dict[str, Any]] = {}
     duplicates = 0
@@ -149,6 +166,9 @@ def measure(replayed: list[Any], got: dict[str, list[dict[str, Any]]]) -> dict[s
     champions = [r for r in registry if r["stage"] == "champion"]
     served = [(p["predicted_at_ms"], i, p["version"]) for i, p in preds.items()]
     t2s = trigger_to_serving(triggers, champions, served)
+    alarm_ms = [a["created_at_ms"] for a in got["alerts"] if a["kind"] == "concept_drift"]
+    onset = onset_delays(onsets or [], positions(served, alarm_ms),
+                         first_served((i, v) for _, i, v in served).values(), width)  # fmt: skip
     reasons: dict[str, int] = {}
     for t in got["retrain"]:
         for r in t["reasons"]:
@@ -169,6 +189,7 @@ def measure(replayed: list[Any], got: dict[str, list[dict[str, Any]]]) -> dict[s
         "trigger_to_serving": t2s,
         "t2s_seconds": _p(t["seconds"] for t in t2s),
         "t2s_events": _p(t["events"] for t in t2s),
+        "onset_delays": onset,
     }
 
 

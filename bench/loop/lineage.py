@@ -107,3 +107,66 @@ def trigger_to_serving(
         out.append({"version": rec["version"], "trigger_id": tid,
                     "seconds": (t - created) / 1000, "events": i - at})  # fmt: skip
     return out
+
+
+def first_served(served: Iterable[tuple[int, str]]) -> dict[str, int]:
+    """The first event index each version served, from (event index, version) pairs in
+    any order.
+
+    >>> first_served([(12, "v2"), (10, "v1"), (11, "v2"), (13, "v1")])
+    {'v1': 10, 'v2': 11}
+    """
+    first: dict[str, int] = {}
+    for i, v in served:
+        if v not in first or i < first[v]:
+            first[v] = i
+    return dict(sorted(first.items(), key=lambda x: x[1]))
+
+
+def onset_delays(
+    onsets: Sequence[int], alarms: Iterable[int], served_from: Iterable[int], width: int = 0
+) -> list[dict[str, int | None]]:
+    """For each drift onset ``d`` (a true change point, event index): the events from
+    ``d`` to the first alarm that answers it, and to the first event served by a version
+    first served after that alarm; None where there is none before the next onset.
+
+    ``alarms``: the stream position (event index) at which each alarm fired;
+    ``served_from``: the first event index each version served (:func:`first_served`).
+    An alarm answers ``d`` when it fired in ``[d - width, n - width)``, ``n`` the next
+    onset (a gradual change of sigmoid ``width`` is under way from ``d - width``); a
+    serving counts before ``n`` only.
+
+    >>> got = onset_delays([1_000, 2_000, 3_000], [500, 1_040, 1_090, 2_900], [0, 1_200])
+    >>> [(x["onset"], x["alarm"], x["serving"]) for x in got]
+    [(1000, 40, 200), (2000, 900, None), (3000, None, None)]
+    """
+    alarms, firsts = sorted(alarms), sorted(served_from)
+    out: list[dict[str, int | None]] = []
+    for k, d in enumerate(onsets):
+        end = onsets[k + 1] if k + 1 < len(onsets) else math.inf
+        a = next((a for a in alarms if d - width <= a < end - width), None)
+        s = None if a is None else next((f for f in firsts if a < f < end), None)
+        out.append({"onset": d, "alarm": None if a is None else a - d,
+                    "serving": None if s is None else s - d})  # fmt: skip
+    return out
+
+
+def positions(served: Sequence[tuple[int, int, str]], at_ms: Iterable[int]) -> list[int]:
+    """The stream position of each wall-clock time in ``at_ms``: the highest event index
+    predicted at or before it (-1 before the first), as :func:`trigger_to_serving` places
+    a trigger. ``served``: (predicted_at_ms, event index, version).
+
+    >>> positions([(1_000, 0, "v1"), (1_010, 2, "v1"), (1_020, 1, "v1")], [999, 1_015, 1_020])
+    [-1, 2, 2]
+    """
+    by_time = sorted(served)
+    times = [t for t, _, _ in by_time]
+    top, highest = [], -1
+    for _, i, _ in by_time:
+        highest = max(highest, i)
+        top.append(highest)
+    out = []
+    for t in at_ms:
+        k = bisect.bisect_right(times, t)
+        out.append(top[k - 1] if k else -1)
+    return out

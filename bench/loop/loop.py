@@ -103,6 +103,9 @@ class LoopResult:
     old_rule: list[bool] = field(default_factory=list)
     """Per answered trigger: would the gate's rule before its confidence bound (point
     estimate, any number of held-out rows) have passed the candidate."""
+    served: list[tuple[int, str]] = field(default_factory=list)
+    """(event index, version) each time the served version changes (the first entry:
+    the first event's)."""
 
     def incident_counts(self) -> dict[str, int]:
         """Incidents opened and resolved, and those still firing at the end."""
@@ -219,6 +222,8 @@ class Loop:
                 "label": r.label, "challengers": shadow,
             }  # fmt: skip
             self.monitor.observe_prediction(prediction)
+            if not res.served or res.served[-1][1] != self.served.version:
+                res.served.append((i, self.served.version))
             pending.append(prediction)
             emits: list[Emit] = []
             while pending and pending[0]["event_time_ms"] <= i - self.delay:

@@ -120,6 +120,24 @@ def _loop(rows: list[dict[str, Any]]) -> str:
     return _table(header, body)
 
 
+def _onsets(rows: list[dict[str, Any]]) -> str:
+    body = []
+    for r in rows:
+        paths = [("in process", r["onset"])] if r["seeds"] else []
+        paths += [(f"Kafka {rate:,.0f}/s", k["onset"]) for rate, k in r["kafka"].items()]
+        for name, o in paths:
+            if not o["onsets"]:
+                continue
+            body.append([r["stream"], str(r["delay"]), name, str(o["onsets"]),
+                         f"{o['alarmed']}: {_f(o['alarm_p50'], ',.0f')} / "
+                         f"{_f(o['alarm_p99'], ',.0f')}",
+                         f"{o['served']}: {_f(o['serving_p50'], ',.0f')} / "
+                         f"{_f(o['serving_p99'], ',.0f')}"])  # fmt: skip
+    return _table(["stream", "delay", "path", "change points",
+                   "alarmed: onset to alarm, events p50 / p99",
+                   "served: onset to serving, events p50 / p99"], body)  # fmt: skip
+
+
 def _grid(rows: list[dict[str, Any]]) -> str:
     out = []
     for r in rows:
@@ -212,6 +230,10 @@ def report(summary: dict[str, Any]) -> str:
             "oracle's gain over frozen\n\n" + _gains(rows),
             "Through Kafka\n\n" + _kafka(rows),
             "The loop in process\n\n" + _loop(rows),
+            "Drift onset to alarm and to serving, in events (over the change points of "
+            "every seed; an alarm counts when its outcome arrives, label delay included; "
+            "serving: the first event served by a version first served after the alarm, "
+            "before the next change point)\n\n" + _onsets(rows),
             "Periodic retraining grid\n\n" + _grid(rows),
             "Cost of the online baselines (learn_one only, in the bench's process)\n\n"
             + _cost(rows),

@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.loop import baselines
 from bench.loop.data import Source, config_for, load_rows
-from bench.loop.lineage import stage_counts
+from bench.loop.lineage import first_served, onset_delays, stage_counts
 from bench.loop.loop import Loop, demo_config
 from driftline.core.lifecycle.registry import Registry
 from driftline.core.watch.retrain_policy import RetrainPolicy
@@ -117,6 +117,7 @@ def run_task(task: Task) -> dict[str, Any]:
     applied = _recording(loop.registry)
     res = loop.run(rows)
     drifts = task.change_points
+    width = 0 if task.source else transition(task.kind, task.drift_every)
     out: dict[str, Any] = {
         "task": {**dataclasses.asdict(task), "events": len(stream)},
         "stationary": task.stationary,
@@ -134,10 +135,13 @@ def run_task(task: Task) -> dict[str, Any]:
             "alarms": res.alarms,
             "feature_alarms": res.feature_alarms,
             "incidents": res.incident_counts(),
-            **detection(
-                res.alarms,
+            **detection(res.alarms, drifts, width=width),
+            # an alarm fires when its outcome arrives: ``delay`` events after its event
+            "onset_delays": onset_delays(
                 drifts,
-                width=0 if task.source else transition(task.kind, task.drift_every),
+                [a + task.delay for a in res.alarms],
+                first_served(res.served).values(),
+                width,
             ),
         },
     }

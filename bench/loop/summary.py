@@ -9,6 +9,7 @@ import statistics
 from collections.abc import Iterable
 from typing import Any
 
+from bench.loop.lineage import percentile
 from driftline.demo.synthetic import KINDS, change_points, kind
 
 BASELINES = ("hat", "arf", "periodic_best")
@@ -28,6 +29,25 @@ def share(loop: float, frozen: float, oracle: float) -> float:
     """
     gain = oracle - frozen
     return (loop - frozen) / gain if gain > 0 else math.nan
+
+
+def onsets(runs: Iterable[list[dict[str, Any]]]) -> dict[str, Any]:
+    """Drift onset to alarm and to serving in events, pooled over every run's change
+    points (:func:`bench.loop.lineage.onset_delays`): p50 and p99 of those that have one,
+    and how many have one.
+
+    >>> onsets([[{"alarm": 40, "serving": 200}, {"alarm": 900, "serving": None}],
+    ...         [{"alarm": None, "serving": None}]])
+    {'onsets': 3, 'alarmed': 2, 'served': 1, 'alarm_p50': 40, 'alarm_p99': 900, 'serving_p50': 200, 'serving_p99': 200}
+    """  # noqa: E501
+    flat = [o for run in runs for o in run]
+    out: dict[str, Any] = {"onsets": len(flat)}
+    for what, n in (("alarm", "alarmed"), ("serving", "served")):
+        out[n] = sum(1 for o in flat if o[what] is not None)
+    for what in ("alarm", "serving"):
+        v = [o[what] for o in flat if o[what] is not None]
+        out[f"{what}_p50"], out[f"{what}_p99"] = percentile(v, 50), percentile(v, 99)
+    return out
 
 
 def summarize(process: list[dict[str, Any]], kafka: list[dict[str, Any]]) -> dict[str, Any]:
@@ -77,6 +97,7 @@ def _row(
         "mean_delay": _m(v for x in d for v in x["delays"]),
         "false_alarms": _m(x["false_alarms"] for x in d),
         "feature_alarms": _m(x["feature_alarms"] for x in d),
+        "onset": onsets(x.get("onset_delays", []) for x in d),
         "frozen": _m(r.get("frozen") for r in rs),
         "hat": _m(r.get("hat") for r in rs),
         "arf": _m(r.get("arf") for r in rs),
@@ -128,6 +149,7 @@ def _kafka(ks: list[dict[str, Any]]) -> dict[str, Any]:
         "t2s_ev_p50": p("t2s_events", "p50"),
         "t2s_ev_p99": p("t2s_events", "p99"),
         "answers": sum(len(k["trigger_to_serving"]) for k in ks),
+        "onset": onsets(k.get("onset_delays", []) for k in ks),
         "missing": sum(k["missing"] for k in ks),
         "duplicates": sum(k["duplicates"] for k in ks),
         "complete": all(k["complete"] for k in ks),

@@ -45,7 +45,8 @@ def test_loop_bench_quick_prints_driftline_in_process_and_through_kafka(tmp_path
               "--out", str(tmp_path / "out"), timeout=480)  # fmt: skip
     for word in ("Driftline in process", "Driftline Kafka 1,000/s", "frozen", "periodic",
                  "HAT", "ARF", "oracle", "agrawal", "sea", "stationary",
-                 "trigger to serving", "Targets"):  # fmt: skip
+                 "trigger to serving", "onset to alarm", "onset to serving",
+                 "Targets"):  # fmt: skip
         assert word in out, out
     assert "nan" not in out, out
     results = json.loads(raw.read_text())
@@ -57,6 +58,9 @@ def test_loop_bench_quick_prints_driftline_in_process_and_through_kafka(tmp_path
     assert kafka["rate"] > 0 and 0 < kafka["accuracy"] <= 1, kafka
     # served accuracy from the predictions topic agrees with the outcomes the join made
     assert abs(kafka["accuracy"] - kafka["outcome_accuracy"]) < 1e-9, kafka
+    # drift onset to alarm and to serving, per change point of the stream it replayed
+    same = [r for r in results["process"] if r["task"]["kind"] == kafka["task"]["kind"]]
+    assert [o["onset"] for o in kafka["onset_delays"]] == same[0]["drifts"], kafka
 
 
 def test_throughput_bench_quick_prints_every_system_and_the_join() -> None:

@@ -74,6 +74,68 @@ def test_trigger_before_any_prediction_counts_from_the_stream_start() -> None:
     assert got[0]["events"] == 1 and got[0]["seconds"] == 0.5
 
 
+@pytest.mark.parametrize(
+    ("onsets", "alarms", "served_from", "width", "expected"),
+    [
+        # an alarm 40 events after the onset, the next version served 200 after
+        ([1_000], [1_040], [0, 1_200], 0, [(40, 200)]),
+        # an alarm before the onset is no answer; a second alarm changes nothing
+        ([1_000], [900, 1_050, 1_060], [0, 1_100], 0, [(50, 100)]),
+        # a version first served before the alarm is not its answer
+        ([1_000], [1_050], [0, 1_020, 1_300], 0, [(50, 300)]),
+        # an answer served after the next onset belongs to no onset; missed: None
+        ([1_000, 2_000], [1_500], [0, 2_100], 0, [(500, None), (None, None)]),
+        # a gradual change: an alarm from d - width answers it (negative delay)
+        ([1_000, 2_000], [950, 1_960], [0, 1_010], 100, [(-50, 10), (-40, None)]),
+        # no onsets (a user's file): nothing
+        ([], [10], [0, 20], 0, []),
+    ],
+)  # fmt: skip
+def test_onset_delays(
+    onsets: list[int], alarms: list[int], served_from: list[int], width: int,
+    expected: list[tuple[int | None, int | None]],
+) -> None:  # fmt: skip
+    got = lineage.onset_delays(onsets, alarms, served_from, width)
+    assert [o["onset"] for o in got] == onsets
+    assert [(o["alarm"], o["serving"]) for o in got] == expected
+
+
+@pytest.mark.parametrize(
+    ("served", "expected"),
+    [
+        ([], {}),
+        ([(5, "v1"), (3, "v1")], {"v1": 3}),
+        # partitions interleave two versions around a switch: each one's first event
+        ([(10, "v1"), (12, "v2"), (11, "v1"), (13, "v1"), (14, "v2")], {"v1": 10, "v2": 12}),
+    ],
+)
+def test_first_served(served: list[tuple[int, str]], expected: dict[str, int]) -> None:
+    assert lineage.first_served(served) == expected
+
+
+@pytest.mark.parametrize(
+    ("runs", "expected"),
+    [
+        ([], (0, 0, 0, None, None, None, None)),
+        ([[{"alarm": 10, "serving": None}]], (1, 1, 0, 10, 10, None, None)),
+        # pooled over runs: nearest-rank p50 and p99
+        ([[{"alarm": a, "serving": 10 * a} for a in range(1, 51)],
+          [{"alarm": a, "serving": 10 * a} for a in range(51, 101)]],
+         (100, 100, 100, 50, 99, 500, 990)),
+    ],
+)  # fmt: skip
+def test_onsets_summary(runs: list[list[dict[str, Any]]], expected: tuple[Any, ...]) -> None:
+    o = summary.onsets(runs)
+    keys = ("alarm_p50", "alarm_p99", "serving_p50", "serving_p99")
+    got = tuple(None if math.isnan(o[k]) else o[k] for k in keys)
+    assert (o["onsets"], o["alarmed"], o["served"], *got) == expected
+
+
+def test_positions_place_wall_clock_times_in_the_stream() -> None:
+    served = [(1_000 + 10 * i, i, "v1") for i in range(10)]
+    assert lineage.positions(served, [990, 1_000, 1_055, 5_000]) == [-1, 0, 5, 9]
+
+
 class Const:
     """A model that always predicts ``value``."""
 
@@ -159,6 +221,7 @@ def test_measure_reads_served_accuracy_from_the_predictions() -> None:
         "alerts": [],
     }  # fmt: skip
     m = measure(replayed, got)
+    assert m["onset_delays"] == []
     assert m["accuracy"] == 2 / 4
     assert (m["missing"], m["duplicates"], m["predictions"]) == (1, 1, 3)
     assert m["rate"] == pytest.approx(2 / 0.002)
@@ -167,6 +230,19 @@ def test_measure_reads_served_accuracy_from_the_predictions() -> None:
         {"version": "v2", "trigger_id": "t", "seconds": 0.009, "events": 1}
     ]
     assert m["reasons"] == {"concept_drift": 1}
+
+
+def test_measure_places_drift_onsets_alarms_and_serving_in_events() -> None:
+    replayed = _rows([True] * 10, first=0)
+    got = {
+        "predictions": [_prediction(i, "v1" if i < 7 else "v2", True, 1_000 + 10 * i)
+                        for i in range(10)],
+        "retrain": [], "registry": [],
+        "alerts": [{"kind": "feature_drift", "created_at_ms": 1_015},
+                   {"kind": "concept_drift", "created_at_ms": 1_045}],
+    }  # fmt: skip
+    m = measure(replayed, got, [2])
+    assert m["onset_delays"] == [{"onset": 2, "alarm": 2, "serving": 5}]
 
 
 def _process(kind: str, delay: int, acc: float, **extra: Any) -> dict[str, Any]:
@@ -200,6 +276,10 @@ def test_summary_and_targets_side_by_side() -> None:
                  periodic_grid=grid),
         _process("stationary", 500, 0.85),
     ]  # fmt: skip
+    process[0]["driftline"]["onset_delays"] = [
+        {"onset": 9_500, "alarm": 700, "serving": 1_900},
+        {"onset": 17_000, "alarm": None, "serving": None},
+    ]
     kafka = [_kafka("agrawal", 500, 1_000.0, 0.855, challengers=1),
              _kafka("agrawal", 500, 5_000.0, 0.7),
              _kafka("stationary", 500, 1_000.0, 0.85, triggers=1)]  # fmt: skip
@@ -220,6 +300,8 @@ def test_summary_and_targets_side_by_side() -> None:
     assert lines[-1].endswith("triggers / promotions / rollbacks 1 / 2 / 0: MISSED")
     text = report({"rows": rows})
     assert "0.855 (900/s)" in text and "0.700 (4,500/s)" in text and "0 of 30" in text
+    assert "| agrawal | 500   | in process | 2             | 1: 700 / 700" in text
+    assert "| 1: 1,900 / 1,900" in text
     assert "nan" not in text
 
 
