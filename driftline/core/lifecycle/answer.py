@@ -353,27 +353,31 @@ def restage_answer(
 def latest_alarm_ms(
     rows: Iterable[Mapping[str, Any]], model: str, version: str | None, task: str
 ) -> int | None:
-    """Where the latest concept drift of ``version`` began (event time), as the monitor's
-    detector (:class:`~driftline.core.watch.concept_drift.ConceptDriftDetector`) sees it
-    on the Outcome dicts of ``rows`` that ``version`` predicted, in event-time order; None
-    without an alarm. What a trainer with no live loop watching the model uses.
+    """The event time of the outcome at which the latest concept-drift alarm on
+    ``version`` fired, as the monitor's detector
+    (:class:`~driftline.core.watch.concept_drift.ConceptDriftDetector`) sees it
+    on the Outcome dicts of ``rows`` that ``version`` predicted, in event-time order,
+    without the warm-up (the rows are a replay of a version already serving); None without
+    an alarm. What a trainer with no live loop watching the model uses.
 
     >>> rows = [{"version": "v1", "event_time_ms": i, "prediction": True,
     ...          "label": i < 600 or i % 2 == 0} for i in range(1_200)]
-    >>> 550 <= latest_alarm_ms(rows, "m", "v1", "classification") <= 700
+    >>> 600 <= latest_alarm_ms(rows, "m", "v1", "classification") <= 700
     True
     >>> latest_alarm_ms(rows[:600], "m", "v1", "classification") is None
     True
     """
     if version is None:
         return None
-    detector = ConceptDriftDetector(model, version, task)
+    # a replay of a version already serving: no warm-up (alarms in the first outcomes
+    # after a version switch are the monitor's worry); the history test still confirms each
+    detector = ConceptDriftDetector(model, version, task, warmup=0)
     latest = None
     served = [r for r in rows if r.get("version") == version and r.get("event_time_ms") is not None]
     for r in sorted(served, key=lambda r: r["event_time_ms"]):
         event = detector.update_outcome(r)
         if event is not None:
-            latest = event.change_time_ms or int(r["event_time_ms"])
+            latest = int(r["event_time_ms"])
     return latest
 
 
@@ -387,9 +391,10 @@ def stale_rule(
     min_rows: int,
 ) -> str | None:
     """What becomes of an answer of ``stage`` whose training window ends at
-    ``trained_until_ms`` when the model's latest concept-drift alarm put the change at
-    ``alarm_ms``: None (it stands: not a would-be champion, or trained on data up to the
-    change or later, or either time unknown), ``challenger`` (a live loop decides on
+    ``trained_until_ms`` when the model's latest concept-drift alarm fired at ``alarm_ms``
+    (the event time of the outcome that raised it): None (it stands: not a would-be
+    champion, or trained on data up to the alarm or later, or either time unknown),
+    ``challenger`` (a live loop decides on
     post-alarm evidence), ``regate`` (gate it again on the ``post_alarm_rows`` outcomes
     since the alarm: at least ``min_rows``) or ``rejected`` (too few of them).
 
@@ -420,7 +425,7 @@ def hold_stale(
     probation: bool = False,
 ) -> Answer:
     """``answer`` with :func:`stale_rule` applied against the model's latest concept-drift
-    alarm (``alarm_ms``, the event time where its change began) and ``registry`` as it
+    alarm (``alarm_ms``, the event time of the outcome that raised it) and ``registry`` as it
     stands: a would-be champion trained only on data from before the alarm enters as a
     challenger (``live``: a live loop decides), or is gated again on ``post_alarm_rows``
     (Outcome-like dicts; those at or after ``alarm_ms`` count) and promoted only if that
@@ -437,7 +442,7 @@ def hold_stale(
     champion = registry.champion(model)
     stale = (
         f"trained on data up to {answer.trained_until_ms}, before the latest concept-drift "
-        f"alarm (change at {alarm_ms})"
+        f"alarm (at {alarm_ms})"
     )
     alerts = list(answer.alerts)
     if what == "challenger":
