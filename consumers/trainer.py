@@ -14,7 +14,10 @@ triggers). For each trigger, in order:
    ``max.poll.interval.ms``;
 4. publish what the answer holds: the candidate, then its stage (champion, the old one
    archived first, when the gate passes and promotion is ``auto``; challenger when
-   ``manual``; else rejected), then its alerts;
+   ``manual``; else rejected), then its alerts. A would-be champion trained only on data
+   from before the model's latest concept-drift alarm is held back first (``_hold_stale``:
+   a challenger where the live loop decides, else gated again on the post-alarm outcomes
+   or rejected);
 5. only once the producer confirmed delivery, commit the trigger's offset.
 
 With ``live`` (the ``driftline trainer`` command), the trainer also runs the live loop
@@ -51,9 +54,12 @@ from driftline.consumers.live import LiveLoop
 from driftline.consumers.outcomes import OutcomeReader
 from driftline.core.errors import CodecError, KafkaError
 from driftline.core.lifecycle.answer import (
+    Answer,
     answer_trigger,
     answered_by,
     failure_alert,
+    hold_stale,
+    latest_alarm_ms,
     restage_answer,
 )
 from driftline.core.model.config import ModelsConfig
@@ -315,6 +321,7 @@ class Trainer:
                 if answer.records else _now_ms(),
                 max_challengers=self.settings.max_challengers, probation=live.probation(model),
             )  # fmt: skip
+        answer = self._hold_stale(answer, read.rows, champion_then)
         if answer.verdict is None:
             log.warning("%s: %s", model, answer.alerts[-1]["message"])
         else:
@@ -336,6 +343,37 @@ class Trainer:
         )
         kinds = tuple(a["kind"] for a in answer.alerts)
         return Outcome(trigger["trigger_id"], model, answer.stage, answer.version, detail, kinds)
+
+    def _hold_stale(
+        self, answer: Answer, window: list[dict[str, Any]], champion_then: str | None
+    ) -> Answer:
+        """No stale answers (:func:`~driftline.core.lifecycle.answer.hold_stale`): a would-be
+        champion trained only on data from before the model's latest concept-drift alarm
+        enters as a challenger where a live loop decides, else is gated again on the
+        outcomes since the alarm or rejected. The alarm: the live loop's detector on the
+        champion (it reads every outcome) when it watches the model; else the same
+        detector run here over the champion's outcomes of the window and since."""
+        if answer.stage != "champion" or answer.trained_until_ms is None or not answer.records:
+            return answer
+        model = answer.config.name
+        live = self.live is not None and self.live.probation(model)
+        watched = None if self.live is None else self.live.lives.get(model)
+        after: list[dict[str, Any]] = []
+        if not live:
+            after = self.reader.read(model, start_ms=answer.trained_until_ms + 1).rows
+        if watched is not None:
+            alarm = watched.latest_alarm_ms
+        else:
+            alarm = latest_alarm_ms([*window, *after], model, champion_then, answer.config.task)
+        held = hold_stale(
+            answer, self.follower.registry, alarm_ms=alarm, live=live, post_alarm_rows=after,
+            key=self.key, now_ms=max(_now_ms(), answer.records[0]["stage_changed_at_ms"] + 1),
+            max_challengers=self.settings.max_challengers, probation=live,
+        )  # fmt: skip
+        if held is not answer:
+            log.info("%s: %s %s: %s", model, answer.version, held.stage,
+                     held.records[-1]["stage_reason"])  # fmt: skip
+        return held
 
     def _store(self, model: str, version: str, data: bytes) -> str:
         return write_artifact(Path(self.settings.artifact_dir), model, version, data)

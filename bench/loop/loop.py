@@ -18,7 +18,11 @@ Per event ``i`` (the simulated clock reads ``i`` ms: the demo replays 1,000 even
    LiveModel, every challenger scores each event in shadow (its prediction travels in the
    Outcome), and what the LiveModel publishes (checkpoints, promotions, rollbacks)
    reaches the registry ``serve_lag`` events later, like an answer. A trigger's answer is
-   derived again on the registry as it stands when it arrives (``restage_answer``).
+   derived again on the registry as it stands when it arrives (``restage_answer``);
+6. on arrival a would-be champion trained only on data from before the latest
+   concept-drift alarm is held back (``hold_stale``, as the trainer does): the alarm is the
+   LiveModel's where there is one, else the detector replayed over the champion's
+   outcomes of the window and since.
 """
 
 from __future__ import annotations
@@ -31,7 +35,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from driftline.core.join.rules import build_outcome
-from driftline.core.lifecycle.answer import Answer, answer_trigger, restage_answer
+from driftline.core.lifecycle.answer import (
+    Answer,
+    answer_trigger,
+    hold_stale,
+    latest_alarm_ms,
+    restage_answer,
+)
 from driftline.core.lifecycle.live import LiveModel
 from driftline.core.lifecycle.registry import Registry
 from driftline.core.lifecycle.training import bootstrap
@@ -162,7 +172,7 @@ class Loop:
         self.frozen = self.served
         self.outcomes: list[dict[str, Any]] = []
         self.times: list[int] = []  # event times of self.outcomes (arrival order = time order)
-        self.due: deque[tuple[int, list[dict[str, Any]] | tuple[Answer, str | None]]] = deque()
+        self.due: deque[tuple[int, list[dict[str, Any]] | _Pending]] = deque()
 
     def _champion_model(self) -> ServedModel:
         champion = self.registry.champion(self.config.name)
@@ -201,10 +211,8 @@ class Loop:
             i = r.index
             while self.due and self.due[0][0] <= i:
                 _, what = self.due.popleft()
-                if isinstance(what, tuple):  # a trigger's answer, restaged on arrival
-                    answer, then = what
-                    what = restage_answer(answer, self.registry, champion_then=then, now_ms=i,
-                                          probation=self._probation()).records  # fmt: skip
+                if isinstance(what, _Pending):  # a trigger's answer, restaged on arrival
+                    what = self._arrive(what, i, res)
                 new = self._publish(what, i)
                 if new is not None:
                     self.served = new
@@ -267,15 +275,38 @@ class Loop:
             clock_ms=lambda: now, code="bench", host="bench", probation=self._probation(),
         )  # fmt: skip
         at = now + self.serve_lag
-        if self.live is None:
-            self.due.append((at, answer.records))
-        else:
-            self.due.append((at, (answer, None if champion is None else champion["version"])))
+        then = None if champion is None else champion["version"]
+        self.due.append((at, _Pending(answer, then, self.outcomes[lo:hi], len(res.stages))))
         res.triggers.append(dict(trigger))
         res.trigger_at.append(now)
         res.stages.append((at, answer.version or "-", answer.stage))
         res.train_rows.append(0 if answer.run is None else answer.run.train_rows)
         res.old_rule.append(answer.verdict is not None and _old_rule(answer.verdict, self.config))
+
+    def _arrive(self, p: _Pending, now: int, res: LoopResult) -> list[dict[str, Any]]:
+        """What the trainer publishes for an answer once trained: restaged on the registry
+        as it stands (with a live loop), then held back if stale (``hold_stale``, the
+        latest concept-drift alarm from the live loop's detector, else the same detector
+        over the champion's outcomes of the window and since, as the trainer does)."""
+        answer = p.answer
+        if self.live is not None:
+            answer = restage_answer(answer, self.registry, champion_then=p.champion_then,
+                                    now_ms=now, probation=self._probation())  # fmt: skip
+        if answer.stage == "champion" and answer.trained_until_ms is not None:
+            live = self._probation()
+            cut = bisect.bisect_right(self.times, answer.trained_until_ms)
+            after = [] if live else self.outcomes[cut:]
+            if self.live is not None:
+                alarm = self.live.latest_alarm_ms
+            else:
+                alarm = latest_alarm_ms([*p.window, *after], self.config.name, p.champion_then,
+                                        self.config.task)  # fmt: skip
+            answer = hold_stale(answer, self.registry, alarm_ms=alarm, live=live,
+                                post_alarm_rows=after, key=KEY, now_ms=now,
+                                probation=live)  # fmt: skip
+        at, version, _ = res.stages[p.index]
+        res.stages[p.index] = (at, version, answer.stage)
+        return answer.records
 
     def _probation(self) -> bool:
         return self.live is not None and self.config.live.enabled
@@ -296,6 +327,18 @@ class Loop:
                 self.served = new
         else:
             self.due.append((now + self.serve_lag, out.records))
+
+
+@dataclass
+class _Pending:
+    """A trigger's answer on its way to the registry."""
+
+    answer: Answer
+    champion_then: str | None
+    window: list[dict[str, Any]]
+    """The outcomes it trained on (the trainer's window read)."""
+    index: int
+    """Its entry in ``LoopResult.stages``."""
 
 
 def is_online_checkpoint(records: list[dict[str, Any]], champion: Mapping[str, Any]) -> bool:

@@ -49,14 +49,16 @@ def models(promotion: str = "auto", min_rows: int = 100, **gate: Any) -> ModelsC
     return ModelsConfig({"churn": cfg})
 
 
-def outcome(i: int, rng: random.Random, model: str = "churn", noise: float = 0.1) -> dict[str, Any]:
+def outcome(
+    i: int, rng: random.Random, model: str = "churn", noise: float = 0.1, version: str = "v0"
+) -> dict[str, Any]:
     amount = rng.random() * 10
     label = (amount > 5) != (rng.random() < noise)
     t = T0 + i * 1_000
     return {
         "event_id": f"{model}-{uuid.uuid4().hex[:8]}-{i}",
         "model": model,
-        "version": "v0",
+        "version": version,
         "event_time_ms": t,
         "predicted_at_ms": t + 5,
         "label_time_ms": t + 60_000,

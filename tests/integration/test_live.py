@@ -28,7 +28,10 @@ from tests.integration.loop_helpers import (
     bootstrap_champion,
     loop_settings,
     models,
+    produce_outcomes,
+    publish_trigger,
     read_topic,
+    trigger,
 )
 from tests.unit.core.examples import known
 
@@ -143,3 +146,36 @@ def test_a_backlog_of_outcomes_is_checkpointed_at_the_configured_cadence(
     rows = [r["lineage"]["rows"] for r in read_topic(s, "registry", "ModelVersion")
             if r["stage"] == "checkpoint"]  # fmt: skip
     assert rows == [100, 200, 300]
+
+
+def test_a_candidate_trained_before_the_live_loops_alarm_enters_as_a_challenger(
+    s: Settings, group_id: str
+) -> None:
+    """No stale answers with the live loop: its detector on the champion alarms at a change
+    after the trigger's window; the candidate, whose offline gate passed, enters as a
+    challenger (live evidence after the alarm decides), not as champion."""
+    old = bootstrap_champion(s)["version"]
+    cfg = replace(models()["churn"], live=LiveConfig(min_pairs=50))
+    t = Trainer(s, ModelsConfig({"churn": cfg}), group_id=group_id,
+                consumer_overrides=FAST_GROUP, live=True)  # fmt: skip
+    try:
+        assert t.live is not None
+        t.live.start()  # from the end of the outcomes topic
+        produce_outcomes(s, 700, version=old)  # the champion right, then wrong from 700 on
+        produce_outcomes(s, 500, seed=3, start=700, version=old, noise=0.95)
+        watched = t.live.lives["churn"]
+        pump_until(t, lambda: watched.latest_alarm_ms is not None, "concept-drift alarm")
+        assert watched.latest_alarm_ms is not None and watched.latest_alarm_ms > T0 + 599_000
+        publish_trigger(s, trigger(window_end_ms=T0 + 600_000))
+        (outcome,) = t.run(max_triggers=1, idle_timeout_s=30)
+    finally:
+        t.close()
+    assert outcome.status == "challenger", outcome
+    reg = read_registry(s)
+    record = known(reg.get("churn", known(outcome.version)))
+    assert record["gate"]["passed"] and record["stage"] == "challenger"
+    assert record["stage_reason"].startswith(
+        f"trained on data up to {T0 + 599_000}, before the latest concept-drift alarm"
+    )
+    assert "live evidence decides" in record["stage_reason"]
+    assert known(reg.champion("churn"))["version"] == old

@@ -109,6 +109,42 @@ def test_failing_gate_leaves_the_champion_in_place(s: Settings, group_id: str) -
     assert [a["kind"] for a in alerts] == ["candidate_rejected"]
 
 
+@pytest.mark.parametrize(
+    ("flipped", "stage", "reason"),
+    [
+        (False, "champion", "gate passed, promotion auto"),
+        (True, "rejected", "post-alarm outcomes, failed"),
+    ],
+)
+def test_a_candidate_trained_before_the_latest_alarm_is_gated_again(
+    s: Settings, group_id: str, flipped: bool, stage: str, reason: str
+) -> None:
+    """No stale answers, without a live loop: the champion's detector runs over its
+    outcomes of the window and since; a change after the window (labels inverted) raises
+    an alarm, and the candidate, gated again on the post-alarm outcomes, is rejected."""
+    old = bootstrap_champion(s)
+    produce_outcomes(s, 600, version=old["version"])
+    produce_outcomes(s, 400, seed=3, start=600, version=old["version"],
+                     noise=0.9 if flipped else 0.1)  # fmt: skip
+    publish_trigger(s, trigger(window_end_ms=T0 + 600_000))
+    t = trainer(s, group_id)
+    try:
+        (outcome,) = t.run(max_triggers=1, idle_timeout_s=30)
+    finally:
+        t.close()
+    assert outcome.status == stage, outcome
+    reg = read_registry(s)
+    record = known(reg.get("churn", known(outcome.version)))
+    assert record["stage"] == stage and reason in record["stage_reason"], record["stage_reason"]
+    assert record["gate"]["passed"]  # its offline gate passed: the alarm held it back
+    assert (known(reg.champion("churn"))["version"] == old["version"]) == flipped
+    if flipped:
+        assert f"trained on data up to {T0 + 599_000}" in record["stage_reason"]
+        (alert,) = read_topic(s, "alerts", "Alert")
+        assert alert["kind"] == "candidate_rejected" and alert["evidence"]["reason"] == "stale"
+        assert T0 + 600_000 <= alert["evidence"]["alarm_ms"] < T0 + 1_000_000
+
+
 def test_duplicate_trigger_is_answered_once_and_offsets_are_committed(
     s: Settings, group_id: str
 ) -> None:

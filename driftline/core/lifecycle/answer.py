@@ -35,6 +35,14 @@ Steps, in order:
    rows, a candidate that passes every check but the comparison with it becomes a
    challenger: live paired evidence decides.
 
+No stale answers (:func:`hold_stale`, applied when the answer is published, after
+:func:`restage_answer`): a would-be champion whose training window ends before the
+model's latest concept-drift alarm is not promoted on its offline gate alone. Where a
+live loop decides (``probation``) it enters as a challenger: the live loop restarts its
+paired evidence at each alarm, so the evidence that decides is post-alarm. Without one it
+is gated again on the outcomes since the alarm when there are at least the gate's
+``min_holdout_rows`` of them, else rejected; the reason names both times.
+
 >>> stage_reason("champion", {"summary": "passed: ..."})
 'gate passed, promotion auto'
 >>> a = alert("churn", None, "training_failed", "critical", "Training failed.", {"k": 1}, now_ms=5)
@@ -53,11 +61,13 @@ from typing import Any
 
 from driftline.core.errors import ArtifactError, ConfigError
 from driftline.core.lifecycle import reservoir
+from driftline.core.lifecycle.gate import run_gate
 from driftline.core.lifecycle.registry import MAX_CHALLENGERS, Registry, is_online
 from driftline.core.lifecycle.training import Store, TrainingRun, decide, stage_records, train
 from driftline.core.lifecycle.trainset import build_frame, examples, window
 from driftline.core.model.config import ModelConfig, ModelsConfig
 from driftline.core.model.estimators import load_version
+from driftline.core.watch.concept_drift import ConceptDriftDetector
 from driftline.core.watch.incidents import NOTICE_FIELDS
 from driftline.core.watch.retrain_policy import MIN_ROWS
 
@@ -69,7 +79,10 @@ __all__ = [
     "config_for",
     "earlier_rows",
     "failure_alert",
+    "hold_stale",
+    "latest_alarm_ms",
     "stage_reason",
+    "stale_rule",
 ]
 
 
@@ -86,6 +99,9 @@ class Answer:
     records: list[dict[str, Any]]
     """The candidate, then the records that set its stage (archives first)."""
     alerts: list[dict[str, Any]]
+    trained_until_ms: int | None = None
+    """Event time where the candidate's training window ends: its newest row, else the
+    trigger's ``window_end_ms`` (None: unknown)."""
 
     @property
     def version(self) -> str | None:
@@ -216,7 +232,9 @@ def answer_trigger(
             alert(model, record["version"], "candidate_rejected", "info", message, evidence,
                   now_ms=clock_ms())
         )  # fmt: skip
-    return Answer(config, run, stage, [record, *later], alerts)
+    newest = max((r["event_time_ms"] for r in data if r.get("event_time_ms") is not None),
+                 default=end)  # fmt: skip
+    return Answer(config, run, stage, [record, *later], alerts, trained_until_ms=newest)
 
 
 def _newest(registry: Registry, model: str) -> dict[str, Any] | None:
@@ -330,6 +348,133 @@ def restage_answer(
         replaced="probation" if probation else "archived",
     )  # fmt: skip
     return replace(answer, stage=stage, records=[candidate, *records])
+
+
+def latest_alarm_ms(
+    rows: Iterable[Mapping[str, Any]], model: str, version: str | None, task: str
+) -> int | None:
+    """The event time of the outcome at which the latest concept-drift alarm on
+    ``version`` fired, as the monitor's detector
+    (:class:`~driftline.core.watch.concept_drift.ConceptDriftDetector`) sees it
+    on the Outcome dicts of ``rows`` that ``version`` predicted, in event-time order,
+    without the warm-up (the rows are a replay of a version already serving); None without
+    an alarm. What a trainer with no live loop watching the model uses.
+
+    >>> rows = [{"version": "v1", "event_time_ms": i, "prediction": True,
+    ...          "label": i < 600 or i % 2 == 0} for i in range(1_200)]
+    >>> 600 <= latest_alarm_ms(rows, "m", "v1", "classification") <= 700
+    True
+    >>> latest_alarm_ms(rows[:600], "m", "v1", "classification") is None
+    True
+    """
+    if version is None:
+        return None
+    # a replay of a version already serving: no warm-up (alarms in the first outcomes
+    # after a version switch are the monitor's worry); the history test still confirms each
+    detector = ConceptDriftDetector(model, version, task, warmup=0)
+    latest = None
+    served = [r for r in rows if r.get("version") == version and r.get("event_time_ms") is not None]
+    for r in sorted(served, key=lambda r: r["event_time_ms"]):
+        event = detector.update_outcome(r)
+        if event is not None:
+            latest = int(r["event_time_ms"])
+    return latest
+
+
+def stale_rule(
+    stage: str,
+    trained_until_ms: int | None,
+    alarm_ms: int | None,
+    *,
+    live: bool,
+    post_alarm_rows: int,
+    min_rows: int,
+) -> str | None:
+    """What becomes of an answer of ``stage`` whose training window ends at
+    ``trained_until_ms`` when the model's latest concept-drift alarm fired at ``alarm_ms``
+    (the event time of the outcome that raised it): None (it stands: not a would-be
+    champion, or trained on data up to the alarm or later, or either time unknown),
+    ``challenger`` (a live loop decides on
+    post-alarm evidence), ``regate`` (gate it again on the ``post_alarm_rows`` outcomes
+    since the alarm: at least ``min_rows``) or ``rejected`` (too few of them).
+
+    >>> stale_rule("champion", 900, 1_000, live=False, post_alarm_rows=40, min_rows=200)
+    'rejected'
+    >>> stale_rule("champion", 1_200, 1_000, live=False, post_alarm_rows=40, min_rows=200) is None
+    True
+    """
+    if stage != "champion" or trained_until_ms is None or alarm_ms is None:
+        return None
+    if trained_until_ms >= alarm_ms:
+        return None
+    if live:
+        return "challenger"
+    return "regate" if post_alarm_rows >= min_rows else "rejected"
+
+
+def hold_stale(
+    answer: Answer,
+    registry: Registry,
+    *,
+    alarm_ms: int | None,
+    live: bool,
+    post_alarm_rows: Sequence[Mapping[str, Any]] = (),
+    key: bytes,
+    now_ms: int,
+    max_challengers: int = MAX_CHALLENGERS,
+    probation: bool = False,
+) -> Answer:
+    """``answer`` with :func:`stale_rule` applied against the model's latest concept-drift
+    alarm (``alarm_ms``, the event time of the outcome that raised it) and ``registry`` as it
+    stands: a would-be champion trained only on data from before the alarm enters as a
+    challenger (``live``: a live loop decides), or is gated again on ``post_alarm_rows``
+    (Outcome-like dicts; those at or after ``alarm_ms`` count) and promoted only if that
+    gate passes, else rejected with a ``candidate_rejected`` alert. The stage record's
+    reason names both times."""
+    rows = [r for r in post_alarm_rows if alarm_ms is not None and r["event_time_ms"] >= alarm_ms]
+    gate = answer.config.gate
+    what = stale_rule(answer.stage, answer.trained_until_ms, alarm_ms, live=live,
+                      post_alarm_rows=len(rows), min_rows=gate.min_holdout_rows)  # fmt: skip
+    if what is None:
+        return answer
+    candidate = answer.records[0]
+    model, version = candidate["model"], candidate["version"]
+    champion = registry.champion(model)
+    stale = (
+        f"trained on data up to {answer.trained_until_ms}, before the latest concept-drift "
+        f"alarm (at {alarm_ms})"
+    )
+    alerts = list(answer.alerts)
+    if what == "challenger":
+        stage, reason = "challenger", f"{stale}: enters as a challenger, live evidence decides"
+    elif what == "regate":
+        verdict = run_gate(candidate, champion, rows, gate, key=key).verdict
+        passed = verdict["passed"]
+        stage = "champion" if passed else "rejected"
+        reason = (
+            f"{stale}: gated again on {len(rows)} post-alarm outcomes, "
+            f"{'passed' if passed else 'failed'}: {verdict['summary']}"
+        )
+    else:
+        stage = "rejected"
+        reason = (
+            f"{stale}: dropped, only {len(rows)} post-alarm outcomes (the gate needs "
+            f"{gate.min_holdout_rows})"
+        )
+    if stage == "rejected":
+        alerts.append(
+            alert(model, version, "candidate_rejected", "info",
+                  f"Candidate {version} was rejected: {reason}"[:500],
+                  {"reason": "stale", "trained_until_ms": answer.trained_until_ms,
+                   "alarm_ms": alarm_ms, "post_alarm_rows": len(rows)}, now_ms=now_ms)
+        )  # fmt: skip
+    records = stage_records(
+        candidate, stage,
+        current=[*([champion] if champion else []), *registry.challengers(model)],
+        by="trainer", reason=reason[:1000], now_ms=now_ms, max_challengers=max_challengers,
+        replaced="probation" if probation else "archived",
+    )  # fmt: skip
+    return replace(answer, stage=stage, records=[candidate, *records], alerts=alerts)
 
 
 def stage_reason(stage: str, verdict: Mapping[str, Any]) -> str:

@@ -15,8 +15,10 @@ every outcome of its model with its position on the outcomes topic
 
 It also watches the champion's errors with the concept drift detector the monitor uses
 (:class:`~driftline.core.watch.concept_drift.ConceptDriftDetector`): an alarm restarts
-the paired evidence, and its change point is :attr:`LiveModel.latest_change_ms`, which
-the trainer uses to hold back a candidate trained only on data from before it.
+the paired evidence; its change point is :attr:`LiveModel.latest_change_ms` and the event
+time of the outcome that raised it :attr:`LiveModel.latest_alarm_ms`, which the trainer
+uses to hold back a candidate trained only on data from before it
+(:func:`~driftline.core.lifecycle.answer.hold_stale`).
 
 >>> from driftline.core.lifecycle.registry import Registry
 >>> from driftline.core.model.config import LiveConfig, ModelConfig, OnlineConfig
@@ -132,6 +134,10 @@ class LiveModel:
         self.champion: Mapping[str, Any] | None = None
         self.latest_change_ms: int | None = None
         """Event time where the latest concept drift of the champion began."""
+        self.latest_alarm_ms: int | None = None
+        """Event time of the outcome at which the latest concept-drift alarm fired (the
+        change point above is estimated to a checkpoint's stretch: it can fall before
+        rows that are still of the old concept)."""
         self.alarms = 0
         self._entered = False
 
@@ -203,6 +209,7 @@ class LiveModel:
             if event is not None:
                 self.alarms += 1
                 self.latest_change_ms = event.change_time_ms or int(outcome["event_time_ms"])
+                self.latest_alarm_ms = int(outcome["event_time_ms"])
                 self.promoter.on_alarm()
 
     @property

@@ -16,8 +16,10 @@ from driftline.core.lifecycle.answer import (
     answered_by,
     config_for,
     failure_alert,
+    hold_stale,
     restage_answer,
     stage_reason,
+    stale_rule,
 )
 from driftline.core.lifecycle.registry import Registry, is_probation, promote, retire
 from driftline.core.lifecycle.training import bootstrap
@@ -326,3 +328,92 @@ def test_a_trigger_already_answered_is_found_by_its_key_or_its_id(
     version["lineage"] = {**version["lineage"], "trigger_key": None, **lineage}
     found = answered_by(Registry.from_records([version]), retrain_trigger())
     assert (None if found is None else found["version"]) == expected
+
+
+# -- no stale answers: a candidate trained before the latest concept-drift alarm ----------
+
+
+@pytest.mark.parametrize(
+    ("stage", "trained_until", "alarm", "live", "post_rows", "want"),
+    [
+        ("champion", None, 1_000, False, 500, None),  # window end unknown
+        ("champion", 900, None, False, 500, None),  # no alarm
+        ("champion", 1_000, 1_000, False, 0, None),  # trained up to the change
+        ("champion", 1_500, 1_000, True, 0, None),  # trained after it
+        ("challenger", 900, 1_000, False, 0, None),  # not promoted anyway
+        ("rejected", 900, 1_000, True, 0, None),
+        ("champion", 900, 1_000, True, 0, "challenger"),  # a live loop decides
+        ("champion", 900, 1_000, False, 200, "regate"),  # enough post-alarm rows
+        ("champion", 900, 1_000, False, 199, "rejected"),  # too few: dropped
+    ],
+)  # fmt: skip
+def test_stale_rule(
+    stage: str,
+    trained_until: int | None,
+    alarm: int | None,
+    live: bool,
+    post_rows: int,
+    want: str | None,
+) -> None:
+    got = stale_rule(stage, trained_until, alarm, live=live, post_alarm_rows=post_rows,
+                     min_rows=200)  # fmt: skip
+    assert got == want
+
+
+TRAINED_UNTIL = T0 + 1_499_000  # the newest row of rows(500, start=1_000)
+
+
+@pytest.mark.parametrize(
+    ("case", "alarm", "live", "post", "stage", "reason", "alerts"),
+    [
+        ("no alarm", None, False, None, "champion", "gate passed, promotion auto", []),
+        ("an alarm inside the window", T0 + 1_200_000, False, None, "champion",
+         "gate passed, promotion auto", []),
+        ("a live loop: challenger", T0 + 1_600_000, True, None, "challenger",
+         "live evidence decides", []),
+        ("re-gated on post-alarm rows of the same concept: champion", T0 + 1_600_000, False,
+         (400, False), "champion", "gated again on 300 post-alarm outcomes, passed", []),
+        ("re-gated on post-alarm rows of the other concept: rejected", T0 + 1_600_000, False,
+         (400, True), "rejected", "gated again on 300 post-alarm outcomes, failed",
+         ["candidate_rejected"]),
+        ("too few post-alarm rows: dropped", T0 + 1_600_000, False, (150, False), "rejected",
+         "dropped, only 50 post-alarm outcomes (the gate needs 100)", ["candidate_rejected"]),
+    ],
+)  # fmt: skip
+def test_a_candidate_trained_before_the_latest_alarm_is_not_promoted_on_its_gate_alone(
+    case: str,
+    alarm: int | None,
+    live: bool,
+    post: tuple[int, bool] | None,
+    stage: str,
+    reason: str,
+    alerts: list[str],
+) -> None:
+    reg, models = registry_with_champion(True)
+    old = known(reg.champion("churn"))
+    got = answer_trigger(manual_trigger(), rows(500, start=1_000), reg, models, key=KEY,
+                         clock_ms=clock(), code="c", host="h", probation=live)  # fmt: skip
+    assert got.stage == "champion" and got.trained_until_ms == TRAINED_UNTIL
+    # rows after the window: the first 100 fall before the alarm and do not count
+    after = [] if post is None else rows(post[0], start=1_500, flip=post[1], seed=3)
+    held = hold_stale(got, reg, alarm_ms=alarm, live=live, post_alarm_rows=after, key=KEY,
+                      now_ms=T0 + 20_000, probation=live)  # fmt: skip
+    assert held.stage == stage, case
+    assert held.records[0] == got.records[0]
+    last = held.records[-1]
+    assert (last["version"], last["stage"]) == (got.version, stage)
+    assert reason in last["stage_reason"], last["stage_reason"]
+    assert [a["kind"] for a in held.alerts] == alerts
+    if held is not got:  # the reason names both times
+        assert str(TRAINED_UNTIL) in last["stage_reason"] and str(alarm) in last["stage_reason"]
+        assert last["stage_changed_at_ms"] == T0 + 20_000
+    if stage == "champion":
+        assert (held.records[-2]["version"], held.records[-2]["stage"]) == (
+            old["version"], "challenger" if live else "archived")  # fmt: skip
+    else:
+        assert all(r["version"] == got.version for r in held.records)
+    for a in held.alerts:
+        want = {"reason": "stale", "trained_until_ms": TRAINED_UNTIL, "alarm_ms": alarm,
+                "post_alarm_rows": len(after) - 100}  # fmt: skip
+        assert a["evidence"] == want
+        assert default_codec().decode(default_codec().encode("Alert", a), expect="Alert")
