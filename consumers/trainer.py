@@ -67,7 +67,7 @@ from driftline.core.model.estimators import write_artifact
 from driftline.core.watch import models_file
 from driftline.core.wire.codec import default_codec
 from driftline.kafka.clients import consumer_config
-from driftline.kafka.helpers import Publisher, keep_alive_until
+from driftline.kafka.helpers import Publisher, events_since, keep_alive_until
 from driftline.kafka.registry_follower import RegistryFollower
 from driftline.reload import ModelsReloader
 from driftline.settings import Settings
@@ -266,10 +266,21 @@ class Trainer:
         RUNS.labels(model, outcome.status).inc()
         TRAINING_SECONDS.labels(model).observe(time.monotonic() - t0)
         log.info(
-            "%s: answered trigger %s (%s) with %s in %.1f s", model, trigger["trigger_id"],
+            "%s: answered trigger %s (%s) with %s in %.1f s; %s", model, trigger["trigger_id"],
             ",".join(trigger["reasons"]), outcome.describe(), time.monotonic() - t0,
+            self._since(trigger),
         )  # fmt: skip
         return outcome
+
+    def _since(self, trigger: Mapping[str, Any]) -> str:
+        """Trigger to answer, in seconds and in the events that arrived meanwhile."""
+        created = int(trigger["created_at_ms"])
+        try:
+            events = f"{events_since(self.settings, created):,}"
+        except KafkaError as exc:
+            log.debug("events since the trigger: %s", exc)
+            events = "?"
+        return f"{(_now_ms() - created) / 1000:.1f} s and {events} events since the trigger"
 
     def _train_and_publish(self, trigger: Mapping[str, Any], run_id: str) -> Outcome:
         model, reg = trigger["model"], self.follower.registry
