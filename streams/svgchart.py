@@ -1,6 +1,12 @@
 """Line charts as inline SVG: pure, no dependency, valid XML, readable without
 JavaScript. The status page draws rolling metrics over time with them.
 
+Why not matplotlib, which draws the reports: the page is rendered inside the worker, on
+the event loop the scorer's batches share, for every viewer every 5 s. Measured on
+2026-12-07 (2 shared cores, load ~1; two series of 300 points, a baseline, a marker):
+this module 0.75 ms of CPU per chart, matplotlib 51 ms per chart (as SVG) plus 434 ms to
+import it into each worker.
+
 >>> svg = line_chart([("v1", [(0, 0.5), (1000, 0.75)])], y_range=(0.0, 1.0))
 >>> svg.startswith("<svg") and "polyline" in svg
 True
