@@ -22,8 +22,6 @@ from __future__ import annotations
 import base64
 import html
 import math
-from bisect import bisect_left
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -32,8 +30,14 @@ from typing import Any
 
 import matplotlib
 
-from driftline.core.watch.performance import label_key
-from driftline.core.watch.profile import OTHER, NumericProfile, Profile, ReferenceProfile
+from driftline.core.watch.profile import (
+    OTHER,
+    NumericProfile,
+    Profile,
+    ReferenceProfile,
+    bin_counts,
+    category_counts,
+)
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -150,14 +154,9 @@ def distribution(profile: Profile, values: Iterable[Any]) -> Distribution:
     """
     if isinstance(profile, NumericProfile):
         edges = profile.edges
-        counts = [0] * (len(edges) + 1)
-        missing = 0
-        for v in values:
-            x = _num(v)
-            if x is None:
-                missing += 1
-                continue
-            counts[bisect_left(edges, x)] += 1
+        numbers = [_num(v) for v in values]
+        finite = [x for x in numbers if x is not None]
+        counts, missing = bin_counts(edges, finite), len(numbers) - len(finite)
         if edges:
             labels = [f"<= {_g(edges[0])}"]
             labels += [f"({_g(a)}, {_g(b)}]" for a, b in pairwise(edges)]
@@ -166,13 +165,7 @@ def distribution(profile: Profile, values: Iterable[Any]) -> Distribution:
             labels = ["all"]
         return Distribution(labels, _shares(profile.counts), _shares(counts), sum(counts),
                             missing)  # fmt: skip
-    seen: Counter[str] = Counter()
-    missing = 0
-    for v in values:
-        if v is None:
-            missing += 1
-        else:
-            seen[label_key(v)] += 1
+    seen, missing = category_counts(values)
     known = [c for c in profile.counts if c != OTHER]
     new = [c for c, _ in seen.most_common() if c not in profile.counts][:NEW_CATEGORIES]
     labels = known + new

@@ -46,6 +46,8 @@ __all__ = [
     "CategoricalProfile",
     "NumericProfile",
     "ReferenceProfile",
+    "bin_counts",
+    "category_counts",
     "chi2_test",
     "ks_test",
     "label_spec",
@@ -115,6 +117,34 @@ def ks_test(reference: Sequence[float], live: Sequence[float]) -> tuple[float, f
     return float(res.statistic), float(res.pvalue)
 
 
+def bin_counts(edges: Sequence[float], values: Iterable[float]) -> list[int]:
+    """How many of ``values`` fall in each right-closed bin of ``edges`` (len + 1 bins).
+
+    >>> bin_counts((1.0, 2.0), [0.5, 1.0, 1.5, 3.0])
+    [2, 1, 1]
+    """
+    counts = [0] * (len(edges) + 1)
+    for v in values:
+        counts[bisect_left(edges, v)] += 1
+    return counts
+
+
+def category_counts(values: Iterable[Any]) -> tuple[Counter[str], int]:
+    """Each value's count by its label key, and how many were missing (None).
+
+    >>> category_counts(["a", True, None, "a"])
+    (Counter({'a': 2, 'True': 1}), 1)
+    """
+    seen: Counter[str] = Counter()
+    missing = 0
+    for v in values:
+        if v is None:
+            missing += 1
+        else:
+            seen[label_key(v)] += 1
+    return seen, missing
+
+
 @dataclass(frozen=True)
 class NumericProfile:
     """Quantile bins, their training counts and a sorted sample of one numeric feature."""
@@ -147,9 +177,7 @@ class NumericProfile:
             edges = tuple(sorted({_r(float(q)) for q in qs}))
         else:
             edges = ()
-        counts = [0] * (len(edges) + 1)
-        for v in finite:
-            counts[bisect_left(edges, v)] += 1
+        counts = bin_counts(edges, finite)
         n = len(finite)
         if n > sample_size:
             finite = [finite[int((i + 0.5) * n / sample_size)] for i in range(sample_size)]
@@ -192,13 +220,7 @@ class CategoricalProfile:
 
     @classmethod
     def build(cls, values: Iterable[Any], max_categories: int = 50) -> CategoricalProfile:
-        seen: Counter[str] = Counter()
-        missing = 0
-        for v in values:
-            if v is None:
-                missing += 1
-            else:
-                seen[label_key(v)] += 1
+        seen, missing = category_counts(values)
         counts = dict(seen.most_common(max_categories))
         rest = sum(seen.values()) - sum(counts.values())
         if rest:
