@@ -18,6 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,26 +30,19 @@ from driftline.core.watch import models_file
 log = logging.getLogger("driftline.reload")
 
 
+@dataclass(eq=False)
 class ModelsReloader:
     """The models configuration in force in one process, and its reload."""
 
-    def __init__(
-        self,
-        path: Path | None,
-        current: ModelsConfig,
-        *,
-        process: str,
-        on_change: Callable[[ModelsConfig], None] | None = None,
-        on_alert: Callable[[dict[str, Any]], None] | None = None,
-    ) -> None:
-        self.path = path
-        self.current = current
-        self.process = process
-        self.on_change = on_change
-        self.on_alert = on_alert
-        self.requested = threading.Event()
-        self.reloads = 0
-        self.rejected = 0
+    path: Path | None
+    current: ModelsConfig
+    _: KW_ONLY
+    process: str
+    on_change: Callable[[ModelsConfig], None] | None = None
+    on_alert: Callable[[dict[str, Any]], None] | None = None
+    requested: threading.Event = field(default_factory=threading.Event, init=False)
+    reloads: int = field(default=0, init=False)
+    rejected: int = field(default=0, init=False)
 
     def install(self) -> None:
         """Make SIGHUP request a reload (call from the main thread)."""
