@@ -381,7 +381,7 @@ class Joiner:
                 step.outputs.append(self._dead_out(where, payload, e.kind, detail, model, now_ms))
             else:
                 detail = _DETAILS[e.kind]
-                if isinstance(e, rules.DuplicateLabel | rules.DuplicatePrediction):
+                if isinstance(e, rules.Duplicate):
                     detail = duplicate_detail(e, model, legacy_entry)
                 step.outputs.append(self._dead_out(origin, e.payload, e.kind, detail, model,
                                                    now_ms))  # fmt: skip
@@ -463,9 +463,7 @@ _HELD: dict[JoinState, str] = {
 }
 
 
-def duplicate_detail(
-    e: rules.DuplicateLabel | rules.DuplicatePrediction, model: str | None, legacy: bool = False
-) -> str:
+def duplicate_detail(e: rules.Duplicate, model: str | None, legacy: bool = False) -> str:
     """The dead-letter detail of a real duplicate: who holds the event_id, in what state.
 
     >>> e = rules.DuplicateLabel(b"l", JoinState.JOINED)

@@ -56,8 +56,8 @@ from driftline.core.errors import CodecError, ConfigError, ValidationError
 from driftline.core.join.expiry import ExpiryIndex
 
 __all__ = [
-    "DuplicateLabel", "DuplicatePrediction", "Emission", "ExpiredPrediction", "ExpiryIndex",
-    "JoinEntry", "JoinState", "Joined", "LateLabel", "LatePrediction", "OrphanLabel",
+    "Duplicate", "DuplicateLabel", "DuplicatePrediction", "Emission", "ExpiredPrediction",
+    "ExpiryIndex", "JoinEntry", "JoinState", "Joined", "LateLabel", "LatePrediction", "OrphanLabel",
     "build_outcome", "deadline_ms", "expire", "on_label", "on_prediction",
 ]  # fmt: skip
 
@@ -212,22 +212,26 @@ class Joined:
 
 
 @dataclass(frozen=True, slots=True)
-class DuplicateLabel:
-    """A second label for a model's event_id already joined, held or given up;
-    ``held`` is the state of the entry that holds the key."""
+class Duplicate:
+    """A second message for a key already held, joined or given up: ``payload`` is the
+    second one, ``held`` the state of the entry that holds the key."""
 
     payload: bytes
     held: JoinState
+    kind: ClassVar[str]
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateLabel(Duplicate):
+    """A second label for a model's event_id already joined, held or given up."""
+
     kind: ClassVar[str] = "duplicate_label"
 
 
 @dataclass(frozen=True, slots=True)
-class DuplicatePrediction:
-    """A second prediction for a model's event_id already held, joined or expired;
-    ``held`` is the state of the entry that holds the key."""
+class DuplicatePrediction(Duplicate):
+    """A second prediction for a model's event_id already held, joined or expired."""
 
-    payload: bytes
-    held: JoinState
     kind: ClassVar[str] = "duplicate_prediction"
 
 
@@ -299,17 +303,23 @@ def expire(entry: JoinEntry, now_ms: int) -> Result:
     return None, ()
 
 
+def _arrive(entry: JoinEntry | None, now_ms: int, ttl_ms: int) -> Result:
+    """The entry a message arriving at ``now_ms`` meets: ``entry`` given up first
+    (:func:`expire`) when its deadline has passed."""
+    _check_ttl(ttl_ms)
+    if entry is not None and now_ms >= entry.deadline_ms:
+        return expire(entry, now_ms)
+    return entry, ()
+
+
 def on_prediction(
     entry: JoinEntry | None, payload: bytes, event_time_ms: int, now_ms: int, ttl_ms: int
 ) -> Result:
     """A prediction arrived for the event_id whose entry is ``entry`` (None: none)."""
-    _check_ttl(ttl_ms)
-    before: tuple[Emission, ...] = ()
-    if entry is not None and now_ms >= entry.deadline_ms:
-        entry, before = expire(entry, now_ms)
+    entry, before = _arrive(entry, now_ms, ttl_ms)
     if entry is None:
-        waiting = _WAITING_FOR_LABEL
-        return JoinEntry(waiting, now_ms + ttl_ms, event_time_ms, ttl_ms, payload), before
+        held = JoinEntry(_WAITING_FOR_LABEL, now_ms + ttl_ms, event_time_ms, ttl_ms, payload)
+        return held, before
     state = entry.state
     if state is _WAITING_FOR_PREDICTION:
         tomb = JoinEntry(_JOINED, now_ms + ttl_ms, event_time_ms, ttl_ms)
@@ -323,13 +333,10 @@ def on_label(
     entry: JoinEntry | None, payload: bytes, label_time_ms: int, now_ms: int, ttl_ms: int
 ) -> Result:
     """A label arrived for the event_id whose entry is ``entry`` (None: none)."""
-    _check_ttl(ttl_ms)
-    before: tuple[Emission, ...] = ()
-    if entry is not None and now_ms >= entry.deadline_ms:
-        entry, before = expire(entry, now_ms)
+    entry, before = _arrive(entry, now_ms, ttl_ms)
     if entry is None:
-        waiting = _WAITING_FOR_PREDICTION
-        return JoinEntry(waiting, now_ms + ttl_ms, label_time_ms, ttl_ms, payload), before
+        held = JoinEntry(_WAITING_FOR_PREDICTION, now_ms + ttl_ms, label_time_ms, ttl_ms, payload)
+        return held, before
     state = entry.state
     if state is _WAITING_FOR_LABEL:
         tomb = JoinEntry(_JOINED, now_ms + ttl_ms, entry.time_ms, ttl_ms)
