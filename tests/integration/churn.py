@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,33 @@ def send(s: Settings, events: list[dict[str, Any]], labels: bool = True) -> None
         "io.driftline.FeatureEvent", map(feature_event, events)))  # fmt: skip
     if labels:
         harness.produce(s, "labels", harness.encoded("io.driftline.Label", map(label, events)))
+
+
+def predictions_of(
+    s: Settings, events: list[dict[str, Any]], champion: str, tail: Callable[[], str]
+) -> list[dict[str, Any]]:
+    """Send ``events`` as features; their predictions, checked: one per event, all by
+    ``champion`` (``tail``: the worker's log, shown when not)."""
+    send(s, events, labels=False)
+    preds = harness.collect(s, "predictions", lambda got: len(got) >= len(events))
+    assert sorted(p["event_id"] for p in preds) == sorted(e["event_id"] for e in events), tail()
+    assert {p["version"] for p in preds} == {champion}
+    return preds
+
+
+def outcomes_of(
+    s: Settings, events: list[dict[str, Any]], tail: Callable[[], str]
+) -> list[dict[str, Any]]:
+    """Send the labels of ``events`` (already predicted); their outcomes, checked: one per
+    event (a duplicate would show up within the 2 s waited), each with its label."""
+    harness.produce(s, "labels", harness.encoded("io.driftline.Label", map(label, events)))
+    harness.collect(s, "outcomes", lambda got: len(got) >= len(events))
+    time.sleep(2)  # a duplicate outcome would show up now
+    outcomes = harness.collect(s, "outcomes", lambda got: len(got) > len(events), timeout=3)
+    assert sorted(o["event_id"] for o in outcomes) == sorted(e["event_id"] for e in events), tail()
+    by_id = {e["event_id"]: e["label"] for e in events}
+    assert all(o["label"] == by_id[o["event_id"]] for o in outcomes)
+    return outcomes
 
 
 def start_pipeline(

@@ -22,7 +22,16 @@ from driftline.core.wire.codec import default_codec
 from driftline.kafka.registry_follower import read_registry
 from driftline.streams.joinstore import OFFSET_KEY
 from tests.integration import harness
-from tests.integration.churn import MODELS, example, feature_event, label, send, start_pipeline
+from tests.integration.churn import (
+    MODELS,
+    example,
+    feature_event,
+    label,
+    outcomes_of,
+    predictions_of,
+    send,
+    start_pipeline,
+)
 from tests.unit.core.examples import known
 
 STORES = ["memory://", "rocksdb://"]
@@ -33,24 +42,11 @@ def test_features_then_labels_give_exact_predictions_and_outcomes(pipeline) -> N
     s, champion, proc = pipeline
     rng = random.Random(11)
     events = [example(rng, i) for i in range(500)]
-    ids = {e["event_id"] for e in events}
-    harness.produce(s, "features", harness.encoded(
-        "io.driftline.FeatureEvent", [feature_event(e) for e in events]))  # fmt: skip
-
-    preds = harness.collect(s, "predictions", lambda got: len(got) >= len(events))
-    assert sorted(p["event_id"] for p in preds) == sorted(ids), proc.tail()
-    assert {p["version"] for p in preds} == {champion}
+    preds = predictions_of(s, events, champion, proc.tail)
     assert all(set(p["scores"]) == {"True", "False"} for p in preds)
     assert all(math.isclose(sum(p["scores"].values()), 1.0) for p in preds)
 
-    harness.produce(s, "labels", harness.encoded("io.driftline.Label", map(label, events)))
-    outcomes = harness.collect(s, "outcomes", lambda got: len(got) >= len(events))
-    time.sleep(2)  # a duplicate outcome would show up now
-    outcomes = harness.collect(s, "outcomes", lambda got: len(got) > len(events), timeout=3)
-    assert len(outcomes) == len(events)
-    assert {o["event_id"] for o in outcomes} == ids
-    by_id = {e["event_id"]: e for e in events}
-    assert all(o["label"] == by_id[o["event_id"]]["label"] for o in outcomes)
+    outcomes = outcomes_of(s, events, proc.tail)
     assert all(o["label_delay_ms"] == 5_000 for o in outcomes)
 
 
@@ -188,7 +184,6 @@ def test_join_state_survives_a_worker_restart(settings, tmp_path, store) -> None
     group = f"{app_id}-join"
     changelog = f"{app_id}-join-changelog"
     events = [example(random.Random(17), i) for i in range(300)]
-    ids = {e["event_id"] for e in events}
     args = first.args.copy()  # the same worker (app id, group), on a fresh port and log
     args[args.index("--web-port") + 1] = str(harness.free_port())
     second = harness.Process(s, args, tmp_path / "worker-2.log", first.ready)
@@ -221,11 +216,7 @@ def test_join_state_survives_a_worker_restart(settings, tmp_path, store) -> None
                        for p, (_, offset) in tables.items()), (tables, ends)  # fmt: skip
 
         second.start()
-        harness.produce(s, "labels", harness.encoded("io.driftline.Label", map(label, events)))
-        outcomes = harness.collect(s, "outcomes", lambda got: len(got) >= len(events))
-        time.sleep(2)  # a duplicate outcome would show up now
-        outcomes = harness.collect(s, "outcomes", lambda got: len(got) > len(events), timeout=3)
-        assert sorted(o["event_id"] for o in outcomes) == sorted(ids), second.tail()
+        outcomes_of(s, events, second.tail)
         dead = harness.collect(s, "deadletter", lambda got: False, timeout=3)
         assert dead == [], [(d["reason"], d["stage"]) for d in dead]
     finally:

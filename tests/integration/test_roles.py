@@ -14,7 +14,7 @@ from typing import Any
 
 from driftline.settings import Settings
 from tests.integration import harness
-from tests.integration.churn import example, feature_event, label, start_pipeline, worker_url
+from tests.integration.churn import example, outcomes_of, predictions_of, start_pipeline, worker_url
 
 
 def status(where: harness.Process | int) -> dict[str, Any]:
@@ -38,20 +38,8 @@ def test_scorer_and_join_as_separate_processes_give_exact_outputs(
     try:
         rng = random.Random(5)
         events = [example(rng, i) for i in range(600)]
-        ids = {e["event_id"] for e in events}
-        harness.produce(s, "features", harness.encoded(
-            "io.driftline.FeatureEvent", [feature_event(e) for e in events]))  # fmt: skip
-        preds = harness.collect(s, "predictions", lambda got: len(got) >= len(events))
-        assert sorted(p["event_id"] for p in preds) == sorted(ids), scorer.tail()
-        assert {p["version"] for p in preds} == {champion}
-
-        harness.produce(s, "labels", harness.encoded("io.driftline.Label", map(label, events)))
-        harness.collect(s, "outcomes", lambda got: len(got) >= len(events))
-        time.sleep(2)  # a duplicate outcome would show up now
-        outcomes = harness.collect(s, "outcomes", lambda got: len(got) > len(events), timeout=3)
-        assert sorted(o["event_id"] for o in outcomes) == sorted(ids), join.tail()
-        by_id = {e["event_id"]: e["label"] for e in events}
-        assert all(o["label"] == by_id[o["event_id"]] for o in outcomes)
+        predictions_of(s, events, champion, scorer.tail)
+        outcomes_of(s, events, join.tail)
 
         # the join's monitor publishes the champion's snapshots; the scorer's does not
         snaps = harness.collect(s, "metrics", lambda got: any(
