@@ -19,6 +19,7 @@ from driftline.core.wire.codec import MARKER, default_codec
 from driftline.core.wire.deadletter import Origin
 from driftline.core.wire.envelope import MAX_LABEL_BYTES, MAX_PREDICTION_BYTES, LabelSpec
 from tests.unit.core.examples import T0, feature_event, label, prediction
+from tests.unit.core.join.joinsteps import apply
 
 CODEC = default_codec()
 TTL = 1_000
@@ -108,22 +109,6 @@ class Run:
     def entries(self) -> dict[bytes, JoinEntry]:
         """The join entries in the store (not the names records), by key."""
         return {k: JoinEntry.from_bytes(v) for k, v in self.store.items() if not is_names_key(k)}
-
-
-def apply(store: dict[bytes, bytes], step: Step) -> None:
-    """What the join loop does with a step (``JoinLoop._record`` then ``_apply``)."""
-    for k, v in step.extra:
-        if v is None:
-            store.pop(k, None)
-        else:
-            store[k] = v
-    if step.keep or step.key is None:
-        return
-    if step.entry is None:
-        store.pop(step.key, None)
-    else:
-        assert step.deadline_ms == JoinEntry.from_bytes(step.entry).deadline_ms
-        store[step.key] = step.entry
 
 
 def joiner() -> Joiner:

@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 
-from driftline.core.join.joiner import DEAD_LETTER, LABEL, OUTCOME, PREDICTION, Joiner, Step
+from driftline.core.join.joiner import DEAD_LETTER, LABEL, OUTCOME, PREDICTION, Joiner
 from driftline.core.join.keys import entry_key, is_legacy_key, split_key
 from driftline.core.join.leanentry import is_names_key
 from driftline.core.join.rules import JoinEntry, JoinState, build_outcome
 from driftline.core.wire.codec import default_codec
 from driftline.core.wire.deadletter import Origin
+from tests.unit.core.join.joinsteps import apply
 
 FIXTURE = json.loads(
     (
@@ -44,19 +45,6 @@ def restored() -> dict[bytes, bytes]:
 def joiner() -> Joiner:
     tasks = {"churn": "classification", "fraud": "classification"}
     return Joiner(CODEC, tasks.get, lambda m: TTL, PREDICTIONS, LABELS)
-
-
-def apply(store: dict[bytes, bytes], step: Step) -> None:
-    for k, v in step.extra:
-        if v is None:
-            store.pop(k, None)
-        else:
-            store[k] = v
-    if step.key is not None and not step.keep:
-        if step.entry is None:
-            store.pop(step.key, None)
-        else:
-            store[step.key] = step.entry
 
 
 def entries(store: dict[bytes, bytes]) -> dict[tuple[str | None, str], JoinState]:
