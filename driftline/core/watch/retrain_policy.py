@@ -11,11 +11,7 @@ Pending reasons fire together as one RetrainTrigger dict when
   ``on_version``, or after ``inflight_timeout_ms``),
 * ``cooldown_ms`` has passed since the last trigger (``manual`` skips the cooldown; so does
   ``post_change_data`` alone, which neither waits for it nor starts it: its triggers are
-  spaced by the data they wait for, and must not delay the answer to the next drift; and
-  so does a drift whose estimated change point lies after every outcome the last trigger
-  counted (``new_change_skips_cooldown``): a new change, not the last one seen again, is
-  spaced by the ``min_rows`` post-change rows it waits for, so the loop answers each change
-  of a fast stream instead of one per cooldown), and
+  spaced by the data they wait for, and must not delay the answer to the next drift), and
 * there are at least ``min_rows`` rows to train on, whatever the reason: when a drift
   event estimated a change point, ``min_rows`` outcomes came after it (or
   ``drift_max_wait_ms`` passed); the trainer then gets the post-change data only
@@ -133,12 +129,6 @@ class RetrainPolicy:
         kind keeps "consecutive" meaningful when count and time snapshots interleave.
     cooldown_ms, inflight_timeout_ms
         Least time between two triggers; how long a trigger stays in flight at most.
-    new_change_skips_cooldown
-        Whether a drift with a change point after the last trigger's outcomes fires
-        without waiting for the cooldown (still one trigger in flight at a time, and
-        ``min_rows`` post-change rows first). The cooldown is wall time: at 5,000 events/s
-        the default hour is 18 million events, and even 5 s is 25,000, so without this a
-        stream that changes every few thousand events is answered once.
     min_rows, last_n, max_rows, drift_max_wait_ms
         Training window: rows needed before any reason fires (post-change rows after a
         change point, else outcomes counted), window without a change point, cap on
@@ -169,7 +159,6 @@ class RetrainPolicy:
         watch: list[str] | None = None,
         cooldown_ms: int = 3_600_000,
         inflight_timeout_ms: int = 6 * 3_600_000,
-        new_change_skips_cooldown: bool = True,
         min_rows: int = MIN_ROWS,
         last_n: int = 20_000,
         max_rows: int | None = None,
@@ -213,7 +202,6 @@ class RetrainPolicy:
             "watch": watch,
             "cooldown_ms": cooldown_ms,
             "inflight_timeout_ms": inflight_timeout_ms,
-            "new_change_skips_cooldown": new_change_skips_cooldown,
             "min_rows": min_rows,
             "last_n": last_n,
             "max_rows": max_rows,
@@ -452,24 +440,12 @@ class RetrainPolicy:
         if cfg["every_n_outcomes"]:
             dues.append(st["outcomes_at_trigger"] + cfg["every_n_outcomes"])
         last = st["last_trigger_ms"]
-        if last is not None and now_ms - last < cfg["cooldown_ms"] and not self._new_change():
+        if last is not None and now_ms - last < cfg["cooldown_ms"]:
             dues = []  # the timer's tick fires them once the cooldown is over
         growth = self._growth_due()
         if growth is not None:
             dues.append(growth)
         return min(dues) if dues else None
-
-    def _new_change(self) -> bool:
-        """Whether a pending drift's change point lies after every outcome the last
-        trigger counted (and the config lets a new change skip the cooldown)."""
-        st = self.state
-        if not self.config.get("new_change_skips_cooldown", True) or st["last_trigger_ms"] is None:
-            return False
-        return any(
-            p.get("change_at", -1) >= st["outcomes_at_trigger"]
-            for r, p in st["pending"].items()
-            if r in DRIFT_REASONS
-        )
 
     def _growth_due(self) -> int | None:
         """The outcome count at which ``post_change_data`` is due (None: not growing)."""
@@ -497,7 +473,7 @@ class RetrainPolicy:
         manual = "manual" in pending
         forced = manual and bool(pending["manual"].get("force"))
         last = st["last_trigger_ms"]
-        cools = not manual and set(pending) != {"post_change_data"} and not self._new_change()
+        cools = not manual and set(pending) != {"post_change_data"}
         if cools and last is not None and now_ms - last < cfg["cooldown_ms"]:
             return None
         changes = [p for p in pending.values() if "change_at" in p]

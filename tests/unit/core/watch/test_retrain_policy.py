@@ -313,46 +313,6 @@ def test_cooldown_delays_and_manual_skips_it():
     assert valid(p.request(HOUR + 2, "bob"))["reasons"] == ["manual"]
 
 
-@pytest.mark.parametrize(
-    ("skips", "since", "fires_at"),
-    [
-        (True, 300, "at once"),  # a change after the last trigger's outcomes: new
-        (True, 1_600, "after the cooldown"),  # its change point is the one already seen
-        (False, 300, "after the cooldown"),  # the rule off: every drift cools down
-    ],
-)
-def test_a_new_change_point_skips_the_cooldown(skips, since, fires_at):
-    p = policy(min_rows=500, cooldown_ms=HOUR, growth=None, new_change_skips_cooldown=skips)
-    p.observe_outcomes(10_000, 0)
-    first = valid(p.observe_drift(concept(since=600), 1))
-    answered(p, first, "champion", "v2", 2)
-    p.observe_outcomes(1_000, 3)  # 11,000 counted; the last trigger counted 10,000
-    event = concept(since=since, version="v2", change_time_ms=5_000)
-    assert p.observe_drift(event, 4) is None  # 300 post-change rows: waits for 500
-    p.observe_outcomes(200, 5)
-    due = p.due_outcomes(6)
-    second = p.tick(6)
-    if fires_at == "at once":
-        assert due == 11_200
-        t = valid(second)
-        assert (t["reasons"], t["window_start_ms"], t["last_n"]) == (
-            ["concept_drift"], 5_000, 500,
-        )  # fmt: skip
-        assert p.state["last_trigger_ms"] == 6  # it starts a new cooldown
-    else:
-        assert second is None and due is None
-        assert valid(p.tick(1 + HOUR))["reasons"] == ["concept_drift"]
-
-
-def test_a_new_change_point_still_waits_for_the_trigger_in_flight():
-    p = policy(min_rows=500, cooldown_ms=HOUR, growth=None)
-    p.observe_outcomes(10_000, 0)
-    valid(p.observe_drift(concept(since=600), 1))  # in flight, not answered
-    p.observe_outcomes(1_000, 2)
-    assert p.observe_drift(concept(since=600), 3) is None
-    assert p.tick(4) is None
-
-
 def test_in_flight_blocks_until_its_version_or_the_timeout():
     p = policy(cooldown_ms=0, inflight_timeout_ms=6 * HOUR)
     p.observe_outcomes(2_000, 0)
