@@ -295,7 +295,8 @@ def create_worker(
                 s.start()
                 worker.threads.append(s)
             log.info("driftline worker: loops started (role %s) %.1f s after the process "
-                     "started", role, since_start())  # fmt: skip
+                     "started, %.2f s of CPU", role, since_start(),
+                     time.process_time())  # fmt: skip
 
         async def _restore(self) -> None:
             """Read the metrics, alerts and retrain topics' tails back into the status
