@@ -99,6 +99,16 @@ class Worker:
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     role: str = "all"
+    background: type[mode.Service] | None = None
+    """The service that starts the registry follower and the loops: run it before the
+    app (streams/worker.py), so that they do not wait for Faust's own group."""
+
+    @property
+    def doing(self) -> str:
+        """What this worker does, for the ready line."""
+        features, labels = self.settings.topic("features"), self.settings.topic("labels")
+        return {"all": f"scoring {features}, joining, monitoring", "score": f"scoring {features}",
+                "join": f"joining {labels}, monitoring"}[self.role]  # fmt: skip
 
 
 def create_app(settings: Settings, app_id: str) -> faust.App:
@@ -134,6 +144,18 @@ def create_app(settings: Settings, app_id: str) -> faust.App:
     )
 
 
+def since_start() -> float:
+    """Wall seconds since this process started (Linux's /proc; elsewhere since this
+    module was imported), for the start-up lines of the log (docs/scaling.md)."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.monotonic() - _IMPORTED
+
+
+_IMPORTED = time.monotonic()
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
@@ -272,10 +294,9 @@ def create_worker(
                                      daemon=True)  # fmt: skip
                 s.start()
                 worker.threads.append(s)
-            doing = {"all": f"scoring {settings.topic('features')}, joining, monitoring",
-                     "score": f"scoring {settings.topic('features')}",
-                     "join": f"joining {settings.topic('labels')}, monitoring"}[role]  # fmt: skip
-            log.info("driftline worker ready (role %s): %s", role, doing)
+            log.info("driftline worker: loops started (role %s) %.1f s after the process "
+                     "started, %.2f s of CPU", role, since_start(),
+                     time.process_time())  # fmt: skip
 
         async def _restore(self) -> None:
             """Read the metrics, alerts and retrain topics' tails back into the status
@@ -340,5 +361,8 @@ def create_worker(
                 await self.loop.run_in_executor(None, t.join, 30)
             alert_producer.flush(10)
 
-    app.service(Background)
+    # Not app.service(): Faust starts those only once its own consumer has joined the
+    # app's group (a 1 s wait for tables, then the join, which after a SIGKILL waits out
+    # the dead member's session), and the loops do not use that group.
+    worker.background = Background
     return worker
