@@ -491,7 +491,8 @@ class Transactions:
         gone = self._lost(self.lane)
         if gone:
             self.early += 1
-            self._renew(f"broker {sorted(gone)} left the cluster", fenced=False)
+            self._renew(f"broker {sorted(gone)} left the cluster", fenced=False,
+                        then="before its batch, nothing to read again")  # fmt: skip
 
     def run(self, msgs: Sequence[Message], produce_batch: Callable[[], None]) -> bool:
         """``produce_batch()`` produces the batch's output inside a transaction that
@@ -596,10 +597,12 @@ class Transactions:
             return "fenced"
         return "aborted"
 
-    def _renew(self, why: str, every_lane: bool = False, fenced: bool = True) -> None:
+    def _renew(self, why: str, every_lane: bool = False, fenced: bool = True,
+               then: str = "reading the batch again") -> None:  # fmt: skip
         """Replace a fenced or broken producer (with ``every_lane``, every lane's: a
         stuck producer's lanes share its stale view of the coordinators); too many
-        fenced renewals end the thread (stuck ones are paced by :attr:`stuck_s`)."""
+        fenced renewals end the thread (stuck ones are paced by :attr:`stuck_s`).
+        ``then`` says in the log line what the loop does next."""
         now = time.monotonic()
         if fenced:
             if len(self.fenced) == RENEWALS_PER_MINUTE and now - self.fenced[0] < 60:
@@ -609,8 +612,8 @@ class Transactions:
                 )
             self.fenced.append(now)
         self.renewed.append(now)
-        log.warning("%s: replacing the transactional producer%s (%s); reading the batch again",
-                    self.name, "s of every lane" if every_lane else "", why)  # fmt: skip
+        log.warning("%s: replacing the transactional producer%s (%s); %s",
+                    self.name, "s of every lane" if every_lane else "", why, then)  # fmt: skip
         for lane in range(len(self.producers)) if every_lane else [self.lane]:
             with contextlib.suppress(Exception):  # a broken producer may refuse; dropped anyway
                 self.producers[lane].purge(in_queue=True, in_flight=True)
