@@ -34,7 +34,8 @@ That wait is shorter, and mostly not needed, when the cause is known. librdkafka
 a call hangs when the group coordinator it cached is a broker that has since left the
 cluster's metadata (a SIGKILLed or stopped node, once the controller fenced it): the
 client drops that broker's thread, and nothing asks for the coordinator again. So after
-any client error (``error_cb``: a broker disconnected, refused, all down) a loop asks
+any client error (a producer's ``error_cb``: a broker disconnected, refused, all down; or a
+transient error of a loop's consumer, :data:`CONSUMER_ALARM`) a loop asks
 for the cluster's brokers before each batch for :data:`ALARM_S` (a metadata request at
 most every :data:`CHECK_EVERY_S`; none at all while no error was seen) and keeps, per
 lane, the brokers its producer may have cached a coordinator on (:class:`BrokerView`).
@@ -251,6 +252,14 @@ def transactional_producer(
     )
 
 
+CONSUMER_ALARM = [-ALARM_S]
+"""When a loop's consumer last reported a transient error (monotonic seconds; :func:`usable`
+sets it, every :class:`Transactions` of the process reads it): a producer may never
+report the broker that died (librdkafka drops a broker that left the metadata, with no
+error, when it had nothing to send there), but the loops' consumers, which fetch from
+every broker and talk to their group coordinator, do."""
+
+
 def usable(msg: Message) -> bool:
     """True for a record; False for a consumer event to skip (end of partition, a broker
     away for a while). Raises for a consumer error that will not go away by itself."""
@@ -262,6 +271,7 @@ def usable(msg: Message) -> bool:
         return False
     if code in _TRANSIENT or (err.retriable() and not err.fatal()):
         log.warning("consumer: %s (transient; librdkafka retries)", err.str())
+        CONSUMER_ALARM[0] = time.monotonic()
         return False
     raise KafkaError(f"consume failed: {err.str()}", code=err.name())
 
@@ -478,7 +488,8 @@ class Transactions:
         from a metadata request when alarmed and due, else from the last look (no request
         at all while no producer reported an error for :data:`ALARM_S`)."""
         now = time.monotonic()
-        if now - self.alarm_at < ALARM_S and now - self.checked_at >= CHECK_EVERY_S:
+        alarm_at = max(self.alarm_at, CONSUMER_ALARM[0])
+        if now - alarm_at < ALARM_S and now - self.checked_at >= CHECK_EVERY_S:
             self._look()
         if not self.brokers:
             return set()

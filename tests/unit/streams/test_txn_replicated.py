@@ -259,14 +259,33 @@ def _loop(
     return txn, made, consumer, seen
 
 
-def test_no_metadata_request_while_no_producer_reported_an_error() -> None:
-    """The steady state (any load) costs nothing: one look at the start, none per batch."""
+def test_no_metadata_request_while_no_client_reported_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The steady state (any load) costs nothing: one look at the start, none per batch;
+    a transient error of a loop's consumer (it may be the only client to see a broker
+    die) starts the looks, as a producer's error does."""
+    from confluent_kafka import KafkaError as CKafkaError
+
+    from driftline.kafka.txn import usable
+
+    monkeypatch.setattr(txn_module, "CONSUMER_ALARM", [-txn_module.ALARM_S])
+    monkeypatch.setattr(txn_module, "CHECK_EVERY_S", 0.0)
     cluster = Cluster()
     txn, made, _, _ = _loop(threading.Event(), cluster)
     for off in range(50):
         assert txn.run([Msg(off)], lambda: None)  # type: ignore[list-item]
     assert cluster.looks == 1
     assert len(made) == 2
+
+    class Failed:
+        def error(self) -> CKafkaError:
+            return CKafkaError(CKafkaError._TRANSPORT, "n2: Disconnected")
+
+    assert not usable(Failed())  # type: ignore[arg-type]
+    cluster.brokers = {1, 3}
+    assert txn.run([Msg(50)], lambda: None)  # type: ignore[list-item]
+    assert cluster.looks == 3 and txn.early == 1  # before the batch and before its offsets
 
 
 def test_a_producer_that_may_cache_a_coordinator_on_a_gone_broker_is_replaced_between_batches(
