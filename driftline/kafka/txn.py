@@ -486,7 +486,7 @@ class Transactions:
     def _lost(self, lane: int) -> set[int]:
         """Brokers lane ``lane``'s producer may hold a coordinator on that left the cluster:
         from a metadata request when alarmed and due, else from the last look (no request
-        at all while no producer reported an error for :data:`ALARM_S`)."""
+        at all while no client reported an error for :data:`ALARM_S`)."""
         now = time.monotonic()
         alarm_at = max(self.alarm_at, CONSUMER_ALARM[0])
         if now - alarm_at < ALARM_S and now - self.checked_at >= CHECK_EVERY_S:
