@@ -30,6 +30,22 @@ replaced like a fenced one (the new one's ``init_transactions`` fences the stuck
 transaction, and finds the coordinators afresh), and so is every other lane's, which
 would hang the same way on its next batch; the batch is read again.
 
+That wait is shorter, and mostly not needed, when the cause is known. librdkafka #5511:
+a call hangs when the group coordinator it cached is a broker that has since left the
+cluster's metadata (a SIGKILLed or stopped node, once the controller fenced it): the
+client drops that broker's thread, and nothing asks for the coordinator again. So after
+any client error (a producer's ``error_cb``: a broker disconnected, refused, all down; or a
+transient error of a loop's consumer, :data:`CONSUMER_ALARM`) a loop asks
+for the cluster's brokers before each batch for :data:`ALARM_S` (a metadata request at
+most every :data:`CHECK_EVERY_S`; none at all while no error was seen) and keeps, per
+lane, the brokers its producer may have cached a coordinator on (:class:`BrokerView`).
+When one of them left: between batches, no transaction open, that lane's producer is
+replaced at once (nothing aborted, nothing read again); in a batch that began before,
+its offsets call is waited for :func:`quick_wait_s` only (a multiple of the observed
+calls' p99, with a floor) before the stuck path above. The plain :data:`STUCK_S` stays
+for a hang with no broker gone (#5456), so a loaded machine whose calls are slow but
+whose brokers are all there never replaces a producer for it.
+
 On a replicated cluster (replication factor 2 or more) the timeouts are longer: a
 partition whose leader died is writable again only once the controller has fenced that
 broker (``broker.session.timeout.ms``, 9 s, seen 9-13 s on 2 cores) and clients learnt
@@ -84,6 +100,19 @@ then stopped a loop for 15 s (controller SIGKILL: 26.2 s to outputs again, 17.2 
 STUCK_MAX_S = 15.0
 """The longest wait for a ``send_offsets_to_transaction``: while coordinators stay away
 (a cluster that lost its quorum), the loop replaces its producers at most this often."""
+QUICK_FLOOR_S = 0.5
+"""The shortest wait for an offsets call whose producer may hold a coordinator on a broker
+that left the cluster (:func:`quick_wait_s`)."""
+QUICK_MULTIPLE = 10.0
+"""That wait is this many times the p99 of the loop's last :data:`CALL_SAMPLES` offsets
+calls that returned (when it is above the floor)."""
+CALL_SAMPLES = 256
+QUICK_MIN_SAMPLES = 20
+"""Fewer observed calls than this: no p99 to size the wait by, :data:`STUCK_S` it is."""
+ALARM_S = 60.0
+"""How long after a client error a loop looks at the cluster's brokers before its batches."""
+CHECK_EVERY_S = 0.25
+"""At most one metadata request per this long per loop while alarmed."""
 
 # consume() reports these while a broker is away; librdkafka reconnects on its own
 _TRANSIENT = {
@@ -152,6 +181,53 @@ def deliver_s(settings: Settings) -> float:
     return max(TIMEOUT_S, transaction_timeout_ms(settings) / 1000 - 5.0)
 
 
+def quick_wait_s(calls: Sequence[float], ceiling_s: float = STUCK_S) -> float:
+    """How long to wait for an offsets call whose producer may hold a coordinator on a
+    broker that left the cluster: :data:`QUICK_MULTIPLE` times the p99 of the observed
+    ``calls`` (seconds of the calls that returned), at least :data:`QUICK_FLOOR_S`, at most
+    ``ceiling_s`` (the wait without that suspicion); ``ceiling_s`` while fewer than
+    :data:`QUICK_MIN_SAMPLES` calls were seen.
+
+    >>> quick_wait_s([0.005] * 100)  # the usual ~5 ms calls: the floor
+    0.5
+    >>> quick_wait_s([0.005] * 98 + [0.12, 0.2])  # a loaded machine's slow tail
+    1.2
+    >>> quick_wait_s([0.005] * 99 + [0.9])  # one slow call in a hundred: above the p99
+    0.5
+    >>> quick_wait_s([0.005] * 97 + [0.4] * 3)  # ten times it is above the plain wait
+    3.0
+    >>> quick_wait_s([0.005] * 5)
+    3.0
+    """
+    if len(calls) < QUICK_MIN_SAMPLES:
+        return ceiling_s
+    ordered = sorted(calls)
+    p99 = ordered[max(0, -(-len(ordered) * 99 // 100) - 1)]
+    return min(ceiling_s, max(QUICK_FLOOR_S, round(QUICK_MULTIPLE * p99, 3)))
+
+
+class BrokerView:
+    """The brokers a producer may have cached a coordinator on (every broker of the
+    cluster seen since it was made), and which of them left the cluster since.
+
+    >>> view = BrokerView({1, 2, 3})
+    >>> view.lost({1, 2, 3}), view.lost({1, 3}), view.lost({1, 2, 3, 4}), sorted(view.known)
+    (set(), {2}, set(), [1, 2, 3, 4])
+    """
+
+    def __init__(self, brokers: set[int]) -> None:
+        self.known = set(brokers)
+
+    def lost(self, brokers: set[int]) -> set[int]:
+        """The known brokers missing from ``brokers`` (the cluster's now); with none
+        missing, ``brokers`` joins the known (a producer may cache a coordinator on a
+        broker that joined or came back)."""
+        gone = self.known - brokers
+        if not gone:
+            self.known |= brokers
+        return gone
+
+
 def transactional_id(settings: Settings, group_id: str) -> str:
     """``<group>-<instance>``: stable when ``DRIFTLINE_INSTANCE_ID`` is set, so a restarted
     worker fences its dead predecessor's open transactions at once instead of waiting
@@ -176,6 +252,14 @@ def transactional_producer(
     )
 
 
+CONSUMER_ALARM = [-ALARM_S]
+"""When a loop's consumer last reported a transient error (monotonic seconds; :func:`usable`
+sets it, every :class:`Transactions` of the process reads it): a producer may never
+report the broker that died (librdkafka drops a broker that left the metadata, with no
+error, when it had nothing to send there), but the loops' consumers, which fetch from
+every broker and talk to their group coordinator, do."""
+
+
 def usable(msg: Message) -> bool:
     """True for a record; False for a consumer event to skip (end of partition, a broker
     away for a while). Raises for a consumer error that will not go away by itself."""
@@ -187,6 +271,7 @@ def usable(msg: Message) -> bool:
         return False
     if code in _TRANSIENT or (err.retriable() and not err.fatal()):
         log.warning("consumer: %s (transient; librdkafka retries)", err.str())
+        CONSUMER_ALARM[0] = time.monotonic()
         return False
     raise KafkaError(f"consume failed: {err.str()}", code=err.name())
 
@@ -322,6 +407,19 @@ class Transactions:
         self.stuck_s = STUCK_S
         """How long the next ``send_offsets_to_transaction`` is waited for."""
         self.helper = Helper(f"{name}-offsets")
+        self.calls: deque[float] = deque(maxlen=CALL_SAMPLES)
+        """Seconds of the last offsets calls that returned (:func:`quick_wait_s`)."""
+        self.alarm_at = -ALARM_S
+        """When a producer last reported an error (monotonic seconds)."""
+        self.checked_at = -CHECK_EVERY_S
+        self.brokers: set[int] = set()
+        """The cluster's brokers at the last look."""
+        self.views = [BrokerView(set()) for _ in self.producers]
+        """Per lane: brokers its producer may hold a coordinator on."""
+        self.topic: str | None = None
+        """A topic to ask the metadata of (the last batch's input)."""
+        self.early = 0
+        """Producers replaced between batches because a broker left (nothing read again)."""
 
     @classmethod
     def for_loop(cls, settings: Settings, role: str, group_id: str, consumer: Consumer,
@@ -331,13 +429,19 @@ class Transactions:
         lane producers with ids :func:`transactional_id` (``.1`` for the second lane).
         ``producer`` replaces every lane's (tests pass a fake)."""
         txn_id = transactional_id(settings, group_id)
+        made: list[Transactions] = []
+
+        def on_error(err: CKafkaError) -> None:
+            if made:
+                made[0].on_error(err)
 
         def make(lane: int) -> Producer:
             if producer is not None:
                 return cast(Producer, producer)
-            return Producer(transactional_producer(settings, role, txn_id, lane))
+            return Producer(transactional_producer(settings, role, txn_id, lane, error_cb=on_error))
 
-        return cls(make, consumer, role, lanes, deliver_s(settings), observer)
+        made.append(cls(make, consumer, role, lanes, deliver_s(settings), observer))
+        return made[0]
 
     @property
     def producer(self) -> Producer:
@@ -360,6 +464,46 @@ class Transactions:
         """Register the transactional ids (fences older producers that had them)."""
         for producer in self.producers:
             self._retry(lambda p=producer: p.init_transactions(TIMEOUT_S), INIT_BUDGET_S)  # type: ignore[misc]
+        self._look()  # the brokers the producers start with
+        self.views = [BrokerView(self.brokers) for _ in self.producers]
+
+    def on_error(self, err: CKafkaError) -> None:
+        """A producer's ``error_cb`` (served while it polls or flushes): logged, as
+        librdkafka logs an error with no callback set, and the loop looks at the
+        cluster's brokers for the next :data:`ALARM_S`."""
+        log.warning("%s: librdkafka: %s", self.name, err.str())
+        self.alarm_at = time.monotonic()
+
+    def _look(self) -> None:
+        """The cluster's brokers now (:attr:`brokers`), from a metadata request; left as
+        they were when there is no answer (librdkafka retries the rest)."""
+        self.checked_at = time.monotonic()
+        try:
+            self.brokers = set(self.producer.list_topics(self.topic, timeout=1.0).brokers)
+        except Exception as exc:  # no answer is no news
+            log.info("%s: no cluster metadata (%s)", self.name, exc)
+
+    def _lost(self, lane: int) -> set[int]:
+        """Brokers lane ``lane``'s producer may hold a coordinator on that left the cluster:
+        from a metadata request when alarmed and due, else from the last look (no request
+        at all while no client reported an error for :data:`ALARM_S`)."""
+        now = time.monotonic()
+        alarm_at = max(self.alarm_at, CONSUMER_ALARM[0])
+        if now - alarm_at < ALARM_S and now - self.checked_at >= CHECK_EVERY_S:
+            self._look()
+        if not self.brokers:
+            return set()
+        return self.views[lane].lost(self.brokers)
+
+    def _renew_early(self) -> None:
+        """Between batches: replace this lane's producer if a broker it may hold a
+        coordinator on left the cluster (librdkafka #5511); no transaction is open, so
+        nothing is aborted and nothing read again."""
+        gone = self._lost(self.lane)
+        if gone:
+            self.early += 1
+            self._renew(f"broker {sorted(gone)} left the cluster", fenced=False,
+                        then="before its batch, nothing to read again")  # fmt: skip
 
     def run(self, msgs: Sequence[Message], produce_batch: Callable[[], None]) -> bool:
         """``produce_batch()`` produces the batch's output inside a transaction that
@@ -369,6 +513,9 @@ class Transactions:
         span = next_offsets(msgs)
         offsets = [TopicPartition(t, p, end) for (t, p), (_, end) in span.items()]
         offsets = offsets or self.fence_offsets()
+        if offsets:
+            self.topic = offsets[0].topic
+        self._renew_early()
         try:
             t0 = time.perf_counter()
             self.producer.begin_transaction()
@@ -377,7 +524,12 @@ class Transactions:
             self.deliver()
             t2 = time.perf_counter()
             if offsets:
-                self._retry(lambda: self._send_offsets(offsets))
+                wait_s = (
+                    quick_wait_s(self.calls, self.stuck_s)
+                    if self._lost(self.lane)
+                    else self.stuck_s
+                )
+                self._retry(lambda: self._send_offsets(offsets, wait_s))
             t3 = time.perf_counter()
             self._retry(lambda: self.producer.commit_transaction(TIMEOUT_S))
             if msgs:
@@ -400,17 +552,18 @@ class Transactions:
                 log.info("%s: %s[%d] not rewound: no longer assigned", self.name, t, p)
         return False
 
-    def _send_offsets(self, offsets: list[TopicPartition]) -> None:
-        """The batch's offsets into its transaction, waiting :attr:`stuck_s` at most (the
+    def _send_offsets(self, offsets: list[TopicPartition], wait_s: float) -> None:
+        """The batch's offsets into its transaction, waiting ``wait_s`` at most (the
         call's own timeout is shorter, for a librdkafka that keeps it)."""
         producer, meta = self.producer, self.consumer.consumer_group_metadata()
-        wait_s = self.stuck_s
         own_s = max(wait_s - 1.0, wait_s / 2)
         call = lambda: producer.send_offsets_to_transaction(offsets, meta, own_s)  # noqa: E731
+        t0 = time.perf_counter()
         if not self.helper.call(call, wait_s):
             self.helper = Helper(f"{self.name}-offsets")
             raise Stuck(f"{self.name}: send_offsets_to_transaction did not return in "
-                        f"{wait_s:.0f} s (its timeout is {own_s:.0f} s)")  # fmt: skip
+                        f"{wait_s:.1f} s (its timeout is {own_s:.1f} s)")  # fmt: skip
+        self.calls.append(time.perf_counter() - t0)
 
     def deliver(self) -> None:
         """Wait until the batch's records are written (serving their delivery
@@ -455,10 +608,12 @@ class Transactions:
             return "fenced"
         return "aborted"
 
-    def _renew(self, why: str, every_lane: bool = False, fenced: bool = True) -> None:
+    def _renew(self, why: str, every_lane: bool = False, fenced: bool = True,
+               then: str = "reading the batch again") -> None:  # fmt: skip
         """Replace a fenced or broken producer (with ``every_lane``, every lane's: a
         stuck producer's lanes share its stale view of the coordinators); too many
-        fenced renewals end the thread (stuck ones are paced by :attr:`stuck_s`)."""
+        fenced renewals end the thread (stuck ones are paced by :attr:`stuck_s`).
+        ``then`` says in the log line what the loop does next."""
         now = time.monotonic()
         if fenced:
             if len(self.fenced) == RENEWALS_PER_MINUTE and now - self.fenced[0] < 60:
@@ -468,12 +623,13 @@ class Transactions:
                 )
             self.fenced.append(now)
         self.renewed.append(now)
-        log.warning("%s: replacing the transactional producer%s (%s); reading the batch again",
-                    self.name, "s of every lane" if every_lane else "", why)  # fmt: skip
+        log.warning("%s: replacing the transactional producer%s (%s); %s",
+                    self.name, "s of every lane" if every_lane else "", why, then)  # fmt: skip
         for lane in range(len(self.producers)) if every_lane else [self.lane]:
             with contextlib.suppress(Exception):  # a broken producer may refuse; dropped anyway
                 self.producers[lane].purge(in_queue=True, in_flight=True)
             self.producers[lane] = producer = self.make_producer(lane)
+            self.views[lane] = BrokerView(self.brokers)
             self._retry(lambda p=producer: p.init_transactions(TIMEOUT_S), INIT_BUDGET_S)  # type: ignore[misc]
 
     def _retry(self, call: Callable[[], None], budget_s: float = RETRY_BUDGET_S) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from confluent_kafka import TopicPartition
@@ -171,3 +171,190 @@ def test_the_joins_restore_asks_again_when_a_dying_leaders_handle_is_destroyed()
     c = Flaky()
     assert watermarks(c, TopicPartition("t-changelog", 2), time.monotonic() + 5) == (0, 42)  # type: ignore[arg-type]
     assert c.calls == 2
+
+
+@pytest.mark.parametrize(
+    ("calls", "ceiling", "wait"),
+    [
+        ([], 3.0, 3.0),  # nothing observed yet: the plain wait
+        ([0.005] * 19, 3.0, 3.0),  # too few to size by
+        ([0.005] * 20, 3.0, 0.5),  # the usual ~5 ms calls: the floor
+        ([0.004] * 200 + [0.09] * 3, 3.0, 0.9),  # a slow tail of 1.5 %: 10 x its p99
+        ([0.005] * 99 + [2.0], 3.0, 0.5),  # one call in a hundred is not the p99
+        ([0.4] * 50, 3.0, 3.0),  # a loaded machine's slow calls: never above the plain wait
+        ([0.4] * 50, 12.0, 4.0),  # ... which doubles after a stuck call
+    ],
+)
+def test_the_quick_wait_is_ten_times_the_observed_p99_between_a_floor_and_the_plain_wait(
+    calls: list[float], ceiling: float, wait: float
+) -> None:
+    assert txn_module.quick_wait_s(calls, ceiling) == wait
+
+
+@pytest.mark.parametrize(
+    ("known", "looks", "lost", "after"),
+    [
+        ({1, 2, 3}, [{1, 2, 3}], [set()], {1, 2, 3}),
+        ({1, 2, 3}, [{1, 3}], [{2}], {1, 2, 3}),  # n2 fenced: left the metadata
+        ({1, 2, 3}, [{1, 3}, {1, 2, 3}], [{2}, set()], {1, 2, 3}),  # and back
+        ({1, 3}, [{1, 2, 3}, {1, 3}], [set(), {2}], {1, 2, 3}),  # joined, then left: counts
+        (set(), [{1, 2}], [set()], {1, 2}),  # a view made before any look learns
+    ],
+)
+def test_a_producers_view_loses_the_brokers_that_left_the_cluster_since_it_was_made(
+    known: set[int], looks: list[set[int]], lost: list[set[int]], after: set[int]
+) -> None:
+    view = txn_module.BrokerView(known)
+    assert [view.lost(now) for now in looks] == lost
+    assert view.known == after
+
+
+@dataclass
+class Cluster:
+    """The brokers in the metadata, and how often a producer asked for it."""
+
+    brokers: set[int] = field(default_factory=lambda: {1, 2, 3})
+    looks: int = 0
+
+
+@dataclass
+class Meta:
+    brokers: dict[int, object]
+
+
+@dataclass
+class Seen(Producer):
+    """A producer that answers metadata from ``cluster``."""
+
+    cluster: Cluster = field(default_factory=Cluster)
+
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> Meta:
+        self.cluster.looks += 1
+        return Meta({b: object() for b in self.cluster.brokers})
+
+
+class Retried:
+    def __init__(self) -> None:
+        self.whys: list[str] = []
+
+    def phase(self, loop: str, phase: str, seconds: float) -> None:
+        pass
+
+    def retried(self, loop: str, why: str) -> None:
+        self.whys.append(why)
+
+
+def _loop(
+    hang: threading.Event, cluster: Cluster
+) -> tuple[Transactions, list[Seen], Consumer, Retried]:
+    made: list[Seen] = []
+
+    def make(lane: int) -> Seen:
+        made.append(Seen(hang, cluster=cluster))
+        return made[-1]
+
+    consumer, seen = Consumer(), Retried()
+    txn = Transactions(make, consumer, "t-gone", observer=seen)  # type: ignore[arg-type]
+    txn.init()
+    return txn, made, consumer, seen
+
+
+def test_no_metadata_request_while_no_client_reported_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The steady state (any load) costs nothing: one look at the start, none per batch;
+    a transient error of a loop's consumer (it may be the only client to see a broker
+    die) starts the looks, as a producer's error does."""
+    from confluent_kafka import KafkaError as CKafkaError
+
+    from driftline.kafka.txn import usable
+
+    monkeypatch.setattr(txn_module, "CONSUMER_ALARM", [-txn_module.ALARM_S])
+    monkeypatch.setattr(txn_module, "CHECK_EVERY_S", 0.0)
+    cluster = Cluster()
+    txn, made, _, _ = _loop(threading.Event(), cluster)
+    for off in range(50):
+        assert txn.run([Msg(off)], lambda: None)  # type: ignore[list-item]
+    assert cluster.looks == 1
+    assert len(made) == 2
+
+    class Failed:
+        def error(self) -> CKafkaError:
+            return CKafkaError(CKafkaError._TRANSPORT, "n2: Disconnected")
+
+    assert not usable(Failed())  # type: ignore[arg-type]
+    cluster.brokers = {1, 3}
+    assert txn.run([Msg(50)], lambda: None)  # type: ignore[list-item]
+    assert cluster.looks == 3 and txn.early == 1  # before the batch and before its offsets
+
+
+def test_a_producer_that_may_cache_a_coordinator_on_a_gone_broker_is_replaced_between_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """librdkafka #5511: after a broker left the metadata, a producer's offsets call may
+    wait for it for good. The loop replaces such a producer before its next batch
+    begins: nothing aborted, nothing read again, and the batch commits."""
+    from confluent_kafka import KafkaError as CKafkaError
+
+    monkeypatch.setattr(txn_module, "CHECK_EVERY_S", 0.0)
+    hang, cluster = threading.Event(), Cluster()
+    txn, made, consumer, seen = _loop(hang, cluster)
+    assert txn.run([Msg(1)], lambda: None)  # type: ignore[list-item]
+    txn.on_error(CKafkaError(CKafkaError._TRANSPORT, "n2: Disconnected"))
+    assert txn.run([Msg(2)], lambda: None)  # type: ignore[list-item]  # n2 not fenced yet
+    assert len(made) == 2
+    cluster.brokers = {1, 3}  # fenced: gone from the metadata
+    hang.set()  # the old producers' offsets calls would hang now
+    stale = list(made)
+    fresh = [Seen(threading.Event(), cluster=cluster) for _ in range(2)]
+    txn.make_producer = lambda lane: cast(Any, fresh[lane])
+    assert txn.run([Msg(3)], lambda: None)  # type: ignore[list-item]
+    assert txn.run([Msg(4)], lambda: None)  # type: ignore[list-item]
+    assert [id(p) for p in txn.producers] == [id(p) for p in fresh]  # each lane once, early
+    assert txn.early == 2
+    assert consumer.seeks == [] and seen.whys == []
+    assert sum(p.commits for p in stale) == 2 and sum(p.commits for p in fresh) == 2
+    cluster.brokers = {1, 2, 3}  # n2 back: nothing more to replace
+    assert txn.run([Msg(5)], lambda: None)  # type: ignore[list-item]
+    assert [id(p) for p in txn.producers] == [id(p) for p in fresh]
+
+
+@pytest.mark.parametrize("coordinator_gone", [True, False])
+def test_an_offsets_call_begun_before_a_broker_left_is_waited_for_briefly(
+    monkeypatch: pytest.MonkeyPatch, coordinator_gone: bool
+) -> None:
+    """A batch that began before the broker left: its offsets call is waited for the
+    quick wait, not STUCK_S; a hang (the coordinator was on that broker) is given up,
+    every lane replaced and the batch read again; a call that returns (the coordinator
+    was elsewhere) commits as usual, nothing read again."""
+    from confluent_kafka import KafkaError as CKafkaError
+
+    monkeypatch.setattr(txn_module, "STUCK_S", 5.0)
+    monkeypatch.setattr(txn_module, "QUICK_FLOOR_S", 0.05)
+    monkeypatch.setattr(txn_module, "CHECK_EVERY_S", 0.0)
+    hang, cluster = threading.Event(), Cluster()
+    txn, made, consumer, seen = _loop(hang, cluster)
+    for off in range(txn_module.QUICK_MIN_SAMPLES):
+        assert txn.run([Msg(off)], lambda: None)  # type: ignore[list-item]
+    txn.on_error(CKafkaError(CKafkaError._TRANSPORT, "n2: Connection refused"))
+
+    def fenced_meanwhile() -> None:
+        cluster.brokers = {1, 3}
+        if coordinator_gone:
+            hang.set()
+
+    import time
+
+    t0 = time.monotonic()
+    committed = txn.run([Msg(100)], fenced_meanwhile)  # type: ignore[list-item]
+    took = time.monotonic() - t0
+    hang.clear()
+    assert took < 1.0  # the quick wait, far below STUCK_S's 5 s
+    assert committed is not coordinator_gone
+    if coordinator_gone:
+        assert consumer.seeks == [100] and seen.whys == ["stuck"]
+        assert len(made) == 4  # every lane's producer replaced
+        assert txn.stuck_s == 10.0
+    else:
+        assert consumer.seeks == [] and seen.whys == []
+        assert len(made) == 2
