@@ -200,18 +200,19 @@ class Trainer:
             idle_since = time.monotonic()
         return done
 
-    def _pump(self) -> None:
+    def _pump(self) -> int:
         """One step of the live loop, if it runs. A Kafka error (the cluster away: a broker
         restart) is logged and the loop goes on: its learners keep their state and
         positions, and the next step reads on from there (a trainer that exited instead
         lost its learners' progress since their last checkpoints)."""
         if self.live is None:
-            return
+            return 0
         try:
-            self.live.pump(0.2)
+            return self.live.pump(0.2)
         except KafkaError as exc:
             log.warning("live loop: %s; going on in 1 s", exc)
             time.sleep(1)
+            return 0
 
     def _commit(self, msg: Message) -> None:
         tp = TopicPartition(msg.topic() or "", msg.partition() or 0, (msg.offset() or 0) + 1)
@@ -322,9 +323,19 @@ class Trainer:
             step_ms={"read": round(read.seconds * 1000, 3)},
             progress=lambda done, total: self._progress(model, done, total),
         )
-        meanwhile = None if live is None else self._pump
-        answer = keep_alive_until(self.consumer, future, meanwhile)
+        pumped = 0
+
+        def meanwhile() -> None:
+            nonlocal pumped
+            pumped += self._pump()
+
+        t_train = time.monotonic()
+        answer = keep_alive_until(self.consumer, future, None if live is None else meanwhile)
         if live is not None:
+            took = time.monotonic() - t_train
+            rate = pumped / took if took > 0 else 0.0
+            log.info("%s: the live loop read %d outcomes in the %.2f s the answer took (%.0f/s)",
+                     model, pumped, took, rate)  # fmt: skip
             self.follower.catch_up()
             answer = restage_answer(
                 answer, reg, champion_then=champion_then,
