@@ -18,8 +18,10 @@ the child returns comes back pickled. The child:
   large artifact to the artifact directory (:func:`store_in`); a version that is never
   published leaves an unreferenced file there, nothing more;
 * dies with the trainer (``PR_SET_PDEATHSIG``: a SIGKILLed trainer takes its child along
-  instead of leaving it computing an answer nobody will read), and ignores SIGINT (a
-  Ctrl-C reaches the whole process group; the parent decides when to stop);
+  instead of leaving it computing an answer nobody will read; Linux sends it when the
+  *thread* that started the child ends, so the pool is started, and a dead child
+  replaced, from the thread that runs the trainer), and ignores SIGINT (a Ctrl-C reaches
+  the whole process group; the parent decides when to stop);
 * logs through its own root handler, to the stderr it inherits, at the parent's level and
   in the parent's format: its ``learned N/N rows`` lines land beside the parent's.
 
