@@ -17,9 +17,10 @@ module reads and publishes:
   is published at the outcome it fell due at, so the served state is never more than a
   checkpoint's cadence behind the outcomes read.
 
-The trainer calls :meth:`LiveLoop.pump` between triggers, in its own thread, so the live
-records and a trigger's answer are computed on one registry state and never race. While
-a trigger trains, outcomes wait on the topic (``driftline_live_lag`` shows it).
+The trainer calls :meth:`LiveLoop.pump` in its main thread, between triggers and while a
+trigger's answer is computed in the trainer's training child process
+(:mod:`driftline.consumers.train_pool`), so the live loop keeps its own core meanwhile;
+the answer's stages are derived again on the registry as it stands when it comes back.
 """
 
 from __future__ import annotations

@@ -9,9 +9,12 @@ triggers). For each trigger, in order:
    last N) with a separate ``assign()`` consumer, which keeps what it read: a later
    trigger reads only the outcomes that arrived since (``OutcomeReader``);
 3. answer it (:func:`driftline.core.lifecycle.answer.answer_trigger`: config, training
-   set, train, gate, stage, alerts; all decisions live there) in a worker thread while
-   the main thread keeps polling the paused consumer, so a long run never exceeds
-   ``max.poll.interval.ms``;
+   set, train, gate, stage, alerts; all decisions live there) in a child process
+   (:mod:`driftline.consumers.train_pool`, started and warmed with the trainer) while the
+   main thread keeps polling the paused consumer, so a long run never exceeds
+   ``max.poll.interval.ms``, and keeps the live loop going at full speed on its own
+   core; a child that dies answers the trigger with a ``training_failed`` alert and is
+   replaced for the next one;
 4. publish what the answer holds: the candidate, then its stage (champion, the old one
    archived first, when the gate passes and promotion is ``auto``; challenger when
    ``manual``; else rejected), then its alerts. A would-be champion trained only on data
@@ -35,15 +38,13 @@ the commit replays the trigger, and step 1 keeps the answer single.
 
 from __future__ import annotations
 
-import copy
 import logging
 import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
@@ -52,6 +53,7 @@ from prometheus_client import Counter, Histogram
 from driftline.consumers import process
 from driftline.consumers.live import LiveLoop
 from driftline.consumers.outcomes import OutcomeReader
+from driftline.consumers.train_pool import TrainPool, log_progress, store_in, wall_ms
 from driftline.core.errors import CodecError, KafkaError
 from driftline.core.lifecycle.answer import (
     Answer,
@@ -63,7 +65,6 @@ from driftline.core.lifecycle.answer import (
     restage_answer,
 )
 from driftline.core.model.config import ModelsConfig
-from driftline.core.model.estimators import write_artifact
 from driftline.core.watch import models_file
 from driftline.core.wire.codec import default_codec
 from driftline.kafka.clients import consumer_config
@@ -75,8 +76,7 @@ from driftline.settings import Settings
 log = logging.getLogger("driftline.trainer")
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+_now_ms = wall_ms
 
 
 TRAINING_SECONDS = Histogram(
@@ -127,13 +127,12 @@ class Trainer:
         *,
         group_id: str | None = None,
         consumer_overrides: Mapping[str, Any] | None = None,
-        progress: Callable[[str, int, int], None] | None = None,
         live: bool = False,
     ) -> None:
         self.settings = settings
         self._models = models
         self.key = settings.signing_key.get_secret_value().encode()
-        self.progress = progress
+        self._store = store_in(settings.artifact_dir)
         conf = consumer_config(
             settings,
             "trainer",
@@ -149,7 +148,8 @@ class Trainer:
         self.follower = RegistryFollower(settings)
         self.reader = OutcomeReader(settings)
         self.publisher = Publisher(settings, "trainer")
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="driftline-train")
+        self._pool = TrainPool(cfg.factory for cfg in models)
+        self._pool.start()
         self.live: LiveLoop | None = None
         if live:
             self.live = LiveLoop(settings, models, self.follower, self.publisher, key=self.key,
@@ -200,18 +200,19 @@ class Trainer:
             idle_since = time.monotonic()
         return done
 
-    def _pump(self) -> None:
+    def _pump(self) -> int:
         """One step of the live loop, if it runs. A Kafka error (the cluster away: a broker
         restart) is logged and the loop goes on: its learners keep their state and
         positions, and the next step reads on from there (a trainer that exited instead
         lost its learners' progress since their last checkpoints)."""
         if self.live is None:
-            return
+            return 0
         try:
-            self.live.pump(0.2)
+            return self.live.pump(0.2)
         except KafkaError as exc:
             log.warning("live loop: %s; going on in 1 s", exc)
             time.sleep(1)
+            return 0
 
     def _commit(self, msg: Message) -> None:
         tp = TopicPartition(msg.topic() or "", msg.partition() or 0, (msg.offset() or 0) + 1)
@@ -302,13 +303,13 @@ class Trainer:
         champion_then = None if champion is None else champion["version"]
         live = self.live
         # the live loop goes on while it trains (it changes the registry): the answer is
-        # computed on a copy, its stages derived again on the registry as it then stands
-        snapshot = copy.deepcopy(reg) if live is not None else reg
+        # computed in the child on the registry as pickled now, its stages derived again
+        # on the registry as it then stands
         future = self._pool.submit(
             answer_trigger,
             trigger,
             read.rows,
-            snapshot,
+            reg,
             self.models,
             key=self.key,
             clock_ms=_now_ms,
@@ -320,11 +321,21 @@ class Trainer:
             store=self._store,
             started_at_ms=started_ms,
             step_ms={"read": round(read.seconds * 1000, 3)},
-            progress=lambda done, total: self._progress(model, done, total),
+            progress=partial(log_progress, model),
         )
-        meanwhile = None if live is None else self._pump
-        answer = keep_alive_until(self.consumer, future, meanwhile)
+        pumped = 0
+
+        def meanwhile() -> None:
+            nonlocal pumped
+            pumped += self._pump()
+
+        t_train = time.monotonic()
+        answer = keep_alive_until(self.consumer, future, None if live is None else meanwhile)
         if live is not None:
+            took = time.monotonic() - t_train
+            rate = pumped / took if took > 0 else 0.0
+            log.info("%s: the live loop read %d outcomes in the %.2f s the answer took (%.0f/s)",
+                     model, pumped, took, rate)  # fmt: skip
             self.follower.catch_up()
             answer = restage_answer(
                 answer, reg, champion_then=champion_then,
@@ -386,22 +397,11 @@ class Trainer:
                      held.records[-1]["stage_reason"])  # fmt: skip
         return held
 
-    def _store(self, model: str, version: str, data: bytes) -> str:
-        return write_artifact(Path(self.settings.artifact_dir), model, version, data)
-
-    def _progress(self, model: str, done: int, total: int) -> None:
-        if self.progress is not None:
-            self.progress(model, done, total)
-            return
-        step = max(1_000, total // 10 // 1_000 * 1_000)
-        if done % step == 0 or done == total:
-            log.info("%s: learned %d/%d rows", model, done, total)
-
     def _alert(self, record: Mapping[str, Any]) -> None:
         self.publisher.send("alerts", record["model"], "Alert", record, record["created_at_ms"])
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        self._pool.close()
         if self.live is not None:
             self.live.close()
         self.consumer.close()

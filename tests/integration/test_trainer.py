@@ -3,7 +3,9 @@ down to offsets, a failing gate, idempotency, commits and a tampered champion.""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import re
 import signal
 import time
@@ -15,6 +17,7 @@ import pytest
 from driftline.consumers.outcomes import OutcomeReader
 from driftline.core.errors import ArtifactError
 from driftline.core.lifecycle import reservoir
+from driftline.core.model.config import ModelsConfig
 from driftline.core.model.estimators import load_version
 from driftline.kafka.helpers import Publisher
 from driftline.kafka.registry_follower import read_registry
@@ -194,6 +197,40 @@ def test_unknown_model_raises_a_training_failed_alert(s: Settings, group_id: str
     assert alert["kind"] == "training_failed"
     assert alert["evidence"]["trigger_id"] == trg["trigger_id"]
     assert "neither in the models file nor in the registry" in alert["message"]
+
+
+def dies(params: Any, seed: int) -> Any:
+    """A model factory that kills the process it runs in (as the OOM killer would)."""
+    os._exit(137)
+
+
+def test_a_training_child_that_dies_is_answered_by_an_alert_and_replaced(
+    s: Settings, group_id: str
+) -> None:
+    produce_outcomes(s, 600)
+    first, second = trigger(), trigger()
+    publish_trigger(s, first)
+    publish_trigger(s, second)
+    deadly = models()
+    deadly = ModelsConfig({"churn": dataclasses.replace(
+        deadly["churn"], factory=f"{__name__}:dies", task="classification")})  # fmt: skip
+    t = trainer(s, group_id, deadly)
+    try:
+        (failed,) = t.run(max_triggers=1, idle_timeout_s=30)
+        t.models = models()  # the next trigger trains on a child started afresh
+        (answered,) = t.run(max_triggers=1, idle_timeout_s=30)
+        started = t._pool.started
+    finally:
+        t.close()
+    assert (failed.trigger_id, failed.status) == (first["trigger_id"], "failed")
+    assert failed.alerts == ("training_failed",)
+    (alert,) = read_topic(s, "alerts", "Alert")
+    assert alert["kind"] == "training_failed"
+    assert alert["evidence"]["trigger_id"] == first["trigger_id"]
+    assert alert["evidence"]["error"].startswith("BrokenProcessPool")
+    assert (answered.trigger_id, answered.status) == (second["trigger_id"], "champion")
+    assert started == 2
+    assert known(read_registry(s).champion("churn"))["version"] == answered.version
 
 
 def test_tampered_champion_is_refused_and_alerted(s: Settings, group_id: str) -> None:

@@ -33,7 +33,12 @@ Steps, in order:
    rejected candidate, a ``candidate_rejected`` alert. Where the live loop runs
    (``probation``) and the champion is an online learner, which has learnt the held-out
    rows, a candidate that passes every check but the comparison with it becomes a
-   challenger: live paired evidence decides.
+   challenger: live paired evidence decides;
+7. a candidate that may serve (champion or challenger) gets its permutation importance
+   on the held-out rows (:func:`~driftline.core.lifecycle.training.add_importance`: what
+   the monitor ranks feature drift by, the status page and ``driftline models show``
+   print); a rejected one never serves and is published without it (it cost a third of
+   an answer: features x 5 repeats x up to 500 rows of predictions).
 
 No stale answers (:func:`hold_stale`, applied when the answer is published, after
 :func:`restage_answer`): a would-be champion whose training window ends before the
@@ -61,9 +66,16 @@ from typing import Any
 
 from driftline.core.errors import ArtifactError, ConfigError
 from driftline.core.lifecycle import reservoir
-from driftline.core.lifecycle.gate import run_gate
+from driftline.core.lifecycle.gate import run_gate, time_split
 from driftline.core.lifecycle.registry import MAX_CHALLENGERS, Registry, is_online
-from driftline.core.lifecycle.training import Store, TrainingRun, decide, stage_records, train
+from driftline.core.lifecycle.training import (
+    Store,
+    TrainingRun,
+    add_importance,
+    decide,
+    stage_records,
+    train,
+)
 from driftline.core.lifecycle.trainset import build_frame, examples, window
 from driftline.core.model.config import ModelConfig, ModelsConfig
 from driftline.core.model.estimators import load_version
@@ -200,6 +212,7 @@ def answer_trigger(
         code=code, host=host, inline_max_bytes=inline_max_bytes, store=store,
         started_at_ms=started_at_ms, step_ms=steps, progress=progress,
         earlier=earlier, earlier_version=None if champion is None else champion["version"],
+        importance=False,
     )  # fmt: skip
     record, verdict = run.record, run.verdict
     stage = decide(verdict, config.promotion, config.gate.min_improvement)
@@ -215,6 +228,8 @@ def answer_trigger(
                 f"the champion {champion['version']} learns online (it has learnt the "
                 "held-out rows): enters as a challenger, live evidence decides"
             )
+    if stage != "rejected":
+        add_importance(run, config, time_split(data, config.gate.holdout_fraction)[1])
     later = stage_records(
         record,
         stage,

@@ -11,7 +11,9 @@ model's seed: :func:`fit`), ``serialize`` (canonical pickle, sha256, HMAC signat
 the newest 5,000 rows, training and held-out alike), ``gate`` (which also calibrates a
 classifier's scores on the held-out rows: the record's ``calibration``, ModelVersion v3)
 and ``importance`` (permutation importance on the held-out rows, into
-``lineage.importance``: :mod:`~driftline.core.lifecycle.importance`).
+``lineage.importance``: :mod:`~driftline.core.lifecycle.importance`; with
+``importance=False`` left to the caller, who adds it with :func:`add_importance` once it
+knows the candidate may serve: the trainer skips it for a rejected candidate).
 Same examples, code, parameters and seed: same artifact digest.
 
 >>> from driftline.core.model.config import GateConfig, ModelConfig
@@ -66,6 +68,7 @@ from driftline.core.watch.profile import ReferenceProfile
 
 __all__ = [
     "TrainingRun",
+    "add_importance",
     "bootstrap",
     "code_version",
     "decide",
@@ -222,6 +225,7 @@ def train(
     earlier: Sequence[Mapping[str, Any]] = (),
     earlier_version: str | None = None,
     sample_rows: int = SAMPLE_ROWS,
+    importance: bool = True,
 ) -> TrainingRun:
     """Train, serialize, sign, profile and gate a version of ``config`` on ``rows``.
 
@@ -233,7 +237,8 @@ def train(
     ``champion`` is the record the candidate is gated against; ``now_ms`` is the
     version's creation time; ``started_at_ms`` (default ``now_ms``) and ``step_ms`` carry
     what the caller did before (``read``, ``frame``). ``progress(done, total)`` is called
-    while learning. ``code`` defaults to :func:`code_version`.
+    while learning. ``code`` defaults to :func:`code_version`. With ``importance`` false,
+    ``lineage.importance`` stays None (see :func:`add_importance`).
     """
     steps = dict(step_ms or {})
     t = t0 = clock()
@@ -315,9 +320,33 @@ def train(
         record["training_sample"] = reservoir.encode(kept, room) if room else None
     labels = [r["label"] for r in train_rows]
     result = gate_record(record, live, champion, holdout, config, key=key, train_labels=labels,
-                         lap=lap)  # fmt: skip
+                         lap=lap, importance=importance)  # fmt: skip
     record["lineage"]["finished_at_ms"] = now_ms + round((clock() - t0) * 1000)
     return TrainingRun(record, estimator, blob, result, len(train_rows), len(holdout), steps)
+
+
+def add_importance(
+    run: TrainingRun,
+    config: ModelConfig,
+    holdout: Sequence[Mapping[str, Any]],
+    clock: Callable[[], float] = time.perf_counter,
+) -> None:
+    """Write the permutation importance of ``run``'s candidate on ``holdout`` (its
+    held-out rows) into its record's lineage, timed as step ``importance`` (also added to
+    ``finished_at_ms``): what :func:`train` skipped with ``importance=False``. Nothing
+    for a candidate whose artifact the gate could not load, or without held-out rows."""
+    if run.gate.candidate is None or not holdout:
+        return
+    t = clock()
+    record, lineage = run.record, run.record["lineage"]
+    spec = Spec.from_dicts(record["feature_spec"])
+    live = ServedModel(config.name, record["version"], config.task, run.estimator, spec, "{}")
+    lineage["importance"] = permutation_importance(live, holdout, config.task, seed=config.seed)
+    ms = round((clock() - t) * 1000, 3)
+    run.step_ms["importance"] = ms
+    lineage["step_ms"] = run.step_ms
+    if lineage.get("finished_at_ms") is not None:
+        lineage["finished_at_ms"] += round(ms)
 
 
 def reference_profile(
@@ -352,16 +381,17 @@ def gate_record(
     key: bytes,
     train_labels: Sequence[Any] | None,
     lap: Callable[[str], None] = lambda name: None,
+    importance: bool = True,
 ) -> GateResult:
     """Gate ``record`` (whose estimator ``live`` serves) against ``champion`` on
-    ``holdout`` and write the verdict, the calibration, the held-out metrics and the
-    permutation importance into it."""
+    ``holdout`` and write the verdict, the calibration, the held-out metrics and (with
+    ``importance``) the permutation importance into it."""
     result = run_gate(record, champion, holdout, config.gate, key=key, train_labels=train_labels)
     lap("gate")
     record["gate"] = result.verdict
     if result.calibration is not None:
         record["calibration"] = result.calibration.to_record()
-    if result.candidate is not None and holdout:
+    if importance and result.candidate is not None and holdout:
         record["lineage"]["importance"] = permutation_importance(
             live, holdout, config.task, seed=config.seed
         )

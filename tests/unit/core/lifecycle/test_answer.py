@@ -417,3 +417,27 @@ def test_a_candidate_trained_before_the_latest_alarm_is_not_promoted_on_its_gate
                 "post_alarm_rows": len(after) - 100}  # fmt: skip
         assert a["evidence"] == want
         assert default_codec().decode(default_codec().encode("Alert", a), expect="Alert")
+
+
+@pytest.mark.parametrize(
+    ("champion_flipped", "promotion", "stage", "importance"),
+    [
+        (True, "auto", "champion", True),
+        (True, "manual", "challenger", True),
+        (False, "auto", "rejected", False),
+    ],
+)
+def test_importance_only_for_a_candidate_that_may_serve(
+    champion_flipped: bool, promotion: str, stage: str, importance: bool
+) -> None:
+    reg, models = registry_with_champion(champion_flipped, promotion)
+    got = answer_trigger(manual_trigger(), rows(500, start=1_000), reg, models, key=KEY,
+                         clock_ms=clock(), run_id="r", code="c", host="h")  # fmt: skip
+    assert got.stage == stage
+    for record in got.records:  # the candidate and every stage record after it
+        lineage = record["lineage"]
+        assert (lineage["importance"] is not None) == importance
+        assert ("importance" in lineage["step_ms"]) == importance
+    if importance:
+        imp = got.records[-1]["lineage"]["importance"]
+        assert set(imp) == {"amount"} and imp["amount"]["mean"] > 0.1
