@@ -73,9 +73,12 @@ class Seen:
         return self.recent[-1][0] if self.recent else None
 
     def rolling_accuracy(self) -> float | None:
-        if not self.recent:
+        # the watcher thread appends meanwhile: one copy (list() of a deque runs in C
+        # under the GIL), not a generator over the deque ("deque mutated during iteration")
+        recent = list(self.recent)
+        if not recent:
             return None
-        return sum(ok for _, ok in self.recent) / len(self.recent)
+        return sum(ok for _, ok in recent) / len(recent)
 
     def firing(self) -> list[str]:
         """Ids of the incidents still firing."""
