@@ -160,6 +160,12 @@ class DriftConfig:
             raise ConfigError(f"drift.exclude must be a list of strings, not {self.exclude!r}")
 
 
+TREE_FACTORIES = ("hoeffding_tree", "hoeffding_adaptive_tree")
+"""Classifier factories whose parameters the default online learner, river's
+``HoeffdingAdaptiveTreeClassifier`` (a Hoeffding tree that replaces drifting branches),
+takes as they are."""
+
+
 @dataclass(frozen=True)
 class OnlineConfig:
     """An online challenger that learns from every outcome (``[models.NAME.online]``;
@@ -169,8 +175,10 @@ class OnlineConfig:
     """Factory of the learner; default: ``hoeffding_adaptive_tree`` for classifiers,
     the model's own factory for regressors."""
     params: Mapping[str, Any] = field(default_factory=dict)
-    """Its parameters; default: the model's own for a regressor's own factory, else the
-    factory's defaults."""
+    """Its parameters; default: the model's own (without its training passes) where the
+    learner is the model's own kind: a regressor on its own factory, or the adaptive
+    tree of a Hoeffding-tree classifier (the same split settings: a tree tuned to split
+    sooner learns online as fast as the served one); else the factory's defaults."""
     seed: int = 42
     learn_fraction: float = 1.0
     """Share of outcomes learnt (a deterministic sample by event id), for learners slower
@@ -255,11 +263,13 @@ class ModelConfig:
             object.__setattr__(self, "factory", DEFAULT_FACTORY[self.task])
         online = self.online
         if online is not None and not online.factory:
-            if self.task == "classification":
-                online = replace(online, factory="hoeffding_adaptive_tree")
-            else:
-                from driftline.core.model.estimators import estimator_params
+            from driftline.core.model.estimators import estimator_params
 
+            if self.task == "classification":
+                own = self.factory in TREE_FACTORIES
+                params = online.params or (estimator_params(self.params) if own else {})
+                online = replace(online, factory="hoeffding_adaptive_tree", params=params)
+            else:
                 params = online.params or estimator_params(self.params)
                 online = replace(online, factory=self.factory, params=params)
             object.__setattr__(self, "online", online)

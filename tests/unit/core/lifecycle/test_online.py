@@ -12,6 +12,7 @@ from driftline.core.lifecycle.online import OnlineLearner, is_online
 from driftline.core.lifecycle.registry import Registry, record_key, restage
 from driftline.core.model.artifact import deserialize, serialize, sha256_hex
 from driftline.core.model.config import ModelConfig, ModelsConfig, OnlineConfig
+from driftline.core.model.estimators import build
 from driftline.core.watch.profile import ReferenceProfile
 from tests.unit.core.examples import known
 
@@ -181,6 +182,34 @@ def test_learn_fraction_learns_a_deterministic_sample_and_scores_every_outcome()
         b.learn(r, ("o", 0, i))
     assert 500 <= a.learned <= 700 and a.learned == b.learned
     assert a.prequential["count"] == 1_000  # the window, full: every outcome scored
+
+
+TREE = {"grace_period": 50, "delta": 0.01, "epochs": 5}
+
+
+@pytest.mark.parametrize(
+    ("factory", "params", "online", "expected"),
+    [
+        # a Hoeffding tree's adaptive twin splits as the served tree does (no epochs)
+        ("hoeffding_tree", TREE, {},
+         ("hoeffding_adaptive_tree", {"grace_period": 50, "delta": 0.01})),
+        ("hoeffding_adaptive_tree", {"grace_period": 80}, {},
+         ("hoeffding_adaptive_tree", {"grace_period": 80})),
+        # a linear model's parameters mean nothing to a tree: the tree's defaults
+        ("logistic_regression", {"lr": 0.1}, {}, ("hoeffding_adaptive_tree", {})),
+        # what the section says wins
+        ("hoeffding_tree", TREE, {"params": {"grace_period": 300}},
+         ("hoeffding_adaptive_tree", {"grace_period": 300})),
+        ("hoeffding_tree", TREE, {"factory": "logistic_regression"}, ("logistic_regression", {})),
+    ],
+)  # fmt: skip
+def test_the_default_online_learner_takes_the_trees_split_settings(
+    factory: str, params: dict[str, Any], online: dict[str, Any], expected: tuple[str, Any]
+) -> None:
+    cfg = ModelConfig("m", factory=factory, params=params, online=OnlineConfig(**online))
+    learner_cfg = known(cfg.online)
+    assert (learner_cfg.factory, dict(learner_cfg.params)) == expected
+    build(learner_cfg.factory, learner_cfg.params, learner_cfg.seed)  # the factory takes them
 
 
 def test_an_outcome_without_label_is_not_learnt():
