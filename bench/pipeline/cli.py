@@ -110,10 +110,13 @@ def throughput(
             try:
                 for p in procs:
                     p.launch()
-                for p in procs:
-                    p.wait_ready()
+                # measured from the first output, watched from the launch: the loops start
+                # before the worker says ready (streams/worker.py), so waiting for the
+                # ready line first would miss the backlog they drained meanwhile
                 run = drain(watch, size.events, cpu_of(procs), t0,
                             settled=joined_all(procs, size.events))  # fmt: skip
+                for p in procs:
+                    p.wait_ready()
                 res.worker_runs.setdefault(name, []).append(run)
             finally:
                 for p in procs:

@@ -175,13 +175,15 @@ def run(
     t0 = time.perf_counter()
     for proc in procs:  # all at once, so that one does not drain the backlog alone
         proc.launch()
-    for proc in procs:
-        proc.wait_ready()
     latency: dict[str, Latency] = {}
     cores: dict[str, dict[str, float]] = {}
     phases: dict[str, Phases] = {}
     try:
+        # watched from the launch: the loops start before the ready line
+        # (streams/worker.py), so waiting for it first would miss part of the backlog
         thr = drain(watch, n, cpu_s, t0)
+        for proc in procs:
+            proc.wait_ready()
         read = 2 * n
         rates = [] if seconds <= 0 else [rate] + ([thr.rate / 2] if half_rate else [])
         for i, r in enumerate(rates):

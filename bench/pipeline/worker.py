@@ -169,6 +169,9 @@ def joined_all(procs: list[WorkerProc], target: int) -> Callable[[], bool]:
 
     def check() -> bool:
         stage = 'stage="join"'
-        return sum(p.metric("driftline_events_in_total", stage) for p in procs) >= target
+        try:
+            return sum(p.metric("driftline_events_in_total", stage) for p in procs) >= target
+        except OSError:  # a web server not listening yet: the loops start before it
+            return False
 
     return check
