@@ -81,6 +81,7 @@ class LiveLoop:
         clock_ms: Callable[[], int] = _now_ms,
         registry_every_s: float = 0.5,
         report_every_s: float = 10.0,
+        start_wait_s: float = 60.0,
     ) -> None:
         self.settings = settings
         self.follower = follower
@@ -90,6 +91,7 @@ class LiveLoop:
         self.code = code
         self.clock_ms = clock_ms
         self.registry_every_s = registry_every_s
+        self.start_wait_s = start_wait_s
         self.topic = settings.topic("outcomes")
         self.codec = default_codec()
         self.consumer = reader(settings, "outcomes", **{"isolation.level": "read_committed"})
@@ -99,6 +101,11 @@ class LiveLoop:
         self.undecodable = 0
         self._registry_due = 0.0
         self._started = False
+        self._next: dict[int, int] = {}
+        """Partition to the next offset the consumer delivers."""
+        self._replay: dict[int, int] = {}
+        """Partition to the offset up to which outcomes are read again (a learner
+        resumed behind the consumer, :meth:`_rewind`)."""
         self.report_every_s = report_every_s
         self._report_due = time.monotonic() + report_every_s
 
@@ -131,7 +138,17 @@ class LiveLoop:
 
     def start(self) -> None:
         """Catch up with the registry, resume the learners, assign the outcomes topic at
-        the learners' positions (else at its end)."""
+        the learners' positions (else at its end). The registry is read to its end
+        first (waiting up to ``start_wait_s`` while, e.g., the broker restarts): a learner
+        resumed from a partial registry, or one started with a name it already holds,
+        would learn the outcomes again or over another's state."""
+        deadline = time.monotonic() + self.start_wait_s
+        self.follower.catch_up(idle_s=1.0)
+        while not self.follower.complete and time.monotonic() < deadline:
+            self.follower.catch_up(idle_s=1.0)
+        if not self.follower.complete:
+            log.warning("live loop starts on a registry read short of its end after %.0f s",
+                        self.start_wait_s)  # fmt: skip
         self._refresh(force=True)
         parts = self.offsets.partitions(self.topic)
         starts: dict[int, int] = {}
@@ -141,6 +158,9 @@ class LiveLoop:
         if len(starts) < len(parts):  # the end, resolved now: what arrives next is read
             ends = self.offsets.query([(self.topic, p) for p in parts], "latest")
             starts = {p: starts.get(p, ends[(self.topic, p)]) for p in parts}
+        self._next = dict(starts)
+        for live in self.lives.values():
+            live.take_resumed()  # the starts above hold them
         self.consumer.assign([TopicPartition(self.topic, p, starts[p]) for p in parts])
         self._started = True
         log.info(
@@ -168,17 +188,23 @@ class LiveLoop:
                 log.error("outcomes %s[%s]@%s: %s", msg.topic(), msg.partition(), msg.offset(),
                           exc)  # fmt: skip
                 continue
+            p, off = msg.partition() or 0, msg.offset() or 0
+            self._next[p] = off + 1
             live = self.lives.get(outcome["model"])
             if live is None:
                 continue
+            if off < self._replay.get(p, -1):  # read again for a resumed learner alone
+                live.on_outcome(outcome, (msg.topic() or "", p, off), replay=True)
+                continue
             n += 1
             OUTCOMES.labels(outcome["model"]).inc()
-            live.on_outcome(outcome, (msg.topic() or "", msg.partition() or 0, msg.offset() or 0))
+            live.on_outcome(outcome, (msg.topic() or "", p, off))
             if live.checkpoint_due(self.clock_ms()):  # mid-batch: a backlog keeps the cadence
                 self._step(live, decide)
         self._refresh(force=False)
         for live in self.lives.values():
             self._step(live, decide)
+        self._rewind()
         if time.monotonic() >= self._report_due:
             self._report_due = time.monotonic() + self.report_every_s
             for line in self.report():
@@ -201,6 +227,25 @@ class LiveLoop:
                 log.error("%s: live state not resumed: %s", live.config.name, exc)
         if self._started:
             self._lag()
+
+    def _rewind(self) -> None:
+        """Read again from where a learner resumed since the last call stands, if the
+        consumer is past it (the registry held a newer state only after the start, or a
+        models file brought a learner back): the learner skips nothing, and the outcomes
+        read again feed it alone (``replay``)."""
+        back: dict[int, int] = {}
+        for live in self.lives.values():
+            for (topic, p), off in live.take_resumed().items():
+                if topic == self.topic and off < self._next.get(p, off):
+                    back[p] = min(back.get(p, off), off)
+        if not back:
+            return
+        for p, off in back.items():
+            self._replay[p] = max(self._replay.get(p, -1), self._next[p])
+            self._next[p] = off
+        self.consumer.assign([TopicPartition(self.topic, p, o) for p, o in self._next.items()])
+        log.warning("live loop reads %s again from %s for a learner resumed behind it",
+                    self.topic, back)  # fmt: skip
 
     def _lag(self) -> None:
         try:

@@ -54,6 +54,9 @@ class RegistryFollower:
         """Set by :meth:`run` once caught up with the registry's end at its start."""
         self.consumer = reader(settings, "registry", **{"enable.partition.eof": True})
         self.position: dict[tuple[str, int], int] = {}
+        self.complete = False
+        """Whether the last :meth:`catch_up` reached the end it was asked for (else it
+        stopped short: the broker away, a transaction left open)."""
         self._parts: list[int] | None = None
         self._admin: Offsets | None = None
 
@@ -109,6 +112,7 @@ class RegistryFollower:
             )
             for tp, off in reached.items():
                 self.position[tp] = max(self.position[tp], off)
+        self.complete = all(self.position[tp] >= end for tp, end in todo.items())
         return changes
 
     def run(

@@ -179,3 +179,38 @@ def test_a_candidate_trained_before_the_live_loops_alarm_enters_as_a_challenger(
     )
     assert "live evidence decides" in record["stage_reason"]
     assert known(reg.champion("churn"))["version"] == old
+
+
+def test_a_learner_resumed_behind_the_reader_skips_no_outcome(s: Settings, group_id: str) -> None:
+    """A learner that comes back after the live loop started (here a models file that
+    turns the online learner on again; after a restart, a registry read further than at
+    start) resumes from its checkpoint, behind what the loop has read: the loop reads
+    those outcomes again for it, so its state holds every outcome once."""
+    old = bootstrap_champion(s)["version"]
+    t = Trainer(s, live_models(), group_id=group_id, consumer_overrides=FAST_GROUP, live=True)
+    try:
+        assert t.live is not None
+        t.live.start()
+        produce(s, 350, 0, old, None)
+        pump_until(t, lambda: learned(t) == 350, "350 rows learnt")
+    finally:
+        t.close()
+    checkpoint_rows = known(read_registry(s).challengers("churn")[0])["lineage"]["rows"]
+    assert checkpoint_rows == 300
+    plain = ModelsConfig({"churn": replace(live_models()["churn"], online=None)})
+    t = Trainer(s, plain, group_id=group_id, consumer_overrides=FAST_GROUP, live=True)
+    try:
+        assert t.live is not None
+        t.live.start()  # no learner: from the end of the outcomes topic
+        produce(s, 100, 350, old, None)
+        read, deadline = 0, time.monotonic() + 60
+        while read < 100:  # the 100 new outcomes, with no learner to learn them
+            assert time.monotonic() < deadline, f"{read} of 100 outcomes read"
+            read += t.live.pump(0.2)
+        t.models = live_models()  # the learner again: resumed at 300, the loop at 450
+        pump_until(t, lambda: learned(t) == 450, "every row learnt once")
+        for _ in range(5):
+            t.live.pump(0.2)
+        assert learned(t) == 450
+    finally:
+        t.close()

@@ -140,6 +140,7 @@ class LiveModel:
         rows that are still of the old concept)."""
         self.alarms = 0
         self._entered = False
+        self._resumed: dict[tuple[str, int], int] | None = None
 
     # -- inputs -----------------------------------------------------------------------
 
@@ -173,12 +174,20 @@ class LiveModel:
         live = [
             r for r in reg.versions(name) if is_online(r["version"]) and r["stage"] in LIVE_STAGES
         ]  # fmt: skip
-        if self.learner is not None and any(r["version"] == self.learner.version for r in live):
+        own = None if self.learner is None else self.learner.version
+        mine = next((r for r in live if r["version"] == own), None)
+        if mine is not None and self.learner is not None:
             self._entered = True
-            return
-        if live:
+            if int(mine["lineage"].get("rows") or 0) <= self.learner.learned:
+                return
+            record = mine  # a newer state of it (a registry read further than at start)
+        elif live:
             record = live[-1]
+        else:
+            record = None
+        if record is not None:
             self.learner = OnlineLearner.resume(record, self.key, self.config.online)
+            self._resumed = dict(self.learner.next_offsets)
             self._entered = True
             return
         if self.learner is not None and not self._entered:
@@ -194,10 +203,17 @@ class LiveModel:
         )  # fmt: skip
         self._entered = False
 
-    def on_outcome(self, outcome: Mapping[str, Any], position: tuple[str, int, int]) -> None:
-        """One outcome of the model, read at ``position`` (topic, partition, offset)."""
+    def on_outcome(
+        self, outcome: Mapping[str, Any], position: tuple[str, int, int], replay: bool = False
+    ) -> None:
+        """One outcome of the model, read at ``position`` (topic, partition, offset).
+        With ``replay``, an outcome read again for a learner resumed behind the reader
+        (:meth:`take_resumed`): the learner learns it if its state does not hold it yet;
+        the evidence and the drift detector have seen it already."""
         if self.learner is not None:
             self.learner.learn(outcome, position)
+        if replay:
+            return
         self.promoter.on_outcome(outcome)
         champion = self.champion
         if (
@@ -217,6 +233,13 @@ class LiveModel:
         """Where the learner's state stands on the outcomes topic: (topic, partition) to
         the next offset to learn (empty: no learner or none learnt yet)."""
         return {} if self.learner is None else dict(self.learner.next_offsets)
+
+    def take_resumed(self) -> dict[tuple[str, int], int]:
+        """Where a learner resumed from the registry since the last call stands (as
+        :attr:`positions`; empty if none was): a reader already past it reads from there
+        again, with ``replay``, so that the learner skips nothing."""
+        resumed, self._resumed = self._resumed, None
+        return resumed or {}
 
     # -- outputs ----------------------------------------------------------------------
 

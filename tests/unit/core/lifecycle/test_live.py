@@ -173,3 +173,45 @@ def test_a_learner_that_serves_checkpoints_by_time(stage: str, due_at_min: bool)
     assert live.checkpoint_due(1_100) is due_at_min
     out = live.step(reg, now_ms=1_100, decide=False)
     assert [r["stage"] for r in out.records] == ([CHECKPOINT] if due_at_min else [])
+
+
+def test_a_newer_state_of_its_own_learner_is_resumed_and_said_where_it_stands() -> None:
+    """A learner resumed from a registry read short of its end (an older checkpoint of
+    its version) takes the newer state once the registry holds it, and says where it
+    stands (:meth:`take_resumed`), so the reader can read again what it has not learnt."""
+    reg = Registry.from_records([champion()])
+    first = LiveModel(config(), key=b"k", host="h", code="c")
+    first.on_registry(reg, now_ms=0)
+    outs = feed(first, reg, 200, 0, {})
+    checkpoints = [r for o in outs for r in o.records if r["stage"] == CHECKPOINT]
+    older = Registry.from_records([champion(), checkpoints[0], *[
+        r for o in outs for r in o.records if r["stage"] == "challenger"]])  # fmt: skip
+    restarted = LiveModel(config(), key=b"k", host="h", code="c")
+    restarted.on_registry(older, now_ms=300)
+    assert restarted.positions == {("o", 0): 50} and restarted.take_resumed() == {("o", 0): 50}
+    assert restarted.take_resumed() == {}  # said once
+    restarted.on_registry(reg, now_ms=301)  # the whole registry: the newest checkpoint
+    assert restarted.learner is not None and restarted.learner.learned == 200
+    assert restarted.take_resumed() == {("o", 0): 200}
+    restarted.on_registry(reg, now_ms=302)  # nothing newer: kept, nothing to say
+    assert restarted.take_resumed() == {}
+
+
+def test_outcomes_read_again_feed_the_learner_alone() -> None:
+    """An outcome read again for a resumed learner (``replay``) is learnt if the state
+    lacks it, and neither counts again as live evidence nor feeds the drift detector."""
+    reg = Registry.from_records([champion(), {**champion("v2"), "stage": "challenger"}])
+    live = LiveModel(config(), key=b"k", host="h", code="c")
+    live.on_registry(reg, now_ms=0)
+    rng = random.Random(5)
+    rows = [outcome(i, rng, "v1", {"v2": 0.9}) for i in range(40)]
+    for i, row in enumerate(rows):
+        live.on_outcome(row, ("o", 0, i))
+    pairs = live.promoter.tests["v2"].pairs
+    assert live.learner is not None and pairs > 0
+    live.learner.next_offsets[("o", 0)] = 30  # as if resumed at offset 30
+    learned = live.learner.learned
+    for i, row in enumerate(rows[20:], start=20):
+        live.on_outcome(row, ("o", 0, i), replay=True)
+    assert live.learner.learned == learned + 10  # 30..39 only
+    assert live.promoter.tests["v2"].pairs == pairs
