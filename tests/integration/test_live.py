@@ -86,9 +86,9 @@ def learned(t: Trainer) -> int:
     return 0 if learner is None else learner.learned
 
 
-def test_an_online_challenger_learns_each_outcome_once_and_wins_on_live_evidence(
-    s: Settings, group_id: str
-) -> None:
+def learn_350(s: Settings, group_id: str) -> str:
+    """A trainer's live loop learns 350 outcomes of the bootstrapped champion (version
+    returned) from the start, then stops."""
     old = bootstrap_champion(s)["version"]
     t = Trainer(s, live_models(), group_id=group_id, consumer_overrides=FAST_GROUP, live=True)
     try:
@@ -96,9 +96,15 @@ def test_an_online_challenger_learns_each_outcome_once_and_wins_on_live_evidence
         t.live.start()  # no learner yet: from the end of the outcomes topic
         produce(s, 350, 0, old, None)
         pump_until(t, lambda: learned(t) == 350, "350 rows learnt")
-        pump_until(t, lambda: read_registry(s).challengers("churn") != [], "online challenger")
     finally:
         t.close()
+    return str(old)
+
+
+def test_an_online_challenger_learns_each_outcome_once_and_wins_on_live_evidence(
+    s: Settings, group_id: str
+) -> None:
+    old = learn_350(s, group_id)  # its first checkpoint entered as a challenger
     reg = read_registry(s)
     (entered,) = reg.challengers("churn")
     online = entered["version"]
@@ -134,15 +140,7 @@ def test_a_backlog_of_outcomes_is_checkpointed_at_the_configured_cadence(
     """350 outcomes already on the topic when the live loop reads (a loop catching up, a
     batch holds them all): the learner's state is still published every 100 rows, not once
     per batch read, so the served state trails the outcomes read by one cadence at most."""
-    old = bootstrap_champion(s)["version"]
-    t = Trainer(s, live_models(), group_id=group_id, consumer_overrides=FAST_GROUP, live=True)
-    try:
-        assert t.live is not None
-        t.live.start()
-        produce(s, 350, 0, old, None)
-        pump_until(t, lambda: learned(t) == 350, "350 rows learnt")
-    finally:
-        t.close()
+    learn_350(s, group_id)
     rows = [r["lineage"]["rows"] for r in read_topic(s, "registry", "ModelVersion")
             if r["stage"] == "checkpoint"]  # fmt: skip
     assert rows == [100, 200, 300]
@@ -186,15 +184,7 @@ def test_a_learner_resumed_behind_the_reader_skips_no_outcome(s: Settings, group
     turns the online learner on again; after a restart, a registry read further than at
     start) resumes from its checkpoint, behind what the loop has read: the loop reads
     those outcomes again for it, so its state holds every outcome once."""
-    old = bootstrap_champion(s)["version"]
-    t = Trainer(s, live_models(), group_id=group_id, consumer_overrides=FAST_GROUP, live=True)
-    try:
-        assert t.live is not None
-        t.live.start()
-        produce(s, 350, 0, old, None)
-        pump_until(t, lambda: learned(t) == 350, "350 rows learnt")
-    finally:
-        t.close()
+    old = learn_350(s, group_id)
     checkpoint_rows = known(read_registry(s).challengers("churn")[0])["lineage"]["rows"]
     assert checkpoint_rows == 300
     plain = ModelsConfig({"churn": replace(live_models()["churn"], online=None)})
