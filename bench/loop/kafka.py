@@ -18,6 +18,10 @@ After the last outcome arrived, the run reads (read_committed, from the beginnin
   label (a missing prediction counts as wrong; duplicates are counted); the achieved rate
   is the replayed events over the span of their features' event times, which the replay
   stamps as it sends; scoring latency is ``predicted_at_ms - event_time_ms``;
+- outcomes: how long each label took to reach its outcome record (the join) and the
+  online learner's published state (the first checkpoint whose offsets reach past it:
+  :func:`bench.loop.lineage.label_to_learnt`), in seconds of wall clock; at the achieved
+  rate, the events by which the loop's labels arrive later than the replay's delay;
 - retrain: every trigger's id and creation time;
 - registry: promotions, rollbacks and rejections (:func:`bench.loop.lineage.stage_counts`),
   and trigger-to-serving time in seconds and in events for every promoted version whose
@@ -39,6 +43,7 @@ from confluent_kafka.admin import AdminClient
 
 from bench.loop.lineage import (
     first_served,
+    label_to_learnt,
     onset_delays,
     percentile,
     positions,
@@ -53,7 +58,7 @@ from driftline.kafka.clients import admin_config
 from driftline.kafka.helpers import consume_to_end, reader
 from driftline.settings import Settings
 
-READ = ("predictions", "retrain", "registry", "alerts")
+READ = ("predictions", "retrain", "registry", "alerts", "outcomes")
 
 
 @dataclass(frozen=True)
@@ -120,8 +125,15 @@ def _read(settings: Settings) -> dict[str, list[dict[str, Any]]]:
         c.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in ends])
         names = {settings.topic(t): t for t in READ}
         out: dict[str, list[dict[str, Any]]] = {t: [] for t in READ}
-        consume_to_end(c, ends, lambda m: out[names[m.topic() or ""]].append(
-            codec.decode(m.value() or b"").value))  # fmt: skip
+
+        def add(m: Any) -> None:
+            name = names[m.topic() or ""]
+            value = codec.decode(m.value() or b"").value
+            if name == "outcomes":  # where and when the join wrote it
+                value = {**value, "_at": (m.partition(), m.offset(), m.timestamp()[1])}
+            out[name].append(value)
+
+        consume_to_end(c, ends, add)
         return out
     finally:
         c.close()
@@ -169,6 +181,8 @@ def measure(
     alarm_ms = [a["created_at_ms"] for a in got["alerts"] if a["kind"] == "concept_drift"]
     onset = onset_delays(onsets or [], positions(served, alarm_ms),
                          first_served((i, v) for _, i, v in served).values(), width)  # fmt: skip
+    lag = label_to_learnt(got.get("outcomes", []),
+                          [r for r in registry if r["stage"] == "checkpoint"])  # fmt: skip
     reasons: dict[str, int] = {}
     for t in got["retrain"]:
         for r in t["reasons"]:
@@ -190,6 +204,9 @@ def measure(
         "t2s_seconds": _p(t["seconds"] for t in t2s),
         "t2s_events": _p(t["events"] for t in t2s),
         "onset_delays": onset,
+        "label_to_outcome_ms": _p(lag["join"]),
+        "label_to_learnt_ms": _p(lag["learnt"]),
+        "outcome_to_learnt_ms": _p(lag["loop"]),
     }
 
 

@@ -170,3 +170,43 @@ def positions(served: Sequence[tuple[int, int, str]], at_ms: Iterable[int]) -> l
         k = bisect.bisect_right(times, t)
         out.append(top[k - 1] if k else -1)
     return out
+
+
+def label_to_learnt(
+    outcomes: Iterable[Mapping[str, Any]], checkpoints: Iterable[Mapping[str, Any]]
+) -> dict[str, list[int]]:
+    """How long each label took to reach the online learner's published state, in ms of
+    wall clock: ``join`` from the label's send (``label_time_ms``) to its outcome's
+    record on the outcomes topic (``_at``: partition, offset, Kafka timestamp); ``learnt``
+    from the label's send to the first checkpoint whose offset ranges on that partition
+    reach past the outcome (``stage_changed_at_ms``: when the live loop published it).
+    ``loop``: from the outcome's record to that checkpoint (the live loop's share).
+    Outcomes no checkpoint holds (after the last, or of another model) have neither.
+
+    >>> outs = [{"label_time_ms": 1_000 + 10 * i, "_at": (0, i, 1_050 + 10 * i)}
+    ...         for i in range(4)]
+    >>> cps = [{"stage_changed_at_ms": 1_100, "lineage": {"data_ranges": [
+    ...     {"partition": 0, "start_offset": 0, "end_offset": 2}]}},
+    ...     {"stage_changed_at_ms": 1_300, "lineage": {"data_ranges": [
+    ...     {"partition": 0, "start_offset": 0, "end_offset": 3}]}}]
+    >>> label_to_learnt(outs, cps)
+    {'join': [50, 50, 50, 50], 'learnt': [100, 90, 280], 'loop': [50, 40, 230]}
+    """
+    reach: dict[int, tuple[list[int], list[int]]] = {}  # partition -> (ends, times)
+    for cp in sorted(checkpoints, key=lambda c: c["stage_changed_at_ms"]):
+        for r in (cp.get("lineage") or {}).get("data_ranges") or []:
+            ends, times = reach.setdefault(int(r["partition"]), ([], []))
+            if not ends or r["end_offset"] > ends[-1]:  # the furthest it reached, by then
+                ends.append(int(r["end_offset"]))
+                times.append(int(cp["stage_changed_at_ms"]))
+    join, learnt, loop = [], [], []
+    for o in outcomes:
+        p, offset, ts = o["_at"]
+        sent = int(o["label_time_ms"])
+        join.append(ts - sent)
+        ends, times = reach.get(p, ([], []))
+        k = bisect.bisect_right(ends, offset)  # the first reach beyond the offset
+        if k < len(ends):
+            learnt.append(times[k] - sent)
+            loop.append(times[k] - ts)
+    return {"join": join, "learnt": learnt, "loop": loop}

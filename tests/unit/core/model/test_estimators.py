@@ -16,6 +16,7 @@ import pytest
 
 from driftline.core.errors import ArtifactError, ConfigError
 from driftline.core.model import estimators as models
+from driftline.core.model.artifact import deserialize
 from driftline.core.model.estimators import (
     FACTORIES,
     ServedModel,
@@ -143,6 +144,19 @@ def test_digest_does_not_depend_on_the_hash_seed() -> None:
     assert outputs[0].count("\n") == len(FACTORIES)
     in_process = {n: sha256_hex(serialize(trained(n))) for n in FACTORIES}
     assert dict(line.split() for line in outputs[0].splitlines()) == in_process
+
+
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_a_snapshot_serves_as_the_canonical_artifact_does(name: str) -> None:
+    """An online checkpoint's bytes (``canonical=False``: the C pickler) load into a model
+    that predicts as the canonical artifact's does, its generators seeded the same way."""
+    model = trained(name)
+    rows = [x for x, _ in toy_rows(40, seed=11)]
+    task = FACTORIES[name][0]
+    snapshot = deserialize(serialize(model, canonical=False))
+    canonical = deserialize(serialize(model))
+    assert type(snapshot) is type(model)
+    assert served(snapshot, task).predict_many(rows) == served(canonical, task).predict_many(rows)
 
 
 def test_sets_and_random_generators_serialize_canonically() -> None:
