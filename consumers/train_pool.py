@@ -99,8 +99,10 @@ def _warm(factories: tuple[str, ...]) -> int:
     from driftline.core.model.estimators import resolve_factory
 
     for name in factories:
-        with contextlib.suppress(Exception):  # a bad factory fails its trigger, not here
+        try:
             resolve_factory(name)
+        except Exception as exc:  # a bad factory fails its trigger, not the warm-up
+            log.warning("model factory %s not imported in the training child: %s", name, exc)
     return os.getpid()
 
 
