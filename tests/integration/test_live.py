@@ -86,11 +86,33 @@ def learned(t: Trainer) -> int:
     return 0 if learner is None else learner.learned
 
 
+def live_trainer(s: Settings, group_id: str, config: ModelsConfig | None = None) -> Trainer:
+    """A trainer with its live loop, on ``config`` (default :func:`live_models`)."""
+    config = live_models() if config is None else config
+    return Trainer(s, config, group_id=group_id, consumer_overrides=FAST_GROUP, live=True)
+
+
+def learn_350(s: Settings, group_id: str) -> str:
+    """Bootstrap a champion, then run a live trainer until its online learner has learnt
+    350 outcomes (of :func:`produce`, the champion wrong) and close it; the champion's
+    version."""
+    old = bootstrap_champion(s)["version"]
+    t = live_trainer(s, group_id)
+    try:
+        assert t.live is not None
+        t.live.start()  # no learner yet: from the end of the outcomes topic
+        produce(s, 350, 0, old, None)
+        pump_until(t, lambda: learned(t) == 350, "350 rows learnt")
+    finally:
+        t.close()
+    return old
+
+
 def test_an_online_challenger_learns_each_outcome_once_and_wins_on_live_evidence(
     s: Settings, group_id: str
 ) -> None:
     old = bootstrap_champion(s)["version"]
-    t = Trainer(s, live_models(), group_id=group_id, consumer_overrides=FAST_GROUP, live=True)
+    t = live_trainer(s, group_id)
     try:
         assert t.live is not None
         t.live.start()  # no learner yet: from the end of the outcomes topic
@@ -108,7 +130,7 @@ def test_an_online_challenger_learns_each_outcome_once_and_wins_on_live_evidence
 
     # a restarted trainer resumes the learner from its checkpoint and reads on from there:
     # the rows after the checkpoint are learnt once more into the state, never twice
-    t = Trainer(s, live_models(), group_id=group_id, consumer_overrides=FAST_GROUP, live=True)
+    t = live_trainer(s, group_id)
     try:
         assert t.live is not None
         t.live.start()
@@ -134,15 +156,7 @@ def test_a_backlog_of_outcomes_is_checkpointed_at_the_configured_cadence(
     """350 outcomes already on the topic when the live loop reads (a loop catching up, a
     batch holds them all): the learner's state is still published every 100 rows, not once
     per batch read, so the served state trails the outcomes read by one cadence at most."""
-    old = bootstrap_champion(s)["version"]
-    t = Trainer(s, live_models(), group_id=group_id, consumer_overrides=FAST_GROUP, live=True)
-    try:
-        assert t.live is not None
-        t.live.start()
-        produce(s, 350, 0, old, None)
-        pump_until(t, lambda: learned(t) == 350, "350 rows learnt")
-    finally:
-        t.close()
+    learn_350(s, group_id)
     rows = [r["lineage"]["rows"] for r in read_topic(s, "registry", "ModelVersion")
             if r["stage"] == "checkpoint"]  # fmt: skip
     assert rows == [100, 200, 300]
@@ -156,8 +170,7 @@ def test_a_candidate_trained_before_the_live_loops_alarm_enters_as_a_challenger(
     challenger (live evidence after the alarm decides), not as champion."""
     old = bootstrap_champion(s)["version"]
     cfg = replace(models()["churn"], live=LiveConfig(min_pairs=50))
-    t = Trainer(s, ModelsConfig({"churn": cfg}), group_id=group_id,
-                consumer_overrides=FAST_GROUP, live=True)  # fmt: skip
+    t = live_trainer(s, group_id, ModelsConfig({"churn": cfg}))
     try:
         assert t.live is not None
         t.live.start()  # from the end of the outcomes topic
@@ -186,19 +199,11 @@ def test_a_learner_resumed_behind_the_reader_skips_no_outcome(s: Settings, group
     turns the online learner on again; after a restart, a registry read further than at
     start) resumes from its checkpoint, behind what the loop has read: the loop reads
     those outcomes again for it, so its state holds every outcome once."""
-    old = bootstrap_champion(s)["version"]
-    t = Trainer(s, live_models(), group_id=group_id, consumer_overrides=FAST_GROUP, live=True)
-    try:
-        assert t.live is not None
-        t.live.start()
-        produce(s, 350, 0, old, None)
-        pump_until(t, lambda: learned(t) == 350, "350 rows learnt")
-    finally:
-        t.close()
+    old = learn_350(s, group_id)
     checkpoint_rows = known(read_registry(s).challengers("churn")[0])["lineage"]["rows"]
     assert checkpoint_rows == 300
     plain = ModelsConfig({"churn": replace(live_models()["churn"], online=None)})
-    t = Trainer(s, plain, group_id=group_id, consumer_overrides=FAST_GROUP, live=True)
+    t = live_trainer(s, group_id, plain)
     try:
         assert t.live is not None
         t.live.start()  # no learner: from the end of the outcomes topic
