@@ -96,7 +96,7 @@ def learn_350(s: Settings, group_id: str) -> str:
     """Bootstrap a champion, then run a live trainer until its online learner has learnt
     350 outcomes (of :func:`produce`, the champion wrong) and close it; the champion's
     version."""
-    old = bootstrap_champion(s)["version"]
+    old: str = bootstrap_champion(s)["version"]
     t = live_trainer(s, group_id)
     try:
         assert t.live is not None
