@@ -111,18 +111,9 @@ def learn_350(s: Settings, group_id: str) -> str:
 def test_an_online_challenger_learns_each_outcome_once_and_wins_on_live_evidence(
     s: Settings, group_id: str
 ) -> None:
-    old = bootstrap_champion(s)["version"]
-    t = live_trainer(s, group_id)
-    try:
-        assert t.live is not None
-        t.live.start()  # no learner yet: from the end of the outcomes topic
-        produce(s, 350, 0, old, None)
-        pump_until(t, lambda: learned(t) == 350, "350 rows learnt")
-        pump_until(t, lambda: read_registry(s).challengers("churn") != [], "online challenger")
-    finally:
-        t.close()
+    old = learn_350(s, group_id)
     reg = read_registry(s)
-    (entered,) = reg.challengers("churn")
+    (entered,) = reg.challengers("churn")  # published with its first checkpoint, flushed
     online = entered["version"]
     assert is_online(online) and known(reg.champion("churn"))["version"] == old
     checkpoint_rows = entered["lineage"]["rows"]
