@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from driftline.consumers import train_pool
 from driftline.consumers.train_pool import (
     BrokenProcessPool,
     TrainPool,
@@ -112,6 +113,21 @@ def test_a_factory_the_warm_up_cannot_import_is_logged_not_raised(
         assert _warm(("logistic_regression", "no_such_module_x:factory")) == os.getpid()
     (line,) = [r.getMessage() for r in caplog.records]
     assert line.startswith("model factory no_such_module_x:factory not imported")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_libc_that_refuses_pdeathsig_is_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Refusing:
+        def prctl(self, *args: int) -> int:
+            return -1  # as libc does: no exception, errno set
+
+    monkeypatch.setattr("ctypes.CDLL", lambda *a, **kw: Refusing())
+    with caplog.at_level(logging.WARNING, logger="driftline.trainer"):
+        train_pool._die_with(os.getppid())  # the parent alive: it goes on
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith("training child: PR_SET_PDEATHSIG not set")
 
 
 def test_a_child_that_dies_is_replaced_for_the_next_call() -> None:
