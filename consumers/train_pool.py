@@ -33,7 +33,6 @@ child for the next call.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import functools
 import logging
@@ -77,20 +76,27 @@ def log_progress(model: str, done: int, total: int) -> None:
 
 
 def _die_with(parent: int) -> None:
-    """SIGKILL this process when its parent dies (Linux); elsewhere, nothing."""
+    """SIGKILL this process when its parent dies (Linux); elsewhere, nothing. Where the
+    libc refuses (prctl returns -1, it does not raise), a warning says so: the child
+    would outlive a SIGKILLed trainer."""
     if not sys.platform.startswith("linux"):
         return
-    with contextlib.suppress(OSError, AttributeError):
+    try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, os.strerror(errno))
+    except (OSError, AttributeError) as exc:
+        log.warning("training child: PR_SET_PDEATHSIG not set (%s); it will not die with "
+                    "the trainer", exc)  # fmt: skip
     if os.getppid() != parent:  # the parent died before the line above ran
         os._exit(1)
 
 
 def _init_child(parent: int, level: int, fmt: str | None, datefmt: str | None) -> None:
+    logging.basicConfig(level=level, format=fmt or logging.BASIC_FORMAT, datefmt=datefmt)
     _die_with(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(level=level, format=fmt or logging.BASIC_FORMAT, datefmt=datefmt)
 
 
 def _warm(factories: tuple[str, ...]) -> int:
@@ -99,8 +105,10 @@ def _warm(factories: tuple[str, ...]) -> int:
     from driftline.core.model.estimators import resolve_factory
 
     for name in factories:
-        with contextlib.suppress(Exception):  # a bad factory fails its trigger, not here
+        try:
             resolve_factory(name)
+        except Exception as exc:  # a bad factory fails its trigger, not the warm-up
+            log.warning("model factory %s not imported in the training child: %s", name, exc)
     return os.getpid()
 
 

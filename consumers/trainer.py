@@ -43,6 +43,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -317,25 +318,14 @@ class Trainer:
             data_ranges=read.ranges,
             inline_max_bytes=self.settings.artifact_inline_max_bytes,
             max_challengers=self.settings.max_challengers,
-            probation=self.live is not None and self.live.probation(model),
+            probation=live is not None and live.probation(model),
             store=self._store,
             started_at_ms=started_ms,
             step_ms={"read": round(read.seconds * 1000, 3)},
             progress=partial(log_progress, model),
         )
-        pumped = 0
-
-        def meanwhile() -> None:
-            nonlocal pumped
-            pumped += self._pump()
-
-        t_train = time.monotonic()
-        answer = keep_alive_until(self.consumer, future, None if live is None else meanwhile)
+        answer = self._await(model, future)
         if live is not None:
-            took = time.monotonic() - t_train
-            rate = pumped / took if took > 0 else 0.0
-            log.info("%s: the live loop read %d outcomes in the %.2f s the answer took (%.0f/s)",
-                     model, pumped, took, rate)  # fmt: skip
             self.follower.catch_up()
             answer = restage_answer(
                 answer, reg, champion_then=champion_then,
@@ -365,6 +355,26 @@ class Trainer:
         )
         kinds = tuple(a["kind"] for a in answer.alerts)
         return Outcome(trigger["trigger_id"], model, answer.stage, answer.version, detail, kinds)
+
+    def _await(self, model: str, future: Future[Answer]) -> Answer:
+        """The answer of ``future`` (computed in the training child), the trigger
+        consumer kept alive and the live loop, if it runs, pumped meanwhile; with the live
+        loop, a log line says how many outcomes it read while waiting, and at what rate."""
+        if self.live is None:
+            return keep_alive_until(self.consumer, future)
+        pumped = 0
+
+        def meanwhile() -> None:
+            nonlocal pumped
+            pumped += self._pump()
+
+        t0 = time.monotonic()
+        answer = keep_alive_until(self.consumer, future, meanwhile)
+        took = time.monotonic() - t0
+        rate = pumped / took if took > 0 else 0.0
+        log.info("%s: the live loop read %d outcomes in the %.2f s the answer took (%.0f/s)",
+                 model, pumped, took, rate)  # fmt: skip
+        return answer
 
     def _hold_stale(
         self, answer: Answer, window: list[dict[str, Any]], champion_then: str | None

@@ -275,7 +275,10 @@ def create_worker(
     app.web_server(web.server(worker, settings.worker_web_bind, settings.worker_web_port))
 
     class Background(mode.Service):
-        """Starts the registry follower, then the scorer, on threads; stops them."""
+        """Run before the Faust app (streams/worker.py), not as its service: starts the
+        registry follower, then the scorer and join loops, on threads; restores the
+        status page and the open incidents, feeds the monitor the join's committed
+        steps, ends the process when a thread dies; stops the threads."""
 
         async def on_start(self) -> None:
             self.add_future(self._restore())  # the status page's last known state

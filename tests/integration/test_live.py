@@ -86,11 +86,18 @@ def learned(t: Trainer) -> int:
     return 0 if learner is None else learner.learned
 
 
+def live_trainer(s: Settings, group_id: str, config: ModelsConfig | None = None) -> Trainer:
+    """A trainer with its live loop, on ``config`` (default :func:`live_models`)."""
+    config = live_models() if config is None else config
+    return Trainer(s, config, group_id=group_id, consumer_overrides=FAST_GROUP, live=True)
+
+
 def learn_350(s: Settings, group_id: str) -> str:
-    """A trainer's live loop learns 350 outcomes of the bootstrapped champion (version
-    returned) from the start, then stops."""
-    old = bootstrap_champion(s)["version"]
-    t = Trainer(s, live_models(), group_id=group_id, consumer_overrides=FAST_GROUP, live=True)
+    """Bootstrap a champion, then run a live trainer until its online learner has learnt
+    350 outcomes (of :func:`produce`, the champion wrong) and close it; the champion's
+    version."""
+    old: str = bootstrap_champion(s)["version"]
+    t = live_trainer(s, group_id)
     try:
         assert t.live is not None
         t.live.start()  # no learner yet: from the end of the outcomes topic
@@ -98,15 +105,15 @@ def learn_350(s: Settings, group_id: str) -> str:
         pump_until(t, lambda: learned(t) == 350, "350 rows learnt")
     finally:
         t.close()
-    return str(old)
+    return old
 
 
 def test_an_online_challenger_learns_each_outcome_once_and_wins_on_live_evidence(
     s: Settings, group_id: str
 ) -> None:
-    old = learn_350(s, group_id)  # its first checkpoint entered as a challenger
+    old = learn_350(s, group_id)
     reg = read_registry(s)
-    (entered,) = reg.challengers("churn")
+    (entered,) = reg.challengers("churn")  # published with its first checkpoint, flushed
     online = entered["version"]
     assert is_online(online) and known(reg.champion("churn"))["version"] == old
     checkpoint_rows = entered["lineage"]["rows"]
@@ -114,7 +121,7 @@ def test_an_online_challenger_learns_each_outcome_once_and_wins_on_live_evidence
 
     # a restarted trainer resumes the learner from its checkpoint and reads on from there:
     # the rows after the checkpoint are learnt once more into the state, never twice
-    t = Trainer(s, live_models(), group_id=group_id, consumer_overrides=FAST_GROUP, live=True)
+    t = live_trainer(s, group_id)
     try:
         assert t.live is not None
         t.live.start()
@@ -154,8 +161,7 @@ def test_a_candidate_trained_before_the_live_loops_alarm_enters_as_a_challenger(
     challenger (live evidence after the alarm decides), not as champion."""
     old = bootstrap_champion(s)["version"]
     cfg = replace(models()["churn"], live=LiveConfig(min_pairs=50))
-    t = Trainer(s, ModelsConfig({"churn": cfg}), group_id=group_id,
-                consumer_overrides=FAST_GROUP, live=True)  # fmt: skip
+    t = live_trainer(s, group_id, ModelsConfig({"churn": cfg}))
     try:
         assert t.live is not None
         t.live.start()  # from the end of the outcomes topic
@@ -188,7 +194,7 @@ def test_a_learner_resumed_behind_the_reader_skips_no_outcome(s: Settings, group
     checkpoint_rows = known(read_registry(s).challengers("churn")[0])["lineage"]["rows"]
     assert checkpoint_rows == 300
     plain = ModelsConfig({"churn": replace(live_models()["churn"], online=None)})
-    t = Trainer(s, plain, group_id=group_id, consumer_overrides=FAST_GROUP, live=True)
+    t = live_trainer(s, group_id, plain)
     try:
         assert t.live is not None
         t.live.start()  # no learner: from the end of the outcomes topic

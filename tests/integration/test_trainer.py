@@ -25,6 +25,7 @@ from driftline.settings import Settings
 from tests.integration import harness
 from tests.integration.loop_helpers import (
     T0,
+    answer_one,
     bootstrap_champion,
     loop_settings,
     models,
@@ -93,11 +94,7 @@ def test_failing_gate_leaves_the_champion_in_place(s: Settings, group_id: str) -
     old = bootstrap_champion(s)
     produce_outcomes(s, 700)
     publish_trigger(s, trigger(last_n=600))
-    t = trainer(s, group_id, models(min_improvement=1.0))  # cannot be met
-    try:
-        (outcome,) = t.run(max_triggers=1, idle_timeout_s=30)
-    finally:
-        t.close()
+    outcome = answer_one(s, group_id, models(min_improvement=1.0))  # cannot be met
     assert outcome.status == "rejected"
     reg = read_registry(s)
     assert known(reg.champion("churn"))["version"] == old["version"]
@@ -130,11 +127,7 @@ def test_a_candidate_trained_before_the_latest_alarm_is_gated_again(
     produce_outcomes(s, 400, seed=3, start=600, version=old["version"],
                      noise=0.9 if flipped else 0.1)  # fmt: skip
     publish_trigger(s, trigger(window_end_ms=T0 + 600_000))
-    t = trainer(s, group_id)
-    try:
-        (outcome,) = t.run(max_triggers=1, idle_timeout_s=30)
-    finally:
-        t.close()
+    outcome = answer_one(s, group_id)
     assert outcome.status == stage, outcome
     reg = read_registry(s)
     record = known(reg.get("churn", known(outcome.version)))
@@ -175,11 +168,7 @@ def test_time_window_reads_from_offsets_for_times(s: Settings, group_id: str) ->
     produce_outcomes(s, 400)
     start = T0 + 250 * 1_000  # event times T0 + i s: the last 150 outcomes
     publish_trigger(s, trigger(window_start_ms=start))
-    t = trainer(s, group_id)
-    try:
-        (outcome,) = t.run(max_triggers=1, idle_timeout_s=30)
-    finally:
-        t.close()
+    outcome = answer_one(s, group_id)
     lin = known(read_registry(s).get("churn", known(outcome.version)))["lineage"]
     assert lin["rows"] + lin["holdout_rows"] == 150
 
@@ -187,11 +176,7 @@ def test_time_window_reads_from_offsets_for_times(s: Settings, group_id: str) ->
 def test_unknown_model_raises_a_training_failed_alert(s: Settings, group_id: str) -> None:
     trg = trigger(model="nobody")
     publish_trigger(s, trg)
-    t = trainer(s, group_id)
-    try:
-        (outcome,) = t.run(max_triggers=1, idle_timeout_s=30)
-    finally:
-        t.close()
+    outcome = answer_one(s, group_id)
     assert outcome.status == "failed"
     (alert,) = read_topic(s, "alerts", "Alert")
     assert alert["kind"] == "training_failed"
@@ -251,11 +236,7 @@ def test_tampered_champion_is_refused_and_alerted(s: Settings, group_id: str) ->
     # the trainer alerts and gates the next candidate without the broken champion
     produce_outcomes(s, 600)
     publish_trigger(s, trigger())
-    t = trainer(s, group_id)
-    try:
-        (outcome,) = t.run(max_triggers=1, idle_timeout_s=30)
-    finally:
-        t.close()
+    outcome = answer_one(s, group_id)
     assert outcome.status == "champion"
     assert [a["kind"] for a in read_topic(s, "alerts", "Alert")] == ["artifact_rejected"]
     assert "could not be loaded" in known(read_registry(s).champion("churn"))["gate"]["summary"]
@@ -315,11 +296,7 @@ def test_a_small_window_is_not_promoted(s: Settings, group_id: str) -> None:
     old = bootstrap_champion(s)
     produce_outcomes(s, 150)
     publish_trigger(s, trigger(last_n=150))
-    t = trainer(s, group_id)
-    try:
-        (outcome,) = t.run(max_triggers=1, idle_timeout_s=30)
-    finally:
-        t.close()
+    outcome = answer_one(s, group_id)
     assert outcome.status == "rejected"
     reg = read_registry(s)
     assert known(reg.champion("churn"))["version"] == old["version"]
@@ -370,11 +347,7 @@ def test_a_small_window_is_completed_from_the_champions_sample(s: Settings, grou
     assert len(reservoir.decode(on_topic["training_sample"])) == 480
     produce_outcomes(s, 500, start=1_000)  # event times from T0 + 1,000 s
     publish_trigger(s, trigger())
-    t = trainer(s, group_id, models(min_rows=900))
-    try:
-        (outcome,) = t.run(max_triggers=1, idle_timeout_s=30)
-    finally:
-        t.close()
+    outcome = answer_one(s, group_id, models(min_rows=900))
     assert outcome.status in ("champion", "challenger", "rejected"), outcome
     lin = known(read_registry(s).get("churn", known(outcome.version)))["lineage"]
     assert (lin["earlier_rows"], lin["earlier_version"]) == (400, old["version"])

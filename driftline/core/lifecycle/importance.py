@@ -113,15 +113,7 @@ def permutation_importance(
         for k in range(repeats):
             shuffled = column[:]
             random.Random(_seed(seed, name, k)).shuffle(shuffled)
-            losses = []
-            for r, v, memo in zip(rows, shuffled, seen, strict=True):
-                key = _same(v)
-                loss = memo.get(key) if key is not None else None
-                if loss is None:
-                    loss = _row_loss(model, {**r["features"], name: v}, r["label"], classify)
-                    if key is not None:
-                        memo[key] = loss
-                losses.append(loss)
+            losses = _losses_with(model, rows, name, shuffled, seen, classify)
             drops.append(_mean(losses) - base)
         out[name] = {
             "mean": round(statistics.fmean(drops), 12),
@@ -129,6 +121,29 @@ def permutation_importance(
             "repeats": repeats,
         }
     return out
+
+
+def _losses_with(
+    model: Predictor,
+    rows: Sequence[Mapping[str, Any]],
+    name: str,
+    values: Sequence[Any],
+    seen: Sequence[dict[Any, float | bool]],
+    classify: bool,
+) -> list[float | bool]:
+    """Each row's loss with feature ``name`` set to its value of ``values``: from ``seen``
+    (per row, the loss with each value it was given before) where it is there, else
+    predicted and remembered there."""
+    losses = []
+    for r, v, memo in zip(rows, values, seen, strict=True):
+        key = _same(v)
+        loss = memo.get(key) if key is not None else None
+        if loss is None:
+            loss = _row_loss(model, {**r["features"], name: v}, r["label"], classify)
+            if key is not None:
+                memo[key] = loss
+        losses.append(loss)
+    return losses
 
 
 def _mean(losses: Sequence[float | bool]) -> float:

@@ -48,6 +48,7 @@ from typing import Any
 from driftline.core.errors import ConfigError, ValidationError
 from driftline.core.lifecycle.registry import MAX_CHALLENGERS
 from driftline.core.lifecycle.training import (
+    Laps,
     Store,
     TrainingRun,
     code_version,
@@ -159,15 +160,8 @@ def register(
     as for a trained candidate) or ``"candidate"`` (publish it for a person to
     promote). A model or rows that fail the checks raise ConfigError before any record
     exists."""
-    steps: dict[str, float] = {}
-    t = t0 = clock()
-
-    def lap(name: str) -> None:
-        nonlocal t
-        now = clock()
-        steps[name] = round((now - t) * 1000, 3)
-        t = now
-
+    lap = Laps(clock)
+    steps = lap.steps
     if stage not in (None, "candidate"):
         raise ConfigError(f"stage must be None (the gate decides) or candidate, not {stage!r}")
     data = examples(build_frame(rows))
@@ -226,7 +220,7 @@ def register(
         "calibration": None,
     }
     result = gate_record(record, live, champion, data, config, key=key, train_labels=None, lap=lap)
-    record["lineage"]["finished_at_ms"] = now_ms + round((clock() - t0) * 1000)
+    record["lineage"]["finished_at_ms"] = now_ms + lap.total_ms()
     run = TrainingRun(record, model, blob, result, 0, len(data), steps)
     if stage == "candidate":
         return run, [dict(record)]

@@ -67,6 +67,7 @@ from driftline.core.model.validation import Spec
 from driftline.core.watch.profile import ReferenceProfile
 
 __all__ = [
+    "Laps",
     "TrainingRun",
     "add_importance",
     "bootstrap",
@@ -79,6 +80,35 @@ __all__ = [
     "stage_records",
     "train",
 ]
+
+
+class Laps:
+    """The wall milliseconds of a run's named steps, each timed from the end of the one
+    before (the first from when it was made), into :attr:`steps` (which starts as a copy
+    of ``steps``: what the caller timed before); call it with a step's name as it ends.
+
+    >>> ticks = iter([10.0, 10.25, 10.5, 11.0])
+    >>> lap = Laps(lambda: next(ticks), {"read": 3.0})
+    >>> lap("train"); lap("gate"); lap.steps, lap.total_ms()
+    ({'read': 3.0, 'train': 250.0, 'gate': 250.0}, 1000)
+    """
+
+    def __init__(
+        self, clock: Callable[[], float], steps: Mapping[str, float] | None = None
+    ) -> None:
+        self.clock = clock
+        self.steps: dict[str, float] = dict(steps or {})
+        self.started = self._last = clock()
+
+    def __call__(self, name: str) -> None:
+        now = self.clock()
+        self.steps[name] = round((now - self._last) * 1000, 3)
+        self._last = now
+
+    def total_ms(self) -> int:
+        """Whole milliseconds since it was made."""
+        return round((self.clock() - self.started) * 1000)
+
 
 Store = Callable[[str, str, bytes], str]
 """``(model, version, data) -> uri``: keeps an artifact too large to travel inline."""
@@ -240,15 +270,8 @@ def train(
     while learning. ``code`` defaults to :func:`code_version`. With ``importance`` false,
     ``lineage.importance`` stays None (see :func:`add_importance`).
     """
-    steps = dict(step_ms or {})
-    t = t0 = clock()
-
-    def lap(name: str) -> None:
-        nonlocal t
-        now = clock()
-        steps[name] = round((now - t) * 1000, 3)
-        t = now
-
+    lap = Laps(clock, step_ms)
+    steps = lap.steps
     data = list(rows)
     if not data:
         raise ConfigError(f"model {config.name}: no labelled rows to train on")
@@ -321,7 +344,7 @@ def train(
     labels = [r["label"] for r in train_rows]
     result = gate_record(record, live, champion, holdout, config, key=key, train_labels=labels,
                          lap=lap, importance=importance)  # fmt: skip
-    record["lineage"]["finished_at_ms"] = now_ms + round((clock() - t0) * 1000)
+    record["lineage"]["finished_at_ms"] = now_ms + lap.total_ms()
     return TrainingRun(record, estimator, blob, result, len(train_rows), len(holdout), steps)
 
 

@@ -5,6 +5,7 @@ parent. Real spawned processes, no broker."""
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import pickle
 import re
@@ -17,7 +18,14 @@ from typing import Any
 
 import pytest
 
-from driftline.consumers.train_pool import BrokenProcessPool, TrainPool, log_progress, store_in
+from driftline.consumers import train_pool
+from driftline.consumers.train_pool import (
+    BrokenProcessPool,
+    TrainPool,
+    _warm,
+    log_progress,
+    store_in,
+)
 from driftline.core.lifecycle.answer import Answer, answer_trigger
 from driftline.core.lifecycle.registry import Registry
 from tests.unit.core.examples import T0
@@ -96,6 +104,30 @@ def test_the_registry_is_pickled_when_submitted(pool: TrainPool) -> None:
     future = pool.submit(Registry.champion, reg, "churn")
     reg.delete("churn", reg.champion("churn")["version"])  # type: ignore[index]
     assert future.result(timeout=60) is not None  # the child got the registry as it was
+
+
+def test_a_factory_the_warm_up_cannot_import_is_logged_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="driftline.trainer"):
+        assert _warm(("logistic_regression", "no_such_module_x:factory")) == os.getpid()
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith("model factory no_such_module_x:factory not imported")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_libc_that_refuses_pdeathsig_is_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Refusing:
+        def prctl(self, *args: int) -> int:
+            return -1  # as libc does: no exception, errno set
+
+    monkeypatch.setattr("ctypes.CDLL", lambda *a, **kw: Refusing())
+    with caplog.at_level(logging.WARNING, logger="driftline.trainer"):
+        train_pool._die_with(os.getppid())  # the parent alive: it goes on
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith("training child: PR_SET_PDEATHSIG not set")
 
 
 def test_a_child_that_dies_is_replaced_for_the_next_call() -> None:
