@@ -10,10 +10,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, text
 
 from driftline import broker
 from driftline.settings import Settings
+
+# Property tests judge results, not speed: Hypothesis's 200 ms deadline per example
+# failed a pure test on a busy shared machine (544 ms), so no deadline anywhere.
+hypothesis_settings.register_profile("driftline", deadline=None)
+hypothesis_settings.load_profile("driftline")
 
 
 @pytest.fixture(scope="session")
