@@ -31,10 +31,10 @@ from bench.pipeline import env
 from bench.pipeline.driver import quantile
 from bench.pipeline.worker import proc_cpu_s
 from driftline.kafka.clients import consumer_config
+from driftline.kafka.helpers import take_batch
 from driftline.kafka.txn import (
     Transactions,
     loop_consumer_settings,
-    take_batch,
 )
 from driftline.settings import Settings
 

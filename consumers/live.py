@@ -40,7 +40,7 @@ from driftline.core.lifecycle.online import Store
 from driftline.core.lifecycle.registry import CHECKPOINT
 from driftline.core.model.config import ModelsConfig
 from driftline.core.wire.codec import default_codec
-from driftline.kafka.helpers import Offsets, Publisher, reader
+from driftline.kafka.helpers import Offsets, Publisher, reader, take_batch
 from driftline.kafka.registry_follower import RegistryFollower
 from driftline.settings import Settings
 
@@ -176,7 +176,7 @@ class LiveLoop:
         while a trigger is answered). Returns the number of outcomes read."""
         if not self._started:
             self.start()
-        msgs = self.consumer.consume(batch, timeout_s)
+        msgs = take_batch(self.consumer, batch, timeout_s)  # what arrived, not a full batch
         n = 0
         for msg in msgs:
             if msg.error() is not None:

@@ -54,11 +54,11 @@ from driftline.core.wire.deadletter import Origin
 from driftline.core.wire.headers import header_list
 from driftline.core.wire.topics import replication_configs
 from driftline.kafka.clients import admin_config, consumer_config
+from driftline.kafka.helpers import take_batch
 from driftline.kafka.txn import (
     Transactions,
     consumer_lag,
     loop_consumer_settings,
-    take_batch,
     usable,
 )
 from driftline.settings import Settings
@@ -176,7 +176,7 @@ class JoinLoop:
         self.store.close()
 
     def next_batch(self) -> list[Message]:
-        """Up to ``batch_size`` records (:func:`driftline.kafka.txn.take_batch`)."""
+        """Up to ``batch_size`` records (:func:`driftline.kafka.helpers.take_batch`)."""
         return take_batch(self.consumer, self.batch_size, self.poll_timeout_s)
 
     def process(self, msgs: Sequence[Message], now: int, sweep: bool = False) -> bool:

@@ -27,11 +27,11 @@ from driftline.core.wire.deadletter import Origin, dead_letter
 from driftline.core.wire.headers import TRACE_ID, header_list, header_value
 from driftline.core.wire.headers import build as record_headers
 from driftline.kafka.clients import consumer_config
+from driftline.kafka.helpers import take_batch
 from driftline.kafka.txn import (
     Transactions,
     consumer_lag,
     loop_consumer_settings,
-    take_batch,
     usable,
 )
 from driftline.settings import Settings
@@ -144,7 +144,7 @@ class ScorerLoop:
         self.consumer.close()
 
     def next_batch(self) -> list[Message]:
-        """Up to ``batch_size`` messages (:func:`driftline.kafka.txn.take_batch`)."""
+        """Up to ``batch_size`` messages (:func:`driftline.kafka.helpers.take_batch`)."""
         return take_batch(self.consumer, self.batch_size, self.poll_timeout_s)
 
     def export_lag(self) -> None:

@@ -18,7 +18,7 @@ from confluent_kafka import Message, TopicPartition
 from driftline.core.errors import DriftlineError
 from driftline.core.lifecycle.registry import Registry, StageChange
 from driftline.core.wire.codec import Codec, default_codec
-from driftline.kafka.helpers import Offsets, consume_to_end, reader
+from driftline.kafka.helpers import Offsets, consume_to_end, reader, take_batch
 from driftline.settings import Settings
 
 log = logging.getLogger("driftline.registry")
@@ -134,7 +134,7 @@ class RegistryFollower:
             self.ready.set()
         try:
             while not stop.is_set():
-                msgs = self.consumer.consume(500, 0.2)
+                msgs = take_batch(self.consumer, 500, 0.2)  # a new version serves at once
                 applied = False
                 for msg in msgs:
                     if msg.error() is None:

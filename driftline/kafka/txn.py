@@ -276,20 +276,6 @@ def usable(msg: Message) -> bool:
     raise KafkaError(f"consume failed: {err.str()}", code=err.name())
 
 
-def take_batch(consumer: Consumer, size: int, wait_s: float) -> list[Message]:
-    """Up to ``size`` messages: what the consumer holds, at once; it waits (up to
-    ``wait_s``) only when it holds none. (``consume(n, timeout)`` waits for n messages
-    or the whole timeout, which added up to ``wait_s`` to the latency of every event
-    whenever fewer than n were arriving per timeout.)"""
-    msgs = consumer.consume(size, 0)
-    if msgs:
-        return msgs
-    first = consumer.poll(wait_s)
-    if first is None:
-        return []
-    return [first, *consumer.consume(size - 1, 0)]
-
-
 def next_offsets(msgs: Sequence[Message]) -> dict[tuple[str, int], tuple[int, int]]:
     """(topic, partition) -> (first offset, last offset + 1) of the records in ``msgs``."""
     span: dict[tuple[str, int], tuple[int, int]] = {}
