@@ -10,7 +10,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from driftline.consumers.trainer import Trainer
+from driftline.consumers.trainer import Outcome, Trainer
 from driftline.core.lifecycle.training import bootstrap
 from driftline.core.model.config import GateConfig, ModelConfig, ModelsConfig
 from driftline.core.wire.codec import default_codec
@@ -122,6 +122,17 @@ def publish_trigger(settings: Settings, trg: dict[str, Any]) -> None:
 
 def trainer(settings: Settings, group_id: str, config: ModelsConfig | None = None) -> Trainer:
     return Trainer(settings, config or models(), group_id=group_id, consumer_overrides=FAST_GROUP)
+
+
+def answer_triggers(
+    settings: Settings, group_id: str, config: ModelsConfig | None = None, triggers: int = 1
+) -> list[Outcome]:
+    """A trainer that answers ``triggers`` triggers (30 s idle at most), then is closed."""
+    t = trainer(settings, group_id, config)
+    try:
+        return t.run(max_triggers=triggers, idle_timeout_s=30)
+    finally:
+        t.close()
 
 
 def bootstrap_champion(

@@ -9,10 +9,8 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-import pytest
 from confluent_kafka import Producer
 
 from driftline.consumers.trainer import Trainer
@@ -26,7 +24,6 @@ from tests.integration.loop_helpers import (
     FAST_GROUP,
     T0,
     bootstrap_champion,
-    loop_settings,
     models,
     produce_outcomes,
     publish_trigger,
@@ -34,11 +31,6 @@ from tests.integration.loop_helpers import (
     trigger,
 )
 from tests.unit.core.examples import known
-
-
-@pytest.fixture
-def s(settings: Settings, tmp_path: Path) -> Settings:
-    return loop_settings(settings, tmp_path)
 
 
 def live_models() -> ModelsConfig:
@@ -86,11 +78,30 @@ def learned(t: Trainer) -> int:
     return 0 if learner is None else learner.learned
 
 
+def live_trainer(s: Settings, group_id: str, config: ModelsConfig | None = None) -> Trainer:
+    """A trainer with its live loop (``live_models()`` unless told)."""
+    cfg = config or live_models()
+    return Trainer(s, cfg, group_id=group_id, consumer_overrides=FAST_GROUP, live=True)
+
+
+def learn_outcomes(s: Settings, group_id: str, champion: str, n: int) -> None:
+    """A live trainer, started at the end of the outcomes topic, learns ``n`` new outcomes
+    of ``champion`` (no challenger) and is closed."""
+    t = live_trainer(s, group_id)
+    try:
+        assert t.live is not None
+        t.live.start()
+        produce(s, n, 0, champion, None)
+        pump_until(t, lambda: learned(t) == n, f"{n} rows learnt")
+    finally:
+        t.close()
+
+
 def test_an_online_challenger_learns_each_outcome_once_and_wins_on_live_evidence(
     s: Settings, group_id: str
 ) -> None:
     old = bootstrap_champion(s)["version"]
-    t = Trainer(s, live_models(), group_id=group_id, consumer_overrides=FAST_GROUP, live=True)
+    t = live_trainer(s, group_id)
     try:
         assert t.live is not None
         t.live.start()  # no learner yet: from the end of the outcomes topic
@@ -108,7 +119,7 @@ def test_an_online_challenger_learns_each_outcome_once_and_wins_on_live_evidence
 
     # a restarted trainer resumes the learner from its checkpoint and reads on from there:
     # the rows after the checkpoint are learnt once more into the state, never twice
-    t = Trainer(s, live_models(), group_id=group_id, consumer_overrides=FAST_GROUP, live=True)
+    t = live_trainer(s, group_id)
     try:
         assert t.live is not None
         t.live.start()
@@ -135,14 +146,7 @@ def test_a_backlog_of_outcomes_is_checkpointed_at_the_configured_cadence(
     batch holds them all): the learner's state is still published every 100 rows, not once
     per batch read, so the served state trails the outcomes read by one cadence at most."""
     old = bootstrap_champion(s)["version"]
-    t = Trainer(s, live_models(), group_id=group_id, consumer_overrides=FAST_GROUP, live=True)
-    try:
-        assert t.live is not None
-        t.live.start()
-        produce(s, 350, 0, old, None)
-        pump_until(t, lambda: learned(t) == 350, "350 rows learnt")
-    finally:
-        t.close()
+    learn_outcomes(s, group_id, old, 350)
     rows = [r["lineage"]["rows"] for r in read_topic(s, "registry", "ModelVersion")
             if r["stage"] == "checkpoint"]  # fmt: skip
     assert rows == [100, 200, 300]
@@ -156,8 +160,7 @@ def test_a_candidate_trained_before_the_live_loops_alarm_enters_as_a_challenger(
     challenger (live evidence after the alarm decides), not as champion."""
     old = bootstrap_champion(s)["version"]
     cfg = replace(models()["churn"], live=LiveConfig(min_pairs=50))
-    t = Trainer(s, ModelsConfig({"churn": cfg}), group_id=group_id,
-                consumer_overrides=FAST_GROUP, live=True)  # fmt: skip
+    t = live_trainer(s, group_id, ModelsConfig({"churn": cfg}))
     try:
         assert t.live is not None
         t.live.start()  # from the end of the outcomes topic
@@ -187,18 +190,11 @@ def test_a_learner_resumed_behind_the_reader_skips_no_outcome(s: Settings, group
     start) resumes from its checkpoint, behind what the loop has read: the loop reads
     those outcomes again for it, so its state holds every outcome once."""
     old = bootstrap_champion(s)["version"]
-    t = Trainer(s, live_models(), group_id=group_id, consumer_overrides=FAST_GROUP, live=True)
-    try:
-        assert t.live is not None
-        t.live.start()
-        produce(s, 350, 0, old, None)
-        pump_until(t, lambda: learned(t) == 350, "350 rows learnt")
-    finally:
-        t.close()
+    learn_outcomes(s, group_id, old, 350)
     checkpoint_rows = known(read_registry(s).challengers("churn")[0])["lineage"]["rows"]
     assert checkpoint_rows == 300
     plain = ModelsConfig({"churn": replace(live_models()["churn"], online=None)})
-    t = Trainer(s, plain, group_id=group_id, consumer_overrides=FAST_GROUP, live=True)
+    t = live_trainer(s, group_id, plain)
     try:
         assert t.live is not None
         t.live.start()  # no learner: from the end of the outcomes topic
