@@ -91,7 +91,8 @@ def loop_run(tuned: bool, n: int, challengers: int = 0) -> None:
     """One child's run of part 2: prints µs per prediction and per label."""
     from driftline.streams.app import tune_gc
     from driftline.streams.joinstore import MemoryStore
-    from tests.unit.streams.test_join_loop import Msg, Rig
+    from tests.unit.streams.fakemsg import Msg
+    from tests.unit.streams.test_join_loop import Rig
 
     preds, labels = messages(n, challengers)
     if tuned:

@@ -22,6 +22,9 @@ LAYOUTS = ("all", "split")
 
 
 class Worker:
+    ready_line = "driftline worker ready"
+    """What the log shows, after the current start's banner, once the process is ready."""
+
     def __init__(self, settings: Settings, run_dir: Path, index: int, role: str = "all") -> None:
         self.id = f"w{index}"
         self.role = role
@@ -33,12 +36,17 @@ class Worker:
         self.web_port = 0  # of the current process: its /metrics (bench/faults/retries.py)
         self.stopped = False  # SIGSTOPped
 
-    def start(self) -> None:
+    def args(self) -> list[str]:
+        """``driftline ARGS`` for a start: a worker on a fresh web port."""
         self.web_port = free_port()
         port = str(self.web_port)
         args = ["worker", "--name", "faults", "--web-port", port, "--loglevel", "info"]
         if self.role != "all":
             args += ["--role", self.role]
+        return args
+
+    def start(self) -> None:
+        args = self.args()
         with self.log.open("ab") as out:
             out.write(f"\n===== {time.strftime('%T')} start {self.starts + 1} =====\n".encode())
             out.flush()
@@ -50,7 +58,7 @@ class Worker:
     def ready(self) -> bool:
         marker = f"start {self.starts} ====="
         text = self.log.read_text(errors="replace")
-        return "driftline worker ready" in text[text.rfind(marker) :]
+        return self.ready_line in text[text.rfind(marker) :]
 
     def signal(self, sig: int) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -75,6 +83,8 @@ class TrainerProc(Worker):
     """``driftline trainer`` with its live loop (DRIFTLINE_LIVE on), its artifacts in the
     run's directory; ready once its live loop has started."""
 
+    ready_line = "live loop on"
+
     def __init__(self, settings: Settings, run_dir: Path) -> None:
         super().__init__(settings, run_dir, 0)
         self.id, self.role = "trainer", "trainer"
@@ -82,19 +92,8 @@ class TrainerProc(Worker):
         s = settings.model_copy(update={"artifact_dir": run_dir / "artifacts", "live": True})
         self.env = env_for(s, DRIFTLINE_METRICS_PORT="0")
 
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            out.write(f"\n===== {time.strftime('%T')} start {self.starts + 1} =====\n".encode())
-            out.flush()
-            self.proc = subprocess.Popen([sys.executable, "-m", "driftline", "trainer"],
-                                         env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)  # fmt: skip
-        self.starts += 1
-
-    def ready(self) -> bool:
-        marker = f"start {self.starts} ====="
-        text = self.log.read_text(errors="replace")
-        return "live loop on" in text[text.rfind(marker) :]
+    def args(self) -> list[str]:
+        return ["trainer"]
 
 
 class Supervisor:

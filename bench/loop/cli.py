@@ -30,7 +30,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,28 +105,27 @@ def _size(args: argparse.Namespace, stream: str) -> tuple[int, int]:
     return args.events or size["events"], args.drift_every or size["drift_every"]
 
 
-def process_tasks(args: argparse.Namespace) -> list[Task]:
-    out = []
+def _runs(args: argparse.Namespace) -> Iterator[tuple[str, int, int, int]]:
+    """(stream, label delay, events, drift every) of each stream and delay asked for."""
     for stream in args.streams:
         events, every = _size(args, stream)
         for delay in args.delays:
-            for seed in args.seeds:
-                out.append(Task(stream, seed, delay, events, every, grid=GRID,
-                                tick_every=args.tick_every, serve_lag=args.serve_lag,
-                                retrain=args.retrain, arf=not args.no_arf,
-                                live=not args.no_live))  # fmt: skip
+            yield stream, delay, events, every
+
+
+def process_tasks(args: argparse.Namespace) -> list[Task]:
+    out = [Task(stream, seed, delay, events, every, grid=GRID, tick_every=args.tick_every,
+                serve_lag=args.serve_lag, retrain=args.retrain, arf=not args.no_arf,
+                live=not args.no_live)
+           for stream, delay, events, every in _runs(args) for seed in args.seeds]  # fmt: skip
     # the long ones first, so the workers finish together
     return sorted(out, key=lambda t: (t.kind == "led", t.events), reverse=True)
 
 
 def kafka_tasks(args: argparse.Namespace) -> list[KafkaTask]:
-    out = []
-    for stream in args.streams:
-        events, every = _size(args, stream)
-        for delay in args.delays:
-            for rate in args.rates:
-                for seed in args.seeds:
-                    out.append(KafkaTask(stream, seed, delay, events, every, rate))
+    out = [KafkaTask(stream, seed, delay, events, every, rate)
+           for stream, delay, events, every in _runs(args)
+           for rate in args.rates for seed in args.seeds]  # fmt: skip
     if args.quick:  # one short run
         return [t for t in out if (t.kind, t.delay, t.rate) ==
                 (args.streams[0], args.delays[-1], args.rates[0])][:1]  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 import uuid
@@ -115,6 +116,28 @@ def consumed_all(settings: Settings, topic: str, group: str, timeout: float = 10
         return not left
     finally:
         c.close()
+
+
+def refused_models_file(settings: Settings, proc: Process) -> list[dict[str, Any]]:
+    """SIGHUP ``proc`` (a broken models file written): the alerts topic once it holds a
+    ``config_rejected`` alert (30 s at most; the caller asserts it is there)."""
+    assert proc.proc is not None
+    proc.proc.send_signal(signal.SIGHUP)
+    return collect(settings, "alerts", _config_rejected, timeout=30)
+
+
+def _config_rejected(got: list[Any]) -> bool:
+    return any(a["kind"] == "config_rejected" for a in got)
+
+
+def reloaded_models_file(proc: Process, timeout: float = 30) -> None:
+    """SIGHUP ``proc`` (a good models file written); returns once it logs the reload."""
+    assert proc.proc is not None
+    proc.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + timeout
+    while "reloaded models file" not in proc.tail():
+        assert time.monotonic() < deadline, proc.tail()
+        time.sleep(0.2)
 
 
 class Background:

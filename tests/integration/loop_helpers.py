@@ -124,15 +124,15 @@ def trainer(settings: Settings, group_id: str, config: ModelsConfig | None = Non
     return Trainer(settings, config or models(), group_id=group_id, consumer_overrides=FAST_GROUP)
 
 
-def answer_one(settings: Settings, group_id: str, config: ModelsConfig | None = None) -> Outcome:
-    """Run a :func:`trainer` until it has answered one trigger (30 s idle at most), close
-    it; what it did with that trigger."""
+def answer_triggers(
+    settings: Settings, group_id: str, config: ModelsConfig | None = None, triggers: int = 1
+) -> list[Outcome]:
+    """A trainer that answers ``triggers`` triggers (30 s idle at most), then is closed."""
     t = trainer(settings, group_id, config)
     try:
-        (outcome,) = t.run(max_triggers=1, idle_timeout_s=30)
+        return t.run(max_triggers=triggers, idle_timeout_s=30)
     finally:
         t.close()
-    return outcome
 
 
 def bootstrap_champion(

@@ -34,11 +34,26 @@ class Server:
 
     def __init__(self, tmp: Path) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
+        self.tmp = tmp
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tmp / f"{self.name}.log"
         self.args: list[str] = []
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def command(self, exe: str, config: dict[str, Any], storage: str, *extra: str) -> list[str]:
+        """The command line of ``exe`` (Prometheus and Alertmanager take the same flags):
+        ``config`` written to ``NAME.yml`` in the temporary directory, its data under
+        ``data`` there (the flag ``storage``), serving on ``port``, warnings only."""
+        (self.tmp / f"{self.name}.yml").write_text(yaml.safe_dump(config))
+        return [
+            exe,
+            f"--config.file={self.tmp / f'{self.name}.yml'}",
+            f"{storage}={self.tmp / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            *extra,
+            "--log.level=warn",
+        ]
 
     def __enter__(self) -> Self:
         with self.log.open("wb") as out:
@@ -112,14 +127,7 @@ class Prometheus(Server):
         if alertmanagers:
             config["alerting"] = {"alertmanagers": [{"static_configs": [
                 {"targets": list(alertmanagers)}]}]}  # fmt: skip
-        (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-        self.args = [
-            exe,
-            f"--config.file={tmp / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp / 'data'}",
-            f"--web.listen-address=127.0.0.1:{self.port}",
-            "--log.level=warn",
-        ]
+        self.args = self.command(exe, config, "--storage.tsdb.path")
 
     def api(self, path: str, **params: str) -> Any:
         doc = self.get_json(f"/api/v1/{path}", **params)
@@ -148,15 +156,8 @@ class Alertmanager(Server):
         for receiver in config["receivers"]:
             receiver["webhook_configs"] = [{"url": webhook, "send_resolved": True}]
         config["route"].update(group_wait="1s", group_interval="2s", repeat_interval="1h")
-        (tmp / "alertmanager.yml").write_text(yaml.safe_dump(config))
-        self.args = [
-            exe,
-            f"--config.file={tmp / 'alertmanager.yml'}",
-            f"--storage.path={tmp / 'data'}",
-            f"--web.listen-address=127.0.0.1:{self.port}",
-            "--cluster.listen-address=",  # no gossip port: one instance
-            "--log.level=warn",
-        ]
+        # no gossip port: one instance
+        self.args = self.command(exe, config, "--storage.path", "--cluster.listen-address=")
 
     def groups(self) -> list[dict[str, Any]]:
         """The alert groups Alertmanager holds (``/api/v2/alerts/groups``)."""

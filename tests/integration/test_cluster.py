@@ -19,11 +19,11 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
-from bench.faults.report import render
-from bench.faults.run import QUICK_CLUSTER_EVENTS, QUICK_CLUSTER_RATE, Options, run
+from bench.faults.run import QUICK_CLUSTER_EVENTS, QUICK_CLUSTER_RATE, Options
 from driftline import broker
 from driftline.kafka.clients import admin_config
 from driftline.settings import Settings
+from tests.integration.faultruns import assert_every_output_once, checked_run
 
 
 def driftline(d: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -99,12 +99,8 @@ def test_one_command_starts_three_nodes_and_topics_get_three_replicas(cluster: P
 # both tests at load 7-16).
 @pytest.mark.timeout(600)
 def test_quick_cluster_faults_lose_and_duplicate_nothing(cluster: Path) -> None:
-    r = run(Options(events=QUICK_CLUSTER_EVENTS, rate=QUICK_CLUSTER_RATE, quick=True,
-                    brokers=3, cluster_dir=cluster))  # fmt: skip
-    report = render(r)
-    print(report)
-    problems = r.problems()
-    assert not problems, "; ".join(problems) + "\n" + report
+    r, report = checked_run(Options(events=QUICK_CLUSTER_EVENTS, rate=QUICK_CLUSTER_RATE,
+                                    quick=True, brokers=3, cluster_dir=cluster))  # fmt: skip
     assert [f.kind for f in r.faults] == ["leader", "rolling"], report
     leader, rolling = r.faults
     assert [what for _, what in rolling.steps if "stopped" in what] == [
@@ -115,13 +111,7 @@ def test_quick_cluster_faults_lose_and_duplicate_nothing(cluster: Path) -> None:
     # the harness saw the fence: no partition led by the killed node any more
     assert any(what.startswith(f"n{leader.target} leads no partition after ")
                for _, what in leader.steps), report  # fmt: skip
-    assert r.result is not None, report
-    for row in r.result.rows:
-        assert (row.lost, row.duplicated, row.unexpected) == (0, 0, 0), report
-        assert row.got == row.expected, report
-    assert r.result.order_violations == [], report
-    assert r.complete, report
-    assert all(f.probe and f.probe.recovered_s is not None for f in r.faults), report
+    assert_every_output_once(r, report)
     assert all(f.window is not None and f.window.predictions > 0 for f in r.faults), report
     for node in broker.nodes(cluster):  # every node runs again, for the fixture to stop
         assert node.pid() is not None

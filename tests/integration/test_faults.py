@@ -8,17 +8,12 @@ skipped by the online learner after its restart (bench/faults/learning.py)."""
 
 from __future__ import annotations
 
-from bench.faults.report import render
-from bench.faults.run import QUICK_EVENTS, QUICK_RATE, Options, run
+from bench.faults.run import QUICK_EVENTS, QUICK_RATE, Options
+from tests.integration.faultruns import assert_every_output_once, checked_run
 
 
 def test_quick_fault_schedule_loses_and_duplicates_nothing() -> None:
-    r = run(Options(events=QUICK_EVENTS, rate=QUICK_RATE, quick=True))
-    report = render(r)
-    print(report)
-    # the first line of a failure names what went wrong; the whole report follows
-    problems = r.problems()
-    assert not problems, "; ".join(problems) + "\n" + report
+    r, report = checked_run(Options(events=QUICK_EVENTS, rate=QUICK_RATE, quick=True))
     assert {f.kind for f in r.faults} == {"kill", "burst", "broker", "stop", "cont", "trainer"}, (
         report
     )
@@ -29,12 +24,7 @@ def test_quick_fault_schedule_loses_and_duplicates_nothing() -> None:
         assert rows[f"{what} twin"].expected > 0, report  # two models share every id
         assert rows[f"{what} twin"].expected == rows[f"{what} twin"].got, report
     assert rows["outcome twin"].expected == rows["outcome churn"].expected, report
-    for row in r.result.rows:
-        assert (row.lost, row.duplicated, row.unexpected) == (0, 0, 0), report
-        assert row.got == row.expected, report
-    assert r.result.order_violations == [], report
-    assert r.complete, report
-    assert all(f.probe and f.probe.recovered_s is not None for f in r.faults), report
+    assert_every_output_once(r, report)
     learning = r.learning
     assert learning is not None and learning.checkpoints > 0, report
     assert (learning.twice, learning.skipped) == (0, 0), report
@@ -45,10 +35,6 @@ def test_a_broker_restart_alone_is_recovered_from() -> None:
     """A hard broker restart and no worker restart after it: the quick schedule's later
     SIGKILLs had hidden that every loop then hung for good in librdkafka's
     send_offsets_to_transaction (librdkafka #5456, #5511; driftline/kafka/txn.py, STUCK_S)."""
-    r = run(Options(events=9000, rate=QUICK_RATE, quick=True, only="broker"))
-    report = render(r)
-    print(report)
-    problems = r.problems()
-    assert not problems, "; ".join(problems) + "\n" + report
+    r, report = checked_run(Options(events=9000, rate=QUICK_RATE, quick=True, only="broker"))
     assert [f.kind for f in r.faults] == ["broker"], report
     assert r.exits == [], report  # recovered inside the workers, not by restarting them

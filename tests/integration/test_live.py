@@ -9,10 +9,8 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-import pytest
 from confluent_kafka import Producer
 
 from driftline.consumers.trainer import Trainer
@@ -26,7 +24,6 @@ from tests.integration.loop_helpers import (
     FAST_GROUP,
     T0,
     bootstrap_champion,
-    loop_settings,
     models,
     produce_outcomes,
     publish_trigger,
@@ -34,11 +31,6 @@ from tests.integration.loop_helpers import (
     trigger,
 )
 from tests.unit.core.examples import known
-
-
-@pytest.fixture
-def s(settings: Settings, tmp_path: Path) -> Settings:
-    return loop_settings(settings, tmp_path)
 
 
 def live_models() -> ModelsConfig:
@@ -87,33 +79,39 @@ def learned(t: Trainer) -> int:
 
 
 def live_trainer(s: Settings, group_id: str, config: ModelsConfig | None = None) -> Trainer:
-    """A trainer with its live loop, on ``config`` (default :func:`live_models`)."""
-    config = live_models() if config is None else config
-    return Trainer(s, config, group_id=group_id, consumer_overrides=FAST_GROUP, live=True)
+    """A trainer with its live loop (``live_models()`` unless told)."""
+    cfg = config or live_models()
+    return Trainer(s, cfg, group_id=group_id, consumer_overrides=FAST_GROUP, live=True)
 
 
-def learn_350(s: Settings, group_id: str) -> str:
-    """Bootstrap a champion, then run a live trainer until its online learner has learnt
-    350 outcomes (of :func:`produce`, the champion wrong) and close it; the champion's
-    version."""
-    old: str = bootstrap_champion(s)["version"]
+def learn_outcomes(s: Settings, group_id: str, champion: str, n: int) -> None:
+    """A live trainer, started at the end of the outcomes topic, learns ``n`` new outcomes
+    of ``champion`` (no challenger) and is closed."""
+    t = live_trainer(s, group_id)
+    try:
+        assert t.live is not None
+        t.live.start()
+        produce(s, n, 0, champion, None)
+        pump_until(t, lambda: learned(t) == n, f"{n} rows learnt")
+    finally:
+        t.close()
+
+
+def test_an_online_challenger_learns_each_outcome_once_and_wins_on_live_evidence(
+    s: Settings, group_id: str
+) -> None:
+    old = bootstrap_champion(s)["version"]
     t = live_trainer(s, group_id)
     try:
         assert t.live is not None
         t.live.start()  # no learner yet: from the end of the outcomes topic
         produce(s, 350, 0, old, None)
         pump_until(t, lambda: learned(t) == 350, "350 rows learnt")
+        pump_until(t, lambda: read_registry(s).challengers("churn") != [], "online challenger")
     finally:
         t.close()
-    return old
-
-
-def test_an_online_challenger_learns_each_outcome_once_and_wins_on_live_evidence(
-    s: Settings, group_id: str
-) -> None:
-    old = learn_350(s, group_id)
     reg = read_registry(s)
-    (entered,) = reg.challengers("churn")  # published with its first checkpoint, flushed
+    (entered,) = reg.challengers("churn")
     online = entered["version"]
     assert is_online(online) and known(reg.champion("churn"))["version"] == old
     checkpoint_rows = entered["lineage"]["rows"]
@@ -147,7 +145,8 @@ def test_a_backlog_of_outcomes_is_checkpointed_at_the_configured_cadence(
     """350 outcomes already on the topic when the live loop reads (a loop catching up, a
     batch holds them all): the learner's state is still published every 100 rows, not once
     per batch read, so the served state trails the outcomes read by one cadence at most."""
-    learn_350(s, group_id)
+    old = bootstrap_champion(s)["version"]
+    learn_outcomes(s, group_id, old, 350)
     rows = [r["lineage"]["rows"] for r in read_topic(s, "registry", "ModelVersion")
             if r["stage"] == "checkpoint"]  # fmt: skip
     assert rows == [100, 200, 300]
@@ -190,7 +189,8 @@ def test_a_learner_resumed_behind_the_reader_skips_no_outcome(s: Settings, group
     turns the online learner on again; after a restart, a registry read further than at
     start) resumes from its checkpoint, behind what the loop has read: the loop reads
     those outcomes again for it, so its state holds every outcome once."""
-    old = learn_350(s, group_id)
+    old = bootstrap_champion(s)["version"]
+    learn_outcomes(s, group_id, old, 350)
     checkpoint_rows = known(read_registry(s).challengers("churn")[0])["lineage"]["rows"]
     assert checkpoint_rows == 300
     plain = ModelsConfig({"churn": replace(live_models()["churn"], online=None)})

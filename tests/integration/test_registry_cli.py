@@ -21,8 +21,8 @@ from driftline.kafka.registry_follower import read_registry
 from driftline.settings import Settings
 from tests.integration.loop_helpers import (
     T0,
+    answer_triggers,
     bootstrap_champion,
-    loop_settings,
     models,
     outcome,
     produce_outcomes,
@@ -31,11 +31,6 @@ from tests.integration.loop_helpers import (
     trigger,
 )
 from tests.unit.core.examples import known
-
-
-@pytest.fixture
-def s(settings: Settings, tmp_path: Path) -> Settings:
-    return loop_settings(settings, tmp_path)
 
 
 @pytest.fixture
@@ -85,11 +80,7 @@ def test_promote_approve_rollback_record_who_and_why(s: Settings, group_id: str,
     first = bootstrap_champion(s)
     produce_outcomes(s, 600)
     publish_trigger(s, trigger())
-    t = trainer(s, group_id, models(promotion="manual"))
-    try:
-        (outcome,) = t.run(1, idle_timeout_s=30)
-    finally:
-        t.close()
+    (outcome,) = answer_triggers(s, group_id, models(promotion="manual"))
     assert outcome.status == "challenger"
     new = known(outcome.version)
     run("models", "approve", "churn", new, "--by", "maria", "--reason", "segments reviewed")

@@ -58,41 +58,20 @@ def test_apply_restores_a_config_changed_out_of_band(settings: Settings) -> None
     assert all(d.in_sync for d in admin.describe(settings))
 
 
+def kafka_topics(settings: Settings, *args: str) -> str:
+    """The output of Kafka's own ``kafka-topics`` against the test's broker."""
+    cmd = ["bash", str(broker.script("kafka-tool.sh")), "topics"]
+    cmd += ["--bootstrap-server", settings.bootstrap_servers, *args]
+    return subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120).stdout
+
+
 def test_kafka_topics_tool_shows_the_declared_configs(settings: Settings) -> None:
     admin.apply(settings)
     registry = settings.topic("registry")
-    out = subprocess.run(
-        [
-            "bash",
-            str(broker.script("kafka-tool.sh")),
-            "topics",
-            "--bootstrap-server",
-            settings.bootstrap_servers,
-            "--describe",
-            "--topic",
-            registry,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
+    out = kafka_topics(settings, "--describe", "--topic", registry)
     assert "cleanup.policy=compact" in out
     assert "PartitionCount: 1" in out
-    listed = subprocess.run(
-        [
-            "bash",
-            str(broker.script("kafka-tool.sh")),
-            "topics",
-            "--bootstrap-server",
-            settings.bootstrap_servers,
-            "--list",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout.split()
+    listed = kafka_topics(settings, "--list").split()
     assert {s.name for s in admin.declared(settings)} <= set(listed)
 
 

@@ -7,7 +7,6 @@ import dataclasses
 import logging
 import os
 import re
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -25,9 +24,8 @@ from driftline.settings import Settings
 from tests.integration import harness
 from tests.integration.loop_helpers import (
     T0,
-    answer_one,
+    answer_triggers,
     bootstrap_champion,
-    loop_settings,
     models,
     produce_outcomes,
     publish_trigger,
@@ -36,11 +34,6 @@ from tests.integration.loop_helpers import (
     trigger,
 )
 from tests.unit.core.examples import known
-
-
-@pytest.fixture
-def s(settings: Settings, tmp_path: Path) -> Settings:
-    return loop_settings(settings, tmp_path)
 
 
 def test_trigger_becomes_a_champion_with_exact_lineage(
@@ -94,7 +87,7 @@ def test_failing_gate_leaves_the_champion_in_place(s: Settings, group_id: str) -
     old = bootstrap_champion(s)
     produce_outcomes(s, 700)
     publish_trigger(s, trigger(last_n=600))
-    outcome = answer_one(s, group_id, models(min_improvement=1.0))  # cannot be met
+    (outcome,) = answer_triggers(s, group_id, models(min_improvement=1.0))  # cannot be met
     assert outcome.status == "rejected"
     reg = read_registry(s)
     assert known(reg.champion("churn"))["version"] == old["version"]
@@ -127,7 +120,7 @@ def test_a_candidate_trained_before_the_latest_alarm_is_gated_again(
     produce_outcomes(s, 400, seed=3, start=600, version=old["version"],
                      noise=0.9 if flipped else 0.1)  # fmt: skip
     publish_trigger(s, trigger(window_end_ms=T0 + 600_000))
-    outcome = answer_one(s, group_id)
+    (outcome,) = answer_triggers(s, group_id)
     assert outcome.status == stage, outcome
     reg = read_registry(s)
     record = known(reg.get("churn", known(outcome.version)))
@@ -148,11 +141,7 @@ def test_duplicate_trigger_is_answered_once_and_offsets_are_committed(
     first = trigger()
     publish_trigger(s, first)
     publish_trigger(s, trigger(idempotency_key=first["idempotency_key"]))
-    t = trainer(s, group_id)
-    try:
-        outcomes = t.run(max_triggers=2, idle_timeout_s=30)
-    finally:
-        t.close()
+    outcomes = answer_triggers(s, group_id, triggers=2)
     assert [o.status for o in outcomes] == ["champion", "skipped"]
     assert outcomes[1].version == outcomes[0].version
     assert len(read_registry(s).versions("churn")) == 1
@@ -168,7 +157,7 @@ def test_time_window_reads_from_offsets_for_times(s: Settings, group_id: str) ->
     produce_outcomes(s, 400)
     start = T0 + 250 * 1_000  # event times T0 + i s: the last 150 outcomes
     publish_trigger(s, trigger(window_start_ms=start))
-    outcome = answer_one(s, group_id)
+    (outcome,) = answer_triggers(s, group_id)
     lin = known(read_registry(s).get("churn", known(outcome.version)))["lineage"]
     assert lin["rows"] + lin["holdout_rows"] == 150
 
@@ -176,7 +165,7 @@ def test_time_window_reads_from_offsets_for_times(s: Settings, group_id: str) ->
 def test_unknown_model_raises_a_training_failed_alert(s: Settings, group_id: str) -> None:
     trg = trigger(model="nobody")
     publish_trigger(s, trg)
-    outcome = answer_one(s, group_id)
+    (outcome,) = answer_triggers(s, group_id)
     assert outcome.status == "failed"
     (alert,) = read_topic(s, "alerts", "Alert")
     assert alert["kind"] == "training_failed"
@@ -236,7 +225,7 @@ def test_tampered_champion_is_refused_and_alerted(s: Settings, group_id: str) ->
     # the trainer alerts and gates the next candidate without the broken champion
     produce_outcomes(s, 600)
     publish_trigger(s, trigger())
-    outcome = answer_one(s, group_id)
+    (outcome,) = answer_triggers(s, group_id)
     assert outcome.status == "champion"
     assert [a["kind"] for a in read_topic(s, "alerts", "Alert")] == ["artifact_rejected"]
     assert "could not be loaded" in known(read_registry(s).champion("churn"))["gate"]["summary"]
@@ -296,7 +285,7 @@ def test_a_small_window_is_not_promoted(s: Settings, group_id: str) -> None:
     old = bootstrap_champion(s)
     produce_outcomes(s, 150)
     publish_trigger(s, trigger(last_n=150))
-    outcome = answer_one(s, group_id)
+    (outcome,) = answer_triggers(s, group_id)
     assert outcome.status == "rejected"
     reg = read_registry(s)
     assert known(reg.champion("churn"))["version"] == old["version"]
@@ -347,7 +336,7 @@ def test_a_small_window_is_completed_from_the_champions_sample(s: Settings, grou
     assert len(reservoir.decode(on_topic["training_sample"])) == 480
     produce_outcomes(s, 500, start=1_000)  # event times from T0 + 1,000 s
     publish_trigger(s, trigger())
-    outcome = answer_one(s, group_id, models(min_rows=900))
+    (outcome,) = answer_triggers(s, group_id, models(min_rows=900))
     assert outcome.status in ("champion", "challenger", "rejected"), outcome
     lin = known(read_registry(s).get("churn", known(outcome.version)))["lineage"]
     assert (lin["earlier_rows"], lin["earlier_version"]) == (400, old["version"])
@@ -367,26 +356,17 @@ def test_a_running_trainer_reloads_its_models_file_on_sighup(s: Settings, tmp_pa
     proc = harness.Process(settings, ["trainer", "--metrics-port", "0"],
                            tmp_path / "trainer.log", "trainer started").start()  # fmt: skip
     try:
-        assert proc.proc is not None
         path.write_text('[models.churn]\nfactory = "logistic_regresion"\n')
-        proc.proc.send_signal(signal.SIGHUP)
-
-        def rejected(got: list[Any]) -> bool:
-            return any(a["kind"] == "config_rejected" for a in got)
-
-        alerts = harness.collect(s, "alerts", rejected, timeout=30)
-        assert rejected(alerts), proc.tail()
-        (alert,) = [a for a in alerts if a["kind"] == "config_rejected"]
+        alerts = harness.refused_models_file(s, proc)
+        rejected = [a for a in alerts if a["kind"] == "config_rejected"]
+        assert rejected, proc.tail()
+        (alert,) = rejected
         assert alert["model"] == "churn" and alert["evidence"]["process"] == "trainer"
         assert "models.churn.factory (line 2): unknown model factory" in alert["message"]
         assert proc.running() and "refused models file" in proc.tail()
 
         path.write_text('[models.churn]\nfactory = "logistic_regression"\npromotion = "manual"\n')
-        proc.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 30
-        while "reloaded models file" not in proc.tail():
-            assert time.monotonic() < deadline, proc.tail()
-            time.sleep(0.2)
+        harness.reloaded_models_file(proc)
         assert "changed: churn" in proc.tail()
     finally:
         assert proc.stop() == 0, proc.tail()

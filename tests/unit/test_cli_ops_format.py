@@ -3,8 +3,6 @@ status text, lag arithmetic, and rows of CSV/Parquet files as records."""
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import json
 import math
 from pathlib import Path
@@ -317,17 +315,3 @@ def test_commands_have_help(command: str) -> None:
     result = CliRunner().invoke(cli, [command, "--help"])
     assert result.exit_code == 0, result.output
     assert f"Usage: cli {command}" in result.output or f"driftline {command}" in result.output
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        "driftline.cli.ops_format",
-        "driftline.cli.text",
-        "driftline.replay",
-        "driftline.kafka.status",
-    ],
-)
-def test_docstring_examples(name: str) -> None:
-    result = doctest.testmod(importlib.import_module(name))
-    assert result.failed == 0 and result.attempted > 0

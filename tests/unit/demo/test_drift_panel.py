@@ -3,7 +3,6 @@ records, the reference against current histogram data, and the panel on a writte
 
 from __future__ import annotations
 
-import doctest
 import math
 import random
 from pathlib import Path
@@ -159,8 +158,3 @@ def test_the_panel_on_a_written_report(tmp_path: Path) -> None:
     assert "training profile of v4 (reference) against the last 300 feature events" in page
     quiet = drift_panel.section(tmp_path, [], None, [], version="-", dates=True, axis="t")
     assert "No feature drifted" in quiet
-
-
-def test_docstring_examples() -> None:
-    result = doctest.testmod(drift_panel)
-    assert result.failed == 0 and result.attempted > 0

@@ -3,7 +3,6 @@ importances per version, beside what it showed before."""
 
 from __future__ import annotations
 
-import doctest
 from pathlib import Path
 
 from driftline.demo import report
@@ -35,8 +34,3 @@ def test_report_shows_estimated_against_realized_calibration_and_importance(
     bare = report.write(tmp_path, {}, png, [{**model_version(), "calibration": None}], [])
     text = bare.read_text()
     assert "no chunk checked yet" in text and "<td>-</td>" in text
-
-
-def test_docstring_examples() -> None:
-    result = doctest.testmod(report)
-    assert result.failed == 0 and result.attempted > 0

@@ -4,7 +4,6 @@ it says, and the demo's models file serves it with its own factory."""
 
 from __future__ import annotations
 
-import doctest
 import itertools
 from collections import Counter
 
@@ -16,10 +15,6 @@ from driftline.demo.run import MODEL, models_toml
 from driftline.demo.synthetic import KINDS, change_points, drifting_stream, kind
 
 N, EVERY = 1_200, 400
-
-
-def test_docstring_examples() -> None:
-    assert doctest.testmod(synthetic).failed == 0
 
 
 @pytest.mark.parametrize("name", list(KINDS))

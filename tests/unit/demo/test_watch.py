@@ -3,17 +3,10 @@ trainer's online learner), read from the topics' records."""
 
 from __future__ import annotations
 
-import doctest
-
 import pytest
 
-import driftline.demo.watch as watch
 from driftline.demo.watch import Seen, Watcher
 from driftline.settings import Settings
-
-
-def test_docstring_examples() -> None:
-    assert doctest.testmod(watch).failed == 0
 
 
 def seen(outcomes: int, learnt: int | None) -> Seen:

@@ -43,10 +43,10 @@ from driftline.streams.joinstore import MemoryStore, RocksStore, Store
 from driftline.streams.monitors import Monitors, install
 from driftline.streams.telemetry import TXN_METRICS
 from tests.unit.core.examples import label, prediction
+from tests.unit.streams.fakemsg import NOW, Msg
 
 CODEC = default_codec()
 TTL = 50  # ms of the fixed clock
-NOW = 1_800_000_000_000
 KEY = b"evt-0001"
 EKEY = entry_key("churn", KEY)
 """The store key of churn's entry for KEY."""
@@ -70,42 +70,6 @@ class Sent:
     value: bytes | None
     partition: int
     headers: Any
-
-
-@dataclass
-class Msg:
-    """What confluent-kafka's Message offers the loop."""
-
-    _topic: str
-    _partition: int
-    _offset: int
-    _key: bytes | None
-    _value: bytes | None
-    _headers: list[tuple[str, bytes]] | None = None
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, NOW)
-
-    def headers(self) -> list[tuple[str, bytes]] | None:
-        return self._headers
-
-    def error(self) -> None:
-        return None
 
 
 @dataclass

@@ -22,6 +22,7 @@ from driftline.streams import monitors as glue
 from driftline.streams import telemetry
 from driftline.streams.incidents import IncidentGauge
 from tests.unit.core.examples import T0, label, prediction
+from tests.unit.core.join import joinsteps
 
 CODEC = default_codec()
 TTL = 5_000
@@ -37,16 +38,7 @@ def joined_steps() -> tuple[list[Step], list[Step], list[Step]]:
     store: dict[bytes, bytes] = {}
 
     def apply(s: Step) -> Step:
-        for k, v in s.extra:
-            if v is None:
-                store.pop(k, None)
-            else:
-                store[k] = v
-        if not s.keep and s.key is not None:
-            if s.entry is None:
-                store.pop(s.key, None)
-            else:
-                store[s.key] = s.entry
+        joinsteps.apply(store, s)
         return s
 
     def step(topic: str, value: dict[str, Any], now: int) -> Step:

@@ -19,7 +19,8 @@ from driftline.core.wire.codec import default_codec
 from driftline.kafka.txn import Transactions
 from driftline.settings import Settings
 from driftline.streams.scorer import ScorerLoop
-from tests.unit.core.examples import feature_event
+from tests.unit.core.examples import T0, feature_event
+from tests.unit.streams.fakemsg import Msg
 
 CODEC = default_codec()
 SETTINGS = Settings(bootstrap_servers="127.0.0.1:1", topic_prefix="t.")
@@ -34,39 +35,6 @@ class Served:
 
     def predict_one(self, features: Any) -> tuple[Any, dict[str, float]]:
         return "a", {"a": 0.75, "b": 0.25}
-
-
-@dataclass
-class Msg:
-    """The parts of a confluent-kafka Message the scorer reads."""
-
-    _value: bytes
-    _key: bytes
-    _offset: int
-
-    def error(self) -> None:
-        return None
-
-    def value(self) -> bytes:
-        return self._value
-
-    def key(self) -> bytes:
-        return self._key
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        return []
-
-    def topic(self) -> str:
-        return "t.features"
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
-
-    def timestamp(self) -> tuple[int, int]:
-        return 1, 1_700_000_000_000
 
 
 @dataclass
@@ -100,7 +68,8 @@ def test_an_event_counts_once_under_the_champion_whatever_its_challengers() -> N
             feature_event(event_id="s0", model="solo", features={"x": 2.0}),
             feature_event(event_id="c9", features={"y": 1.0}),  # refused: missing x
         ]
-        msgs = [Msg(CODEC.encode("io.driftline.FeatureEvent", e), e["event_id"].encode(), i)
+        msgs = [Msg("t.features", 0, i, e["event_id"].encode(),
+                    CODEC.encode("io.driftline.FeatureEvent", e), [], T0)
                 for i, e in enumerate(events)]  # fmt: skip
         loop.process(cast(list[Message], msgs))  # fakes of what the loop reads
     finally:

@@ -17,6 +17,7 @@ from driftline.kafka import clients
 from driftline.kafka import txn as txn_module
 from driftline.kafka.txn import Transactions, deliver_s, group_settings, transactional_producer
 from driftline.settings import Settings
+from tests.unit.streams.fakemsg import Msg
 
 
 @pytest.mark.parametrize(
@@ -95,23 +96,6 @@ class Consumer:
         self.seeks.append(tp.offset)
 
 
-@dataclass
-class Msg:
-    off: int
-
-    def error(self) -> None:
-        return None
-
-    def topic(self) -> str:
-        return "t.labels"
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self.off
-
-
 def test_stuck_offsets_are_waited_for_twice_as_long_in_a_row_until_a_commit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -134,13 +118,13 @@ def test_stuck_offsets_are_waited_for_twice_as_long_in_a_row_until_a_commit(
     waits = []
     for _ in range(txn_module.RENEWALS_PER_MINUTE + 2):
         waits.append(txn.stuck_s)
-        assert not txn.run([Msg(5)], lambda: None)  # type: ignore[list-item]
+        assert not txn.run([Msg("t.labels", 0, 5)], lambda: None)  # type: ignore[list-item]
     assert waits == [0.05, 0.1, 0.2, 0.2, 0.2, 0.2, 0.2]
     assert consumer.seeks == [5] * len(waits)  # each time, the batch is read again
     assert len(made) == 2 + 2 * len(waits)  # every lane's producer, each time
     assert len(txn.fenced) == 0
     hang.clear()
-    assert txn.run([Msg(5)], lambda: None)  # type: ignore[list-item]
+    assert txn.run([Msg("t.labels", 0, 5)], lambda: None)  # type: ignore[list-item]
     assert txn.stuck_s == 0.05
     # the call's own timeout is below the wait, for a librdkafka that keeps it
     assert all(w < 0.2 for p in made for w in p.waits)
@@ -274,7 +258,7 @@ def test_no_metadata_request_while_no_client_reported_an_error(
     cluster = Cluster()
     txn, made, _, _ = _loop(threading.Event(), cluster)
     for off in range(50):
-        assert txn.run([Msg(off)], lambda: None)  # type: ignore[list-item]
+        assert txn.run([Msg("t.labels", 0, off)], lambda: None)  # type: ignore[list-item]
     assert cluster.looks == 1
     assert len(made) == 2
 
@@ -284,7 +268,7 @@ def test_no_metadata_request_while_no_client_reported_an_error(
 
     assert not usable(Failed())  # type: ignore[arg-type]
     cluster.brokers = {1, 3}
-    assert txn.run([Msg(50)], lambda: None)  # type: ignore[list-item]
+    assert txn.run([Msg("t.labels", 0, 50)], lambda: None)  # type: ignore[list-item]
     assert cluster.looks == 3 and txn.early == 1  # before the batch and before its offsets
 
 
@@ -299,23 +283,23 @@ def test_a_producer_that_may_cache_a_coordinator_on_a_gone_broker_is_replaced_be
     monkeypatch.setattr(txn_module, "CHECK_EVERY_S", 0.0)
     hang, cluster = threading.Event(), Cluster()
     txn, made, consumer, seen = _loop(hang, cluster)
-    assert txn.run([Msg(1)], lambda: None)  # type: ignore[list-item]
+    assert txn.run([Msg("t.labels", 0, 1)], lambda: None)  # type: ignore[list-item]
     txn.on_error(CKafkaError(CKafkaError._TRANSPORT, "n2: Disconnected"))
-    assert txn.run([Msg(2)], lambda: None)  # type: ignore[list-item]  # n2 not fenced yet
+    assert txn.run([Msg("t.labels", 0, 2)], lambda: None)  # type: ignore[list-item]  # n2 not fenced yet
     assert len(made) == 2
     cluster.brokers = {1, 3}  # fenced: gone from the metadata
     hang.set()  # the old producers' offsets calls would hang now
     stale = list(made)
     fresh = [Seen(threading.Event(), cluster=cluster) for _ in range(2)]
     txn.make_producer = lambda lane: cast(Any, fresh[lane])
-    assert txn.run([Msg(3)], lambda: None)  # type: ignore[list-item]
-    assert txn.run([Msg(4)], lambda: None)  # type: ignore[list-item]
+    assert txn.run([Msg("t.labels", 0, 3)], lambda: None)  # type: ignore[list-item]
+    assert txn.run([Msg("t.labels", 0, 4)], lambda: None)  # type: ignore[list-item]
     assert [id(p) for p in txn.producers] == [id(p) for p in fresh]  # each lane once, early
     assert txn.early == 2
     assert consumer.seeks == [] and seen.whys == []
     assert sum(p.commits for p in stale) == 2 and sum(p.commits for p in fresh) == 2
     cluster.brokers = {1, 2, 3}  # n2 back: nothing more to replace
-    assert txn.run([Msg(5)], lambda: None)  # type: ignore[list-item]
+    assert txn.run([Msg("t.labels", 0, 5)], lambda: None)  # type: ignore[list-item]
     assert [id(p) for p in txn.producers] == [id(p) for p in fresh]
 
 
@@ -335,7 +319,7 @@ def test_an_offsets_call_begun_before_a_broker_left_is_waited_for_briefly(
     hang, cluster = threading.Event(), Cluster()
     txn, made, consumer, seen = _loop(hang, cluster)
     for off in range(txn_module.QUICK_MIN_SAMPLES):
-        assert txn.run([Msg(off)], lambda: None)  # type: ignore[list-item]
+        assert txn.run([Msg("t.labels", 0, off)], lambda: None)  # type: ignore[list-item]
     txn.on_error(CKafkaError(CKafkaError._TRANSPORT, "n2: Connection refused"))
 
     def fenced_meanwhile() -> None:
@@ -346,7 +330,7 @@ def test_an_offsets_call_begun_before_a_broker_left_is_waited_for_briefly(
     import time
 
     t0 = time.monotonic()
-    committed = txn.run([Msg(100)], fenced_meanwhile)  # type: ignore[list-item]
+    committed = txn.run([Msg("t.labels", 0, 100)], fenced_meanwhile)  # type: ignore[list-item]
     took = time.monotonic() - t0
     hang.clear()
     assert took < 1.0  # the quick wait, far below STUCK_S's 5 s

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from driftline.core.errors import DriftlineError, ValidationError
-from driftline.core.join.joiner import DEAD_LETTER, OUTCOME, Joiner
+from driftline.core.join.joiner import DEAD_LETTER, OUTCOME, Joiner, Step
 from driftline.core.join.leanentry import is_names_key
 from driftline.core.join.rules import JoinEntry
 from driftline.core.model import scoring as scoring_module
@@ -25,6 +25,7 @@ from driftline.core.wire.codec import default_codec
 from driftline.core.wire.deadletter import Origin
 from tests import hostile as H
 from tests.unit.core.examples import prediction
+from tests.unit.core.join import joinsteps
 
 CODEC = default_codec()
 SCORER_REASONS = frozenset(
@@ -164,18 +165,9 @@ def test_the_join_step_never_raises_and_every_message_ends_in_one_place(
             if JoinEntry.from_bytes(stored).deadline_ms <= now:
                 apply(joiner.on_expire(0, key, stored, now, store.get))
 
-    def apply(step: Any) -> None:
+    def apply(step: Step) -> None:
         place(step.outputs)
-        for k, v in step.extra:
-            if v is None:
-                store.pop(k, None)
-            else:
-                store[k] = v
-        if not step.keep and step.key is not None:
-            if step.entry is None:
-                store.pop(step.key, None)
-            else:
-                store[step.key] = step.entry
+        joinsteps.apply(store, step)
 
     for i, action in enumerate(actions):
         if action[0] == "wait":
