@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from driftline.core.errors import StageError
+from driftline.core.lifecycle import reservoir
 from driftline.core.lifecycle.answer import alert
 from driftline.core.lifecycle.online import ONLINE_PREFIX, OnlineLearner, Store, is_online
 from driftline.core.lifecycle.promotion import (
@@ -197,9 +198,13 @@ class LiveModel:
             for r in reg.versions(name)
             if (m := re.fullmatch(re.escape(ONLINE_PREFIX) + r"(\d+)", r["version"]))
         ]
+        # a new learner first learns the champion's training sample: it does not start cold
+        champion = reg.champion(name)
         self.learner = OnlineLearner.start(
             name, self.task, self.config.online, number=max(numbers, default=0) + 1,
             started_at_ms=now_ms,
+            earlier=reservoir.decode(None if champion is None else champion.get("training_sample")),
+            earlier_version=None if champion is None else champion["version"],
         )  # fmt: skip
         self._entered = False
 

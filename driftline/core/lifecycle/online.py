@@ -113,6 +113,8 @@ class OnlineLearner:
         start_offsets: Mapping[tuple[str, int], int] | None = None,
         next_offsets: Mapping[tuple[str, int], int] | None = None,
         learned: int = 0,
+        earlier_rows: int = 0,
+        earlier_version: str | None = None,
     ) -> None:
         self.model = model
         self.task = task
@@ -123,6 +125,9 @@ class OnlineLearner:
         self.start_offsets: dict[tuple[str, int], int] = dict(start_offsets or {})
         self.next_offsets: dict[tuple[str, int], int] = dict(next_offsets or {})
         self.learned = learned
+        self.earlier_rows = earlier_rows
+        """Rows of ``earlier_version``'s training sample learnt before any outcome."""
+        self.earlier_version = earlier_version
         self.since_checkpoint = 0
         self.last_checkpoint_ms: int | None = None
         self._served = ServedModel(model, version, task, estimator, Spec(()), "{}")
@@ -135,12 +140,42 @@ class OnlineLearner:
 
     @classmethod
     def start(
-        cls, model: str, task: str, config: OnlineConfig, *, number: int, started_at_ms: int
+        cls,
+        model: str,
+        task: str,
+        config: OnlineConfig,
+        *,
+        number: int,
+        started_at_ms: int,
+        earlier: Sequence[Mapping[str, Any]] = (),
+        earlier_version: str | None = None,
     ) -> OnlineLearner:
-        """A fresh learner named ``online-<number>``."""
+        """A fresh learner named ``online-<number>``. ``earlier`` rows (training examples,
+        e.g. the champion ``earlier_version``'s training sample) are learnt first, in
+        event-time order, so that the learner does not start cold: they are no outcomes
+        (no offsets, not in ``learned``, no checkpoint due for them) and the checkpoints'
+        lineage names them (``earlier_rows``, ``earlier_version``).
+
+        >>> rows = [{"features": {"x": i % 2}, "label": i % 2 == 1, "event_time_ms": i}
+        ...         for i in range(40)]
+        >>> learner = OnlineLearner.start("m", "classification",
+        ...     OnlineConfig(factory="hoeffding_tree"), number=1, started_at_ms=0,
+        ...     earlier=rows, earlier_version="v1")
+        >>> learner.learned, learner.earlier_rows, learner.next_offsets
+        (0, 40, {})
+        """
         estimator = build(config.factory, config.params, config.seed)
+        seeded = 0
+        for r in sorted(earlier, key=lambda r: r.get("event_time_ms") or 0):
+            y = r.get("label")
+            if y is None:
+                continue
+            x = {k: v for k, v in (r.get("features") or {}).items() if v is not None}
+            estimator.learn_one(x, float(y) if task == "regression" else y)
+            seeded += 1
         return cls(model, task, config, estimator, f"{ONLINE_PREFIX}{number}",
-                   started_at_ms=started_at_ms)  # fmt: skip
+                   started_at_ms=started_at_ms, earlier_rows=seeded,
+                   earlier_version=earlier_version if seeded else None)  # fmt: skip
 
     @classmethod
     def resume(cls, record: Mapping[str, Any], key: bytes, config: OnlineConfig) -> OnlineLearner:
@@ -154,6 +189,8 @@ class OnlineLearner:
             start_offsets={(r["topic"], r["partition"]): r["start_offset"] for r in ranges},
             next_offsets={(r["topic"], r["partition"]): r["end_offset"] for r in ranges},
             learned=int(lineage.get("rows") or 0),
+            earlier_rows=int(lineage.get("earlier_rows") or 0),
+            earlier_version=lineage.get("earlier_version"),
         )  # fmt: skip
 
     # -- learning -------------------------------------------------------------------
@@ -294,6 +331,8 @@ class OnlineLearner:
                 "finished_at_ms": now_ms,
                 "host": host if host is not None else socket.gethostname(),
                 "step_ms": {},
+                "earlier_rows": self.earlier_rows,
+                "earlier_version": self.earlier_version,
             },
             "gate": None,
             "artifact": artifact,

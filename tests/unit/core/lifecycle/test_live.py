@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from driftline.core.lifecycle import reservoir
 from driftline.core.lifecycle.live import LiveModel, LiveOutput
 from driftline.core.lifecycle.registry import CHECKPOINT, Registry, is_probation, restage
 from driftline.core.model.config import LiveConfig, ModelConfig, OnlineConfig
@@ -215,3 +216,50 @@ def test_outcomes_read_again_feed_the_learner_alone() -> None:
         live.on_outcome(row, ("o", 0, i), replay=True)
     assert live.learner.learned == learned + 10  # 30..39 only
     assert live.promoter.tests["v2"].pairs == pairs
+
+
+def sample_of(n: int) -> bytes | None:
+    """A training sample (reservoir encoding) of ``n`` rows of the concept ``x > 0.5``."""
+    rng = random.Random(3)
+    rows = []
+    for i in range(n):
+        x = rng.random()
+        rows.append({"features": {"x": x}, "label": x > 0.5, "segment": {}, "event_time_ms": i})
+    return reservoir.encode(rows)
+
+
+@pytest.mark.parametrize(("sample_rows", "expect"), [(400, (400, "v1")), (0, (0, None))])
+def test_a_new_learner_starts_from_the_champions_training_sample(
+    sample_rows: int, expect: tuple[int, str | None]
+) -> None:
+    """A new online learner first learns the champion's training sample (what the champion
+    learnt: the learner does not start cold), then the outcomes; its checkpoints name the
+    sample. Without one it starts empty, as before."""
+    reg = Registry.from_records([{**champion(), "training_sample": sample_of(sample_rows)}])
+    live = LiveModel(config(), key=b"k", host="h", code="c")
+    live.on_registry(reg, now_ms=0)
+    learner = known(live.learner)
+    assert (learner.earlier_rows, learner.earlier_version) == expect
+    assert learner.learned == 0 and live.positions == {}
+    if sample_rows:  # it knows the concept before its first outcome
+        served = learner._served
+        assert [served.predict_one({"x": x})[0] for x in (0.1, 0.3, 0.7, 0.9)] == [
+            False, False, True, True]  # fmt: skip
+    outs = feed(live, reg, 60, 0, {})
+    checkpoint = next(r for o in outs for r in o.records if r["stage"] == CHECKPOINT)
+    assert checkpoint["lineage"]["rows"] == 50
+    lineage = checkpoint["lineage"]
+    assert (lineage["earlier_rows"], lineage["earlier_version"]) == expect
+
+
+def test_a_resumed_learner_is_not_taught_the_sample_again() -> None:
+    """Resuming from a checkpoint restores its state (which holds the sample) as it is."""
+    reg = Registry.from_records([{**champion(), "training_sample": sample_of(200)}])
+    first = LiveModel(config(), key=b"k", host="h", code="c")
+    first.on_registry(reg, now_ms=0)
+    feed(first, reg, 100, 0, {})
+    restarted = LiveModel(config(), key=b"k", host="h", code="c")
+    restarted.on_registry(reg, now_ms=200)
+    learner, before = known(restarted.learner), known(first.learner)
+    assert (learner.learned, learner.earlier_rows) == (before.learned, 200)
+    assert learner.estimator.n_nodes == before.estimator.n_nodes

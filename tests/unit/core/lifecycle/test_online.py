@@ -232,3 +232,43 @@ def test_the_online_section_of_the_models_file():
         ModelsConfig.from_toml("[models.m]\n[models.m.online]\nlearn_fraction = 0\n")
     with pytest.raises(ConfigError, match=r"models.m.online.factoryy .*did you mean factory"):
         ModelsConfig.from_toml('[models.m]\n[models.m.online]\nfactoryy = "x"\n')
+
+
+@pytest.mark.parametrize(
+    ("task", "earlier", "version", "seeded"),
+    [
+        ("classification", list(rows(60)), "v1", 60),
+        ("regression", list(rows(60, task="regression")), "v1", 60),
+        # a row without a label teaches nothing: skipped, not counted
+        ("classification", [*rows(10), {"features": {"x": 1}, "label": None}], "v1", 10),
+        ("classification", [], "v1", 0),  # nothing to learn: no earlier version named
+    ],
+)  # fmt: skip
+def test_a_learner_started_from_earlier_rows_learns_them_first_and_names_them(
+    task: str, earlier: list[dict[str, Any]], version: str, seeded: int
+) -> None:
+    """Earlier rows (the champion's training sample) are learnt before any outcome: not
+    outcomes (no offsets, ``learned`` stays 0, no checkpoint due), named in the
+    checkpoint's lineage, and kept there across a resume."""
+    factory = "hoeffding_tree" if task == "classification" else "linear_regression"
+    config = OnlineConfig(factory=factory, checkpoint_every=5)
+    started = OnlineLearner.start(
+        "m", task, config, number=1, started_at_ms=0,
+        earlier=list(reversed(earlier)), earlier_version=version,
+    )  # fmt: skip
+    assert started.learned == 0 and started.next_offsets == {}
+    assert not started.checkpoint_due(now_ms=10_000)
+    same = build(factory, {}, config.seed)  # the rows in event-time order, then nothing else
+    for r in earlier:
+        if r["label"] is not None:
+            same.learn_one(r["features"], r["label"])
+    assert canonical(started.estimator) == canonical(same)
+    for i, r in enumerate(rows(5, start=100, task=task)):
+        assert started.learn(r, ("o", 0, i))
+    lineage = started.checkpoint(now_ms=1, key=KEY, feature_spec=[])["lineage"]
+    assert lineage["rows"] == 5
+    assert lineage["earlier_rows"] == seeded
+    assert lineage["earlier_version"] == (version if seeded else None)
+    resumed = OnlineLearner.resume(started.checkpoint(now_ms=2, key=KEY, feature_spec=[]),
+                                   KEY, config)  # fmt: skip
+    assert (resumed.earlier_rows, resumed.earlier_version) == (seeded, lineage["earlier_version"])
