@@ -370,4 +370,8 @@ def fit(rows: Sequence[Row], classes: Sequence[Any] | None = None) -> Calibratio
         for i, c in enumerate(_confidences(fold_cal, judge)):
             after_conf[2 * i + fold] = c
     after = ece(after_conf, hits)
+    if after > before:  # the map fitted on one half misjudges the other: keep the scores
+        why = (f"identity: {method} calibrated, cross-fitted, had ECE {after:.4f} against "
+               f"{before:.4f} raw on {n} held-out rows; raw scores used")  # fmt: skip
+        return Calibration("identity", why, n, classes_t, {}, before, before)
     return Calibration(method, reason, n, classes_t, _fit_maps(method, names, pairs), before, after)
