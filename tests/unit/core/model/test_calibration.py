@@ -112,12 +112,12 @@ def test_a_map_that_misjudges_the_other_half_is_not_used() -> None:
     """The demo served a version whose Platt map, cross-fitted, had ECE 0.92 against 0.04
     raw, and its estimated accuracy read 0.006: a calibration worse than the raw scores
     on the rows it did not see is dropped, the raw scores used, and the reason says so."""
-    rows = []
+    rows: list[tuple[bool, dict[str, float], bool]] = []
     for i in range(200):
         high = i % 4 < 2
         right = high if i % 2 == 0 else not high  # one half: high scores right; other: wrong
         label = right  # the prediction is True
-        rows.append((True, {True: 0.9 if high else 0.6, False: 0.1 if high else 0.4}, label))
+        rows.append((True, {"True": 0.9 if high else 0.6, "False": 0.1 if high else 0.4}, label))
     cal = fit(rows)
     assert cal.method == "identity" and not cal.maps
     assert cal.ece_after == cal.ece_before
