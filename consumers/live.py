@@ -143,9 +143,10 @@ class LiveLoop:
         resumed from a partial registry, or one started with a name it already holds,
         would learn the outcomes again or over another's state."""
         deadline = time.monotonic() + self.start_wait_s
-        self.follower.catch_up(idle_s=1.0)
-        while not self.follower.complete and time.monotonic() < deadline:
+        while True:  # the learners only see the registry once it is whole (or given up)
             self.follower.catch_up(idle_s=1.0)
+            if self.follower.complete or time.monotonic() >= deadline:
+                break
         if not self.follower.complete:
             log.warning("live loop starts on a registry read short of its end after %.0f s",
                         self.start_wait_s)  # fmt: skip
